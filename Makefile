@@ -1,0 +1,40 @@
+# Two commands do everything from a fresh clone: `make demo` and `make test`.
+# The venv gets the pinned CPU torch wheel first (from local disk where it lies there), then the project.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+TORCH ?= torch==2.13.0
+export OMP_NUM_THREADS ?= 1
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: setup demo test bench server worker clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/crawl2chat demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+server: setup
+	$(BIN)/crawl2chat server start
+
+worker: setup
+	$(BIN)/prefect worker start --pool $(or $(POOL),cpu)
+
+clean:
+	-$(BIN)/crawl2chat server stop
+	rm -rf lake .prefect

@@ -1,0 +1,1 @@
+"""One module per stage, each a Prefect flow that reads like the recipe."""

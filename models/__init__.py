@@ -1,0 +1,1 @@
+"""Torch and sentencepiece code: tokenizer, model, trainer, engine. Never imports Prefect."""

@@ -1,0 +1,71 @@
+"""Pipeline configuration: one pydantic model per stage, composed into `PipelineConfig`.
+
+Flows take these models as parameters, so the Prefect UI renders them as forms and the CLI
+and deployments share one schema. Presets live in `configs/{tiny,small,large}.yaml`; a preset
+name or a YAML path loads one, and `overrides` (dotted keys) adjust it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks import lake
+from tasks.runtime import RunnerConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class StageConfig(BaseModel):
+    """Base for stage configs: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LakeConfig(StageConfig):
+    root: str = Field("./lake", description="Lake root: a local folder or s3://bucket/prefix")
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint (MinIO, a local server); credentials come from AWS_* variables")
+    s3_region: str | None = None
+
+    def open(self) -> str:
+        """Configure storage for this process and return the lake's normalized root URI."""
+        lake.configure_storage(self.s3_endpoint_url, self.s3_region)
+        return lake.normalize(self.root)
+
+
+class SampleCrawlConfig(StageConfig):
+    pages: int = Field(400, ge=20, description="Pages in the sample crawl (the size knob)")
+    seed: int = 0
+    files: int = Field(4, ge=1, description="WARC files to spread the pages over")
+    name: str = "sample"
+
+
+class PipelineConfig(StageConfig):
+    preset: str = "tiny"
+    lake: LakeConfig = LakeConfig()
+    runner: RunnerConfig = RunnerConfig()
+    sample_crawl: SampleCrawlConfig = SampleCrawlConfig()
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def load_config(preset: str | Path = "tiny", overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """A preset by name (`tiny`) or a YAML file by path, with dotted-key overrides."""
+    path = Path(preset)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{preset}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"no config {preset!r}: give a path or one of {known}")
+    tree = yaml.safe_load(path.read_text()) or {}
+    for key, value in (overrides or {}).items():
+        _set_dotted(tree, key, value)
+    return PipelineConfig.model_validate(tree)

@@ -1,0 +1,332 @@
+"""The lake: Parquet datasets with manifests under one root URI (local disk or s3://).
+
+A dataset is a folder of Parquet shards plus `_manifest.json`. The manifest is the commit
+point: a dataset exists only once its manifest is written, and readers read exactly the
+shards it lists. Shards are written atomically (a temporary name then a rename on local
+disk; a single PUT or completed multipart upload on S3), so a crash can leave unlisted
+files behind but never a half-visible dataset.
+
+Tasks pass dataset URIs around, never data. Everything here goes through fsspec, so the
+same code reads and writes `./lake` and `s3://bucket/prefix` (s3fs).
+
+Credentials are never parameters: s3fs takes them from the standard AWS variables or
+profile. Only the endpoint and region (not secret) may come from the config.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import fsspec
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+MANIFEST = "_manifest.json"
+TMP_DIR = "_tmp"
+DEFAULT_LAKE = "./lake"
+
+class DatasetNotFound(FileNotFoundError):
+    """The URI has no `_manifest.json`: the dataset was never committed."""
+
+
+def configure_storage(endpoint_url: str | None = None, region: str | None = None) -> None:
+    """Point s3:// URIs at an endpoint and region (from the config; not secret).
+
+    They go into the process environment as the standard AWS variables, so worker
+    processes started afterwards (a local Dask cluster, subprocesses) see them too.
+    """
+    if endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = endpoint_url
+    if region:
+        os.environ["AWS_DEFAULT_REGION"] = region
+
+
+def _storage_options(protocol: str) -> dict[str, Any]:
+    if protocol not in ("s3", "s3a"):
+        return {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
+    return "file" in protocols
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def normalize(uri: str) -> str:
+    """An absolute, scheme-explicit form of `uri`: local paths become absolute so that
+    URIs mean the same thing in every worker process, whatever its working directory."""
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    if is_remote(uri):
+        return uri.rstrip("/")
+    return os.path.abspath(os.path.expanduser(uri))
+
+
+def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem for `uri` and the path inside it."""
+    uri = normalize(uri)
+    protocol = uri.split("://", 1)[0] if is_remote(uri) else "file"
+    fs, path = fsspec.core.url_to_fs(uri, **_storage_options(protocol))
+    return fs, path
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI parts with `/` (also on local disk: the lake's layout is the same everywhere)."""
+    out = normalize(base)
+    for part in parts:
+        out = out.rstrip("/") + "/" + str(part).strip("/")
+    return out
+
+
+def to_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """Inverse of `filesystem`: a URI for a path that `fs` returned (e.g. from glob)."""
+    if _is_local(fs):
+        return path
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return f"{protocol}://{path}"
+
+
+def identity(uri: str) -> str:
+    """What a cache key needs to know about an input, without reading its data.
+
+    A dataset is identified by its manifest's bytes; a plain file by URI + ETag (S3) or
+    size + mtime (local disk).
+    """
+    fs, path = filesystem(uri)
+    manifest_path = path.rstrip("/") + "/" + MANIFEST
+    if fs.isdir(path) or fs.exists(manifest_path):
+        with fs.open(manifest_path, "rb") as f:
+            return "manifest:" + hashlib.sha256(f.read()).hexdigest()
+    info = fs.info(path)
+    tag = info.get("ETag") or info.get("etag") or f"{info.get('size')}:{info.get('mtime') or info.get('LastModified')}"
+    return f"{normalize(uri)}@{str(tag).strip(chr(34))}"
+
+
+# -- writing -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shard:
+    path: str  # relative to the dataset folder
+    rows: int
+    bytes: int
+
+
+def write_shard(
+    dataset_uri: str,
+    name: str,
+    data: pa.Table | Iterable[pa.RecordBatch],
+    schema: pa.Schema | None = None,
+) -> Shard:
+    """Write one Parquet shard of a dataset atomically and return what the manifest needs.
+
+    `data` is a table or a stream of record batches (with `schema`), so a task can write a
+    shard larger than its memory. Re-writing the same name replaces the shard atomically.
+    """
+    fs, root = filesystem(dataset_uri)
+    final = f"{root}/{name}.parquet"
+    if isinstance(data, pa.Table):
+        schema = data.schema
+        batches: Iterable[pa.RecordBatch] = data.to_batches()
+    else:
+        if schema is None:
+            raise ValueError("write_shard needs a schema for a stream of batches")
+        batches = data
+    local = _is_local(fs)
+    target = f"{root}/{TMP_DIR}/{name}.{uuid.uuid4().hex}.parquet" if local else final
+    fs.makedirs(os.path.dirname(target), exist_ok=True)
+    rows = 0
+    try:
+        with fs.open(target, "wb") as f, pq.ParquetWriter(f, schema, compression="zstd") as writer:
+            for batch in batches:
+                if batch.num_rows:
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+        size = fs.size(target)
+        if local:
+            fs.makedirs(root, exist_ok=True)
+            os.replace(target, final)
+    except BaseException:
+        if local and fs.exists(target):
+            fs.rm(target)
+        raise
+    return Shard(path=f"{name}.parquet", rows=rows, bytes=int(size))
+
+
+@dataclass
+class Manifest:
+    kind: str
+    shards: list[Shard]
+    schema_version: int = 1
+    config_hash: str = ""
+    code_version: str = ""
+    flow_run_id: str | None = None
+    parents: list[str] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.shards)
+
+    def to_json(self) -> str:
+        body = asdict(self)
+        body["rows"] = self.rows
+        return json.dumps(body, indent=2, sort_keys=True, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        body = json.loads(text)
+        body.pop("rows", None)
+        body["shards"] = [Shard(**s) for s in body["shards"]]
+        return cls(**body)
+
+
+def _current_flow_run_id() -> str | None:
+    try:
+        from prefect.runtime import flow_run
+
+        return flow_run.id
+    except Exception:  # outside Prefect: a plain call from a notebook or a test
+        return None
+
+
+def commit(
+    dataset_uri: str,
+    shards: list[Shard],
+    *,
+    kind: str,
+    schema_version: int = 1,
+    config_hash: str = "",
+    code_version: str = "",
+    parents: Iterable[str] = (),
+    stats: dict[str, Any] | None = None,
+) -> Manifest:
+    """Make a dataset visible by writing its manifest (atomically), after its shards.
+
+    Shards are listed in name order so that the manifest does not depend on the order in
+    which parallel tasks finished. Leftover temporary files are removed.
+    """
+    fs, root = filesystem(dataset_uri)
+    for shard in shards:
+        if not fs.exists(f"{root}/{shard.path}"):
+            raise FileNotFoundError(f"shard {shard.path} of {dataset_uri} was never written")
+    manifest = Manifest(
+        kind=kind,
+        shards=sorted(shards, key=lambda s: s.path),
+        schema_version=schema_version,
+        config_hash=config_hash,
+        code_version=code_version,
+        flow_run_id=_current_flow_run_id(),
+        parents=sorted(normalize(p) for p in parents),
+        stats=stats or {},
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    write_text_atomic(f"{normalize(dataset_uri)}/{MANIFEST}", manifest.to_json())
+    tmp = f"{root}/{TMP_DIR}"
+    if fs.exists(tmp):
+        fs.rm(tmp, recursive=True)
+    return manifest
+
+
+def write_text_atomic(uri: str, text: str) -> None:
+    """Write a small text file so that readers see the old content or the new, never half."""
+    fs, path = filesystem(uri)
+    parent = os.path.dirname(path)
+    fs.makedirs(parent, exist_ok=True)
+    if _is_local(fs):
+        tmp = f"{parent}/.{os.path.basename(path)}.{uuid.uuid4().hex}"
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    else:  # one PUT: S3 objects appear whole or not at all
+        fs.pipe_file(path, text.encode())
+
+
+def write_dataset(
+    dataset_uri: str,
+    tables: Iterable[pa.Table],
+    *,
+    kind: str,
+    **manifest_fields: Any,
+) -> Manifest:
+    """Write a small dataset from one process: one shard per table, then the manifest."""
+    shards = [write_shard(dataset_uri, f"part-{i:05d}", t) for i, t in enumerate(tables)]
+    return commit(dataset_uri, shards, kind=kind, **manifest_fields)
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def read_manifest(dataset_uri: str) -> Manifest | None:
+    fs, root = filesystem(dataset_uri)
+    try:
+        with fs.open(f"{root}/{MANIFEST}", "r") as f:
+            return Manifest.from_json(f.read())
+    except FileNotFoundError:
+        return None
+
+
+def manifest(dataset_uri: str) -> Manifest:
+    found = read_manifest(dataset_uri)
+    if found is None:
+        raise DatasetNotFound(f"no dataset at {dataset_uri} (no {MANIFEST})")
+    return found
+
+
+def exists(dataset_uri: str) -> bool:
+    return read_manifest(dataset_uri) is not None
+
+
+def shard_uris(dataset_uri: str) -> list[str]:
+    return [join(dataset_uri, s.path) for s in manifest(dataset_uri).shards]
+
+
+def read_shard(shard_uri: str, columns: list[str] | None = None) -> pa.Table:
+    fs, path = filesystem(shard_uri)
+    with fs.open(path, "rb") as f:
+        return pq.read_table(f, columns=columns)
+
+
+def iter_batches(
+    dataset_uri: str, columns: list[str] | None = None, batch_size: int = 4096
+) -> Iterator[pa.RecordBatch]:
+    """Stream a dataset shard by shard; memory is bounded by `batch_size`, not the dataset."""
+    for uri in shard_uris(dataset_uri):
+        fs, path = filesystem(uri)
+        with fs.open(path, "rb") as f:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
+
+
+def scan(dataset_uri: str) -> pl.LazyFrame:
+    """A lazy polars frame over the committed shards (through fsspec, so s3fs on S3)."""
+    fs, _ = filesystem(dataset_uri)
+    paths = [filesystem(u)[1] for u in shard_uris(dataset_uri)]
+    if not paths:
+        raise DatasetNotFound(f"{dataset_uri} has no shards")
+    ds = pads.dataset(paths, format="parquet", filesystem=PyFileSystem(FSSpecHandler(fs)))
+    return pl.scan_pyarrow_dataset(ds)
+
+
+def list_datasets(prefix_uri: str) -> list[str]:
+    """URIs of every committed dataset under a prefix (found by their manifests)."""
+    fs, root = filesystem(prefix_uri)
+    found = fs.glob(f"{root}/**/{MANIFEST}")
+    return sorted(to_uri(fs, p.rsplit("/", 1)[0]) for p in found)

@@ -1,0 +1,311 @@
+"""Prefect conventions, in one place: cache keys, retries, result storage, runners, progress.
+
+- Cache keys come from content identity, never from data: the task's name, a hash of the
+  code it runs, a hash of its small parameters (configs, names), and the identity of each
+  input URI (a dataset's manifest hash; a file's ETag or size+mtime). See `lake_task`.
+- Storage and network work retries with exponential backoff and jitter, but only on the
+  errors that retrying can fix (I/O, connection, throttling); a bug fails at once.
+- Task results are small (URIs and stats) and are persisted in the lake under
+  `_prefect/results`, so a cache hit works from any worker that sees the lake.
+- The task runner comes from the config: bounded threads by default, Dask or Ray to scale out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import task
+from prefect.context import TaskRunContext
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel
+
+from tasks import lake
+
+RESULTS_DIR = "_prefect/results"
+log = logging.getLogger("crawl2chat")
+
+
+# -- hashing -----------------------------------------------------------------------------
+
+
+def stable_json(value: Any) -> str:
+    """Canonical JSON for hashing: pydantic models by their fields, keys sorted."""
+
+    def default(o: Any) -> Any:
+        if isinstance(o, BaseModel):
+            return o.model_dump(mode="json")
+        if isinstance(o, (set, frozenset)):
+            return sorted(o)
+        if isinstance(o, Path):
+            return str(o)
+        raise TypeError(f"cannot hash a {type(o).__name__} into a cache key: pass a URI instead")
+
+    return json.dumps(value, sort_keys=True, default=default, separators=(",", ":"))
+
+
+def digest(*parts: Any, length: int = 32) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else stable_json(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:length]
+
+
+def config_hash(config: BaseModel | dict[str, Any]) -> str:
+    return digest(config, length=16)
+
+
+@functools.cache
+def code_version(*modules: str) -> str:
+    """A hash of the source of the given packages or modules (every .py file under them).
+
+    Keys built on it change exactly when the code that produced a result changes, unlike
+    Prefect's TASK_SOURCE, which sees only the task function's own body.
+    """
+    h = hashlib.sha256()
+    for name in sorted(modules):
+        mod = importlib.import_module(name)
+        origin = Path(mod.__file__ or "")
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        for path in files:
+            h.update(str(path.relative_to(origin.parent.parent)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+# -- cache keys --------------------------------------------------------------------------
+
+
+def content_key(inputs: Sequence[str] = (), code: Sequence[str] = ()) -> Callable[..., str]:
+    """A `cache_key_fn` over content identity.
+
+    `inputs` names the parameters that hold URIs (or lists of URIs) whose identity, not
+    value, goes into the key; every other parameter is hashed as JSON (keep them small:
+    configs, names, seeds). `code` names the packages whose source the result depends on.
+    """
+
+    def key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+        identities = {}
+        for name in inputs:
+            value = parameters.get(name)
+            uris = value if isinstance(value, (list, tuple)) else [value]
+            identities[name] = [lake.identity(u) for u in uris if u is not None]
+        rest = {k: v for k, v in parameters.items() if k not in inputs}
+        task_name = context.task.name if context else ""
+        return digest(task_name, code_version(*code) if code else "", rest, identities)
+
+    return key
+
+
+# -- retries -----------------------------------------------------------------------------
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Errors that a later attempt can fix: storage and network faults, throttling."""
+    if isinstance(exc, (lake.DatasetNotFound, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        return False
+    if isinstance(exc, (OSError, ConnectionError, TimeoutError, EOFError)):
+        return True
+    name = type(exc).__name__
+    module = type(exc).__module__ or ""
+    # botocore / aiobotocore / aiohttp errors, without importing them here.
+    return module.startswith(("botocore", "aiobotocore", "aiohttp", "urllib3")) or name in (
+        "ClientError",
+        "SlowDown",
+        "ServiceUnavailable",
+    )
+
+
+def retry_on_storage_errors(task_: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except Exception as exc:  # the failure's exception, re-raised by .result()
+        return _retryable(exc)
+    return False
+
+
+STORAGE_RETRIES: dict[str, Any] = dict(
+    retries=4,
+    retry_delay_seconds=exponential_backoff(backoff_factor=1),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_on_storage_errors,
+)
+
+
+def lake_task(
+    fn: Callable[..., Any] | None = None,
+    *,
+    inputs: Sequence[str] = (),
+    code: Sequence[str] = (),
+    retries: bool = True,
+    **task_kwargs: Any,
+) -> Any:
+    """`@task` with the project's conventions: content-identity cache key, persisted JSON
+    result, retries on storage errors. Tasks so decorated must return small JSON values."""
+
+    def wrap(f: Callable[..., Any]) -> Any:
+        options: dict[str, Any] = dict(
+            cache_key_fn=content_key(inputs, code),
+            persist_result=True,
+            result_serializer="json",
+            cache_result_in_memory=False,
+        )
+        if retries:
+            options.update(STORAGE_RETRIES)
+        options.update(task_kwargs)
+        return task(**options)(f)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+# -- result storage ----------------------------------------------------------------------
+
+_blocks_lock = threading.Lock()
+
+
+@functools.cache
+def result_storage(lake_root: str) -> Path | str:
+    """Where Prefect persists task results for a lake: inside it, `_prefect/results`.
+
+    Local disk takes a path. S3 needs a saved RemoteFileSystem block (Prefect resolves
+    blocks server-side); it is saved once per lake and holds no credentials.
+    """
+    root = lake.normalize(lake_root)
+    if not lake.is_remote(root):
+        return Path(root) / RESULTS_DIR
+    from prefect.filesystems import RemoteFileSystem
+
+    settings = lake._storage_options(root.split("://", 1)[0])
+    name = "crawl2chat-results-" + digest(root, settings, length=12)
+    with _blocks_lock:
+        RemoteFileSystem(basepath=f"{root}/{RESULTS_DIR}", settings=settings).save(name, overwrite=True)
+    return f"remote-file-system/{name}"
+
+
+def in_lake(lake_root: str, *tasks_: Any) -> Any:
+    """The given tasks, persisting their results in the lake. One task in, one out."""
+    storage = result_storage(lake_root)
+    bound = tuple(t.with_options(result_storage=storage) for t in tasks_)
+    return bound[0] if len(bound) == 1 else bound
+
+
+# -- task runners ------------------------------------------------------------------------
+
+
+class RunnerConfig(BaseModel):
+    """Which task runner executes mapped tasks.
+
+    threads: a bounded pool in the flow's process (the default; right for I/O and for
+    code that releases the GIL). dask: `address` of an existing cluster, or a temporary
+    local cluster of `workers` processes. ray: `address` of a cluster ("auto" or ray://).
+    """
+
+    kind: Literal["threads", "dask", "ray"] = "threads"
+    max_workers: int = 2
+    address: str | None = None
+    threads_per_worker: int = 1
+
+
+def task_runner(config: RunnerConfig) -> Any:
+    if config.kind == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=config.max_workers)
+    if config.kind == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if config.address:
+            return DaskTaskRunner(address=config.address)
+        return DaskTaskRunner(
+            cluster_kwargs=dict(
+                n_workers=config.max_workers,
+                threads_per_worker=config.threads_per_worker,
+                processes=True,
+                dashboard_address=None,
+                host="127.0.0.1",
+            )
+        )
+    if config.kind == "ray":
+        try:
+            from prefect_ray import RayTaskRunner
+        except ImportError as exc:  # optional extra
+            raise RuntimeError("the ray runner needs `pip install crawl2chat[ray]`") from exc
+        return RayTaskRunner(address=config.address)
+    raise ValueError(f"unknown runner kind {config.kind!r}")
+
+
+# -- progress ----------------------------------------------------------------------------
+
+
+class Progress:
+    """Progress of one stage, shown in the terminal and as a Prefect progress artifact."""
+
+    def __init__(self, total: int, description: str, key: str | None = None):
+        self.total = max(total, 1)
+        self.done = 0
+        self.description = description
+        self._artifact = None
+        self._last_pct = -1.0
+        try:
+            from prefect.artifacts import create_progress_artifact
+            from prefect.context import FlowRunContext
+
+            if FlowRunContext.get() or TaskRunContext.get():
+                self._artifact = create_progress_artifact(0.0, key=key, description=description)
+        except Exception as exc:  # progress is a view, never a reason to fail
+            log.debug("no progress artifact: %s", exc)
+        self._bar = None
+        if sys.stderr.isatty() and not os.environ.get("CRAWL2CHAT_NO_BAR"):
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(transient=False)
+            self._bar.start()
+            self._bar_task = self._bar.add_task(description, total=self.total)
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        pct = 100.0 * self.done / self.total
+        if self._bar is not None:
+            self._bar.update(self._bar_task, completed=self.done)
+        if self._artifact is not None and (pct - self._last_pct >= 5 or self.done >= self.total):
+            self._last_pct = pct
+            with contextlib.suppress(Exception):
+                from prefect.artifacts import update_progress_artifact
+
+                update_progress_artifact(self._artifact, min(pct, 100.0))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+@contextlib.contextmanager
+def progress(total: int, description: str, key: str | None = None) -> Iterator[Progress]:
+    bar = Progress(total, description, key)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def gather(futures: Iterable[Any], description: str, key: str | None = None) -> list[Any]:
+    """Results of mapped futures in submission order, advancing a progress bar as each ends."""
+    from prefect.futures import as_completed
+
+    futures = list(futures)
+    with progress(len(futures), description, key) as bar:
+        for _ in as_completed(futures):
+            bar.advance()
+    return [f.result() for f in futures]
