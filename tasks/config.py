@@ -1,5 +1,6 @@
 """Pipeline configuration: one pydantic model per stage, composed into `PipelineConfig`.
 
+Each stage defines its config (a `StageConfig`) beside its tasks; this module composes them.
 Flows take these models as parameters, so the Prefect UI renders them as forms and the CLI
 and deployments share one schema. Presets live in `configs/{tiny,small,large}.yaml`; a preset
 name or a YAML path loads one, and `overrides` (dotted keys) adjust it.
@@ -11,18 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from tasks import lake
-from tasks.runtime import RunnerConfig
+from tasks.runtime import RunnerConfig, StageConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-
-
-class StageConfig(BaseModel):
-    """Base for stage configs: unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class LakeConfig(StageConfig):

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from prefect import task
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from tasks import lake
 
@@ -200,10 +200,19 @@ def in_lake(lake_root: str, *tasks_: Any) -> Any:
     return bound[0] if len(bound) == 1 else bound
 
 
+# -- configs -----------------------------------------------------------------------------
+
+
+class StageConfig(BaseModel):
+    """Base of every stage's config: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 # -- task runners ------------------------------------------------------------------------
 
 
-class RunnerConfig(BaseModel):
+class RunnerConfig(StageConfig):
     """Which task runner executes mapped tasks.
 
     threads: a bounded pool in the flow's process (the default; right for I/O and for
