@@ -15,6 +15,7 @@ profile. Only the endpoint and region (not secret) may come from the config.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -192,8 +193,9 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         body = json.loads(text)
-        body.pop("rows", None)
-        body["shards"] = [Shard(**s) for s in body["shards"]]
+        known = {f.name for f in dataclasses.fields(cls)}
+        body = {k: v for k, v in body.items() if k in known}  # writers may add fields
+        body["shards"] = [Shard(**s) for s in body.get("shards", [])]
         return cls(**body)
 
 
