@@ -8,6 +8,7 @@ name or a YAML path loads one, and `overrides` (dotted keys) adjust it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,8 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def load_config(preset: str | Path = "tiny", overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """A preset by name (`tiny`) or a YAML file by path, with dotted-key overrides."""
+    """A preset by name (`tiny`) or a YAML file by path, then CRAWL2CHAT_LAKE, then dotted-key
+    overrides (the CLI's flags and `--set`)."""
     path = Path(preset)
     if not path.suffix:
         path = CONFIG_DIR / f"{preset}.yaml"
@@ -61,6 +63,8 @@ def load_config(preset: str | Path = "tiny", overrides: dict[str, Any] | None = 
         known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
         raise FileNotFoundError(f"no config {preset!r}: give a path or one of {known}")
     tree = yaml.safe_load(path.read_text()) or {}
+    if os.environ.get("CRAWL2CHAT_LAKE"):  # the environment beats the preset, flags beat both
+        _set_dotted(tree, "lake.root", os.environ["CRAWL2CHAT_LAKE"])
     for key, value in (overrides or {}).items():
         _set_dotted(tree, key, value)
     return PipelineConfig.model_validate(tree)
