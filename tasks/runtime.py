@@ -318,3 +318,39 @@ def gather(futures: Iterable[Any], description: str, key: str | None = None) -> 
         for _ in as_completed(futures):
             bar.advance()
     return [f.result() for f in futures]
+
+
+# -- assets ------------------------------------------------------------------------------
+
+
+def asset_key(uri: str) -> str:
+    """A Prefect asset key for a lake URI (local paths become file:// URIs)."""
+    uri = lake.normalize(uri)
+    return uri if lake.is_remote(uri) else "file://" + uri
+
+
+def _declare_asset(uri: str, rows: int | None, kind: str) -> str:
+    from prefect.assets import add_asset_metadata
+
+    add_asset_metadata(asset_key(uri), {"rows": rows, "kind": kind})
+    return uri
+
+
+def declare(*uris: str) -> None:
+    """Declare committed datasets or checkpoints as Prefect assets, upstream of their parents.
+
+    Each becomes a materialization event whose related assets are the manifest's parents,
+    so the server records lineage; `crawl2chat lineage` reads the same parents from the lake.
+    """
+    from prefect.assets import materialize
+    from prefect.cache_policies import NO_CACHE
+
+    for uri in uris:
+        found = lake.manifest(uri)
+        task_ = materialize(
+            asset_key(uri),
+            asset_deps=[asset_key(p) for p in found.parents],
+            cache_policy=NO_CACHE,
+            name=f"asset {found.kind}",
+        )(_declare_asset)
+        task_(uri, found.rows, found.kind)

@@ -68,3 +68,37 @@ def test_runner_from_config_is_bounded():
     assert runner._max_workers == 3
     with pytest.raises(ValueError):
         task_runner(RunnerConfig.model_construct(kind="nope"))
+
+
+def test_declared_datasets_become_asset_events(prefect_server, tmp_path):
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    from tasks.runtime import asset_key, declare
+
+    parent = str(tmp_path / "warcs" / "a.warc.gz")
+    uri = str(tmp_path / "lake" / "ds")
+    lake.write_dataset(uri, [__import__("pyarrow").table({"id": ["x", "y"]})], kind="test.assets", parents=[parent])
+
+    @flow
+    def make_asset():
+        declare(uri)
+
+    make_asset()
+    wanted = EventFilter(
+        event=EventNameFilter(name=["prefect.asset.materialization.succeeded"]),
+        resource=EventResourceFilter(id=[asset_key(uri)]),
+    )
+    found = []
+    with get_client(sync_client=True) as client:
+        for _ in range(40):  # events reach the server asynchronously
+            found = client.read_events(filter=wanted, limit=10).events
+            if found:
+                break
+            time.sleep(0.5)
+    assert found, "no materialization event for the dataset"
+    related = {r.id for r in found[0].related}
+    assert asset_key(parent) in related
+    assert found[0].payload.get("rows") == 2
