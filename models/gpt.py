@@ -1,0 +1,366 @@
+"""The GPT: a decoder-only transformer in one file, architecturally a Qwen3 model.
+
+Choices, and why:
+- Rotary positions (no learned position table), so the model has no absolute-position weights.
+- RMSNorm before each sublayer and before the head, with learnable gains (as Qwen3/Llama).
+- QK-norm: an RMSNorm over each query and key head before rotary. It keeps attention logits
+  bounded, which lets small models train at high learning rates without spikes (nanochat,
+  OLMo, Qwen3 all use it).
+- A gated MLP (SwiGLU: down(silu(gate(x)) * up(x))), no biases anywhere.
+- Grouped-query attention: `n_kv_head` key/value heads shared by `n_head` query heads, which
+  shrinks the KV cache of the inference engine.
+- Attention is PyTorch's scaled_dot_product_attention (flash kernels on GPU and CPU).
+
+Because every one of these matches HuggingFace's Qwen3 (with `attention_bias=False` and no
+sliding window), export is a rename of weights: see `hf_config` and `to_hf`, and the test
+that a `transformers.Qwen3ForCausalLM` built from them gives our logits.
+
+`forward` takes an optional `KVCache`: the engine prefills a prompt once and then decodes
+token by token, each step attending to the cached keys and values of everything before it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 4096
+    seq_len: int = 256  # the longest context: the rotary table's length
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int = 4  # key/value heads; n_head must be a multiple (GQA; 1 = MQA)
+    n_embd: int = 128
+    head_dim: int = 0  # 0: n_embd // n_head
+    mlp_hidden: int = 0  # 0: 8/3 * n_embd rounded up to a multiple of 64 (SwiGLU's usual size)
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+
+    # pydantic (the flows' config models embed this dataclass) rejects unknown keys.
+    __pydantic_config__ = {"extra": "forbid"}
+
+    def __post_init__(self) -> None:
+        if self.head_dim == 0:
+            if self.n_embd % self.n_head:
+                raise ValueError(f"n_embd {self.n_embd} is not a multiple of n_head {self.n_head}")
+            self.head_dim = self.n_embd // self.n_head
+        if self.mlp_hidden == 0:
+            self.mlp_hidden = 64 * math.ceil(8 * self.n_embd / 3 / 64)
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head {self.n_head} is not a multiple of n_kv_head {self.n_kv_head}")
+        if self.head_dim % 2:
+            raise ValueError("rotary needs an even head_dim")
+
+    def num_params(self, embedding: bool = True) -> int:
+        """Parameters of the model built from this config (`embedding=False`: without the
+        token embedding, which is a lookup, not a matmul)."""
+        d, q, kv = self.n_embd, self.n_head * self.head_dim, self.n_kv_head * self.head_dim
+        attn = d * q + 2 * d * kv + q * d + 2 * self.head_dim  # q, k, v, o + q/k norms
+        mlp = 3 * d * self.mlp_hidden
+        per_layer = attn + mlp + 2 * d  # + the two pre-norms
+        total = self.n_layer * per_layer + d + self.vocab_size * d  # + final norm + lm_head
+        return total + (self.vocab_size * d if embedding else 0)
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs (forward + backward) per token, the PaLM appendix-B way:
+        6 per matmul weight, plus the attention scores and weighted sum,
+        12 * layers * heads * head_dim * context. (A causal kernel skips half of the latter;
+        the convention counts it in full, as nanoGPT and nanochat do, so MFUs compare.)"""
+        t = seq_len or self.seq_len
+        return 6 * self.num_params(embedding=False) + 12 * self.n_layer * self.n_head * self.head_dim * t
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+
+
+def rotary_table(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of position * frequency, (length, head_dim / 2), float32."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x[i], x[i + d/2]): the half-split layout Llama and Qwen use (not the
+    interleaved one of the original RoPE paper), so HF weights need no permutation."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(x.dtype)
+
+
+class KVCache:
+    """Keys and values of every layer for the first `pos` tokens of a batch of sequences.
+
+    Preallocated to `max_len` so that decoding never reallocates. `GPT.forward` writes the
+    new tokens' keys and values at `pos` in every layer, then advances `pos`. Rewinding
+    (e.g. to reuse a prompt's prefix) is setting `pos` back.
+    """
+
+    def __init__(
+        self,
+        config: GPTConfig,
+        batch_size: int,
+        max_len: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
+        self.max_len = max_len or config.seq_len
+        if self.max_len > config.seq_len:
+            raise ValueError(f"max_len {self.max_len} exceeds the model's context {config.seq_len}")
+        shape = (config.n_layer, batch_size, config.n_kv_head, self.max_len, config.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.pos = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, n_kv_head, T, head_dim) after the cached tokens; return all so far."""
+        end = self.pos + k.size(2)
+        if end > self.max_len:
+            raise ValueError(f"KV cache full: {end} tokens > max_len {self.max_len}")
+        self.k[layer, :, :, self.pos : end] = k
+        self.v[layer, :, :, self.pos : end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+class Attention(nn.Module):
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.layer = layer
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
+        d = config.n_embd
+        self.q_proj = nn.Linear(d, config.n_head * config.head_dim, bias=False)
+        self.k_proj = nn.Linear(d, config.n_kv_head * config.head_dim, bias=False)
+        self.v_proj = nn.Linear(d, config.n_kv_head * config.head_dim, bias=False)
+        self.o_proj = nn.Linear(config.n_head * config.head_dim, d, bias=False)
+        self.q_norm = RMSNorm(config.head_dim, config.norm_eps)
+        self.k_norm = RMSNorm(config.head_dim, config.norm_eps)
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None
+    ) -> torch.Tensor:
+        B, T, _ = x.shape
+        # (B, T, heads, head_dim) -> norm and rotate per head -> (B, heads, T, head_dim)
+        q = apply_rotary(self.q_norm(self.q_proj(x).view(B, T, self.n_head, self.head_dim)), cos, sin)
+        k = apply_rotary(self.k_norm(self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim)), cos, sin)
+        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+        prefix = 0
+        if kv_cache is not None:
+            prefix = kv_cache.pos
+            k, v = kv_cache.update(self.layer, k, v)
+        if prefix == 0:
+            mask, causal = None, True  # the whole sequence is here: plain causal attention
+        elif T == 1:
+            mask, causal = None, False  # one new token sees every cached one
+        else:
+            # A chunk after a cached prefix: query i (at position prefix + i) sees keys
+            # 0..prefix + i. SDPA's is_causal would align the chunk with key 0 instead.
+            keys = torch.arange(prefix + T, device=x.device)
+            mask = keys[None, :] <= (prefix + torch.arange(T, device=x.device))[:, None]
+            causal = False
+        gqa = self.n_kv_head != self.n_head
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.n_embd, config.mlp_hidden, bias=False)
+        self.up_proj = nn.Linear(config.n_embd, config.mlp_hidden, bias=False)
+        self.down_proj = nn.Linear(config.mlp_hidden, config.n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.attn_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.attn = Attention(config, layer)
+        self.mlp_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.n_embd)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # Derived from the config, so not saved in checkpoints (persistent=False).
+        cos, sin = rotary_table(config.head_dim, config.seq_len, config.rope_theta)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """GPT-2's init (N(0, 0.02); the projections into the residual stream scaled by
+        1/sqrt(2 * layers) so its variance does not grow with depth), with a zero head so
+        that training starts from the uniform distribution: loss ln(vocab_size) at step 0."""
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, p in self.named_parameters():
+            if name.endswith("norm.weight"):
+                nn.init.ones_(p)
+            elif name == "lm_head.weight":
+                nn.init.zeros_(p)
+            elif name.endswith(("o_proj.weight", "down_proj.weight")):
+                nn.init.normal_(p, std=residual_std)
+            else:
+                nn.init.normal_(p, std=0.02)
+        cos, sin = rotary_table(self.config.head_dim, self.config.seq_len, self.config.rope_theta)
+        self.cos.copy_(cos)
+        self.sin.copy_(sin)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        kv_cache: KVCache | None = None,
+        reduction: str = "mean",
+    ) -> torch.Tensor:
+        """Logits (B, T, vocab) for token ids `idx` (B, T); or, given `targets`, the
+        cross-entropy in nats. Targets of -1 are ignored (the loss mask: SFT sets the
+        prompt's targets to -1). `reduction`: "mean" over counted targets, "sum", or "none"
+        for a (B, T) tensor with 0 at ignored positions (for bits per byte and RL).
+
+        With `kv_cache`, `idx` continues the cached sequences: its tokens sit at positions
+        kv_cache.pos onwards, attend to the cached keys, and are added to the cache.
+        """
+        T = idx.size(1)
+        start = kv_cache.pos if kv_cache is not None else 0
+        if start + T > self.config.seq_len:
+            raise ValueError(f"sequence of {start + T} tokens exceeds the context of {self.config.seq_len}")
+        cos, sin = self.cos[start : start + T, None, :], self.sin[start : start + T, None, :]
+        x = self.embed(idx)
+        for block in self.blocks:
+            x = block(x, cos, sin, kv_cache)
+        if kv_cache is not None:
+            kv_cache.pos += T
+        logits = self.lm_head(self.norm(x))
+        if targets is None:
+            return logits
+        # The softmax in float32 even under bf16 autocast: it is where precision matters.
+        loss = F.cross_entropy(
+            logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1, reduction=reduction
+        )
+        return loss.view(targets.shape) if reduction == "none" else loss
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: list[int],
+        max_new_tokens: int,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        stop: int | None = None,
+    ) -> list[int]:
+        """Sample a continuation of one prompt with the KV cache: prefill once, then one
+        token per step. A minimal loop for samples during training; models/engine.py is the
+        full engine (batches, top-p, tools, streaming)."""
+        device = self.embed.weight.device
+        max_new_tokens = min(max_new_tokens, self.config.seq_len - len(prompt))
+        cache = KVCache(self.config, 1, len(prompt) + max_new_tokens, device, self.embed.weight.dtype)
+        idx = torch.tensor([prompt], device=device)
+        out: list[int] = []
+        for _ in range(max_new_tokens):
+            logits = self(idx, kv_cache=cache)[0, -1].float()
+            if temperature <= 0:
+                next_id = int(logits.argmax())
+            else:
+                logits = logits / temperature
+                if top_k:
+                    kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                probs = torch.softmax(logits, dim=-1)
+                next_id = int(torch.multinomial(probs.cpu(), 1, generator=generator))
+            if next_id == stop:
+                break
+            out.append(next_id)
+            idx = torch.tensor([[next_id]], device=device)
+        return out
+
+
+# -- HuggingFace export: a rename of weights ---------------------------------------------
+
+# Our parameter names -> Qwen3ForCausalLM's; {i} is the layer index.
+RENAMES = [
+    ("embed.weight", "model.embed_tokens.weight"),
+    ("blocks.{i}.attn_norm.weight", "model.layers.{i}.input_layernorm.weight"),
+    *[(f"blocks.{{i}}.attn.{p}.weight", f"model.layers.{{i}}.self_attn.{p}.weight")
+      for p in ("q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm")],
+    ("blocks.{i}.mlp_norm.weight", "model.layers.{i}.post_attention_layernorm.weight"),
+    *[(f"blocks.{{i}}.mlp.{p}.weight", f"model.layers.{{i}}.mlp.{p}.weight") for p in ("gate_proj", "up_proj", "down_proj")],
+    ("norm.weight", "model.norm.weight"),
+    ("lm_head.weight", "lm_head.weight"),
+]
+
+
+def hf_names(config: GPTConfig) -> dict[str, str]:
+    """Every parameter's name in our model -> its name in Qwen3ForCausalLM."""
+    names = {}
+    for ours, theirs in RENAMES:
+        for i in range(config.n_layer) if "{i}" in ours else [0]:
+            names[ours.format(i=i)] = theirs.format(i=i)
+    return names
+
+
+def to_hf(state_dict: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
+    """Our state dict under Qwen3ForCausalLM's names (tensors shared, not copied)."""
+    names = hf_names(config)
+    return {names[k]: v for k, v in state_dict.items()}
+
+
+def from_hf(state_dict: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
+    """The inverse of `to_hf`, for loading an exported model back."""
+    ours = {theirs: mine for mine, theirs in hf_names(config).items()}
+    return {ours[k]: v for k, v in state_dict.items()}
+
+
+def hf_config(config: GPTConfig, **extra: object) -> dict[str, object]:
+    """Keyword arguments of the `transformers.Qwen3Config` equivalent to `config`."""
+    return dict(
+        architectures=["Qwen3ForCausalLM"],
+        model_type="qwen3",
+        vocab_size=config.vocab_size,
+        hidden_size=config.n_embd,
+        intermediate_size=config.mlp_hidden,
+        num_hidden_layers=config.n_layer,
+        num_attention_heads=config.n_head,
+        num_key_value_heads=config.n_kv_head,
+        head_dim=config.head_dim,
+        hidden_act="silu",
+        max_position_embeddings=config.seq_len,
+        rms_norm_eps=config.norm_eps,
+        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
+        rope_theta=config.rope_theta,  # older transformers read this key
+        attention_bias=False,
+        use_sliding_window=False,
+        tie_word_embeddings=False,
+        torch_dtype="float32",
+        **extra,
+    )

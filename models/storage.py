@@ -1,0 +1,82 @@
+"""The few storage operations models/ needs, on local disk or s3:// alike (fsspec).
+
+models/ never imports tasks/ (imports point flows -> tasks -> models), so the trainer and the
+data loader cannot use tasks/lake.py; they read a dataset's `_manifest.json` and write
+checkpoints with these helpers, which follow the same rules as the lake: local paths are
+absolute, a manifest-like file is written atomically (rename on disk, one PUT on S3).
+The S3 endpoint comes from AWS_ENDPOINT_URL (which tasks.lake.configure_storage sets).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+import fsspec
+
+MANIFEST = "_manifest.json"
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def normalize(uri: str) -> str:
+    uri = uri.removeprefix("file://")
+    return uri.rstrip("/") if is_remote(uri) else os.path.abspath(os.path.expanduser(uri))
+
+
+def join(base: str, *parts: str) -> str:
+    out = normalize(base)
+    for part in parts:
+        out = out.rstrip("/") + "/" + str(part).strip("/")
+    return out
+
+
+def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    uri = normalize(uri)
+    options: dict[str, Any] = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if uri.startswith(("s3://", "s3a://")) and endpoint:
+        options["client_kwargs"] = {"endpoint_url": endpoint}
+    return fsspec.core.url_to_fs(uri, **options)
+
+
+def read_json(uri: str) -> Any:
+    fs, path = filesystem(uri)
+    with fs.open(path, "r") as f:
+        return json.load(f)
+
+
+def write_bytes(uri: str, data: bytes, atomic: bool = False) -> None:
+    """Write a file. `atomic`: readers see the old content or the new, never part
+    (a rename on local disk; on S3 every single PUT already is)."""
+    fs, path = filesystem(uri)
+    parent = os.path.dirname(path)
+    fs.makedirs(parent, exist_ok=True)
+    if is_remote(uri):
+        fs.pipe_file(path, data)
+        return
+    tmp = f"{parent}/.{os.path.basename(path)}.{uuid.uuid4().hex}" if atomic else path
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    if atomic:
+        os.replace(tmp, path)
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = filesystem(uri)
+    return fs.cat_file(path)
+
+
+def shard_uris(dataset_uri: str) -> list[str]:
+    """The Parquet shards a committed lake dataset lists in its manifest, in order."""
+    try:
+        manifest = read_json(join(dataset_uri, MANIFEST))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no dataset at {dataset_uri} (no {MANIFEST}: never committed)") from None
+    return [join(dataset_uri, shard["path"]) for shard in manifest["shards"]]

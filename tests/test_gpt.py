@@ -1,0 +1,153 @@
+"""The GPT: HuggingFace equivalence, the KV cache, the loss mask, sizes and FLOPs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from models.gpt import GPT, GPTConfig, KVCache, from_hf, hf_config, hf_names, to_hf
+
+# Grouped-query attention (4 query heads over 2 key/value heads) so every path is exercised.
+CFG = GPTConfig(vocab_size=67, seq_len=24, n_layer=2, n_head=4, n_kv_head=2, n_embd=32)
+
+
+def random_model(cfg: GPTConfig = CFG, seed: int = 0) -> GPT:
+    """A model whose weights are all non-trivial (the zero-initialised head would hide bugs)."""
+    torch.manual_seed(seed)
+    model = GPT(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    return model.eval()
+
+
+def test_huggingface_qwen3_built_from_our_config_and_renamed_weights_gives_our_logits():
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    model = random_model()
+    hf = Qwen3ForCausalLM(Qwen3Config(**hf_config(CFG))).eval()
+    # strict: every HF parameter is one of ours and vice versa (a rename, nothing else).
+    hf.load_state_dict(to_hf(model.state_dict(), CFG), strict=True)
+    idx = torch.randint(0, CFG.vocab_size, (2, CFG.seq_len), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours, theirs = model(idx), hf(idx).logits
+    assert ours.abs().max() > 1  # the comparison is not between near-zero tensors
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    # And back: HF's own state dict loads into our model under from_hf's names.
+    back = GPT(CFG).eval()
+    back.load_state_dict(from_hf(hf.state_dict(), CFG), strict=True)
+    torch.testing.assert_close(back(idx), ours)
+
+
+def test_hf_names_cover_every_parameter_once():
+    names = hf_names(CFG)
+    assert set(names) == set(GPT(CFG).state_dict())
+    assert len(set(names.values())) == len(names)
+
+
+def test_cached_incremental_logits_equal_one_full_forward_pass():
+    model = random_model()
+    idx = torch.randint(0, CFG.vocab_size, (3, 20), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full = model(idx)
+        cache = KVCache(CFG, batch_size=3)
+        # A prompt, then a chunk of several tokens after the cached prefix (needs the
+        # offset causal mask), then single tokens.
+        parts = [model(idx[:, :6], kv_cache=cache), model(idx[:, 6:11], kv_cache=cache)]
+        parts += [model(idx[:, t : t + 1], kv_cache=cache) for t in range(11, 20)]
+    assert cache.pos == 20
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_a_chunk_after_a_prefix_with_plain_causal_masking_would_differ():
+    """Guards the test above: SDPA's is_causal aligns a chunk with key 0, which is wrong
+    after a prefix, so the cache path must build its own mask (this shows it matters)."""
+    model = random_model()
+    idx = torch.randint(0, CFG.vocab_size, (1, 12), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full = model(idx)
+        cache = KVCache(CFG, 1)
+        model(idx[:, :8], kv_cache=cache)
+        chunk = model(idx[:, 8:], kv_cache=cache)
+    torch.testing.assert_close(chunk, full[:, 8:], rtol=1e-5, atol=1e-5)
+    # Rewinding the cache and replaying gives the same logits (pos is the whole state).
+    cache.pos = 8
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx[:, 8:], kv_cache=cache), chunk)
+
+
+def test_generate_greedy_matches_argmax_of_full_passes():
+    model = random_model()
+    prompt = [5, 9, 2, 33]
+    out = model.generate(prompt, 8, temperature=0)
+    seq = list(prompt)
+    with torch.no_grad():
+        for _ in range(8):
+            seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
+    assert out == seq[len(prompt) :]
+
+
+def test_sampling_is_reproducible_with_a_seeded_generator():
+    model = random_model()
+    a = model.generate([1, 2], 10, temperature=1.0, top_k=5, generator=torch.Generator().manual_seed(7))
+    b = model.generate([1, 2], 10, temperature=1.0, top_k=5, generator=torch.Generator().manual_seed(7))
+    assert a == b and len(a) == 10
+
+
+def test_loss_mask_ignores_targets_of_minus_one():
+    model = random_model()
+    gen = torch.Generator().manual_seed(4)
+    idx = torch.randint(0, CFG.vocab_size, (2, 10), generator=gen)
+    targets = torch.randint(0, CFG.vocab_size, (2, 10), generator=gen)
+    mask = torch.zeros(2, 10, dtype=torch.bool)
+    mask[0, :4] = mask[1, 7:] = True
+    masked = targets.masked_fill(mask, -1)
+    with torch.no_grad():
+        logits = model(idx)
+        per_token = torch.nn.functional.cross_entropy(logits.view(-1, CFG.vocab_size), targets.view(-1), reduction="none").view(2, 10)
+        loss = model(idx, masked)
+        none = model(idx, masked, reduction="none")
+        total = model(idx, masked, reduction="sum")
+    torch.testing.assert_close(loss, per_token[~mask].mean())
+    assert (none[mask] == 0).all()
+    torch.testing.assert_close(none[~mask], per_token[~mask])
+    torch.testing.assert_close(total, per_token[~mask].sum())
+    # Masked positions get no gradient at all: their logits do not affect the loss.
+    model.train()
+    logits = model(idx).detach().requires_grad_(True)
+    torch.nn.functional.cross_entropy(logits.view(-1, CFG.vocab_size), masked.view(-1), ignore_index=-1).backward()
+    assert (logits.grad[mask] == 0).all() and (logits.grad[~mask] != 0).any()
+
+
+def test_fresh_model_predicts_uniformly():
+    model = GPT(CFG)
+    idx = torch.randint(0, CFG.vocab_size, (2, 8))
+    assert model(idx, idx).item() == pytest.approx(math.log(CFG.vocab_size), abs=1e-6)
+
+
+def test_parameter_count_and_flops_come_from_the_config():
+    for cfg in (CFG, GPTConfig(), GPTConfig(vocab_size=50304, seq_len=1024, n_layer=12, n_head=12, n_kv_head=4, n_embd=768)):
+        model = GPT(cfg) if cfg.n_embd < 768 else None
+        if model is not None:
+            assert cfg.num_params() == sum(p.numel() for p in model.parameters())
+        assert cfg.num_params(embedding=False) == cfg.num_params() - cfg.vocab_size * cfg.n_embd
+        expected = 6 * cfg.num_params(embedding=False) + 12 * cfg.n_layer * cfg.n_head * cfg.head_dim * cfg.seq_len
+        assert cfg.flops_per_token() == expected
+    # GPT-2-small-sized with GQA: 12 x 768, SwiGLU 2048, untied 50304-token embeddings.
+    small = GPTConfig(vocab_size=50304, seq_len=1024, n_layer=12, n_head=12, n_kv_head=4, n_embd=768)
+    assert small.mlp_hidden == 2048
+    assert 150e6 < small.num_params() < 155e6
+
+
+def test_bad_shapes_are_clear_errors():
+    with pytest.raises(ValueError, match="multiple of n_kv_head"):
+        GPTConfig(n_head=4, n_kv_head=3)
+    model = GPT(CFG)
+    with pytest.raises(ValueError, match="exceeds the context"):
+        model(torch.zeros(1, CFG.seq_len + 1, dtype=torch.long))
+    cache = KVCache(CFG, 1, max_len=4)
+    model(torch.zeros(1, 3, dtype=torch.long), kv_cache=cache)
+    with pytest.raises(ValueError, match="KV cache full"):
+        model(torch.zeros(1, 2, dtype=torch.long), kv_cache=cache)
