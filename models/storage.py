@@ -35,13 +35,18 @@ def join(base: str, *parts: str) -> str:
     return out
 
 
-def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    uri = normalize(uri)
-    options: dict[str, Any] = {}
+def storage_options(uri: str) -> dict[str, Any]:
+    """fsspec options for `uri`: the S3 endpoint from AWS_ENDPOINT_URL(_S3). Credentials are
+    left to s3fs's own lookup (AWS variables, profile), so they never travel as options."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if uri.startswith(("s3://", "s3a://")) and endpoint:
-        options["client_kwargs"] = {"endpoint_url": endpoint}
-    return fsspec.core.url_to_fs(uri, **options)
+        return {"client_kwargs": {"endpoint_url": endpoint}}
+    return {}
+
+
+def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    uri = normalize(uri)
+    return fsspec.core.url_to_fs(uri, **storage_options(uri))
 
 
 def read_json(uri: str) -> Any:

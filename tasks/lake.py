@@ -9,6 +9,9 @@ files behind but never a half-visible dataset.
 Tasks pass dataset URIs around, never data. Everything here goes through fsspec, so the
 same code reads and writes `./lake` and `s3://bucket/prefix` (s3fs).
 
+The URI primitives (normalize, join, filesystem) live in models/storage.py, the lowest layer,
+so the trainer (which never imports tasks/) follows the same rules.
+
 Credentials are never parameters: s3fs takes them from the standard AWS variables or
 profile. Only the endpoint and region (not secret) may come from the config.
 """
@@ -32,7 +35,11 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-MANIFEST = "_manifest.json"
+from models import storage
+from models.storage import MANIFEST, filesystem, is_remote, join, normalize
+
+__all__ = ["MANIFEST", "filesystem", "is_remote", "join", "normalize"]  # re-exported: the lake's URI rules
+
 TMP_DIR = "_tmp"
 DEFAULT_LAKE = "./lake"
 
@@ -52,46 +59,9 @@ def configure_storage(endpoint_url: str | None = None, region: str | None = None
         os.environ["AWS_DEFAULT_REGION"] = region
 
 
-def _storage_options(protocol: str) -> dict[str, Any]:
-    if protocol not in ("s3", "s3a"):
-        return {}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
-
-
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
     return "file" in protocols
-
-
-def is_remote(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
-
-
-def normalize(uri: str) -> str:
-    """An absolute, scheme-explicit form of `uri`: local paths become absolute so that
-    URIs mean the same thing in every worker process, whatever its working directory."""
-    if uri.startswith("file://"):
-        uri = uri[len("file://") :]
-    if is_remote(uri):
-        return uri.rstrip("/")
-    return os.path.abspath(os.path.expanduser(uri))
-
-
-def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The fsspec filesystem for `uri` and the path inside it."""
-    uri = normalize(uri)
-    protocol = uri.split("://", 1)[0] if is_remote(uri) else "file"
-    fs, path = fsspec.core.url_to_fs(uri, **_storage_options(protocol))
-    return fs, path
-
-
-def join(base: str, *parts: str) -> str:
-    """Join URI parts with `/` (also on local disk: the lake's layout is the same everywhere)."""
-    out = normalize(base)
-    for part in parts:
-        out = out.rstrip("/") + "/" + str(part).strip("/")
-    return out
 
 
 def to_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
@@ -248,18 +218,7 @@ def commit(
 
 def write_text_atomic(uri: str, text: str) -> None:
     """Write a small text file so that readers see the old content or the new, never half."""
-    fs, path = filesystem(uri)
-    parent = os.path.dirname(path)
-    fs.makedirs(parent, exist_ok=True)
-    if _is_local(fs):
-        tmp = f"{parent}/.{os.path.basename(path)}.{uuid.uuid4().hex}"
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    else:  # one PUT: S3 objects appear whole or not at all
-        fs.pipe_file(path, text.encode())
+    storage.write_bytes(uri, text.encode(), atomic=True)
 
 
 def write_dataset(
@@ -312,9 +271,14 @@ def iter_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Stream a dataset shard by shard; memory is bounded by `batch_size`, not the dataset."""
     for uri in shard_uris(dataset_uri):
-        fs, path = filesystem(uri)
-        with fs.open(path, "rb") as f:
-            yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
+        yield from iter_shard(uri, columns, batch_size)
+
+
+def iter_shard(shard_uri: str, columns: list[str] | None = None, batch_size: int = 4096) -> Iterator[pa.RecordBatch]:
+    """Stream one shard in record batches of at most `batch_size` rows."""
+    fs, path = filesystem(shard_uri)
+    with fs.open(path, "rb") as f:
+        yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns)
 
 
 def scan(dataset_uri: str) -> pl.LazyFrame:

@@ -30,6 +30,7 @@ from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict
 
+from models.storage import storage_options
 from tasks import lake
 
 RESULTS_DIR = "_prefect/results"
@@ -186,7 +187,7 @@ def result_storage(lake_root: str) -> Path | str:
         return Path(root) / RESULTS_DIR
     from prefect.filesystems import RemoteFileSystem
 
-    settings = lake._storage_options(root.split("://", 1)[0])
+    settings = storage_options(root)
     name = "crawl2chat-results-" + digest(root, settings, length=12)
     with _blocks_lock:
         RemoteFileSystem(basepath=f"{root}/{RESULTS_DIR}", settings=settings).save(name, overwrite=True)
