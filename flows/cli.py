@@ -57,6 +57,27 @@ def server_stop() -> None:
     typer.echo("stopped" if server.stop() else "no server started from here")
 
 
+@app.command("deploy")
+def deploy_cmd(
+    pool_type: Annotated[str, typer.Option(help="Work pool type: process, docker or kubernetes")] = "process",
+    gpu_limit: Annotated[int, typer.Option(help="Training runs at once (the gpu concurrency limit)")] = 1,
+) -> None:
+    """Create the cpu and gpu work pools and the gpu limit, and register every deployment."""
+    from flows.deploy import deploy_all
+
+    with server.connected() as url:
+        typer.echo(deploy_all(pool_type, gpu_limit))
+        typer.echo(f"Deployed to {server.ui_url(url)}/deployments; start workers with `make worker POOL=cpu|gpu`.")
+
+
+@app.command("lineage")
+def lineage_cmd(uri: Annotated[str, typer.Argument(help="A dataset or checkpoint URI in the lake")]) -> None:
+    """Print the chain from a dataset or checkpoint back to its WARC files (from manifests)."""
+    from tasks.lineage import render, trace
+
+    typer.echo(render(trace(uri)))
+
+
 @app.command("sample-crawl")
 def sample_crawl_cmd(
     preset: Preset = "tiny",
