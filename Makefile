@@ -18,7 +18,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-setup: $(STAMP)
+# FineWeb's URL blocklists, from the datatrove wheel on PyPI (no run-time downloads).
+BLOCKLISTS := .cache/blocklists/domains.npy
+$(BLOCKLISTS): | $(STAMP)
+	$(BIN)/crawl2chat fetch-blocklists
+
+setup: $(STAMP) $(BLOCKLISTS)
 
 demo: setup
 	$(BIN)/crawl2chat demo

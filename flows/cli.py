@@ -94,6 +94,37 @@ def sample_crawl_cmd(
         show(sample_crawl(lake=cfg.lake, config=cfg.sample_crawl))
 
 
+@app.command("curate")
+def curate_cmd(
+    warcs: Annotated[list[str], typer.Argument(help="WARC/WARC.gz URIs or globs (local or s3://)")],
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    extractor: Annotated[Optional[str], typer.Option(help="trafilatura (FineWeb's) or resiliparse (fast)")] = None,
+    crawl: Annotated[Optional[str], typer.Option(help="Name under curated/ (default: the WARC folder's name)")] = None,
+    sets: Sets = None,
+) -> None:
+    """FineWeb curation of WARC files into curated/{crawl}/clean and .../removed."""
+    from flows.curate import curate
+    from tasks.runtime import task_runner
+
+    cfg = config_from(preset, lake, sets, **{"curate.extract.extractor": extractor, "curate.crawl": crawl})
+    flow_ = curate.with_options(task_runner=task_runner(cfg.runner))
+    with server.connected():
+        show(flow_(warcs=warcs, lake=cfg.lake, config=cfg.curate))
+
+
+@app.command("fetch-blocklists")
+def fetch_blocklists_cmd(
+    dest: Annotated[Optional[Path], typer.Option(help="Target folder (default .cache/blocklists)")] = None,
+) -> None:
+    """Fetch FineWeb's URL blocklists from the datatrove wheel on PyPI and compile them."""
+    from tasks.curate import blocklists
+
+    folder = blocklists.fetch_datatrove_lists(dest or blocklists.DEFAULT_DIR)
+    lists = blocklists.load(str(folder))
+    typer.echo(f"{folder}: {len(lists.domains):,} domains, {len(lists.urls):,} URLs ({lists.source})")
+
+
 @app.command("pipeline")
 def pipeline_cmd(preset: Preset = "tiny", lake: Lake = None, sets: Sets = None) -> None:
     """Run every stage end to end on the sample crawl."""

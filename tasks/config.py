@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field
 
 from tasks import lake
+from tasks.curate.config import CurateConfig
 from tasks.runtime import RunnerConfig, StageConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -44,6 +45,7 @@ class PipelineConfig(StageConfig):
     lake: LakeConfig = LakeConfig()
     runner: RunnerConfig = RunnerConfig()
     sample_crawl: SampleCrawlConfig = SampleCrawlConfig()
+    curate: CurateConfig = CurateConfig()
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -1,0 +1,151 @@
+"""Curate: WARC files in, FineWeb-filtered clean text out, every removed document kept with why.
+
+    WARC files --curate_warc (one task per file)--> curated/{crawl}/filtered  (+ removed rows)
+    filtered   --dedup (its own stage; optional)-->  ids to remove
+    filtered   --finalize_shard (one per shard)-->   curated/{crawl}/clean    (+ removed rows)
+
+Every run leaves a funnel table (documents and characters into and out of each step, top
+reasons) and a report with removed examples per step, as Prefect artifacts and in the lake
+(`curated/{crawl}/report.md`; the numbers are in the manifests' stats).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, unmapped
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from tasks import lake as lakes
+from tasks.config import LakeConfig
+from tasks.crawls import crawl_name
+from tasks.curate.chain import Funnel
+from tasks.curate.config import CurateConfig
+from tasks.curate.stage import curate_warc, finalize_shard
+from tasks.runtime import RunnerConfig, code_version, config_hash, declare, gather, in_lake, task_runner
+
+KIND = "curated"
+GLOB_CHARS = "*?["
+
+
+def expand(warcs: list[str]) -> list[str]:
+    """URIs and globs (local or s3://) -> the sorted, distinct WARC URIs they name."""
+    found: set[str] = set()
+    for pattern in warcs:
+        if any(ch in pattern for ch in GLOB_CHARS):
+            fs, path = lakes.filesystem(pattern)
+            matches = [lakes.to_uri(fs, p) for p in fs.glob(path) if not fs.isdir(p)]
+            if not matches:
+                raise FileNotFoundError(f"no files match {pattern}")
+            found.update(matches)
+        else:
+            fs, path = lakes.filesystem(pattern)
+            if not fs.exists(path):
+                raise FileNotFoundError(f"no WARC file at {pattern}")
+            found.add(lakes.normalize(pattern))
+    return sorted(found)
+
+
+def run_dedup(lake_config: LakeConfig, crawl: str, filtered_uri: str, config: CurateConfig) -> str | None:
+    """THE DEDUP SLOT. MinHash dedup (tasks/dedup, flows/dedup.py) runs here, over the committed
+    `filtered` dataset, and returns the URI of a dataset of the documents to remove: columns
+    id, step ('dedup_exact' | 'dedup_minhash'), reason, plus any cluster/kept-id columns (they
+    are folded into the removed row's reason). None: nothing to remove."""
+    if not config.dedup_enabled:
+        return None
+    from flows.dedup import dedup  # lands with the dedup issue
+
+    result = dedup(lake=lake_config, crawl=crawl, filtered=filtered_uri)
+    return result if isinstance(result, str) or result is None else result["removals"]
+
+
+def funnel_rows(funnel: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for step, s in funnel["steps"].items():
+        top = ", ".join(f"{r} {n}" for r, n in list(s["reasons"].items())[:4])
+        rows.append({
+            "step": step, "docs in": s["docs_in"], "docs out": s["docs_out"],
+            "removed": s["docs_in"] - s["docs_out"], "chars in": s["chars_in"], "chars out": s["chars_out"],
+            "seconds": round(s["seconds"], 2), "top reasons": top,
+        })
+    return rows
+
+
+def report_markdown(crawl: str, funnel: dict[str, Any], summary: dict[str, Any]) -> str:
+    lines = [f"# Curate report: {crawl}", ""]
+    lines += [f"- {k}: {v}" for k, v in summary.items()]
+    lines += ["", "| step | docs in | docs out | chars in | chars out | top reasons |", "|---|---|---|---|---|---|"]
+    for row in funnel_rows(funnel):
+        lines.append(f"| {row['step']} | {row['docs in']} | {row['docs out']} | {row['chars in']} | {row['chars out']} | {row['top reasons']} |")
+    lines += ["", "## Removed examples", ""]
+    for step, s in funnel["steps"].items():
+        if not s["examples"]:
+            continue
+        lines += [f"### {step}", ""]
+        for ex in s["examples"]:
+            snippet = " ".join((ex["text"] or "").split())[:240].replace("|", "\\|")
+            lines.append(f"- **{ex['reason']}** {ex['url'] or ''}" + (f"\n  > {snippet}" if snippet else ""))
+        lines.append("")
+    counts = funnel.get("counts") or {}
+    if counts:
+        lines += ["## Records and rewrites", ""] + [f"- {k}: {v}" for k, v in sorted(counts.items())]
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="curate", log_prints=True, task_runner=task_runner(RunnerConfig()))
+def curate(warcs: list[str], lake: LakeConfig = LakeConfig(), config: CurateConfig = CurateConfig()) -> dict[str, Any]:
+    """Curate WARC files (URIs or globs) into `curated/{crawl}/clean` and `.../removed`."""
+    root = lake.open()
+    uris = expand(warcs)
+    if not uris:
+        raise ValueError("no WARC files given")
+    crawl = crawl_name(config.crawl or uris[0].rstrip("/").rsplit("/", 2)[-2])
+    base = lakes.join(root, "curated", crawl)
+    filtered_uri, removed_uri, clean_uri = (lakes.join(base, n) for n in ("filtered", "removed", "clean"))
+    manifest = dict(config_hash=config_hash(config), code_version=code_version("tasks.curate"))
+
+    step_a = in_lake(root, curate_warc)
+    first = gather(
+        step_a.map(uris, filtered_uri=unmapped(filtered_uri), removed_uri=unmapped(removed_uri), crawl=unmapped(crawl), config=unmapped(config)),
+        "curate: WARC files",
+        key="curate-progress",
+    )
+    filters_funnel = Funnel.merge([r["funnel"] for r in first], config.examples_per_step)
+    lakes.commit(
+        filtered_uri, [lakes.Shard(**r["filtered"]) for r in first], kind=f"{KIND}-filtered",
+        parents=uris, stats={"funnel": filters_funnel}, **manifest,
+    )
+
+    dedup_uri = run_dedup(lake, crawl, filtered_uri, config)
+
+    step_c = in_lake(root, finalize_shard)
+    second = gather(
+        step_c.map(
+            [lakes.join(filtered_uri, r["filtered"]["path"]) for r in first], [r["name"] for r in first],
+            clean_uri=unmapped(clean_uri), removed_uri=unmapped(removed_uri), dedup_uri=unmapped(dedup_uri), pii=unmapped(config.pii),
+        ),
+        "curate: finalize shards",
+        key="curate-finalize-progress",
+    )
+    funnel = Funnel.merge([filters_funnel] + [r["funnel"] for r in second], config.examples_per_step)
+    docs_in = sum(r["docs_in"] for r in first)
+    clean_rows = sum(r["clean"]["rows"] for r in second)
+    removed_shards = [lakes.Shard(**r["removed"]) for r in first] + [lakes.Shard(**r["removed"]) for r in second]
+    removed_rows = sum(s.rows for s in removed_shards)
+    if clean_rows + removed_rows != docs_in:
+        raise RuntimeError(f"documents lost: {docs_in} in, {clean_rows} clean + {removed_rows} removed")
+    summary = {
+        "crawl": crawl, "warc_files": len(uris), "docs_in": docs_in, "clean": clean_rows, "removed": removed_rows,
+        "dedup": "on" if dedup_uri else "off", "extractor": config.extract.extractor,
+    }
+    parents = [filtered_uri] + ([dedup_uri] if dedup_uri else [])
+    lakes.commit(removed_uri, removed_shards, kind=f"{KIND}-removed", parents=parents, stats={"funnel": funnel, **summary}, **manifest)
+    lakes.commit(clean_uri, [lakes.Shard(**r["clean"]) for r in second], kind=KIND, parents=parents, stats={"funnel": funnel, **summary}, **manifest)
+
+    declare(filtered_uri, removed_uri, clean_uri)
+    report = report_markdown(crawl, funnel, summary)
+    lakes.write_text_atomic(lakes.join(base, "report.md"), report)
+    create_table_artifact(key="curate-funnel", table=funnel_rows(funnel), description=f"Curate funnel: {crawl}")
+    create_markdown_artifact(key="curate-report", markdown=report, description=f"Curate report: {crawl}")
+    return {**summary, "clean_uri": clean_uri, "removed_uri": removed_uri, "filtered_uri": filtered_uri, "report": lakes.join(base, "report.md")}
+

@@ -1,0 +1,174 @@
+"""Text extraction in a worker process, with a per-document time limit and no signals.
+
+Prefect runs tasks in worker threads, where signal-based timeouts cannot work, and a thread
+that overruns cannot be stopped. So the extractor (trafilatura with FineWeb's settings, or
+resiliparse) runs in a child process (`python -m tasks.curate.extract`) that the calling thread
+talks to over pipes, waiting with select(): a document
+that takes longer than `timeout_s` gets its worker killed and counted as `timeout`; the next
+document starts a fresh worker. Each thread keeps its worker between tasks, so the import cost
+(about a second for trafilatura) is paid once per thread, not once per WARC file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tasks.curate.config import ExtractConfig
+
+REPO = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT_S = 120.0  # importing trafilatura on a loaded machine; not a per-document limit
+
+
+def extract_function(config: dict[str, Any]):
+    """The plain extraction function for a config (also used in-process by benchmarks)."""
+    if config["extractor"] == "trafilatura":
+        import trafilatura
+
+        def run(html: str) -> str | None:
+            return trafilatura.extract(
+                html,
+                favor_precision=config["favor_precision"],
+                include_comments=config["include_comments"],
+                deduplicate=config["deduplicate"],
+            )
+
+        return run
+    if config["extractor"] == "resiliparse":
+        from resiliparse.extract.html2text import extract_plain_text
+
+        def run(html: str) -> str | None:
+            return extract_plain_text(html, main_content=True, alt_texts=False)
+
+        return run
+    raise ValueError(f"unknown extractor {config['extractor']!r}")
+
+
+def _read_exact(fd: int, n: int, deadline: float | None) -> bytes | None:
+    """n bytes from `fd`, or None at end of file or past the deadline (select, not signals)."""
+    chunks, got = [], 0
+    while got < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _write_frame(fd: int, tag: bytes, payload: bytes) -> None:
+    data = tag + struct.pack("<Q", len(payload)) + payload
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_frame(fd: int, deadline: float | None = None) -> tuple[bytes, bytes] | None:
+    head = _read_exact(fd, 9, deadline)
+    if head is None:
+        return None
+    body = _read_exact(fd, struct.unpack("<Q", head[1:])[0], deadline)
+    return None if body is None else (head[:1], body)
+
+
+def serve(config: dict[str, Any]) -> None:
+    """The worker's loop (child process): HTML frames in, text frames out."""
+    run = extract_function(config)
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    _write_frame(stdout, b"R", b"")
+    while (frame := _read_frame(stdin)) is not None:
+        try:
+            text = run(frame[1].decode("utf-8", "surrogatepass"))
+            _write_frame(stdout, b"T" if text is not None else b"N", (text or "").encode("utf-8", "surrogatepass"))
+        except Exception as exc:  # a page that breaks the extractor is that page's problem
+            _write_frame(stdout, b"E", f"{type(exc).__name__}: {exc}"[:200].encode())
+
+
+class Extractor:
+    """One worker process; `extract(html)` returns (text, None) or (None, reason)."""
+
+    def __init__(self, config: ExtractConfig):
+        self.config = config.model_dump()
+        self.timeout = config.timeout_s
+        self._proc: subprocess.Popen | None = None
+        self.restarts = 0
+
+    def _start(self) -> None:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tasks.curate.extract", json.dumps(self.config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=str(REPO),
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        if _read_frame(proc.stdout.fileno(), time.monotonic() + STARTUP_TIMEOUT_S) is None:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"the {self.config['extractor']} worker did not start")
+        self._proc = proc
+
+    def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                pipe.close()
+
+    def extract(self, html: str) -> tuple[str | None, str | None]:
+        if self._proc is None or self._proc.poll() is not None:
+            if self._proc is not None:
+                self.restarts += 1
+            self._kill()
+            self._start()
+        proc = self._proc
+        deadline = time.monotonic() + self.timeout
+        try:
+            _write_frame(proc.stdin.fileno(), b"H", html.encode("utf-8", "surrogatepass"))
+            frame = _read_frame(proc.stdout.fileno(), deadline)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            frame = None
+        if frame is None:
+            crashed = proc.poll() is not None
+            self._kill()
+            return None, "worker_crashed" if crashed else "timeout"
+        tag, payload = frame
+        if tag == b"E":
+            return None, "error"
+        return (payload.decode("utf-8", "surrogatepass") if tag == b"T" else None), None
+
+    def close(self) -> None:
+        self._kill()
+
+    def __del__(self) -> None:
+        self._kill()
+
+
+_local = threading.local()
+
+
+def extractor_for(config: ExtractConfig) -> Extractor:
+    """This thread's worker for `config`, started on first use and kept for later tasks."""
+    workers: dict[str, Extractor] = getattr(_local, "workers", None) or {}
+    _local.workers = workers
+    key = config.model_dump_json()
+    if key not in workers:
+        workers[key] = Extractor(config)
+    return workers[key]
+
+
+if __name__ == "__main__":
+    serve(json.loads(sys.argv[1]))

@@ -1,0 +1,294 @@
+"""Reading WARC files into HTML pages, with every bad record counted, never a crashed shard.
+
+fastwarc parses the WARC framing (in quirks mode, so WARC 0.18 and off-by-a-few Content-Length
+headers resynchronise instead of ending the file). The HTTP layer is parsed here from the raw
+record block, because the checks FineWeb's reader skips need the raw bytes: a record shorter
+than its Content-Length (a truncated file or clipped record), a block digest that does not
+match, chunked and compressed bodies, the HTTP status.
+
+Each response record becomes one `Record`: an HTML page, or a rejection with the reason. A file
+that cannot be read at all (an ARC file, garbage) or stops being readable (a corrupt gzip member)
+yields one rejection for the unreadable part, so nothing disappears without a trace. Errors of
+the storage itself (a dropped S3 connection) are raised, for the task's retries.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import hashlib
+import re
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO
+
+from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+from tasks import lake
+from tasks.curate.config import ReadConfig
+
+META_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+HEAD_SNIFF = 2048
+
+
+@dataclass
+class Record:
+    id: str
+    url: str | None
+    date: str | None
+    html: str | None = None
+    reason: str | None = None  # why the read step rejects it; None when `html` is a page
+
+
+class _Tracked:
+    """A file wrapper that remembers whether the storage itself failed (to tell a network
+    error, which a retry fixes, from a corrupt file, which it never will)."""
+
+    def __init__(self, f: IO[bytes]):
+        self._f = f
+        self.failed = False
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._f.read(n)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def __getattr__(self, name: str):  # tell, seekable, ... from the real file
+        return getattr(self._f, name)
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Why a file is not a WARC file, judged from its first bytes, or None if it looks like one."""
+    if head[:2] == b"\x1f\x8b":
+        try:
+            head = zlib.decompressobj(wbits=31).decompress(head, 64)
+        except zlib.error:
+            return "bad_gzip"
+    head = head.lstrip()
+    if not head:
+        return "empty_file"
+    if head.startswith(b"filedesc://"):
+        return "arc_format_unsupported"
+    if not head.startswith(b"WARC/"):
+        return "not_warc"
+    return None
+
+
+def read_warc(uri: str, config: ReadConfig, counts: Counter | None = None) -> Iterator[Record]:
+    """Every response record of a WARC file as a `Record`; `counts` gets records by type."""
+    counts = counts if counts is not None else Counter()
+    fs, path = lake.filesystem(uri)
+    with fs.open(path, "rb") as f:
+        problem = sniff_format(f.read(4096))
+    if problem:
+        counts["file_" + problem] += 1
+        yield Record(id=f"{uri}#file", url=None, date=None, reason=problem)
+        return
+    index = 0
+    with fs.open(path, "rb") as f:
+        stream = _Tracked(f)
+        records = ArchiveIterator(
+            stream, parse_http=False, quirks_mode=True, record_types=WarcRecordType.any_type, fsspec_args=False
+        )
+        try:
+            for record in records:
+                index += 1
+                kind = _record_type(record)
+                counts[f"records_{kind}"] += 1
+                if kind == "response":
+                    yield _response(record, uri, index, config)
+                else:
+                    record.reader.consume()
+        except BaseException as exc:
+            # fastwarc reports a corrupt file as a plain OSError (and a bug of its own as a
+            # pyo3 PanicException); anything the storage raised goes up to the retries.
+            corrupt = type(exc) is OSError or type(exc).__name__ == "PanicException"
+            if stream.failed or not corrupt:
+                raise
+            counts["file_unreadable"] += 1
+            yield Record(id=f"{uri}#after-{index}", url=None, date=None, reason=f"unreadable: {exc}"[:200])
+
+
+def _record_type(record) -> str:
+    name = str(record.record_type)
+    return name.rsplit(".", 1)[-1]
+
+
+def _response(record, uri: str, index: int, config: ReadConfig) -> Record:
+    headers = record.headers
+    rec = Record(
+        id=headers.get("WARC-Record-ID") or f"{uri}#{index}",
+        url=(headers.get("WARC-Target-URI") or "").strip("<> ") or None,
+        date=headers.get("WARC-Date") or None,
+    )
+    try:
+        declared = int(headers.get("Content-Length") or "")
+    except ValueError:
+        declared = -1
+    limit = config.max_html_bytes + 65536  # the payload limit plus room for HTTP headers
+    block = record.reader.read(limit + 1)
+    if len(block) > limit:
+        record.reader.consume()
+        rec.reason = "too_large"
+    elif declared >= 0 and len(block) < declared:
+        rec.reason = "truncated"
+    elif not rec.url:
+        rec.reason = "no_url"
+    elif config.verify_digests and not _digest_ok(headers.get("WARC-Block-Digest"), block):
+        rec.reason = "digest_mismatch"
+    if rec.reason:
+        return rec
+    status, http_headers, body = parse_http(block)
+    if status is None:
+        rec.reason = "bad_http"
+    elif config.require_http_ok and not 200 <= status < 300:
+        rec.reason = f"http_status_{status}"
+    if rec.reason:
+        return rec
+    try:
+        body = decode_body(body, http_headers)
+    except ValueError as exc:
+        rec.reason = str(exc)
+        return rec
+    if len(body) > config.max_html_bytes:
+        rec.reason = "too_large"
+    elif not body.strip():
+        rec.reason = "empty"
+    elif not _is_html(headers.get("WARC-Identified-Payload-Type"), http_headers.get("content-type"), body, config):
+        declared_type = (headers.get("WARC-Identified-Payload-Type") or http_headers.get("content-type") or "unknown")
+        rec.reason = "not_html:" + declared_type.split(";")[0].strip().lower()[:60]
+    else:
+        html = decode_html(body, http_headers.get("content-type"))
+        if html is None:
+            rec.reason = "undecodable"
+        else:
+            rec.html = html
+    return rec
+
+
+def _digest_ok(digest: str | None, block: bytes) -> bool:
+    """True unless the record carries a sha1 block digest that does not match."""
+    if not digest or not digest.lower().startswith("sha1:"):
+        return True
+    expected = digest.split(":", 1)[1].strip().upper()
+    actual = hashlib.sha1(block).digest()
+    return expected in (base64.b32encode(actual).decode(), actual.hex().upper())
+
+
+def parse_http(block: bytes) -> tuple[int | None, dict[str, str], bytes]:
+    """(status, lower-cased headers, body) of a raw HTTP response; status None if malformed."""
+    head, sep, body = block.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = block.partition(b"\n\n")
+    if not sep:
+        return None, {}, b""
+    lines = head.decode("latin-1").splitlines()
+    parts = lines[0].split(None, 2) if lines else []
+    if len(parts) < 2 or not parts[0].upper().startswith("HTTP/") or not parts[1].isdigit():
+        return None, {}, b""
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers, body
+
+
+def dechunk(body: bytes) -> bytes:
+    """Undo chunked transfer encoding; raises ValueError on a malformed body."""
+    out, pos = bytearray(), 0
+    while True:
+        end = body.find(b"\r\n", pos)
+        if end < 0:
+            raise ValueError("chunked")
+        size = int(body[pos:end].split(b";")[0].strip() or b"x", 16)
+        if size == 0:
+            return bytes(out)
+        start = end + 2
+        if start + size > len(body):
+            raise ValueError("chunked")
+        out += body[start : start + size]
+        pos = start + size + 2
+
+
+def decode_body(body: bytes, headers: dict[str, str]) -> bytes:
+    """The payload with transfer and content encodings undone. A chunked header over a body
+    that is not chunked, or an encoding header over a body stored decoded (known crawler
+    quirks), keeps the body as it is."""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        try:
+            body = dechunk(body)
+        except ValueError:
+            pass
+    encoding = headers.get("content-encoding", "").lower().strip()
+    if encoding and body.lstrip()[:1] == b"<":
+        return body  # stored decoded with the header left in place (ClueWeb, some crawlers)
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        try:
+            return zlib.decompressobj(wbits=47).decompress(body)  # 47: gzip or zlib header
+        except zlib.error:
+            try:
+                return zlib.decompress(body, -15)  # raw deflate
+            except zlib.error:
+                raise ValueError(f"bad_content_encoding:{encoding}") from None
+    if encoding == "br":
+        try:
+            import brotli
+
+            return brotli.decompress(body)
+        except Exception:
+            raise ValueError("bad_content_encoding:br") from None
+    if encoding not in ("", "identity", "none", "utf-8"):
+        raise ValueError(f"unsupported_content_encoding:{encoding[:30]}")
+    return body
+
+
+def _is_html(identified: str | None, content_type: str | None, body: bytes, config: ReadConfig) -> bool:
+    for declared in (identified, content_type):
+        if declared and declared.strip():
+            return declared.split(";")[0].strip().lower() in config.html_types
+    head = body[:HEAD_SNIFF].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html")) or b"<html" in head or b"<body" in head
+
+
+def declared_charset(body: bytes, content_type: str | None) -> str | None:
+    """The charset the HTTP header or a <meta> tag declares, if Python knows it."""
+    candidates = []
+    if content_type and "charset=" in content_type.lower():
+        candidates.append(content_type.lower().split("charset=", 1)[1].split(";")[0].strip(" \"'"))
+    match = META_CHARSET_RE.search(body[:4096])
+    if match:
+        candidates.append(match.group(1).decode("ascii", "ignore").lower())
+    for name in candidates:
+        try:
+            return codecs.lookup(name).name
+        except LookupError:
+            continue
+    return None
+
+
+def decode_html(body: bytes, content_type: str | None = None) -> str | None:
+    """UTF-8, else the declared charset, else a detected one (charset-normalizer), else None."""
+    try:
+        return body.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError:
+        pass
+    charset = declared_charset(body, content_type)
+    if charset and charset != "utf-8":
+        try:
+            return body.decode(charset)
+        except (UnicodeDecodeError, LookupError):
+            pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(body[:65536]).best()
+    if best is None or best.encoding in (None, "utf_8", charset):
+        return None
+    try:
+        return body.decode(best.encoding)
+    except (UnicodeDecodeError, LookupError):
+        return None

@@ -1,0 +1,115 @@
+"""The curate flow on the real Prefect test server, on local disk and S3: every shared WARC file
+goes through it, nothing is lost (docs in = clean + removed, per shard), a re-run is all cache
+hits, and the dedup slot moves the ids it is given into `removed`."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from flows.curate import curate, expand
+from tasks import lake
+from tasks.config import LakeConfig
+from tasks.curate.config import CurateConfig, CustomFilter
+from tasks.curate.stage import curate_warc_fn, finalize_shard_fn
+
+pytestmark = pytest.mark.slow
+
+
+def upload(shared_data, lake_root: str) -> str:
+    """The shared WARC files, copied under the lake root (S3 or disk) as a crawl folder."""
+    target = lake.join(lake_root, "incoming", "shared")
+    fs, path = lake.filesystem(target)
+    fs.makedirs(path, exist_ok=True)
+    for src in sorted((shared_data / "warc").glob("*/*")):
+        if src.name != "LICENSE":
+            fs.pipe_file(f"{path}/{src.parent.name}--{src.name}", src.read_bytes())
+    return target
+
+
+def by(table: pa.Table, *columns: str) -> dict:
+    out: dict = {}
+    for row in table.select(list(columns)).to_pylist():
+        key = tuple(row[c] for c in columns)
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def test_flow_on_every_shared_warc_file_and_cache_hit(prefect_server, shared_data, lake_root):
+    folder = upload(shared_data, lake_root)
+    config = CurateConfig(extract={"extractor": "resiliparse"})
+    result = curate(warcs=[folder + "/*"], lake=LakeConfig(root=lake_root), config=config)
+    assert result["crawl"] == "shared" and result["warc_files"] == 19
+
+    clean = lake.scan(result["clean_uri"]).collect().to_arrow()
+    removed = lake.scan(result["removed_uri"]).collect().to_arrow()
+    filtered = lake.manifest(result["filtered_uri"])
+    # every response record (and every unreadable file) is a row, somewhere
+    assert result["docs_in"] == 16 + 29 + 1 + 4 + 1 + 1 + 2 + 1 + 1 + 1 + 1 + 1 + 3 == clean.num_rows + removed.num_rows
+    reasons = by(removed, "step", "reason")
+    assert reasons[("read", "arc_format_unsupported")] == 4
+    assert reasons[("read", "not_html:application/json")] == 3
+    assert reasons[("read", "digest_mismatch")] == 2
+    assert reasons[("read", "truncated")] == 1
+    assert reasons[("read", "http_status_302")] == 1
+    assert sum(v for (step, reason), v in reasons.items() if step == "language") >= 30  # ja, zh, ru, de ...
+    # per shard: docs in = clean + removed
+    per_warc_in = {}
+    for row in removed.select(["warc"]).to_pylist() + clean.select(["warc"]).to_pylist():
+        per_warc_in[row["warc"]] = per_warc_in.get(row["warc"], 0) + 1
+    assert sum(per_warc_in.values()) == result["docs_in"]
+    assert clean.schema.field("language_score").type == pa.float32()
+    assert set(clean.column_names) == {"id", "url", "date", "crawl", "warc", "text", "language", "language_score"}
+    assert set(removed.column_names) == set(clean.column_names) | {"step", "reason"}
+    assert all(lang == "en" for lang in clean["language"].to_pylist())
+    funnel = lake.manifest(result["clean_uri"]).stats["funnel"]["steps"]
+    assert funnel["read"]["docs_in"] == result["docs_in"]
+    assert funnel["pii"]["docs_out"] == clean.num_rows == filtered.rows
+    report = lake.filesystem(result["report"])[0].cat_file(lake.filesystem(result["report"])[1]).decode()
+    assert "## Removed examples" in report and "### language" in report
+
+    # a re-run: every task is a cache hit, so no shard is rewritten
+    fs, path = lake.filesystem(result["filtered_uri"])
+    before = {p: fs.info(p).get("ETag") or fs.info(p).get("mtime") for p in fs.find(path)}
+    again = curate(warcs=[folder + "/*"], lake=LakeConfig(root=lake_root), config=config)
+    fs.invalidate_cache()
+    after = {p: fs.info(p).get("ETag") or fs.info(p).get("mtime") for p in fs.find(path) if not p.endswith("_manifest.json")}
+    assert again["clean"] == result["clean"]
+    assert all(before[p] == v for p, v in after.items())
+
+
+def test_dedup_slot_moves_listed_ids_into_removed(tmp_path, shared_data):
+    """finalize_shard with a removals dataset, as the dedup stage will hand it over."""
+    root = str(tmp_path / "lake")
+    warc = str(shared_data / "warc/edge-cases/example.warc.gz")
+    config = CurateConfig(language={"enabled": False}, gopher_repetition={"enabled": False}, gopher_quality={"enabled": False},
+                          c4={"enabled": False}, fineweb_quality={"enabled": False}, extract={"extractor": "resiliparse"})
+    first = curate_warc_fn(warc, f"{root}/filtered", f"{root}/removed", "t", config)
+    assert first["filtered"]["rows"] == 1
+    kept_id = lake.read_shard(f"{root}/filtered/{first['filtered']['path']}")["id"][0].as_py()
+    lake.write_dataset(f"{root}/dups", [pa.table({"id": [kept_id], "step": ["dedup_minhash"], "reason": ["near_duplicate"], "kept_id": ["<urn:uuid:other>"]})], kind="dedup-removals")
+    second = finalize_shard_fn(f"{root}/filtered/{first['filtered']['path']}", first["name"], f"{root}/clean", f"{root}/removed", f"{root}/dups", config.pii)
+    assert second["clean"]["rows"] == 0 and second["removed"]["rows"] == 1
+    row = lake.read_shard(f"{root}/removed/{second['removed']['path']}").to_pylist()[0]
+    assert row["step"] == "dedup_minhash" and row["reason"] == "near_duplicate (kept_id=<urn:uuid:other>)"
+    assert second["funnel"]["steps"]["dedup_minhash"]["reasons"] == {"near_duplicate": 1}
+
+
+def test_custom_filter_from_config_drops_with_its_reason(tmp_path, shared_data):
+    root = str(tmp_path / "lake")
+    config = CurateConfig(
+        extract={"extractor": "resiliparse"}, language={"enabled": False}, gopher_repetition={"enabled": False},
+        gopher_quality={"enabled": False}, c4={"enabled": False}, fineweb_quality={"enabled": False},
+        custom=[CustomFilter(path="tests.test_curate_filters:MinWords", options={"n": 10_000})],
+    )
+    out = curate_warc_fn(str(shared_data / "warc/edge-cases/example.warc.gz"), f"{root}/f", f"{root}/r", "t", config)
+    rows = lake.read_shard(f"{root}/r/{out['removed']['path']}").to_pylist()
+    assert [(r["step"], r["reason"]) for r in rows] == [("custom", "MinWords:under_10000_words")]
+
+
+def test_expand_globs_and_missing_files(tmp_path):
+    (tmp_path / "a.warc.gz").write_bytes(b"x")
+    (tmp_path / "b.warc.gz").write_bytes(b"x")
+    assert expand([str(tmp_path / "*.warc.gz"), str(tmp_path / "a.warc.gz")]) == [str(tmp_path / "a.warc.gz"), str(tmp_path / "b.warc.gz")]
+    with pytest.raises(FileNotFoundError):
+        expand([str(tmp_path / "nope.warc.gz")])
