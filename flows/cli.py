@@ -94,6 +94,59 @@ def sample_crawl_cmd(
         show(sample_crawl(lake=cfg.lake, config=cfg.sample_crawl))
 
 
+Crawl = Annotated[Optional[str], typer.Option(help="Crawl name: reads curated/{crawl}/clean")]
+Clean = Annotated[Optional[str], typer.Option(help="Clean dataset URI (default: curated/{crawl}/clean)")]
+
+
+@app.command("tokenizer")
+def tokenizer_cmd(
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    crawl: Crawl = None,
+    clean: Clean = None,
+    vocab_size: Annotated[Optional[int], typer.Option(help="Vocabulary size")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Stored as tokenizers/{name}")] = None,
+    sets: Sets = None,
+) -> None:
+    """Train the BPE tokenizer on a sample of a crawl's clean documents."""
+    from flows.tokenizer import tokenizer
+
+    cfg = config_from(preset, lake, sets, **{"tokenizer.vocab_size": vocab_size, "tokenizer.name": name})
+    with server.connected():
+        show(
+            tokenizer(
+                lake=cfg.lake, config=cfg.tokenizer, clean=clean, crawl=crawl or cfg.sample_crawl.name, holdout=cfg.tokenize.val_fraction
+            )
+        )
+
+
+@app.command("tokenize")
+def tokenize_cmd(
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    crawl: Crawl = None,
+    clean: Clean = None,
+    tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer name or URI (default: the config's)")] = None,
+    sets: Sets = None,
+) -> None:
+    """Encode a crawl's clean documents into token shards (train and val)."""
+    from flows.tokenize import tokenize
+    from tasks.runtime import task_runner
+
+    cfg = config_from(preset, lake, sets)
+    flow_ = tokenize.with_options(task_runner=task_runner(cfg.runner))
+    with server.connected():
+        show(
+            flow_(
+                lake=cfg.lake,
+                config=cfg.tokenize,
+                tokenizer=tokenizer or cfg.tokenizer.name,
+                clean=clean,
+                crawl=crawl or (None if clean else cfg.sample_crawl.name),
+            )
+        )
+
+
 @app.command("curate")
 def curate_cmd(
     warcs: Annotated[list[str], typer.Argument(help="WARC/WARC.gz URIs or globs (local or s3://)")],

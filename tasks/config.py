@@ -18,6 +18,7 @@ from pydantic import Field
 from tasks import lake
 from tasks.curate.config import CurateConfig
 from tasks.runtime import RunnerConfig, StageConfig
+from tasks.tokenize import TokenizeConfig, TokenizerConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -46,6 +47,8 @@ class PipelineConfig(StageConfig):
     runner: RunnerConfig = RunnerConfig()
     sample_crawl: SampleCrawlConfig = SampleCrawlConfig()
     curate: CurateConfig = CurateConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    tokenize: TokenizeConfig = TokenizeConfig()
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -1,0 +1,64 @@
+"""Train the BPE tokenizer on a sample of a crawl's clean documents: `tokenizers/{name}/`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from models.tokenizer import Tokenizer
+from tasks import lake as lakes
+from tasks.config import LakeConfig
+from tasks.runtime import declare, in_lake
+from tasks.tokenize import TokenizeConfig, TokenizerConfig, train_tokenizer
+
+EXAMPLE = "The model's reply:\n\n    def area(r):\n        return 3.14159 * r ** 2\n\n<|assistant_end|> — café, 東京 🙂"
+
+
+def _report(uri: str, stats: dict[str, Any]) -> str:
+    tok = Tokenizer.load(uri)
+    pieces = " ".join(f"`{tok.id_to_piece(i)}`" for i in tok.encode(EXAMPLE))
+    specials = ", ".join(f"{name} = {i}" for name, i in tok.specials.items())
+    longest = sorted(range(tok.vocab_size), key=lambda i: -int(tok.token_bytes[i]))[:10]
+    return "\n".join(
+        [
+            f"# Tokenizer `{uri}`",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| vocabulary | {stats['vocab_size']:,} (256 byte tokens, {len(tok.specials)} specials) |",
+            f"| sample | {stats['documents_sampled']:,} of {stats['documents_seen']:,} documents, "
+            f"{stats['chars_sampled']:,} characters ({stats['documents_held_out']:,} held out for validation) |",
+            f"| training | {stats['train_seconds']} s |",
+            f"| compression on the sample | {stats['bytes_per_token']} bytes per token |",
+            "",
+            f"Special token ids (control symbols: text never encodes to them): {specials}.",
+            "",
+            "Longest pieces: " + ", ".join(f"`{tok.id_to_piece(i)}`" for i in longest),
+            "",
+            f"How `{EXAMPLE!r}` encodes (note the literal `<|assistant_end|>` is ordinary text):",
+            "",
+            pieces,
+        ]
+    )
+
+
+@flow(name="tokenizer", log_prints=True)
+def tokenizer(
+    lake: LakeConfig = LakeConfig(),
+    config: TokenizerConfig = TokenizerConfig(),
+    clean: str | None = None,
+    crawl: str = "sample",
+    holdout: float = TokenizeConfig().val_fraction,
+) -> dict[str, Any]:
+    """Train on `clean` (default `curated/{crawl}/clean`), never on the `holdout` fraction of
+    documents that tokenize keeps for validation; returns the tokenizer's URI and stats."""
+    root = lake.open()
+    clean = clean or lakes.join(root, "curated", crawl, "clean")
+    out = lakes.join(root, "tokenizers", config.name)
+    stats = in_lake(root, train_tokenizer)(clean, out, config, holdout)
+    declare(out)
+    create_markdown_artifact(_report(out, stats), key="tokenizer-report", description=f"tokenizer {config.name}")
+    print(f"tokenizer {out}: {stats['vocab_size']} pieces, {stats['bytes_per_token']} bytes/token on its sample")
+    return stats
