@@ -310,6 +310,19 @@ def progress(total: int, description: str, key: str | None = None) -> Iterator[P
         bar.close()
 
 
+def run_mapped(
+    task_: Any, runner: RunnerConfig, description: str, key: str | None = None, **parameters: Any
+) -> list[Any]:
+    """Map `task_` over `parameters` on the runner the config names, and gather the results.
+
+    The runner is entered here, inside the flow run, so one flow (and one deployment) runs on
+    threads, a local Dask cluster or an existing cluster, as its parameters say; the task runs
+    still belong to the calling flow run in the UI. Wrap constant arguments in `unmapped`.
+    """
+    with task_runner(runner) as active:
+        return gather(active.map(task_, parameters), description, key)
+
+
 def gather(futures: Iterable[Any], description: str, key: str | None = None) -> list[Any]:
     """Results of mapped futures in submission order, advancing a progress bar as each ends."""
     from prefect.futures import as_completed
