@@ -10,8 +10,12 @@ from typing import Any
 
 from prefect import flow
 
+from flows.curate import curate
 from flows.sample_crawl import sample_crawl
+from flows.tokenize import tokenize
+from flows.tokenizer import tokenizer
 from tasks.config import PipelineConfig
+from tasks.runtime import task_runner
 
 
 @flow(name="pipeline", log_prints=True)
@@ -21,4 +25,12 @@ def pipeline(config: PipelineConfig = PipelineConfig(), warcs: list[str] | None 
     if not warcs:
         out["sample_crawl"] = sample_crawl(lake=config.lake, config=config.sample_crawl)
         warcs = out["sample_crawl"]["warcs"]
+    runner = task_runner(config.runner)
+    out["curate"] = curate.with_options(task_runner=runner)(warcs=warcs, lake=config.lake, config=config.curate)
+    clean, crawl = out["curate"]["clean_uri"], out["curate"]["crawl"]
+    # Tokenize: train on a sample of the clean documents (never the validation ones), then encode them all.
+    out["tokenizer"] = tokenizer(lake=config.lake, config=config.tokenizer, clean=clean, holdout=config.tokenize.val_fraction)
+    out["tokenize"] = tokenize.with_options(task_runner=runner)(
+        lake=config.lake, config=config.tokenize, tokenizer=out["tokenizer"]["uri"], clean=clean, crawl=crawl
+    )
     return out

@@ -12,6 +12,7 @@ import pytest
 
 from models.tokenizer import Tokenizer
 from tasks import lake
+from tasks.curate.stage import CLEAN_SCHEMA
 from tasks.tokenize import (
     TokenizeConfig,
     TokenizerConfig,
@@ -22,20 +23,6 @@ from tasks.tokenize import (
     tokenize_shard,
     train_tokenizer,
 )
-
-CLEAN_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("url", pa.string()),
-        ("date", pa.string()),
-        ("crawl", pa.string()),
-        ("warc", pa.string()),
-        ("text", pa.string()),
-        ("language", pa.string()),
-        ("language_score", pa.float32()),
-    ]
-)
-
 
 def record_id(i: int) -> str:
     return f"<urn:uuid:{uuid.UUID(int=i * 7919 + 1)}>"
@@ -280,3 +267,42 @@ def test_cli_trains_and_tokenizes_with_the_preset_and_flags(prefect_server, tmp_
     assert out["train"]["uri"] == lake.join(root, "tokens", "cli", "mycrawl", "train")  # crawl read off the clean URI
     assert out["train"]["documents"] + out["val"]["documents"] == 40
     assert out["val"]["documents"] == sum(is_validation(record_id(i), 0.25) for i in range(40))
+
+
+def write_articles_warc(path, shared_data, n: int) -> None:
+    """A WARC of the first `n` extraction-benchmark pages: real English (and other) news HTML."""
+    import gzip
+    import io
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    bench = shared_data / "extraction-benchmark"
+    truth = json.loads((bench / "ground-truth.json").read_text())
+    with open(path, "wb") as f:
+        writer = WARCWriter(f, gzip=True)
+        for key in sorted(truth)[:n]:
+            html = gzip.decompress((bench / "html" / f"{key}.html.gz").read_bytes())
+            http = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+            writer.write_record(writer.create_warc_record(truth[key]["url"], "response", payload=io.BytesIO(html), http_headers=http))
+
+
+@pytest.mark.slow
+def test_pipeline_curates_real_pages_then_trains_and_tokenizes(prefect_server, shared_data, tmp_path):
+    from flows.pipeline import pipeline
+    from tasks.config import load_config
+
+    crawl = tmp_path / "crawls" / "news"
+    crawl.mkdir(parents=True)
+    write_articles_warc(crawl / "articles.warc.gz", shared_data, 30)
+    overrides = {"lake.root": str(tmp_path / "lake"), "curate.extract.extractor": "resiliparse", "tokenizer.vocab_size": 1024}
+    out = pipeline(config=load_config("tiny", overrides), warcs=[str(crawl / "*.warc.gz")])
+    clean = {r["id"]: r["text"] for r in lake.scan(out["curate"]["clean_uri"]).collect().to_dicts()}
+    assert len(clean) >= 10 and out["tokenizer"]["documents_seen"] == len(clean)
+    tok = Tokenizer.load(out["tokenizer"]["uri"])
+    rows = []
+    for split in ("train", "val"):
+        assert lake.manifest(out["tokenize"][split]["uri"]).parents == sorted([out["curate"]["clean_uri"], out["tokenizer"]["uri"]])
+        rows += lake.scan(out["tokenize"][split]["uri"]).collect().to_dicts()
+    assert sorted(r["id"] for r in rows) == sorted(clean)  # every curated document, once
+    assert all(tok.decode(r["tokens"]) == clean[r["id"]] for r in rows)  # exactly its text
