@@ -131,18 +131,17 @@ def tokenize_cmd(
 ) -> None:
     """Encode a crawl's clean documents into token shards (train and val)."""
     from flows.tokenize import tokenize
-    from tasks.runtime import task_runner
 
     cfg = config_from(preset, lake, sets)
-    flow_ = tokenize.with_options(task_runner=task_runner(cfg.runner))
     with server.connected():
         show(
-            flow_(
+            tokenize(
                 lake=cfg.lake,
                 config=cfg.tokenize,
                 tokenizer=tokenizer or cfg.tokenizer.name,
                 clean=clean,
                 crawl=crawl or (None if clean else cfg.sample_crawl.name),
+                runner=cfg.runner,
             )
         )
 

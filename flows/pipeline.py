@@ -30,7 +30,7 @@ def pipeline(config: PipelineConfig = PipelineConfig(), warcs: list[str] | None 
     clean, crawl = out["curate"]["clean_uri"], out["curate"]["crawl"]
     # Tokenize: train on a sample of the clean documents (never the validation ones), then encode them all.
     out["tokenizer"] = tokenizer(lake=config.lake, config=config.tokenizer, clean=clean, holdout=config.tokenize.val_fraction)
-    out["tokenize"] = tokenize.with_options(task_runner=runner)(
-        lake=config.lake, config=config.tokenize, tokenizer=out["tokenizer"]["uri"], clean=clean, crawl=crawl
+    out["tokenize"] = tokenize(
+        lake=config.lake, config=config.tokenize, tokenizer=out["tokenizer"]["uri"], clean=clean, crawl=crawl, runner=config.runner
     )
     return out

@@ -10,17 +10,18 @@ from prefect.artifacts import create_table_artifact
 from models.tokenizer import Tokenizer
 from tasks import lake as lakes
 from tasks.config import LakeConfig
-from tasks.runtime import RunnerConfig, declare, gather, in_lake, task_runner
+from tasks.runtime import RunnerConfig, declare, in_lake, run_mapped
 from tasks.tokenize import TokenizeConfig, commit_tokens, tokenize_shard
 
 
-@flow(name="tokenize", log_prints=True, task_runner=task_runner(RunnerConfig()))
+@flow(name="tokenize", log_prints=True)
 def tokenize(
     lake: LakeConfig = LakeConfig(),
     config: TokenizeConfig = TokenizeConfig(),
     tokenizer: str = "bpe-4k",
     clean: str | None = None,
     crawl: str | None = None,
+    runner: RunnerConfig = RunnerConfig(),
 ) -> dict[str, Any]:
     """Encode `clean` (default `curated/{crawl}/clean`) with `tokenizer` (a name under
     `tokenizers/` or a URI) into `tokens/{tokenizer}/{crawl}/`, where `crawl` defaults to
@@ -37,10 +38,18 @@ def tokenize(
 
     shards = lakes.shard_uris(clean)
     parts = [f"part-{i:05d}" for i in range(len(shards))]
-    futures = in_lake(root, tokenize_shard).map(
-        shards, unmapped(tok_uri), unmapped(train_uri), unmapped(val_uri), parts, unmapped(config)
+    results = run_mapped(
+        in_lake(root, tokenize_shard),
+        runner,
+        f"tokenize {len(shards)} shards",
+        key="tokenize-progress",
+        shard=shards,
+        tokenizer=unmapped(tok_uri),
+        train_out=unmapped(train_uri),
+        val_out=unmapped(val_uri),
+        part=parts,
+        config=unmapped(config),
     )
-    results = gather(futures, f"tokenize {len(shards)} shards", key="tokenize-progress")
 
     vocab_size = Tokenizer.load(tok_uri).vocab_size
     parents = [clean, tok_uri]
