@@ -1,0 +1,33 @@
+"""Dropping dedup's removals from a shard: what the curate flow's finalize task calls.
+
+The `remove` dataset has one shard per input shard, with the same name, so finalizing shard
+`part-00003` reads only `dedup/{crawl}/remove/part-00003.parquet` (a few columns, only the
+removed rows), never the whole removal list.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+from tasks import lake
+from tasks.dedup.stages import REMOVE_SCHEMA
+
+
+def removals(remove_uri: str, shard: str) -> pa.Table:
+    """The removal rows (id, step, reason, cluster, kept_id) of one input shard, by its name
+    (`part-00003` or `part-00003.parquet`); empty when dedup removed nothing there."""
+    name = shard.removesuffix(".parquet")
+    listed = {s.path for s in lake.manifest(remove_uri).shards}
+    if f"{name}.parquet" not in listed:
+        raise KeyError(f"{remove_uri} has no shard {name!r}: was it deduplicated from the same input?")
+    return lake.read_shard(lake.join(remove_uri, f"{name}.parquet")).cast(REMOVE_SCHEMA)
+
+
+def split_removed(docs: pa.Table, removed: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(kept documents, removed documents + step and reason), matched by id, in input order."""
+    frame = pl.from_arrow(docs)
+    why = pl.from_arrow(removed.select(["id", "step", "reason"]))
+    kept = frame.join(why, on="id", how="anti", maintain_order="left")
+    gone = frame.join(why, on="id", how="inner", maintain_order="left")
+    return kept.to_arrow(), gone.to_arrow()
