@@ -165,6 +165,25 @@ def curate_cmd(
         show(flow_(warcs=warcs, lake=cfg.lake, config=cfg.curate))
 
 
+@app.command("dedup")
+def dedup_cmd(
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    crawl: Annotated[Optional[str], typer.Option(help="Crawl name: writes dedup/{crawl}/ (default: the sample crawl)")] = None,
+    filtered: Annotated[Optional[str], typer.Option(help="Filtered dataset URI (default: curated/{crawl}/filtered)")] = None,
+    scope: Annotated[Optional[str], typer.Option(help="crawl (FineWeb's) | lake (every crawl's signatures) | index (dedup/index)")] = None,
+    sets: Sets = None,
+) -> None:
+    """Exact, then MinHash deduplication of a crawl's filtered documents into dedup/{crawl}/."""
+    from flows.dedup import dedup
+    from tasks import lake as lakes
+
+    cfg = config_from(preset, lake, sets, **{"dedup.scope": scope})
+    name = crawl or cfg.sample_crawl.name
+    uri = filtered or lakes.join(cfg.lake.open(), "curated", name, "filtered")
+    with server.connected():
+        show(dedup(filtered=uri, crawl=name, lake=cfg.lake, config=cfg.dedup, runner=cfg.runner))
+
 @app.command("fetch-blocklists")
 def fetch_blocklists_cmd(
     dest: Annotated[Optional[Path], typer.Option(help="Target folder (default .cache/blocklists)")] = None,

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from tasks import lake
 from tasks.curate.config import CurateConfig
+from tasks.dedup import DedupConfig
 from tasks.runtime import RunnerConfig, StageConfig
 from tasks.tokenize import TokenizeConfig, TokenizerConfig
 
@@ -47,6 +48,7 @@ class PipelineConfig(StageConfig):
     runner: RunnerConfig = RunnerConfig()
     sample_crawl: SampleCrawlConfig = SampleCrawlConfig()
     curate: CurateConfig = CurateConfig()
+    dedup: DedupConfig = DedupConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     tokenize: TokenizeConfig = TokenizeConfig()
 
