@@ -75,14 +75,13 @@ def to_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
 def identity(uri: str) -> str:
     """What a cache key needs to know about an input, without reading its data.
 
-    A dataset is identified by its manifest's bytes; a plain file by URI + ETag (S3) or
-    size + mtime (local disk).
+    A dataset is identified by its manifest's fingerprint (shard checksums, kind, config,
+    code, parents); a plain file by URI + ETag (S3) or size + mtime (local disk).
     """
+    found = read_manifest(uri)
+    if found is not None:
+        return "dataset:" + found.fingerprint()
     fs, path = filesystem(uri)
-    manifest_path = path.rstrip("/") + "/" + MANIFEST
-    if fs.isdir(path) or fs.exists(manifest_path):
-        with fs.open(manifest_path, "rb") as f:
-            return "manifest:" + hashlib.sha256(f.read()).hexdigest()
     info = fs.info(path)
     tag = info.get("ETag") or info.get("etag") or f"{info.get('size')}:{info.get('mtime') or info.get('LastModified')}"
     return f"{normalize(uri)}@{str(tag).strip(chr(34))}"
@@ -96,6 +95,32 @@ class Shard:
     path: str  # relative to the dataset folder
     rows: int
     bytes: int
+    sha256: str = ""  # of the file's bytes: the shard's content identity
+
+
+class _HashingWriter:
+    """A write-only file that hashes what passes through it on the way to `inner`, so a
+    shard's checksum costs no second read (which on S3 would be a second GET)."""
+
+    def __init__(self, inner: Any):
+        self.inner, self.sha = inner, hashlib.sha256()
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        return self.inner.write(data)
+
+    def tell(self) -> int:
+        return self.inner.tell()
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True  # the owner of `inner` closes it
 
 
 def write_shard(
@@ -123,11 +148,13 @@ def write_shard(
     fs.makedirs(os.path.dirname(target), exist_ok=True)
     rows = 0
     try:
-        with fs.open(target, "wb") as f, pq.ParquetWriter(f, schema, compression="zstd") as writer:
-            for batch in batches:
-                if batch.num_rows:
-                    writer.write_batch(batch)
-                    rows += batch.num_rows
+        with fs.open(target, "wb") as f:
+            hashing = _HashingWriter(f)
+            with pq.ParquetWriter(hashing, schema, compression="zstd") as writer:
+                for batch in batches:
+                    if batch.num_rows:
+                        writer.write_batch(batch)
+                        rows += batch.num_rows
         size = fs.size(target)
         if local:
             fs.makedirs(root, exist_ok=True)
@@ -136,7 +163,7 @@ def write_shard(
         if local and fs.exists(target):
             fs.rm(target)
         raise
-    return Shard(path=f"{name}.parquet", rows=rows, bytes=int(size))
+    return Shard(path=f"{name}.parquet", rows=rows, bytes=int(size), sha256=hashing.sha.hexdigest())
 
 
 @dataclass
@@ -154,6 +181,13 @@ class Manifest:
     @property
     def rows(self) -> int:
         return sum(s.rows for s in self.shards)
+
+    def fingerprint(self) -> str:
+        """What the dataset is, without when or by which run it was written: downstream cache
+        keys use this, so re-committing identical content changes no key."""
+        body = [self.kind, self.schema_version, self.config_hash, self.code_version, sorted(self.parents)]
+        body += [(s.path, s.rows, s.sha256 or s.bytes) for s in sorted(self.shards, key=lambda s: s.path)]
+        return hashlib.sha256(json.dumps(body, default=str).encode()).hexdigest()
 
     def to_json(self) -> str:
         body = asdict(self)
@@ -192,7 +226,8 @@ def commit(
     """Make a dataset visible by writing its manifest (atomically), after its shards.
 
     Shards are listed in name order so that the manifest does not depend on the order in
-    which parallel tasks finished. Leftover temporary files are removed.
+    which parallel tasks finished. Committing content identical to the current version
+    changes nothing. Leftover temporary files are removed.
     """
     fs, root = filesystem(dataset_uri)
     for shard in shards:
@@ -209,7 +244,11 @@ def commit(
         stats=stats or {},
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
-    write_text_atomic(f"{normalize(dataset_uri)}/{MANIFEST}", manifest.to_json())
+    previous = read_manifest(dataset_uri)
+    if previous is None or previous.fingerprint() != manifest.fingerprint():
+        write_text_atomic(f"{normalize(dataset_uri)}/{MANIFEST}", manifest.to_json())
+    else:  # the same content again (a cached re-run): keep who made it and when
+        manifest = previous
     tmp = f"{root}/{TMP_DIR}"
     if fs.exists(tmp):
         fs.rm(tmp, recursive=True)
@@ -241,7 +280,7 @@ def read_manifest(dataset_uri: str) -> Manifest | None:
     try:
         with fs.open(f"{root}/{MANIFEST}", "r") as f:
             return Manifest.from_json(f.read())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no manifest, or `root` is a plain file
         return None
 
 
