@@ -218,3 +218,25 @@ def demo_cmd(lake: Lake = None, sets: Sets = None) -> None:
     show(result)
     typer.echo(f"\nLake: {Path(cfg.lake.root).resolve()}")
     typer.echo(f"Runs, task lineage and artifacts: {server.ui_url(url)}/runs")
+
+
+# -- search index and inference ------------------------------------------------------------
+
+
+@app.command("search-index")
+def search_index_cmd(
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    crawl: Annotated[Optional[str], typer.Option(help="Crawl name: indexes curated/{crawl}/clean")] = None,
+    clean: Annotated[Optional[str], typer.Option(help="Clean dataset URI (default: curated/{crawl}/clean)")] = None,
+    passage_chars: Annotated[Optional[int], typer.Option(help="Passage length in characters")] = None,
+    sets: Sets = None,
+) -> None:
+    """Build the search tool's BM25 index over a crawl's clean documents: search/{crawl}/."""
+    from flows.search_index import search_index
+
+    cfg = config_from(preset, lake, sets, **{"search.passage_chars": passage_chars})
+    crawl = crawl or (None if clean else cfg.sample_crawl.name)
+    with server.connected():
+        show(search_index(lake=cfg.lake, config=cfg.search, clean=clean, crawl=crawl, runner=cfg.runner))
+

@@ -12,6 +12,7 @@ from prefect import flow
 
 from flows.curate import curate
 from flows.sample_crawl import sample_crawl
+from flows.search_index import search_index
 from flows.tokenize import tokenize
 from flows.tokenizer import tokenizer
 from tasks.config import PipelineConfig
@@ -28,6 +29,8 @@ def pipeline(config: PipelineConfig = PipelineConfig(), warcs: list[str] | None 
     runner = task_runner(config.runner)
     out["curate"] = curate.with_options(task_runner=runner)(warcs=warcs, lake=config.lake, config=config.curate)
     clean, crawl = out["curate"]["clean_uri"], out["curate"]["crawl"]
+    # The search tool's BM25 index over the clean documents (what the engine's search reads).
+    out["search_index"] = search_index(lake=config.lake, config=config.search, clean=clean, crawl=crawl, runner=config.runner)
     # Tokenize: train on a sample of the clean documents (never the validation ones), then encode them all.
     out["tokenizer"] = tokenizer(lake=config.lake, config=config.tokenizer, clean=clean, holdout=config.tokenize.val_fraction)
     out["tokenize"] = tokenize(

@@ -19,6 +19,7 @@ from tasks import lake
 from tasks.curate.config import CurateConfig
 from tasks.dedup import DedupConfig
 from tasks.runtime import RunnerConfig, StageConfig
+from tasks.search import SearchConfig
 from tasks.tokenize import TokenizeConfig, TokenizerConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -51,6 +52,7 @@ class PipelineConfig(StageConfig):
     dedup: DedupConfig = DedupConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     tokenize: TokenizeConfig = TokenizeConfig()
+    search: SearchConfig = SearchConfig()
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -1,0 +1,67 @@
+"""Build the search tool's BM25 index over a crawl's clean documents: `search/{crawl}/`."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from prefect import flow, unmapped
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from models.tools import SearchIndex, format_passages
+from tasks import lake as lakes
+from tasks.config import LakeConfig
+from tasks.runtime import RunnerConfig, declare, in_lake, run_mapped
+from tasks.search import SearchConfig, build_index, split_shard
+
+EXAMPLE_QUERIES = 3
+
+
+def _examples(uri: str, seed: int = 0) -> str:
+    """What the tool returns for a few queries made of passage titles: a check by eye that
+    the index finds the page a title names."""
+    frame = lakes.scan(uri).select("title").unique().sort("title").collect()
+    titles = [t for t in frame["title"].to_list() if t]
+    picked = random.Random(seed).sample(titles, min(EXAMPLE_QUERIES, len(titles)))
+    index = SearchIndex.open(uri)
+    try:
+        lines = [f"# Search index `{uri}`", "", f"{len(index):,} passages. What the model would read for a few queries:", ""]
+        for query in picked:
+            hits = index.search(query, k=2)
+            lines += [f"### `{query}`", "", *[f"> {line}" for line in format_passages(hits).splitlines()], ""]
+    finally:
+        index.close()
+    return "\n".join(lines)
+
+
+@flow(name="search-index", log_prints=True)
+def search_index(
+    lake: LakeConfig = LakeConfig(),
+    config: SearchConfig = SearchConfig(),
+    clean: str | None = None,
+    crawl: str | None = None,
+    runner: RunnerConfig = RunnerConfig(),
+) -> dict[str, Any]:
+    """Split `clean` (default `curated/{crawl}/clean`) into passages, one task per shard, and
+    index them into `search/{crawl}/` (crawl defaults to the folder above `clean`)."""
+    root = lake.open()
+    if clean is None:
+        clean = lakes.join(root, "curated", crawl or "sample", "clean")
+    crawl = crawl or lakes.normalize(clean).rstrip("/").split("/")[-2]
+    out = lakes.join(root, "search", crawl)
+
+    shards = lakes.shard_uris(clean)
+    parts = [f"part-{i:05d}" for i in range(len(shards))]
+    results = run_mapped(
+        in_lake(root, split_shard), runner, f"search: split {len(shards)} shards", key="search-index-progress",
+        shard=shards, out=unmapped(out), part=parts, config=unmapped(config),
+    )
+    stats = in_lake(root, build_index)(clean, out, results, config)
+    declare(out)
+
+    rows = [{"shard": p, **{k: r[k] for k in ("documents", "passages", "chars", "skipped_empty")}} for p, r in zip(parts, results)]
+    rows.append({"shard": "total", **{k: stats[k] for k in ("documents", "passages", "chars", "skipped_empty")}})
+    create_table_artifact(rows, key="search-index-counts", description=f"passages of {crawl}")
+    create_markdown_artifact(_examples(out), key="search-index-examples", description=f"search index of {crawl}")
+    print(f"search index {out}: {stats['passages']:,} passages of {stats['documents']:,} documents, {stats['index_bytes']:,} bytes")
+    return stats
