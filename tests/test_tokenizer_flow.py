@@ -24,6 +24,7 @@ from tasks.tokenize import (
     train_tokenizer,
 )
 
+
 def record_id(i: int) -> str:
     return f"<urn:uuid:{uuid.UUID(int=i * 7919 + 1)}>"
 
