@@ -13,6 +13,7 @@ shard layout or the run, and the tokenizer's sample never includes validation do
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import time
@@ -209,7 +210,7 @@ def tokenize_shard(shard: str, tokenizer: str, train_out: str, val_out: str, par
         stats = {"documents": 0, "tokens": 0, "bytes": 0, "skipped_empty": 0}
         batches = _encoded_batches(shard, tok, config, split == "val", stats)
         written = lake.write_shard(uri, part, batches, schema=tokens_schema(tok.vocab_size))
-        out[split] = {"shard": {"path": written.path, "rows": written.rows, "bytes": written.bytes}, **stats}
+        out[split] = {"shard": dataclasses.asdict(written), **stats}
     return out
 
 

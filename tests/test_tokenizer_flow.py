@@ -3,6 +3,7 @@ shards (exact, streaming, deterministic), manifests, and both flows on a real Pr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 
@@ -171,6 +172,7 @@ def test_token_shards_decode_to_the_documents_and_split_by_id(tmp_path, trained)
             assert is_validation(row["id"], 0.2) == (split == "val")
             seen[row["id"]] = split
         assert result[split]["documents"] == table.num_rows == result[split]["shard"]["rows"]
+        assert result[split]["shard"]["sha256"] == hashlib.sha256((tmp_path / split / "part-00000.parquet").read_bytes()).hexdigest()
         assert result[split]["tokens"] == sum(table.column("count").to_pylist())
     assert set(seen) == {i for i, t in source.items() if t}  # every document once; empty ones skipped
     assert result["train"]["skipped_empty"] + result["val"]["skipped_empty"] == 2
