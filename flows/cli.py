@@ -157,12 +157,10 @@ def curate_cmd(
 ) -> None:
     """FineWeb curation of WARC files into curated/{crawl}/clean and .../removed."""
     from flows.curate import curate
-    from tasks.runtime import task_runner
 
     cfg = config_from(preset, lake, sets, **{"curate.extract.extractor": extractor, "curate.crawl": crawl})
-    flow_ = curate.with_options(task_runner=task_runner(cfg.runner))
     with server.connected():
-        show(flow_(warcs=warcs, lake=cfg.lake, config=cfg.curate))
+        show(curate(warcs=warcs, lake=cfg.lake, config=cfg.curate, dedup=cfg.dedup, runner=cfg.runner))
 
 
 @app.command("dedup")

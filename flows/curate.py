@@ -22,7 +22,8 @@ from tasks.crawls import crawl_name
 from tasks.curate.chain import Funnel
 from tasks.curate.config import CurateConfig
 from tasks.curate.stage import curate_warc, finalize_shard
-from tasks.runtime import RunnerConfig, code_version, config_hash, declare, gather, in_lake, task_runner
+from tasks.dedup import DedupConfig
+from tasks.runtime import RunnerConfig, code_version, config_hash, declare, in_lake, run_mapped
 
 KIND = "curated"
 GLOB_CHARS = "*?["
@@ -46,17 +47,15 @@ def expand(warcs: list[str]) -> list[str]:
     return sorted(found)
 
 
-def run_dedup(lake_config: LakeConfig, crawl: str, filtered_uri: str, config: CurateConfig) -> str | None:
-    """THE DEDUP SLOT. MinHash dedup (tasks/dedup, flows/dedup.py) runs here, over the committed
-    `filtered` dataset, and returns the URI of a dataset of the documents to remove: columns
-    id, step ('dedup_exact' | 'dedup_minhash'), reason, plus any cluster/kept-id columns (they
-    are folded into the removed row's reason). None: nothing to remove."""
+def run_dedup(lake: LakeConfig, crawl: str, filtered_uri: str, config: CurateConfig, dedup: DedupConfig, runner: RunnerConfig) -> str | None:
+    """The dedup slot: exact then MinHash dedup (flows/dedup.py) over the committed `filtered`
+    dataset. Returns the URI of its removal dataset (id, step 'dedup_exact' | 'dedup_minhash',
+    reason, cluster, kept_id; one shard per filtered shard, same names), or None when off."""
     if not config.dedup_enabled:
         return None
-    from flows.dedup import dedup  # lands with the dedup issue
+    from flows.dedup import dedup as dedup_flow
 
-    result = dedup(lake=lake_config, crawl=crawl, filtered=filtered_uri)
-    return result if isinstance(result, str) or result is None else result["removals"]
+    return dedup_flow(filtered=filtered_uri, crawl=crawl, lake=lake, config=dedup, runner=runner)["removals"]
 
 
 def funnel_rows(funnel: dict[str, Any]) -> list[dict[str, Any]]:
@@ -92,8 +91,14 @@ def report_markdown(crawl: str, funnel: dict[str, Any], summary: dict[str, Any])
     return "\n".join(lines) + "\n"
 
 
-@flow(name="curate", log_prints=True, task_runner=task_runner(RunnerConfig()))
-def curate(warcs: list[str], lake: LakeConfig = LakeConfig(), config: CurateConfig = CurateConfig()) -> dict[str, Any]:
+@flow(name="curate", log_prints=True)
+def curate(
+    warcs: list[str],
+    lake: LakeConfig = LakeConfig(),
+    config: CurateConfig = CurateConfig(),
+    dedup: DedupConfig = DedupConfig(),
+    runner: RunnerConfig = RunnerConfig(),
+) -> dict[str, Any]:
     """Curate WARC files (URIs or globs) into `curated/{crawl}/clean` and `.../removed`."""
     root = lake.open()
     uris = expand(warcs)
@@ -104,11 +109,9 @@ def curate(warcs: list[str], lake: LakeConfig = LakeConfig(), config: CurateConf
     filtered_uri, removed_uri, clean_uri = (lakes.join(base, n) for n in ("filtered", "removed", "clean"))
     manifest = dict(config_hash=config_hash(config), code_version=code_version("tasks.curate"))
 
-    step_a = in_lake(root, curate_warc)
-    first = gather(
-        step_a.map(uris, filtered_uri=unmapped(filtered_uri), removed_uri=unmapped(removed_uri), crawl=unmapped(crawl), config=unmapped(config)),
-        "curate: WARC files",
-        key="curate-progress",
+    first = run_mapped(
+        in_lake(root, curate_warc), runner, "curate: WARC files", key="curate-progress",
+        warc=uris, filtered_uri=unmapped(filtered_uri), removed_uri=unmapped(removed_uri), crawl=unmapped(crawl), config=unmapped(config),
     )
     filters_funnel = Funnel.merge([r["funnel"] for r in first], config.examples_per_step)
     lakes.commit(
@@ -116,16 +119,12 @@ def curate(warcs: list[str], lake: LakeConfig = LakeConfig(), config: CurateConf
         parents=uris, stats={"funnel": filters_funnel}, **manifest,
     )
 
-    dedup_uri = run_dedup(lake, crawl, filtered_uri, config)
+    dedup_uri = run_dedup(lake, crawl, filtered_uri, config, dedup, runner)
 
-    step_c = in_lake(root, finalize_shard)
-    second = gather(
-        step_c.map(
-            [lakes.join(filtered_uri, r["filtered"]["path"]) for r in first], [r["name"] for r in first],
-            clean_uri=unmapped(clean_uri), removed_uri=unmapped(removed_uri), dedup_uri=unmapped(dedup_uri), pii=unmapped(config.pii),
-        ),
-        "curate: finalize shards",
-        key="curate-finalize-progress",
+    second = run_mapped(
+        in_lake(root, finalize_shard), runner, "curate: finalize shards", key="curate-finalize-progress",
+        filtered_shard=[lakes.join(filtered_uri, r["filtered"]["path"]) for r in first], name=[r["name"] for r in first],
+        clean_uri=unmapped(clean_uri), removed_uri=unmapped(removed_uri), dedup_uri=unmapped(dedup_uri), pii=unmapped(config.pii),
     )
     funnel = Funnel.merge([filters_funnel] + [r["funnel"] for r in second], config.examples_per_step)
     docs_in = sum(r["docs_in"] for r in first)

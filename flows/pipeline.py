@@ -16,7 +16,6 @@ from flows.search_index import search_index
 from flows.tokenize import tokenize
 from flows.tokenizer import tokenizer
 from tasks.config import PipelineConfig
-from tasks.runtime import task_runner
 
 
 @flow(name="pipeline", log_prints=True)
@@ -26,8 +25,7 @@ def pipeline(config: PipelineConfig = PipelineConfig(), warcs: list[str] | None 
     if not warcs:
         out["sample_crawl"] = sample_crawl(lake=config.lake, config=config.sample_crawl)
         warcs = out["sample_crawl"]["warcs"]
-    runner = task_runner(config.runner)
-    out["curate"] = curate.with_options(task_runner=runner)(warcs=warcs, lake=config.lake, config=config.curate)
+    out["curate"] = curate(warcs=warcs, lake=config.lake, config=config.curate, dedup=config.dedup, runner=config.runner)
     clean, crawl = out["curate"]["clean_uri"], out["curate"]["crawl"]
     # The search tool's BM25 index over the clean documents (what the engine's search reads).
     out["search_index"] = search_index(lake=config.lake, config=config.search, clean=clean, crawl=crawl, runner=config.runner)

@@ -302,3 +302,12 @@ def test_config_defaults_are_finewebs():
     assert (c.fineweb_quality.line_punct_thr, c.fineweb_quality.short_line_thr, c.fineweb_quality.new_line_ratio) == (0.12, 0.67, 0.3)
     assert c.gopher_repetition.dup_n_grams[10] == 0.10 and c.gopher_repetition.top_n_grams[2] == 0.20
     assert c.c4.filter_no_terminal_punct is False and c.extract.timeout_s >= 1.0
+
+
+@given(st.lists(st.sampled_from(PROSE + ["ok", "Enable javascript now please", "Cite me[1] here and[edit] there.", "Our privacy policy applies here", "x" * 1001 + " long"]), min_size=1, max_size=20))
+@settings(max_examples=100, deadline=None)
+def test_c4_carries_an_exact_word_count_to_the_next_filter(lines):
+    d = doc("\n".join(lines))
+    d.view.words  # known before C4, as after the Gopher filters
+    if C4QualityFilter(C4Config(min_num_sentences=0))(d) is None:
+        assert d.view.word_count == len(words(d.text))

@@ -37,7 +37,8 @@ def by(table: pa.Table, *columns: str) -> dict:
 
 def test_flow_on_every_shared_warc_file_and_cache_hit(prefect_server, shared_data, lake_root):
     folder = upload(shared_data, lake_root)
-    config = CurateConfig(extract={"extractor": "resiliparse"})
+    # dedup on S3 is tests/test_dedup_flow.py's; here it would double the run time
+    config = CurateConfig(extract={"extractor": "resiliparse"}, dedup_enabled=not lake.is_remote(lake_root))
     result = curate(warcs=[folder + "/*"], lake=LakeConfig(root=lake_root), config=config)
     assert result["crawl"] == "shared" and result["warc_files"] == 19
 
@@ -64,7 +65,9 @@ def test_flow_on_every_shared_warc_file_and_cache_hit(prefect_server, shared_dat
     assert all(lang == "en" for lang in clean["language"].to_pylist())
     funnel = lake.manifest(result["clean_uri"]).stats["funnel"]["steps"]
     assert funnel["read"]["docs_in"] == result["docs_in"]
-    assert funnel["pii"]["docs_out"] == clean.num_rows == filtered.rows
+    assert funnel["pii"]["docs_out"] == clean.num_rows
+    assert filtered.rows == clean.num_rows + sum(v for (step, _), v in reasons.items() if step.startswith("dedup"))
+    assert result["dedup"] == ("off" if lake.is_remote(lake_root) else "on")
     report = lake.filesystem(result["report"])[0].cat_file(lake.filesystem(result["report"])[1]).decode()
     assert "## Removed examples" in report and "### language" in report
 
@@ -79,7 +82,10 @@ def test_flow_on_every_shared_warc_file_and_cache_hit(prefect_server, shared_dat
 
 
 def test_dedup_slot_moves_listed_ids_into_removed(tmp_path, shared_data):
-    """finalize_shard with a removals dataset, as the dedup stage will hand it over."""
+    """finalize_shard with a removal dataset shaped as the dedup flow writes it (one shard per
+    filtered shard, same name; id, step, reason, cluster, kept_id)."""
+    from tasks.dedup.stages import REMOVE_SCHEMA
+
     root = str(tmp_path / "lake")
     warc = str(shared_data / "warc/edge-cases/example.warc.gz")
     config = CurateConfig(language={"enabled": False}, gopher_repetition={"enabled": False}, gopher_quality={"enabled": False},
@@ -87,11 +93,12 @@ def test_dedup_slot_moves_listed_ids_into_removed(tmp_path, shared_data):
     first = curate_warc_fn(warc, f"{root}/filtered", f"{root}/removed", "t", config)
     assert first["filtered"]["rows"] == 1
     kept_id = lake.read_shard(f"{root}/filtered/{first['filtered']['path']}")["id"][0].as_py()
-    lake.write_dataset(f"{root}/dups", [pa.table({"id": [kept_id], "step": ["dedup_minhash"], "reason": ["near_duplicate"], "kept_id": ["<urn:uuid:other>"]})], kind="dedup-removals")
+    removals = pa.table({"id": [kept_id], "step": ["dedup_minhash"], "reason": ["near_duplicate"], "cluster": [7], "kept_id": ["<urn:uuid:other>"]}, schema=REMOVE_SCHEMA)
+    lake.commit(f"{root}/dups", [lake.write_shard(f"{root}/dups", first["name"], removals)], kind="dedup-remove")
     second = finalize_shard_fn(f"{root}/filtered/{first['filtered']['path']}", first["name"], f"{root}/clean", f"{root}/removed", f"{root}/dups", config.pii)
     assert second["clean"]["rows"] == 0 and second["removed"]["rows"] == 1
     row = lake.read_shard(f"{root}/removed/{second['removed']['path']}").to_pylist()[0]
-    assert row["step"] == "dedup_minhash" and row["reason"] == "near_duplicate (kept_id=<urn:uuid:other>)"
+    assert row["step"] == "dedup_minhash" and row["reason"] == "near_duplicate (cluster=7, kept_id=<urn:uuid:other>)"
     assert second["funnel"]["steps"]["dedup_minhash"]["reasons"] == {"near_duplicate": 1}
 
 
@@ -113,3 +120,29 @@ def test_expand_globs_and_missing_files(tmp_path):
     assert expand([str(tmp_path / "*.warc.gz"), str(tmp_path / "a.warc.gz")]) == [str(tmp_path / "a.warc.gz"), str(tmp_path / "b.warc.gz")]
     with pytest.raises(FileNotFoundError):
         expand([str(tmp_path / "nope.warc.gz")])
+
+
+def test_sample_crawl_planted_pages_are_removed_by_their_step(prefect_server, tmp_path):
+    """The sample crawl's ground truth: each planted page is removed by the step it was planted
+    for (and no other), every clean page survives, and the planted PII is scrubbed."""
+    from flows.sample_crawl import sample_crawl
+    from tasks.config import SampleCrawlConfig
+
+    root = str(tmp_path / "lake")
+    crawl = sample_crawl(lake=LakeConfig(root=root), config=SampleCrawlConfig(pages=60, files=2))
+    result = curate(warcs=crawl["warcs"], lake=LakeConfig(root=root), config=CurateConfig())
+    truth = lake.scan(lake.join(root, "crawls", "sample", "truth")).collect().to_dicts()
+    removed = {r["id"]: r for r in lake.scan(result["removed_uri"]).collect().to_dicts()}
+    clean = {r["id"]: r for r in lake.scan(result["clean_uri"]).collect().to_dicts()}
+    wrong = []
+    for page in truth:
+        got = removed.get(page["record_id"])
+        step = got["step"] if got else None
+        if step != page["expected_step"]:
+            wrong.append((page["kind"], page["url"], page["expected_step"], step, got and got["reason"]))
+    assert not wrong, wrong
+    scrubbed = [p for p in truth if p["pii"]]
+    assert scrubbed
+    for page in scrubbed:
+        text = clean[page["record_id"]]["text"]
+        assert not any(secret in text for secret in page["pii"]), page["url"]

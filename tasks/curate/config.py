@@ -114,6 +114,6 @@ class CurateConfig(StageConfig):
     c4: C4Config = C4Config()
     fineweb_quality: FineWebQualityConfig = FineWebQualityConfig()
     custom: list[CustomFilter] = Field(default_factory=list)
-    dedup_enabled: bool = Field(False, description="Run MinHash dedup between the filters and PII (tasks/dedup; off until it lands)")
+    dedup_enabled: bool = Field(True, description="Run exact + MinHash dedup (flows/dedup.py, the `dedup` config section) between the filters and PII")
     pii: PiiConfig = PiiConfig()
     examples_per_step: int = Field(3, ge=0, description="Removed examples per step in the run report")

@@ -29,6 +29,7 @@ from tasks.curate.config import (
     GopherRepetitionConfig,
 )
 from tasks.curate.text import Text, count_sentences
+from tasks.curate.text import words as tokenize
 
 HAS_LETTER = re.compile(r"[^\W\d_]").search
 
@@ -139,8 +140,11 @@ class GopherRepetitionFilter:
             if top_ngram_chars(view, n) / size > limit:
                 return f"top_{n}_gram"
         for n, limit in sorted(c.dup_n_grams.items()):
-            if duplicated_ngram_chars(view, n) / size > limit:
+            chars = duplicated_ngram_chars(view, n)
+            if chars / size > limit:
                 return f"duplicated_{n}_n_grams"
+            if not chars:
+                break  # no repeated n-gram, so no repeated longer one either
         return None
 
 
@@ -180,7 +184,7 @@ class GopherQualityFilter:
         ellipsis = sum(1 for line in lines if line.rstrip().endswith(("...", "…")))
         if ellipsis / len(lines) > c.max_ellipsis_lines_ratio:
             return "gopher_too_many_end_ellipsis"
-        alpha = sum(1 for w in words if HAS_LETTER(w))
+        alpha = sum(1 for w in words if w[0].isalpha() or HAS_LETTER(w))
         if alpha / n < c.min_alpha_words_ratio:
             return "gopher_below_alpha_threshold"
         if c.stop_words_distinct:
@@ -207,32 +211,47 @@ class C4QualityFilter:
         c = self.c
         kept: list[str] = []
         sentences = 0
-        for line in doc.view.lines:
-            line = line.strip()
+        # Tokens never span lines, so when the words are already known the rewritten text's
+        # word count is the old one minus the dropped lines' and the citations' tokens: the
+        # FineWeb filter after us then needs no second tokenization.
+        known = "words" in doc.view.__dict__
+        removed_words = 0
+        for raw in doc.view.lines:
+            line = raw.strip()
             words = line.split()
             if c.max_word_length >= 0 and any(len(w) > c.max_word_length for w in words):
+                removed_words += known and len(tokenize(raw))
                 continue
-            if c.remove_citations:
-                line = self.citation.sub("", line)
+            if c.remove_citations and "[" in line:
+                cited, line = line, self.citation.sub("", line)
+                if known and cited != line:
+                    removed_words += len(tokenize(cited)) - len(tokenize(line))
             if c.filter_no_terminal_punct and (not line.endswith((".", "?", "!", '"', "'")) or line.endswith("...")):
+                removed_words += known and len(tokenize(line))
                 continue
             if len(words) < c.min_words_per_line:
+                removed_words += known and len(tokenize(line))
                 continue
             lower = line.lower()
             if c.filter_lorem_ipsum and "lorem ipsum" in lower:
                 return "lorem_ipsum"
             if c.filter_javascript and "javascript" in lower:
+                removed_words += known and len(tokenize(line))
                 continue
             if c.filter_curly_bracket and "{" in line:
                 return "curly_bracket"
             if c.filter_policy and any(p in lower for p in self.policy):
+                removed_words += known and len(tokenize(line))
                 continue
             if c.min_num_sentences >= 0:
                 sentences += count_sentences(line)
             kept.append(line)
         if sentences < c.min_num_sentences:
             return "too_few_sentences"
+        word_count = doc.view.word_count - removed_words if known else None
         doc.rewrite("\n".join(kept).strip())
+        if word_count is not None:
+            doc.view.__dict__.setdefault("word_count", word_count)
         return None
 
 
@@ -270,8 +289,8 @@ class FineWebQualityFilter:
         chars = len(text) - text.count("\n")
         if chars and duplicates(lines)[1] / chars > c.char_duplicates_ratio:
             return "char_dup_ratio"
-        words = view.words
-        if not words or text.count("\n") / len(words) > c.new_line_ratio:
+        count = view.word_count
+        if not count or text.count("\n") / count > c.new_line_ratio:
             return "list_ratio"
         return None
 

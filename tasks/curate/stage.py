@@ -17,7 +17,6 @@ import re
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tasks import lake
 from tasks.curate.chain import Chain, Funnel, Outcome
@@ -98,19 +97,19 @@ def curate_warc(warc: str, filtered_uri: str, removed_uri: str, crawl: str, conf
     return curate_warc_fn(warc, filtered_uri, removed_uri, crawl, config)
 
 
-def _dedup_removals(dedup_uri: str | None, ids: pa.Array) -> dict[str, tuple[str, str]]:
-    """id -> (step, reason) for this shard's documents that dedup removes."""
+def _dedup_removals(dedup_uri: str | None, name: str) -> dict[str, tuple[str, str]]:
+    """id -> (step, reason) for this shard's documents that dedup removes: its shard of the
+    removal dataset (same name as the filtered shard), cluster and kept id folded into the reason."""
     if not dedup_uri:
         return {}
-    table = lake.scan(dedup_uri).collect().to_arrow()
-    table = table.filter(pc.is_in(table["id"], value_set=ids))
+    from tasks.dedup.apply import removals
+
     out: dict[str, tuple[str, str]] = {}
-    detail_cols = [c for c in table.column_names if c not in ("id", "step", "reason")]
-    for row in table.to_pylist():
+    for row in removals(dedup_uri, name).to_pylist():
         step = row.get("step") or "dedup_minhash"
         if step not in DEDUP_STEPS:
             raise ValueError(f"dedup removal step must be one of {DEDUP_STEPS}, got {step!r}")
-        detail = ", ".join(f"{c}={row[c]}" for c in detail_cols if row.get(c) is not None)
+        detail = ", ".join(f"{c}={row[c]}" for c in ("cluster", "kept_id") if row.get(c) is not None)
         reason = row.get("reason") or "duplicate"
         out[row["id"]] = (step, f"{reason} ({detail})" if detail else reason)
     return out
@@ -120,7 +119,7 @@ def finalize_shard_fn(
     filtered_shard: str, name: str, clean_uri: str, removed_uri: str, dedup_uri: str | None, pii: PiiConfig
 ) -> dict[str, Any]:
     table = lake.read_shard(filtered_shard)
-    removals = _dedup_removals(dedup_uri, table["id"])
+    removals = _dedup_removals(dedup_uri, name)
     funnel = Funnel(0)
     scrub = PiiScrubber(pii)
     clean_rows: list[dict[str, Any]] = []

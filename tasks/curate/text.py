@@ -2,9 +2,10 @@
 
 datatrove spends most of its filter time in spaCy's tokenizer (about 60 docs/s here); these
 regexes do the same job at thousands of docs/s. They follow spaCy's `blank("en")` where it
-matters to the thresholds: numbers with separators (3.14, 1,000, 10:30) stay one token, so they
-count as one non-alphabetic word; English contractions split as spaCy splits them (do + n't,
-it + 's); every other punctuation mark is a token of its own.
+matters to the thresholds (the share of words with a letter, word counts, mean word length):
+URLs, emails, initialisms, abbreviations and numbers with separators stay one token; English
+contractions split as spaCy splits them (do + n't, it + 's); every other punctuation mark is a
+token of its own.
 
 `Text` caches words, lines and paragraphs the first time a filter asks, so the Gopher
 repetition and Gopher quality filters share one tokenization; a filter that rewrites the text
@@ -18,34 +19,51 @@ from functools import cached_property
 
 import numpy as np
 
-# Numbers with separators, words (apostrophes inside kept), single punctuation marks.
-WORD_RE = re.compile(r"\d+(?:[.,:]\d+)+|\w+(?:['’]\w+)*|[^\w\s]")
-# English contractions, split afterwards only in the few tokens holding an apostrophe (cheaper
-# than lookaheads on every word): do|n't, it|'s, we|'re ...; O'Brien stays whole, as in spaCy.
-CONTRACTION_RE = re.compile(r"(\w+?)(n['’]t)|(\w+)(['’](?:s|re|ve|ll|d|m))", re.IGNORECASE)
+# What spaCy keeps whole, and we too: URLs and emails, initialisms (U.S., e.g.) and common
+# abbreviations (Inc., Gov., Jan.), numbers with separators (3.14, 1,000, 11/19/19), ellipses;
+# then words (apostrophes inside kept) and single punctuation marks. English contractions are
+# split as spaCy splits them (do|n't, it|'s) by a space put before them first. URLs and emails
+# are cut out first, only in texts that have them. Every step is one C-level regex pass: no
+# Python loop per token.
+ABBREVIATIONS = (
+    "Mr|Mrs|Ms|Dr|Prof|Gov|Sen|Rep|Gen|Col|Lt|Sgt|Capt|Rev|Hon|Corp|Inc|Ltd|Co|Jr|Sr|St|vs|etc|"
+    "Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Mt|Ft|Ave|Blvd|Dept|Univ|approx|No|Nos|Vol|Fig"
+)
+URL_OR_EMAIL_RE = re.compile(
+    r"((?<![\w/])(?:https?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)\]'’]|(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
+)
+WORD_RE = re.compile(
+    r"[^\W\d_](?:\.[A-Za-z])+\."  # initialisms
+    rf"|(?=[A-Za-z]{{1,6}}\.)(?:{ABBREVIATIONS})\.(?!\w)"  # the guard keeps the alternation off most words
+    r"|\d+(?:[.,:/-]\d+)*"
+    r"|['’](?:s|re|ve|ll|d|m)\b"
+    r"|\w+(?:['’]\w+)*"
+    r"|\.{2,}"
+    r"|[^\w\s]"
+)
+CONTRACTION_RE = re.compile(r"(?<=\w)(?=n['’]t\b|['’](?:s|re|ve|ll|d|m)\b)", re.IGNORECASE)
+
 
 # A sentence ends at ., !, ? or an ellipsis (and CJK/other full stops), possibly followed by
 # closing quotes or brackets, then whitespace and something more. spaCy's sentencizer splits
-# on the same marks; abbreviations like "e.g." are one token there and never split.
+# on the same marks; a single letter before the dot (initials, "e.g.") does not end a sentence.
 SENTENCE_END_RE = re.compile(r"(?<!\b[A-Za-z])[.!?…。！？]+['\"”’)\]]*\s+(?=\S)")
-
 PARAGRAPH_RE = re.compile(r"\n{2,}")
 LINES_RE = re.compile(r"\n+")
 
 
 def words(text: str) -> list[str]:
-    tokens = WORD_RE.findall(text)
-    if "'" not in text and "’" not in text:
-        return tokens
-    out: list[str] = []
-    for token in tokens:
-        if len(token) > 2 and ("'" in token or "’" in token):
-            match = CONTRACTION_RE.fullmatch(token)
-            if match:
-                out.extend(part for part in match.groups() if part)
-                continue
-        out.append(token)
-    return out
+    if "'" in text or "’" in text:
+        text = CONTRACTION_RE.sub(" ", text)
+    if "@" in text or "://" in text or "www." in text:
+        out: list[str] = []
+        for i, part in enumerate(URL_OR_EMAIL_RE.split(text)):
+            if i % 2:
+                out.append(part)
+            elif part:
+                out.extend(WORD_RE.findall(part))
+        return out
+    return WORD_RE.findall(text)
 
 
 def count_sentences(line: str) -> int:
@@ -79,8 +97,13 @@ class Text:
         return words(self.text)
 
     @cached_property
+    def word_count(self) -> int:
+        """len(words); a filter that rewrites the text may preset it (see C4QualityFilter)."""
+        return len(self.words)
+
+    @cached_property
     def non_symbol_words(self) -> list[str]:
-        return [w for w in self.words if not is_punctuation(w)]
+        return [w for w in self.words if w[0].isalnum() or not is_punctuation(w)]
 
     @cached_property
     def word_ids(self) -> np.ndarray:
@@ -97,15 +120,22 @@ class Text:
 
     def ngram_hashes(self, n: int) -> np.ndarray:
         """A 64-bit hash per word n-gram (position i covers words[i:i+n]); collisions between
-        different n-grams are about 1 in 2^64 per pair."""
+        different n-grams are about 1 in 2^64 per pair. Built from the (n-1)-gram hashes when
+        those exist, so all n from 2 to 10 cost one pass each."""
+        cache: dict[int, np.ndarray] = self.__dict__.setdefault("_ngram_hashes", {})
+        if n in cache:
+            return cache[n]
         ids = self.word_ids
         count = len(ids) - n + 1
         if count <= 0:
-            return np.empty(0, dtype=np.uint64)
-        h = np.zeros(count, dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            for k in range(n):
-                h = h * np.uint64(0x100000001B3) + (ids[k : k + count] + np.uint64(0x9E3779B97F4A7C15))
+            h = np.empty(0, dtype=np.uint64)
+        else:
+            with np.errstate(over="ignore"):
+                if n == 1:
+                    h = ids + np.uint64(0x9E3779B97F4A7C15)
+                else:
+                    h = self.ngram_hashes(n - 1)[:count] * np.uint64(0x100000001B3) + (ids[n - 1 : n - 1 + count] + np.uint64(0x9E3779B97F4A7C15))
+        cache[n] = h
         return h
 
     @cached_property

@@ -56,6 +56,7 @@ class UrlFilter:
         self.extra_urls = frozenset(_SCHEME.sub("", u.strip()).lower() for u in config.extra_urls)
         self.automaton = _automaton(self.lists.banned_subwords)
         self.extract = _tld_extractor()
+        self.extract("http://warm.up.example.com/")  # loads the suffix snapshot now, not on the first page
 
     def _listed_domain(self, domain: str) -> bool:
         return bool(domain) and (domain in self.extra_domains or self.lists.contains(self.lists.domains, domain))

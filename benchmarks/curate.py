@@ -1,0 +1,240 @@
+"""Curate benchmark: our chain against datatrove's FineWeb steps on the same real pages.
+
+    python benchmarks/curate.py [--pages N]
+
+The 181 real article pages of ../shared/data/extraction-benchmark are wrapped into one WARC
+file; both chains read it and run read -> url -> extract -> language -> Gopher repetition ->
+Gopher quality -> C4 -> FineWeb quality on one core, with trafilatura and with resiliparse.
+Printed: docs/s for both and the ratio, peak memory, per-filter keep/drop agreement (each
+filter alone on the same extracted texts), and the extraction quality of both extractors
+(shingle precision/recall/F1 as the benchmark's evaluate.py defines it).
+
+datatrove runs in its own venv (.cache/anchor-venv: datatrove 0.10.1, spacy, aiohttp,
+resiliparse), created here on first use, driven through benchmarks/curate_anchor.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from tasks.curate import blocklists  # noqa: E402
+from tasks.curate.chain import Chain, Funnel  # noqa: E402
+from tasks.curate.config import CurateConfig, ExtractConfig  # noqa: E402
+from tasks.curate.extract import Extractor  # noqa: E402
+from tasks.curate.filters import (  # noqa: E402
+    C4QualityFilter,
+    Doc,
+    FineWebQualityFilter,
+    GopherQualityFilter,
+    GopherRepetitionFilter,
+)
+from tasks.curate.language import LanguageFilter, model_path  # noqa: E402
+from tasks.curate.text import Text  # noqa: E402
+from tasks.curate.urls import UrlFilter  # noqa: E402
+
+DATA = Path(os.environ.get("CRAWL2CHAT_SHARED_DATA", REPO.parent / "shared" / "data")) / "extraction-benchmark"
+WORK = REPO / ".cache" / "bench-curate"
+ANCHOR = REPO / ".cache" / "anchor-venv"
+ANCHOR_PACKAGES = ["datatrove[processing]==0.10.1", "spacy", "aiohttp", "resiliparse", "warcio", "faust-cchardet", "python-magic", "lxml_html_clean"]
+FILTERS = ("url", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb_quality")
+
+
+# -- inputs ----------------------------------------------------------------------------------
+
+
+def pages(limit: int | None) -> list[tuple[str, str, bytes]]:
+    truth = json.loads((DATA / "ground-truth.json").read_text())
+    out = []
+    for key in sorted(truth)[:limit]:
+        html = gzip.decompress((DATA / "html" / f"{key}.html.gz").read_bytes())
+        out.append((key, truth[key]["url"], html))
+    return out
+
+
+def build_warc(items: list[tuple[str, str, bytes]], path: Path) -> None:
+    """Each page as a WARC response record (gzip member per record, as Common Crawl does)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        for key, url, html in items:
+            http = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + html
+            head = (
+                f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:{uuid.UUID(key[:32])}>\r\n"
+                f"WARC-Target-URI: {url}\r\nWARC-Date: 2024-01-01T00:00:00Z\r\nWARC-Identified-Payload-Type: text/html\r\n"
+                f"Content-Type: application/http; msgtype=response\r\nContent-Length: {len(http)}\r\n\r\n"
+            ).encode()
+            f.write(gzip.compress(head + http + b"\r\n\r\n"))
+
+
+def ensure_anchor() -> Path:
+    python = ANCHOR / "bin" / "python"
+    if not (ANCHOR / ".ready").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(ANCHOR)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *ANCHOR_PACKAGES], check=True)
+        (ANCHOR / ".ready").touch()
+    return python
+
+
+def anchor(python: Path, *args: str) -> dict:
+    out = WORK / f"anchor-{'-'.join(a.rsplit('/', 1)[-1] for a in args[:1] + args[3:])}.json"
+    env = {**os.environ, "LID_FTZ": str(model_path()), "OMP_NUM_THREADS": "1"}
+    subprocess.run([str(python), str(REPO / "benchmarks" / "curate_anchor.py"), *args[:2], str(out), *args[2:]], check=True, env=env, stderr=open(WORK / "anchor.log", "a"))
+    return json.loads(out.read_text())
+
+
+# -- our side ----------------------------------------------------------------------------------
+
+
+def run_ours(warc: Path, extractor: str) -> dict:
+    config = CurateConfig(extract={"extractor": extractor})
+    chain = Chain(config)
+    chain.extractor.extract("<html><body><p>warm up</p></body></html>")  # start the worker first
+    funnel = Funnel(0)
+    start, cpu = time.perf_counter(), time.process_time()
+    outcomes = list(chain.run(str(warc), funnel))
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "cpu_seconds": time.process_time() - cpu,
+        "kept": [o.id for o in outcomes if o.step is None],
+        "funnel": funnel.to_dict(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def extract_all(items, extractor: str) -> list[str]:
+    worker = Extractor(ExtractConfig(extractor=extractor))
+    try:
+        return [(worker.extract(html.decode("utf-8", "replace"))[0] or "").strip() for _, _, html in items]
+    finally:
+        worker.close()
+
+
+def our_decisions(docs: list[dict]) -> dict[str, dict[str, str | None]]:
+    config = CurateConfig()
+    steps = {
+        "url": lambda d: UrlFilter(config.url)(d.url),
+        "language": lambda d, f=LanguageFilter(config.language): f(d.text)[0],
+        "gopher_repetition": GopherRepetitionFilter(config.gopher_repetition),
+        "gopher_quality": GopherQualityFilter(config.gopher_quality),
+        "c4": C4QualityFilter(config.c4),
+        "fineweb_quality": FineWebQualityFilter(config.fineweb_quality),
+    }
+    url_filter = UrlFilter(config.url)
+    steps["url"] = lambda d: url_filter(d.url)
+    return {name: {d["id"]: f(Doc(id=d["id"], url=d["url"], view=Text(d["text"]))) for d in docs} for name, f in steps.items()}
+
+
+# -- extraction quality (the benchmark's evaluate.py definition) --------------------------------
+
+_TOKEN = re.compile(r"\w+")
+
+
+def shingle_scores(true: str, pred: str, n: int = 4) -> tuple[float, float, float]:
+    def shingles(text: str) -> Counter:
+        tokens = _TOKEN.findall(text or "")
+        return Counter(tuple(tokens[i : i + n]) for i in range(max(1, len(tokens) - n + 1)) if tokens[i : i + n])
+
+    t, p = shingles(true), shingles(pred)
+    tp = sum((t & p).values())
+    fp = sum((p - t).values())
+    fn = sum((t - p).values())
+    total = tp + fp + fn
+    return (tp / total, fp / total, fn / total) if total else (0.0, 0.0, 0.0)
+
+
+def prf(truths: list[str], preds: list[str]) -> dict[str, float]:
+    def precision(tp, fp, fn):
+        return 1.0 if fp == fn == 0 else 0.0 if tp == fp == 0 else tp / (tp + fp)
+
+    def recall(tp, fp, fn):
+        return 1.0 if fp == fn == 0 else 0.0 if tp == fn == 0 else tp / (tp + fn)
+
+    scores = [shingle_scores(t, p) for t, p in zip(truths, preds)]
+    p = statistics.mean(precision(*s) for s in scores if s[0] + s[1] > 0)
+    r = statistics.mean(recall(*s) for s in scores if s[0] + s[2] > 0)
+    return {"precision": round(p, 3), "recall": round(r, 3), "f1": round(2 * p * r / (p + r), 3)}
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pages", type=int, default=None, help="limit the pages (default: all 181)")
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    items = pages(args.pages)
+    warc_dir = WORK / "warc"
+    build_warc(items, warc_dir / "extraction-benchmark.warc.gz")
+    python = ensure_anchor()
+    print(f"{len(items)} real pages, {sum(len(h) for *_, h in items) / 1e6:.1f} MB of HTML; blocklists: {blocklists.load(str(blocklists.resolve_dir())).source}")
+
+    results: dict = {"pages": len(items), "throughput": {}, "agreement": {}, "extraction": {}}
+    print("\nthroughput (one core; read -> url -> extract -> language -> gopher x2 -> c4 -> fineweb)")
+    print(f"{'extractor':<12} {'ours docs/s':>12} {'datatrove docs/s':>17} {'ratio':>7} {'ours peak MB':>13} {'dt peak MB':>11} {'kept ours/dt':>13}")
+    for extractor in ("trafilatura", "resiliparse"):
+        ours = run_ours(warc_dir / "extraction-benchmark.warc.gz", extractor)
+        theirs = anchor(python, "chain", str(warc_dir), extractor)
+        ours_rate, their_rate = len(items) / ours["seconds"], len(items) / theirs["seconds"]
+        results["throughput"][extractor] = {"ours": ours_rate, "datatrove": their_rate, "ratio": ours_rate / their_rate,
+                                            "ours_peak_mb": ours["peak_rss_mb"], "datatrove_peak_mb": theirs["peak_rss_mb"],
+                                            "kept_ours": len(ours["kept"]), "kept_datatrove": len(theirs["kept"]),
+                                            "ours_seconds_by_step": {k: v["seconds"] for k, v in ours["funnel"]["steps"].items()}}
+        print(f"{extractor:<12} {ours_rate:>12.1f} {their_rate:>17.1f} {ours_rate / their_rate:>6.1f}x {ours['peak_rss_mb']:>13.0f} {theirs['peak_rss_mb']:>11.0f} {len(ours['kept']):>6}/{len(theirs['kept'])}")
+        print("   our seconds by step: " + ", ".join(f"{k} {v['seconds']:.2f}" for k, v in ours["funnel"]["steps"].items()))
+
+    print("\nper-filter keep/drop agreement (each filter alone, same extracted texts)")
+    truths = json.loads((DATA / "ground-truth.json").read_text())
+    docs = []
+    for extractor in ("trafilatura", "resiliparse"):
+        texts = extract_all(items, extractor)
+        results["extraction"][extractor] = prf([truths[k]["articleBody"] for k, *_ in items], texts)
+        docs += [{"id": f"{extractor}:{key}", "url": url, "text": text} for (key, url, _), text in zip(items, texts) if text]
+    jsonl = WORK / "texts.jsonl"
+    jsonl.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    theirs = anchor(python, "filters", str(jsonl))["decisions"]
+    start = time.perf_counter()
+    ours = our_decisions(docs)
+    ours_seconds = time.perf_counter() - start
+    disagreements: dict[str, list] = {}
+    for name in FILTERS:
+        same = sum((ours[name][d["id"]] is None) == (theirs[name][d["id"]] is None) for d in docs)
+        results["agreement"][name] = same / len(docs)
+        disagreements[name] = [
+            {"id": d["id"], "ours": ours[name][d["id"]], "datatrove": theirs[name][d["id"]]}
+            for d in docs if (ours[name][d["id"]] is None) != (theirs[name][d["id"]] is None)
+        ]
+        dropped = sum(ours[name][d["id"]] is not None for d in docs), sum(theirs[name][d["id"]] is not None for d in docs)
+        print(f"{name:<18} {100 * same / len(docs):6.2f}%  ({len(docs) - same} of {len(docs)} differ; dropped ours {dropped[0]}, datatrove {dropped[1]})")
+        for dis in disagreements[name][:6]:
+            print(f"    {dis['id'][:40]:<40} ours={dis['ours']} datatrove={dis['datatrove']}")
+    results["disagreements"] = disagreements
+    results["filters_seconds_ours_all_docs"] = ours_seconds
+
+    print("\nextraction quality on the 181 pages (shingle P/R/F1, evaluate.py's definition; published trafilatura 0.958)")
+    for extractor, m in results["extraction"].items():
+        print(f"{extractor:<12} precision {m['precision']:.3f}  recall {m['recall']:.3f}  F1 {m['f1']:.3f}")
+    out = REPO / "benchmarks" / "out"
+    out.mkdir(exist_ok=True)
+    (out / "curate.json").write_text(json.dumps(results, indent=2))
+    print(f"\nwritten {out / 'curate.json'}")
+
+
+if __name__ == "__main__":
+    main()
