@@ -18,6 +18,7 @@ cache keyed by the manifest.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -128,7 +129,7 @@ def split_shard(shard: str, out: str, part: str, config: SearchConfig) -> dict[s
     """Cut one clean shard's documents into passages: shard `part` of the index folder `out`."""
     stats = {"documents": 0, "passages": 0, "chars": 0, "skipped_empty": 0}
     written = lake.write_shard(out, part, _passage_batches(shard, config, stats), schema=PASSAGE_SCHEMA)
-    return {"shard": {"path": written.path, "rows": written.rows, "bytes": written.bytes}, **stats}
+    return {"shard": dataclasses.asdict(written), **stats}
 
 
 # -- the index ---------------------------------------------------------------------------
@@ -156,7 +157,7 @@ def build_index(clean: str, out: str, parts: list[dict[str, Any]], config: Searc
     `out/index.sqlite` and commit the folder. Returns the stats written to the manifest."""
     shards = [lake.Shard(**p["shard"]) for p in parts]
     started = time.perf_counter()
-    fs, root = lake.filesystem(out)
+    _, root = lake.filesystem(out)
     # On local disk build beside the target (the rename is then atomic); commit clears _tmp.
     remote = lake.is_remote(out)
     tmp_dir = tempfile.mkdtemp(prefix="search-index-") if remote else f"{root}/{lake.TMP_DIR}"

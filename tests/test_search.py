@@ -94,6 +94,7 @@ def test_the_index_is_built_in_the_lake_and_finds_each_article(lake_root, pages,
     out, stats = build(lake_root, docs + [("https://empty.example.com/", "  \n ")], config)
     manifest = lake.manifest(out)
     assert manifest.kind == "search-index" and manifest.parents == [lake.join(lake_root, "curated", "news", "clean")]
+    assert all(s.sha256 for s in manifest.shards)  # the passages' content identity
     assert stats["documents"] == 60 and stats["skipped_empty"] == 1 and manifest.rows == stats["passages"] > 60
     frame = lake.scan(out).collect()  # the passages are an ordinary dataset
     assert frame["text"].str.len_chars().max() <= 400 and set(frame["url"]) == {u for u, _ in docs}
