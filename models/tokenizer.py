@@ -76,6 +76,8 @@ class Tokenizer:
         self.bos_id = self.specials["<|bos|>"]
         self.pad_id = self.specials["<|pad|>"]
         self._bytes: list[bytes] = [self._piece_bytes(i) for i in range(self.vocab_size)]
+        self._token_bytes = np.fromiter(map(len, self._bytes), dtype=np.int32, count=self.vocab_size)
+        self._token_bytes.flags.writeable = False
         self._space_mark_ids = [sp.piece_to_id(f"<0x{b:02X}>") for b in SPACE_MARK.encode()]
 
     def _piece_bytes(self, i: int) -> bytes:
@@ -144,8 +146,9 @@ class Tokenizer:
 
     @property
     def token_bytes(self) -> np.ndarray:
-        """UTF-8 bytes each id stands for (0 for specials): the denominator of bits per byte."""
-        return np.fromiter(map(len, self._bytes), dtype=np.int32, count=self.vocab_size)
+        """UTF-8 bytes each id stands for (0 for specials): the denominator of bits per byte.
+        Read-only; `tok.token_bytes[ids].sum()` is the byte length of `decode(ids)`."""
+        return self._token_bytes
 
     def special(self, name: str) -> int:
         try:

@@ -180,6 +180,8 @@ def test_token_bytes_are_zero_for_specials_and_one_for_byte_tokens(tok):
     assert len(tb) == tok.vocab_size and tb[0] == 0
     assert all(tb[i] == 0 for i in tok.specials.values())
     assert all(tb[tok._sp.piece_to_id(f"<0x{b:02X}>")] == 1 for b in range(256))
+    with pytest.raises(ValueError):  # shared by every caller: read-only
+        tb[1] = 3
 
 
 # -- batch, determinism, storage, errors -------------------------------------------------
