@@ -63,6 +63,13 @@ def test_words_follow_spacy_on_numbers_contractions_and_punctuation():
     assert words("I don't know, it's 3.14 and 1,000 O'Brien!") == [
         "I", "do", "n't", "know", ",", "it", "'s", "3.14", "and", "1,000", "O'Brien", "!",
     ]
+    # the cases where a looser regex disagreed with datatrove's spaCy tokens
+    assert words("See http://amzn.to/2iJFhRj or a.b@c.org.") == ["See", "http://amzn.to/2iJFhRj", "or", "a.b@c.org", "."]
+    assert words("The U.S. Gov. and John A. Smith, e.g. Inc. wait...") == [
+        "The", "U.S.", "Gov.", "and", "John", "A.", "Smith", ",", "e.g.", "Inc.", "wait", "...",
+    ]
+    assert words("11/19/19 3-4") == ["11/19/19", "3", "-", "4"]
+    assert words("@Indiapost_News पानी नहीं") == ["@Indiapost_News", "पानी", "नहीं"]  # vowel signs stay in the word
 
 
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300))
@@ -77,6 +84,7 @@ def test_count_sentences():
     assert count_sentences("One. Two! Three? Four") == 4
     assert count_sentences("Pi is 3.14 and e.g. this is one sentence.") == 1
     assert count_sentences("   ") == 0
+    assert count_sentences("He was a physician.Police arrived.") == 2
 
 
 @given(st.lists(st.sampled_from(["a", "b", "cc", "d"]), max_size=60), st.integers(1, 6))

@@ -32,12 +32,33 @@ ABBREVIATIONS = (
 URL_OR_EMAIL_RE = re.compile(
     r"((?<![\w/])(?:https?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)\]'’]|(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
 )
+
+
+def _word_chars() -> str:
+    """A character class body: \w plus combining marks (Devanagari vowel signs, accents
+    written apart), which Python's \w leaves out, plus CJK and full-width punctuation, which
+    spaCy's English rules keep inside the surrounding run (a Japanese sentence is one token
+    there, so here too)."""
+    import unicodedata
+
+    planes = [*range(0x20000), *range(0xE0000, 0xE1000)]  # no marks live elsewhere
+    marks = [c for c in planes if unicodedata.category(chr(c)) in ("Mn", "Mc", "Me")]
+    ranges, first = [], marks[0]
+    for a, b in zip(marks, marks[1:] + [-1]):
+        if b != a + 1:  # a run of consecutive code points ends at a
+            ranges.append(f"\\U{first:08x}-\\U{a:08x}")
+            first = b
+    return r"\w" + "".join(ranges) + r"\u3001-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
+
+
+W = _word_chars()
 WORD_RE = re.compile(
-    r"[^\W\d_](?:\.[A-Za-z])+\."  # initialisms
+    r"[^\W\d_](?:\.[A-Za-z])*\.(?![^\W\d_])"  # initials and initialisms: A., U.S., e.g.
     rf"|(?=[A-Za-z]{{1,6}}\.)(?:{ABBREVIATIONS})\.(?!\w)"  # the guard keeps the alternation off most words
-    r"|\d+(?:[.,:/-]\d+)*"
+    r"|\d+(?:[.,:/]\d+)*"
     r"|['’](?:s|re|ve|ll|d|m)\b"
-    r"|\w+(?:['’]\w+)*"
+    rf"|@[{W}]+"
+    rf"|[{W}]+(?:['’][{W}]+)*"
     r"|\.{2,}"
     r"|[^\w\s]"
 )
@@ -45,9 +66,10 @@ CONTRACTION_RE = re.compile(r"(?<=\w)(?=n['’]t\b|['’](?:s|re|ve|ll|d|m)\b)",
 
 
 # A sentence ends at ., !, ? or an ellipsis (and CJK/other full stops), possibly followed by
-# closing quotes or brackets, then whitespace and something more. spaCy's sentencizer splits
-# on the same marks; a single letter before the dot (initials, "e.g.") does not end a sentence.
-SENTENCE_END_RE = re.compile(r"(?<!\b[A-Za-z])[.!?…。！？]+['\"”’)\]]*\s+(?=\S)")
+# closing quotes or brackets, then whitespace and something more, or glued to the next
+# sentence's capital ("physician.Police", which spaCy splits too). A single letter before the
+# dot (initials, "e.g.") does not end a sentence.
+SENTENCE_END_RE = re.compile(r"(?<!\b[A-Za-z])[.!?…。！？]+['\"”’)\]]*\s+(?=\S)|(?<=[a-z])[.!?]+(?=[A-Z])")
 PARAGRAPH_RE = re.compile(r"\n{2,}")
 LINES_RE = re.compile(r"\n+")
 
