@@ -40,10 +40,8 @@ import torch
 import torch.distributed as dist
 
 from models import checkpoint
-from models.chat import render_for_completion
 from models.data import TokenLoader, bits_per_byte, token_counts, unigram_bits_per_byte
 from models.gpt import GPT, GPTConfig
-from models.sft_data import PackedLoader
 from models.tokenizer import Tokenizer
 
 # bf16 dense peak FLOP/s by GPU name, for MFU (the first name contained in the device's).
@@ -222,11 +220,13 @@ class Trainer:
         self.model.load_state_dict(ckpt.model)
         self.log(f"initialized from {ckpt.uri}")
 
-    def loader(self, datasets: list[str], **options: Any) -> TokenLoader | PackedLoader:
+    def loader(self, datasets: list[str], **options: Any) -> Any:
         """Batches of `datasets` for this rank: a packed token stream, or SFT rows (whose
         targets are -1 where the loss mask is 0)."""
         common = dict(rank=self.env.rank, world_size=self.env.world_size, device=self.device, **options)
         if self.spec.data_format == "sft":
+            from models.sft_data import PackedLoader
+
             return PackedLoader(datasets, self.cfg.device_batch, self.model_cfg.seq_len, **common)
         return TokenLoader(datasets, self.cfg.device_batch, self.model_cfg.seq_len, self.tokenizer.bos_id, **common)
 
@@ -349,6 +349,8 @@ class Trainer:
         stop = self.tokenizer.special("<|assistant_end|>") if chat else self.tokenizer.bos_id
         for prompt in self.cfg.sample_prompts:
             if chat:
+                from models.chat import render_for_completion
+
                 ids = render_for_completion(self.tokenizer, [{"role": "user", "content": prompt}])
             else:
                 ids = [self.tokenizer.bos_id, *self.tokenizer.encode(prompt)]
