@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 1
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup demo test bench server worker clean
+.PHONY: setup demo test bench server worker clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,14 @@ setup: $(STAMP) $(BLOCKLISTS)
 demo: setup
 	$(BIN)/crawl2chat demo
 
-test: setup
+test: setup chromium
 	$(BIN)/python -m pytest
+
+# The browser test drives the Prefect UI in Debian's chromium (no browser download at run time).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 
 bench: setup
 	$(BIN)/python -m benchmarks

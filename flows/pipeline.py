@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect import flow
 
+from flows import report
 from flows.curate import curate
 from flows.sample_crawl import sample_crawl
 from flows.search_index import search_index
@@ -34,4 +35,5 @@ def pipeline(config: PipelineConfig = PipelineConfig(), warcs: list[str] | None 
     out["tokenize"] = tokenize(
         lake=config.lake, config=config.tokenize, tokenizer=out["tokenizer"]["uri"], clean=clean, crawl=crawl, runner=config.runner
     )
+    out["report_card"] = report.publish(out, config.lake.open())
     return out

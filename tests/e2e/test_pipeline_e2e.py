@@ -8,15 +8,13 @@ import uuid
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
-    FlowRunFilter,
-    FlowRunFilterId,
-    FlowRunFilterParentFlowRunId,
     TaskRunFilter,
     TaskRunFilterFlowRunId,
 )
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from flows.report import descendants
 from tasks import lake
 from tasks.config import load_config
 
@@ -31,19 +29,6 @@ E2E_OVERRIDES = {
 
 def e2e_config(lake_root: str) -> dict:
     return load_config("tiny", {**E2E_OVERRIDES, "lake.root": lake_root}).model_dump(mode="json")
-
-
-def descendants(client, flow_run_id: uuid.UUID) -> list:
-    """The flow run and every subflow run below it (in-process subflows and run_deployment children)."""
-    runs, frontier = [], [flow_run_id]
-    while frontier:
-        found = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=frontier)))
-        runs += found
-        children = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier))
-        )
-        frontier = [c.id for c in children if c.id not in {r.id for r in runs}]
-    return runs
 
 
 def task_runs(client, flow_run_ids: list[uuid.UUID]) -> list:
@@ -74,7 +59,7 @@ def test_pipeline_deployment_end_to_end_then_all_cache_hits(stack):
 
         with get_client(sync_client=True) as client:
             keys = {a.key for a in client.read_artifacts() if a.key}
-            assert {"curate-funnel", "curate-report", "tokenize-counts"} <= keys
+            assert {"curate-funnel", "curate-report", "tokenize-counts", "pipeline-report-card"} <= keys
 
             second = run_deployment("pipeline/pipeline", parameters={"config": config}, timeout=600, poll_interval=3)
             assert second.state.is_completed()
