@@ -238,3 +238,99 @@ def search_index_cmd(
     with server.connected():
         show(search_index(lake=cfg.lake, config=cfg.search, clean=clean, crawl=crawl, runner=cfg.runner))
 
+Checkpoint = Annotated[str, typer.Option(help="Checkpoint or run folder (URI), or a run name under the lake's checkpoints/")]
+MaxNew = Annotated[int, typer.Option(help="Most new tokens per reply or sample")]
+Temperature = Annotated[float, typer.Option(help="Sampling temperature (0: greedy)")]
+TopK = Annotated[Optional[int], typer.Option(help="Sample among the k most likely tokens")]
+TopP = Annotated[Optional[float], typer.Option(help="Sample among the most likely tokens holding this much probability")]
+Seed = Annotated[int, typer.Option(help="Random seed (the same seed gives the same samples)")]
+
+
+def _engine(preset: str, lake: str | None, checkpoint: str, search: str | None, no_search: bool) -> Any:
+    """The engine for a checkpoint, with the search tool over the lake's index of the
+    config's crawl (or `search`) when there is one."""
+    from models.engine import Engine
+    from tasks import lake as lakes
+
+    cfg = config_from(preset, lake, None)
+    root = cfg.lake.open()
+    uri = checkpoint if "/" in checkpoint else lakes.join(root, "checkpoints", checkpoint)
+    if no_search:
+        search = None
+    elif search is None:
+        default = lakes.join(root, "search", cfg.sample_crawl.name)
+        search = default if lakes.exists(default) else None
+        if search is None:
+            typer.echo(f"(no search index at {default}: search calls will get an error; build one with `crawl2chat search-index`)", err=True)
+    try:
+        return Engine.from_checkpoint(uri, search=search)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command("chat")
+def chat_cmd(
+    checkpoint: Checkpoint,
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    search: Annotated[Optional[str], typer.Option(help="Search index URI (default: the lake's search/{crawl})")] = None,
+    no_search: Annotated[bool, typer.Option("--no-search", help="Run without the search tool")] = False,
+    max_new_tokens: MaxNew = 256,
+    temperature: Temperature = 0.7,
+    top_k: TopK = 50,
+    top_p: TopP = None,
+    seed: Seed = 0,
+) -> None:
+    """Chat with a model in the terminal: replies stream; tool calls and results show dimmed."""
+    from rich.console import Console
+
+    from flows.chat import chat_loop
+
+    engine = _engine(preset, lake, checkpoint, search, no_search)
+    sampling = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    chat_loop(engine, Console(highlight=False), sampling)
+
+
+@app.command("generate")
+def generate_cmd(
+    checkpoint: Checkpoint,
+    prompt: Annotated[str, typer.Option(help="Text to continue")],
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    num_samples: Annotated[int, typer.Option(help="Continuations to sample (one prefill shared by all)")] = 1,
+    max_new_tokens: MaxNew = 128,
+    temperature: Temperature = 0.8,
+    top_k: TopK = 50,
+    top_p: TopP = None,
+    seed: Seed = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the samples (tokens, mask, text) as JSON")] = False,
+) -> None:
+    """Continue a prompt with a (base) model: the samples stream to the terminal."""
+    import io
+
+    from rich.console import Console
+
+    from flows.chat import generate_text
+
+    engine = _engine(preset, lake, checkpoint, None, True)
+    sampling = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    console = Console(file=io.StringIO()) if as_json else Console(highlight=False)
+    samples = generate_text(engine, console, prompt, num_samples, sampling)
+    if as_json:
+        show(samples)
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: Checkpoint,
+    out: Annotated[str, typer.Option(help="Folder to write (HF transformers loads it with from_pretrained)")],
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer folder (default: the checkpoint's)")] = None,
+) -> None:
+    """Export a checkpoint and its tokenizer as a HuggingFace model folder (Qwen3 architecture)."""
+    from models.export import export
+    from tasks import lake as lakes
+
+    root = config_from(preset, lake, None).lake.open()
+    show(export(checkpoint if "/" in checkpoint else lakes.join(root, "checkpoints", checkpoint), out, tokenizer))

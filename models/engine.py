@@ -1,0 +1,341 @@
+"""The inference engine: sampling from a GPT with a KV cache, many samples at once, and tools.
+
+    engine = Engine(model, tokenizer, search=SearchIndex.open(uri))
+    for step in engine.stream(prompt_ids, num_samples=4, temperature=0.8, top_p=0.95, seed=1):
+        ...                                   # one TokenEvent per row that advanced
+    samples = engine.generate(prompt_ids, num_samples=16, seed=s)   # tokens, mask, text per row
+
+How it runs:
+- **Prefill once, decode from the cache.** The prompt goes through the model once, at batch
+  size 1; its keys and values are copied into every row of a cache of `num_samples` rows, and
+  from then on each step feeds one token per row and attends to the cache. Rows that finish
+  are dropped from the batch (and the cache), so the step cost follows the live rows.
+- **Sampling**: temperature (0 = greedy), top-k, then top-p (nucleus: the smallest set of
+  tokens whose probability reaches p), then one uniform draw per row against the cumulative
+  distribution.
+- **Seeds**: every row has its own generator, seeded by `sample_seed(seed, sample_index)`, and
+  draws from it only when it samples. So sample i of a prompt is the same whether it is drawn
+  alone, in a batch of 16, or in a retried chunk holding samples 8..15 (`first_sample=8`) —
+  what RL needs for reproducible rollouts. (Up to float rounding: a batched matmul may round
+  differently from an unbatched one, which can flip a draw that falls on a boundary.)
+- **Tools**, a state machine per row: when a row samples `<|search_start|>`, the tokens it
+  samples up to `<|search_end|>` are the query; the engine runs the search and queues
+  `<|result_start|>` passages `<|result_end|>`, which are fed to that row on the next steps
+  instead of samples. `<|calc_start|>` expr `<|calc_end|>` gets `<|output_start|>` value
+  `<|output_end|>` the same way. Forced tokens have mask 0 (SFT and RL must not train on what
+  a tool wrote); a refused call gets "error: why" as its result, so the model sees it failed.
+- **Stopping**: a row finishes on a stop token (kept, with mask 1: RL learns to stop) or when
+  it reaches `max_new_tokens` or the model's context.
+- **Streaming text**: each row decodes its growing sequence incrementally (the tokenizer's
+  StreamDecoder), so spaces and multi-byte characters split across tokens come out right.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from models import checkpoint
+from models.chat import TOOL_TOKENS
+from models.gpt import KVCache
+from models.tokenizer import StreamDecoder, Tokenizer
+from models.tools import SearchIndex, ToolError, calculate, format_passages
+
+DEFAULT_STOPS = ("<|assistant_end|>", "<|bos|>")
+SEARCH_RESULTS = 2  # passages per search, and the characters of them the model reads:
+RESULT_CHARS = 400  # the tiny model's whole context is 256 tokens
+
+
+def sample_seed(*keys: int) -> int:
+    """A 63-bit seed from integers (e.g. run seed, prompt index, sample index): independent
+    streams for different keys, the same stream for the same keys on any machine."""
+    digest = hashlib.blake2b("/".join(str(int(k)) for k in keys).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Probabilities (rows, vocab) after temperature, top-k and top-p; float32."""
+    logits = logits.float() / temperature
+    vocab = logits.size(-1)
+    if top_k and top_k < vocab:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if top_p is not None and top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the more likely tokens
+        sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)  # the first always stays
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+        probs = probs / probs.sum(dim=-1, keepdim=True)
+    return probs
+
+
+def draw(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF sampling: for row j, the first token whose cumulative probability exceeds
+    uniforms[j] (in [0, 1)) times the row's total. Zero-probability tokens are never chosen."""
+    cdf = probs.double().cumsum(dim=-1)
+    target = (uniforms.to(cdf) * cdf[:, -1]).unsqueeze(1)
+    picked = torch.searchsorted(cdf, target, right=True).squeeze(1).clamp_(max=probs.size(-1) - 1)
+    # Rounding can land past the last nonzero token; take the last nonzero one instead.
+    bad = probs.gather(1, picked[:, None]).squeeze(1) == 0
+    if bad.any():
+        last = probs.size(-1) - 1 - (probs[bad].flip(-1) > 0).int().argmax(-1)
+        picked[bad] = last
+    return picked
+
+
+def keep_rows(cache: KVCache, rows: Sequence[int]) -> None:
+    """Keep only `rows` of the cache's batch (in that order): finished rows stop costing."""
+    index = torch.tensor(rows, device=cache.k.device)
+    cache.k, cache.v = cache.k.index_select(1, index), cache.v.index_select(1, index)
+
+
+@dataclass
+class ToolCall:
+    tool: str  # "search" or "calculator" (models.chat.TOOL_TOKENS)
+    query: str  # what the model wrote between the markers
+    result: str  # what was forced into its stream (an "error: ..." for a refused call)
+    ok: bool
+
+
+def run_tool(
+    tool: str, query: str, index: SearchIndex | None, search_results: int = SEARCH_RESULTS, result_chars: int = RESULT_CHARS
+) -> ToolCall:
+    """Run one tool call: the calculator's value, or the best passages as `format_passages`
+    writes them; a refusal becomes an "error: ..." result, never an exception. (Code that
+    writes SFT data can call this, so training reads exactly what inference will force.)"""
+    try:
+        if tool == "calculator":
+            result = calculate(query)
+        elif index is None:
+            raise ToolError("no search index is loaded")
+        else:
+            result = format_passages(index.search(query, k=search_results, max_chars=result_chars), result_chars)
+        return ToolCall(tool, query, result, True)
+    except ToolError as exc:
+        return ToolCall(tool, query, f"error: {exc}", False)
+
+
+def result_tokens(tokenizer: Tokenizer, tool: str, result: str) -> list[int]:
+    """A tool's result in the token stream: <|result_start|> text <|result_end|> for search,
+    <|output_start|> text <|output_end|> for the calculator (the span models/chat.py renders
+    from a tool message for SFT)."""
+    *_, start, end = TOOL_TOKENS[tool]
+    return [tokenizer.special(start), *tokenizer.encode(result), tokenizer.special(end)]
+
+
+@dataclass
+class TokenEvent:
+    """One token of one row, as it is decided."""
+
+    row: int
+    token: int
+    forced: bool  # written by a tool, not sampled
+    text: str  # the text this token completes ("" for a special, or a partial character)
+    finished: str | None = None  # "stop" or "length" when this was the row's last token
+
+
+@dataclass
+class Sample:
+    tokens: list[int]  # the new tokens (prompt excluded), stop token included
+    mask: list[int]  # 1 sampled, 0 forced by a tool
+    text: str  # the tokens' text (specials decode to nothing)
+    finished: str  # "stop" or "length"
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+@dataclass
+class _Row:
+    decoder: StreamDecoder
+    tokens: list[int] = field(default_factory=list)
+    mask: list[int] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    forced: deque[int] = field(default_factory=deque)
+    call: tuple[str, list[int]] | None = None  # the tool being called and its tokens so far
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finished: str | None = None
+
+
+class Engine:
+    """Sampling with a KV cache and tools, for one model and its tokenizer."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        *,
+        search: SearchIndex | None = None,
+        search_results: int = SEARCH_RESULTS,
+        result_chars: int = RESULT_CHARS,
+    ):
+        if model.config.vocab_size != tokenizer.vocab_size:
+            raise ValueError(f"the model has {model.config.vocab_size} token ids, the tokenizer {tokenizer.vocab_size}")
+        self.model = model.eval()
+        self.config = model.config
+        self.tokenizer = tokenizer
+        self.search_index = search
+        self.search_results = search_results
+        self.result_chars = result_chars
+        sp = tokenizer.special
+        self._opens = {sp(open_): name for name, (open_, *_) in TOOL_TOKENS.items()}
+        self._closes = {name: sp(close) for name, (_, close, *_) in TOOL_TOKENS.items()}
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        uri: str,
+        *,
+        search: str | None = None,
+        tokenizer: str | None = None,
+        device: torch.device | str = "cpu",
+        **options: Any,
+    ) -> Engine:
+        """An engine for a checkpoint (a step folder, or a run: its latest) with the tokenizer
+        it was trained with (or `tokenizer`) and, given `search` (a `search/{crawl}` URI),
+        the search tool."""
+        model, ckpt = checkpoint.load_model(uri, device)
+        tokenizer_uri = tokenizer or ckpt.config.get("tokenizer")
+        if not tokenizer_uri:
+            raise ValueError(f"{ckpt.uri} does not name its tokenizer: pass one")
+        index = SearchIndex.open(search) if search else None
+        return cls(model, Tokenizer.load(tokenizer_uri), search=index, **options)
+
+    # -- tools ---------------------------------------------------------------------------
+
+    def run_tool(self, tool: str, query: str) -> ToolCall:
+        return run_tool(tool, query, self.search_index, self.search_results, self.result_chars)
+
+    def _after_sampled(self, row: _Row, token: int, stops: frozenset[int]) -> None:
+        """Advance a row's state machine by a token it sampled (forced ones never call tools)."""
+        if token in stops:
+            row.finished = "stop"
+        elif row.call is None:
+            if token in self._opens:
+                row.call = (self._opens[token], [])
+        elif token == self._closes[row.call[0]]:
+            tool, ids = row.call
+            row.call = None
+            call = self.run_tool(tool, self.tokenizer.decode(ids))
+            row.tool_calls.append(call)
+            row.forced.extend(result_tokens(self.tokenizer, tool, call.result))
+        else:
+            row.call[1].append(token)
+
+    # -- generation ----------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def stream(
+        self,
+        prompt: Sequence[int],
+        num_samples: int = 1,
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+        first_sample: int = 0,
+        stop: Sequence[int] | None = None,
+    ) -> Generator[list[TokenEvent], None, list[Sample]]:
+        """Sample `num_samples` continuations of `prompt`, yielding each step's tokens; the
+        generator's return value (what `generate` returns) is the finished samples.
+
+        Row i is sample `first_sample + i`, seeded by `sample_seed(seed, first_sample + i)`.
+        `stop`: token ids that end a row (default <|assistant_end|> and <|bos|>).
+        """
+        prompt = [int(t) for t in prompt]
+        if not prompt:
+            raise ValueError("the prompt is empty (start it with <|bos|>)")
+        if num_samples < 1:
+            raise ValueError("num_samples must be at least 1")
+        if top_k is not None and top_k < 1 or top_p is not None and not 0 < top_p <= 1:
+            raise ValueError(f"top_k must be at least 1 and top_p in (0, 1]; got {top_k}, {top_p}")
+        budget = min(max_new_tokens, self.config.seq_len - len(prompt))
+        if budget <= 0:
+            raise ValueError(f"a prompt of {len(prompt)} tokens leaves no room in the context of {self.config.seq_len}")
+        stops = frozenset(self.tokenizer.special(s) for s in DEFAULT_STOPS) if stop is None else frozenset(stop)
+        greedy = temperature <= 0
+        rows = [_Row(self.tokenizer.stream()) for _ in range(num_samples)]
+        generators = [torch.Generator().manual_seed(sample_seed(seed, first_sample + i)) for i in range(num_samples)]
+
+        cache, logits = self._prefill(prompt, num_samples, len(prompt) + budget)
+        live = list(range(num_samples))  # the rows still generating, in cache order
+        while True:
+            samplers = [j for j, r in enumerate(live) if not rows[r].forced]
+            picked: dict[int, int] = {}
+            if samplers:
+                chosen = logits if len(samplers) == len(live) else logits[samplers]
+                if greedy:
+                    ids = chosen.argmax(dim=-1)
+                else:
+                    probs = filter_logits(chosen, temperature, top_k, top_p)
+                    uniforms = torch.cat([torch.rand(1, generator=generators[live[j]]) for j in samplers])
+                    ids = draw(probs, uniforms)
+                picked = dict(zip(samplers, ids.tolist()))
+
+            events = []
+            for j, r in enumerate(live):
+                row = rows[r]
+                forced = j not in picked
+                token = row.forced.popleft() if forced else picked[j]
+                row.tokens.append(token)
+                row.mask.append(0 if forced else 1)
+                if not forced:
+                    self._after_sampled(row, token, stops)
+                if row.finished is None and len(row.tokens) >= budget:
+                    row.finished = "length"
+                text = row.decoder.push(token) + (row.decoder.flush() if row.finished else "")
+                row.text.append(text)
+                events.append(TokenEvent(r, token, forced, text, row.finished))
+            yield events
+
+            keep = [j for j, r in enumerate(live) if rows[r].finished is None]
+            if not keep:
+                break
+            if len(keep) < len(live):
+                keep_rows(cache, keep)
+                live = [live[j] for j in keep]
+            step = torch.tensor([[rows[r].tokens[-1]] for r in live], device=cache.k.device)
+            logits = self.model(step, kv_cache=cache)[:, -1]
+
+        return [Sample(row.tokens, row.mask, "".join(row.text), row.finished or "length", row.tool_calls) for row in rows]
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        num_samples: int = 1,
+        *,
+        on_step: Callable[[list[TokenEvent]], None] | None = None,
+        **options: Any,
+    ) -> list[Sample]:
+        """`stream` run to the end: each row's tokens, mask, text and tool calls. `on_step`
+        sees every step's events as they happen (a terminal printing the stream)."""
+        steps = self.stream(prompt, num_samples, **options)
+        while True:
+            try:
+                events = next(steps)
+            except StopIteration as end:
+                return end.value
+            if on_step is not None:
+                on_step(events)
+
+    def _prefill(self, prompt: list[int], rows: int, max_len: int) -> tuple[KVCache, torch.Tensor]:
+        """Run the prompt once (batch 1) and return a cache of `rows` rows that all hold it,
+        and the logits of the next token, broadcast to every row."""
+        param = next(self.model.parameters())
+        ids = torch.tensor([prompt], device=param.device)
+        cache = KVCache(self.config, rows, max_len, param.device, param.dtype)
+        if rows == 1:
+            return cache, self.model(ids, kv_cache=cache)[:, -1]
+        one = KVCache(self.config, 1, len(prompt), param.device, param.dtype)
+        logits = self.model(ids, kv_cache=one)[:, -1]
+        cache.k[:, :, :, : len(prompt)] = one.k  # broadcast over the rows
+        cache.v[:, :, :, : len(prompt)] = one.v
+        cache.pos = len(prompt)
+        return cache, logits.expand(rows, -1)

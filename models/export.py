@@ -1,0 +1,162 @@
+"""Export a checkpoint and its tokenizer as a HuggingFace model folder.
+
+    crawl2chat export --checkpoint URI --out DIR
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model = AutoModelForCausalLM.from_pretrained(OUT_DIR)      # a Qwen3ForCausalLM
+    tokenizer = AutoTokenizer.from_pretrained(OUT_DIR)          # offline, same ids as ours
+
+The folder holds
+    model.safetensors        the weights under Qwen3's names (models.gpt.to_hf: a rename)
+    config.json              the Qwen3 config equivalent to ours (models.gpt.hf_config)
+    generation_config.json   stop tokens (<|assistant_end|>, <|bos|>), pad, the context length
+    tokenizer.json           our sentencepiece BPE as a `tokenizers` BPE (see below)
+    tokenizer_config.json    specials and a chat template that renders turns as models/chat.py
+    README.md                where it came from (checkpoint, step, tokenizer)
+
+The tokenizer conversion. Sentencepiece BPE stores pieces in merge order, not merges; it
+encodes by repeatedly joining the adjacent pair whose joined piece ranks first. A `tokenizers`
+BPE joins the adjacent pair whose merge ranks first. So every way to split a piece into two
+pieces of the vocabulary becomes a merge, ranked by the piece's rank, which makes the two
+algorithms agree (tests/test_export.py checks ids on real documents). Sentencepiece writes a
+space as "▁" and nothing else is normalised (our tokenizer uses the identity rule and no
+dummy prefix), so the normaliser is that one replacement and there is no pre-tokenizer;
+byte fallback covers characters outside the vocabulary, as in ours. Two differences remain
+by design of HF tokenizers: the specials are "added tokens", which HF matches when their
+literal text appears in the input (ours never produce a special from text), and a literal
+"▁" in the input reads as a space there (ours keeps it as its bytes).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import safetensors.torch
+
+from models import checkpoint, storage
+from models.gpt import hf_config, to_hf
+from models.tokenizer import SPACE_MARK, Tokenizer
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'user' %}<|user_start|>{{ message['content'] }}<|user_end|>"
+    "{% elif message['role'] == 'assistant' %}<|assistant_start|>{{ message['content'] }}<|assistant_end|>"
+    "{% else %}{{ raise_exception('roles are user and assistant') }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant_start|>{% endif %}"
+)
+
+
+def bpe_merges(tokenizer: Tokenizer) -> list[tuple[str, str]]:
+    """Every (left, right) pair of mergeable pieces that joins into a piece, ranked by the
+    joined piece's rank (its id: sentencepiece stores BPE pieces in merge order)."""
+    pieces = {tokenizer.id_to_piece(i): i for i in range(tokenizer.vocab_size) if tokenizer.piece_kind(i) == "piece"}
+    merges = []
+    for piece, rank in sorted(pieces.items(), key=lambda kv: kv[1]):
+        for cut in range(1, len(piece)):
+            left, right = piece[:cut], piece[cut:]
+            if left in pieces and right in pieces:
+                merges.append((pieces[left], pieces[right], rank, left, right))
+    merges.sort(key=lambda m: (m[2], m[0], m[1]))
+    return [(left, right) for *_, left, right in merges]
+
+
+def tokenizer_json(tokenizer: Tokenizer) -> dict[str, Any]:
+    """The `tokenizers` library's serialisation of a BPE equivalent to `tokenizer`."""
+    vocab = {tokenizer.id_to_piece(i): i for i in range(tokenizer.vocab_size)}
+    specials = [i for i in range(tokenizer.vocab_size) if tokenizer.piece_kind(i) in ("special", "unknown")]
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [
+            {"id": i, "content": tokenizer.id_to_piece(i), "single_word": False, "lstrip": False, "rstrip": False,
+             "normalized": False, "special": True}
+            for i in specials
+        ],
+        "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": SPACE_MARK},
+        "pre_tokenizer": None,
+        "post_processor": None,
+        "decoder": {
+            "type": "Sequence",
+            "decoders": [
+                {"type": "Replace", "pattern": {"String": SPACE_MARK}, "content": " "},
+                {"type": "ByteFallback"},
+                {"type": "Fuse"},
+            ],
+        },
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": tokenizer.id_to_piece(0),
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": True,
+            "byte_fallback": True,
+            "ignore_merges": False,
+            "vocab": vocab,
+            "merges": [list(m) for m in bpe_merges(tokenizer)],
+        },
+    }
+
+
+def tokenizer_config(tokenizer: Tokenizer, context: int) -> dict[str, Any]:
+    return {
+        # The generic fast tokenizer: it runs tokenizer.json as written (a model-specific class
+        # such as Qwen2Tokenizer would rebuild its own pre-tokenizer around the vocabulary).
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<|bos|>",
+        "eos_token": "<|assistant_end|>",
+        "pad_token": "<|pad|>",
+        "unk_token": tokenizer.id_to_piece(0),
+        "add_bos_token": False,
+        "add_eos_token": False,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": context,
+        "chat_template": CHAT_TEMPLATE,
+    }
+
+
+def _json(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def export(checkpoint_uri: str, out: str, tokenizer_uri: str | None = None) -> dict[str, Any]:
+    """Write the HF folder for a checkpoint (a step folder, or a run: its latest) to `out`
+    (a local folder, or any URI models.storage writes). `tokenizer_uri` defaults to the
+    tokenizer the checkpoint was trained with. Returns what was written."""
+    ckpt = checkpoint.load(checkpoint_uri, training_state=False)
+    cfg = ckpt.model_config
+    tokenizer_uri = tokenizer_uri or ckpt.config.get("tokenizer")
+    if not tokenizer_uri:
+        raise ValueError(f"{ckpt.uri} does not name its tokenizer: pass tokenizer_uri")
+    tok = Tokenizer.load(tokenizer_uri)
+    if tok.vocab_size != cfg.vocab_size:
+        raise ValueError(f"tokenizer has {tok.vocab_size} pieces, the model {cfg.vocab_size}")
+    sp = tok.special
+    ids = {"bos_token_id": tok.bos_id, "eos_token_id": sp("<|assistant_end|>"), "pad_token_id": tok.pad_id}
+    weights = {k: v.contiguous() for k, v in to_hf(ckpt.model, cfg).items()}
+    files = {
+        "model.safetensors": safetensors.torch.save(weights, metadata={"format": "pt"}),
+        "config.json": _json({**hf_config(cfg), "dtype": "float32", **ids}),
+        "generation_config.json": _json(
+            {**ids, "eos_token_id": [sp("<|assistant_end|>"), tok.bos_id], "max_length": cfg.seq_len}
+        ),
+        "tokenizer.json": _json(tokenizer_json(tok)),
+        "tokenizer_config.json": _json(tokenizer_config(tok, cfg.seq_len)),
+        "README.md": (
+            f"# crawl2chat model\n\nExported from checkpoint `{ckpt.uri}` (step {ckpt.step}) with tokenizer "
+            f"`{storage.normalize(tokenizer_uri)}`.\nArchitecture: Qwen3 ({cfg.n_layer} layers, {cfg.n_embd} wide, "
+            f"{cfg.n_head} heads / {cfg.n_kv_head} KV heads, context {cfg.seq_len}, {cfg.num_params():,} parameters).\n"
+        ).encode(),
+    }
+    for name, data in files.items():
+        storage.write_bytes(storage.join(out, name), data, atomic=True)
+    return {
+        "out": storage.normalize(out),
+        "checkpoint": ckpt.uri,
+        "step": ckpt.step,
+        "tokenizer": storage.normalize(tokenizer_uri),
+        "params": cfg.num_params(),
+        "files": {name: len(data) for name, data in files.items()},
+    }

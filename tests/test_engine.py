@@ -1,0 +1,371 @@
+"""models/engine.py: cached decoding, sampling and seeds, tools inside generation, streaming
+text, and the chat/generate commands on top of it."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+from rich.console import Console
+
+from models import checkpoint
+from models.chat import render_for_completion
+from models.engine import Engine, TokenEvent, draw, filter_logits, keep_rows, sample_seed
+from models.gpt import GPT, GPTConfig
+from models.tokenizer import Tokenizer, train
+from models.tools import SearchIndex, create_index, format_passages
+
+
+@pytest.fixture(scope="module")
+def tok(shared_data) -> Tokenizer:
+    truth = json.loads((shared_data / "extraction-benchmark" / "ground-truth.json").read_text())
+    return train([truth[k]["articleBody"] for k in sorted(truth)][:100], 1024)
+
+
+def random_model(tok: Tokenizer, seq_len: int = 96, seed: int = 0) -> GPT:
+    """Grouped-query attention (4 heads over 2) and weights large enough for peaked,
+    varied next-token distributions."""
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, seq_len=seq_len, n_layer=2, n_head=4, n_kv_head=2, n_embd=64))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model(tok) -> GPT:
+    return random_model(tok)
+
+
+class Scripted(nn.Module):
+    """A model whose next token is chosen by a script: `table[t]` lists the tokens that may
+    follow token t (equally likely; anything unlisted is followed by `default`), or, given
+    `sequence`, the token at position p is followed by sequence[p + 1]. It still runs the
+    real GPT with the engine's cache, so the cache path is exercised, but its own logits
+    decide, which makes a tool call happen on cue."""
+
+    def __init__(self, model: GPT, table: dict[int, list[int]], default: int, sequence: list[int] | None = None):
+        super().__init__()
+        self.inner, self.config, self.table, self.default, self.sequence = model, model.config, table, default, sequence
+
+    def forward(self, idx: torch.Tensor, kv_cache=None) -> torch.Tensor:
+        start = kv_cache.pos if kv_cache is not None else 0
+        logits = self.inner(idx, kv_cache=kv_cache)
+        scripted = torch.full_like(logits, -1e9)
+        for b in range(idx.size(0)):
+            for t in range(idx.size(1)):
+                if self.sequence is not None:
+                    nexts = self.sequence[start + t + 1 : start + t + 2] or [self.default]
+                else:
+                    nexts = self.table.get(int(idx[b, t]), [self.default])
+                scripted[b, t, nexts] = 0.0
+        return scripted
+
+
+def chain(*tokens: int) -> dict[int, list[int]]:
+    table = {a: [b] for a, b in zip(tokens, tokens[1:])}
+    assert len(table) == len(tokens) - 1, "a token repeats: the script would be ambiguous"
+    return table
+
+
+def prompt_of(tok: Tokenizer, text: str = "The city council said") -> list[int]:
+    return [tok.bos_id, *tok.encode(text)]
+
+
+# -- the cache ---------------------------------------------------------------------------
+
+
+def test_cached_decoding_with_a_shared_prefill_equals_full_forward_passes(tok, model):
+    engine = Engine(model, tok)
+    prompt = prompt_of(tok)
+    rows = 3
+    gen = torch.Generator().manual_seed(0)
+    continuations = torch.randint(0, tok.vocab_size, (rows, 6), generator=gen)
+    with torch.inference_mode():
+        cache, logits = engine._prefill(prompt, rows, len(prompt) + 6)
+        full_prompt = model(torch.tensor([prompt]))[0, -1]
+        assert logits.shape == (rows, tok.vocab_size)
+        for r in range(rows):  # every row starts from the one prefill
+            torch.testing.assert_close(logits[r], full_prompt, rtol=1e-5, atol=1e-5)
+        steps = []
+        for t in range(6):  # then each row decodes its own tokens from the shared cache
+            steps.append(model(continuations[:, t : t + 1], kv_cache=cache)[:, -1])
+        full = model(torch.cat([torch.tensor([prompt] * rows), continuations], dim=1))
+    assert full_prompt.abs().max() > 1  # not a comparison of near-zero tensors
+    torch.testing.assert_close(torch.stack(steps, 1), full[:, len(prompt) :], rtol=1e-5, atol=1e-5)
+    # The rows really differ after the prefill (the cache is per row, not shared storage).
+    assert not torch.allclose(steps[-1][0], steps[-1][1])
+
+
+def test_dropping_finished_rows_keeps_the_others_cache(tok, model):
+    engine = Engine(model, tok)
+    prompt = prompt_of(tok)
+    cont = torch.randint(0, tok.vocab_size, (3, 4), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        cache, _ = engine._prefill(prompt, 3, len(prompt) + 4)
+        for t in range(2):
+            model(cont[:, t : t + 1], kv_cache=cache)
+        keep_rows(cache, [0, 2])  # row 1 finished
+        last = [model(cont[[0, 2], t : t + 1], kv_cache=cache)[:, -1] for t in (2, 3)][-1]
+        full = model(torch.cat([torch.tensor([prompt] * 2), cont[[0, 2]]], dim=1))[:, -1]
+    torch.testing.assert_close(last, full, rtol=1e-5, atol=1e-5)
+
+
+def test_greedy_generation_equals_argmax_of_full_passes_on_every_row(tok, model):
+    engine = Engine(model, tok)
+    prompt = prompt_of(tok)
+    samples = engine.generate(prompt, 3, max_new_tokens=12, temperature=0, stop=[])
+    seq = list(prompt)
+    with torch.inference_mode():
+        for _ in range(12):
+            seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
+    assert all(s.tokens == seq[len(prompt) :] for s in samples)
+    assert all(s.finished == "length" and s.mask == [1] * 12 for s in samples)
+
+
+# -- sampling and seeds ------------------------------------------------------------------
+
+
+def test_top_k_and_top_p_keep_exactly_the_tokens_they_should():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert (filter_logits(logits, 1.0, 1, None) > 0).tolist() == [[True, False, False, False]]
+    assert (filter_logits(logits, 1.0, 3, None) > 0).tolist() == [[True, True, True, False]]
+    # top-p keeps the smallest set holding p: 0.5 is reached by the first token alone...
+    assert (filter_logits(logits, 1.0, None, 0.5) > 0).tolist() == [[True, False, False, False]]
+    # ...just above 0.5 needs the second, just above 0.8 the third.
+    assert (filter_logits(logits, 1.0, None, 0.51) > 0).tolist() == [[True, True, False, False]]
+    assert (filter_logits(logits, 1.0, None, 0.81) > 0).tolist() == [[True, True, True, False]]
+    kept = filter_logits(logits, 1.0, None, 0.81)
+    torch.testing.assert_close(kept.sum(), torch.tensor(1.0))
+    torch.testing.assert_close(kept[0, :3], torch.tensor([0.5, 0.3, 0.15]) / 0.95)
+    # Temperature sharpens: at 0.5 the ratio of the first two is squared.
+    sharp = filter_logits(logits, 0.5, None, None)
+    torch.testing.assert_close(sharp[0, 0] / sharp[0, 1], torch.tensor((0.5 / 0.3) ** 2))
+
+
+def test_draw_is_the_inverse_cdf_and_never_picks_a_zero():
+    probs = torch.tensor([[0.0, 0.25, 0.0, 0.75, 0.0]] * 4)
+    uniforms = torch.tensor([0.0, 0.2499, 0.2501, 0.999999])
+    assert draw(probs, uniforms).tolist() == [1, 1, 3, 3]
+    counts = torch.bincount(draw(probs[:1].expand(4000, -1), torch.rand(4000, generator=torch.Generator().manual_seed(0))), minlength=5)
+    assert counts[0] == counts[2] == counts[4] == 0
+    assert 850 < counts[1] < 1150  # 1000 expected
+
+
+def test_the_same_seed_gives_the_same_samples_whatever_the_batch(tok, model):
+    engine = Engine(model, tok)
+    prompt = prompt_of(tok)
+    options = dict(max_new_tokens=16, temperature=1.0, top_k=100, top_p=0.95, stop=[])
+    four = engine.generate(prompt, 4, seed=7, **options)
+    assert [s.tokens for s in engine.generate(prompt, 4, seed=7, **options)] == [s.tokens for s in four]
+    # Sample i is sample i: alone, or in a retried chunk that holds samples 2..3.
+    assert [s.tokens for s in engine.generate(prompt, 2, seed=7, first_sample=2, **options)] == [s.tokens for s in four[2:]]
+    assert engine.generate(prompt, 1, seed=7, first_sample=3, **options)[0].tokens == four[3].tokens
+    # Different samples and different seeds differ.
+    assert len({tuple(s.tokens) for s in four}) == 4
+    other = engine.generate(prompt, 4, seed=8, **options)
+    assert all(a.tokens != b.tokens for a, b in zip(four, other))
+
+
+def test_sample_seeds_are_stable_and_distinct():
+    assert sample_seed(7, 3) == sample_seed(7, 3) == 2820881036890788059  # fixed forever: rollouts depend on it
+    assert len({sample_seed(s, i) for s in range(10) for i in range(100)}) == 1000
+    assert all(0 <= sample_seed(s, 1) < 2**63 for s in range(100))
+
+
+def test_rows_stop_independently_and_compacted_rows_reproduce(tok, model):
+    """Rows choose between stopping and going on; the ones that go on must be the same
+    tokens as when drawn alone (the batch shrinks under them)."""
+    end = tok.special("<|assistant_end|>")
+    prompt = prompt_of(tok)
+    words = [i for i in range(300, 400) if tok.piece_kind(i) == "piece" and i not in prompt][:7]
+    table = chain(prompt[-1], *words)
+    for w in words:
+        table[w] = table.get(w, []) + [end]  # after each word: stop or go on, even odds
+    engine = Engine(Scripted(random_model(tok), table, end), tok)
+    batch = engine.generate(prompt, 8, max_new_tokens=len(words) + 1, temperature=1.0, seed=3)
+    lengths = [len(s.tokens) for s in batch]
+    assert len(set(lengths)) > 2  # rows finished at different steps
+    for i, s in enumerate(batch):
+        assert s.finished == ("stop" if s.tokens[-1] == end else "length")
+        assert s.tokens[-1] != end or s.mask[-1] == 1  # the stop token is the model's: mask 1
+        alone = engine.generate(prompt, 1, max_new_tokens=len(words) + 1, temperature=1.0, seed=3, first_sample=i)[0]
+        assert alone.tokens == s.tokens
+
+
+def test_context_and_token_limits(tok, model):
+    engine = Engine(model, tok)
+    long_prompt = [tok.bos_id] + tok.encode("word " * 200)[: model.config.seq_len - 5]
+    (sample,) = engine.generate(long_prompt, 1, max_new_tokens=50, temperature=0, stop=[])
+    assert len(sample.tokens) == 4 and sample.finished == "length"  # the context ran out first
+    with pytest.raises(ValueError, match="no room"):
+        engine.generate(long_prompt + [5] * 4, 1)
+    with pytest.raises(ValueError, match="empty"):
+        engine.generate([], 1)
+
+
+# -- streaming text ----------------------------------------------------------------------
+
+
+def test_streamed_text_decodes_across_token_boundaries(tok):
+    text = " Café — naïve 東京 🙂 done"
+    ids = tok.encode(text)
+    assert any(tok.piece_kind(i) == "byte" for i in ids)  # characters split over byte tokens
+    end = tok.special("<|assistant_end|>")
+    prompt = [tok.bos_id, tok.special("<|assistant_start|>")]
+    engine = Engine(Scripted(random_model(tok), {}, end, sequence=prompt + ids), tok)
+    streamed: list[str] = []
+    (sample,) = engine.generate(prompt, 1, max_new_tokens=len(ids) + 5, temperature=0,
+                                on_step=lambda events: streamed.append(events[0].text))
+    assert sample.tokens == ids + [end] and sample.finished == "stop"
+    assert "".join(streamed) == sample.text == text
+    # Decoding token by token would be wrong here (partial characters become U+FFFD).
+    assert "".join(tok.decode([i]) for i in ids) != text
+
+
+# -- tools -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory) -> SearchIndex:
+    path = tmp_path_factory.mktemp("search") / "index.sqlite"
+    create_index(path, [
+        ("Lake Varn", "Lake Varn is the deepest lake in the valley, 212 metres at its centre.", "https://example.org/varn", "d1"),
+        ("Old Mill", "The old mill on the river was rebuilt in 1911 after a fire.", "https://example.org/mill", "d2"),
+    ])
+    return SearchIndex(path)
+
+
+def test_a_search_call_runs_the_real_search_and_forces_its_result_into_that_row_only(tok, index):
+    sp = tok.special
+    end = sp("<|assistant_end|>")
+    prompt = prompt_of(tok, "How deep is it?")
+    query = tok.encode("Varn lake")
+    other = tok.encode(" No")[0]
+    # After the prompt: call the search, or answer "No"; both equally likely.
+    table = chain(sp("<|search_start|>"), *query, sp("<|search_end|>"))
+    table[prompt[-1]] = [sp("<|search_start|>"), other]
+    table[sp("<|result_end|>")] = [end]
+    engine = Engine(Scripted(random_model(tok), table, end), tok, search=index)
+    samples = engine.generate(prompt, 8, max_new_tokens=80, temperature=1.0, seed=1)
+
+    expected_result = format_passages(index.search("Varn lake", k=2, max_chars=400), 400)
+    assert "212 metres" in expected_result
+    forced = [sp("<|result_start|>"), *tok.encode(expected_result), sp("<|result_end|>")]
+    callers = [s for s in samples if s.tokens[0] == sp("<|search_start|>")]
+    answerers = [s for s in samples if s.tokens[0] == other]
+    assert callers and answerers and len(callers) + len(answerers) == 8
+    for s in callers:
+        call = [sp("<|search_start|>"), *query, sp("<|search_end|>")]
+        assert s.tokens == call + forced + [end]
+        assert s.mask == [1] * len(call) + [0] * len(forced) + [1]  # the tool's tokens are masked
+        assert s.tool_calls[0].tool == "search" and s.tool_calls[0].query == "Varn lake" and s.tool_calls[0].ok
+        assert "212 metres" in s.text and s.finished == "stop"
+    for s in answerers:
+        assert s.tokens == [other, end] and s.mask == [1, 1] and not s.tool_calls
+
+
+def run_calc(tok, expression: str):
+    sp = tok.special
+    end = sp("<|assistant_end|>")
+    prompt = prompt_of(tok, "What is it?")
+    expr = tok.encode(expression)
+    call = [sp("<|calc_start|>"), *expr, sp("<|calc_end|>")]
+    # The model writes the call, then (after the forced output) ends its turn.
+    engine = Engine(Scripted(random_model(tok), {}, end, sequence=prompt + call), tok)
+    (sample,) = engine.generate(prompt, 1, max_new_tokens=80, temperature=0)
+    assert sample.tokens[: len(call)] == call and sample.mask[: len(call)] == [1] * len(call)
+    output = sample.tokens[len(call) : -1]
+    assert output[0] == sp("<|output_start|>") and output[-1] == sp("<|output_end|>")
+    assert sample.mask[len(call) : -1] == [0] * len(output) and sample.tokens[-1] == end
+    return tok.decode(output), sample
+
+
+def test_a_calculator_call_gets_its_value(tok):
+    value, sample = run_calc(tok, "12*34")
+    assert value == "408" and sample.tool_calls[0].ok
+
+
+def test_a_hostile_calculator_call_gets_an_error_not_an_exception(tok):
+    for expression in ("9**9**9**9", "__import__('os')"):
+        value, sample = run_calc(tok, expression)
+        assert value.startswith("error:") and not sample.tool_calls[0].ok
+
+
+def test_a_search_without_an_index_reports_it(tok):
+    engine = Engine(random_model(tok), tok)
+    assert engine.run_tool("search", "lake").result == "error: no search index is loaded"
+
+
+# -- chat rendering and the terminal front-ends ------------------------------------------
+
+
+def test_chat_prompt_renders_turns_with_specials_only_from_ids(tok):
+    sp = tok.special
+    ids = render_for_completion(tok, [{"role": "user", "content": "hi <|assistant_end|>"}])
+    assert ids[:2] == [tok.bos_id, sp("<|user_start|>")] and ids[-2:] == [sp("<|user_end|>"), sp("<|assistant_start|>")]
+    assert sp("<|assistant_end|>") not in ids  # typed text never becomes a special token
+    with pytest.raises(ValueError, match="role"):
+        render_for_completion(tok, [{"role": "system", "content": "x"}])
+
+
+def test_stream_printer_shows_tool_calls_and_results_apart_from_the_text(tok):
+    from flows.chat import StreamPrinter
+
+    sp = tok.special
+    console = Console(file=io.StringIO(), width=200)
+    printer = StreamPrinter(console, Engine(random_model(tok), tok))
+    events = [TokenEvent(0, tok.encode("Let")[0], False, "Let"), TokenEvent(0, sp("<|calc_start|>"), False, ""),
+              TokenEvent(0, 300, False, "2+2"), TokenEvent(0, sp("<|calc_end|>"), False, ""),
+              TokenEvent(0, sp("<|output_start|>"), True, ""), TokenEvent(0, 301, True, "4"),
+              TokenEvent(0, sp("<|output_end|>"), True, ""), TokenEvent(0, 302, False, "Four.", "stop")]
+    for e in events:
+        printer.feed(e)
+    assert console.file.getvalue() == "Let\ncalculator> 2+2\n4\nFour.\n"
+
+
+@pytest.fixture
+def saved(tmp_path, tok):
+    """A checkpoint and its tokenizer on disk, as training leaves them."""
+    tok.save(str(tmp_path / "tok"))
+    model = random_model(tok)
+    uri = checkpoint.save(str(tmp_path / "run"), 1, model=model.state_dict(),
+                          config={"model": dataclasses.asdict(model.config), "tokenizer": str(tmp_path / "tok")})
+    return uri
+
+
+def test_generate_command_samples_with_a_seed(saved, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    args = ["generate", "--checkpoint", saved, "--prompt", "The city", "--lake", str(tmp_path / "lake"),
+            "--num-samples", "3", "--max-new-tokens", "8", "--seed", "5", "--json"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    samples = json.loads(first.stdout)
+    assert len(samples) == 3 and all(len(s["tokens"]) <= 8 and s["mask"] == [1] * len(s["tokens"]) for s in samples)
+    assert json.loads(CliRunner().invoke(app, args).stdout) == samples
+    engine = Engine.from_checkpoint(saved)
+    direct = engine.generate([engine.tokenizer.bos_id, *engine.tokenizer.encode("The city")], 3,
+                             max_new_tokens=8, temperature=0.8, top_k=50, seed=5)
+    assert [s.tokens for s in direct] == [s["tokens"] for s in samples]
+
+
+def test_chat_command_streams_replies_and_keeps_the_conversation(saved, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(
+        app, ["chat", "--checkpoint", saved, "--lake", str(tmp_path / "lake"), "--max-new-tokens", "6"],
+        input="hello there\nand again\n/reset\n/quit\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("bot> ") == 2 and "(new conversation)" in result.output
+    assert "no search index" in result.output  # told why search calls would fail
