@@ -48,8 +48,10 @@ from models.tokenizer import StreamDecoder, Tokenizer
 from models.tools import SearchIndex, ToolError, calculate, format_passages
 
 DEFAULT_STOPS = ("<|assistant_end|>", "<|bos|>")
-SEARCH_RESULTS = 2  # passages per search, and the characters of them the model reads:
-RESULT_CHARS = 400  # the tiny model's whole context is 256 tokens
+# Passages per search and the characters of them the model reads; SFT trains with the same
+# (tasks/sft SFTConfig), and a model should be run as it was trained.
+SEARCH_RESULTS = 3
+RESULT_CHARS = 600
 
 
 def sample_seed(*keys: int) -> int:

@@ -251,7 +251,7 @@ def test_a_search_call_runs_the_real_search_and_forces_its_result_into_that_row_
     table = chain(sp("<|search_start|>"), *query, sp("<|search_end|>"))
     table[prompt[-1]] = [sp("<|search_start|>"), other]
     table[sp("<|result_end|>")] = [end]
-    engine = Engine(Scripted(random_model(tok), table, end), tok, search=index)
+    engine = Engine(Scripted(random_model(tok), table, end), tok, search=index, search_results=2, result_chars=400)
     samples = engine.generate(prompt, 8, max_new_tokens=80, temperature=1.0, seed=1)
 
     expected_result = format_passages(index.search("Varn lake", k=2, max_chars=400), 400)
