@@ -126,7 +126,7 @@ def extract_all(items, extractor: str) -> list[str]:
         worker.close()
 
 
-def our_decisions(docs: list[dict]) -> dict[str, dict[str, str | None]]:
+def our_decisions(docs: list[dict], seconds: dict[str, float]) -> dict[str, dict[str, str | None]]:
     config = CurateConfig()
     steps = {
         "url": lambda d: UrlFilter(config.url)(d.url),
@@ -138,7 +138,12 @@ def our_decisions(docs: list[dict]) -> dict[str, dict[str, str | None]]:
     }
     url_filter = UrlFilter(config.url)
     steps["url"] = lambda d: url_filter(d.url)
-    return {name: {d["id"]: f(Doc(id=d["id"], url=d["url"], view=Text(d["text"]))) for d in docs} for name, f in steps.items()}
+    out = {}
+    for name, f in steps.items():
+        start = time.perf_counter()
+        out[name] = {d["id"]: f(Doc(id=d["id"], url=d["url"], view=Text(d["text"]))) for d in docs}
+        seconds[name] = time.perf_counter() - start
+    return out
 
 
 # -- extraction quality (the benchmark's evaluate.py definition) --------------------------------
@@ -210,10 +215,10 @@ def main() -> None:
         docs += [{"id": f"{extractor}:{key}", "url": url, "text": text} for (key, url, _), text in zip(items, texts) if text]
     jsonl = WORK / "texts.jsonl"
     jsonl.write_text("".join(json.dumps(d) + "\n" for d in docs))
-    theirs = anchor(python, "filters", str(jsonl))["decisions"]
-    start = time.perf_counter()
-    ours = our_decisions(docs)
-    ours_seconds = time.perf_counter() - start
+    anchor_filters = anchor(python, "filters", str(jsonl))
+    theirs = anchor_filters["decisions"]
+    ours_seconds: dict[str, float] = {}
+    ours = our_decisions(docs, ours_seconds)
     disagreements: dict[str, list] = {}
     for name in FILTERS:
         same = sum((ours[name][d["id"]] is None) == (theirs[name][d["id"]] is None) for d in docs)
@@ -227,7 +232,12 @@ def main() -> None:
         for dis in disagreements[name][:6]:
             print(f"    {dis['id'][:40]:<40} ours={dis['ours']} datatrove={dis['datatrove']}")
     results["disagreements"] = disagreements
-    results["filters_seconds_ours_all_docs"] = ours_seconds
+    results["filter_docs_per_s"] = {
+        name: {"ours": len(docs) / ours_seconds[name], "datatrove": len(docs) / anchor_filters["seconds"][name]} for name in FILTERS
+    }
+    print("\neach filter alone, docs/s (every filter tokenizes for itself; datatrove caches its last 5 texts' tokens)")
+    for name, v in results["filter_docs_per_s"].items():
+        print(f"{name:<18} ours {v['ours']:>9.0f}  datatrove {v['datatrove']:>7.0f}  ratio {v['ours'] / v['datatrove']:>6.1f}x")
 
     print("\nextraction quality on the 181 pages (shingle P/R/F1, evaluate.py's definition; published trafilatura 0.958)")
     for extractor, m in results["extraction"].items():

@@ -10,8 +10,9 @@ import pytest
 from flows.curate import curate, expand
 from tasks import lake
 from tasks.config import LakeConfig
-from tasks.curate.config import CurateConfig, CustomFilter
+from tasks.curate.config import CurateConfig, CustomFilter, ReadConfig
 from tasks.curate.stage import curate_warc_fn, finalize_shard_fn
+from tasks.curate.warc import read_warc
 
 pytestmark = pytest.mark.slow
 
@@ -59,6 +60,8 @@ def test_flow_on_every_shared_warc_file_and_cache_hit(prefect_server, shared_dat
     for row in removed.select(["warc"]).to_pylist() + clean.select(["warc"]).to_pylist():
         per_warc_in[row["warc"]] = per_warc_in.get(row["warc"], 0) + 1
     assert sum(per_warc_in.values()) == result["docs_in"]
+    for warc, rows in per_warc_in.items():  # per shard: records in = clean + removed
+        assert rows == sum(1 for _ in read_warc(warc, ReadConfig())), warc
     assert clean.schema.field("language_score").type == pa.float32()
     assert set(clean.column_names) == {"id", "url", "date", "crawl", "warc", "text", "language", "language_score"}
     assert set(removed.column_names) == set(clean.column_names) | {"step", "reason"}
@@ -70,6 +73,11 @@ def test_flow_on_every_shared_warc_file_and_cache_hit(prefect_server, shared_dat
     assert result["dedup"] == ("off" if lake.is_remote(lake_root) else "on")
     report = lake.filesystem(result["report"])[0].cat_file(lake.filesystem(result["report"])[1]).decode()
     assert "## Removed examples" in report and "### language" in report
+    from prefect.artifacts import Artifact
+
+    funnel_artifact = Artifact.get("curate-funnel")
+    assert funnel_artifact is not None and '"step": "language"' in funnel_artifact.data
+    assert "### language" in Artifact.get("curate-report").data
 
     # a re-run: every task is a cache hit, so no shard is rewritten
     fs, path = lake.filesystem(result["filtered_uri"])

@@ -120,7 +120,7 @@ def finalize_shard_fn(
 ) -> dict[str, Any]:
     table = lake.read_shard(filtered_shard)
     removals = _dedup_removals(dedup_uri, name)
-    funnel = Funnel(0)
+    funnel = Funnel()
     scrub = PiiScrubber(pii)
     clean_rows: list[dict[str, Any]] = []
     removed_rows: list[dict[str, Any]] = []
@@ -128,7 +128,7 @@ def finalize_shard_fn(
     for row in table.to_pylist():
         hit = removals.get(row["id"])
         if hit:
-            funnel.dropped(hit[0], len(row["text"] or ""), hit[1].split(" (")[0], row["url"], None)
+            funnel.dropped(hit[0], len(row["text"] or ""), hit[1].split(" (")[0], row["url"], row["text"])
             removed_rows.append({**row, "step": hit[0], "reason": hit[1]})
             continue
         for step in DEDUP_STEPS if dedup_uri else ():

@@ -41,12 +41,13 @@ def _word_chars() -> str:
     there, so here too)."""
     import unicodedata
 
-    planes = [*range(0x20000), *range(0xE0000, 0xE1000)]  # no marks live elsewhere
-    marks = [c for c in planes if unicodedata.category(chr(c)) in ("Mn", "Mc", "Me")]
+    # Basic Multilingual Plane only: a class of BMP ranges compiles to a bitmap (one lookup per
+    # character); ranges past it make the regex engine scan a range list for every character.
+    marks = [c for c in range(0x10000) if unicodedata.category(chr(c)) in ("Mn", "Mc", "Me")]
     ranges, first = [], marks[0]
     for a, b in zip(marks, marks[1:] + [-1]):
         if b != a + 1:  # a run of consecutive code points ends at a
-            ranges.append(f"\\U{first:08x}-\\U{a:08x}")
+            ranges.append(f"\\u{first:04x}-\\u{a:04x}")
             first = b
     return r"\w" + "".join(ranges) + r"\u3001-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
 
@@ -129,9 +130,9 @@ class Text:
 
     @cached_property
     def word_ids(self) -> np.ndarray:
-        """Each word as a small integer (equal words, equal ids), for n-gram hashing."""
-        index: dict[str, int] = {}
-        return np.fromiter((index.setdefault(w, len(index)) for w in self.words), dtype=np.uint64, count=len(self.words))
+        """Each word as a 64-bit number, equal words equal numbers: Python's own string hash
+        (salted per process, which is fine: it is only compared within one document)."""
+        return np.fromiter(map(hash, self.words), dtype=np.int64, count=len(self.words)).view(np.uint64)
 
     @cached_property
     def word_offsets(self) -> np.ndarray:
