@@ -91,7 +91,7 @@ def ensure_anchor() -> Path:
 
 
 def anchor(python: Path, *args: str) -> dict:
-    out = WORK / f"anchor-{'-'.join(a.rsplit('/', 1)[-1] for a in args[:1] + args[3:])}.json"
+    out = WORK / f"anchor-{'-'.join(a.rsplit('/', 1)[-1] for a in (args[0], *args[2:]))}.json"
     env = {**os.environ, "LID_FTZ": str(model_path()), "OMP_NUM_THREADS": "1"}
     subprocess.run([str(python), str(REPO / "benchmarks" / "curate_anchor.py"), *args[:2], str(out), *args[2:]], check=True, env=env, stderr=open(WORK / "anchor.log", "a"))
     return json.loads(out.read_text())
@@ -205,6 +205,8 @@ def main() -> None:
                                             "ours_seconds_by_step": {k: v["seconds"] for k, v in ours["funnel"]["steps"].items()}}
         print(f"{extractor:<12} {ours_rate:>12.1f} {their_rate:>17.1f} {ours_rate / their_rate:>6.1f}x {ours['peak_rss_mb']:>13.0f} {theirs['peak_rss_mb']:>11.0f} {len(ours['kept']):>6}/{len(theirs['kept'])}")
         print("   our seconds by step: " + ", ".join(f"{k} {v['seconds']:.2f}" for k, v in ours["funnel"]["steps"].items()))
+        print("   datatrove seconds by step: " + ", ".join(f"{k.encode('ascii', 'ignore').decode().strip()} {v:.2f}" for k, v in theirs["step_seconds"].items() if v is not None))
+        results["throughput"][extractor]["datatrove_seconds_by_step"] = theirs["step_seconds"]
 
     print("\nper-filter keep/drop agreement (each filter alone, same extracted texts)")
     truths = json.loads((DATA / "ground-truth.json").read_text())

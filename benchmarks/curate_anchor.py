@@ -95,6 +95,7 @@ def run_chain(warc_dir: str, extractor: str) -> dict:
     from datatrove.utils.text import split_into_sentences, split_into_words
 
     steps["url"].download_data()
+    steps["url"].tldextractor("http://warm.up.example.com/")  # its one-off suffix-list fetch attempt
     steps["language"].filter(Document(text="warm up the model", id="warmup"))
     split_into_words("warm up the tokenizer"), split_into_sentences("Warm up. The sentencizer.")
     start = time.perf_counter()
@@ -105,7 +106,8 @@ def run_chain(warc_dir: str, extractor: str) -> dict:
     kept = [doc.id for doc in pipe]
     seconds = time.perf_counter() - start
     stats = {step.name: {k: v.total if hasattr(v, "total") else v for k, v in step.stats.stats.items() if k != "doc_len"} for step in chain}
-    return {"seconds": seconds, "cpu_seconds": time.process_time() - cpu, "kept": kept, "stats": json.loads(json.dumps(stats, default=str)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    step_seconds = {step.name: getattr(step.stats.time_stats, "total", None) for step in chain}
+    return {"seconds": seconds, "step_seconds": step_seconds, "cpu_seconds": time.process_time() - cpu, "kept": kept, "stats": json.loads(json.dumps(stats, default=str)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def run_filters(jsonl: str) -> dict:
@@ -114,7 +116,10 @@ def run_filters(jsonl: str) -> dict:
     docs = [json.loads(line) for line in open(jsonl)]
     out: dict[str, dict[str, str | None]] = {}
     timings = {}
-    for name, f in filters().items():
+    steps = filters()
+    steps["url"].download_data()
+    steps["url"].tldextractor("http://warm.up.example.com/")
+    for name, f in steps.items():
         decisions = {}
         start = time.perf_counter()
         for d in docs:

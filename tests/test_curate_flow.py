@@ -154,3 +154,30 @@ def test_sample_crawl_planted_pages_are_removed_by_their_step(prefect_server, tm
     for page in scrubbed:
         text = clean[page["record_id"]]["text"]
         assert not any(secret in text for secret in page["pii"]), page["url"]
+
+
+def test_cli_curate_with_extractor_flag_and_config_file(prefect_server, tmp_path, shared_data):
+    import json
+
+    import yaml
+    from prefect.settings import PREFECT_API_URL
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from tasks.config import load_config
+
+    config = load_config("tiny").model_dump(mode="json")
+    config["curate"]["dedup_enabled"] = False
+    config["curate"]["language"]["threshold"] = 0.5
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(config))
+    root = str(tmp_path / "lake")
+    warcs = str(shared_data / "warc/commoncrawl-sample/warcfile.warc.gz")
+    out = CliRunner().invoke(
+        app, ["curate", warcs, "--lake", root, "--extractor", "resiliparse", "--config", str(path)],
+        env={"PREFECT_API_URL": PREFECT_API_URL.value()},
+    )
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output)
+    assert (result["crawl"], result["extractor"], result["dedup"], result["docs_in"]) == ("commoncrawl-sample", "resiliparse", "off", 16)
+    assert lake.manifest(result["clean_uri"]).rows + lake.manifest(result["removed_uri"]).rows == 16

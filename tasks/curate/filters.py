@@ -216,32 +216,38 @@ class C4QualityFilter:
         # FineWeb filter after us then needs no second tokenization.
         known = "words" in doc.view.__dict__
         removed_words = 0
+
+        def dropped(line: str) -> None:
+            nonlocal removed_words
+            if known:
+                removed_words += len(tokenize(line))
+
         for raw in doc.view.lines:
             line = raw.strip()
             words = line.split()
             if c.max_word_length >= 0 and any(len(w) > c.max_word_length for w in words):
-                removed_words += known and len(tokenize(raw))
+                dropped(line)
                 continue
             if c.remove_citations and "[" in line:
                 cited, line = line, self.citation.sub("", line)
                 if known and cited != line:
                     removed_words += len(tokenize(cited)) - len(tokenize(line))
             if c.filter_no_terminal_punct and (not line.endswith((".", "?", "!", '"', "'")) or line.endswith("...")):
-                removed_words += known and len(tokenize(line))
+                dropped(line)
                 continue
             if len(words) < c.min_words_per_line:
-                removed_words += known and len(tokenize(line))
+                dropped(line)
                 continue
             lower = line.lower()
             if c.filter_lorem_ipsum and "lorem ipsum" in lower:
                 return "lorem_ipsum"
             if c.filter_javascript and "javascript" in lower:
-                removed_words += known and len(tokenize(line))
+                dropped(line)
                 continue
             if c.filter_curly_bracket and "{" in line:
                 return "curly_bracket"
             if c.filter_policy and any(p in lower for p in self.policy):
-                removed_words += known and len(tokenize(line))
+                dropped(line)
                 continue
             if c.min_num_sentences >= 0:
                 sentences += count_sentences(line)
