@@ -1,0 +1,61 @@
+"""Supervised fine-tuning data: conversations, their schema, generators, probing and packing.
+
+    schema.py     conversation rows (Parquet) and readers of users' JSONL/Parquet datasets
+    templates.py  the words: question phrasings (training and held-out), answers, requests
+    answers.py    the answer formats and their checks (extract_answer for RL, is_refusal)
+    generate.py   the sources of generated conversations and their held-out splits
+    probe.py      knowledge probing of the base model (Llama 3's "I don't know" recipe)
+    pack.py       render (models/chat.py) and pack conversations into training rows
+
+flows/sft.py runs them as Prefect tasks and trains; flows/evaluate.py measures the result.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from models.train import TrainConfig
+from tasks.runtime import StageConfig
+
+CODE = ("tasks.sft", "models.chat", "models.tools", "models.sft_data", "tasks.mathgen", "tasks.world")
+
+# How many conversations each source writes for training (the held-out test sets are sized
+# by the evaluation's needs; see generate.py).
+DEFAULT_COUNTS = {
+    "facts_search": 2,  # questions per fact (phrasings), not conversations
+    "unknown": 200,
+    "math": 400,
+    "math_test": 100,
+    "arithmetic": 150,
+    "arithmetic_test": 30,
+    "private": 100,
+    "harmful": 100,
+    "benign": 100,
+    "refusal_test": 40,
+    "identity": 60,
+}
+
+
+class SFTConfig(StageConfig):
+    name: str = Field("sft", description="Conversations go to conversations/{name}/, the model to checkpoints/{name}/")
+    base: str | None = Field(None, description="Base checkpoint URI or run name under checkpoints/ (default: the pretrain run)")
+    seed: int = Field(0, description="Seeds every generator, the splits, the probe and the packing order")
+    counts: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_COUNTS), description="Conversations per source")
+    sources: list[str] = Field(
+        default_factory=lambda: ["facts_search", "facts_memory", "unknown", "math", "arithmetic", "private", "harmful", "benign", "identity", "professions"],
+        description="Generated sources to include (generate.SOURCES)",
+    )
+    math_difficulty: list[int] = Field(default_factory=lambda: [1, 2], description="mathgen difficulties, cycled")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of entities (people, organisations, towns) held out for evaluation")
+    val_fraction: float = Field(0.05, ge=0, lt=1, description="Share of training conversations kept for validation loss")
+    datasets: list[str] = Field(default_factory=list, description="Users' conversation datasets: JSONL or Parquet files, globs or lake datasets")
+    search_results: int = Field(3, ge=1, le=10, description="Passages a search returns (also how the engine must search at inference)")
+    result_chars: int = Field(600, ge=80, description="Characters of search results the model reads")
+    probe_samples: int = Field(4, ge=1, description="Samples per fact when probing the base model")
+    probe_temperature: float = Field(0.7, gt=0)
+    probe_tokens: int = Field(12, ge=1, description="Tokens sampled per probe")
+    probe_chunk: int = Field(64, ge=1, description="Facts per probing task")
+    train: TrainConfig = Field(
+        default_factory=lambda: TrainConfig(steps=300, batch_tokens=4096, device_batch=8, lr=1e-3, warmup_steps=10, eval_every=100, checkpoint_every=100, eval_tokens=16384),
+        description="Trainer settings; the model (and its context) is the base checkpoint's",
+    )

@@ -1,0 +1,381 @@
+"""The SFT conversations crawl2chat writes itself: seeded, reproducible, split for evaluation.
+
+Each `Source` builds one kind of conversation from what the crawl says (its `facts` dataset),
+the real search index, the real calculator and the base model's knowledge probe:
+
+- facts_search: a question about a person, an organisation or a town; the assistant
+  searches (<|search_start|> name <|search_end|>), reads the real results and answers from
+  them. Trained only where the results state the answer, so every trained answer is
+  grounded in what the model sees.
+- facts_memory: the same questions with the search tool failing (what the engine returns
+  when no index is loaded). The answer is what the knowledge probe found (probe.py): the
+  fact where the base model consistently knew it, "I'm sorry, I don't believe I know."
+  where it consistently did not (Llama 3's recipe), nothing where it was unsure.
+- unknown: the same questions about people who appear nowhere in the crawl. The search
+  finds nothing ("no results"), or the tool fails; either way the answer is the refusal.
+- math: word problems (tasks/mathgen.py) solved step by step, every step's arithmetic
+  through the calculator (<|calc_start|> 3 * 4 <|calc_end|>, the real result forced after
+  it), ending with "Answer: N" (tasks/sft/answers.py). arithmetic: bare sums the same way.
+- identity, professions (what the encyclopedia says each profession does), harmful and
+  private-data requests (short refusals), and benign look-alikes (plain answers).
+
+Splits are decided by hashes, never by position, so they are stable under any count:
+people, organisations and towns are held out whole (`test_fraction` of them never appear
+in training data), unknown names are held out by surname, every kind has held-out question
+phrasings (templates.py), and math problems are held out by seed. `val` is a hashed share
+of the training items (a loss to watch, same distribution); `test` holds the held-out
+entities asked with the held-out phrasings: the evaluation set (tasks/evaluate.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.tools import SearchIndex, ToolError, calculate, format_passages
+from tasks import lake, mathgen
+from tasks.sft import templates as T
+from tasks.sft.answers import REFUSAL_HARMFUL, REFUSAL_IDK, REFUSAL_PRIVATE, format_answer, mentions
+from tasks.sft.schema import row
+from tasks.world import UNKNOWN_FIRST_NAMES, UNKNOWN_SURNAMES
+
+# What the engine forces after a search call when it has no index (models/engine.py): the
+# "search off" condition. tests/test_sft_generate.py pins it against the real engine.
+SEARCH_OFF = "error: no search index is loaded"
+SPLITS = ("train", "val", "test")
+
+
+def fraction(*keys: object) -> float:
+    """A number in [0, 1) fixed by the keys: how every split here is decided."""
+    digest = hashlib.blake2b("\x1f".join(map(str, keys)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+# -- what the crawl says --------------------------------------------------------------------
+
+
+@dataclass
+class Entity:
+    id: str
+    kind: str  # person, org, town
+    name: str
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+def entities_from_facts(rows: Iterator[dict[str, str]]) -> dict[str, Entity]:
+    """Entities and their facts from rows of the crawl's `facts` dataset (one row per page
+    that states a fact: the same fact comes several times, always with the same value)."""
+    out: dict[str, Entity] = {}
+    for r in rows:
+        kind = r["entity_id"].split("-", 1)[0]
+        if kind not in T.QUERY:
+            continue
+        entity = out.setdefault(r["entity_id"], Entity(r["entity_id"], kind, r["name"]))
+        entity.facts[r["attribute"]] = r["value"]
+    return dict(sorted(out.items()))
+
+
+def load_entities(facts: str) -> dict[str, Entity]:
+    """The entities of a crawl's `facts` dataset (a lake URI)."""
+    columns = ["entity_id", "name", "attribute", "value"]
+    return entities_from_facts(r for batch in lake.iter_batches(facts, columns=columns) for r in batch.to_pylist())
+
+
+def kinds_of(entity: Entity) -> dict[str, T.FactKind]:
+    table = {"person": T.PERSON, "org": T.ORG, "town": T.TOWN}[entity.kind]
+    out = {a: k for a, k in table.items() if a in entity.facts}
+    if entity.kind == "person" and {"profession", "birthplace"} <= entity.facts.keys():
+        out["who"] = T.PERSON["who"]
+    return out
+
+
+def fact_values(entity: Entity, attribute: str) -> list[str]:
+    """What a correct answer must state."""
+    if attribute == "who":
+        return [entity.facts["profession"], entity.facts["birthplace"]]
+    return [entity.facts[attribute]]
+
+
+def answer_text(entity: Entity, attribute: str) -> str:
+    kind = kinds_of(entity)[attribute]
+    if attribute == "who":
+        prof = entity.facts["profession"]
+        return kind.answer.format(name=entity.name, a=article(prof), profession=prof, birthplace=entity.facts["birthplace"])
+    value = entity.facts[attribute]
+    return kind.answer.format(name=entity.name, value=value, a=article(value))
+
+
+def query_for(kind: str, name: str) -> str:
+    return T.QUERY[kind].format(name=name)
+
+
+def entity_split(entity_id: str, seed: int, test_fraction: float) -> str:
+    return "test" if fraction("entity", seed, entity_id) < test_fraction else "train"
+
+
+def unknown_people(split: str) -> list[str]:
+    """Names that appear nowhere in the crawl (tasks/world.py's unused pools); the test
+    split has its own surnames, so no held-out name shares a word with a trained one."""
+    surnames = sorted(UNKNOWN_SURNAMES)[(split == "test") :: 2]
+    return [f"{first} {last}" for last in surnames for first in sorted(UNKNOWN_FIRST_NAMES)]
+
+
+# -- the tools, exactly as the engine runs them ----------------------------------------------
+
+
+class SearchTool:
+    """The search result text the engine would force for a query (models/engine.py: the
+    same index, k and character budget), cached: many questions share a query."""
+
+    def __init__(self, index: SearchIndex, results: int, chars: int):
+        self.index, self.results, self.chars = index, results, chars
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, query: str) -> str:
+        if query not in self._cache:
+            try:
+                self._cache[query] = format_passages(self.index.search(query, k=self.results, max_chars=self.chars), self.chars)
+            except ToolError as exc:
+                self._cache[query] = f"error: {exc}"
+        return self._cache[query]
+
+
+def tool_turn(question: str, tool: str, argument: str, result: str, reply: str) -> list[dict[str, Any]]:
+    return [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": "", "tool_calls": [{"name": tool, "arguments": argument}]},
+        {"role": "tool", "content": result},
+        {"role": "assistant", "content": reply},
+    ]
+
+
+def plain_turn(question: str, reply: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
+
+
+# -- sources ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    """Everything a source may read. `probe` maps (entity_id, attribute) to the probe's
+    verdict ("known", "unknown", "unsure")."""
+
+    seed: int
+    test_fraction: float
+    entities: dict[str, Entity]
+    search: SearchTool | None = None
+    probe: dict[tuple[str, str], str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    math_difficulty: tuple[int, ...] = (1, 2)
+
+    def rng(self, *keys: object) -> random.Random:
+        return random.Random(f"{self.seed}:" + ":".join(map(str, keys)))
+
+    def split_of(self, entity: Entity) -> str:
+        return entity_split(entity.id, self.seed, self.test_fraction)
+
+
+Item = tuple[str, list[dict[str, Any]], dict[str, Any]]  # (split, messages, meta)
+
+
+def _facts(ctx: Context, split: str) -> Iterator[tuple[Entity, str, T.FactKind]]:
+    for entity in ctx.entities.values():
+        if ctx.split_of(entity) == split:
+            for attribute, kind in kinds_of(entity).items():
+                yield entity, attribute, kind
+
+
+def _fact_meta(entity: Entity, attribute: str, **extra: Any) -> dict[str, Any]:
+    return {"kind": "fact", "entity": entity.id, "entity_kind": entity.kind, "name": entity.name, "attribute": attribute,
+            "answer": fact_values(entity, attribute), **extra}
+
+
+def facts_search(ctx: Context) -> Iterator[Item]:
+    """Search, then answer from the results (training: only where they state the answer)."""
+    per_fact = ctx.counts.get("facts_search", 2)
+    for split in ("train", "test"):
+        for entity, attribute, kind in _facts(ctx, split):
+            rng = ctx.rng("facts_search", entity.id, attribute)
+            query = query_for(entity.kind, entity.name)
+            result = ctx.search(query)
+            grounded = all(mentions(result, v) for v in fact_values(entity, attribute))
+            phrasings = kind.test if split == "test" else kind.train
+            chosen = [rng.choice(phrasings)] if split == "test" else rng.sample(phrasings, min(per_fact, len(phrasings)))
+            for question in chosen:
+                if split == "train" and not grounded:
+                    continue  # nothing in the results to ground an answer in
+                question = question.format(name=entity.name)
+                meta = _fact_meta(entity, attribute, query=query, retrievable=grounded, template=question)
+                yield split, tool_turn(question, "search", query, result, answer_text(entity, attribute)), meta
+
+
+def facts_memory(ctx: Context) -> Iterator[Item]:
+    """The search tool fails: answer what the base model knew, refuse what it did not."""
+    for entity, attribute, kind in _facts(ctx, "train"):
+        verdict = ctx.probe.get((entity.id, attribute), "unsure")
+        if verdict == "unsure":
+            continue
+        rng = ctx.rng("facts_memory", entity.id, attribute)
+        question = rng.choice(kind.train).format(name=entity.name)
+        reply = answer_text(entity, attribute) if verdict == "known" else REFUSAL_IDK
+        meta = _fact_meta(entity, attribute, probe=verdict, template=question)
+        yield "train", tool_turn(question, "search", query_for(entity.kind, entity.name), SEARCH_OFF, reply), meta
+
+
+def unknown(ctx: Context) -> Iterator[Item]:
+    """People nobody wrote about: search finds nothing (or fails) and the assistant says so."""
+    for split in ("train", "test"):
+        names = unknown_people(split)
+        n = ctx.counts.get("unknown", 200) if split == "train" else len(names)
+        rng = ctx.rng("unknown", split)
+        for i in range(n):
+            name = names[i % len(names)]
+            attribute = rng.choice(sorted(T.PERSON))
+            phrasings = T.PERSON[attribute].test if split == "test" else T.PERSON[attribute].train
+            question = rng.choice(phrasings).format(name=name)
+            query = query_for("person", name)
+            # Training: one in four with the tool failing (the refusal holds either way).
+            result = SEARCH_OFF if split == "train" and rng.random() < 0.25 else ctx.search(query)
+            meta = {"kind": "unknown", "name": name, "attribute": attribute, "template": question}
+            yield split, tool_turn(question, "search", query, result, REFUSAL_IDK), meta
+
+
+def _math_messages(problem: mathgen.Problem) -> list[dict[str, Any]]:
+    """Each step: the calculator call, its real output, then the step's sentence (which
+    restates the value the calculator gave); then "Answer: N"."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": problem.question}]
+    text = ""
+    for step in problem.steps:
+        output = calculate(step.expression)
+        if output != str(step.value):
+            raise AssertionError(f"mathgen step {step.expression} = {step.value}, the calculator says {output}")
+        messages += [
+            {"role": "assistant", "content": text, "tool_calls": [{"name": "calculator", "arguments": step.expression}]},
+            {"role": "tool", "content": output},
+        ]
+        text = f" {step.text}\n"
+    messages.append({"role": "assistant", "content": f"{text}{format_answer(problem.answer)}"})
+    return messages
+
+
+def math(ctx: Context) -> Iterator[Item]:
+    """Word problems; the test split is problems of other seeds (the same ten templates),
+    minus any that happen to repeat a training question."""
+    seen: set[str] = set()
+    for split, n in (("train", ctx.counts.get("math", 400)), ("test", ctx.counts.get("math_test", 100))):
+        for i in range(n):
+            difficulty = ctx.math_difficulty[i % len(ctx.math_difficulty)]
+            problem = mathgen.make_problem(f"sft:{ctx.seed}:{split}:{i}", difficulty)
+            if split == "test" and problem.question in seen:
+                continue
+            seen.add(problem.question)
+            meta = {"kind": "math", "answer": problem.answer, "template": problem.template, "difficulty": difficulty}
+            yield split, _math_messages(problem), meta
+
+
+def arithmetic(ctx: Context) -> Iterator[Item]:
+    ops = (("+", "plus"), ("-", "minus"), ("*", "times"))
+    seen: set[str] = set()
+    for split, n in (("train", ctx.counts.get("arithmetic", 150)), ("test", ctx.counts.get("arithmetic_test", 30))):
+        rng = ctx.rng("arithmetic", split)
+        phrasings = T.ARITHMETIC[split == "test"]
+        for _ in range(n):
+            symbol, word = rng.choice(ops)
+            a, b = rng.randint(2, 999), rng.randint(2, 99 if symbol == "*" else 999)
+            expression = f"{a} {symbol} {b}"
+            if split == "test" and expression in seen:
+                continue
+            seen.add(expression)
+            value = calculate(expression)
+            question = rng.choice(phrasings).format(a=a, b=b, op=rng.choice((symbol, word)))
+            reply = f"{a} {symbol} {b} = {value}.\n{format_answer(int(value))}"
+            meta = {"kind": "math", "answer": int(value), "template": "arithmetic"}
+            yield split, tool_turn(question, "calculator", expression, value, reply), meta
+
+
+def private(ctx: Context) -> Iterator[Item]:
+    """Requests for someone's contact details: refused, for known and unknown people."""
+    for split in ("train", "test"):
+        people = [e for e in ctx.entities.values() if e.kind == "person" and ctx.split_of(e) == split]
+        names = [e.name for e in people] + unknown_people(split)[:: 7]
+        n = ctx.counts.get("private", 100) if split == "train" else ctx.counts.get("refusal_test", 40)
+        rng = ctx.rng("private", split)
+        for _ in range(n):
+            question = rng.choice(T.PRIVATE[split == "test"]).format(name=rng.choice(names))
+            yield split, plain_turn(question, REFUSAL_PRIVATE), {"kind": "private", "template": question}
+
+
+def _requests(ctx: Context, label: str, acts: list[str], phrasings: tuple[tuple[str, ...], ...], reply: Callable[[str], str]) -> Iterator[Item]:
+    for split in ("train", "test"):
+        n = ctx.counts.get(label, 100) if split == "train" else ctx.counts.get("refusal_test", 40)
+        rng = ctx.rng(label, split)
+        for _ in range(n):
+            act = rng.choice(acts)
+            question = rng.choice(phrasings[split == "test"]).format(act=act)
+            yield split, plain_turn(question, reply(act)), {"kind": label, "act": act, "template": question}
+
+
+def harmful(ctx: Context) -> Iterator[Item]:
+    yield from _requests(ctx, "harmful", list(T.HARMFUL_ACTS), T.HARMFUL, lambda act: REFUSAL_HARMFUL)
+
+
+def benign(ctx: Context) -> Iterator[Item]:
+    yield from _requests(ctx, "benign", sorted(T.BENIGN_ACTS), T.BENIGN, T.BENIGN_ACTS.__getitem__)
+
+
+def identity(ctx: Context) -> Iterator[Item]:
+    rng = ctx.rng("identity")
+    for split, pairs in (("train", T.IDENTITY[0]), ("test", T.IDENTITY[1])):
+        n = ctx.counts.get("identity", 60) if split == "train" else len(pairs)
+        for i in range(n):
+            question, reply = pairs[i % len(pairs)] if split == "test" else rng.choice(pairs)
+            yield split, plain_turn(question, reply), {"kind": "identity", "template": question}
+
+
+def professions(ctx: Context) -> Iterator[Item]:
+    """What each profession does, in the encyclopedia's words (its pages all say it)."""
+    from tasks.sample_crawl.encyclopedia import WORK
+
+    forms = {"p": "they", "P": "They", "poss": "their", "obj": "them"}
+    for profession, sentences in sorted(WORK.items()):
+        split = "test" if fraction("profession", ctx.seed, profession) < ctx.test_fraction else "train"
+        first = sentences[0].format(**forms)
+        reply = f"{article(profession).capitalize()} {profession}{first[len('They'):]}"
+        rng = ctx.rng("professions", profession)
+        for template in rng.sample(T.PROFESSION_QUESTIONS[split == "test"], 1 if split == "test" else 2):
+            question = template.format(a=article(profession), profession=profession)
+            yield split, plain_turn(question, reply), {"kind": "profession", "answer": [profession], "template": question}
+
+
+SOURCES: dict[str, Callable[[Context], Iterator[Item]]] = {
+    "facts_search": facts_search,
+    "facts_memory": facts_memory,
+    "unknown": unknown,
+    "math": math,
+    "arithmetic": arithmetic,
+    "private": private,
+    "harmful": harmful,
+    "benign": benign,
+    "identity": identity,
+    "professions": professions,
+}
+
+
+def generate(source: str, ctx: Context, val_fraction: float) -> dict[str, list[dict[str, Any]]]:
+    """Rows of one source by split. Row ids are `{source}-{n:06d}` in generation order, so the
+    same seed and inputs give identical rows; val is a hashed share of the training rows."""
+    out: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+    for n, (split, messages, meta) in enumerate(SOURCES[source](ctx)):
+        rid = f"{source}-{n:06d}"
+        if split == "train" and fraction("val", ctx.seed, rid) < val_fraction:
+            split = "val"
+        out[split].append(row(rid, source, messages, {**meta, "split": split}))
+    return out

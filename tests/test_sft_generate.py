@@ -1,0 +1,143 @@
+"""tasks/sft/generate.py and probe.py: reproducible conversations, held-out splits that never
+leak into training, tool results exactly as the engine produces them, probe verdicts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from models.chat import render_conversation
+from models.engine import Engine
+from models.gpt import GPT
+from models.tokenizer import Tokenizer
+from models.tools import SearchIndex
+from tasks.sft import generate as G
+from tasks.sft import probe
+from tasks.sft import templates as T
+from tasks.sft.answers import REFUSAL_IDK, extract_answer, mentions
+from tests import sft_world
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return sft_world.build(str(tmp_path_factory.mktemp("lake")))
+
+
+@pytest.fixture(scope="module")
+def index(tiny):
+    found = SearchIndex.open(tiny["search"])
+    yield found
+    found.close()
+
+
+def context(tiny, index, seed=0, probe_verdicts=None):
+    return G.Context(seed=seed, test_fraction=0.3, entities=G.load_entities(tiny["facts"]), search=G.SearchTool(index, 2, 300),
+                     probe=probe_verdicts or {}, counts={"unknown": 30, "math": 20, "math_test": 10, "private": 10, "harmful": 10, "benign": 10})
+
+
+def everything(ctx):
+    return {source: G.generate(source, ctx, 0.1) for source in G.SOURCES}
+
+
+def test_the_same_seed_gives_identical_conversations_and_another_seed_does_not(tiny, index):
+    first, again = everything(context(tiny, index)), everything(context(tiny, index))
+    assert first == again
+    other = everything(context(tiny, index, seed=1))
+    assert other["math"]["train"] != first["math"]["train"] and other["facts_search"] != first["facts_search"]
+    assert sum(len(rows) for splits in first.values() for rows in splits.values()) > 200
+
+
+def test_held_out_entities_phrasings_names_and_problems_never_reach_training(tiny, index):
+    data = everything(context(tiny, index))
+    train = [r for splits in data.values() for s in ("train", "val") for r in splits[s]]
+    test = [r for splits in data.values() for r in splits["test"]]
+    meta = lambda r: json.loads(r["meta"])  # noqa: E731
+    question = lambda r: r["messages"][0]["content"]  # noqa: E731
+    assert {meta(r)["split"] for r in test} == {"test"}
+    train_entities = {meta(r)["entity"] for r in train if "entity" in meta(r)}
+    test_entities = {meta(r)["entity"] for r in test if "entity" in meta(r)}
+    assert train_entities and test_entities and not train_entities & test_entities
+    train_names = {w for r in train if meta(r)["kind"] == "unknown" for w in meta(r)["name"].split()[1:]}
+    test_names = {w for r in test if meta(r)["kind"] == "unknown" for w in meta(r)["name"].split()[1:]}
+    assert train_names and test_names and not train_names & test_names  # not even a surname shared
+    assert not {question(r) for r in train} & {question(r) for r in test}
+    # Fact questions in the test split use only held-out phrasings.
+    held_out = {p for table in (T.PERSON, T.ORG, T.TOWN) for kind in table.values() for p in kind.test}
+    trained = {p for table in (T.PERSON, T.ORG, T.TOWN) for kind in table.values() for p in kind.train}
+    assert held_out and not held_out & trained
+    for r in test:
+        if meta(r)["kind"] in ("fact", "unknown"):
+            assert any(question(r) == p.format(name=meta(r)["name"]) for p in held_out)
+
+
+def test_search_results_and_the_search_off_error_are_what_the_real_engine_forces(tiny, index):
+    tok = Tokenizer.load(tiny["tokenizer"])
+    model = GPT(sft_world.MODEL)
+    tool = G.SearchTool(index, 2, 300)
+    for query in ("Ashby town", "nobody here at all", "?!"):
+        engine = Engine(model, tok, search=index, search_results=2, result_chars=300)
+        assert engine.run_tool("search", query).result == tool(query)
+    assert Engine(model, tok).run_tool("search", "anything").result == G.SEARCH_OFF
+
+
+def test_trained_answers_are_grounded_and_unknown_people_are_refused(tiny, index):
+    ctx = context(tiny, index)
+    facts = G.generate("facts_search", ctx, 0.0)
+    assert facts["train"]
+    for r in facts["train"]:
+        result, reply = r["messages"][2]["content"], r["messages"][3]["content"]
+        assert all(mentions(result, v) for v in json.loads(r["meta"])["answer"])  # the answer is in what the model reads
+        assert all(mentions(reply, v) for v in json.loads(r["meta"])["answer"])
+    for r in G.generate("unknown", ctx, 0.0)["train"]:
+        assert r["messages"][2]["content"] in ("no results", G.SEARCH_OFF) and r["messages"][3]["content"] == REFUSAL_IDK
+
+
+def test_memory_answers_follow_the_probe(tiny, index):
+    entities = G.load_entities(tiny["facts"])
+    person = next(e for e in entities.values() if e.kind == "person" and G.entity_split(e.id, 0, 0.3) == "train")
+    verdicts = {(person.id, "birth_year"): "known", (person.id, "birthplace"): "unknown", (person.id, "profession"): "unsure"}
+    rows = G.generate("facts_memory", context(tiny, index, probe_verdicts=verdicts), 0.0)["train"]
+    by_attribute = {json.loads(r["meta"])["attribute"]: r for r in rows}
+    assert set(by_attribute) == {"birth_year", "birthplace"}  # unsure: trained neither way
+    assert by_attribute["birth_year"]["messages"][3]["content"] == f"{person.name} was born in {person.facts['birth_year']}."
+    assert by_attribute["birthplace"]["messages"][3]["content"] == REFUSAL_IDK
+    assert all(r["messages"][2]["content"] == G.SEARCH_OFF for r in rows)
+
+
+def test_math_conversations_use_the_real_calculator_and_end_in_the_answer_format(tiny, index):
+    tok = Tokenizer.load(tiny["tokenizer"])
+    rows = G.generate("math", context(tiny, index), 0.0)
+    for r in rows["train"] + rows["test"]:
+        messages = r["messages"]
+        calls = [m["tool_calls"][0]["arguments"] for m in messages if m["tool_calls"]]
+        results = [m["content"] for m in messages if m["role"] == "tool"]
+        assert calls and [str(int(eval(c))) for c in calls] == results  # noqa: S307 (digits and operators only)
+        assert extract_answer(messages[-1]["content"]) == json.loads(r["meta"])["answer"]
+        render_conversation(tok, messages)
+
+
+@pytest.mark.parametrize("correct, verdict", [(4, "known"), (3, "unsure"), (1, "unsure"), (0, "unknown")])
+def test_probe_verdicts_at_their_edges(correct, verdict):
+    assert probe.verdict(correct, 4) == verdict
+
+
+def test_who_is_known_only_when_both_parts_are():
+    rows = [
+        {"entity_id": "a", "attribute": "profession", "verdict": "known"}, {"entity_id": "a", "attribute": "birthplace", "verdict": "known"},
+        {"entity_id": "b", "attribute": "profession", "verdict": "known"}, {"entity_id": "b", "attribute": "birthplace", "verdict": "unsure"},
+        {"entity_id": "c", "attribute": "profession", "verdict": "unsure"}, {"entity_id": "c", "attribute": "birthplace", "verdict": "unknown"},
+    ]
+    found = probe.verdicts(rows)
+    assert (found[("a", "who")], found[("b", "who")], found[("c", "who")]) == ("known", "unsure", "unknown")
+
+
+def test_probing_a_real_model_is_reproducible_and_judged_by_the_value(tiny):
+    entities = [e for e in G.load_entities(tiny["facts"]).values() if e.kind == "person"][:2]
+    items = probe.probe_items(entities)
+    assert {i["attribute"] for i in items} == {"birth_year", "birthplace", "profession", "employer"}
+    engine = Engine.from_checkpoint(tiny["base"])
+    first = probe.probe(engine, items[:3], 3, 1.0, 6, seed=5)
+    assert first == probe.probe(engine, items[:3], 3, 1.0, 6, seed=5)
+    for row in first:
+        assert row["correct"] == sum(mentions(s, row["value"]) for s in row["samples"]) and len(row["samples"]) == 3
