@@ -146,6 +146,31 @@ def tokenize_cmd(
         )
 
 
+@app.command("pretrain")
+def pretrain_cmd(
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    crawl: Annotated[Optional[str], typer.Option(help="Crawl name: trains on tokens/{tokenizer}/{crawl}")] = None,
+    tokens: Annotated[Optional[list[str]], typer.Option(help="Token folders tokens/{tokenizer}/{crawl} (repeatable; default: the crawl's)")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer name or URI (default: the config's)")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name: checkpoints/{name}")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run's checkpoints even if they came from another config")] = False,
+    sets: Sets = None,
+) -> None:
+    """Pretrain the GPT on token shards; checkpoints, metrics and samples go to checkpoints/{name}."""
+    from flows.pretrain import pretrain
+    from tasks import lake as lakes
+
+    cfg = config_from(preset, lake, sets, **{"pretrain.name": name, "pretrain.train.steps": steps})
+    tok = tokenizer or cfg.tokenizer.name
+    if not tokens:
+        root = cfg.lake.open()
+        tokens = [lakes.join(root, "tokens", tok.rstrip("/").rsplit("/", 1)[-1], crawl or cfg.sample_crawl.name)]
+    with server.connected():
+        show(pretrain(lake=cfg.lake, config=cfg.pretrain, tokenizer=tok, tokens=tokens, resume=resume))
+
+
 @app.command("curate")
 def curate_cmd(
     warcs: Annotated[list[str], typer.Argument(help="WARC/WARC.gz URIs or globs (local or s3://)")],

@@ -12,6 +12,7 @@ from prefect import flow
 
 from flows import report
 from flows.curate import curate
+from flows.pretrain import pretrain
 from flows.sample_crawl import sample_crawl
 from flows.search_index import search_index
 from flows.tokenize import tokenize
@@ -35,5 +36,8 @@ def pipeline(config: PipelineConfig = PipelineConfig(), warcs: list[str] | None 
     out["tokenize"] = tokenize(
         lake=config.lake, config=config.tokenize, tokenizer=out["tokenizer"]["uri"], clean=clean, crawl=crawl, runner=config.runner
     )
+    # Pretrain the base model on the crawl's tokens (resumes by itself a run of the same config and data).
+    tokens = out["tokenize"]["train"]["uri"].rstrip("/").rsplit("/", 1)[0]
+    out["pretrain"] = pretrain(lake=config.lake, config=config.pretrain, tokenizer=out["tokenizer"]["uri"], tokens=[tokens])
     out["report_card"] = report.publish(out, config.lake.open())
     return out

@@ -151,6 +151,7 @@ def save(
         "parents": sorted(normalize(p) for p in lineage.pop("parents", [])),
         "stats": {"step": step, **lineage.pop("stats", {})},
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **lineage,  # anything else the caller wants on record (e.g. its inputs' identity)
     }
     commit(uri, manifest)
     return uri

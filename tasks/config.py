@@ -18,6 +18,7 @@ from pydantic import Field
 from tasks import lake
 from tasks.curate.config import CurateConfig
 from tasks.dedup import DedupConfig
+from tasks.pretrain import PretrainConfig
 from tasks.runtime import RunnerConfig, StageConfig
 from tasks.search import SearchConfig
 from tasks.tokenize import TokenizeConfig, TokenizerConfig
@@ -53,6 +54,7 @@ class PipelineConfig(StageConfig):
     tokenizer: TokenizerConfig = TokenizerConfig()
     tokenize: TokenizeConfig = TokenizeConfig()
     search: SearchConfig = SearchConfig()
+    pretrain: PretrainConfig = PretrainConfig()
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -255,6 +255,47 @@ def task_runner(config: RunnerConfig) -> Any:
     raise ValueError(f"unknown runner kind {config.kind!r}")
 
 
+# -- the gpu concurrency limit -----------------------------------------------------------
+
+GPU_LIMIT = "gpu"
+
+
+def ensure_concurrency_limit(name: str, slots: int) -> bool:
+    """Create the global concurrency limit `name` with `slots` unless it exists; True if created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+            return False
+        except ObjectNotFound:
+            pass
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+        except ObjectAlreadyExists:  # another run created it meanwhile
+            return False
+    log.warning("created the %r concurrency limit with %d slot(s): none existed", name, slots)
+    return True
+
+
+def gpu_slot(slots_if_missing: int = 1) -> Any:
+    """A slot of the `gpu` global concurrency limit, held while a training run uses the GPUs.
+
+    Acquisition is strict, so training never runs unlimited because the limit is missing.
+    Under a deployment a missing limit is an error (`crawl2chat deploy` creates it with the
+    size the operator chose); a local run creates it with `slots_if_missing` first. Lease
+    renewal failures do not kill a long run (the slot may then lapse, never the training).
+    """
+    from prefect.concurrency.sync import concurrency
+    from prefect.runtime import deployment
+
+    if deployment.id is None:
+        ensure_concurrency_limit(GPU_LIMIT, slots_if_missing)
+    return concurrency(GPU_LIMIT, occupy=1, strict=True, raise_on_lease_renewal_failure=False)
+
+
 # -- progress ----------------------------------------------------------------------------
 
 

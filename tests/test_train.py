@@ -27,6 +27,8 @@ from models.tokenizer import Tokenizer
 from models.tokenizer import train as train_tokenizer
 from models.train import RunSpec, TrainConfig, learning_rate, main, train
 from tasks import lake
+from tasks.pretrain import resume_or_start
+from tasks.tokenize import vocab_table
 from tests.conftest import free_port
 
 VOCAB = 512
@@ -47,7 +49,8 @@ def corpus(tmp_path_factory, shared_data) -> dict[str, str]:
     texts = [truth[k]["articleBody"] for k in sorted(truth)][:60]
     tok = train_tokenizer(texts, VOCAB, character_coverage=0.995)
     tok_uri = str(root / "tokenizers" / "t")
-    tok.save(tok_uri)
+    tok.save(tok_uri)  # committed as the tokenizer stage does: the model file, a vocab shard, the manifest
+    lake.commit(tok_uri, [lake.write_shard(tok_uri, "vocab", vocab_table(tok))], kind="tokenizer")
     uris = {"tokenizer": tok_uri}
     for split, docs in (("train", texts[:50]), ("val", texts[50:])):
         ids = tok.encode_batch(docs)
@@ -181,6 +184,19 @@ def test_checkpoints_on_local_disk_and_s3(lake_root):
     assert all(torch.equal(loaded.model[k], v) for k, v in model.state_dict().items())
     with pytest.raises(FileNotFoundError, match="no committed checkpoint"):
         checkpoint.load(lake.join(lake_root, "checkpoints", "none"))
+
+
+def test_a_run_folder_is_resumed_only_for_the_same_config_and_data(tmp_path):
+    run = str(tmp_path / "run")
+    assert resume_or_start(run, "config-1", "data-1", resume=False) is False  # nothing there: start
+    checkpoint.save(run, 5, model=GPT(MODEL).state_dict(), config={"model": dataclasses.asdict(MODEL)},
+                    lineage={"config_hash": "config-1", "inputs_hash": "data-1"})
+    assert resume_or_start(run, "config-1", "data-1", resume=False) is True  # a retry continues
+    with pytest.raises(FileExistsError, match="another configuration"):
+        resume_or_start(run, "config-2", "data-1", resume=False)
+    with pytest.raises(FileExistsError, match="another token data"):
+        resume_or_start(run, "config-1", "data-2", resume=False)
+    assert resume_or_start(run, "config-2", "data-2", resume=True) is True  # unless asked to
 
 
 def test_gradient_accumulation_matches_one_big_batch(corpus):
