@@ -83,7 +83,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+        # The gain in the input's dtype: under bf16 autocast a float32 gain would send
+        # rms_norm to its slow unfused path.
+        return F.rms_norm(x, (x.size(-1),), self.weight.to(x.dtype), self.eps)
 
 
 def rotary_table(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,6 +173,8 @@ class Attention(nn.Module):
             keys = torch.arange(prefix + T, device=x.device)
             mask = keys[None, :] <= (prefix + torch.arange(T, device=x.device))[:, None]
             causal = False
+        # One dtype for SDPA whatever autocast made of the norms, or a float32 cache holds.
+        q, k = q.to(v.dtype), k.to(v.dtype)
         gqa = self.n_kv_head != self.n_head
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
