@@ -134,6 +134,7 @@ class Chain:
         ] + [CustomFilterStep(spec) for spec in config.custom]
 
     def run(self, warc: str, funnel: Funnel) -> Iterator[Outcome]:
+        self.extractor.reset()  # this file's output must not depend on the files before it
         clock = time.perf_counter
         start = clock()
         for record in read_warc(warc, self.config.read, funnel.extra):

@@ -56,6 +56,17 @@ def extract_function(config: dict[str, Any]):
     raise ValueError(f"unknown extractor {config['extractor']!r}")
 
 
+def reset(config: dict[str, Any]) -> None:
+    """Forget what earlier documents left behind. trafilatura's `deduplicate` keeps a
+    process-wide LRU cache of text segments, so a segment seen on an earlier page is dropped
+    from a later one: across pages, not only within one. Cleared at the start of every WARC
+    file, a file's output depends on that file alone (a cached task result stays true)."""
+    if config["extractor"] == "trafilatura":
+        from trafilatura.meta import reset_caches
+
+        reset_caches()
+
+
 def _read_exact(fd: int, n: int, deadline: float | None) -> bytes | None:
     """n bytes from `fd`, or None at end of file or past the deadline (select, not signals)."""
     chunks, got = [], 0
@@ -93,6 +104,10 @@ def serve(config: dict[str, Any]) -> None:
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     _write_frame(stdout, b"R", b"")
     while (frame := _read_frame(stdin)) is not None:
+        if frame[0] == b"C":
+            reset(config)
+            _write_frame(stdout, b"R", b"")
+            continue
         try:
             text = run(frame[1].decode("utf-8", "surrogatepass"))
             _write_frame(stdout, b"T" if text is not None else b"N", (text or "").encode("utf-8", "surrogatepass"))
@@ -156,6 +171,18 @@ class Extractor:
         if tag == b"E":
             return None, "error"
         return (payload.decode("utf-8", "surrogatepass") if tag == b"T" else None), None
+
+    def reset(self) -> None:
+        """Clear the worker's caches (see `reset`); a worker not started yet has none."""
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        try:
+            _write_frame(self._proc.stdin.fileno(), b"C", b"")
+            if _read_frame(self._proc.stdout.fileno(), time.monotonic() + STARTUP_TIMEOUT_S) is not None:
+                return
+        except OSError:
+            pass
+        self._kill()  # a worker that cannot reset is replaced by a fresh one
 
     def close(self) -> None:
         self._kill()
