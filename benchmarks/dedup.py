@@ -1,7 +1,8 @@
 """Dedup benchmark: the S-curve, signature throughput against plain datasketch, and scaling.
 
     python benchmarks/dedup.py [--sizes 10000,100000,1000000] [--pairs 20000] [--docs 2000]
-                               [--shard-docs 10000] [--datatrove] [--skip-scale]
+                               [--shard-docs 10000] [--splits 1] [--stages ...] [--datatrove]
+                               [--skip-small] [--skip-scale]
 
 1. S-curve: `--pairs` generated pairs at Jaccard 0..1 (exact shingle-set Jaccard, measured),
    the share of pairs that become candidates per 0.05 bucket next to 1-(1-J^8)^14; recall at
@@ -13,9 +14,11 @@
    `MinhashDedupSignature` with FineWeb's config. Three interleaved rounds, median.
 3. Scaling: for each size, a synthetic corpus (5% near, 2% exact duplicates) streamed to
    Parquet shards of `--shard-docs`, then every stage in its own subprocess, run without
-   Prefect (`task.fn`, one process, one core): seconds, µs per document and peak RSS. Time
-   should grow linearly with the corpus and memory stay bounded by the shard size.
-   The 1M case takes ~25 minutes here (generation included; the corpus is reused).
+   Prefect (`task.fn`, one process, one core): seconds, µs per document and peak RSS (VmHWM).
+   Time should grow linearly with the corpus; the signature and removal stages' memory is
+   bounded by the shard, the bucket stage's by the corpus / `--splits` (one id and one band
+   hash per document in its slice). The 1M case takes ~45 minutes on a loaded 2-core
+   machine, 7 of them generating the corpus (reused by later runs, under .cache/bench-dedup).
 """
 
 from __future__ import annotations
@@ -125,13 +128,8 @@ def ours(batches: list[pa.RecordBatch]) -> None:
         pass
 
 
-def datatrove(texts: list[str]) -> float | None:
-    if not (ANCHOR / ".ready").exists():
-        from benchmarks.curate import ensure_anchor
-
-        ensure_anchor()
-    path = WORK / "throughput.jsonl"
-    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+def datatrove(path: Path) -> float:
+    """Seconds datatrove's signature stage takes over the texts in `path` (JSONL)."""
     out = subprocess.run([str(ANCHOR / "bin" / "python"), str(REPO / "benchmarks" / "dedup_anchor.py"), str(path)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
 
@@ -144,14 +142,20 @@ def throughput(count: int, with_datatrove: bool) -> None:
     runs = {"ours (batched, numpy over datasketch's permutations)": lambda: ours(batches),
             "datasketch, per-document loop (update_batch)": lambda: datasketch_loop(texts),
             "datasketch, MinHash.generator/bulk": lambda: datasketch_bulk(texts)}
+    if with_datatrove:
+        if not (ANCHOR / ".ready").exists():
+            from benchmarks.curate import ensure_anchor
+
+            ensure_anchor()
+        path = WORK / "throughput.jsonl"
+        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+        runs["datatrove MinhashDedupSignature (FineWeb config)"] = lambda: datatrove(path)
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(3):
         for name, fn in runs.items():
             start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    if with_datatrove:
-        times["datatrove MinhashDedupSignature (FineWeb config)"] = [datatrove(texts)]
+            inside = fn()  # datatrove reports its own time, without its process start
+            times[name].append(inside if inside is not None else time.perf_counter() - start)
     print(f"\n## Signature throughput, one core ({count} documents, {words:.0f} words on average)\n")
     print("| implementation | docs/s per core | ours is faster by |\n|---|---:|---:|")
     best = statistics.median(times[next(iter(runs))])
@@ -181,7 +185,7 @@ def corpus(size: int, shard_docs: int) -> str:
     return uri
 
 
-def run_stage(stage: str, filtered: str) -> dict:
+def run_stage(stage: str, filtered: str, splits: int = 1) -> dict:
     """One stage, as the flow runs it but without Prefect, in this (fresh) process."""
     from tasks.dedup.stages import band_pairs, cluster_pairs, exact_groups, shard_name, shard_removals, sign_shard
 
@@ -197,10 +201,10 @@ def run_stage(stage: str, filtered: str) -> dict:
         done = [sign_shard.fn(u, uri[stage], "synthetic", PARAMS, CONFIG.batch_size) for u in inputs]
         stats = {"signature": PARAMS}
     elif stage == "exact":
-        done = [exact_groups.fn(sources, None, "synthetic", s, CONFIG.splits, uri[stage]) for s in range(CONFIG.splits)]
+        done = [exact_groups.fn(sources, None, "synthetic", s, splits, uri[stage]) for s in range(splits)]
         stats = {"removed": sum(d["removed"] for d in done)}
     elif stage == "pairs":
-        done = [band_pairs.fn(sources, None, uri["exact"], "synthetic", b, 0, 1, uri[stage]) for b in range(CONFIG.bands)]
+        done = [band_pairs.fn(sources, None, uri["exact"], "synthetic", b, s, splits, uri[stage]) for b in range(CONFIG.bands) for s in range(splits)]
         stats = {"pairs": sum(d["rows"] for d in done)}
     elif stage == "clusters":
         done = [cluster_pairs.fn(uri["pairs"], sources, None, "synthetic", uri[stage])]
@@ -215,15 +219,15 @@ def run_stage(stage: str, filtered: str) -> dict:
     return {"seconds": seconds, "peak_mb": peak_mb(), **stats}
 
 
-def scale(sizes: list[int], shard_docs: int) -> None:
-    print(f"\n## Scaling (shards of {shard_docs:,} documents; each stage one process on one core, no Prefect)\n")
+def scale(sizes: list[int], shard_docs: int, splits: int, stages: list[str]) -> None:
+    print(f"\n## Scaling (shards of {shard_docs:,} documents, {splits} split(s) per band; each stage one process on one core, no Prefect)\n")
     floor = json.loads(subprocess.run([sys.executable, __file__, "--stage", "imports", "--filtered", "-"], capture_output=True, text=True, check=True).stdout)
     print(f"process floor (imports only): {floor['peak_mb']:.0f} MB peak RSS\n")
     print("| documents | stage | seconds | µs per document | peak RSS MB | notes |\n|---:|---|---:|---:|---:|---|")
     for size in sizes:
         filtered = corpus(size, shard_docs)
-        for stage in ("signatures", "exact", "pairs", "clusters", "remove"):
-            out = subprocess.run([sys.executable, __file__, "--stage", stage, "--filtered", filtered], capture_output=True, text=True)
+        for stage in stages:
+            out = subprocess.run([sys.executable, __file__, "--stage", stage, "--filtered", filtered, "--splits", str(splits)], capture_output=True, text=True)
             if out.returncode:
                 raise RuntimeError(f"{stage} at {size}: {out.stderr[-2000:]}")
             result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -240,18 +244,22 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20_000)
     parser.add_argument("--docs", type=int, default=2000)
     parser.add_argument("--datatrove", action="store_true", help="also time datatrove's signature stage (its own venv)")
+    parser.add_argument("--splits", type=int, default=1, help="tasks per band (and for exact dedup) in the scaling runs")
+    parser.add_argument("--stages", default="signatures,exact,pairs,clusters,remove", help="scaling: which stages (a later one needs the earlier ones' output)")
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--skip-small", action="store_true", help="skip the S-curve and throughput parts")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--filtered", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
-        print(json.dumps(run_stage(args.stage, args.filtered)))
+        print(json.dumps(run_stage(args.stage, args.filtered, args.splits)))
         return
     WORK.mkdir(parents=True, exist_ok=True)
-    s_curve(args.pairs)
-    throughput(args.docs, args.datatrove)
+    if not args.skip_small:
+        s_curve(args.pairs)
+        throughput(args.docs, args.datatrove)
     if not args.skip_scale:
-        scale([int(s) for s in args.sizes.split(",")], args.shard_docs)
+        scale([int(s) for s in args.sizes.split(",")], args.shard_docs, args.splits, args.stages.split(","))
 
 
 if __name__ == "__main__":

@@ -30,4 +30,5 @@ def split_removed(docs: pa.Table, removed: pa.Table) -> tuple[pa.Table, pa.Table
     why = pl.from_arrow(removed.select(["id", "step", "reason"]))
     kept = frame.join(why, on="id", how="anti", maintain_order="left")
     gone = frame.join(why, on="id", how="inner", maintain_order="left")
-    return kept.to_arrow(), gone.to_arrow()
+    with_why = docs.schema.append(pa.field("step", pa.string())).append(pa.field("reason", pa.string()))
+    return kept.to_arrow().cast(docs.schema), gone.to_arrow().cast(with_why)

@@ -22,8 +22,8 @@ import polars as pl
 
 from tasks.dedup.minhash import word_hash
 
-# The columns every cluster table has (exact and MinHash alike).
-MEMBER_COLUMNS = ["id", "crawl", "shard", "date", "from_index"]
+# What a candidate document brings to a cluster (+ from_index, which its source decides).
+MEMBER_COLUMNS = ["id", "crawl", "shard", "date"]
 KEEP_ORDER = (["from_index", "date", "id"], [True, False, False])  # columns, descending
 
 
@@ -81,7 +81,7 @@ def components(pairs: pl.DataFrame) -> pl.DataFrame:
 
 
 def choose_kept(members: pl.DataFrame, group: str | list[str]) -> pl.DataFrame:
-    """`members` (MEMBER_COLUMNS + the group column(s)) with kept_id, kept_crawl and size of
+    """`members` (MEMBER_COLUMNS, from_index and the group column(s)) with kept_id, kept_crawl and size of
     their group, by the keep rule above."""
     columns, descending = KEEP_ORDER
     ranked = members.sort(columns, descending=descending, nulls_last=True)

@@ -31,9 +31,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tasks import lake
-from tasks.dedup.clusters import MEMBER_COLUMNS, choose_kept, components, duplicate_edges, with_cluster_ids
+from tasks.dedup.clusters import KEEP_ORDER, MEMBER_COLUMNS, choose_kept, components, duplicate_edges, with_cluster_ids
 from tasks.dedup.minhash import Signer, band_hashes, exact_hash, shingle
 from tasks.runtime import lake_task
 
@@ -163,7 +164,7 @@ def exact_groups(sources: list[str], index_uri: str | None, crawl: str, split: i
     """Groups of documents with the same normalised text (in this split of the hash range),
     each member with the group's kept document."""
     key = ["exact_hi", "exact_lo"]
-    frame = candidates(sources, index_uri, crawl, MEMBER_COLUMNS[:-1] + key).filter(in_split("exact_lo", split, splits))
+    frame = candidates(sources, index_uri, crawl, MEMBER_COLUMNS + key).filter(in_split("exact_lo", split, splits))
     members = (
         frame.with_columns(pl.len().over(key).alias("n"), (~pl.col("from_index")).any().over(key).alias("has_new"))
         .filter((pl.col("n") > 1) & pl.col("has_new"))
@@ -207,10 +208,12 @@ def cluster_pairs(pairs_uri: str, sources: list[str], index_uri: str | None, cra
     its component's kept document."""
     pairs = lake.scan(pairs_uri).select("a", "b").unique().collect()
     member_ids = components(pairs)
+    columns, descending = KEEP_ORDER
     members = (
-        candidates(sources, index_uri, crawl, MEMBER_COLUMNS[:-1])
+        candidates(sources, index_uri, crawl, MEMBER_COLUMNS)
         .join(member_ids.lazy(), on="id", how="inner")
-        .unique(subset="id", keep="first")  # an id listed by two sources counts once
+        .sort(columns, descending=descending, nulls_last=True)
+        .unique(subset="id", keep="first", maintain_order=True)  # an id listed by two sources counts once
         .collect()
     )
     table = with_cluster_ids(choose_kept(members, "component"), MINHASH_STEP).with_columns(pl.lit(MINHASH_STEP).alias("step"))
@@ -241,9 +244,9 @@ def shard_removals(
     written = lake.write_shard(out_uri, shard, _table(removed, REMOVE_SCHEMA))
     stats = _written(written, shard=shard, exact=int((removed["step"] == EXACT_STEP).sum()), minhash=int((removed["step"] == MINHASH_STEP).sum()))
     if index_uri:
-        signatures = pl.from_arrow(lake.read_shard(lake.join(signatures_uri, f"{shard}.parquet")))
-        kept = signatures.join(removed.select("id"), on="id", how="anti")
-        stats["indexed"] = _written(lake.write_shard(index_uri, f"{crawl}--{shard}", kept.to_arrow()))
+        signatures = lake.read_shard(lake.join(signatures_uri, f"{shard}.parquet"))
+        kept = signatures.filter(pc.invert(pc.is_in(signatures["id"], value_set=pa.array(removed["id"].to_list(), pa.string()))))
+        stats["indexed"] = _written(lake.write_shard(index_uri, f"{crawl}--{shard}", kept))
     return stats
 
 
