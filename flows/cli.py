@@ -171,6 +171,44 @@ def pretrain_cmd(
         show(pretrain(lake=cfg.lake, config=cfg.pretrain, tokenizer=tok, tokens=tokens, resume=resume))
 
 
+
+@app.command("sft")
+def sft_cmd(
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    base: Annotated[Optional[str], typer.Option(help="Base checkpoint: URI or run name under checkpoints/ (default: the pretrain run)")] = None,
+    crawl: Annotated[Optional[str], typer.Option(help="Crawl whose facts and search index the conversations use")] = None,
+    dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="Your conversations: JSONL/Parquet file, glob or lake dataset (repeatable)")] = None,
+    name: Annotated[Optional[str], typer.Option(help="conversations/{name} and checkpoints/{name}")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps")] = None,
+    sets: Sets = None,
+) -> None:
+    """Build the SFT conversations (probe, generate, your datasets, pack) and fine-tune the base model."""
+    from flows.sft import sft
+
+    cfg = config_from(preset, lake, sets, **{"sft.name": name, "sft.train.steps": steps, "sft.datasets": dataset})
+    with server.connected():
+        show(sft(lake=cfg.lake, config=cfg.sft, base=base or cfg.sft.base or cfg.pretrain.name, crawl=crawl or cfg.sample_crawl.name, runner=cfg.runner))
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    checkpoint: Annotated[str, typer.Option(help="Checkpoint or run folder (URI), or a run name under checkpoints/")],
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    conversations: Annotated[Optional[str], typer.Option(help="Held-out conversations (default: conversations/{sft.name}/test)")] = None,
+    crawl: Annotated[Optional[str], typer.Option(help="Crawl whose search index the model uses")] = None,
+    sets: Sets = None,
+) -> None:
+    """Score a checkpoint on held-out math, facts (search on and off), unknown people and refusals: evals/{run}/step-N."""
+    from flows.evaluate import evaluate
+
+    cfg = config_from(preset, lake, sets)
+    with server.connected():
+        show(evaluate(checkpoint=checkpoint, lake=cfg.lake, config=cfg.evaluate, conversations=conversations,
+                      crawl=crawl or cfg.sample_crawl.name, sft_name=cfg.sft.name, runner=cfg.runner))
+
+
 @app.command("curate")
 def curate_cmd(
     warcs: Annotated[list[str], typer.Argument(help="WARC/WARC.gz URIs or globs (local or s3://)")],
@@ -186,6 +224,7 @@ def curate_cmd(
     cfg = config_from(preset, lake, sets, **{"curate.extract.extractor": extractor, "curate.crawl": crawl})
     with server.connected():
         show(curate(warcs=warcs, lake=cfg.lake, config=cfg.curate, dedup=cfg.dedup, runner=cfg.runner))
+
 
 
 @app.command("dedup")
@@ -239,6 +278,10 @@ def demo_cmd(lake: Lake = None, sets: Sets = None) -> None:
         typer.echo(f"Prefect UI: {server.ui_url(url)}")
         result = pipeline(config=cfg)
     show(result)
+    if "evaluate" in result:
+        from tasks.evaluate import markdown_table
+
+        typer.echo("\nBefore and after SFT, on held-out conversations:\n" + markdown_table(result["evaluate"]["table"]))
     typer.echo(f"\nLake: {Path(cfg.lake.root).resolve()}")
     typer.echo(f"Runs, task lineage and artifacts: {server.ui_url(url)}/runs")
 
@@ -262,6 +305,7 @@ def search_index_cmd(
     crawl = crawl or (None if clean else cfg.sample_crawl.name)
     with server.connected():
         show(search_index(lake=cfg.lake, config=cfg.search, clean=clean, crawl=crawl, runner=cfg.runner))
+
 
 Checkpoint = Annotated[str, typer.Option(help="Checkpoint or run folder (URI), or a run name under the lake's checkpoints/")]
 MaxNew = Annotated[int, typer.Option(help="Most new tokens per reply or sample")]

@@ -12,9 +12,11 @@ from prefect import flow
 
 from flows import report
 from flows.curate import curate
+from flows.evaluate import before_after, evaluate
 from flows.pretrain import pretrain
 from flows.sample_crawl import sample_crawl
 from flows.search_index import search_index
+from flows.sft import sft
 from flows.tokenize import tokenize
 from flows.tokenizer import tokenizer
 from tasks.config import PipelineConfig
@@ -39,5 +41,16 @@ def pipeline(config: PipelineConfig = PipelineConfig(), warcs: list[str] | None 
     # Pretrain the base model on the crawl's tokens (resumes by itself a run of the same config and data).
     tokens = out["tokenize"]["train"]["uri"].rstrip("/").rsplit("/", 1)[0]
     out["pretrain"] = pretrain(lake=config.lake, config=config.pretrain, tokenizer=out["tokenizer"]["uri"], tokens=[tokens])
+    # SFT: conversations from the crawl (answers grounded in real search results, refusals where
+    # the base model's knowledge probe says it does not know), then fine-tuning from the base model.
+    out["sft"] = sft(lake=config.lake, config=config.sft, base=out["pretrain"]["checkpoint"], crawl=crawl, runner=config.runner)
+    # Evaluate the base and the fine-tuned model on the same held-out conversations.
+    runs = {"base": out["pretrain"]["checkpoint"], "sft": out["sft"]["checkpoint"]}
+    evals = {
+        name: evaluate(checkpoint=ckpt, lake=config.lake, config=config.evaluate, conversations=out["sft"]["conversations"]["test"],
+                       crawl=crawl, runner=config.runner)
+        for name, ckpt in runs.items()
+    }
+    out["evaluate"] = {"results": {name: e["results"] for name, e in evals.items()}, "table": before_after(evals)}
     out["report_card"] = report.publish(out, config.lake.open())
     return out

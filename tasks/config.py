@@ -18,9 +18,11 @@ from pydantic import Field
 from tasks import lake
 from tasks.curate.config import CurateConfig
 from tasks.dedup import DedupConfig
+from tasks.evaluate import EvalConfig
 from tasks.pretrain import PretrainConfig
 from tasks.runtime import RunnerConfig, StageConfig
 from tasks.search import SearchConfig
+from tasks.sft import SFTConfig
 from tasks.tokenize import TokenizeConfig, TokenizerConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -55,6 +57,8 @@ class PipelineConfig(StageConfig):
     tokenize: TokenizeConfig = TokenizeConfig()
     search: SearchConfig = SearchConfig()
     pretrain: PretrainConfig = PretrainConfig()
+    sft: SFTConfig = SFTConfig()
+    evaluate: EvalConfig = EvalConfig()
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

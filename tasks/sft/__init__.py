@@ -23,7 +23,7 @@ CODE = ("tasks.sft", "models.chat", "models.tools", "models.sft_data", "tasks.ma
 # by the evaluation's needs; see generate.py).
 DEFAULT_COUNTS = {
     "facts_search": 2,  # questions per fact (phrasings), not conversations
-    "unknown": 200,
+    "unknown": 1200,  # half of them invented names (see generate.unknown)
     "math": 400,
     "math_test": 100,
     "arithmetic": 150,

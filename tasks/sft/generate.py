@@ -127,6 +127,20 @@ def unknown_people(split: str) -> list[str]:
     return [f"{first} {last}" for last in surnames for first in sorted(UNKNOWN_FIRST_NAMES)]
 
 
+_ONSETS = "b br c d dr f g gr h j k kl l m n p pr r s st t tr v w z".split()
+_VOWELS = "a e i o u ai ei ou ia".split()
+_CODAS = ("", "", "n", "r", "l", "s", "m", "th", "k")
+
+
+def invented_name(rng: random.Random) -> str:
+    """A made-up name of random syllables ("Draiveth Kloumar"): endless fresh names, so the
+    model can only learn to copy a name into its query, never to recall one."""
+    def word() -> str:
+        return ("".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(rng.randint(2, 3))) + rng.choice(_CODAS)).capitalize()
+
+    return f"{word()} {word()}"
+
+
 # -- the tools, exactly as the engine runs them ----------------------------------------------
 
 
@@ -231,17 +245,24 @@ def facts_memory(ctx: Context) -> Iterator[Item]:
 
 
 def unknown(ctx: Context) -> Iterator[Item]:
-    """People nobody wrote about: search finds nothing (or fails) and the assistant says so."""
+    """People nobody wrote about: search finds nothing (or fails) and the assistant says so.
+
+    Training asks about the training half of tasks/world.py's unused names and, as often,
+    about invented names (skipped in the rare case the search finds something), so that
+    writing the query means copying the name from the question; the test split asks
+    about the held-out names."""
     for split in ("train", "test"):
         names = unknown_people(split)
         n = ctx.counts.get("unknown", 200) if split == "train" else len(names)
         rng = ctx.rng("unknown", split)
         for i in range(n):
-            name = names[i % len(names)]
+            name = names[i] if split == "test" else names[(i // 2) % len(names)] if i % 2 == 0 else invented_name(rng)
+            query = query_for("person", name)
+            if split == "train" and i % 2 and ctx.search(query) != "no results":
+                continue
             attribute = rng.choice(sorted(T.PERSON))
             phrasings = T.PERSON[attribute].test if split == "test" else T.PERSON[attribute].train
             question = rng.choice(phrasings).format(name=name)
-            query = query_for("person", name)
             # Training: one in four with the tool failing (the refusal holds either way).
             result = SEARCH_OFF if split == "train" and rng.random() < 0.25 else ctx.search(query)
             meta = {"kind": "unknown", "name": name, "attribute": attribute, "template": question}

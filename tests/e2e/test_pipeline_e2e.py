@@ -24,6 +24,10 @@ pytestmark = pytest.mark.e2e
 E2E_OVERRIDES = {
     "sample_crawl.pages": 120,
     "sample_crawl.files": 2,
+    "sft.train.steps": 10,
+    "sft.train.eval_every": 5,
+    "sft.train.checkpoint_every": 10,
+    "evaluate.limits": {"math": 2, "fact": 2, "unknown": 2, "harmful": 1, "private": 1, "benign": 1},
 }
 
 

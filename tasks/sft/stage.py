@@ -1,0 +1,154 @@
+"""The SFT stage's tasks: probe the base model, write the conversations, pack, train.
+
+    base checkpoint + crawls/{crawl}/facts --probe_chunk (one task per chunk of facts)--> conversations/{name}/probe
+    facts + search/{crawl} + probe --generate_source (one task per source)------------> conversations/{name}/{train,val,test}
+    a user's JSONL/Parquet file --import_user_file (one task per file)---------------> the same datasets
+    train, val --pack_rows (one task per split)--> conversations/{name}/rows/{tokenizer}-{T}/{train,val}
+    rows + base --train_sft (on the gpu pool)--> checkpoints/{name}/step-N
+
+Every task takes and returns URIs and small dicts; its logic is the plain function of the
+same name without the `@lake_task` (reach it as `task.fn`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+
+from models import checkpoint
+from models.engine import Engine
+from models.gpt import GPTConfig
+from models.storage import read_json
+from models.train import RunSpec, train
+from models.tools import SearchIndex
+from tasks import lake
+from tasks.pretrain import SUMMARY_KEYS, resume_or_start
+from tasks.pretrain import _not_a_config_error as retry_crashes
+from tasks.runtime import code_version, config_hash, digest, gpu_slot, lake_task, progress
+from tasks.sft import CODE, SFTConfig, generate, probe, schema
+from tasks.sft.pack import KIND as ROWS_KIND
+from tasks.sft.pack import pack_split
+
+KIND = "conversations"
+
+
+def training_entities(facts: str, config: SFTConfig) -> list[generate.Entity]:
+    """The entities whose facts SFT may train on (never the held-out ones)."""
+    return [e for e in generate.load_entities(facts).values() if generate.entity_split(e.id, config.seed, config.test_fraction) == "train"]
+
+
+def _shard_info(shard: lake.Shard) -> dict[str, Any]:
+    return {"path": shard.path, "rows": shard.rows, "bytes": shard.bytes}
+
+
+@lake_task(inputs=("base", "facts"), code=CODE)
+def probe_chunk(base: str, facts: str, out: str, part: str, start: int, count: int, config: SFTConfig) -> dict[str, Any]:
+    """Probe facts start..start+count of the training entities with the base model."""
+    items = probe.probe_items(training_entities(facts, config))[start : start + count]
+    engine = Engine.from_checkpoint(base)
+    rows = probe.probe(engine, items, config.probe_samples, config.probe_temperature, config.probe_tokens, config.seed, start)
+    shard = lake.write_shard(out, part, pa.Table.from_pylist(rows, schema=probe.SCHEMA))
+    return {"shard": _shard_info(shard), **Counter(r["verdict"] for r in rows)}
+
+
+def probe_count(facts: str, config: SFTConfig) -> int:
+    return len(probe.probe_items(training_entities(facts, config)))
+
+
+def read_verdicts(probe_uri: str | None) -> dict[tuple[str, str], str]:
+    if probe_uri is None:
+        return {}
+    return probe.verdicts([r for b in lake.iter_batches(probe_uri, columns=["entity_id", "attribute", "verdict"]) for r in b.to_pylist()])
+
+
+def _write_splits(out: str, part: str, rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """One shard named `part` in each split dataset under `out` (empty splits included, so
+    every split lists every part)."""
+    return {split: _shard_info(lake.write_shard(lake.join(out, split), part, schema.to_table(rows.get(split, [])))) for split in generate.SPLITS}
+
+
+@lake_task(inputs=("facts", "search", "probe_uri"), code=CODE)
+def generate_source(source: str, facts: str | None, search: str | None, probe_uri: str | None, out: str, config: SFTConfig) -> dict[str, Any]:
+    """One generated source's conversations, as the part `part-{source}` of each split."""
+    index = SearchIndex.open(search) if search else None
+    try:
+        ctx = generate.Context(
+            seed=config.seed,
+            test_fraction=config.test_fraction,
+            entities=generate.load_entities(facts) if facts else {},
+            search=generate.SearchTool(index, config.search_results, config.result_chars) if index else None,
+            probe=read_verdicts(probe_uri),
+            counts=config.counts,
+            math_difficulty=tuple(config.math_difficulty),
+        )
+        if ctx.search is None and source in ("facts_search", "unknown"):
+            raise ValueError(f"source {source} needs the search index (search/{{crawl}}): build it first")
+        rows = generate.generate(source, ctx, config.val_fraction)
+    finally:
+        if index is not None:
+            index.close()
+    return {"source": source, "shards": _write_splits(out, f"part-{source}", rows)}
+
+
+@lake_task(inputs=("uri",), code=CODE)
+def import_user_file(uri: str, out: str, part: str, config: SFTConfig) -> dict[str, Any]:
+    """A user's file of conversations: valid rows into train (val by the id hash), the rest
+    counted by reason."""
+    stats: dict[str, Any] = {"rows": 0, "conversations": 0}
+    rows: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
+    for r in schema.read_user_dataset(uri, stats):
+        split = "val" if generate.fraction("val", config.seed, r["id"]) < config.val_fraction else "train"
+        rows[split].append(r)
+    return {"source": uri, "shards": _write_splits(out, part, rows), **stats}
+
+
+def commit_conversations(out: str, results: list[dict[str, Any]], config: SFTConfig, parents: list[str]) -> dict[str, int]:
+    """Commit train, val and test from every part; returns rows per split."""
+    counts = {}
+    for split in generate.SPLITS:
+        shards = [lake.Shard(**r["shards"][split]) for r in results if split in r["shards"]]
+        by_source = {r["source"]: r["shards"][split]["rows"] for r in results if split in r["shards"]}
+        manifest = lake.commit(
+            lake.join(out, split), shards, kind=KIND, config_hash=config_hash(config), code_version=code_version(*CODE),
+            parents=parents, stats={"split": split, "by_source": by_source},
+        )
+        counts[split] = manifest.rows
+    return counts
+
+
+@lake_task(inputs=("conversations", "tokenizer"), code=CODE)
+def pack_rows(conversations: str, tokenizer: str, seq_len: int, out: str, config: SFTConfig) -> dict[str, Any]:
+    """Render and pack one split into rows of seq_len + 1 tokens, and commit them."""
+    stats = pack_split(conversations, tokenizer, seq_len, out, config.seed)
+    shards = [lake.Shard(**s) for s in stats.pop("shards")]
+    lake.commit(out, shards, kind=ROWS_KIND, config_hash=config_hash(config), code_version=code_version(*CODE),
+                parents=[conversations, tokenizer], stats=stats)
+    return {"uri": lake.normalize(out), **stats}
+
+
+def base_config(base: str) -> dict[str, Any]:
+    """The base checkpoint's config.json (model, tokenizer): what SFT inherits."""
+    return read_json(lake.join(checkpoint.resolve(base), "config.json"))
+
+
+@lake_task(inputs=("base", "train_rows", "val_rows", "tokenizer"), code=(*CODE, "models"), retries=False, task_run_name="sft {run}")
+def train_sft(base: str, train_rows: str, val_rows: str, tokenizer: str, run: str, config: SFTConfig) -> dict[str, Any]:
+    """Fine-tune `base` on the packed rows into `run`, holding a slot of the `gpu` limit. A
+    retry (or a rerun after a crash) resumes from the run's newest checkpoint of the same
+    configuration: the same batches, the same result."""
+    from prefect.runtime import flow_run
+
+    model = GPTConfig(**base_config(base)["model"])
+    key = config_hash(config)
+    inputs = digest([lake.identity(u) for u in (train_rows, val_rows, tokenizer, base)], length=16)
+    lineage = {"config_hash": key, "inputs_hash": inputs, "code_version": code_version(*CODE, "models"), "flow_run_id": flow_run.id}
+    spec = RunSpec(data=[train_rows], val=[val_rows], tokenizer=tokenizer, out=run, lineage=lineage, init_from=base, data_format="sft")
+    with gpu_slot(), progress(config.train.steps, f"sft {run}", key="sft-progress") as bar:
+        summary = train(model, config.train, spec, resume=resume_or_start(run, key, inputs, False),
+                        on_step=lambda row: bar.advance(row["step"] - bar.done))
+    return {k: summary.get(k) for k in SUMMARY_KEYS}
+
+
+train_sft = train_sft.with_options(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_crashes)

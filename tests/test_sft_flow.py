@@ -1,0 +1,90 @@
+"""The SFT and evaluate flows end to end on a tiny lake, through the real Prefect server:
+probe, conversations (with a user's JSONL file), packing, a few training steps, then the
+evaluation of the fine-tuned checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from models import checkpoint
+from tasks import lake
+from tasks.config import LakeConfig
+from tasks.evaluate import EvalConfig
+from tasks.sft import SFTConfig
+from tests import sft_world
+
+pytestmark = pytest.mark.slow
+
+COUNTS = {"facts_search": 1, "unknown": 6, "math": 6, "math_test": 4, "arithmetic": 4, "arithmetic_test": 2, "private": 4,
+          "harmful": 4, "benign": 4, "refusal_test": 3, "identity": 4}
+
+
+def sft_config(**changes) -> SFTConfig:
+    train = dict(steps=4, batch_tokens=2 * sft_world.SEQ_LEN, device_batch=2, lr=1e-3, warmup_steps=1, eval_every=2,
+                 checkpoint_every=2, eval_tokens=2 * sft_world.SEQ_LEN, sample_prompts=["Who are you?"], sample_tokens=8)
+    return SFTConfig(counts=COUNTS, search_results=1, result_chars=200, probe_samples=2, probe_tokens=4, probe_chunk=40,
+                     train=train, **changes)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, prefect_server):
+    root = tmp_path_factory.mktemp("lake")
+    found = sft_world.build(str(root / "lake"))
+    users = root / "mine.jsonl"
+    good = {"messages": [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"}]}
+    users.write_text("\n".join([json.dumps({**good, "id": f"u{i}"}) for i in range(5)] + ["{broken", json.dumps({"messages": []})]))
+    return {**found, "users": str(users)}
+
+
+@pytest.fixture(scope="module")
+def trained(tiny):
+    from flows.sft import sft
+
+    config = sft_config(datasets=[tiny["users"]])
+    return sft(lake=LakeConfig(root=tiny["root"]), config=config, base=tiny["base"], crawl=sft_world.CRAWL), config
+
+
+def test_sft_writes_conversations_rows_and_a_fine_tuned_checkpoint(tiny, trained):
+    out, config = trained
+    assert out["steps"] == 4 and out["checkpoint"].endswith("checkpoints/sft/step-000004")
+    manifest = lake.manifest(out["checkpoint"])
+    assert set(manifest.parents) >= {out["rows"]["train"], out["rows"]["val"], lake.normalize(tiny["base"])}
+    saved = checkpoint.load(out["checkpoint"], training_state=False)
+    assert saved.config["init_from"] == lake.normalize(tiny["base"]) and saved.config["data_format"] == "sft"
+    base = checkpoint.load(tiny["base"], training_state=False)
+    assert any(not (saved.model[k] == base.model[k]).all() for k in base.model)  # it trained
+    train = lake.manifest(out["conversations"]["train"])
+    by_source = train.stats["by_source"]
+    assert by_source["math"] + by_source.get(tiny["users"], 0) > 0 and by_source[tiny["users"]] + lake.manifest(out["conversations"]["val"]).stats["by_source"][tiny["users"]] == 5
+    probe = lake.manifest(out["probe"])
+    assert sum(probe.stats.values()) == probe.rows > 0
+    rows = lake.scan(out["rows"]["train"]).collect()
+    assert rows.height and all(len(t) == sft_world.SEQ_LEN + 1 for t in rows["tokens"].to_list())
+
+
+def test_a_rerun_is_all_cache_hits_and_another_config_never_overwrites_the_run(tiny, trained):
+    from flows.sft import sft
+
+    out, config = trained
+    again = sft(lake=LakeConfig(root=tiny["root"]), config=config, base=tiny["base"], crawl=sft_world.CRAWL)
+    assert again["checkpoint"] == out["checkpoint"] and checkpoint.committed_steps(lake.join(tiny["root"], "checkpoints", "sft")) == [2, 4]
+    with pytest.raises(FileExistsError, match="another configuration"):  # never continued, never overwritten
+        sft(lake=LakeConfig(root=tiny["root"]), config=sft_config(seed=1, datasets=[tiny["users"]]), base=tiny["base"], crawl=sft_world.CRAWL)
+
+
+def test_evaluate_scores_the_fine_tuned_checkpoint_on_held_out_items(tiny, trained):
+    from flows.evaluate import evaluate
+
+    out, _ = trained
+    limits = {"math": 2, "fact": 2, "unknown": 2, "harmful": 1, "private": 1, "benign": 1}
+    result = evaluate(checkpoint="sft", lake=LakeConfig(root=tiny["root"]), config=EvalConfig(limits=limits, chunk=4, max_new_tokens=24,
+                      search_results=1, result_chars=200), crawl=sft_world.CRAWL)
+    assert result["checkpoint"] == out["checkpoint"] and result["results"].endswith("evals/sft/step-000004")
+    answers = lake.scan(result["results"]).collect()
+    assert answers.height == 2 + 2 * 2 + 2 * 2 + 3 == result["metrics"]["items"]
+    assert sorted(answers.filter(answers["kind"] == "fact")["search"].to_list()) == [False, False, True, True]
+    assert lake.manifest(result["results"]).stats == result["metrics"]
+    test_ids = set(lake.scan(out["conversations"]["test"]).collect()["id"].to_list())
+    assert set(answers["id"].to_list()) <= test_ids  # only held-out items are asked
