@@ -268,7 +268,7 @@ def sentence_terminals() -> tuple[str, ...]:
     import regex
 
     pattern = regex.compile(r"\p{Sentence_Terminal}")
-    return tuple(chr(c) for c in range(0x110000) if pattern.match(chr(c)))
+    return tuple(chr(c) for c in range(0x20000) if pattern.match(chr(c)))  # none lie past plane 1
 
 
 class FineWebQualityFilter:
