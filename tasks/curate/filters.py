@@ -184,7 +184,7 @@ class GopherQualityFilter:
         ellipsis = sum(1 for line in lines if line.rstrip().endswith(("...", "…")))
         if ellipsis / len(lines) > c.max_ellipsis_lines_ratio:
             return "gopher_too_many_end_ellipsis"
-        alpha = sum(1 for w in words if w[0].isalpha() or HAS_LETTER(w))
+        alpha = len(list(filter(HAS_LETTER, words)))  # C-level loop: a third of the time of a genexpr
         if alpha / n < c.min_alpha_words_ratio:
             return "gopher_below_alpha_threshold"
         if c.stop_words_distinct:
@@ -205,7 +205,7 @@ class C4QualityFilter:
     def __init__(self, config: C4Config):
         self.c = config
         self.citation = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
-        self.policy = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+        self.policy = re.compile("terms of use|privacy policy|cookie policy|uses cookies|use of cookies|use cookies")
 
     def __call__(self, doc: Doc) -> str | None:
         c = self.c
@@ -225,7 +225,7 @@ class C4QualityFilter:
         for raw in doc.view.lines:
             line = raw.strip()
             words = line.split()
-            if c.max_word_length >= 0 and any(len(w) > c.max_word_length for w in words):
+            if 0 <= c.max_word_length < len(line) and max(map(len, words)) > c.max_word_length:
                 dropped(line)
                 continue
             if c.remove_citations and "[" in line:
@@ -246,7 +246,7 @@ class C4QualityFilter:
                 continue
             if c.filter_curly_bracket and "{" in line:
                 return "curly_bracket"
-            if c.filter_policy and any(p in lower for p in self.policy):
+            if c.filter_policy and self.policy.search(lower):
                 dropped(line)
                 continue
             if c.min_num_sentences >= 0:

@@ -96,12 +96,8 @@ def count_sentences(line: str) -> int:
     return 1 + len(SENTENCE_END_RE.findall(line.strip()))
 
 
+# A token with a letter or digit is a word for Gopher's length rules; one without is punctuation.
 _HAS_ALNUM = re.compile(r"[^\W_]").search
-
-
-def is_punctuation(token: str) -> bool:
-    """True when the token has no letter or digit (punctuation, symbols, underscores)."""
-    return _HAS_ALNUM(token) is None
 
 
 class Text:
@@ -126,7 +122,7 @@ class Text:
 
     @cached_property
     def non_symbol_words(self) -> list[str]:
-        return [w for w in self.words if w[0].isalnum() or not is_punctuation(w)]
+        return list(filter(_HAS_ALNUM, self.words))  # words with a letter or digit
 
     @cached_property
     def word_ids(self) -> np.ndarray:
