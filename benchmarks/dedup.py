@@ -187,7 +187,7 @@ def corpus(size: int, shard_docs: int) -> str:
 
 def run_stage(stage: str, filtered: str, splits: int = 1) -> dict:
     """One stage, as the flow runs it but without Prefect, in this (fresh) process."""
-    from tasks.dedup.stages import band_pairs, cluster_pairs, exact_groups, shard_name, shard_removals, sign_shard
+    from tasks.dedup.stages import band_pairs, cluster_pairs, exact_groups, shard_removals, sign_shard
 
     if stage == "imports":
         return {"peak_mb": peak_mb()}  # the floor every stage starts from
@@ -210,12 +210,12 @@ def run_stage(stage: str, filtered: str, splits: int = 1) -> dict:
         done = [cluster_pairs.fn(uri["pairs"], sources, None, "synthetic", uri[stage])]
         stats = {"removed": done[0]["removed"]}
     elif stage == "remove":
-        done = [shard_removals.fn(shard_name(u), "synthetic", uri["exact"], uri["clusters"], uri["signatures"], uri[stage]) for u in inputs]
+        done = [shard_removals.fn(lake.shard_name(u), "synthetic", uri["exact"], uri["clusters"], uri["signatures"], uri[stage]) for u in inputs]
         stats = {"removed": sum(d["rows"] for d in done)}
     else:
         raise ValueError(f"unknown stage {stage!r}")
     seconds = time.perf_counter() - start
-    lake.commit(uri[stage], [lake.Shard(path=d["path"], rows=d["rows"], bytes=d["bytes"]) for d in done], kind=f"dedup-{stage}", stats=stats)
+    lake.commit(uri[stage], [lake.Shard(path=d["path"], rows=d["rows"], bytes=d["bytes"], sha256=d["sha256"]) for d in done], kind=f"dedup-{stage}", stats=stats)
     return {"seconds": seconds, "peak_mb": peak_mb(), **stats}
 
 

@@ -26,7 +26,6 @@ from tasks.dedup.stages import (
     commit_index,
     exact_groups,
     lake_sources,
-    shard_name,
     shard_removals,
     sign_shard,
 )
@@ -34,7 +33,7 @@ from tasks.runtime import RunnerConfig, code_version, config_hash, declare, in_l
 
 
 def _shards(results: list[dict[str, Any]]) -> list[lakes.Shard]:
-    return [lakes.Shard(path=r["path"], rows=r["rows"], bytes=r["bytes"]) for r in results]
+    return [lakes.Shard(path=r["path"], rows=r["rows"], bytes=r["bytes"], sha256=r["sha256"]) for r in results]
 
 
 @flow(name="dedup", log_prints=True)
@@ -105,7 +104,7 @@ def dedup(
     # Stage 4: each input shard's removals (and, in index scope, its kept documents' signatures).
     removed = run_mapped(
         in_lake(root, shard_removals), runner, "dedup: removals", key="dedup-removals",
-        shard=[shard_name(u) for u in inputs], crawl=unmapped(crawl), exact_uri=unmapped(exact_uri),
+        shard=[lakes.shard_name(u) for u in inputs], crawl=unmapped(crawl), exact_uri=unmapped(exact_uri),
         clusters_uri=unmapped(uri["clusters"]), signatures_uri=unmapped(uri["signatures"]),
         out_uri=unmapped(uri["remove"]), index_uri=unmapped(index_uri),
     )

@@ -18,11 +18,14 @@ profile. Only the endpoint and region (not secret) may come from the config.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import json
 import os
+import re
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -41,6 +44,7 @@ from models.storage import MANIFEST, filesystem, is_remote, join, normalize
 __all__ = ["MANIFEST", "filesystem", "is_remote", "join", "normalize"]  # re-exported: the lake's URI rules
 
 TMP_DIR = "_tmp"
+STALE_TMP_S = 24 * 3600  # a temporary file this old belongs to a writer that died, not one at work
 DEFAULT_LAKE = "./lake"
 
 class DatasetNotFound(FileNotFoundError):
@@ -132,10 +136,13 @@ def write_shard(
     """Write one Parquet shard of a dataset atomically and return what the manifest needs.
 
     `data` is a table or a stream of record batches (with `schema`), so a task can write a
-    shard larger than its memory. Re-writing the same name replaces the shard atomically.
+    shard larger than its memory. The file is named by `name` and its content's checksum
+    (`part-00003.<sha16>.parquet`): a version written under another config never replaces
+    the file that an earlier manifest or cached task result names, so switching configs back
+    and forth can never pair a manifest with another version's bytes. Look shards up by
+    name with `shard_uri`.
     """
     fs, root = filesystem(dataset_uri)
-    final = f"{root}/{name}.parquet"
     if isinstance(data, pa.Table):
         schema = data.schema
         batches: Iterable[pa.RecordBatch] = data.to_batches()
@@ -144,7 +151,7 @@ def write_shard(
             raise ValueError("write_shard needs a schema for a stream of batches")
         batches = data
     local = _is_local(fs)
-    target = f"{root}/{TMP_DIR}/{name}.{uuid.uuid4().hex}.parquet" if local else final
+    target = f"{root}/{TMP_DIR}/{name}.{uuid.uuid4().hex}.parquet"
     fs.makedirs(os.path.dirname(target), exist_ok=True)
     rows = 0
     try:
@@ -156,14 +163,18 @@ def write_shard(
                         writer.write_batch(batch)
                         rows += batch.num_rows
         size = fs.size(target)
+        sha = hashing.sha.hexdigest()
+        final = f"{root}/{name}.{sha[:16]}.parquet"
         if local:
             fs.makedirs(root, exist_ok=True)
             os.replace(target, final)
+        else:  # a server-side copy: the final key appears whole or not at all
+            fs.mv(target, final)
     except BaseException:
-        if local and fs.exists(target):
+        if fs.exists(target):
             fs.rm(target)
         raise
-    return Shard(path=f"{name}.parquet", rows=rows, bytes=int(size), sha256=hashing.sha.hexdigest())
+    return Shard(path=final.rsplit("/", 1)[-1], rows=rows, bytes=int(size), sha256=sha)
 
 
 @dataclass
@@ -227,7 +238,7 @@ def commit(
 
     Shards are listed in name order so that the manifest does not depend on the order in
     which parallel tasks finished. Committing content identical to the current version
-    changes nothing. Leftover temporary files are removed.
+    changes nothing. Stale temporary files (of writers that died) are removed.
     """
     fs, root = filesystem(dataset_uri)
     for shard in shards:
@@ -249,10 +260,28 @@ def commit(
         write_text_atomic(f"{normalize(dataset_uri)}/{MANIFEST}", manifest.to_json())
     else:  # the same content again (a cached re-run): keep who made it and when
         manifest = previous
-    tmp = f"{root}/{TMP_DIR}"
-    if fs.exists(tmp):
-        fs.rm(tmp, recursive=True)
+    remove_stale_tmp(fs, root)
     return manifest
+
+
+def remove_stale_tmp(fs: fsspec.AbstractFileSystem, root: str) -> None:
+    """Remove the temporary files that writers which died left in a dataset's `_tmp`.
+
+    Only stale ones: another run may be writing a shard of the same dataset right now (two
+    pipelines on one crawl), and removing its file would fail that write.
+    """
+    try:
+        leftovers = fs.ls(f"{root}/{TMP_DIR}", detail=True)
+    except FileNotFoundError:  # none, or the last one was just moved into place
+        return
+    cutoff = time.time() - STALE_TMP_S
+    for info in leftovers:
+        modified = info.get("mtime") or info.get("LastModified") or info.get("created")
+        if isinstance(modified, dt.datetime):
+            modified = modified.timestamp()
+        if modified is not None and float(modified) < cutoff:
+            with contextlib.suppress(FileNotFoundError):  # another commit got there first
+                fs.rm(info["name"], recursive=True)
 
 
 def write_text_atomic(uri: str, text: str) -> None:
@@ -297,6 +326,24 @@ def exists(dataset_uri: str) -> bool:
 
 def shard_uris(dataset_uri: str) -> list[str]:
     return [join(dataset_uri, s.path) for s in manifest(dataset_uri).shards]
+
+
+_VERSIONED = re.compile(r"^(?P<name>.+)\.[0-9a-f]{16}\.parquet$")
+
+
+def shard_name(path_or_uri: str) -> str:
+    """The name a shard was written under (`part-00003`), from its file name or URI."""
+    base = path_or_uri.rstrip("/").rsplit("/", 1)[-1]
+    found = _VERSIONED.match(base)
+    return found["name"] if found else base.removesuffix(".parquet")
+
+
+def shard_uri(dataset_uri: str, name: str) -> str:
+    """The URI of the committed shard written under `name`."""
+    for shard in manifest(dataset_uri).shards:
+        if shard_name(shard.path) == name:
+            return join(dataset_uri, shard.path)
+    raise KeyError(f"{dataset_uri} has no shard named {name!r}")
 
 
 def read_shard(shard_uri: str, columns: list[str] | None = None) -> pa.Table:

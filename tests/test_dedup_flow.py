@@ -113,7 +113,8 @@ def test_planted_duplicates_found_with_the_kept_document(prefect_server, lake_ro
     for name in ("signatures", "exact", "pairs", "clusters", "remove"):
         found = lake.manifest(lake.join(lake_root, "dedup/c1", name))
         assert found.parents and found.config_hash and found.code_version
-    assert [s.path for s in lake.manifest(result["removals"]).shards] == [s.path for s in lake.manifest(filtered).shards]
+    names = lambda uri: [lake.shard_name(s.path) for s in lake.manifest(uri).shards]  # noqa: E731
+    assert names(result["removals"]) == names(filtered)
     assert len(lake.manifest(lake.join(lake_root, "dedup/c1/pairs")).shards) == 14  # one per band
 
     # What the curate flow does per shard: read that shard's removals and split.

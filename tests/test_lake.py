@@ -49,18 +49,30 @@ def test_a_write_that_fails_halfway_leaves_no_dataset(lake_root):
 
 def test_shards_without_a_manifest_are_invisible(lake_root):
     uri = lake.join(lake_root, "uncommitted")
-    lake.write_shard(uri, "part-00000", table(4))
+    shard = lake.write_shard(uri, "part-00000", table(4))
     assert not lake.exists(uri)
     with pytest.raises(lake.DatasetNotFound):
         lake.shard_uris(uri)
-    lake.commit(uri, [lake.Shard("part-00000.parquet", 4, 1)], kind="t")
+    lake.commit(uri, [shard], kind="t")
     assert lake.exists(uri) and lake.manifest(uri).rows == 4
+    assert lake.shard_uri(uri, "part-00000") == lake.join(uri, shard.path)
+
+
+def test_a_version_under_another_config_never_replaces_a_named_file(lake_root):
+    """A -> B -> A: the cached result of the first A still names bytes that are A's."""
+    uri = lake.join(lake_root, "versions")
+    a = lake.write_shard(uri, "part-00000", table(2))
+    b = lake.write_shard(uri, "part-00000", table(2, start=5))
+    assert a.path != b.path and lake.shard_name(a.path) == lake.shard_name(b.path) == "part-00000"
+    lake.commit(uri, [b], kind="t")
+    lake.commit(uri, [a], kind="t")  # back to A, from a cached result
+    assert lake.scan(uri).collect()["n"].to_list() == [0, 1]
 
 
 def test_commit_refuses_a_missing_shard(lake_root):
     uri = lake.join(lake_root, "broken")
     with pytest.raises(FileNotFoundError):
-        lake.commit(uri, [lake.Shard("part-00009.parquet", 1, 1)], kind="t")
+        lake.commit(uri, [lake.Shard("part-00009.0123456789abcdef.parquet", 1, 1)], kind="t")
     assert not lake.exists(uri)
 
 

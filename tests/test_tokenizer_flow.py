@@ -152,7 +152,7 @@ def trained(tmp_path_factory, texts) -> tuple[str, str]:
     return clean, out
 
 
-def read_split(uri: str, shard: str = "part-00000.parquet") -> pa.Table:
+def read_split(uri: str, shard: str) -> pa.Table:
     return pq.read_table(f"{uri}/{shard}")
 
 
@@ -165,14 +165,14 @@ def test_token_shards_decode_to_the_documents_and_split_by_id(tmp_path, trained)
     source = {r["id"]: r["text"] for r in lake.read_shard(shard).to_pylist()}
     seen = {}
     for split in ("train", "val"):
-        table = read_split(str(tmp_path / split))
+        table = read_split(str(tmp_path / split), result[split]["shard"]["path"])
         assert table.schema.field("tokens").type == pa.list_(pa.uint16()) and table.schema.field("count").type == pa.int32()
         for row in table.to_pylist():
             assert tok.decode(row["tokens"]) == source[row["id"]] and row["count"] == len(row["tokens"])
             assert is_validation(row["id"], 0.2) == (split == "val")
             seen[row["id"]] = split
         assert result[split]["documents"] == table.num_rows == result[split]["shard"]["rows"]
-        assert result[split]["shard"]["sha256"] == hashlib.sha256((tmp_path / split / "part-00000.parquet").read_bytes()).hexdigest()
+        assert result[split]["shard"]["sha256"] == hashlib.sha256((tmp_path / split / result[split]["shard"]["path"]).read_bytes()).hexdigest()
         assert result[split]["tokens"] == sum(table.column("count").to_pylist())
     assert set(seen) == {i for i, t in source.items() if t}  # every document once; empty ones skipped
     assert result["train"]["skipped_empty"] + result["val"]["skipped_empty"] == 2
@@ -185,8 +185,8 @@ def test_token_shards_stream_in_batches_and_are_deterministic(tmp_path, trained)
 
     def run(name: str, batch_docs: int) -> str:
         cfg = TokenizeConfig(val_fraction=0.2, batch_docs=batch_docs)
-        tokenize_shard.fn(shard, tok_uri, str(tmp_path / name / "train"), str(tmp_path / name / "val"), "part-00000", cfg)
-        return str(tmp_path / name / "train" / "part-00000.parquet")
+        result = tokenize_shard.fn(shard, tok_uri, str(tmp_path / name / "train"), str(tmp_path / name / "val"), "part-00000", cfg)
+        return str(tmp_path / name / "train" / result["train"]["shard"]["path"])
 
     small, again, large = run("a", 5), run("b", 5), run("c", 10_000)
     assert open(small, "rb").read() == open(again, "rb").read()  # identical bytes on a re-run
@@ -292,14 +292,28 @@ def write_articles_warc(path, shared_data, n: int) -> None:
 
 @pytest.mark.slow
 def test_pipeline_curates_real_pages_then_trains_and_tokenizes(prefect_server, shared_data, tmp_path):
-    from flows.pipeline import pipeline
+    from prefect import flow
+
+    from flows.curate import curate
+    from flows.tokenize import tokenize
+    from flows.tokenizer import tokenizer
     from tasks.config import load_config
 
     crawl = tmp_path / "crawls" / "news"
     crawl.mkdir(parents=True)
     write_articles_warc(crawl / "articles.warc.gz", shared_data, 30)
     overrides = {"lake.root": str(tmp_path / "lake"), "curate.extract.extractor": "resiliparse", "tokenizer.vocab_size": 1024}
-    out = pipeline(config=load_config("tiny", overrides), warcs=[str(crawl / "*.warc.gz")])
+    cfg = load_config("tiny", overrides)
+
+    @flow
+    def curate_then_tokenize() -> dict:  # the pipeline's first stages, as it wires them
+        out = {"curate": curate(warcs=[str(crawl / "*.warc.gz")], lake=cfg.lake, config=cfg.curate, dedup=cfg.dedup)}
+        clean, name = out["curate"]["clean_uri"], out["curate"]["crawl"]
+        out["tokenizer"] = tokenizer(lake=cfg.lake, config=cfg.tokenizer, clean=clean, holdout=cfg.tokenize.val_fraction)
+        out["tokenize"] = tokenize(lake=cfg.lake, config=cfg.tokenize, tokenizer=out["tokenizer"]["uri"], clean=clean, crawl=name)
+        return out
+
+    out = curate_then_tokenize()
     clean = {r["id"]: r["text"] for r in lake.scan(out["curate"]["clean_uri"]).collect().to_dicts()}
     assert len(clean) >= 10 and out["tokenizer"]["documents_seen"] == len(clean)
     tok = Tokenizer.load(out["tokenizer"]["uri"])

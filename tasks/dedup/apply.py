@@ -1,7 +1,7 @@
 """Dropping dedup's removals from a shard: what the curate flow's finalize task calls.
 
 The `remove` dataset has one shard per input shard, with the same name, so finalizing shard
-`part-00003` reads only `dedup/{crawl}/remove/part-00003.parquet` (a few columns, only the
+`part-00003` reads only the removal shard of that name (a few columns, only the
 removed rows), never the whole removal list.
 """
 
@@ -17,11 +17,11 @@ from tasks.dedup.stages import REMOVE_SCHEMA
 def removals(remove_uri: str, shard: str) -> pa.Table:
     """The removal rows (id, step, reason, cluster, kept_id) of one input shard, by its name
     (`part-00003` or `part-00003.parquet`); empty when dedup removed nothing there."""
-    name = shard.removesuffix(".parquet")
-    listed = {s.path for s in lake.manifest(remove_uri).shards}
-    if f"{name}.parquet" not in listed:
-        raise KeyError(f"{remove_uri} has no shard {name!r}: was it deduplicated from the same input?")
-    return lake.read_shard(lake.join(remove_uri, f"{name}.parquet")).cast(REMOVE_SCHEMA)
+    try:
+        uri = lake.shard_uri(remove_uri, lake.shard_name(shard))
+    except KeyError as exc:
+        raise KeyError(f"{exc.args[0]}: was it deduplicated from the same input?") from None
+    return lake.read_shard(uri).cast(REMOVE_SCHEMA)
 
 
 def split_removed(docs: pa.Table, removed: pa.Table) -> tuple[pa.Table, pa.Table]:

@@ -81,7 +81,7 @@ def _texts(filtered_uri: str, members: pl.DataFrame) -> pl.DataFrame:
     """id, text of the given members, reading only the input shards they sit in."""
     found = [pl.DataFrame(schema={"id": pl.String, "text": pl.String})]
     for shard, ids in members.group_by("shard").agg("id").iter_rows():
-        table = lake.read_shard(lake.join(filtered_uri, f"{shard}.parquet"), columns=["id", "text"])
+        table = lake.read_shard(lake.shard_uri(filtered_uri, shard), columns=["id", "text"])
         found.append(pl.from_arrow(table).filter(pl.col("id").is_in(ids)).cast({"id": pl.String, "text": pl.String}))
     return pl.concat(found)
 

@@ -82,16 +82,12 @@ REMOVE_SCHEMA = pa.schema(
 )
 
 
-def shard_name(shard_uri: str) -> str:
-    return shard_uri.rstrip("/").rsplit("/", 1)[-1].removesuffix(".parquet")
-
-
 def _table(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:
     return frame.select(schema.names).to_arrow().cast(schema)
 
 
 def _written(written: lake.Shard, **stats: Any) -> dict[str, Any]:
-    return {"path": written.path, "rows": written.rows, "bytes": written.bytes, **stats}
+    return {"path": written.path, "rows": written.rows, "bytes": written.bytes, "sha256": written.sha256, **stats}
 
 
 # -- stage 1: signatures -------------------------------------------------------------------
@@ -130,7 +126,7 @@ def sign_batches(
 @lake_task(inputs=("shard_uri",), code=CODE)
 def sign_shard(shard_uri: str, out_uri: str, crawl: str, params: dict[str, int], batch_size: int = 1024) -> dict[str, Any]:
     """Stage 1: one input shard's signatures, written as the shard of the same name."""
-    shard = shard_name(shard_uri)
+    shard = lake.shard_name(shard_uri)
     counts: dict[str, int] = {}
     batches = lake.iter_shard(shard_uri, ["id", "date", "text"], batch_size)
     written = lake.write_shard(out_uri, shard, sign_batches(batches, crawl, shard, params, counts), signature_schema(params["bands"]))
@@ -244,7 +240,7 @@ def shard_removals(
     written = lake.write_shard(out_uri, shard, _table(removed, REMOVE_SCHEMA))
     stats = _written(written, shard=shard, exact=int((removed["step"] == EXACT_STEP).sum()), minhash=int((removed["step"] == MINHASH_STEP).sum()))
     if index_uri:
-        signatures = lake.read_shard(lake.join(signatures_uri, f"{shard}.parquet"))
+        signatures = lake.read_shard(lake.shard_uri(signatures_uri, shard))
         kept = signatures.filter(pc.invert(pc.is_in(signatures["id"], value_set=pa.array(removed["id"].to_list(), pa.string()))))
         stats["indexed"] = _written(lake.write_shard(index_uri, f"{crawl}--{shard}", kept))
     return stats
@@ -273,7 +269,7 @@ def commit_index(index_uri: str, crawl: str, shards: list[dict[str, Any]], param
     every other crawl's are kept."""
     previous = lake.read_manifest(index_uri)
     keep = [s for s in (previous.shards if previous else []) if not s.path.startswith(f"{crawl}--")]
-    new = [lake.Shard(path=s["path"], rows=s["rows"], bytes=s["bytes"]) for s in shards]
+    new = [lake.Shard(path=s["path"], rows=s["rows"], bytes=s["bytes"], sha256=s["sha256"]) for s in shards]
     crawls = sorted({s.path.split("--", 1)[0] for s in keep + new})
     return lake.commit(
         index_uri, keep + new, kind="dedup-index", stats={"signature": params, "crawls": crawls}, **fields
