@@ -3,9 +3,10 @@
 Both models have the same shape and the same initial weights (ours, renamed with
 models.gpt.to_hf), train on the same batches of the same token shards (our loader) with the
 same AdamW, loss (cross-entropy in float32 on the logits) and clipping; only the model code
-differs. Each side runs in its own process (alternating, `--repeats` times), which prints
-tokens/s (median over the timed steps) and peak memory (CUDA: max allocated; CPU: peak RSS
-above the RSS before the model was built). On a GPU it also prints MFU against the bf16 peak.
+differs. Speed: both train in one process, step by step in turn (alternating which goes first),
+so a busy shared machine slows both alike; tokens/s is the median over the timed steps. Peak
+memory: each side alone in a fresh process (CUDA: max allocated; CPU: peak RSS above the RSS
+before the model was built). On a GPU it also prints MFU against the bf16 dense peak.
 
     python -m benchmarks.train                       # CPU: the tiny preset's model
     python -m benchmarks.train --preset small        # GPU: GPT-2-small size, bf16, torch.compile
@@ -23,7 +24,6 @@ import argparse
 import dataclasses
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,6 +38,13 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries that across
+    exec, so a child would inherit the peak of the big parent that forked it."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 
 def article_tokens(folder: Path) -> tuple[str, str]:
@@ -61,79 +68,113 @@ def article_tokens(folder: Path) -> tuple[str, str]:
     return tokens, tok_uri
 
 
-def run_side(args: argparse.Namespace) -> dict[str, Any]:
-    """Train one side for warmup + timed steps; return its measurements."""
-    import torch
-    import torch.nn.functional as F
+class Side:
+    """One model (ours or HF's) with its optimizer, ready to take training steps."""
 
-    from models.data import TokenLoader
-    from models.gpt import GPT, GPTConfig, hf_config, to_hf
-    from models.tokenizer import Tokenizer
-    from models.train import PEAK_FLOPS, optimizer_for, peak_flops
+    def __init__(self, name: str, model_cfg: Any, train_cfg: Any, device: Any, compile: bool, init: dict[str, Any]):
+        import torch
+
+        from models.gpt import GPT, hf_config, to_hf
+        from models.train import optimizer_for
+
+        self.name, self.train_cfg = name, train_cfg
+        if name == "ours":
+            self.model = GPT(model_cfg)
+            self.model.load_state_dict(init)
+        else:
+            from transformers import Qwen3Config, Qwen3ForCausalLM
+
+            self.model = Qwen3ForCausalLM(Qwen3Config(**hf_config(model_cfg), attn_implementation="sdpa"))
+            self.model.load_state_dict(to_hf(init, model_cfg))
+        self.model.to(device).train()
+        # The same AdamW for both (fused on CUDA), with decay on matrices only.
+        self.optimizer = optimizer_for(self.model, train_cfg, device)
+        self.forward = torch.compile(self.model) if compile else self.model
+        cuda = device.type == "cuda"
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+
+    def step(self, x: Any, y: Any, lr: float) -> float:
+        """One optimizer step on (x, y); returns the loss (waiting for the device)."""
+        import torch
+        import torch.nn.functional as F
+
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with self.autocast:
+            if self.name == "ours":
+                loss = self.forward(x, y)
+            else:
+                logits = self.forward(input_ids=x).logits
+                loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1), ignore_index=-1)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+
+def configs(args: argparse.Namespace) -> tuple[Any, Any]:
     from tasks.config import load_config
 
-    torch.manual_seed(0)
-    device = torch.device(args.device)
     preset = load_config(args.preset)
     model_cfg = dataclasses.replace(preset.pretrain.model, vocab_size=max(preset.tokenizer.vocab_size, 4096))
     train_cfg = dataclasses.replace(preset.pretrain.train, device_batch=args.batch or preset.pretrain.train.device_batch)
-    if args.side == "hf":
-        import transformers  # noqa: F401  (imported before the baseline RSS: only the model counts)
+    return model_cfg, train_cfg
+
+
+def train(args: argparse.Namespace, names: list[str], steps: int, warmup: int) -> dict[str, Any]:
+    """Train the named sides on the same batches, alternating step by step (and which side
+    goes first), so that both see the same load on a shared machine. Returns, per side, its
+    step times and losses; with one side, also its peak memory."""
+    import torch
+
+    from models.data import TokenLoader
+    from models.gpt import GPT
+    from models.tokenizer import Tokenizer
+    from models.train import learning_rate
+
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    model_cfg, train_cfg = configs(args)
+    if "hf" in names:
+        import transformers  # noqa: F401  (before the RSS baseline: the library is not the model)
     base_rss = rss_bytes()
-    ours = GPT(model_cfg)
-    if args.side == "ours":
-        model = ours.to(device)
-    else:
-        from transformers import Qwen3Config, Qwen3ForCausalLM
-
-        model = Qwen3ForCausalLM(Qwen3Config(**hf_config(model_cfg))).to(device)
-        model.config._attn_implementation = "sdpa"
-        model.load_state_dict(to_hf(ours.state_dict(), model_cfg))
-        del ours
-    model.train()
-    optimizer = optimizer_for(model, train_cfg, device) if args.side == "ours" else torch.optim.AdamW(
-        [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": train_cfg.weight_decay},
-         {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}],
-        lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2), fused=device.type == "cuda")
-    forward = torch.compile(model) if args.compile else model
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-
-    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if args.side == "ours":
-            return forward(x, y)
-        logits = forward(input_ids=x).logits
-        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1), ignore_index=-1)
-
+    init = GPT(model_cfg).state_dict()
+    sides = [Side(n, model_cfg, train_cfg, device, args.compile, init) for n in names]
+    del init
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    tokenizer = Tokenizer.load(args.tokenizer)
-    times, losses = [], []
-    with TokenLoader([args.tokens + "/train"], train_cfg.device_batch, model_cfg.seq_len, tokenizer.bos_id, device=device) as loader:
-        for step in range(args.warmup + args.steps):
-            started = time.perf_counter()
+    out: dict[str, Any] = {n: {"times": [], "losses": []} for n in names}
+    bos = Tokenizer.load(args.tokenizer).bos_id
+    with TokenLoader([args.tokens + "/train"], train_cfg.device_batch, model_cfg.seq_len, bos, device=device) as loader:
+        for step in range(warmup + steps):
             x, y = loader.next_batch()
-            with autocast:
-                loss = loss_of(x, y)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())  # waits for the GPU
-            if step >= args.warmup:
-                times.append(time.perf_counter() - started)
-    tokens = train_cfg.device_batch * model_cfg.seq_len
-    tokens_per_s = tokens / statistics.median(times)
-    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base_rss)
-    flops = model_cfg.flops_per_token()
-    peak_flops_s = peak_flops(device)
-    return {
-        "side": args.side, "tokens_per_s": tokens_per_s, "peak_bytes": peak, "losses": losses,
-        "params": model_cfg.num_params(), "flops_per_token": flops, "tokens_per_step": tokens,
-        "mfu": flops * tokens_per_s / peak_flops_s if peak_flops_s else None,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "known_peaks": list(PEAK_FLOPS),
-    }
+            for side in sides if step % 2 == 0 else sides[::-1]:
+                started = time.perf_counter()
+                out[side.name]["losses"].append(side.step(x, y, learning_rate(step, train_cfg)))
+                if step >= warmup:
+                    out[side.name]["times"].append(time.perf_counter() - started)
+    if len(names) == 1:
+        out[names[0]]["peak_bytes"] = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+                                       else peak_rss_bytes() - base_rss)
+    out["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return out
+
+
+def peak_memory(args: argparse.Namespace, side: str) -> int:
+    """Peak training memory of one side, alone in a fresh process."""
+    cmd = [sys.executable, "-m", "benchmarks.train", "--side", side, "--preset", args.preset, "--tokens", args.tokens,
+           "--tokenizer", args.tokenizer, "--device", args.device, "--compile" if args.compile else "--no-compile"]
+    if args.batch:
+        cmd += ["--batch", str(args.batch)]
+    # A fixed mmap threshold: glibc then returns every freed tensor to the OS at once, so the
+    # peak RSS follows the live tensors instead of the allocator's history.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"{side} failed:\n{done.stderr[-3000:]}")
+    return json.loads(line[len("RESULT "):])["peak_bytes"]
 
 
 def main() -> None:
@@ -144,14 +185,14 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile (default: on GPU)")
     parser.add_argument("--batch", type=int, default=None, help="rows per step (default: the preset's device_batch)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 30 on CPU, 50 on GPU)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per side (default: 30 on CPU, 50 on GPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 3; 10 when compiling)")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per side, alternating")
     parser.add_argument("--side", choices=["ours", "hf"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    if args.side:  # a child process: one side, JSON out
-        print("RESULT " + json.dumps(run_side(args)))
+    if args.side:  # a child process measuring one side's peak memory
+        result = train(args, [args.side], steps=3, warmup=2 if args.compile else 0)
+        print("RESULT " + json.dumps({"peak_bytes": result[args.side]["peak_bytes"]}))
         return
 
     import torch
@@ -160,39 +201,31 @@ def main() -> None:
     args.compile = args.device == "cuda" if args.compile is None else args.compile
     args.steps = args.steps or (50 if args.device == "cuda" else 30)
     args.warmup = args.warmup if args.warmup is not None else (10 if args.compile else 3)
+    from models.train import peak_flops
+
     with tempfile.TemporaryDirectory() as tmp:
         if not args.tokens:
             args.tokens, args.tokenizer = article_tokens(Path(tmp))
-        results: dict[str, list[dict[str, Any]]] = {"ours": [], "hf": []}
-        for _ in range(args.repeats):
-            for side in ("ours", "hf"):
-                cmd = [sys.executable, "-m", "benchmarks.train", "--side", side, "--preset", args.preset, "--tokens", args.tokens,
-                       "--tokenizer", args.tokenizer, "--device", args.device, "--steps", str(args.steps),
-                       "--warmup", str(args.warmup), "--compile" if args.compile else "--no-compile"]
-                if args.batch:
-                    cmd += ["--batch", str(args.batch)]
-                done = subprocess.run(cmd, capture_output=True, text=True)
-                line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
-                if line is None:
-                    raise RuntimeError(f"{side} failed:\n{done.stderr[-3000:]}")
-                results[side].append(json.loads(line[len("RESULT "):]))
-                r = results[side][-1]
-                print(f"  {side:4s} {r['tokens_per_s']:>10,.0f} tok/s  peak {r['peak_bytes'] / 2**20:8.1f} MiB"
-                      + (f"  MFU {r['mfu']:.1%}" if r["mfu"] else ""), flush=True)
+        result = train(args, ["ours", "hf"], args.steps, args.warmup)
+        peaks = {side: peak_memory(args, side) for side in ("ours", "hf")}
 
-    best = {side: max(rs, key=lambda r: r["tokens_per_s"]) for side, rs in results.items()}
-    o, h = best["ours"], best["hf"]
-    print(f"\n{args.preset} model: {o['params'] / 1e6:.2f}M params, {o['flops_per_token'] / 1e6:.1f} MFLOP/token, "
-          f"{o['tokens_per_step']} tokens/step on {o['device']}, compile={args.compile}, best of {args.repeats}")
+    model_cfg, train_cfg = configs(args)
+    tokens = train_cfg.device_batch * model_cfg.seq_len
+    flops, peak = model_cfg.flops_per_token(), peak_flops(torch.device(args.device))
+    print(f"{args.preset} model: {model_cfg.num_params() / 1e6:.2f}M params, {flops / 1e6:.1f} MFLOP/token, "
+          f"{tokens} tokens/step on {result['device']}, compile={args.compile}, {args.steps} timed steps each, interleaved")
     print(f"{'':6s}{'tokens/s':>12s}{'peak MiB':>10s}{'MFU':>8s}{'loss@end':>10s}")
-    for name, r in (("ours", o), ("HF", h)):
-        mfu = f"{r['mfu']:.1%}" if r["mfu"] else "-"
-        print(f"{name:6s}{r['tokens_per_s']:>12,.0f}{r['peak_bytes'] / 2**20:>10.1f}{mfu:>8s}{r['losses'][-1]:>10.4f}")
-    print(f"ratio ours/HF tokens/s: {o['tokens_per_s'] / h['tokens_per_s']:.2f}x (target >= 1.0); "
-          f"peak memory ours/HF: {o['peak_bytes'] / max(h['peak_bytes'], 1):.2f}x")
-    # Same weights, same batches: the two losses must agree (a check that the comparison is fair).
-    drift = max(abs(a - b) for a, b in zip(o["losses"], h["losses"]))
-    print(f"largest loss difference between the two over {len(o['losses'])} steps: {drift:.2e}")
+    speed = {}
+    for side, label in (("ours", "ours"), ("hf", "HF")):
+        speed[side] = tokens / statistics.median(result[side]["times"])
+        mfu = f"{flops * speed[side] / peak:.1%}" if peak else "-"
+        print(f"{label:6s}{speed[side]:>12,.0f}{peaks[side] / 2**20:>10.1f}{mfu:>8s}{result[side]['losses'][-1]:>10.4f}")
+    step_ratios = [h / o for o, h in zip(result["ours"]["times"], result["hf"]["times"])]
+    print(f"ratio ours/HF tokens/s: {speed['ours'] / speed['hf']:.2f}x (median step-by-step: {statistics.median(step_ratios):.2f}x; "
+          f"target >= 1.0); peak memory ours/HF: {peaks['ours'] / max(peaks['hf'], 1):.2f}x")
+    # Same weights, same batches: the losses agree (the two compute the same function).
+    drift = abs(result["ours"]["losses"][0] - result["hf"]["losses"][0])
+    print(f"first-step loss difference: {drift:.1e}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import torch
 
 from models import checkpoint, storage
 from models.gpt import GPT, GPTConfig
-from models.tokenizer import Tokenizer
 from models.tokenizer import train as train_tokenizer
 from models.train import RunSpec, TrainConfig, learning_rate, main, train
 from tasks import lake
