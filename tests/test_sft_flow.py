@@ -17,7 +17,7 @@ from tests import sft_world
 
 pytestmark = pytest.mark.slow
 
-COUNTS = {"facts_search": 1, "unknown": 6, "math": 6, "math_test": 4, "arithmetic": 4, "arithmetic_test": 2, "private": 4,
+COUNTS = {"facts_search": 1, "unknown": 6, "echo": 6, "math": 6, "math_test": 4, "arithmetic": 4, "arithmetic_test": 2, "private": 4,
           "harmful": 4, "benign": 4, "refusal_test": 3, "identity": 4}
 
 

@@ -33,7 +33,7 @@ def index(tiny):
 
 def context(tiny, index, seed=0, probe_verdicts=None):
     return G.Context(seed=seed, test_fraction=0.3, entities=G.load_entities(tiny["facts"]), search=G.SearchTool(index, 2, 300),
-                     probe=probe_verdicts or {}, counts={"unknown": 30, "math": 20, "math_test": 10, "private": 10, "harmful": 10, "benign": 10})
+                     probe=probe_verdicts or {}, counts={"unknown": 30, "echo": 30, "math": 20, "math_test": 10, "private": 10, "harmful": 10, "benign": 10})
 
 
 def everything(ctx):
@@ -141,3 +141,13 @@ def test_probing_a_real_model_is_reproducible_and_judged_by_the_value(tiny):
     assert first == probe.probe(engine, items[:3], 3, 1.0, 6, seed=5)
     for row in first:
         assert row["correct"] == sum(mentions(s, row["value"]) for s in row["samples"]) and len(row["samples"]) == 3
+
+
+def test_echo_repeats_names_of_nobody(tiny, index):
+    ctx = context(tiny, index)
+    rows = G.generate("echo", ctx, 0.0)["train"]
+    real = {e.name for e in ctx.entities.values()}
+    assert len(rows) == 30
+    for r in rows:
+        question, reply = r["messages"][0]["content"], r["messages"][1]["content"]
+        assert reply in question and reply not in real and len(reply.split()) == 2

@@ -33,6 +33,7 @@ DEFAULT_COUNTS = {
     "benign": 100,
     "refusal_test": 40,
     "identity": 60,
+    "echo": 6000,
 }
 
 
@@ -42,7 +43,7 @@ class SFTConfig(StageConfig):
     seed: int = Field(0, description="Seeds every generator, the splits, the probe and the packing order")
     counts: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_COUNTS), description="Conversations per source")
     sources: list[str] = Field(
-        default_factory=lambda: ["facts_search", "facts_memory", "unknown", "math", "arithmetic", "private", "harmful", "benign", "identity", "professions"],
+        default_factory=lambda: ["facts_search", "facts_memory", "unknown", "math", "arithmetic", "private", "harmful", "benign", "identity", "professions", "echo"],
         description="Generated sources to include (generate.SOURCES)",
     )
     math_difficulty: list[int] = Field(default_factory=lambda: [1, 2], description="mathgen difficulties, cycled")

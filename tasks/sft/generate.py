@@ -376,6 +376,22 @@ def professions(ctx: Context) -> Iterator[Item]:
             yield split, plain_turn(question, reply), {"kind": "profession", "answer": [profession], "template": question}
 
 
+def echo(ctx: Context) -> Iterator[Item]:
+    """Names repeated back: invented ones, and new pairings of the crawl's first names and
+    surnames (no such person exists), so that after the first name the model must copy the
+    surname from the question rather than recall the one it has read most often."""
+    people = [e.name.split(" ", 1) for e in ctx.entities.values() if e.kind == "person" and ctx.split_of(e) == "train"]
+    real = {e.name for e in ctx.entities.values()}
+    rng = ctx.rng("echo")
+    for i in range(ctx.counts.get("echo", 2000)):
+        name = invented_name(rng)
+        if people and i % 2:
+            paired = f"{rng.choice(people)[0]} {rng.choice(people)[1]}"
+            name = paired if paired not in real else name
+        question = rng.choice(T.ECHO[0]).format(name=name)
+        yield "train", plain_turn(question, name), {"kind": "echo", "template": question}
+
+
 SOURCES: dict[str, Callable[[Context], Iterator[Item]]] = {
     "facts_search": facts_search,
     "facts_memory": facts_memory,
@@ -387,6 +403,7 @@ SOURCES: dict[str, Callable[[Context], Iterator[Item]]] = {
     "benign": benign,
     "identity": identity,
     "professions": professions,
+    "echo": echo,
 }
 
 

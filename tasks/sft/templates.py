@@ -179,3 +179,10 @@ ARITHMETIC = (
 )
 
 PROFESSION_QUESTIONS = (("What does {a} {profession} do?", "What is the work of {a} {profession}?"), ("Describe the job of {a} {profession}.",))
+
+# Copying practice (as nanochat's spelling tasks): writing a search query means copying a name
+# out of the question, a skill a small model has to be taught.
+ECHO = (
+    ("Repeat after me: {name}", "Please say {name}.", "Can you write the name {name}?", "Say {name} back to me."),
+    ("Echo this name: {name}",),
+)
