@@ -88,3 +88,25 @@ def lake_root(request, tmp_path):
     if request.param == "local":
         return str(tmp_path / "lake")
     return request.getfixturevalue("s3_bucket") + "/lake"
+
+
+@pytest.fixture(scope="session")
+def stress_crawl(tmp_path_factory) -> list[str]:
+    """The sample crawl's WARC files, written once outside every lake (tests/stress.py)."""
+    from tests import stress
+
+    return stress.source_crawl(str(tmp_path_factory.mktemp("stress-crawl")))
+
+
+@pytest.fixture(scope="session")
+def stress_reference(prefect_server, stress_crawl, tmp_path_factory) -> dict:
+    """An uninterrupted run of curate + tokenizer + tokenize on `stress_crawl`: its lake, the
+    snapshot of every dataset it committed, and how long it took."""
+    import time
+
+    from tests import stress
+
+    root = str(tmp_path_factory.mktemp("stress-reference") / "lake")
+    started = time.monotonic()
+    stress.run_pipeline(root, stress_crawl)
+    return {"lake": root, "seconds": time.monotonic() - started, "snapshot": stress.snapshot(root)}

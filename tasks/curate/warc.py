@@ -4,7 +4,9 @@ fastwarc parses the WARC framing (in quirks mode, so WARC 0.18 and off-by-a-few 
 headers resynchronise instead of ending the file). The HTTP layer is parsed here from the raw
 record block, because the checks FineWeb's reader skips need the raw bytes: a record shorter
 than its Content-Length (a truncated file or clipped record), a block digest that does not
-match, chunked and compressed bodies, the HTTP status.
+match, chunked and compressed bodies (inflated no further than the size limit: a bomb of a megabyte
+can hold gigabytes), the HTTP status, and a Content-Length that runs into the records after it
+(they are parsed back out of its block, never silently swallowed).
 
 Each response record becomes one `Record`: an HTML page, or a rejection with the reason. A file
 that cannot be read at all (an ARC file, garbage) or stops being readable (a corrupt gzip member)
@@ -17,6 +19,7 @@ from __future__ import annotations
 import base64
 import codecs
 import hashlib
+import io
 import re
 import zlib
 from collections import Counter
@@ -29,6 +32,7 @@ from fastwarc.warc import ArchiveIterator, WarcRecordType
 from tasks import lake
 from tasks.curate.config import ReadConfig
 
+NEXT_RECORD_RE = re.compile(rb"\r\n\r\nWARC/1\.[01]\r\n")  # a record's end, then the next one's version line
 META_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 HEAD_SNIFF = 2048
 
@@ -100,7 +104,7 @@ def read_warc(uri: str, config: ReadConfig, counts: Counter | None = None) -> It
                 kind = _record_type(record)
                 counts[f"records_{kind}"] += 1
                 if kind == "response":
-                    yield _response(record, uri, index, config)
+                    yield from _response_and_swallowed(record, uri, str(index), config, counts)
                 else:
                     record.reader.consume()
         except BaseException as exc:
@@ -113,12 +117,46 @@ def read_warc(uri: str, config: ReadConfig, counts: Counter | None = None) -> It
             yield Record(id=f"{uri}#after-{index}", url=None, date=None, reason=f"unreadable: {exc}"[:200])
 
 
+def _response_and_swallowed(record, uri: str, index: str, config: ReadConfig, counts: Counter) -> Iterator[Record]:
+    """A response record, then the records its block swallowed, if its Content-Length ran
+    past its end: fastwarc cannot see where a gzip member ends, so the records that follow
+    would be read as its body and vanish. They are parsed from that body instead; the last
+    one is cut where the overrun ends (reason `cut_by_length_overrun`)."""
+    rec, swallowed = _response(record, uri, index, config)
+    yield rec
+    if not swallowed:
+        return
+    inner = ArchiveIterator(
+        io.BytesIO(swallowed), parse_http=False, quirks_mode=True, record_types=WarcRecordType.any_type, fsspec_args=False
+    )
+    for n, found in enumerate(inner, 1):
+        kind = _record_type(found)
+        counts[f"records_{kind}"] += 1
+        if kind != "response":
+            found.reader.consume()
+            continue
+        for rec in _response_and_swallowed(found, uri, f"{index}.{n}", config, counts):
+            if rec.reason == "truncated":  # not in the file: the overrun took its end
+                rec.reason = "cut_by_length_overrun"
+            yield rec
+
+
+def _swallowed_at(block: bytes, digest: str | None) -> int | None:
+    """Where another record starts inside `block`, or None. A block whose SHA-1 digest matches
+    is exactly what its writer wrote, whatever it contains."""
+    found = NEXT_RECORD_RE.search(block)
+    if found is None or digest and digest.lower().startswith("sha1:") and _digest_ok(digest, block):
+        return None
+    return found.start() + 4
+
+
 def _record_type(record) -> str:
     name = str(record.record_type)
     return name.rsplit(".", 1)[-1]
 
 
-def _response(record, uri: str, index: int, config: ReadConfig) -> Record:
+def _response(record, uri: str, index: str, config: ReadConfig) -> tuple[Record, bytes]:
+    """The record as a page or a rejection, and the bytes of the records it swallowed."""
     headers = record.headers
     rec = Record(
         id=headers.get("WARC-Record-ID") or f"{uri}#{index}",
@@ -131,8 +169,13 @@ def _response(record, uri: str, index: int, config: ReadConfig) -> Record:
         declared = -1
     limit = config.max_html_bytes + 65536  # the payload limit plus room for HTTP headers
     block = record.reader.read(limit + 1)
+    swallowed = _swallowed_at(block, headers.get("WARC-Block-Digest"))
     if len(block) > limit:
         record.reader.consume()
+    if swallowed is not None:
+        rec.reason = "length_overrun"  # its Content-Length runs into the next record
+        return rec, block[swallowed:]
+    if len(block) > limit:
         rec.reason = "too_large"
     elif declared >= 0 and len(block) < declared:
         rec.reason = "truncated"
@@ -141,19 +184,19 @@ def _response(record, uri: str, index: int, config: ReadConfig) -> Record:
     elif config.verify_digests and not _digest_ok(headers.get("WARC-Block-Digest"), block):
         rec.reason = "digest_mismatch"
     if rec.reason:
-        return rec
+        return rec, b""
     status, http_headers, body = parse_http(block)
     if status is None:
         rec.reason = "bad_http"
     elif config.require_http_ok and not 200 <= status < 300:
         rec.reason = f"http_status_{status}"
     if rec.reason:
-        return rec
+        return rec, b""
     try:
-        body = decode_body(body, http_headers)
+        body = decode_body(body, http_headers, config.max_html_bytes)
     except ValueError as exc:
         rec.reason = str(exc)
-        return rec
+        return rec, b""
     if len(body) > config.max_html_bytes:
         rec.reason = "too_large"
     elif not body.strip():
@@ -167,7 +210,7 @@ def _response(record, uri: str, index: int, config: ReadConfig) -> Record:
             rec.reason = "undecodable"
         else:
             rec.html = html
-    return rec
+    return rec, b""
 
 
 def _digest_ok(digest: str | None, block: bytes) -> bool:
@@ -215,10 +258,11 @@ def dechunk(body: bytes) -> bytes:
         pos = start + size + 2
 
 
-def decode_body(body: bytes, headers: dict[str, str]) -> bytes:
+def decode_body(body: bytes, headers: dict[str, str], limit: int | None = None) -> bytes:
     """The payload with transfer and content encodings undone. A chunked header over a body
     that is not chunked, or an encoding header over a body stored decoded (known crawler
-    quirks), keeps the body as it is."""
+    quirks), keeps the body as it is. Inflating stops just past `limit` bytes: a compressed
+    body of a megabyte can expand to gigabytes (a zip bomb)."""
     if "chunked" in headers.get("transfer-encoding", "").lower():
         try:
             body = dechunk(body)
@@ -228,18 +272,18 @@ def decode_body(body: bytes, headers: dict[str, str]) -> bytes:
     if encoding and body.lstrip()[:1] == b"<":
         return body  # stored decoded with the header left in place (ClueWeb, some crawlers)
     if encoding in ("gzip", "x-gzip", "deflate"):
-        try:
-            return zlib.decompressobj(wbits=47).decompress(body)  # 47: gzip or zlib header
-        except zlib.error:
+        for wbits in (47, -15):  # 47: gzip or zlib header; -15: raw deflate
             try:
-                return zlib.decompress(body, -15)  # raw deflate
+                return zlib.decompressobj(wbits=wbits).decompress(body, 0 if limit is None else limit + 1)
             except zlib.error:
-                raise ValueError(f"bad_content_encoding:{encoding}") from None
+                continue
+        raise ValueError(f"bad_content_encoding:{encoding}")
     if encoding == "br":
         try:
             import brotli
 
-            return brotli.decompress(body)
+            inflate = brotli.Decompressor().process
+            return inflate(body) if limit is None else inflate(body, output_buffer_limit=limit + 1)
         except Exception:
             raise ValueError("bad_content_encoding:br") from None
     if encoding not in ("", "identity", "none", "utf-8"):
