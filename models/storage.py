@@ -35,13 +35,24 @@ def join(base: str, *parts: str) -> str:
     return out
 
 
+# botocore's retries for S3 (5xx, SlowDown, dropped connections): exponential backoff with
+# jitter, capped at 20 s a wait, 10 attempts: an outage of about a minute and a half passes.
+# The default (legacy, 5 attempts) gives up after ~7 s, and storage calls made in a flow's
+# body (commits, manifest reads) have no task retries behind them.
+S3_RETRIES = {"mode": "standard", "max_attempts": 10}
+
+
 def storage_options(uri: str) -> dict[str, Any]:
-    """fsspec options for `uri`: the S3 endpoint from AWS_ENDPOINT_URL(_S3). Credentials are
-    left to s3fs's own lookup (AWS variables, profile), so they never travel as options."""
+    """fsspec options for `uri`: on S3 the endpoint from AWS_ENDPOINT_URL(_S3) and the retry
+    policy. Credentials are left to s3fs's own lookup (AWS variables, profile), so they
+    never travel as options."""
+    if not uri.startswith(("s3://", "s3a://")):
+        return {}
+    options: dict[str, Any] = {"config_kwargs": {"retries": dict(S3_RETRIES)}}
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if uri.startswith(("s3://", "s3a://")) and endpoint:
-        return {"client_kwargs": {"endpoint_url": endpoint}}
-    return {}
+    if endpoint:
+        options["client_kwargs"] = {"endpoint_url": endpoint}
+    return options
 
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:

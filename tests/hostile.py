@@ -31,6 +31,7 @@ import random
 import uuid
 import zlib
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 from tasks.curate.config import ReadConfig
@@ -162,17 +163,21 @@ def real_pages(shared_data: str | Path) -> tuple[list[tuple[str, bytes]], str]:
     return pages, truth[keys[2]]["articleBody"]
 
 
-def curate_corpus(folder: str, out: str) -> dict[str, dict]:
+def curate_corpus(folder: str, out: str) -> dict[str, Any]:
     """Each corpus file through the curate task's logic (`curate_warc_fn`, default config):
-    case -> documents in, and url -> [step, reason] of every document ([None, None]: kept).
-    Run by tests/stress.py's `peak_rss` in a fresh process, which then reports its peak memory."""
+    case -> documents in, and url -> [step, reason] of every document ([None, None]: kept);
+    and the extractor worker's peak memory (VmHWM, read after each file; a worker killed
+    for a timeout inside a file is not seen). Run by tests/stress.py's `peak_rss` in a fresh
+    process, which adds that process's own peak."""
     from tasks import lake
     from tasks.curate.config import CurateConfig
     from tasks.curate.extract import extractor_for
     from tasks.curate.stage import curate_warc_fn
+    from tests.stress import vm_hwm_mb
 
     config = CurateConfig()
-    results = {}
+    worker = extractor_for(config.extract)
+    cases, worker_peak = {}, 0.0
     for path in sorted(Path(folder).glob("*.warc.gz")):
         case = path.name.removesuffix(".warc.gz")
         done = curate_warc_fn(str(path), f"{out}/filtered", f"{out}/removed", "hostile", config)
@@ -181,6 +186,8 @@ def curate_corpus(folder: str, out: str) -> dict[str, dict]:
         outcomes = {r["url"]: [None, None] for r in kept} | {r["url"]: [r["step"], r["reason"]] for r in removed}
         if len(outcomes) != len(kept) + len(removed):
             raise AssertionError(f"{case}: a URL appears twice")
-        results[case] = {"docs_in": done["docs_in"], "outcomes": outcomes}
-    extractor_for(config.extract).close()  # reaped, so its peak memory counts among the children
-    return results
+        cases[case] = {"docs_in": done["docs_in"], "outcomes": outcomes}
+        if worker._proc is not None and worker._proc.poll() is None:
+            worker_peak = max(worker_peak, vm_hwm_mb(worker._proc.pid))
+    worker.close()
+    return {"cases": cases, "extractor_peak_mb": worker_peak, "extractor_restarts": worker.restarts}

@@ -22,7 +22,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -244,9 +243,9 @@ def differences(a: dict[str, dict[str, str]], b: dict[str, dict[str, str]]) -> l
 
 
 def peak_rss(target: str, *args: str, timeout_s: float = 600) -> dict[str, Any]:
-    """Run `python -m tests.stress measure TARGET ARGS` in a fresh process and return its
-    result with `peak_rss_mb` (its own ru_maxrss) and `children_peak_rss_mb` (the largest
-    of its child processes, e.g. the extractor worker)."""
+    """Run `python -m tests.stress measure TARGET ARGS` (TARGET is `module:function`) in a
+    fresh process and return the function's result with `peak_rss_mb`: that process's peak
+    resident memory (VmHWM; ru_maxrss would count the parent's memory at fork)."""
     env = {**os.environ, "CRAWL2CHAT_NO_BAR": "1", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "tests.stress", "measure", target, *args],
@@ -257,14 +256,21 @@ def peak_rss(target: str, *args: str, timeout_s: float = 600) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def vm_hwm_mb(pid: int | str = "self") -> float:
+    """Peak resident memory of a live process (Linux VmHWM), in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmHWM in /proc: peak memory is measured on Linux only")
+
+
 def _measure(target: str, args: list[str]) -> None:
     import importlib
 
     module, _, name = target.partition(":")
     result = getattr(importlib.import_module(module), name)(*args)
-    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # waited-for children only
-    print(json.dumps({"result": result, "peak_rss_mb": round(self_kb / 1024, 1), "children_peak_rss_mb": round(children_kb / 1024, 1)}))
+    print(json.dumps({"result": result, "peak_rss_mb": vm_hwm_mb()}))
 
 
 def main(argv: list[str]) -> None:

@@ -16,10 +16,11 @@ from tasks.curate.config import ReadConfig
 from tasks.curate.warc import decode_body, read_warc
 from tests import hostile, stress
 
-# Peak resident memory of the process running a curate shard task on any case, and of its
-# extractor worker (stated in README.md, Reliability). Measured: about 415 and 225 MiB.
-TASK_BOUND_MIB = 600
-EXTRACTOR_BOUND_MIB = 400
+# Peak resident memory (VmHWM) of the process running a curate shard task on any case, and of
+# its extractor worker (stated in README.md, Reliability). Measured: 292 and 225 MiB; before
+# the reader's inflation limit, the 1.6 GB gzip bomb alone took the process to 3.4 GB.
+TASK_BOUND_MIB = 512
+EXTRACTOR_BOUND_MIB = 384
 
 READ_REJECTS = {
     "truncated_gzip": "truncated",
@@ -44,7 +45,7 @@ def curated(shared_data, tmp_path_factory) -> dict:
 
 @pytest.mark.slow
 def test_every_hostile_case_is_counted_and_its_neighbours_are_untouched(shared_data, curated):
-    results = curated["result"]
+    results = curated["result"]["cases"]
     assert set(results) == {"control", *hostile.CASES}
     control = results["control"]["outcomes"]
     (first, _), (second, _) = hostile.real_pages(shared_data)[0]
@@ -68,7 +69,7 @@ def test_every_hostile_case_is_counted_and_its_neighbours_are_untouched(shared_d
 @pytest.mark.slow
 def test_a_shard_task_on_hostile_input_stays_under_its_memory_bound(curated):
     assert curated["peak_rss_mb"] < TASK_BOUND_MIB, curated["peak_rss_mb"]
-    assert curated["children_peak_rss_mb"] < EXTRACTOR_BOUND_MIB, curated["children_peak_rss_mb"]
+    assert 0 < curated["result"]["extractor_peak_mb"] < EXTRACTOR_BOUND_MIB, curated["result"]["extractor_peak_mb"]
 
 
 def test_bombs_inflate_no_further_than_the_limit():
