@@ -155,7 +155,7 @@ def pretrain_cmd(
     tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer name or URI (default: the config's)")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name: checkpoints/{name}")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run's checkpoints even if they came from another config")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run's checkpoints even if they came from another config (else they move aside)")] = False,
     sets: Sets = None,
 ) -> None:
     """Pretrain the GPT on token shards; checkpoints, metrics and samples go to checkpoints/{name}."""

@@ -31,8 +31,9 @@ def pretrain(
 ) -> dict[str, Any]:
     """Train `checkpoints/{config.name}` on `tokens` (folders `tokens/{tokenizer}/{crawl}`
     holding train/ and val/; default the sample crawl's) with `tokenizer` (a name under
-    tokenizers/ or a URI). `resume` continues a run whose checkpoints came from another
-    configuration (say, more steps); the same configuration always resumes by itself."""
+    tokenizers/ or a URI). A run of the same configuration on the same data resumes by
+    itself; `resume` continues one of another configuration (say, more steps); without it
+    such a run moves aside to checkpoints/{name}-{its hashes} and a new run starts."""
     root = lake.open()
     tok_uri = tokenizer if "/" in tokenizer else lakes.join(root, "tokenizers", tokenizer)
     lakes.manifest(tok_uri)  # a clear error now when the tokenizer was never trained

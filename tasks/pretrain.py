@@ -45,11 +45,14 @@ class PretrainConfig(StageConfig):
 
 
 def resume_or_start(run: str, config_key: str, inputs_key: str, resume: bool) -> bool:
-    """Whether to continue the run's checkpoints: always when they were made with this very
-    configuration on these very inputs (a retry, or a re-run after a crash), and when `resume`
-    says so otherwise (e.g. more steps; the trainer still refuses a different model). A run
-    folder of another configuration or other data is never silently restarted, overwritten,
-    or passed off as the result."""
+    """Whether to continue the run's checkpoints (True) or start afresh (False).
+
+    Checkpoints made with this very configuration on these very inputs are continued (a
+    retry, a re-run after a crash, a re-run with new code); with `resume`, any are (e.g. to
+    train longer; the trainer still refuses a different model shape). Otherwise the folder
+    holds another run: it is moved aside to `{run}-{its config hash}` and a new run starts,
+    so a run is never continued on other data, overwritten, or passed off as the result.
+    """
     found = checkpoint.latest(run)
     if found is None:
         return False
@@ -57,7 +60,14 @@ def resume_or_start(run: str, config_key: str, inputs_key: str, resume: bool) ->
     if (theirs.get("config_hash"), theirs.get("inputs_hash")) == (config_key, inputs_key) or resume:
         return True
     what = "configuration" if theirs.get("config_hash") != config_key else "token data or tokenizer"
-    raise FileExistsError(f"{run} holds checkpoints of another {what} ({found}); pass resume to continue them, or use another name")
+    aside = f"{lake.normalize(run)}-{theirs.get('config_hash') or 'unknown'}-{theirs.get('inputs_hash') or 'unknown'}"
+    fs, path = storage.filesystem(run)
+    if fs.exists(storage.filesystem(aside)[1]):
+        raise FileExistsError(f"{run} holds a run of another {what} and {aside} exists too: pass resume, or another name")
+    fs.mv(path, storage.filesystem(aside)[1], recursive=True)
+    log.warning("%s held a run of another %s (%s): moved it to %s; starting a new run (resume would continue it)",
+                run, what, found, aside)
+    return False
 
 
 def _not_a_config_error(task_: Any, task_run: Any, state: Any) -> bool:

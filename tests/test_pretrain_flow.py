@@ -67,13 +67,17 @@ def test_rerun_is_a_cache_hit(first, corpus):  # noqa: F811
     assert checkpoint.committed_steps(first["run"]) == [5, 10]
 
 
-def test_another_config_needs_resume_and_then_continues(first, corpus):  # noqa: F811
+def test_resume_continues_with_another_config_and_a_new_config_starts_over(first, corpus):  # noqa: F811
     longer = CONFIG.model_copy(update={"train": dataclasses.replace(CONFIG.train, steps=20)})
-    with pytest.raises(FileExistsError, match="another configuration"):
-        run_flow(corpus, longer)
     out = run_flow(corpus, longer, resume=True)
     assert checkpoint.committed_steps(first["run"]) == [5, 10, 15, 20] and out["steps"] == 20
     assert losses(first["run"])[:10] == [r["loss"] for r in checkpoint.load(checkpoint.step_uri(first["run"], 10)).metrics["train"]]
+    # A new config without resume: that run moves aside whole and a fresh one trains.
+    other = CONFIG.model_copy(update={"train": dataclasses.replace(CONFIG.train, steps=5, checkpoint_every=5)})
+    fresh = run_flow(corpus, other)
+    assert fresh["steps"] == 5 and checkpoint.committed_steps(first["run"]) == [5]
+    moved = [p for p in Path(first["run"]).parent.iterdir() if p.name.startswith("flow-")]
+    assert len(moved) == 1 and checkpoint.committed_steps(str(moved[0])) == [5, 10, 15, 20]
 
 
 def test_a_crashed_training_task_is_retried_and_resumes_exactly(prefect_server, corpus, monkeypatch):  # noqa: F811

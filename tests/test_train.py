@@ -186,16 +186,28 @@ def test_checkpoints_on_local_disk_and_s3(lake_root):
 
 
 def test_a_run_folder_is_resumed_only_for_the_same_config_and_data(tmp_path):
-    run = str(tmp_path / "run")
-    assert resume_or_start(run, "config-1", "data-1", resume=False) is False  # nothing there: start
-    checkpoint.save(run, 5, model=GPT(MODEL).state_dict(), config={"model": dataclasses.asdict(MODEL)},
-                    lineage={"config_hash": "config-1", "inputs_hash": "data-1"})
-    assert resume_or_start(run, "config-1", "data-1", resume=False) is True  # a retry continues
-    with pytest.raises(FileExistsError, match="another configuration"):
-        resume_or_start(run, "config-2", "data-1", resume=False)
-    with pytest.raises(FileExistsError, match="another token data"):
-        resume_or_start(run, "config-1", "data-2", resume=False)
-    assert resume_or_start(run, "config-2", "data-2", resume=True) is True  # unless asked to
+    run = str(tmp_path / "base")
+
+    def save(step: int, config: str, data: str) -> None:
+        checkpoint.save(run, step, model=GPT(MODEL).state_dict(), config={"model": dataclasses.asdict(MODEL)},
+                        lineage={"config_hash": config, "inputs_hash": data})
+
+    assert resume_or_start(run, "c1", "d1", resume=False) is False  # nothing there: start
+    save(5, "c1", "d1")
+    assert resume_or_start(run, "c1", "d1", resume=False) is True  # a retry continues
+    assert resume_or_start(run, "c2", "d2", resume=True) is True  # and so does resume, whatever changed
+    # Another config: the old run moves aside (kept whole) and a new one starts.
+    assert resume_or_start(run, "c2", "d1", resume=False) is False
+    assert checkpoint.latest(run) is None and checkpoint.committed_steps(f"{run}-c1-d1") == [5]
+    # Other data under the same config: the same.
+    save(7, "c2", "d1")
+    assert resume_or_start(run, "c2", "d2", resume=False) is False
+    assert checkpoint.committed_steps(f"{run}-c2-d1") == [7]
+    # Never over an earlier copy.
+    save(9, "c1", "d1")
+    with pytest.raises(FileExistsError, match="exists too"):
+        resume_or_start(run, "c3", "d3", resume=False)
+    assert checkpoint.committed_steps(run) == [9]
 
 
 def test_gradient_accumulation_matches_one_big_batch(corpus):
