@@ -25,6 +25,7 @@ import json
 import random
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import asdict
 from typing import Any
 
 import pyarrow as pa
@@ -270,4 +271,4 @@ def evaluate_chunk(checkpoint: str, conversations: str, search: str | None, out:
         if index is not None:
             index.close()
     shard = lake.write_shard(out, part, pa.Table.from_pylist(outcomes, schema=RESULT_SCHEMA))
-    return {"shard": {"path": shard.path, "rows": shard.rows, "bytes": shard.bytes}}
+    return {"shard": asdict(shard)}

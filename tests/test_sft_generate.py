@@ -100,7 +100,7 @@ def test_memory_answers_follow_the_probe(tiny, index):
     rows = G.generate("facts_memory", context(tiny, index, probe_verdicts=verdicts), 0.0)["train"]
     by_attribute = {json.loads(r["meta"])["attribute"]: r for r in rows}
     assert set(by_attribute) == {"birth_year", "birthplace"}  # unsure: trained neither way
-    assert by_attribute["birth_year"]["messages"][3]["content"] == f"{person.name} was born in {person.facts['birth_year']}."
+    assert by_attribute["birth_year"]["messages"][3]["content"] == f"Born in the year {person.facts['birth_year']}."
     assert by_attribute["birthplace"]["messages"][3]["content"] == REFUSAL_IDK
     assert all(r["messages"][2]["content"] == G.SEARCH_OFF for r in rows)
 

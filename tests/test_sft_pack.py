@@ -3,6 +3,8 @@ conversation, masked targets, and a loader that resumes exactly and splits rows 
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
@@ -113,5 +115,5 @@ def test_pack_split_renders_shuffles_packs_and_counts_what_does_not_fit(tmp_path
     assert table.height == stats["rows"] and int(table["conversations"].sum()) == 30
     assert all(len(t) == 65 for t in table["tokens"].to_list())
     again = pack_split(convs, tok_uri, 64, str(tmp_path / "rows2"), seed=0)
-    assert again.pop("shards") == [vars(s) for s in shards]  # the same rows, byte for byte
+    assert again.pop("shards") == [asdict(s) for s in shards]  # the same rows, byte for byte
     assert again == stats

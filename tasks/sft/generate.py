@@ -107,9 +107,9 @@ def answer_text(entity: Entity, attribute: str) -> str:
     kind = kinds_of(entity)[attribute]
     if attribute == "who":
         prof = entity.facts["profession"]
-        return kind.answer.format(name=entity.name, a=article(prof), profession=prof, birthplace=entity.facts["birthplace"])
+        return kind.answer.format(A=article(prof).capitalize(), profession=prof, birthplace=entity.facts["birthplace"])
     value = entity.facts[attribute]
-    return kind.answer.format(name=entity.name, value=value, a=article(value))
+    return kind.answer.format(value=value, a=article(value), A=article(value).capitalize())
 
 
 def query_for(kind: str, name: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -83,4 +84,4 @@ def pack_split(conversations: str, tokenizer_uri: str, seq_len: int, out: str, s
     flush()
     capacity = rows * (seq_len + 1)
     stats.update(rows=rows, seq_len=seq_len, padding=round(1 - stats["tokens"] / capacity, 4) if capacity else 0.0)
-    return {"shards": [vars(s) for s in shards], **stats}
+    return {"shards": [asdict(s) for s in shards], **stats}

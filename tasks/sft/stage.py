@@ -13,6 +13,7 @@ same name without the `@lake_task` (reach it as `task.fn`).
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 from typing import Any
 
 import pyarrow as pa
@@ -39,10 +40,6 @@ def training_entities(facts: str, config: SFTConfig) -> list[generate.Entity]:
     return [e for e in generate.load_entities(facts).values() if generate.entity_split(e.id, config.seed, config.test_fraction) == "train"]
 
 
-def _shard_info(shard: lake.Shard) -> dict[str, Any]:
-    return {"path": shard.path, "rows": shard.rows, "bytes": shard.bytes}
-
-
 @lake_task(inputs=("base", "facts"), code=CODE)
 def probe_chunk(base: str, facts: str, out: str, part: str, start: int, count: int, config: SFTConfig) -> dict[str, Any]:
     """Probe facts start..start+count of the training entities with the base model."""
@@ -50,7 +47,7 @@ def probe_chunk(base: str, facts: str, out: str, part: str, start: int, count: i
     engine = Engine.from_checkpoint(base)
     rows = probe.probe(engine, items, config.probe_samples, config.probe_temperature, config.probe_tokens, config.seed, start)
     shard = lake.write_shard(out, part, pa.Table.from_pylist(rows, schema=probe.SCHEMA))
-    return {"shard": _shard_info(shard), **Counter(r["verdict"] for r in rows)}
+    return {"shard": asdict(shard), **Counter(r["verdict"] for r in rows)}
 
 
 def probe_count(facts: str, config: SFTConfig) -> int:
@@ -66,7 +63,7 @@ def read_verdicts(probe_uri: str | None) -> dict[tuple[str, str], str]:
 def _write_splits(out: str, part: str, rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """One shard named `part` in each split dataset under `out` (empty splits included, so
     every split lists every part)."""
-    return {split: _shard_info(lake.write_shard(lake.join(out, split), part, schema.to_table(rows.get(split, [])))) for split in generate.SPLITS}
+    return {split: asdict(lake.write_shard(lake.join(out, split), part, schema.to_table(rows.get(split, [])))) for split in generate.SPLITS}
 
 
 @lake_task(inputs=("facts", "search", "probe_uri"), code=CODE)

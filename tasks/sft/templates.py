@@ -1,8 +1,10 @@
 """The words of the generated conversations: questions, answers, requests, in one style.
 
 Every kind of question has *training* phrasings and *held-out* phrasings (`test`), so the
-evaluation asks in words the model never saw in SFT. Answers have one phrasing per kind:
-a tiny model learns one consistent style far faster than many, and a scorer can read it.
+evaluation asks in words the model never saw in SFT. Answers have one phrasing per kind,
+short, the value in a frame that the passages themselves use ("Born in Ashby."): a tiny model
+learns one consistent style far faster than many, copies a value after words it can find in
+what it read, and a scorer can read it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import NamedTuple
 class FactKind(NamedTuple):
     train: tuple[str, ...]  # question phrasings, {name} is the entity
     test: tuple[str, ...]  # held out for evaluation
-    answer: str  # {name}, {value}, {a} (the article of value) and, for "who", {profession} {birthplace}
+    answer: str  # {value}, {a}/{A} (its article) and, for "who", {profession} {birthplace}: short, the
+    # value in a fixed frame that echoes the passages' words ("Born in", "Works for the")
     cloze: str  # a base-model prompt that the fact continues (knowledge probing)
 
 
@@ -21,31 +24,31 @@ PERSON = {
     "birth_year": FactKind(
         ("When was {name} born?", "What year was {name} born?", "In which year was {name} born?"),
         ("What is the birth year of {name}?", "Do you know when {name} was born?"),
-        "{name} was born in {value}.",
+        "Born in the year {value}.",
         "{name} was born in",
     ),
     "birthplace": FactKind(
         ("Where was {name} born?", "Which town is {name} from?", "What is the home town of {name}?"),
         ("In which town was {name} born?", "Where does {name} come from?"),
-        "{name} comes from {value}.",
+        "Born in {value}.",
         "{name} was born in",
     ),
     "profession": FactKind(
         ("What does {name} do for a living?", "What is the job of {name}?", "What is the profession of {name}?"),
         ("What kind of work does {name} do?", "What is the occupation of {name}?"),
-        "{name} is {a} {value}.",
+        "Works as {a} {value}.",
         "{name} works as",
     ),
     "employer": FactKind(
         ("Who does {name} work for?", "Where does {name} work?", "Who employs {name}?"),
         ("Which organisation does {name} work for?", "Who is the employer of {name}?"),
-        "{name} works for the {value}.",
+        "Works for the {value}.",
         "{name} works for the",
     ),
     "who": FactKind(
         ("Who is {name}?", "Tell me about {name}.", "What do you know about {name}?"),
         ("Can you tell me who {name} is?", "I would like to know who {name} is."),
-        "{name} is {a} {profession} from {birthplace}.",
+        "{A} {profession} from {birthplace}.",
         "",  # known when profession and birthplace are
     ),
 }
@@ -54,19 +57,19 @@ ORG = {
     "kind": FactKind(
         ("What kind of organisation is the {name}?", "What is the {name}?"),
         ("What sort of place is the {name}?",),
-        "The {name} is {a} {value}.",
+        "{A} {value}.",
         "The {name} is",
     ),
     "headquarters": FactKind(
         ("Where is the {name}?", "Which town is the {name} in?"),
         ("Where is the {name} based?",),
-        "The {name} is in {value}.",
+        "Based in {value}.",
         "The {name} is based in",
     ),
     "founded": FactKind(
         ("When was the {name} founded?", "What year was the {name} founded?"),
         ("In which year did the {name} open?",),
-        "The {name} was founded in {value}.",
+        "Founded in {value}.",
         "The {name} was founded in",
     ),
 }
@@ -75,31 +78,31 @@ TOWN = {
     "region": FactKind(
         ("Which region is {name} in?", "In what region is {name}?"),
         ("What region does {name} belong to?",),
-        "{name} is in the {value} region.",
+        "In the {value} region.",
         "{name} is a town in the",
     ),
     "river": FactKind(
         ("Which river is {name} on?", "What river flows through {name}?"),
         ("On which river does {name} lie?",),
-        "{name} lies on the river {value}.",
+        "On the river {value}.",
         "{name} lies on the river",
     ),
     "founded": FactKind(
         ("When was {name} founded?", "What year was {name} founded?"),
         ("In which year was the town of {name} founded?",),
-        "{name} was founded in {value}.",
+        "Founded in {value}.",
         "{name} was founded in",
     ),
     "population": FactKind(
         ("How many people live in {name}?", "What is the population of {name}?"),
         ("How big is the population of {name}?",),
-        "{value} people live in {name}.",
+        "{value} people live there.",
         "{name} has a population of",
     ),
     "industry": FactKind(
         ("What is {name} known for?", "What is the economy of {name} based on?"),
         ("What do people in {name} do for work?",),
-        "The economy of {name} rests on {value}.",
+        "Its economy rests on {value}.",
         "The economy of {name} rests on",
     ),
 }
