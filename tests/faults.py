@@ -104,6 +104,11 @@ class FaultProxy:
         with self._lock:
             self._sticky.append([kind, method, path, times])
 
+    def pending(self) -> list[tuple[str, str, str, int]]:
+        """The `fail_next` faults not yet used up: (kind, method, path, times left)."""
+        with self._lock:
+            return [tuple(sticky) for sticky in self._sticky if sticky[3] > 0]
+
     @property
     def total(self) -> int:
         return sum(self.injected.values())

@@ -13,7 +13,8 @@ Shared by tests/test_reliability_*.py and benchmarks/chaos.py:
 - `audit`: documents lost and duplicated, by WARC-Record-ID, from the crawl's ground truth
   through curated clean + removed and on into the token splits.
 - `start` / `kill_after`: a pipeline subprocess and a kill -9 at a seeded random moment of its
-  flow run; `peak_rss` measures a function's peak memory in a fresh process.
+  flow run; `train_and_kill` / `train_to_end` the same for `python -m models.train`.
+- `peak_rss`: a function's peak memory in a fresh process.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -167,6 +169,55 @@ def finish(proc: subprocess.Popen, timeout_s: float = 600) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"pipeline exited with {proc.returncode}:\n{text[-4000:]}")
     return {"returncode": proc.returncode, "output": text}
+
+
+# -- training ----------------------------------------------------------------------------
+
+
+def train_command(model: Any, train: Any, spec: Any, resume: bool) -> list[str]:
+    """`python -m models.train` on a config file (beside the run folder) holding the model and
+    training configs (dataclasses) and the RunSpec."""
+    import dataclasses
+
+    path = f"{spec.out}.json"
+    body = {"model": dataclasses.asdict(model), "train": dataclasses.asdict(train), "run": dataclasses.asdict(spec)}
+    with open(path, "w") as f:
+        json.dump(body, f)
+    return [sys.executable, "-m", "models.train", "--config", path, *(["--resume"] if resume else [])]
+
+
+def train_and_kill(model: Any, train: Any, spec: Any, at_step: int, resume: bool) -> dict[str, Any]:
+    """Train `spec` in a subprocess and kill -9 it as soon as it logs step `at_step` (a
+    multiple of `train.log_every`): between two checkpoints, or while one is being written.
+    Returns whether it was killed and the steps of the complete checkpoints it left."""
+    from models import checkpoint
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(train_command(model, train, spec, resume), cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    out = Output(proc, marker=f"step {at_step}/{train.steps} ")
+    if not out.seen.wait(600):
+        proc.kill()
+        raise TimeoutError(out.text()[-3000:])
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    text = out.text()
+    if proc.returncode not in (0, -signal.SIGKILL):
+        raise RuntimeError(f"training exited with {proc.returncode}:\n{text[-3000:]}")
+    resumed = re.search(r"resumed from \S+ at step (\d+)", text)
+    return {"killed": proc.returncode == -signal.SIGKILL, "saved": checkpoint.committed_steps(spec.out),
+            "resumed_at": int(resumed.group(1)) if resumed else None}
+
+
+def train_to_end(model: Any, train: Any, spec: Any) -> int:
+    """Resume `spec` in a subprocess and let it finish; the step it resumed from."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(train_command(model, train, spec, resume=True), cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=1200)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    return int(re.search(r"resumed from \S+ at step (\d+)", done.stdout).group(1))
 
 
 # -- audits ------------------------------------------------------------------------------

@@ -8,13 +8,7 @@ and its extractor worker does not outlive it.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 import random
-import re
-import subprocess
-import sys
 
 import pytest
 
@@ -44,19 +38,11 @@ def test_pipeline_killed_at_random_points_then_rerun_equals_an_uninterrupted_run
 
 
 MODEL = GPTConfig(vocab_size=512, seq_len=16, n_layer=2, n_head=2, n_kv_head=1, n_embd=32)
-# Long enough (a few seconds) to be killed in the middle; a checkpoint every 40 steps.
+# A checkpoint every 40 steps, a log line every 20 (the kill follows one).
 TRAIN = TrainConfig(
     steps=400, batch_tokens=128, device_batch=8, lr=3e-3, warmup_steps=10, eval_every=100, eval_tokens=128,
     checkpoint_every=40, sample_prompts=["The"], sample_tokens=4, log_every=20,
 )
-
-
-def train_command(spec: RunSpec, resume: bool) -> list[str]:
-    """`python -m models.train` on a config file holding MODEL, TRAIN and `spec`."""
-    path = f"{spec.out}.json"
-    with open(path, "w") as f:
-        json.dump({"model": dataclasses.asdict(MODEL), "train": dataclasses.asdict(TRAIN), "run": dataclasses.asdict(spec)}, f)
-    return [sys.executable, "-m", "models.train", "--config", path, *(["--resume"] if resume else [])]
 
 
 def test_training_killed_then_resumed_continues_with_the_uninterrupted_losses(stress_reference, tmp_path):
@@ -71,24 +57,10 @@ def test_training_killed_then_resumed_continues_with_the_uninterrupted_losses(st
     expected = [r["loss"] for r in checkpoint.load(straight.out).metrics["train"]]
 
     crashed = spec("crashed")
-    env = {**os.environ, "PYTHONPATH": stress.REPO.as_posix(), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(train_command(crashed, resume=False), cwd=stress.REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    # kill -9 at a seeded moment after its first checkpoint, before the last one
-    out = stress.Output(proc, marker="checkpoint ")
-    assert out.seen.wait(300) and proc.poll() is None, out.text()[-3000:]
-    delay = random.Random(3).uniform(0.0, 2.0)
-    try:
-        proc.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    saved = checkpoint.committed_steps(crashed.out)
-    assert proc.returncode == -9 and saved and saved[-1] < TRAIN.steps, (proc.returncode, saved)
-
-    done = subprocess.run(train_command(crashed, resume=True), cwd=stress.REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    resumed_at = int(re.search(r"resumed from \S+ at step (\d+)", done.stdout).group(1))
-    assert resumed_at == saved[-1]
+    at = random.Random(3).randrange(60, TRAIN.steps, TRAIN.log_every)  # kill -9 at a seeded step
+    killed = stress.train_and_kill(MODEL, TRAIN, crashed, at, resume=False)
+    assert killed["killed"] and killed["saved"] and killed["saved"][-1] <= at < TRAIN.steps, (at, killed)
+    resumed_at = stress.train_to_end(MODEL, TRAIN, crashed)
+    assert resumed_at == killed["saved"][-1]  # from its last complete checkpoint
     resumed = [r["loss"] for r in checkpoint.load(crashed.out).metrics["train"]]
     assert resumed[resumed_at:] == expected[resumed_at:] and resumed == expected
