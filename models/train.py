@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import datetime
 import json
 import math
 import os
@@ -144,7 +145,9 @@ def init_distributed(device_pref: str) -> tuple[Distributed, torch.device]:
     if use_cuda:
         torch.cuda.set_device(env.local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        # Ranks wait at a barrier while rank 0 samples and writes a checkpoint, which for a
+        # large model on S3 takes minutes: longer than the 10-minute default timeout allows.
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(hours=1))
     return env, torch.device(f"cuda:{env.local_rank}" if use_cuda else "cpu")
 
 
