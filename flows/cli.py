@@ -70,6 +70,32 @@ def deploy_cmd(
         typer.echo(f"Deployed to {server.ui_url(url)}/deployments; start workers with `make worker POOL=cpu|gpu`.")
 
 
+@app.command("watch")
+def watch_cmd(
+    crawl_root: Annotated[str, typer.Argument(help="A folder or bucket of crawls (folders of WARC files, or Common Crawl's warc.paths.gz)")],
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the pipeline runs to finish")] = False,
+    sets: Sets = None,
+) -> None:
+    """Start the pipeline for every crawl under CRAWL_ROOT that the lake has not curated."""
+    from flows.watch import watch
+
+    cfg = config_from(preset, lake, sets)
+    with server.connected():
+        show(watch(crawl_root=crawl_root, config=cfg, wait=wait))
+
+
+@app.command("crawl-landed")
+def crawl_landed_cmd(uri: Annotated[str, typer.Argument(help="The new crawl: a folder or glob of WARC files")]) -> None:
+    """Emit the `crawl2chat.crawl.landed` event: the curate deployment's trigger starts curation."""
+    from flows.watch import emit_landed
+
+    with server.connected():
+        emit_landed(uri)
+    typer.echo(f"crawl2chat.crawl.landed: {uri}")
+
+
 @app.command("lineage")
 def lineage_cmd(uri: Annotated[str, typer.Argument(help="A dataset or checkpoint URI in the lake")]) -> None:
     """Print the chain from a dataset or checkpoint back to its WARC files (from manifests)."""

@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks import lake as lakes
 from tasks.config import LakeConfig
-from tasks.crawls import crawl_name
+from tasks.crawls import WARC_SUFFIXES, crawl_name
 from tasks.curate.chain import Funnel
 from tasks.curate.config import CurateConfig
 from tasks.curate.stage import curate_warc, finalize_shard
@@ -30,7 +30,7 @@ GLOB_CHARS = "*?["
 
 
 def expand(warcs: list[str]) -> list[str]:
-    """URIs and globs (local or s3://) -> the sorted, distinct WARC URIs they name."""
+    """URIs, globs and folders (local or s3://) -> the sorted, distinct WARC URIs they name."""
     found: set[str] = set()
     for pattern in warcs:
         if any(ch in pattern for ch in GLOB_CHARS):
@@ -43,8 +43,23 @@ def expand(warcs: list[str]) -> list[str]:
             fs, path = lakes.filesystem(pattern)
             if not fs.exists(path):
                 raise FileNotFoundError(f"no WARC file at {pattern}")
-            found.add(lakes.normalize(pattern))
+            if fs.isdir(path):  # a crawl's folder: every WARC file under it
+                inside = [lakes.to_uri(fs, p) for p in fs.find(path) if p.endswith(WARC_SUFFIXES)]
+                if not inside:
+                    raise FileNotFoundError(f"no WARC files under {pattern}")
+                found.update(inside)
+            else:
+                found.add(lakes.normalize(pattern))
     return sorted(found)
+
+
+def default_crawl(warcs: list[str], uris: list[str]) -> str:
+    """The crawl's name when the config gives none: the folder given, else the folder the
+    first WARC file sits in."""
+    fs, path = lakes.filesystem(warcs[0])
+    if len(warcs) == 1 and not any(ch in warcs[0] for ch in GLOB_CHARS) and fs.isdir(path):
+        return path.rstrip("/").rsplit("/", 1)[-1]
+    return uris[0].rstrip("/").rsplit("/", 2)[-2]
 
 
 def run_dedup(lake: LakeConfig, crawl: str, filtered_uri: str, config: CurateConfig, dedup: DedupConfig, runner: RunnerConfig) -> str | None:
@@ -104,7 +119,7 @@ def curate(
     uris = expand(warcs)
     if not uris:
         raise ValueError("no WARC files given")
-    crawl = crawl_name(config.crawl or uris[0].rstrip("/").rsplit("/", 2)[-2])
+    crawl = crawl_name(config.crawl or default_crawl(warcs, uris))
     base = lakes.join(root, "curated", crawl)
     filtered_uri, removed_uri, clean_uri = (lakes.join(base, n) for n in ("filtered", "removed", "clean"))
     manifest = dict(config_hash=config_hash(config), code_version=code_version("tasks.curate"))

@@ -26,6 +26,7 @@ POOLS = ("cpu", "gpu")
 def prefect(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run the Prefect CLI of this environment (same server settings as this process)."""
     env = dict(os.environ, CRAWL2CHAT_HOME=str(PROJECT))
+    env.setdefault("CRAWL2CHAT_CRAWL_ROOT", str(PROJECT / "crawls"))  # where the watch deployment looks
     return subprocess.run(
         [sys.executable, "-m", "prefect", *args], cwd=PROJECT, env=env, text=True, capture_output=True, check=check
     )

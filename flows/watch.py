@@ -1,0 +1,75 @@
+"""Re-runs on new crawls: look at a crawl root, start the pipeline for every crawl the lake has
+not curated yet.
+
+Deployed on a cron schedule (deployments/prefect.yaml), it is the backstop of the event path:
+a crawler that emits `crawl2chat.crawl.landed` with the crawl's URI starts curation at once
+(`crawl2chat crawl-landed URI` emits it). Running again over crawls already done finds nothing
+to do; a pipeline started twice on one crawl is all cache hits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+
+from tasks import crawls
+from tasks.config import PipelineConfig
+
+PIPELINE_DEPLOYMENT = "pipeline/pipeline"
+LANDED = "crawl2chat.crawl.landed"
+
+
+def _pipeline_deployment() -> Any:
+    """The pipeline's deployment, when one is registered on the server."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_deployment_by_name(PIPELINE_DEPLOYMENT)
+        except ObjectNotFound:
+            return None
+
+
+@flow(name="watch", log_prints=True)
+def watch(crawl_root: str, config: PipelineConfig = PipelineConfig(), wait: bool = False) -> dict[str, Any]:
+    """Start the pipeline for each crawl under `crawl_root` without `curated/{crawl}/clean`.
+
+    With a `pipeline` deployment, each crawl gets its own deployment run (fire and forget,
+    unless `wait`), so crawls are processed by the workers in parallel; without one, the
+    pipeline runs here, one crawl after the other.
+    """
+    log = get_run_logger()
+    root = config.lake.open()
+    new = crawls.uncurated(crawl_root, root)
+    deployment = _pipeline_deployment() if new else None
+    started = []
+    for name, warcs in sorted(new.items()):
+        run_config = config.model_copy(deep=True)
+        run_config.curate.crawl = name
+        parameters = {"config": run_config.model_dump(mode="json"), "warcs": warcs}
+        if deployment is not None:
+            from prefect.deployments import run_deployment
+
+            run = run_deployment(PIPELINE_DEPLOYMENT, parameters=parameters, timeout=None if wait else 0, as_subflow=wait)
+            started.append({"crawl": name, "warc_files": len(warcs), "flow_run": str(run.id), "state": run.state.name if run.state else ""})
+        else:
+            from flows.pipeline import pipeline
+
+            pipeline(config=run_config, warcs=warcs)
+            started.append({"crawl": name, "warc_files": len(warcs), "flow_run": "in process", "state": "Completed"})
+        log.info("started the pipeline for crawl %s (%d WARC files)", name, len(warcs))
+    if started:
+        create_table_artifact(started, key="watch-started", description=f"New crawls under {crawl_root}")
+    else:
+        log.info("no new crawls under %s", crawl_root)
+    return {"crawl_root": crawl_root, "started": started}
+
+
+def emit_landed(uri: str) -> None:
+    """Announce a crawl that has landed (a folder or a glob of WARC files): its curation starts."""
+    from prefect.events import emit_event
+
+    emit_event(event=LANDED, resource={"prefect.resource.id": f"crawl2chat.crawl.{crawls.crawl_name(uri)}"}, payload={"uri": uri})
