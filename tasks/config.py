@@ -29,7 +29,10 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 class LakeConfig(StageConfig):
-    root: str = Field("./lake", description="Lake root: a local folder or s3://bucket/prefix")
+    root: str = Field(
+        default_factory=lambda: os.environ.get("CRAWL2CHAT_LAKE", "./lake"),
+        description="Lake root: a local folder or s3://bucket/prefix (default: $CRAWL2CHAT_LAKE, else ./lake)",
+    )
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint (MinIO, a local server); credentials come from AWS_* variables")
     s3_region: str | None = None
 
