@@ -62,23 +62,29 @@ def render_for_completion(tokenizer: Tokenizer, messages: Iterable[Mapping[str, 
 
 
 class _Rendering:
-    """Ids and mask being built, with the few facts about the turn in progress."""
+    """The conversation as parts (a special's id, or a text to encode) with their mask bit;
+    `done` encodes every text in one call (one trip into sentencepiece, not one per part)."""
 
     def __init__(self, tokenizer: Tokenizer):
         self.tok = tokenizer
-        self.ids: list[int] = [tokenizer.bos_id]
-        self.mask: list[int] = [0]
-
-    def add(self, ids: Sequence[int], trained: bool) -> None:
-        self.ids.extend(ids)
-        self.mask.extend([int(trained)] * len(ids))
+        self.parts: list[tuple[int | str, int]] = [(tokenizer.bos_id, 0)]
 
     def special(self, name: str, trained: bool) -> None:
-        self.add([self.tok.special(name)], trained)
+        self.parts.append((self.tok.special(name), int(trained)))
 
     def text(self, text: str, trained: bool) -> None:
         if text:
-            self.add(self.tok.encode(text), trained)
+            self.parts.append((text, int(trained)))
+
+    def done(self) -> tuple[list[int], list[int]]:
+        encoded = iter(self.tok.encode_batch([p for p, _ in self.parts if isinstance(p, str)]))
+        ids: list[int] = []
+        mask: list[int] = []
+        for part, bit in self.parts:
+            piece = next(encoded) if isinstance(part, str) else [part]
+            ids.extend(piece)
+            mask.extend([bit] * len(piece))
+        return ids, mask
 
 
 def _content(message: Mapping[str, Any]) -> str:
@@ -148,7 +154,7 @@ def render_conversation(tokenizer: Tokenizer, messages: Sequence[Mapping[str, An
         i += 1
     if in_turn:
         raise ValueError("the conversation ends inside an assistant turn (a tool result with no reply after it)")
-    return out.ids, out.mask
+    return out.done()
 
 
 def show_mask(tokenizer: Tokenizer, ids: Sequence[int], mask: Sequence[int]) -> str:
