@@ -235,6 +235,29 @@ def evaluate_cmd(
                       crawl=crawl or cfg.sample_crawl.name, sft_name=cfg.sft.name, runner=cfg.runner))
 
 
+@app.command("rl")
+def rl_cmd(
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    init: Annotated[Optional[str], typer.Option(help="Checkpoint to reinforce: URI or run name under checkpoints/ (default: the sft run)")] = None,
+    algorithm: Annotated[Optional[str], typer.Option(help="grpo (group-relative advantages) or rft (train on the right samples)")] = None,
+    iterations: Annotated[Optional[int], typer.Option(help="Rollout-and-update rounds")] = None,
+    name: Annotated[Optional[str], typer.Option(help="checkpoints/{name} and rollouts/{name}")] = None,
+    difficulty: Annotated[Optional[list[int]], typer.Option("--difficulty", help="mathgen difficulty 1-5 (repeatable)")] = None,
+    dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="Your problems: JSONL/Parquet with prompt or question, and answer (repeatable)")] = None,
+    crawl: Annotated[Optional[str], typer.Option(help="Crawl whose search index the model's search tool reads")] = None,
+    sets: Sets = None,
+) -> None:
+    """Reinforce a chat model on problems with known answers: rollouts mapped over prompt chunks, then RFT or GRPO."""
+    from flows.rl import rl
+
+    cfg = config_from(preset, lake, sets, **{"rl.init": init, "rl.algorithm": algorithm, "rl.iterations": iterations, "rl.name": name,
+                                             "rl.problems.difficulty": difficulty, "rl.problems.datasets": dataset})
+    with server.connected():
+        result = rl(lake=cfg.lake, config=cfg.rl, init=cfg.rl.init or cfg.sft.name, crawl=crawl or cfg.sample_crawl.name, runner=cfg.runner)
+    show({k: v for k, v in result.items() if k != "history"})
+
+
 @app.command("curate")
 def curate_cmd(
     warcs: Annotated[list[str], typer.Argument(help="WARC/WARC.gz URIs or globs (local or s3://)")],

@@ -20,6 +20,7 @@ from tasks.curate.config import CurateConfig
 from tasks.dedup import DedupConfig
 from tasks.evaluate import EvalConfig
 from tasks.pretrain import PretrainConfig
+from tasks.rl import RLConfig
 from tasks.runtime import RunnerConfig, StageConfig
 from tasks.search import SearchConfig
 from tasks.sft import SFTConfig
@@ -62,6 +63,7 @@ class PipelineConfig(StageConfig):
     pretrain: PretrainConfig = PretrainConfig()
     sft: SFTConfig = SFTConfig()
     evaluate: EvalConfig = EvalConfig()
+    rl: RLConfig = RLConfig()
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
