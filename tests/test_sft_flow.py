@@ -64,14 +64,13 @@ def test_sft_writes_conversations_rows_and_a_fine_tuned_checkpoint(tiny, trained
     assert rows.height and all(len(t) == sft_world.SEQ_LEN + 1 for t in rows["tokens"].to_list())
 
 
-def test_a_rerun_is_all_cache_hits_and_another_config_never_overwrites_the_run(tiny, trained):
+def test_a_rerun_is_all_cache_hits(tiny, trained):
     from flows.sft import sft
 
     out, config = trained
     again = sft(lake=LakeConfig(root=tiny["root"]), config=config, base=tiny["base"], crawl=sft_world.CRAWL)
     assert again["checkpoint"] == out["checkpoint"] and checkpoint.committed_steps(lake.join(tiny["root"], "checkpoints", "sft")) == [2, 4]
-    with pytest.raises(FileExistsError, match="another configuration"):  # never continued, never overwritten
-        sft(lake=LakeConfig(root=tiny["root"]), config=sft_config(seed=1, datasets=[tiny["users"]]), base=tiny["base"], crawl=sft_world.CRAWL)
+    assert lake.manifest(again["checkpoint"]).created_at == lake.manifest(out["checkpoint"]).created_at  # not retrained
 
 
 def test_evaluate_scores_the_fine_tuned_checkpoint_on_held_out_items(tiny, trained):
@@ -88,3 +87,15 @@ def test_evaluate_scores_the_fine_tuned_checkpoint_on_held_out_items(tiny, train
     assert lake.manifest(result["results"]).stats == result["metrics"]
     test_ids = set(lake.scan(out["conversations"]["test"]).collect()["id"].to_list())
     assert set(answers["id"].to_list()) <= test_ids  # only held-out items are asked
+
+
+def test_another_config_moves_the_old_run_aside_and_trains_anew(tiny, trained):
+    from flows.sft import sft
+
+    out, config = trained
+    old = lake.manifest(out["checkpoint"])
+    other = sft_config(seed=1, datasets=[tiny["users"]])
+    new = sft(lake=LakeConfig(root=tiny["root"]), config=other, base=tiny["base"], crawl=sft_world.CRAWL)
+    assert new["checkpoint"] == out["checkpoint"] and lake.manifest(new["checkpoint"]).config_hash != old.config_hash
+    aside = [d for d in lake.list_datasets(lake.join(tiny["root"], "checkpoints")) if old.config_hash in d]
+    assert len(aside) == 2 and all(lake.manifest(d).config_hash == old.config_hash for d in aside)  # steps 2 and 4, kept
