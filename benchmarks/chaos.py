@@ -13,8 +13,8 @@ curate (with dedup), tokenizer and tokenize flows, tiny preset.
    flow body: botocore's standard-mode retries must carry it), six 503s on a task-result PUT,
    five truncated reads of a WARC file (past s3fs's retries: a task retry). Every dataset is
    compared with the clean run's, byte for byte, and documents are audited by id.
-2. Crashes. `--kills` pipeline subprocesses on one local lake, each kill -9'd at a seeded
-   random moment of its flow run, then one run to the end, compared with an uninterrupted run;
+2. Crashes. `--kills` pipeline subprocesses on one lake (local, then S3), each kill -9'd at a
+   seeded random moment of its flow run, then one run to the end, compared with an uninterrupted run;
    the same for training (`python -m models.train`, resumed each time), whose losses must
    equal an uninterrupted run's.
 3. Concurrency. Two pipelines at once on one local lake, and on one S3 lake.
@@ -85,7 +85,7 @@ def log(message: str) -> None:
 # -- 1. storage faults -------------------------------------------------------------------
 
 
-def storage_faults(tally: Tally, s3: str, warcs: list[str], rates: list[float], seed: int) -> None:
+def storage_faults(tally: Tally, s3: str, warcs: list[str], rates: list[float], seed: int) -> tuple[dict, float]:
     os.environ["AWS_ENDPOINT_URL"] = s3
     started = time.monotonic()
     stress.run_pipeline("s3://chaos/clean", warcs)
@@ -121,18 +121,15 @@ def storage_faults(tally: Tally, s3: str, warcs: list[str], rates: list[float], 
             f"({seconds / clean_s:.2f}x the clean run)")
         tally.rows.append({"check": "storage", "rate": rate, "requests": requests, "faults": injected, "finished": ok,
                            "identical": same, "seconds": round(seconds, 1), "clean_seconds": round(clean_s, 1)})
+    return clean, clean_s
 
 
 # -- 2. crashes --------------------------------------------------------------------------
 
 
-def crashes(tally: Tally, work: Path, warcs: list[str], kills: int, seed: int) -> dict[str, Any]:
-    reference = str(work / "reference")
-    started = time.monotonic()
-    stress.run_pipeline(reference, warcs)
-    duration = time.monotonic() - started
-    expected = stress.snapshot(reference)
-    root = str(work / "crashed")
+def crashes(tally: Tally, where: str, root: str, warcs: list[str], expected: dict, duration: float, kills: int, seed: int) -> None:
+    """`kills` pipeline subprocesses on one lake, each kill -9'd at a seeded moment of its
+    flow run, then one run to the end, compared with an uninterrupted run (`expected`)."""
     rng = random.Random(seed)
     killed = 0
     for k in range(kills):
@@ -141,15 +138,16 @@ def crashes(tally: Tally, work: Path, warcs: list[str], kills: int, seed: int) -
         killed += outcome["killed"]
         stress.snapshot(root)  # every committed shard whole after each kill
         if outcome["orphans"]:
-            tally.failures.append(f"kill {k}: worker processes outlived the pipeline: {outcome['orphans']}")
-        log(f"pipeline kill {k + 1}/{kills} at {delay:.1f} s into its flow run: {'killed' if outcome['killed'] else 'had finished'}")
+            tally.failures.append(f"{where} kill {k}: worker processes outlived the pipeline: {outcome['orphans']}")
+        log(f"{where} pipeline kill {k + 1}/{kills} at {delay:.1f} s into its flow run: "
+            f"{'killed' if outcome['killed'] else 'had finished'}")
     stress.finish(stress.start(root, warcs))
     tally.crashes += killed
-    if tally.same("pipeline crashes", expected, stress.snapshot(root)):
-        tally.crashes_survived += killed
-    tally.audit("pipeline crashes", stress.audit(root, stress.truth_uri(warcs)))
-    tally.rows.append({"check": "pipeline kills", "kills": killed, "identical": not tally.failures})
-    return {"reference": reference}
+    same = tally.same(f"{where} pipeline crashes", expected, stress.snapshot(root))
+    tally.crashes_survived += killed if same else 0
+    tally.audit(f"{where} pipeline crashes", stress.audit(root, stress.truth_uri(warcs)))
+    log(f"{where}: {killed} kills, then a run to the end: identical to an uninterrupted run: {same}")
+    tally.rows.append({"check": "pipeline kills", "lake": where, "kills": killed, "identical": same})
 
 
 def training_crashes(tally: Tally, work: Path, reference: str, kills: int, seed: int) -> None:
@@ -257,33 +255,38 @@ def main() -> None:
     s3 = f"http://127.0.0.1:{moto._port}"
     os.environ.update(AWS_ACCESS_KEY_ID=FAKE_KEY_ID, AWS_SECRET_ACCESS_KEY=FAKE_SECRET, AWS_ENDPOINT_URL=s3, AWS_DEFAULT_REGION="us-east-1")
     work = Path(tempfile.mkdtemp(prefix="chaos-"))
-    started_server = None
-    if not os.environ.get("PREFECT_API_URL"):
-        from flows import server
+    from flows import server
 
-        started_server = work / "prefect"
+    # Prefect is imported by now (tests.hostile imports the curate config): in-process flows
+    # find the server through `server.connected`, subprocesses through the environment.
+    started_server = None if os.environ.get("PREFECT_API_URL") else work / "prefect"
+    if started_server is not None:
         os.environ["PREFECT_API_URL"] = server.start(home=started_server, port=free_port())
     tally = Tally()
     began = time.monotonic()
     try:
         import s3fs
 
-        s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3}).mkdir("chaos")
-        s3_warcs = stress.source_crawl("s3://chaos/source", pages=args.pages, files=args.files, seed=args.seed)
-        local_warcs = stress.source_crawl(str(work / "source"), pages=args.pages, files=args.files, seed=args.seed)
-        log(f"sample crawl: {args.pages} pages in {args.files} WARC files, on S3 and on disk; work folder {work}")
+        with server.connected(os.environ["PREFECT_API_URL"]):
+            s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3}).mkdir("chaos")
+            s3_warcs = stress.source_crawl("s3://chaos/source", pages=args.pages, files=args.files, seed=args.seed)
+            local_warcs = stress.source_crawl(str(work / "source"), pages=args.pages, files=args.files, seed=args.seed)
+            log(f"sample crawl: {args.pages} pages in {args.files} WARC files, on S3 and on disk; work folder {work}")
 
-        storage_faults(tally, s3, s3_warcs, rates, args.seed)
-        found = crashes(tally, work, local_warcs, args.kills, args.seed)
-        training_crashes(tally, work, found["reference"], args.training_kills, args.seed)
-        expected = {"local": stress.snapshot(found["reference"]), "S3": stress.snapshot("s3://chaos/clean")}
-        concurrency(tally, {"local": str(work / "concurrent")}, local_warcs, expected)
-        concurrency(tally, {"S3": "s3://chaos/concurrent"}, s3_warcs, expected)
-        memory = bad_input(tally, work, Path(args.shared_data), local_warcs)
+            clean_s3, clean_s3_s = storage_faults(tally, s3, s3_warcs, rates, args.seed)
+            reference = str(work / "reference")
+            started = time.monotonic()
+            stress.run_pipeline(reference, local_warcs)
+            local_s = time.monotonic() - started
+            expected = {"local": stress.snapshot(reference), "S3": clean_s3}
+            crashes(tally, "local", str(work / "crashed"), local_warcs, expected["local"], local_s, args.kills, args.seed)
+            crashes(tally, "S3", "s3://chaos/crashed", s3_warcs, expected["S3"], clean_s3_s, args.kills, args.seed + 1)
+            training_crashes(tally, work, reference, args.training_kills, args.seed)
+            concurrency(tally, {"local": str(work / "concurrent")}, local_warcs, expected)
+            concurrency(tally, {"S3": "s3://chaos/concurrent"}, s3_warcs, expected)
+            memory = bad_input(tally, work, Path(args.shared_data), local_warcs)
     finally:
         if started_server is not None:
-            from flows import server
-
             server.stop(started_server)
         moto.stop()
 

@@ -48,7 +48,9 @@ def storage_options(uri: str) -> dict[str, Any]:
     never travel as options."""
     if not uri.startswith(("s3://", "s3a://")):
         return {}
-    options: dict[str, Any] = {"config_kwargs": {"retries": dict(S3_RETRIES)}}
+    # No listings cache: s3fs would keep a folder's listing for the life of the process, so a
+    # manifest another process commits later would stay invisible (a dataset "not found").
+    options: dict[str, Any] = {"config_kwargs": {"retries": dict(S3_RETRIES)}, "use_listings_cache": False}
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if endpoint:
         options["client_kwargs"] = {"endpoint_url": endpoint}

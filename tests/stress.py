@@ -243,10 +243,11 @@ def snapshot(root: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def ids(uri: str) -> list[str]:
+def ids(uri: str, column: str = "id") -> list[str]:
+    """One column of a dataset (document ids by default), streamed."""
     from tasks import lake
 
-    return [i for batch in lake.iter_batches(uri, columns=["id"]) for i in batch.column("id").to_pylist()]
+    return [i for batch in lake.iter_batches(uri, columns=[column]) for i in batch.column(column).to_pylist()]
 
 
 def audit(lake_root: str, truth_uri: str, crawl: str = "sample", tokenizer: str = OVERRIDES["tokenizer.name"]) -> dict[str, int]:
@@ -258,7 +259,7 @@ def audit(lake_root: str, truth_uri: str, crawl: str = "sample", tokenizer: str 
     """
     from tasks import lake
 
-    truth = set(ids_of(truth_uri, "record_id"))
+    truth = set(ids(truth_uri, "record_id"))
     curated = ids(lake.join(lake_root, "curated", crawl, "clean")) + ids(lake.join(lake_root, "curated", crawl, "removed"))
     clean = set(ids(lake.join(lake_root, "curated", crawl, "clean")))
     tokens_root = lake.join(lake_root, "tokens", tokenizer, crawl)
@@ -270,12 +271,6 @@ def audit(lake_root: str, truth_uri: str, crawl: str = "sample", tokenizer: str 
         "duplicated": (len(curated) - len(set(curated))) + (len(tokens) - len(set(tokens))),
         "unexpected": len(set(curated) - truth) + len(set(tokens) - clean),
     }
-
-
-def ids_of(uri: str, column: str) -> list[str]:
-    from tasks import lake
-
-    return [i for batch in lake.iter_batches(uri, columns=[column]) for i in batch.column(column).to_pylist()]
 
 
 def differences(a: dict[str, dict[str, str]], b: dict[str, dict[str, str]]) -> list[str]:

@@ -60,6 +60,23 @@ def test_commit_removes_only_stale_leftovers(tmp_path):
     assert lake.scan(uri).collect().height == 1
 
 
+def test_a_dataset_another_process_commits_is_seen_by_a_process_that_listed_it_before(s3_bucket, s3_server):
+    """s3fs caches a folder's listing for the life of the process by default, so a manifest
+    committed later by another process stayed invisible ("no dataset at ..."), even while
+    `list_datasets` found it. The lake's filesystem has no listings cache."""
+    import s3fs
+
+    uri = s3_bucket + "/lake/d"
+    shard = lake.write_shard(uri, "part-00000", pa.table({"x": [1, 2]}))
+    fs, path = lake.filesystem(uri)
+    assert fs.ls(path) and not lake.exists(uri)  # this process has listed the folder
+    other = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server}, skip_instance_cache=True)  # another process
+    other.pipe_file(f"{path}/_manifest.json", lake.Manifest(kind="t", shards=[shard]).to_json().encode())
+    assert lake.list_datasets(s3_bucket + "/lake") == [uri]
+    assert lake.exists(uri) and lake.manifest(uri).rows == 2
+    assert lake.scan(uri).collect().height == 2
+
+
 @pytest.mark.slow
 def test_two_pipelines_at_once_on_one_lake_leave_correct_datasets(stress_crawl, stress_reference, tmp_path):
     root = str(tmp_path / "lake")
