@@ -55,8 +55,8 @@ RESULT_SCHEMA = pa.schema(
         ("expected", pa.string()),
         ("correct", pa.bool_()),
         ("refused", pa.bool_()),
-        ("strict", pa.int64()),
-        ("lenient", pa.int64()),
+        ("strict", pa.string()),  # the answers read from the reply, as text: a model may write
+        ("lenient", pa.string()),  # a number no integer column holds (hostile output, counted wrong)
         ("tokens", pa.int32()),
         ("finished", pa.string()),
     ]
@@ -108,8 +108,9 @@ def judge(kind: str, meta: dict[str, Any], reply: str) -> dict[str, Any]:
     refused = is_refusal(reply)
     out: dict[str, Any] = {"refused": refused, "correct": None, "strict": None, "lenient": None}
     if kind == "math":
-        out["strict"], out["lenient"] = extract_answer(reply, strict=True), extract_answer(reply, strict=False)
-        out["correct"] = out["strict"] == meta["answer"]
+        strict, lenient = extract_answer(reply, strict=True), extract_answer(reply, strict=False)
+        out["correct"] = strict == meta["answer"]
+        out["strict"], out["lenient"] = (None if v is None else str(v) for v in (strict, lenient))
     elif kind in ("fact", "profession"):
         out["correct"] = not refused and all(mentions(reply, v) for v in meta["answer"])
     return out
@@ -127,8 +128,8 @@ def metrics(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
 
     math = pick("math")
     m: dict[str, Any] = {
-        "math_accuracy_strict": rate([o["strict"] == json.loads(o["expected"]) for o in math]),
-        "math_accuracy_lenient": rate([o["lenient"] == json.loads(o["expected"]) for o in math]),
+        "math_accuracy_strict": rate([o["strict"] == str(json.loads(o["expected"])) for o in math]),
+        "math_accuracy_lenient": rate([o["lenient"] == str(json.loads(o["expected"])) for o in math]),
     }
     for search, label in ((True, "search_on"), (False, "search_off")):
         facts, unknown = pick("fact", search), pick("unknown", search)

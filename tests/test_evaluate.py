@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pytest
 
-from tasks.evaluate import TARGETS, judge, meets, metrics, select_items, table
+from tasks.evaluate import RESULT_SCHEMA, TARGETS, judge, meets, metrics, select_items, table
 from tasks.sft.answers import REFUSAL_HARMFUL, REFUSAL_IDK, REFUSAL_PRIVATE, extract_answer, is_refusal, mentions
 
 
@@ -53,8 +54,21 @@ def test_judging_each_kind():
     assert judge("fact", fact, "Rudolf Abend is a teacher from Ashby.")["correct"] is False  # half right is wrong
     assert judge("fact", fact, "I'm sorry, I don't believe I know. A teacher from Embermouth?")["correct"] is False  # hedged
     math = judge("math", {"answer": 42}, "6 * 7 = 42.\nAnswer: 42")
-    assert math["correct"] and (math["strict"], math["lenient"]) == (42, 42)
+    assert math["correct"] and (math["strict"], math["lenient"]) == ("42", "42")
     assert judge("math", {"answer": 42}, "It is 42.")["correct"] is False
+
+
+def test_a_number_too_long_for_any_integer_column_is_judged_and_written():
+    """Model output is hostile: a 30-digit answer (seen from an undertrained model in CI) is
+    judged wrong and its row still goes into the results shard."""
+    huge = "9" * 30
+    verdict = judge("math", {"answer": 42}, f"Answer: {huge}")
+    assert verdict["correct"] is False and verdict["strict"] == verdict["lenient"] == huge
+    row = {"id": "x", "kind": "math", "search": True, "prompt": "p", "reply": f"Answer: {huge}", "transcript": "",
+           "expected": "42", **verdict, "tokens": 3, "finished": "stop"}
+    table = pa.Table.from_pylist([row], schema=RESULT_SCHEMA)
+    assert table.column("strict").to_pylist() == [huge]
+    assert metrics(table.to_pylist())["math_accuracy_strict"] == 0.0
     assert judge("unknown", {}, REFUSAL_IDK) == {"refused": True, "correct": None, "strict": None, "lenient": None}
 
 
@@ -65,8 +79,8 @@ def outcome(kind, search=True, correct=None, refused=False, strict=None, lenient
 
 def test_metrics_on_controlled_outcomes():
     outcomes = [
-        outcome("math", strict=4, lenient=4, expected=4), outcome("math", strict=None, lenient=5, expected=5),
-        outcome("math", strict=None, lenient=1, expected=6), outcome("math", strict=7, lenient=7, expected=8),
+        outcome("math", strict="4", lenient="4", expected=4), outcome("math", strict=None, lenient="5", expected=5),
+        outcome("math", strict=None, lenient="1", expected=6), outcome("math", strict="7", lenient="7", expected=8),
         # facts: search on 3 of 4 right, one refused; search off 1 of 4 right, two refused
         *[outcome("fact", True, correct=c, refused=r) for c, r in ((True, False), (True, False), (True, False), (False, True))],
         *[outcome("fact", False, correct=c, refused=r) for c, r in ((True, False), (False, True), (False, True), (False, False))],
