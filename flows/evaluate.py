@@ -13,6 +13,7 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.dispatch import record_result
 from tasks import lake as lakes
 from tasks.config import LakeConfig
 from tasks.evaluate import (
@@ -31,7 +32,7 @@ from tasks.evaluate import (
 from tasks.runtime import RunnerConfig, code_version, config_hash, declare, in_lake, run_mapped
 
 
-@flow(name="evaluate", log_prints=True)
+@flow(name="evaluate", log_prints=True, on_completion=[record_result])
 def evaluate(
     checkpoint: str,
     lake: LakeConfig = LakeConfig(),

@@ -1,7 +1,8 @@
 """The end-to-end pipeline: a crawl in, a chat assistant out.
 
-Each stage is a subflow here on the embedded default; stage issues plug their stage in below,
-so `make demo` always runs everything that exists.
+Each stage is a subflow. On the embedded default (the CLI, `make demo`) all run in this process;
+when the pipeline runs from a deployment, the training stages (pretrain, SFT, evaluate, RL) run
+as their own deployments' flow runs on the `gpu` pool (flows/dispatch.py).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from prefect import flow
 
 from flows import report
 from flows.curate import curate
+from flows.dispatch import run_stage
 from flows.evaluate import before_after, evaluate
 from flows.pretrain import pretrain
+from flows.rl import rl
 from flows.sample_crawl import sample_crawl
 from flows.search_index import search_index
 from flows.sft import sft
@@ -40,17 +43,19 @@ def pipeline(config: PipelineConfig = PipelineConfig(), warcs: list[str] | None 
     )
     # Pretrain the base model on the crawl's tokens (resumes by itself a run of the same config and data).
     tokens = out["tokenize"]["train"]["uri"].rstrip("/").rsplit("/", 1)[0]
-    out["pretrain"] = pretrain(lake=config.lake, config=config.pretrain, tokenizer=out["tokenizer"]["uri"], tokens=[tokens])
+    out["pretrain"] = run_stage(pretrain, lake=config.lake, config=config.pretrain, tokenizer=out["tokenizer"]["uri"], tokens=[tokens])
     # SFT: conversations from the crawl (answers grounded in real search results, refusals where
     # the base model's knowledge probe says it does not know), then fine-tuning from the base model.
-    out["sft"] = sft(lake=config.lake, config=config.sft, base=out["pretrain"]["checkpoint"], crawl=crawl, runner=config.runner)
+    out["sft"] = run_stage(sft, lake=config.lake, config=config.sft, base=out["pretrain"]["checkpoint"], crawl=crawl, runner=config.runner)
     # Evaluate the base and the fine-tuned model on the same held-out conversations.
     runs = {"base": out["pretrain"]["checkpoint"], "sft": out["sft"]["checkpoint"]}
     evals = {
-        name: evaluate(checkpoint=ckpt, lake=config.lake, config=config.evaluate, conversations=out["sft"]["conversations"]["test"],
+        name: run_stage(evaluate, checkpoint=ckpt, lake=config.lake, config=config.evaluate, conversations=out["sft"]["conversations"]["test"],
                        crawl=crawl, runner=config.runner)
         for name, ckpt in runs.items()
     }
     out["evaluate"] = {"results": {name: e["results"] for name, e in evals.items()}, "table": before_after(evals)}
+    # RL: sample solutions to problems with known answers, score them, reinforce the right ones.
+    out["rl"] = run_stage(rl, lake=config.lake, config=config.rl, init=out["sft"]["checkpoint"], crawl=crawl, runner=config.runner)
     out["report_card"] = report.publish(out, config.lake.open())
     return out

@@ -15,13 +15,14 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows.dispatch import record_result
 from tasks import lake as lakes
 from tasks.config import LakeConfig
 from tasks.pretrain import PretrainConfig, train_model, write_report
 from tasks.runtime import declare, in_lake
 
 
-@flow(name="pretrain", log_prints=True)
+@flow(name="pretrain", log_prints=True, on_completion=[record_result])
 def pretrain(
     lake: LakeConfig = LakeConfig(),
     config: PretrainConfig = PretrainConfig(),

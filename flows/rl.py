@@ -21,6 +21,7 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.dispatch import record_result
 from models import checkpoint, storage
 from tasks import lake as lakes
 from tasks.config import LakeConfig
@@ -134,7 +135,7 @@ def evaluation(root: str, out: str, step: int, policy: tuple[str, str], problems
     return stats["metrics"]
 
 
-@flow(name="rl", log_prints=True)
+@flow(name="rl", log_prints=True, on_completion=[record_result])
 def rl(
     lake: LakeConfig = LakeConfig(),
     config: RLConfig = RLConfig(),

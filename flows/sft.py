@@ -17,6 +17,7 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.dispatch import record_result
 from models.chat import render_conversation, show_mask
 from models.tokenizer import Tokenizer
 from tasks import lake as lakes
@@ -52,7 +53,7 @@ def _mask_examples(train: str, tokenizer: Tokenizer) -> str:
     return "\n".join(lines)
 
 
-@flow(name="sft", log_prints=True)
+@flow(name="sft", log_prints=True, on_completion=[record_result])
 def sft(
     lake: LakeConfig = LakeConfig(),
     config: SFTConfig = SFTConfig(),

@@ -1,0 +1,78 @@
+"""Where a pipeline stage runs: in process, or on its own deployment's work pool.
+
+On the embedded default (the CLI, `make demo`) every stage is an in-process subflow. When the
+pipeline itself runs from a deployment, each stage that has a deployment of its own runs as
+that deployment's flow run (`run_deployment(..., as_subflow=True)`), so the training stages go
+to the `gpu` pool and its workers while the pipeline waits on a `cpu` worker. As subflows they
+show in the pipeline's graph, and cancelling the pipeline cancels them (the server's
+cancellation service does this for subflow runs).
+
+A deployment run's return value is not sent back to its parent, so stage flows record theirs
+in the lake (`record_result`, an on-completion hook) and the parent reads it from there.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prefect import Flow
+from prefect.runtime import deployment
+
+from models.storage import read_json
+from tasks import lake
+from tasks.config import LakeConfig
+
+RESULTS = "_prefect/flow-results"
+
+
+def _result_uri(lake_root: str, flow_run_id: Any) -> str:
+    return lake.join(lake_root, RESULTS, f"{flow_run_id}.json")
+
+
+def record_result(flow_: Flow, flow_run: Any, state: Any) -> None:
+    """On-completion hook of stage flows: keep a deployment run's return value in the lake for
+    its parent (an in-process subflow hands it back directly)."""
+    if flow_run.deployment_id is None:
+        return
+    params = flow_run.parameters or {}
+    lake_config = LakeConfig.model_validate(params.get("lake") or {})
+    result = state.result(raise_on_failure=False)
+    lake.write_text_atomic(_result_uri(lake_config.open(), flow_run.id), json.dumps(result, default=str))
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _deployed(name: str) -> bool:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_deployment_by_name(name)
+            return True
+        except ObjectNotFound:
+            return False
+
+
+def run_stage(stage: Flow, **parameters: Any) -> Any:
+    """Run `stage` with `parameters` (which include `lake`): as its deployment's run when the
+    caller runs from a deployment and the stage has one, else in process."""
+    name = f"{stage.name}/{stage.name}"
+    if deployment.id is None or not _deployed(name):
+        return stage(**parameters)
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(name, parameters=_jsonable(parameters), as_subflow=True, timeout=None, poll_interval=2)
+    if run.state is None or not run.state.is_completed():
+        raise RuntimeError(f"stage {name} ended {run.state.name if run.state else 'without a state'} (flow run {run.id})")
+    lake_root = LakeConfig.model_validate(_jsonable(parameters["lake"])).open()
+    return read_json(_result_uri(lake_root, run.id))
