@@ -29,7 +29,7 @@ from models.engine import Engine
 from models.gpt import GPT, GPTConfig
 from models.tokenizer import Tokenizer, train
 from models.tools import SearchIndex, create_index
-from tests.conftest import FAKE_KEY_ID, FAKE_SECRET, free_port
+from tests.conftest import FAKE_KEY_ID, FAKE_SECRET
 
 REPO = Path(__file__).resolve().parents[1]
 SPECIALS = ("<|bos|>", "<|user_start|>", "<|user_end|>", "<|assistant_start|>", "<|assistant_end|>", "<|search_start|>",
@@ -298,22 +298,6 @@ def tree(pid: int) -> list[int]:
 
 
 LOOPBACK = ("127.0.0.1", "::1")
-
-
-@pytest.mark.slow
-def test_the_local_prefect_server_listens_on_loopback(tmp_path):
-    from flows import server
-
-    port = free_port()
-    url = server.start(home=tmp_path / "prefect", port=port)
-    try:
-        pid = int((tmp_path / "prefect" / "server.pid").read_text())
-        sockets = listening(tree(pid))
-        assert any(p == port for _, p, _ in sockets), sockets
-        assert all(ip in LOOPBACK for ip, _, _ in sockets), sockets
-        assert url.startswith("http://127.0.0.1:")
-    finally:
-        server.stop(tmp_path / "prefect")
 
 
 @pytest.mark.slow

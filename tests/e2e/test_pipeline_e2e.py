@@ -12,6 +12,7 @@ from prefect.client.schemas.filters import (
     TaskRunFilterFlowRunId,
 )
 from prefect.deployments import run_deployment
+from prefect.states import Cancelling
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.report import descendants
@@ -24,15 +25,31 @@ pytestmark = pytest.mark.e2e
 E2E_OVERRIDES = {
     "sample_crawl.pages": 120,
     "sample_crawl.files": 2,
+    "pretrain.train.steps": 40,
+    "pretrain.train.warmup_steps": 10,
+    "pretrain.train.eval_every": 20,
+    "pretrain.train.checkpoint_every": 20,
+    "sft.counts": {"facts_search": 1, "unknown": 150, "math": 150, "math_test": 10, "arithmetic": 20, "arithmetic_test": 5,
+                   "private": 20, "harmful": 20, "benign": 20, "refusal_test": 5, "identity": 20, "echo": 600},
     "sft.train.steps": 10,
     "sft.train.eval_every": 5,
     "sft.train.checkpoint_every": 10,
     "evaluate.limits": {"math": 2, "fact": 2, "unknown": 2, "harmful": 1, "private": 1, "benign": 1},
+    "rl.iterations": 1,
+    "rl.prompts": 2,
+    "rl.samples": 2,
+    "rl.chunk": 2,
+    "rl.problems": {"train": 8, "eval": 4},
+    "rl.eval_samples": 2,
+    "rl.max_new_tokens": 32,
 }
 
 
 def e2e_config(lake_root: str) -> dict:
     return load_config("tiny", {**E2E_OVERRIDES, "lake.root": lake_root}).model_dump(mode="json")
+
+
+GPU_STAGES = ("pretrain", "sft", "evaluate", "rl")
 
 
 def task_runs(client, flow_run_ids: list[uuid.UUID]) -> list:
@@ -60,8 +77,18 @@ def test_pipeline_deployment_end_to_end_then_all_cache_hits(stack):
         for expected in ("crawls/sample/truth", "curated/sample/clean", "curated/sample/removed"):
             assert expected in datasets, sorted(datasets)
         assert any(d.startswith("tokens/") and d.endswith("/train") for d in datasets)
+        assert any(d.startswith("rollouts/rl/") for d in datasets)
 
         with get_client(sync_client=True) as client:
+            # The training stages ran as their deployments' runs on the gpu pool, as subflows.
+            pools = {}
+            for run in descendants(client, first.id):
+                flow_name = client.read_flow(run.flow_id).name
+                pools.setdefault(flow_name, set()).add(run.work_pool_name)
+            for stage in GPU_STAGES:
+                assert pools.get(stage) == {"gpu"}, pools
+            assert pools["curate"] == {None}  # data stages run in the pipeline's own process
+
             keys = {a.key for a in client.read_artifacts() if a.key}
             assert {"curate-funnel", "curate-report", "tokenize-counts", "pipeline-report-card"} <= keys
 
@@ -74,3 +101,49 @@ def test_pipeline_deployment_end_to_end_then_all_cache_hits(stack):
             assert lake_tasks, "the second run ran no tasks at all"
             not_cached = sorted({r.name.rsplit("-", 1)[0] for r in lake_tasks if r.state.name != "Cached"})
             assert not_cached == [], f"tasks that did work on a re-run: {not_cached}"
+
+
+def test_a_landed_crawl_event_starts_curation(stack, shared_data):
+    """`crawl2chat crawl-landed URI` emits the event; the curate deployment's trigger runs it."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    crawl = stack.lake.parent / "incoming" / "cc-sample"
+    crawl.mkdir(parents=True)
+    shutil.copy(shared_data / "warc" / "commoncrawl-sample" / "warcfile.warc.gz", crawl / "part-0.warc.gz")
+    landed = subprocess.run([str(Path(sys.executable).parent / "crawl2chat"), "crawl-landed", str(crawl)], env=stack.env, text=True, capture_output=True)
+    assert landed.returncode == 0, landed.stderr
+    clean = lake.join(str(stack.lake), "curated", "cc-sample", "clean")
+    deadline = time.monotonic() + 300
+    while not lake.exists(clean):
+        assert time.monotonic() < deadline, f"no curation after the event: see {stack.logs}"
+        time.sleep(2)
+    from tasks.lineage import leaves, trace
+
+    assert leaves(trace(clean)) == [str(crawl / "part-0.warc.gz")]  # curated from the landed file
+
+
+def test_cancelling_the_pipeline_cancels_its_training_run(stack):
+    """The pipeline waits on pretrain's deployment run; cancelling the pipeline cancels it."""
+    config = load_config("tiny", {**E2E_OVERRIDES, "lake.root": str(stack.lake), "pretrain.name": "long",
+                                  "pretrain.train.steps": 100_000}).model_dump(mode="json")
+    with temporary_settings(updates={PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
+        parent = run_deployment("pipeline/pipeline", parameters={"config": config}, timeout=0)
+        child = wait_for(lambda: next((r for r in descendants(client, parent.id)
+                                       if client.read_flow(r.flow_id).name == "pretrain" and r.state.is_running()), None),
+                         timeout=180, what=f"a running pretrain subflow: see {stack.logs}")
+        client.set_flow_run_state(parent.id, Cancelling(), force=True)
+        final = wait_for(lambda: (r := client.read_flow_run(child.id)).state.is_final() and r, timeout=180,
+                         what=f"pretrain's run to end after the cancel: see {stack.logs}")
+        assert final.state.is_cancelled(), final.state
+        assert wait_for(lambda: client.read_flow_run(parent.id).state.is_cancelled(), timeout=60, what="the pipeline cancelled")
+
+
+def wait_for(probe, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+    return found

@@ -11,7 +11,12 @@ import shutil
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.report import descendants
 
 pytestmark = pytest.mark.e2e
 
@@ -20,18 +25,24 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
     "--disable-background-networking", "--disable-component-update",
 ]
-STAGES = ("sample-crawl", "curate", "tokenizer", "tokenize")
+STAGES = ("sample-crawl", "curate", "tokenizer", "tokenize", "pretrain", "sft", "rl")  # the last three: gpu deployment runs
 
 
 def latest_runs(api_url: str) -> dict[str, str]:
-    """Flow name -> name of its latest run."""
+    """The latest completed pipeline run's name, and its subflow runs' names by flow name
+    (other runs of the same flows, such as one an event started, are not the pipeline's)."""
     with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
         flows = {f.id: f.name for f in client.read_flows()}
-        runs = sorted(client.read_flow_runs(), key=lambda r: r.start_time or r.created, reverse=True)
-        latest: dict[str, str] = {}
+        latest = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["pipeline"])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED]))),
+            sort=FlowRunSort.START_TIME_DESC, limit=1,
+        )[0]
+        runs = sorted(descendants(client, latest.id), key=lambda r: r.start_time or r.created, reverse=True)
+        names: dict[str, str] = {}
         for run in runs:
-            latest.setdefault(flows[run.flow_id], run.name)
-        return latest
+            names.setdefault(flows[run.flow_id], run.name)
+        return names
 
 
 def check_ui(ui_url: str, runs: dict[str, str], screenshots: str | None = None) -> None:
