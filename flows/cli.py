@@ -331,6 +331,10 @@ def demo_cmd(lake: Lake = None, sets: Sets = None) -> None:
         from tasks.evaluate import markdown_table
 
         typer.echo("\nBefore and after SFT, on held-out conversations:\n" + markdown_table(result["evaluate"]["table"]))
+    if result.get("rl", {}).get("after"):
+        rl, metric = result["rl"], "pass1_greedy"
+        typer.echo(f"\nRL: held-out pass@1 (greedy) {rl['before']['all'][metric]:.1%} -> {rl['after']['all'][metric]:.1%}; "
+                   f"reward curve {rl['reward_curve']}")
     typer.echo(f"\nLake: {Path(cfg.lake.root).resolve()}")
     typer.echo(f"Runs, task lineage and artifacts: {server.ui_url(url)}/runs")
 
