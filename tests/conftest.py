@@ -110,14 +110,3 @@ def stress_reference(prefect_server, stress_crawl, tmp_path_factory) -> dict:
     started = time.monotonic()
     stress.run_pipeline(root, stress_crawl)
     return {"lake": root, "seconds": time.monotonic() - started, "snapshot": stress.snapshot(root)}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    """Under xdist's loadgroup, tests that share a costly session fixture go to one worker:
-    the e2e stack (a server, deployments and workers) and the stress reference run."""
-    for item in items:
-        if item.get_closest_marker("e2e"):
-            item.add_marker(pytest.mark.xdist_group("e2e"))
-        elif "stress_reference" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("stress"))

@@ -1,7 +1,5 @@
-"""The Prefect UI of the e2e server, driven in headless Chromium as a user would.
-
-Runs after the pipeline test in the same session (it needs a finished pipeline run). Uses
-Debian's chromium (installed by `make test`) through Playwright's Python driver, and the UI
+"""The Prefect UI of the e2e server, driven in headless Chromium as a user would (the test is
+in test_e2e.py and needs the session's finished pipeline runs). Uses Debian's chromium (installed by `make test`) through Playwright's Python driver, and the UI
 a browser lands on by default (Prefect's V2 UI).
 """
 
@@ -9,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
 from prefect.client.schemas.objects import StateType
@@ -17,8 +14,6 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.report import descendants
-
-pytestmark = pytest.mark.e2e
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -92,7 +87,3 @@ def check_ui(ui_url: str, runs: dict[str, str], screenshots: str | None = None) 
         expect(page.get_by_text("Pages in the sample crawl (the size knob)").first).to_be_visible()
         shot(page, "deployment-form")
         browser.close()
-
-
-def test_ui_shows_runs_subflows_tasks_form_and_report_card(stack):
-    check_ui(stack.ui_url, latest_runs(stack.api_url))
