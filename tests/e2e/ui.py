@@ -1,6 +1,8 @@
-"""The Prefect UI of the e2e server, driven in headless Chromium as a user would (the test is
-in test_e2e.py and needs the session's finished pipeline runs). Uses Debian's chromium (installed by `make test`) through Playwright's Python driver, and the UI
-a browser lands on by default (Prefect's V2 UI).
+"""The Prefect UI of the e2e server, driven in headless Chromium as a user would.
+
+The test is in test_e2e.py and needs the session's finished pipeline runs. Uses Debian's
+chromium (installed by `make test`) through Playwright's Python driver, and the UI a browser
+lands on by default (Prefect's V2 UI).
 """
 
 from __future__ import annotations
