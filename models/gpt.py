@@ -85,7 +85,8 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The gain in the input's dtype: under bf16 autocast a float32 gain would send
         # rms_norm to its slow unfused path.
-        return F.rms_norm(x, (x.size(-1),), self.weight.to(x.dtype), self.eps)
+        weight = self.weight if self.weight.dtype == x.dtype else self.weight.to(x.dtype)
+        return F.rms_norm(x, (x.size(-1),), weight, self.eps)
 
 
 def rotary_table(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +100,8 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     """Rotate pairs (x[i], x[i + d/2]): the half-split layout Llama and Qwen use (not the
     interleaved one of the original RoPE paper), so HF weights need no permutation."""
     x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(x.dtype)
+    out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
 class KVCache:
@@ -174,7 +176,8 @@ class Attention(nn.Module):
             mask = keys[None, :] <= (prefix + torch.arange(T, device=x.device))[:, None]
             causal = False
         # One dtype for SDPA whatever autocast made of the norms, or a float32 cache holds.
-        q, k = q.to(v.dtype), k.to(v.dtype)
+        if q.dtype != v.dtype or k.dtype != v.dtype:  # (no .to call when equal: decoding makes thousands)
+            q, k = q.to(v.dtype), k.to(v.dtype)
         gqa = self.n_kv_head != self.n_head
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
