@@ -18,6 +18,7 @@ from typing import Any
 
 from prefect import Flow
 from prefect.runtime import deployment
+from pydantic_core import to_jsonable_python
 
 from models.storage import read_json
 from tasks import lake
@@ -41,16 +42,6 @@ def record_result(flow_: Flow, flow_run: Any, state: Any) -> None:
     lake.write_text_atomic(_result_uri(lake_config.open(), flow_run.id), json.dumps(result, default=str))
 
 
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def _deployed(name: str) -> bool:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
@@ -71,8 +62,8 @@ def run_stage(stage: Flow, **parameters: Any) -> Any:
         return stage(**parameters)
     from prefect.deployments import run_deployment
 
-    run = run_deployment(name, parameters=_jsonable(parameters), as_subflow=True, timeout=None, poll_interval=2)
+    run = run_deployment(name, parameters=to_jsonable_python(parameters), as_subflow=True, timeout=None, poll_interval=2)
     if run.state is None or not run.state.is_completed():
         raise RuntimeError(f"stage {name} ended {run.state.name if run.state else 'without a state'} (flow run {run.id})")
-    lake_root = LakeConfig.model_validate(_jsonable(parameters["lake"])).open()
+    lake_root = LakeConfig.model_validate(parameters["lake"]).open()
     return read_json(_result_uri(lake_root, run.id))
