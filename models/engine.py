@@ -92,12 +92,6 @@ def draw(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     return picked
 
 
-def keep_rows(cache: KVCache, rows: Sequence[int]) -> None:
-    """Keep only `rows` of the cache's batch (in that order): finished rows stop costing."""
-    index = torch.tensor(rows, device=cache.k.device)
-    cache.k, cache.v = cache.k.index_select(1, index), cache.v.index_select(1, index)
-
-
 @dataclass
 class ToolCall:
     tool: str  # "search" or "calculator" (models.chat.TOOL_TOKENS)
@@ -301,7 +295,7 @@ class Engine:
             if not keep:
                 break
             if len(keep) < len(live):
-                keep_rows(cache, keep)
+                cache.keep(keep)
                 live = [live[j] for j in keep]
             step = torch.tensor([[rows[r].tokens[-1]] for r in live], device=cache.k.device)
             logits = self.model(step, kv_cache=cache)[:, -1]

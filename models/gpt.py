@@ -22,6 +22,7 @@ token by token, each step attending to the cached keys and values of everything 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -90,17 +91,24 @@ class RMSNorm(nn.Module):
 
 
 def rotary_table(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of position * frequency, (length, head_dim / 2), float32."""
+    """The rotation of every position, (length, head_dim), float32, laid out for `apply_rotary`:
+    cos of position * frequency on both halves, and sin with the first half negated."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
     angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
-    return angles.cos(), angles.sin()
+    cos, sin = angles.cos(), angles.sin()
+    return torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate pairs (x[i], x[i + d/2]): the half-split layout Llama and Qwen use (not the
-    interleaved one of the original RoPE paper), so HF weights need no permutation."""
-    x1, x2 = x.chunk(2, dim=-1)
-    out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    interleaved one of the original RoPE paper), so HF weights need no permutation.
+
+    (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), computed as x * cos + swap(x) * sin with
+    the tables of `rotary_table` (swap exchanges the halves, sin's first half is negated):
+    bit for bit the same values in four kernel calls instead of eight, which matters when
+    decoding one token at a time is bound by the number of calls.
+    """
+    out = x * cos + x.roll(x.size(-1) // 2, dims=-1) * sin
     return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
@@ -127,15 +135,29 @@ class KVCache:
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.pos = 0
+        self._split_layers()
+
+    def _split_layers(self) -> None:
+        # Per-layer views, made once: indexing the 5-D tensors costs microseconds per layer per
+        # token. (Not unbind: its views cannot be written in place where autograd records.)
+        self._k = [self.k.select(0, i) for i in range(self.k.size(0))]
+        self._v = [self.v.select(0, i) for i in range(self.v.size(0))]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, n_kv_head, T, head_dim) after the cached tokens; return all so far."""
         end = self.pos + k.size(2)
         if end > self.max_len:
             raise ValueError(f"KV cache full: {end} tokens > max_len {self.max_len}")
-        self.k[layer, :, :, self.pos : end] = k
-        self.v[layer, :, :, self.pos : end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        keys, values = self._k[layer], self._v[layer]
+        keys.narrow(2, self.pos, k.size(2)).copy_(k)
+        values.narrow(2, self.pos, v.size(2)).copy_(v)
+        return keys.narrow(2, 0, end), values.narrow(2, 0, end)
+
+    def keep(self, rows: Sequence[int]) -> None:
+        """Keep only `rows` of the batch (in that order): finished rows stop costing."""
+        index = torch.tensor(rows, device=self.k.device)
+        self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
+        self._split_layers()
 
 
 class Attention(nn.Module):
@@ -150,15 +172,35 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(config.n_head * config.head_dim, d, bias=False)
         self.q_norm = RMSNorm(config.head_dim, config.norm_eps)
         self.k_norm = RMSNorm(config.head_dim, config.norm_eps)
+        # For inference (GPT.stack_weights): q, k and v's weights as one matrix, and the q/k
+        # norms' gains as one (n_head + n_kv_head, head_dim) table.
+        self.qkv_weight: torch.Tensor | None = None
+        self.qk_norm_weight: torch.Tensor | None = None
+
+    def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q and k, normalised and rotated, and v, (B, T, heads, head_dim): one linear and one
+        norm per projection, the training path."""
+        B, T, _ = x.shape
+        q = apply_rotary(self.q_norm(self.q_proj(x).view(B, T, self.n_head, self.head_dim)), cos, sin)
+        k = apply_rotary(self.k_norm(self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim)), cos, sin)
+        return q, k, self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim)
+
+    def project_stacked(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`project` for inference, in a third of the kernel calls: one matmul for q, k and v,
+        then q and k normalised and rotated together. The same values to float rounding."""
+        B, T, _ = x.shape
+        qkv = F.linear(x, self.qkv_weight).view(B, T, -1, self.head_dim)
+        qk, v = qkv.split_with_sizes([self.n_head + self.n_kv_head, self.n_kv_head], dim=2)
+        qk = F.rms_norm(qk, (self.head_dim,), None, self.q_norm.eps) * self.qk_norm_weight.to(qk.dtype)
+        q, k = apply_rotary(qk, cos, sin).split_with_sizes([self.n_head, self.n_kv_head], dim=2)
+        return q, k, v
 
     def forward(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None
     ) -> torch.Tensor:
         B, T, _ = x.shape
-        # (B, T, heads, head_dim) -> norm and rotate per head -> (B, heads, T, head_dim)
-        q = apply_rotary(self.q_norm(self.q_proj(x).view(B, T, self.n_head, self.head_dim)), cos, sin)
-        k = apply_rotary(self.k_norm(self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim)), cos, sin)
-        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim)
+        # (B, T, heads, head_dim) -> (B, heads, T, head_dim)
+        q, k, v = (self.project if torch.is_grad_enabled() else self.project_stacked)(x, cos, sin)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
         prefix = 0
@@ -189,9 +231,13 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(config.n_embd, config.mlp_hidden, bias=False)
         self.up_proj = nn.Linear(config.n_embd, config.mlp_hidden, bias=False)
         self.down_proj = nn.Linear(config.mlp_hidden, config.n_embd, bias=False)
+        self.gate_up_weight: torch.Tensor | None = None  # stacked for inference: GPT.stack_weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if torch.is_grad_enabled():
+            return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = F.linear(x, self.gate_up_weight).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -220,6 +266,35 @@ class GPT(nn.Module):
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
         self.reset_parameters()
+        # Each layer's (q, k, v, q norm, k norm, gate, up): the modules `stack_weights` reads.
+        self._stackable = [
+            (b.attn.q_proj, b.attn.k_proj, b.attn.v_proj, b.attn.q_norm, b.attn.k_norm, b.mlp.gate_proj, b.mlp.up_proj)
+            for b in self.blocks
+        ]
+        self._stacked_from: tuple = ()
+
+    def stack_weights(self) -> None:
+        """Stack each layer's q/k/v weights, q/k norm gains and gate/up weights, for forward
+        passes without gradients: one matmul instead of three (two), one norm instead of two,
+        because decoding a token at a time is bound by the number of kernel calls, not by
+        FLOPs. The parameters stay separate (training, checkpoints and the HF export see
+        Qwen3's layout).
+
+        Called by every forward pass without gradients; it rebuilds only when a weight changed
+        since the last time: an optimizer step or a load bumps a version counter, a move to
+        another device or dtype gives new storage, an assignment a new parameter.
+        """
+        # _parameters, not .weight: nn.Module's __getattr__ costs a microsecond a call, per token.
+        weights = [[m._parameters["weight"] for m in layer] for layer in self._stackable]
+        key = tuple((w.data_ptr(), w._version) for layer in weights for w in layer)
+        if key == self._stacked_from:
+            return
+        heads, kv_heads = self.config.n_head, self.config.n_kv_head
+        for block, (q, k, v, q_norm, k_norm, gate, up) in zip(self.blocks, weights):
+            block.attn.qkv_weight = torch.cat([q, k, v])
+            block.attn.qk_norm_weight = torch.cat([q_norm.expand(heads, -1), k_norm.expand(kv_heads, -1)])
+            block.mlp.gate_up_weight = torch.cat([gate, up])
+        self._stacked_from = key
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -261,6 +336,8 @@ class GPT(nn.Module):
         if start + T > self.config.seq_len:
             raise ValueError(f"sequence of {start + T} tokens exceeds the context of {self.config.seq_len}")
         cos, sin = self.cos[start : start + T, None, :], self.sin[start : start + T, None, :]
+        if not torch.is_grad_enabled():
+            self.stack_weights()
         x = self.embed(idx)
         for block in self.blocks:
             x = block(x, cos, sin, kv_cache)

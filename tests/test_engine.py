@@ -14,7 +14,7 @@ from rich.console import Console
 
 from models import checkpoint
 from models.chat import render_for_completion
-from models.engine import Engine, TokenEvent, draw, filter_logits, keep_rows, sample_seed
+from models.engine import Engine, TokenEvent, draw, filter_logits, sample_seed
 from models.gpt import GPT, GPTConfig
 from models.tokenizer import Tokenizer, train
 from models.tools import SearchIndex, create_index, format_passages
@@ -110,7 +110,7 @@ def test_dropping_finished_rows_keeps_the_others_cache(tok, model):
         cache, _ = engine._prefill(prompt, 3, len(prompt) + 4)
         for t in range(2):
             model(cont[:, t : t + 1], kv_cache=cache)
-        keep_rows(cache, [0, 2])  # row 1 finished
+        cache.keep([0, 2])  # row 1 finished
         last = [model(cont[[0, 2], t : t + 1], kv_cache=cache)[:, -1] for t in (2, 3)][-1]
         full = model(torch.cat([torch.tensor([prompt] * 2), cont[[0, 2]]], dim=1))[:, -1]
     torch.testing.assert_close(last, full, rtol=1e-5, atol=1e-5)

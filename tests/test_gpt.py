@@ -61,6 +61,35 @@ def test_cached_incremental_logits_equal_one_full_forward_pass():
     torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-5, atol=1e-5)
 
 
+def test_inference_path_with_stacked_weights_follows_every_change_of_the_weights():
+    """Without gradients the model runs from stacked copies of its q/k/v, norm and gate/up
+    weights; they must equal the training path's separate ones after every kind of change."""
+    model = random_model()
+    idx = torch.randint(0, CFG.vocab_size, (2, 12), generator=torch.Generator().manual_seed(3))
+
+    def same_both_ways(tag: str) -> None:
+        trained = model(idx)  # grad enabled: the separate parameters
+        with torch.no_grad():
+            inferred = model(idx)
+        assert model.blocks[0].attn.qkv_weight is not None, "the no-grad pass did not use the stacked weights"
+        torch.testing.assert_close(inferred, trained.detach(), rtol=1e-5, atol=1e-5, msg=tag)
+
+    same_both_ways("fresh")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    model(idx, idx).backward()
+    optimizer.step()  # in place: version counters move
+    same_both_ways("after an optimizer step")
+    model.load_state_dict(random_model(seed=7).state_dict())
+    same_both_ways("after a load")
+    with torch.no_grad():
+        model.blocks[1].attn.k_norm.weight.mul_(3.0)  # a norm gain alone
+    same_both_ways("after a norm gain changed")
+    model.double()  # new storage, same versions
+    idx_logits = model(idx)
+    assert idx_logits.dtype == torch.float64
+    same_both_ways("after a move to float64")
+
+
 def test_a_chunk_after_a_prefix_with_plain_causal_masking_would_differ():
     """Guards the test above: SDPA's is_causal aligns a chunk with key 0, which is wrong
     after a prefix, so the cache path must build its own mask (this shows it matters)."""
