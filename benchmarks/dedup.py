@@ -1,8 +1,8 @@
 """Dedup benchmark: the S-curve, signature throughput against plain datasketch, and scaling.
 
     python benchmarks/dedup.py [--sizes 10000,100000,1000000] [--pairs 20000] [--docs 2000]
-                               [--shard-docs 10000] [--splits 1] [--stages ...] [--datatrove]
-                               [--skip-small] [--skip-scale]
+                               [--shard-docs 10000] [--splits auto] [--rows-per-task 4000000]
+                               [--stages ...] [--datatrove] [--skip-small] [--skip-scale]
 
 1. S-curve: `--pairs` generated pairs at Jaccard 0..1 (exact shingle-set Jaccard, measured),
    the share of pairs that become candidates per 0.05 bucket next to 1-(1-J^8)^14; recall at
@@ -16,9 +16,22 @@
    Parquet shards of `--shard-docs`, then every stage in its own subprocess, run without
    Prefect (`task.fn`, one process, one core): seconds, µs per document and peak RSS (VmHWM).
    Time should grow linearly with the corpus; the signature and removal stages' memory is
-   bounded by the shard, the bucket stage's by the corpus / `--splits` (one id and one band
-   hash per document in its slice). The 1M case takes ~45 minutes on a loaded 2-core
-   machine, 7 of them generating the corpus (reused by later runs, under .cache/bench-dedup).
+   bounded by the shard, the exact and bucket stages' by `--rows-per-task` (one 64-bit hash
+   per document of a slice; `--splits auto` slices the hash range to fit), the cluster
+   stage's by the number of candidate pairs. The 1M case takes ~45 minutes on a loaded 2-core
+   machine, 7 of them generating the corpus and 18 signing it (both reused by later runs,
+   under .cache/bench-dedup: `--skip-small --stages exact,pairs,clusters,remove` re-measures
+   the later stages in a minute).
+
+   Measured (shards of 10k, peak RSS with a 214 MB import floor; README has the discussion):
+
+   | documents | exact | pairs (14 bands) | clusters | removals |
+   |---:|---|---|---|---|
+   | 10,000 | 0.0 s, 254 MB | 0.2 s, 259 MB | 0.0 s, 263 MB | 0.0 s, 247 MB |
+   | 100,000 | 0.1 s, 266 MB | 0.9 s, 285 MB | 0.1 s, 285 MB | 0.1 s, 266 MB |
+   | 1,000,000 | 1.0 s, 307 MB | 10.0 s, 326 MB | 1.6 s, 378 MB | 3.2 s, 300 MB |
+   | 1,000,000, --rows-per-task 250000 (4 splits) | 3.0 s, 284 MB | 42 s, 292 MB | | |
+   | 1,000,000, one-pass stages before | 1.5 s, 657 MB | 21.4 s, 587 MB | 1.1 s, 550 MB | 3.1 s, 301 MB |
 """
 
 from __future__ import annotations
@@ -185,7 +198,7 @@ def corpus(size: int, shard_docs: int) -> str:
     return uri
 
 
-def run_stage(stage: str, filtered: str, splits: int = 1) -> dict:
+def run_stage(stage: str, filtered: str, splits: str = "auto", rows_per_task: int = CONFIG.rows_per_task) -> dict:
     """One stage, as the flow runs it but without Prefect, in this (fresh) process."""
     from tasks.dedup.stages import band_pairs, cluster_pairs, exact_groups, shard_removals, sign_shard
 
@@ -196,18 +209,21 @@ def run_stage(stage: str, filtered: str, splits: int = 1) -> dict:
     uri = {name: lake.join(base, name) for name in ("signatures", "exact", "pairs", "clusters", "remove")}
     inputs = lake.shard_uris(filtered)
     sources = [uri["signatures"]]
+    config = DedupConfig(splits=splits if splits == "auto" else int(splits), rows_per_task=rows_per_task)
     start = time.perf_counter()
+    if stage in ("exact", "pairs"):
+        splits = config.splits_for(lake.manifest(uri["signatures"]).rows)
     if stage == "signatures":
         done = [sign_shard.fn(u, uri[stage], "synthetic", PARAMS, CONFIG.batch_size) for u in inputs]
         stats = {"signature": PARAMS}
     elif stage == "exact":
-        done = [exact_groups.fn(sources, None, "synthetic", s, splits, uri[stage]) for s in range(splits)]
-        stats = {"removed": sum(d["removed"] for d in done)}
+        done = [exact_groups.fn(sources, [], s, splits, uri[stage]) for s in range(splits)]
+        stats = {"removed": sum(d["removed"] for d in done), "splits": splits}
     elif stage == "pairs":
-        done = [band_pairs.fn(sources, None, uri["exact"], "synthetic", b, s, splits, uri[stage]) for b in range(CONFIG.bands) for s in range(splits)]
-        stats = {"pairs": sum(d["rows"] for d in done)}
+        done = [band_pairs.fn(sources, [], uri["exact"], b, s, splits, uri[stage]) for b in range(CONFIG.bands) for s in range(splits)]
+        stats = {"pairs": sum(d["rows"] for d in done), "splits": splits}
     elif stage == "clusters":
-        done = [cluster_pairs.fn(uri["pairs"], sources, None, "synthetic", uri[stage])]
+        done = [cluster_pairs.fn(uri["pairs"], sources, [], uri[stage])]
         stats = {"removed": done[0]["removed"]}
     elif stage == "remove":
         done = [shard_removals.fn(lake.shard_name(u), "synthetic", uri["exact"], uri["clusters"], uri["signatures"], uri[stage]) for u in inputs]
@@ -219,15 +235,16 @@ def run_stage(stage: str, filtered: str, splits: int = 1) -> dict:
     return {"seconds": seconds, "peak_mb": peak_mb(), **stats}
 
 
-def scale(sizes: list[int], shard_docs: int, splits: int, stages: list[str]) -> None:
-    print(f"\n## Scaling (shards of {shard_docs:,} documents, {splits} split(s) per band; each stage one process on one core, no Prefect)\n")
+def scale(sizes: list[int], shard_docs: int, splits: str, rows_per_task: int, stages: list[str]) -> None:
+    budget = f", at most {rows_per_task:,} documents per task" if splits == "auto" else ""
+    print(f"\n## Scaling (shards of {shard_docs:,} documents, splits {splits}{budget}; each stage one process on one core, no Prefect)\n")
     floor = json.loads(subprocess.run([sys.executable, __file__, "--stage", "imports", "--filtered", "-"], capture_output=True, text=True, check=True).stdout)
     print(f"process floor (imports only): {floor['peak_mb']:.0f} MB peak RSS\n")
     print("| documents | stage | seconds | µs per document | peak RSS MB | notes |\n|---:|---|---:|---:|---:|---|")
     for size in sizes:
         filtered = corpus(size, shard_docs)
         for stage in stages:
-            out = subprocess.run([sys.executable, __file__, "--stage", stage, "--filtered", filtered, "--splits", str(splits)], capture_output=True, text=True)
+            out = subprocess.run([sys.executable, __file__, "--stage", stage, "--filtered", filtered, "--splits", splits, "--rows-per-task", str(rows_per_task)], capture_output=True, text=True)
             if out.returncode:
                 raise RuntimeError(f"{stage} at {size}: {out.stderr[-2000:]}")
             result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -244,7 +261,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20_000)
     parser.add_argument("--docs", type=int, default=2000)
     parser.add_argument("--datatrove", action="store_true", help="also time datatrove's signature stage (its own venv)")
-    parser.add_argument("--splits", type=int, default=1, help="tasks per band (and for exact dedup) in the scaling runs")
+    parser.add_argument("--splits", default="auto", help="tasks per band (and for exact dedup) in the scaling runs: a number, or auto")
+    parser.add_argument("--rows-per-task", type=int, default=CONFIG.rows_per_task, help="with --splits auto: documents per exact/bucket task")
     parser.add_argument("--stages", default="signatures,exact,pairs,clusters,remove", help="scaling: which stages (a later one needs the earlier ones' output)")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-small", action="store_true", help="skip the S-curve and throughput parts")
@@ -252,14 +270,14 @@ def main() -> None:
     parser.add_argument("--filtered", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
-        print(json.dumps(run_stage(args.stage, args.filtered, args.splits)))
+        print(json.dumps(run_stage(args.stage, args.filtered, args.splits, args.rows_per_task)))
         return
     WORK.mkdir(parents=True, exist_ok=True)
     if not args.skip_small:
         s_curve(args.pairs)
         throughput(args.docs, args.datatrove)
     if not args.skip_scale:
-        scale([int(s) for s in args.sizes.split(",")], args.shard_docs, args.splits, args.stages.split(","))
+        scale([int(s) for s in args.sizes.split(",")], args.shard_docs, args.splits, args.rows_per_task, args.stages.split(","))
 
 
 if __name__ == "__main__":

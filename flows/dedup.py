@@ -20,11 +20,13 @@ from tasks.dedup.stages import (
     CODE,
     EXACT_STEP,
     MINHASH_STEP,
+    SIGNATURES_KIND,
     band_pairs,
-    check_compatible,
     cluster_pairs,
     commit_index,
     exact_groups,
+    index_part,
+    index_parts,
     lake_sources,
     shard_removals,
     sign_shard,
@@ -47,8 +49,9 @@ def dedup(
     """Deduplicate the documents of the `filtered` dataset (one shard per WARC file) and
     return `removals`, the URI of the removal dataset (id, step, reason, cluster, kept_id;
     one shard per input shard, same names), with the run's stats. Everything is written
-    under dedup/{crawl}/ (and dedup/index in index scope)."""
+    under dedup/{crawl}/ (and dedup/index/{crawl} in index scope)."""
     root = lake.open()
+    index_uri = index_part(root, crawl) if config.scope == "index" else None  # also rejects the crawl name "index"
     filtered_uri = lakes.normalize(filtered)
     uri = {name: lakes.join(root, "dedup", crawl, name) for name in ("signatures", "exact", "pairs", "clusters", "remove")}
     params = config.signature_params()
@@ -64,27 +67,25 @@ def dedup(
         batch_size=unmapped(config.batch_size),
     )
     lakes.commit(
-        uri["signatures"], _shards(signed), kind="dedup-signatures", parents=[filtered_uri],
+        uri["signatures"], _shards(signed), kind=SIGNATURES_KIND, parents=[filtered_uri],
         stats={"signature": params, "docs": sum(s["docs"] for s in signed), "too_short": sum(s["too_short"] for s in signed)},
         **provenance,
     )
 
     # The signatures this crawl is compared with, by scope.
     sources = lake_sources(root, params) if config.scope == "lake" else [uri["signatures"]]
-    index_uri = lakes.join(root, "dedup", "index") if config.scope == "index" else None
-    index_in = index_uri if index_uri and lakes.exists(index_uri) else None
-    if index_in:
-        check_compatible(index_in, params)
-    compared = dict(sources=unmapped(sources), index_uri=unmapped(index_in), crawl=unmapped(crawl))
-    parents = sources + ([index_in] if index_in else [])
-    splits = list(range(config.splits))
+    index_in = index_parts(root, params, exclude=crawl) if index_uri else []
+    compared = dict(sources=unmapped(sources), index_uris=unmapped(index_in))
+    parents = sources + index_in
+    n_splits = config.splits_for(sum(lakes.manifest(u).rows for u in sources))
+    splits = list(range(n_splits))
 
     # Exact duplicates first, one task per slice of the text-hash range.
     exact_uri = uri["exact"] if config.exact else None
     if exact_uri:
         exact = run_mapped(
             in_lake(root, exact_groups), runner, "dedup: exact duplicates", key="dedup-exact",
-            split=splits, splits=unmapped(config.splits), out_uri=unmapped(exact_uri), **compared,
+            split=splits, splits=unmapped(n_splits), out_uri=unmapped(exact_uri), **compared,
         )
         lakes.commit(exact_uri, _shards(exact), kind="dedup-exact", parents=parents, stats={"removed": sum(e["removed"] for e in exact)}, **provenance)
         parents = parents + [exact_uri]
@@ -93,12 +94,12 @@ def dedup(
     pairs = run_mapped(
         in_lake(root, band_pairs), runner, "dedup: LSH buckets", key="dedup-buckets",
         band=[b for b in range(config.bands) for _ in splits], split=[s for _ in range(config.bands) for s in splits],
-        splits=unmapped(config.splits), exact_uri=unmapped(exact_uri), out_uri=unmapped(uri["pairs"]), **compared,
+        splits=unmapped(n_splits), exact_uri=unmapped(exact_uri), out_uri=unmapped(uri["pairs"]), **compared,
     )
-    lakes.commit(uri["pairs"], _shards(pairs), kind="dedup-pairs", parents=parents, **provenance)
+    lakes.commit(uri["pairs"], _shards(pairs), kind="dedup-pairs", parents=parents, stats={"splits": n_splits}, **provenance)
 
     # Stage 3: connected components of the pairs, and the kept document of each.
-    clustered = in_lake(root, cluster_pairs)(uri["pairs"], sources, index_in, crawl, uri["clusters"])
+    clustered = in_lake(root, cluster_pairs)(uri["pairs"], sources, index_in, uri["clusters"])
     lakes.commit(uri["clusters"], _shards([clustered]), kind="dedup-clusters", parents=[uri["pairs"], *parents], stats={"pairs": clustered["pairs"]}, **provenance)
 
     # Stage 4: each input shard's removals (and, in index scope, its kept documents' signatures).

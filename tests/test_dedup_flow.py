@@ -16,10 +16,12 @@ from tasks import lake
 from tasks.config import LakeConfig
 from tasks.dedup import DedupConfig
 from tasks.dedup.apply import removals, split_removed
+from tasks.dedup.stages import index_parts
 from tasks.dedup.synthetic import FILTERED_SCHEMA, random_words
 from tasks.runtime import RunnerConfig
 
 pytestmark = pytest.mark.slow
+PARAMS = DedupConfig().signature_params()
 
 
 def text(rng: np.random.Generator, words: int = 200) -> list[str]:
@@ -84,6 +86,11 @@ def write_filtered(uri: str, shards: list[list[dict]], names: list[str] | None =
 
 def run(root: str, filtered: str, crawl: str, workers: int = 2, **config) -> dict:
     return dedup(filtered=filtered, crawl=crawl, lake=LakeConfig(root=root), config=DedupConfig(**config), runner=RunnerConfig(max_workers=workers))
+
+
+def index_ids(root: str) -> set[str]:
+    """The ids in the index: the union of every crawl's part."""
+    return {i for uri in index_parts(root, PARAMS) for i in lake.scan(uri).collect()["id"]}
 
 
 def removal_map(uri: str) -> dict[str, tuple[str, str]]:
@@ -167,9 +174,8 @@ def test_index_scope_dedups_a_new_crawl_against_what_earlier_crawls_kept(prefect
     lake_root = str(tmp_path / "lake")
     docs1, expected1 = planted("c1", seed=0)
     run(lake_root, write_filtered(lake.join(lake_root, "curated/c1/filtered"), [docs1]), "c1", scope="index")
-    index = lake.join(lake_root, "dedup/index")
     kept1 = {d["id"] for d in docs1} - set(expected1)
-    assert set(lake.scan(index).collect()["id"]) == kept1
+    assert index_ids(lake_root) == kept1
 
     # Crawl 2 re-fetches two of crawl 1's kept pages (one edited), earlier than crawl 1 did:
     # the index still wins, since those documents were already published.
@@ -183,12 +189,29 @@ def test_index_scope_dedups_a_new_crawl_against_what_earlier_crawls_kept(prefect
     assert removal_map(result["removals"]) == {"c2-again": ("dedup_exact", "c1-u0"), "c2-edited": ("dedup_minhash", "c1-n2")}
     reasons = lake.scan(result["removals"]).collect()["reason"].to_list()
     assert "exact duplicate of c1-u0 in crawl c1" in reasons
-    assert set(lake.scan(index).collect()["id"]) == kept1 | {"c2-new"}
-    assert lake.manifest(index).stats["crawls"] == ["c1", "c2"]
+    assert index_ids(lake_root) == kept1 | {"c2-new"}
+    assert [lake.manifest(u).stats["crawl"] for u in index_parts(lake_root, PARAMS)] == ["c1", "c2"]
 
     # Re-running crawl 2 does not find it duplicating its own earlier run.
     assert removal_map(run(lake_root, filtered2, "c2", scope="index")["removals"]) == removal_map(result["removals"])
-    assert set(lake.scan(index).collect()["id"]) == kept1 | {"c2-new"}
+    assert index_ids(lake_root) == kept1 | {"c2-new"}
+
+
+def test_two_crawls_deduplicated_at_once_both_reach_the_index(prefect_server, tmp_path):
+    """Two index-scope runs of different crawls at the same moment (threads): each commits its
+    own part of the index, so neither loses the other's documents."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = str(tmp_path / "lake")
+    planted_docs = {c: planted(c, seed=i) for i, c in enumerate(["c1", "c2"])}
+    docs2, expected2 = planted_docs["c2"]  # the crawls share no text, so neither removes the other's
+    planted_docs["c2"] = ([d for d in docs2 if d["id"] not in ("c2-s1", "c2-s2")], {k: v for k, v in expected2.items() if k != "c2-s2"})
+    filtered = {c: write_filtered(lake.join(root, f"curated/{c}/filtered"), [docs]) for c, (docs, _) in planted_docs.items()}
+    with ThreadPoolExecutor(2) as pool:
+        results = dict(zip(filtered, pool.map(lambda c: run(root, filtered[c], c, workers=1, scope="index"), filtered)))
+    for crawl, (docs, expected) in planted_docs.items():
+        assert removal_map(results[crawl]["removals"]) == expected
+    assert index_ids(root) == {d["id"] for c, (docs, expected) in planted_docs.items() for d in docs if d["id"] not in expected}
 
 
 def test_lake_scope_keeps_the_earliest_copy_across_crawls(prefect_server, tmp_path):

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -26,20 +26,35 @@ class DedupConfig(StageConfig):
         "crawl",
         description="crawl: within this crawl (FineWeb's choice); lake: against every crawl's signatures in "
         "the lake, earliest fetch kept globally; index: against the index of documents kept by earlier runs "
-        "(dedup/index), to which this crawl's kept documents are then added",
+        "(dedup/index/{crawl}, one part per crawl), to which this crawl's kept documents are then added",
     )
     exact: bool = Field(True, description="Drop exact duplicates (same normalised text) before MinHash")
     n_grams: int = Field(5, ge=1, description="Words per shingle")
     bands: int = Field(14, ge=1, description="LSH bands (datatrove num_buckets)")
     rows: int = Field(8, ge=1, description="Minima per band (datatrove hashes_per_bucket); bands x rows permutations")
     seed: int = Field(1, description="Seed of datasketch's permutations; must match across crawls for lake/index scope")
-    splits: int = Field(1, ge=1, description="Tasks per band (and for exact dedup), each over a slice of the hash range: bounds their memory")
+    splits: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="Tasks per band (and for exact dedup), each over a slice of the hash range: bounds their memory. "
+        "auto: enough slices that none holds more than rows_per_task of the compared documents",
+    )
+    rows_per_task: int = Field(
+        4_000_000,
+        ge=1,
+        description="With splits: auto, the most documents an exact or bucket task takes (~16 bytes each in memory); "
+        "every slice re-reads the hash column, so fewer rows per task means more reading",
+    )
     batch_size: int = Field(1024, ge=1, description="Documents hashed together in the signature stage")
     examples: int = Field(3, ge=0, description="Duplicate clusters shown side by side in the run's artifact")
 
     @property
     def num_perm(self) -> int:
         return self.bands * self.rows
+
+    def splits_for(self, rows: int) -> int:
+        """Slices of the hash range for `rows` compared documents (the new ones: index rows
+        stream past a task and cost reading, not memory)."""
+        return self.splits if self.splits != "auto" else max(1, -(-rows // self.rows_per_task))
 
     def signature_params(self) -> dict[str, int]:
         """What a signature depends on: signatures (and the index) are comparable across

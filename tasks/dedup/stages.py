@@ -1,6 +1,6 @@
 """The dedup stages as Prefect tasks over Parquet datasets in the lake.
 
-Datasets, all under `dedup/{crawl}/` (the index under `dedup/index`):
+Datasets, all under `dedup/{crawl}/` (the index under `dedup/index/{crawl}`):
 
 - `signatures` (stage 1, one task per input shard, same shard names): id, crawl, shard,
   date, words, shingles, exact_hi/exact_lo (128-bit hash of the normalised text), and
@@ -14,18 +14,20 @@ Datasets, all under `dedup/{crawl}/` (the index under `dedup/index`):
   kept_id of this crawl's documents to drop. The curate flow anti-joins each of its shards
   with the shard of the same name (tasks/dedup/apply.py).
 
-No task holds the corpus: stage 1 streams its shard in batches; stage 2 reads two columns
-(id and one band) lazily, narrowed to one slice of the hash range when `splits` > 1; stage 3
-holds only the documents that have a duplicate; stage 4 reads one shard's rows.
+No task holds the corpus: stage 1 streams its shard in batches; the exact and bucket stages
+hold one 64-bit hash per document of their slice of the hash range (`splits` slices, sized
+by `DedupConfig.splits_for`) and the other columns only of the documents that share one;
+stage 3 holds only the documents that have a duplicate; stage 4 reads one shard's rows.
 
 Scopes decide which signatures are candidates (`sources`): this crawl's (crawl), every
 crawl's in the lake (lake), or this crawl's plus the index of documents kept by earlier runs
-(index). Index documents always win a cluster; only this crawl's documents are removed.
+(index: every other crawl's part `dedup/index/{crawl}`). Index documents always win a
+cluster; only this crawl's documents are removed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -133,64 +135,126 @@ def sign_shard(shard_uri: str, out_uri: str, crawl: str, params: dict[str, int],
     return _written(written, shard=shard, docs=counts.get("docs", 0), too_short=counts.get("too_short", 0))
 
 
-# -- candidates: which signatures a scope compares -----------------------------------------
+# -- what a scope compares, read in two passes --------------------------------------------
+#
+# A slice of one hash column over the whole corpus is the largest thing the exact and bucket
+# stages look at. Holding it as strings and grouping in a dataframe made their memory grow with
+# the corpus (~450 MB over the imports at 1M documents). Instead, pass 1 keeps only the hashes
+# of the slice (8 bytes a document, sorted in numpy) to find which keys are shared; pass 2
+# streams the shards again and keeps the other columns only of the documents holding such a
+# key, a small fraction. Both passes read a batch at a time, so a task holds ~16 bytes per
+# document of its slice, and `DedupConfig.splits_for` sizes the slices from a row budget.
+
+READ_BATCH = 65_536  # rows per read: one shard's column at the usual shard sizes
 
 
-def candidates(sources: list[str], index_uri: str | None, crawl: str, columns: list[str]) -> pl.LazyFrame:
-    """The candidate documents' `columns` + from_index, lazily, over every source's shards.
-    Index rows of this crawl itself are left out, so re-running a crawl never finds it
-    duplicating its own earlier run."""
-    frames = [lake.scan(uri).select(columns).with_columns(pl.lit(False).alias("from_index")) for uri in sources]
-    if index_uri:
-        index = lake.scan(index_uri).filter(pl.col("crawl") != crawl).select(columns)
-        frames.append(index.with_columns(pl.lit(True).alias("from_index")))
-    return pl.concat(frames, how="vertical")
+def compared(sources: list[str], index_uris: list[str]) -> list[tuple[str, bool]]:
+    """The datasets a scope compares, each with whether it is a part of the index."""
+    return [(uri, False) for uri in sources] + [(uri, True) for uri in index_uris]
 
 
-def in_split(column: str, split: int, splits: int) -> pl.Expr:
-    """This task's slice of the (uniform) hash range."""
-    return pl.col(column) % splits == split if splits > 1 else pl.lit(True)
+def _keys(batch: pa.RecordBatch, column: str, split: int, splits: int) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's hash `column` as uint64, and which rows have one in this task's slice of the
+    (uniform) hash range."""
+    values = batch.column(column)
+    mask = pc.is_valid(values).to_numpy(zero_copy_only=False)
+    values = values.fill_null(0).to_numpy()
+    if splits > 1:
+        mask &= values % np.uint64(splits) == split
+    return values, mask
+
+
+def _in_sorted(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Which `values` are among the sorted `keys`."""
+    if not len(keys):
+        return np.zeros(len(values), dtype=bool)
+    return keys[np.searchsorted(keys, values).clip(max=len(keys) - 1)] == values
+
+
+def shared_keys(sources: list[str], index_uris: list[str], column: str, split: int, splits: int) -> np.ndarray:
+    """Pass 1: the sorted values of hash `column` (in this slice) that a new document shares
+    with another document. Only the new documents' hashes are held; the index streams past
+    them, so an index of many crawls costs reading, not memory. Keys shared only by index
+    documents are left out: those were settled when they were indexed."""
+    chunks = []
+    for uri in sources:
+        for batch in lake.iter_batches(uri, [column], READ_BATCH):
+            values, mask = _keys(batch, column, split, splits)
+            chunks.append(values[mask])
+    new = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.uint64)
+    del chunks
+    new.sort()
+    shared = [new[1:][new[1:] == new[:-1]]]
+    for uri in index_uris:
+        for batch in lake.iter_batches(uri, [column], READ_BATCH):
+            values, mask = _keys(batch, column, split, splits)
+            values = values[mask]
+            shared.append(values[_in_sorted(values, new)])
+    return np.unique(np.concatenate(shared))
+
+
+def select_rows(parts: list[tuple[str, bool]], columns: list[str], keep: Callable[[pa.RecordBatch], np.ndarray]) -> pl.DataFrame:
+    """`columns` + from_index of the rows that `keep` marks, streaming every part a batch at
+    a time: memory holds one batch and the rows kept."""
+    hashes = ("exact_", "band_")
+    frames = [pl.DataFrame(schema={c: pl.UInt64 if c.startswith(hashes) else pl.String for c in columns} | {"from_index": pl.Boolean})]
+    for uri, from_index in parts:
+        for batch in lake.iter_batches(uri, columns, READ_BATCH):
+            mask = keep(batch)
+            if mask.any():
+                frames.append(pl.from_arrow(batch.filter(pa.array(mask))).with_columns(pl.lit(from_index).alias("from_index")))
+    return pl.concat(frames, how="vertical_relaxed")
+
+
+def rows_sharing_keys(
+    sources: list[str], index_uris: list[str], column: str, split: int, splits: int, columns: list[str]
+) -> pl.DataFrame:
+    """Pass 2: `columns` (+ `column`, from_index) of the documents whose hash `column` one
+    other document shares, as pass 1 found them."""
+    keys = shared_keys(sources, index_uris, column, split, splits)
+
+    def keep(batch: pa.RecordBatch) -> np.ndarray:
+        values, mask = _keys(batch, column, split, splits)
+        return mask & _in_sorted(values, keys)
+
+    return select_rows(compared(sources, index_uris), list(dict.fromkeys(columns + [column])), keep)
+
+
+def _id_in(ids: pa.Array) -> Callable[[pa.RecordBatch], np.ndarray]:
+    return lambda batch: pc.is_in(batch.column("id"), value_set=ids).to_numpy(zero_copy_only=False)
 
 
 # -- exact duplicates ----------------------------------------------------------------------
 
 
-@lake_task(inputs=("sources", "index_uri"), code=CODE)
-def exact_groups(sources: list[str], index_uri: str | None, crawl: str, split: int, splits: int, out_uri: str) -> dict[str, Any]:
+@lake_task(inputs=("sources", "index_uris"), code=CODE)
+def exact_groups(sources: list[str], index_uris: list[str], split: int, splits: int, out_uri: str) -> dict[str, Any]:
     """Groups of documents with the same normalised text (in this split of the hash range),
     each member with the group's kept document."""
     key = ["exact_hi", "exact_lo"]
-    frame = candidates(sources, index_uri, crawl, MEMBER_COLUMNS + key).filter(in_split("exact_lo", split, splits))
-    members = (
-        frame.with_columns(pl.len().over(key).alias("n"), (~pl.col("from_index")).any().over(key).alias("has_new"))
-        .filter((pl.col("n") > 1) & pl.col("has_new"))
-        .collect()
-    )
+    # Pass 1 on the low 64 bits: a superset of the 128-bit groups, narrowed to them here.
+    rows = rows_sharing_keys(sources, index_uris, "exact_lo", split, splits, MEMBER_COLUMNS + key)
+    members = rows.filter((pl.len().over(key) > 1) & (~pl.col("from_index")).any().over(key))
     table = with_cluster_ids(choose_kept(members, key), EXACT_STEP).with_columns(pl.lit(EXACT_STEP).alias("step"))
     written = lake.write_shard(out_uri, f"split-{split:03d}", _table(table, CLUSTER_SCHEMA))
     return _written(written, removed=int((table["id"] != table["kept_id"]).sum()))
 
 
-def removed_ids(uri: str) -> pl.LazyFrame:
-    return lake.scan(uri).filter(pl.col("id") != pl.col("kept_id")).select("id")
-
-
 # -- stage 2: buckets ----------------------------------------------------------------------
 
 
-@lake_task(inputs=("sources", "index_uri", "exact_uri"), code=CODE)
+@lake_task(inputs=("sources", "index_uris", "exact_uri"), code=CODE)
 def band_pairs(
-    sources: list[str], index_uri: str | None, exact_uri: str | None, crawl: str, band: int, split: int, splits: int, out_uri: str
+    sources: list[str], index_uris: list[str], exact_uri: str | None, band: int, split: int, splits: int, out_uri: str
 ) -> dict[str, Any]:
     """Stage 2: candidate pairs of one band (in one split of its hash range): documents whose
     band hashes are equal, i.e. whose `rows` minima in this band all agree."""
     column = band_columns(band + 1)[band]
-    frame = candidates(sources, index_uri, crawl, ["id", column]).filter(
-        pl.col(column).is_not_null() & in_split(column, split, splits)
-    )
+    frame = rows_sharing_keys(sources, index_uris, column, split, splits, ["id"])
     if exact_uri:  # exact duplicates are settled already: their kept copy stands for them
-        frame = frame.join(removed_ids(exact_uri), on="id", how="anti")
-    pairs = duplicate_edges(frame, column).with_columns(pl.lit(band, dtype=pl.Int16).alias("band")).collect()
+        settled = select_rows([(exact_uri, False)], ["id", "kept_id"], _id_in(frame["id"].to_arrow()))
+        frame = frame.join(settled.filter(pl.col("id") != pl.col("kept_id")).select("id"), on="id", how="anti")
+    pairs = duplicate_edges(frame.lazy(), column).with_columns(pl.lit(band, dtype=pl.Int16).alias("band")).collect()
     written = lake.write_shard(out_uri, f"band-{band:02d}-split-{split:03d}", _table(pairs.sort("a", "b"), PAIR_SCHEMA))
     return _written(written)
 
@@ -198,19 +262,19 @@ def band_pairs(
 # -- stage 3: clusters ---------------------------------------------------------------------
 
 
-@lake_task(inputs=("pairs_uri", "sources", "index_uri"), code=CODE)
-def cluster_pairs(pairs_uri: str, sources: list[str], index_uri: str | None, crawl: str, out_uri: str) -> dict[str, Any]:
+@lake_task(inputs=("pairs_uri", "sources", "index_uris"), code=CODE)
+def cluster_pairs(pairs_uri: str, sources: list[str], index_uris: list[str], out_uri: str) -> dict[str, Any]:
     """Stage 3: connected components of the candidate pairs (union-find), each member with
-    its component's kept document."""
+    its component's kept document. It holds the pairs and their documents (the ones that have
+    a duplicate), never the corpus: the members' columns are picked from a stream of shards."""
     pairs = lake.scan(pairs_uri).select("a", "b").unique().collect()
     member_ids = components(pairs)
     columns, descending = KEEP_ORDER
     members = (
-        candidates(sources, index_uri, crawl, MEMBER_COLUMNS)
-        .join(member_ids.lazy(), on="id", how="inner")
+        select_rows(compared(sources, index_uris), MEMBER_COLUMNS, _id_in(member_ids["id"].to_arrow()))
+        .join(member_ids, on="id", how="inner")
         .sort(columns, descending=descending, nulls_last=True)
         .unique(subset="id", keep="first", maintain_order=True)  # an id listed by two sources counts once
-        .collect()
     )
     table = with_cluster_ids(choose_kept(members, "component"), MINHASH_STEP).with_columns(pl.lit(MINHASH_STEP).alias("step"))
     written = lake.write_shard(out_uri, "part-00000", _table(table, CLUSTER_SCHEMA))
@@ -230,8 +294,8 @@ def shard_removals(
     shard: str, crawl: str, exact_uri: str | None, clusters_uri: str, signatures_uri: str, out_uri: str, index_uri: str | None = None
 ) -> dict[str, Any]:
     """Stage 4: this crawl's documents of one shard that dedup removes, with why; with
-    `index_uri`, the shard's kept documents' signatures are also written into the index
-    (as shard `{crawl}--{shard}`, replaced when the crawl is deduplicated again)."""
+    `index_uri` (this crawl's part of the index), the shard's kept documents' signatures are
+    also written there, as the shard of the same name."""
     mine = (pl.col("crawl") == crawl) & (pl.col("shard") == shard) & (pl.col("id") != pl.col("kept_id"))
     parts = [_reasons(lake.scan(clusters_uri).filter(mine), "near-duplicate", crawl)]
     if exact_uri:
@@ -242,35 +306,67 @@ def shard_removals(
     if index_uri:
         signatures = lake.read_shard(lake.shard_uri(signatures_uri, shard))
         kept = signatures.filter(pc.invert(pc.is_in(signatures["id"], value_set=pa.array(removed["id"].to_list(), pa.string()))))
-        stats["indexed"] = _written(lake.write_shard(index_uri, f"{crawl}--{shard}", kept))
+        stats["indexed"] = _written(lake.write_shard(index_uri, shard, kept))
     return stats
 
 
 # -- the index of earlier crawls -----------------------------------------------------------
+#
+# The index is one dataset per crawl, `dedup/index/{crawl}`, each with its own manifest, and
+# readers take the union of them all. A crawl's run only ever commits its own part, so two
+# crawls committing at the same moment cannot lose each other's update (there is no shared
+# manifest to read, modify and write back), with no lock: it works the same on S3. Re-running
+# a crawl replaces its part and nothing else.
+
+SIGNATURES_KIND, INDEX_KIND = "dedup-signatures", "dedup-index"
 
 
-def check_compatible(uri: str, params: dict[str, int]) -> None:
-    """Signatures compare only under the same shingling, bands, rows and seed."""
-    found = lake.manifest(uri).stats.get("signature")
-    if found != params:
-        raise ValueError(f"{uri} was signed with {found}, this run uses {params}: re-sign it or change the dedup config")
+def index_root(root: str) -> str:
+    return lake.join(root, "dedup", "index")
+
+
+def index_part(root: str, crawl: str) -> str:
+    """The dataset holding `crawl`'s kept documents' signatures in the index."""
+    if crawl == "index":  # dedup/index/ is the index's folder, not a crawl's
+        raise ValueError("a crawl cannot be named 'index' (dedup/index holds the dedup index)")
+    return lake.join(index_root(root), crawl)
+
+
+def _signed_with(uris: list[str], kind: str, params: dict[str, int]) -> list[tuple[str, lake.Manifest]]:
+    """The datasets among `uris` of `kind`, with their manifests, checked comparable: signatures
+    compare only under the same shingling, bands, rows and seed."""
+    found = []
+    for uri in uris:
+        manifest = lake.manifest(uri)
+        if manifest.kind != kind:
+            continue
+        signed = manifest.stats.get("signature")
+        if signed != params:
+            raise ValueError(f"{uri} was signed with {signed}, this run uses {params}: re-sign it or change the dedup config")
+        found.append((uri, manifest))
+    return found
 
 
 def lake_sources(root: str, params: dict[str, int]) -> list[str]:
     """Every crawl's committed signatures in the lake (scope `lake`)."""
-    found = [uri for uri in lake.list_datasets(lake.join(root, "dedup")) if uri.endswith("/signatures")]
-    for uri in found:
-        check_compatible(uri, params)
-    return found
+    listed = [uri for uri in lake.list_datasets(lake.join(root, "dedup")) if uri.endswith("/signatures")]
+    return [uri for uri, _ in _signed_with(listed, SIGNATURES_KIND, params)]
 
 
-def commit_index(index_uri: str, crawl: str, shards: list[dict[str, Any]], params: dict[str, int], **fields: Any) -> lake.Manifest:
-    """Add this crawl's kept documents to the index: its earlier shards (if any) are replaced,
-    every other crawl's are kept."""
-    previous = lake.read_manifest(index_uri)
-    keep = [s for s in (previous.shards if previous else []) if not s.path.startswith(f"{crawl}--")]
+def index_parts(root: str, params: dict[str, int], exclude: str | None = None) -> list[str]:
+    """Every crawl's part of the index but `exclude`'s (so re-running a crawl never finds it
+    duplicating its own earlier run)."""
+    if lake.exists(index_root(root)):
+        raise ValueError(
+            f"{index_root(root)} is an index in the old layout (one manifest for every crawl): move it aside "
+            "and re-run index-scope dedup of its crawls (its manifest's stats.crawls) to rebuild it as dedup/index/{crawl}"
+        )
+    parts = _signed_with(lake.list_datasets(index_root(root)), INDEX_KIND, params)
+    return [uri for uri, manifest in parts if manifest.stats.get("crawl") != exclude]
+
+
+def commit_index(part_uri: str, crawl: str, shards: list[dict[str, Any]], params: dict[str, int], **fields: Any) -> lake.Manifest:
+    """Commit `crawl`'s part of the index (its kept documents' signatures, one shard per input
+    shard), replacing that part's earlier version; no other crawl's part is read or written."""
     new = [lake.Shard(path=s["path"], rows=s["rows"], bytes=s["bytes"], sha256=s["sha256"]) for s in shards]
-    crawls = sorted({s.path.split("--", 1)[0] for s in keep + new})
-    return lake.commit(
-        index_uri, keep + new, kind="dedup-index", stats={"signature": params, "crawls": crawls}, **fields
-    )
+    return lake.commit(part_uri, new, kind=INDEX_KIND, stats={"signature": params, "crawl": crawl}, **fields)
