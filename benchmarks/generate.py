@@ -73,6 +73,9 @@ def sides(folder: Path, prompt: list[int], new_tokens: int, which: tuple[str, ..
 
         logging.set_verbosity_error()  # not the max_length-vs-max_new_tokens notice on every call
         hf = AutoModelForCausalLM.from_pretrained(folder / "hf").eval()
+        # The export's generation_config.json stops at <|assistant_end|>/<|bos|>, and generate()
+        # fills an unset eos_token_id from it: a trained model's greedy run would stop early.
+        hf.generation_config.eos_token_id = None
         greedy_cfg = GenerationConfig(max_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
         batch_cfg = GenerationConfig(max_new_tokens=new_tokens, do_sample=True, temperature=1.0, top_k=50,
                                      num_return_sequences=BATCH, eos_token_id=None, pad_token_id=0)

@@ -17,6 +17,9 @@ that a `transformers.Qwen3ForCausalLM` built from them gives our logits.
 
 `forward` takes an optional `KVCache`: the engine prefills a prompt once and then decodes
 token by token, each step attending to the cached keys and values of everything before it.
+Without gradients, `forward` runs from stacked copies of each layer's q/k/v, q/k-norm and
+gate/up weights (`stack_weights`): decoding one token is bound by the number of kernel calls,
+and stacking removes a third of them. Training uses the parameters as they are.
 """
 
 from __future__ import annotations
