@@ -233,6 +233,17 @@ def test_rerunning_a_crawl_replaces_only_its_own_part(tmp_path):
     assert index_parts(root, PARAMS, exclude="c1") == [index_part(root, "c2")]
 
 
+def test_a_crawl_rerun_under_new_parameters_ignores_its_own_part_not_others(lake_root):
+    """Its own part is about to be replaced, so its old parameters do not matter; another
+    crawl's part signed otherwise still cannot be compared."""
+    new_params = DedupConfig(bands=7, rows=16).signature_params()
+    commit_index(index_part(lake_root, "c1"), "c1", index_shards(lake_root, "c1", "warc-000", ["a"]), PARAMS)
+    assert index_parts(lake_root, new_params, exclude="c1") == []
+    commit_index(index_part(lake_root, "c2"), "c2", index_shards(lake_root, "c2", "warc-000", ["b"]), PARAMS)
+    with pytest.raises(ValueError, match="c2 was signed with"):
+        index_parts(lake_root, new_params, exclude="c1")
+
+
 def test_index_in_the_old_layout_or_signed_otherwise_or_a_crawl_named_index_fail_clearly(tmp_path):
     root = str(tmp_path / "lake")
     commit_index(index_part(root, "c1"), "c1", index_shards(root, "c1", "warc-000", ["a"]), PARAMS)

@@ -361,8 +361,11 @@ def index_parts(root: str, params: dict[str, int], exclude: str | None = None) -
             f"{index_root(root)} is an index in the old layout (one manifest for every crawl): move it aside "
             "and re-run index-scope dedup of its crawls (its manifest's stats.crawls) to rebuild it as dedup/index/{crawl}"
         )
-    parts = _signed_with(lake.list_datasets(index_root(root)), INDEX_KIND, params)
-    return [uri for uri, manifest in parts if manifest.stats.get("crawl") != exclude]
+    # `exclude`'s own part is left out before the check: a crawl re-run under new signature
+    # parameters replaces its part, so that part's parameters do not matter.
+    own = index_part(root, exclude).rstrip("/") if exclude else None
+    listed = [uri for uri in lake.list_datasets(index_root(root)) if uri.rstrip("/") != own]
+    return [uri for uri, manifest in _signed_with(listed, INDEX_KIND, params) if manifest.stats.get("crawl") != exclude]
 
 
 def commit_index(part_uri: str, crawl: str, shards: list[dict[str, Any]], params: dict[str, int], **fields: Any) -> lake.Manifest:
