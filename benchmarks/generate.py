@@ -4,7 +4,8 @@
 
 One model, one prompt, greedy decoding, one CPU thread, three ways:
 - ours:     models.engine.Engine (prefill once, then one token per step from the KV cache);
-- no cache: the same model, the whole sequence through the model again for every new token;
+- no cache: the same model (with the engine's stacked weights), the whole sequence through
+            the model again for every new token;
 - HF:       transformers' Qwen3ForCausalLM.generate on the folder models/export.py wrote from
             the same checkpoint (its own dynamic KV cache), greedy.
 The three token sequences must be identical (checked); printed are tokens/s, the ratios, and
@@ -103,8 +104,9 @@ def sides(folder: Path, prompt: list[int], new_tokens: int, which: tuple[str, ..
         @torch.inference_mode()
         def nocache_greedy() -> list[int]:
             seq = list(prompt)  # the whole sequence through the model again for every token
+            stacked = model.stacked_weights()  # the same kernels as the engine's steps
             for _ in range(new_tokens):
-                seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
+                seq.append(int(model(torch.tensor([seq]), stacked=stacked)[0, -1].argmax()))
             return seq[len(prompt) :]
 
         out["ours"] = {"model": model, "greedy": ours_greedy, "batch": ours_batch}

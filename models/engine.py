@@ -43,7 +43,7 @@ import torch.nn as nn
 
 from models import checkpoint
 from models.chat import TOOL_TOKENS
-from models.gpt import KVCache
+from models.gpt import KVCache, StackedLayer
 from models.tokenizer import StreamDecoder, Tokenizer
 from models.tools import SearchIndex, ToolError, calculate, format_passages
 
@@ -260,7 +260,10 @@ class Engine:
         rows = [_Row(self.tokenizer.stream()) for _ in range(num_samples)]
         generators = [torch.Generator().manual_seed(sample_seed(seed, first_sample + i)) for i in range(num_samples)]
 
-        cache, logits = self._prefill(prompt, num_samples, len(prompt) + budget)
+        # One snapshot of the stacked weights for this generation: a third fewer kernel calls
+        # per step (the weights do not change while it runs).
+        stacked = self.model.stacked_weights()
+        cache, logits = self._prefill(prompt, num_samples, len(prompt) + budget, stacked)
         live = list(range(num_samples))  # the rows still generating, in cache order
         while True:
             samplers = [j for j, r in enumerate(live) if not rows[r].forced]
@@ -298,7 +301,7 @@ class Engine:
                 cache.keep(keep)
                 live = [live[j] for j in keep]
             step = torch.tensor([[rows[r].tokens[-1]] for r in live], device=cache.k.device)
-            logits = self.model(step, kv_cache=cache)[:, -1]
+            logits = self.model(step, kv_cache=cache, stacked=stacked)[:, -1]
 
         return [Sample(row.tokens, row.mask, "".join(row.text), row.finished or "length", row.tool_calls) for row in rows]
 
@@ -321,16 +324,18 @@ class Engine:
             if on_step is not None:
                 on_step(events)
 
-    def _prefill(self, prompt: list[int], rows: int, max_len: int) -> tuple[KVCache, torch.Tensor]:
+    def _prefill(
+        self, prompt: list[int], rows: int, max_len: int, stacked: list[StackedLayer] | None = None
+    ) -> tuple[KVCache, torch.Tensor]:
         """Run the prompt once (batch 1) and return a cache of `rows` rows that all hold it,
         and the logits of the next token, broadcast to every row."""
         param = next(self.model.parameters())
         ids = torch.tensor([prompt], device=param.device)
         cache = KVCache(self.config, rows, max_len, param.device, param.dtype)
         if rows == 1:
-            return cache, self.model(ids, kv_cache=cache)[:, -1]
+            return cache, self.model(ids, kv_cache=cache, stacked=stacked)[:, -1]
         one = KVCache(self.config, 1, len(prompt), param.device, param.dtype)
-        logits = self.model(ids, kv_cache=one)[:, -1]
+        logits = self.model(ids, kv_cache=one, stacked=stacked)[:, -1]
         cache.k[:, :, :, : len(prompt)] = one.k  # broadcast over the rows
         cache.v[:, :, :, : len(prompt)] = one.v
         cache.pos = len(prompt)

@@ -17,9 +17,10 @@ that a `transformers.Qwen3ForCausalLM` built from them gives our logits.
 
 `forward` takes an optional `KVCache`: the engine prefills a prompt once and then decodes
 token by token, each step attending to the cached keys and values of everything before it.
-Without gradients, `forward` runs from stacked copies of each layer's q/k/v, q/k-norm and
-gate/up weights (`stack_weights`): decoding one token is bound by the number of kernel calls,
-and stacking removes a third of them. Training uses the parameters as they are.
+For inference, `forward` can run from stacked copies of each layer's q/k/v, q/k-norm and
+gate/up weights (`stacked_weights`, which the engine makes once per generation): decoding one
+token is bound by the number of kernel calls, and stacking removes a third of them. Training
+and every other pass use the parameters themselves.
 """
 
 from __future__ import annotations
@@ -163,6 +164,15 @@ class KVCache:
         self._split_layers()
 
 
+@dataclass(frozen=True)
+class StackedLayer:
+    """One layer's weights stacked for inference (see `GPT.stacked_weights`)."""
+
+    qkv: torch.Tensor  # q, k and v projections as one (n_head + 2 n_kv_head) * head_dim x n_embd matrix
+    qk_norm: torch.Tensor  # the q and k norms' gains, one row per head: (n_head + n_kv_head, head_dim)
+    gate_up: torch.Tensor  # gate and up projections as one 2 mlp_hidden x n_embd matrix
+
+
 class Attention(nn.Module):
     def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
@@ -175,10 +185,6 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(config.n_head * config.head_dim, d, bias=False)
         self.q_norm = RMSNorm(config.head_dim, config.norm_eps)
         self.k_norm = RMSNorm(config.head_dim, config.norm_eps)
-        # For inference (GPT.stack_weights): q, k and v's weights as one matrix, and the q/k
-        # norms' gains as one (n_head + n_kv_head, head_dim) table.
-        self.qkv_weight: torch.Tensor | None = None
-        self.qk_norm_weight: torch.Tensor | None = None
 
     def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q and k, normalised and rotated, and v, (B, T, heads, head_dim): one linear and one
@@ -188,22 +194,24 @@ class Attention(nn.Module):
         k = apply_rotary(self.k_norm(self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim)), cos, sin)
         return q, k, self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim)
 
-    def project_stacked(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def project_stacked(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, stacked: StackedLayer
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`project` for inference, in a third of the kernel calls: one matmul for q, k and v,
         then q and k normalised and rotated together. The same values to float rounding."""
         B, T, _ = x.shape
-        qkv = F.linear(x, self.qkv_weight).view(B, T, -1, self.head_dim)
+        qkv = F.linear(x, stacked.qkv).view(B, T, -1, self.head_dim)
         qk, v = qkv.split_with_sizes([self.n_head + self.n_kv_head, self.n_kv_head], dim=2)
-        qk = F.rms_norm(qk, (self.head_dim,), None, self.q_norm.eps) * self.qk_norm_weight.to(qk.dtype)
+        qk = F.rms_norm(qk, (self.head_dim,), None, self.q_norm.eps) * stacked.qk_norm.to(qk.dtype)
         q, k = apply_rotary(qk, cos, sin).split_with_sizes([self.n_head, self.n_kv_head], dim=2)
         return q, k, v
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None, stacked: StackedLayer | None = None
     ) -> torch.Tensor:
         B, T, _ = x.shape
         # (B, T, heads, head_dim) -> (B, heads, T, head_dim)
-        q, k, v = (self.project if torch.is_grad_enabled() else self.project_stacked)(x, cos, sin)
+        q, k, v = self.project(x, cos, sin) if stacked is None else self.project_stacked(x, cos, sin, stacked)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
         prefix = 0
@@ -234,12 +242,11 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(config.n_embd, config.mlp_hidden, bias=False)
         self.up_proj = nn.Linear(config.n_embd, config.mlp_hidden, bias=False)
         self.down_proj = nn.Linear(config.mlp_hidden, config.n_embd, bias=False)
-        self.gate_up_weight: torch.Tensor | None = None  # stacked for inference: GPT.stack_weights
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():
+    def forward(self, x: torch.Tensor, stacked: StackedLayer | None = None) -> torch.Tensor:
+        if stacked is None:
             return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-        gate, up = F.linear(x, self.gate_up_weight).chunk(2, dim=-1)
+        gate, up = F.linear(x, stacked.gate_up).chunk(2, dim=-1)
         return self.down_proj(F.silu(gate) * up)
 
 
@@ -251,9 +258,11 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(config.n_embd, config.norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache)
-        return x + self.mlp(self.mlp_norm(x))
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None, stacked: StackedLayer | None = None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache, stacked)
+        return x + self.mlp(self.mlp_norm(x), stacked)
 
 
 class GPT(nn.Module):
@@ -269,36 +278,25 @@ class GPT(nn.Module):
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
         self.reset_parameters()
-        # Each layer's (q, k, v, q norm, k norm, gate, up): the modules `stack_weights` reads.
-        self._stackable = [
-            (b.attn.q_proj, b.attn.k_proj, b.attn.v_proj, b.attn.q_norm, b.attn.k_norm, b.mlp.gate_proj, b.mlp.up_proj)
+
+    @torch.no_grad()
+    def stacked_weights(self) -> list[StackedLayer]:
+        """Each layer's q/k/v weights, q/k norm gains and gate/up weights stacked, for
+        `forward(..., stacked=)`: one matmul instead of three (two), one norm instead of two,
+        because decoding a token at a time is bound by the number of kernel calls, not by
+        FLOPs. A snapshot: made once per generation (the engine does), valid while the weights
+        do not change, dropped with it. The parameters stay separate, so training, checkpoints
+        and the HF export keep Qwen3's layout. It costs memory: about two thirds of the layers'
+        weights again, for as long as it is held."""
+        heads, kv_heads = self.config.n_head, self.config.n_kv_head
+        return [
+            StackedLayer(
+                qkv=torch.cat([b.attn.q_proj.weight, b.attn.k_proj.weight, b.attn.v_proj.weight]),
+                qk_norm=torch.cat([b.attn.q_norm.weight.expand(heads, -1), b.attn.k_norm.weight.expand(kv_heads, -1)]),
+                gate_up=torch.cat([b.mlp.gate_proj.weight, b.mlp.up_proj.weight]),
+            )
             for b in self.blocks
         ]
-        self._stacked_from: tuple = ()
-
-    def stack_weights(self) -> None:
-        """Stack each layer's q/k/v weights, q/k norm gains and gate/up weights, for forward
-        passes without gradients: one matmul instead of three (two), one norm instead of two,
-        because decoding a token at a time is bound by the number of kernel calls, not by
-        FLOPs. The parameters stay separate (training, checkpoints and the HF export see
-        Qwen3's layout).
-
-        Called by every forward pass without gradients; it rebuilds only when a weight changed
-        since the last time: an optimizer step or a load bumps a version counter, a move to
-        another device or dtype gives new storage, an assignment a new parameter. The copies
-        cost memory: about two thirds of the layers' weights again.
-        """
-        # _parameters, not .weight: nn.Module's __getattr__ costs a microsecond a call, per token.
-        weights = [[m._parameters["weight"] for m in layer] for layer in self._stackable]
-        key = tuple((w.data_ptr(), w._version) for layer in weights for w in layer)
-        if key == self._stacked_from:
-            return
-        heads, kv_heads = self.config.n_head, self.config.n_kv_head
-        for block, (q, k, v, q_norm, k_norm, gate, up) in zip(self.blocks, weights):
-            block.attn.qkv_weight = torch.cat([q, k, v])
-            block.attn.qk_norm_weight = torch.cat([q_norm.expand(heads, -1), k_norm.expand(kv_heads, -1)])
-            block.mlp.gate_up_weight = torch.cat([gate, up])
-        self._stacked_from = key
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -326,6 +324,7 @@ class GPT(nn.Module):
         *,
         kv_cache: KVCache | None = None,
         reduction: str = "mean",
+        stacked: list[StackedLayer] | None = None,
     ) -> torch.Tensor:
         """Logits (B, T, vocab) for token ids `idx` (B, T); or, given `targets`, the
         cross-entropy in nats. Targets of -1 are ignored (the loss mask: SFT sets the
@@ -333,18 +332,20 @@ class GPT(nn.Module):
         for a (B, T) tensor with 0 at ignored positions (for bits per byte and RL).
 
         With `kv_cache`, `idx` continues the cached sequences: its tokens sit at positions
-        kv_cache.pos onwards, attend to the cached keys, and are added to the cache.
+        kv_cache.pos onwards, attend to the cached keys, and are added to the cache. With
+        `stacked` (from `stacked_weights`, without gradients only), the same values to float
+        rounding in a third fewer kernel calls.
         """
         T = idx.size(1)
         start = kv_cache.pos if kv_cache is not None else 0
         if start + T > self.config.seq_len:
             raise ValueError(f"sequence of {start + T} tokens exceeds the context of {self.config.seq_len}")
         cos, sin = self.cos[start : start + T, None, :], self.sin[start : start + T, None, :]
-        if not torch.is_grad_enabled():
-            self.stack_weights()
+        if stacked is not None and torch.is_grad_enabled():
+            raise ValueError("stacked weights are for inference: gradients would not reach the parameters")
         x = self.embed(idx)
-        for block in self.blocks:
-            x = block(x, cos, sin, kv_cache)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, kv_cache, None if stacked is None else stacked[i])
         if kv_cache is not None:
             kv_cache.pos += T
         logits = self.lm_head(self.norm(x))

@@ -53,9 +53,12 @@ class Scripted(nn.Module):
         super().__init__()
         self.inner, self.config, self.table, self.default, self.sequence = model, model.config, table, default, sequence
 
-    def forward(self, idx: torch.Tensor, kv_cache=None) -> torch.Tensor:
+    def stacked_weights(self):
+        return self.inner.stacked_weights()
+
+    def forward(self, idx: torch.Tensor, kv_cache=None, stacked=None) -> torch.Tensor:
         start = kv_cache.pos if kv_cache is not None else 0
-        logits = self.inner(idx, kv_cache=kv_cache)
+        logits = self.inner(idx, kv_cache=kv_cache, stacked=stacked)
         scripted = torch.full_like(logits, -1e9)
         for b in range(idx.size(0)):
             for t in range(idx.size(1)):
