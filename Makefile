@@ -43,8 +43,8 @@ bench: setup
 server: setup
 	$(BIN)/crawl2chat server start
 
-worker: setup
-	$(BIN)/prefect worker start --pool $(or $(POOL),cpu)
+worker: setup  # against PREFECT_API_URL, else the server `make server` starts
+	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:$${CRAWL2CHAT_PREFECT_PORT:-4200}/api} $(BIN)/prefect worker start --pool $(or $(POOL),cpu)
 
 clean:
 	-$(BIN)/crawl2chat server stop

@@ -28,8 +28,15 @@ POOLS = ("cpu", "gpu")
 
 
 def prefect(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the Prefect CLI of this environment (same server settings as this process)."""
+    """Run the Prefect CLI of this environment against the server this process talks to."""
+    from prefect.settings import PREFECT_API_URL
+
     env = dict(os.environ, CRAWL2CHAT_HOME=str(PROJECT))
+    # `crawl2chat deploy` reaches its server through a temporary setting (flows/server.py:
+    # connected), which a child process does not inherit; without it the CLI would deploy to
+    # a throw-away ephemeral server.
+    if PREFECT_API_URL.value():
+        env["PREFECT_API_URL"] = PREFECT_API_URL.value()
     env.setdefault("CRAWL2CHAT_CRAWL_ROOT", str(PROJECT / "crawls"))  # where the watch deployment looks
     return subprocess.run(
         [sys.executable, "-m", "prefect", *args], cwd=PROJECT, env=env, text=True, capture_output=True, check=check

@@ -73,3 +73,16 @@ def test_images_install_with_the_makefile(dockerfile):
     setup = makefile.split("$(STAMP):", 1)[1].split("\n\n", 1)[0]
     assert '"$(TORCH)"' in setup and "-e '.[dev]'" in setup
     assert setup.index('"$(TORCH)"') < setup.index("-e '.[dev]'"), "torch first, so the pin wins"
+
+
+def test_the_prefect_cli_deploys_to_the_server_this_process_talks_to(monkeypatch):
+    """`crawl2chat deploy` points itself at the server with a temporary setting; the `prefect
+    deploy` child process must get the same server, not an ephemeral one of its own."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deploy import prefect
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        shown = prefect("config", "view", "--show-sources").stdout
+    assert "PREFECT_API_URL='http://127.0.0.1:9/api'" in shown
