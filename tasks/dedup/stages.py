@@ -332,9 +332,9 @@ def index_part(root: str, crawl: str) -> str:
     return lake.join(index_root(root), crawl)
 
 
-def _signed_with(uris: list[str], kind: str, params: dict[str, int]) -> list[tuple[str, lake.Manifest]]:
-    """The datasets among `uris` of `kind`, with their manifests, checked comparable: signatures
-    compare only under the same shingling, bands, rows and seed."""
+def _signed_with(uris: list[str], kind: str, params: dict[str, int]) -> list[str]:
+    """The datasets among `uris` of `kind`, checked comparable: signatures compare only under
+    the same shingling, bands, rows and seed."""
     found = []
     for uri in uris:
         manifest = lake.manifest(uri)
@@ -343,14 +343,14 @@ def _signed_with(uris: list[str], kind: str, params: dict[str, int]) -> list[tup
         signed = manifest.stats.get("signature")
         if signed != params:
             raise ValueError(f"{uri} was signed with {signed}, this run uses {params}: re-sign it or change the dedup config")
-        found.append((uri, manifest))
+        found.append(uri)
     return found
 
 
 def lake_sources(root: str, params: dict[str, int]) -> list[str]:
     """Every crawl's committed signatures in the lake (scope `lake`)."""
     listed = [uri for uri in lake.list_datasets(lake.join(root, "dedup")) if uri.endswith("/signatures")]
-    return [uri for uri, _ in _signed_with(listed, SIGNATURES_KIND, params)]
+    return _signed_with(listed, SIGNATURES_KIND, params)
 
 
 def index_parts(root: str, params: dict[str, int], exclude: str | None = None) -> list[str]:
@@ -365,7 +365,7 @@ def index_parts(root: str, params: dict[str, int], exclude: str | None = None) -
     # parameters replaces its part, so that part's parameters do not matter.
     own = index_part(root, exclude).rstrip("/") if exclude else None
     listed = [uri for uri in lake.list_datasets(index_root(root)) if uri.rstrip("/") != own]
-    return [uri for uri, manifest in _signed_with(listed, INDEX_KIND, params) if manifest.stats.get("crawl") != exclude]
+    return _signed_with(listed, INDEX_KIND, params)
 
 
 def commit_index(part_uri: str, crawl: str, shards: list[dict[str, Any]], params: dict[str, int], **fields: Any) -> lake.Manifest:
