@@ -80,6 +80,44 @@ def test_words_cover_every_non_space_character_in_order(text):
     assert all(t and not any(ch.isspace() for ch in t) for t in tokens)
 
 
+def plain_words(text: str) -> list[str]:
+    """The tokenizer's rules as first written, without the fast paths `text.words` takes: a
+    space before every contraction found by trying each position, then one alternation."""
+    import re
+
+    from tasks.curate.text import ABBREVIATIONS, URL_OR_EMAIL_RE, W
+
+    text = re.sub(r"(?<=\w)(?=n['’]t\b|['’](?:s|re|ve|ll|d|m)\b)", " ", text, flags=re.IGNORECASE)
+    word = re.compile(
+        r"[^\W\d_](?:\.[A-Za-z])*\.(?![^\W\d_])"
+        rf"|(?=[A-Za-z]{{1,6}}\.)(?:{ABBREVIATIONS})\.(?!\w)"
+        r"|\d+(?:[.,:/]\d+)*|['’](?:s|re|ve|ll|d|m)\b"
+        rf"|@[{W}]+|[{W}]+(?:['’][{W}]+)*|\.{{2,}}|[^\w\s]"
+    )
+    parts = URL_OR_EMAIL_RE.split(text)
+    return [t for i, part in enumerate(parts) for t in ([part] if i % 2 else word.findall(part))]
+
+
+PIECES = [
+    "don", "N", "n", "'t", "’T", "'s", "’re", "'ll", "'d", "it", "I", "U.S.", "e.g.", "Inc.", "etc.", "vs.", "a.",
+    "3.14", "1,000", "@x", "a@b.co", "http://x.y/don't", "www.z.org", "...", "-", "_", ",", " ", "\n", "é", "\u0301", "пи", "あ",
+]
+
+
+@given(st.lists(st.sampled_from(PIECES), max_size=30).map("".join) | st.text(max_size=60))
+@settings(max_examples=500, deadline=None)
+def test_words_fast_paths_change_no_token(text):
+    assert words(text) == plain_words(text)
+
+
+@given(st.text(alphabet="a \n", max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_newline_runs_split_as_the_regex_does(text):
+    import re
+
+    assert Text(text).newline_runs == re.split(r"\n+", text)
+
+
 def test_count_sentences():
     assert count_sentences("One. Two! Three? Four") == 4
     assert count_sentences("Pi is 3.14 and e.g. this is one sentence.") == 1

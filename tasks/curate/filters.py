@@ -74,11 +74,14 @@ def top_ngram_chars(view: Text, n: int) -> int:
     hashes = view.ngram_hashes(n)
     if not len(hashes):
         return 0
-    _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
-    best = counts.max()
-    i = int(first[counts == best].min())
+    repeated = view.repeated_ngrams(n)
+    i, best = 0, 1  # nothing repeats: every n-gram occurs once and the first one wins
+    if len(repeated):
+        _, first, counts = np.unique(hashes[repeated], return_index=True, return_counts=True)
+        best = int(counts.max())
+        i = int(repeated[first[counts == best].min()])
     offsets = view.word_offsets
-    return int(offsets[i + n] - offsets[i] + n - 1) * int(best)
+    return int(offsets[i + n] - offsets[i] + n - 1) * best
 
 
 def duplicated_ngram_chars(view: Text, n: int) -> int:
@@ -87,24 +90,20 @@ def duplicated_ngram_chars(view: Text, n: int) -> int:
 
     Only positions whose n-gram occurs more than once can change the count, so the scan walks
     those alone (usually a handful) instead of every position."""
-    hashes = view.ngram_hashes(n)
-    if not len(hashes):
-        return 0
-    _, groups, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-    repeated = np.flatnonzero(counts[groups] > 1)
+    repeated = view.repeated_ngrams(n)
     if not len(repeated):
         return 0
     offsets = view.word_offsets
     seen: set[int] = set()
     chars = skip_until = 0
-    for pos, group in zip(repeated.tolist(), groups[repeated].tolist()):
+    for pos, gram in zip(repeated.tolist(), view.ngram_hashes(n)[repeated].tolist()):
         if pos < skip_until:
             continue
-        if group in seen:
+        if gram in seen:
             chars += int(offsets[pos + n] - offsets[pos])
             skip_until = pos + n
         else:
-            seen.add(group)
+            seen.add(gram)
     return chars
 
 
@@ -213,14 +212,13 @@ class C4QualityFilter:
         sentences = 0
         # Tokens never span lines, so when the words are already known the rewritten text's
         # word count is the old one minus the dropped lines' and the citations' tokens: the
-        # FineWeb filter after us then needs no second tokenization.
+        # FineWeb filter after us then needs no second tokenization. The dropped lines are
+        # tokenized together at the end (one regex call, not one per line).
         known = "words" in doc.view.__dict__
         removed_words = 0
-
-        def dropped(line: str) -> None:
-            nonlocal removed_words
-            if known:
-                removed_words += len(tokenize(line))
+        dropped_lines: list[str] = []
+        dropped = dropped_lines.append
+        counting = c.min_num_sentences >= 0
 
         for raw in doc.view.lines:
             line = raw.strip()
@@ -249,11 +247,14 @@ class C4QualityFilter:
             if c.filter_policy and self.policy.search(lower):
                 dropped(line)
                 continue
-            if c.min_num_sentences >= 0:
+            if counting:
                 sentences += count_sentences(line)
+                counting = sentences < c.min_num_sentences  # only the threshold matters
             kept.append(line)
         if sentences < c.min_num_sentences:
             return "too_few_sentences"
+        if known and dropped_lines:
+            removed_words += len(tokenize("\n".join(dropped_lines)))
         word_count = doc.view.word_count - removed_words if known else None
         doc.rewrite("\n".join(kept).strip())
         if word_count is not None:

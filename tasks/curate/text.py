@@ -54,7 +54,11 @@ def _word_chars() -> str:
 
 W = _word_chars()
 WORD_RE = re.compile(
-    r"[^\W\d_](?:\.[A-Za-z])*\.(?![^\W\d_])"  # initials and initialisms: A., U.S., e.g.
+    # Most tokens are plain words followed by a space or a comma: matched first, they skip the
+    # alternatives below (a quarter of this regex's time). A run of ASCII letters not followed by
+    # a word character, a dot or an apostrophe is what the word alternative would match anyway.
+    rf"[A-Za-z][a-z]*+(?![{W}.'’])"
+    r"|[^\W\d_](?:\.[A-Za-z])*\.(?![^\W\d_])"  # initials and initialisms: A., U.S., e.g.
     rf"|(?=[A-Za-z]{{1,6}}\.)(?:{ABBREVIATIONS})\.(?!\w)"  # the guard keeps the alternation off most words
     r"|\d+(?:[.,:/]\d+)*"
     r"|['’](?:s|re|ve|ll|d|m)\b"
@@ -63,7 +67,10 @@ WORD_RE = re.compile(
     r"|\.{2,}"
     r"|[^\w\s]"
 )
-CONTRACTION_RE = re.compile(r"(?<=\w)(?=n['’]t\b|['’](?:s|re|ve|ll|d|m)\b)", re.IGNORECASE)
+# The n of n't or the apostrophe of 's, 're, ... after a word character; a space goes before it.
+# Written to start with those characters (the lookbehinds after them), so the regex engine
+# jumps from candidate to candidate instead of trying every position.
+CONTRACTION_RE = re.compile(r"n(?<=\wn)(?=['’]t\b)|['’](?<=\w['’])(?=(?:s|re|ve|ll|d|m)\b)", re.IGNORECASE)
 
 
 # A sentence ends at ., !, ? or an ellipsis (and CJK/other full stops), possibly followed by
@@ -72,12 +79,11 @@ CONTRACTION_RE = re.compile(r"(?<=\w)(?=n['’]t\b|['’](?:s|re|ve|ll|d|m)\b)",
 # dot (initials, "e.g.") does not end a sentence.
 SENTENCE_END_RE = re.compile(r"(?<!\b[A-Za-z])[.!?…。！？]+['\"”’)\]]*\s+(?=\S)|(?<=[a-z])[.!?]+(?=[A-Z])")
 PARAGRAPH_RE = re.compile(r"\n{2,}")
-LINES_RE = re.compile(r"\n+")
 
 
 def words(text: str) -> list[str]:
     if "'" in text or "’" in text:
-        text = CONTRACTION_RE.sub(" ", text)
+        text = CONTRACTION_RE.sub(r" \g<0>", text)
     if "@" in text or "://" in text or "www." in text:
         out: list[str] = []
         for i, part in enumerate(URL_OR_EMAIL_RE.split(text)):
@@ -157,6 +163,31 @@ class Text:
         cache[n] = h
         return h
 
+    def repeated_ngrams(self, n: int) -> np.ndarray:
+        """Positions (ascending) whose n-gram occurs more than once in the document. An n-gram
+        can repeat only where its first n-1 words do, so for n > 2 only the positions repeated
+        at n-1 are looked at: one sort of every bigram, then ever smaller ones."""
+        cache: dict[int, np.ndarray] = self.__dict__.setdefault("_repeated_ngrams", {})
+        if n in cache:
+            return cache[n]
+        hashes = self.ngram_hashes(n)
+        if n > 2:
+            candidates = self.repeated_ngrams(n - 1)
+            candidates = candidates[candidates < len(hashes)]
+        else:
+            candidates = np.arange(len(hashes))
+        sub = hashes[candidates]
+        order = np.argsort(sub)
+        ordered = sub[order]
+        same_as_next = ordered[1:] == ordered[:-1]
+        repeated = np.zeros(len(sub), dtype=bool)  # in sorted order: equal to a neighbour
+        repeated[1:] = same_as_next
+        repeated[:-1] |= same_as_next
+        keep = np.empty(len(sub), dtype=bool)
+        keep[order] = repeated
+        cache[n] = candidates[keep]
+        return cache[n]
+
     @cached_property
     def lines(self) -> list[str]:
         """`str.splitlines`, as the Gopher quality and C4 rules use."""
@@ -173,5 +204,10 @@ class Text:
 
     @cached_property
     def newline_runs(self) -> list[str]:
-        """Lines split on runs of newlines (the Gopher repetition line rules)."""
-        return LINES_RE.split(self.text)
+        """Lines split on runs of newlines (the Gopher repetition line rules): `re.split("\\n+")`,
+        built from `str.split` (six times faster): the empty pieces between newlines go, the
+        ones at the two ends stay, as the regex leaves them."""
+        parts = self.text.split("\n")
+        if len(parts) > 2 and "" in parts[1:-1]:
+            parts = [parts[0], *filter(None, parts[1:-1]), parts[-1]]
+        return parts
