@@ -18,7 +18,7 @@ from tasks.curate.extract import Extractor
 from tasks.curate.language import LanguageFilter
 from tasks.curate.pii import PiiScrubber
 from tasks.curate.urls import UrlFilter
-from tasks.curate.warc import decode_html, dechunk, read_warc
+from tasks.curate.warc import dechunk, read_warc, utf8_page
 
 
 def reasons(path, config: ReadConfig = ReadConfig()) -> Counter:
@@ -142,19 +142,27 @@ def test_undecodable_payload_is_counted(tmp_path):
 @given(st.binary(max_size=400))
 @settings(max_examples=200, deadline=None)
 def test_decode_never_raises(data):
-    out = decode_html(data, "text/html; charset=bogus")
-    assert out is None or isinstance(out, str)
+    out = utf8_page(data, "text/html; charset=bogus")
+    assert out is None or len(out[0].decode("utf-8")) == out[1]
+
+
+def decoded(page: tuple[bytes, int] | None) -> str | None:
+    if page is None:
+        return None
+    text = page[0].decode("utf-8")
+    assert len(text) == page[1]
+    return text
 
 
 @given(st.text(max_size=200))
 @settings(max_examples=200, deadline=None)
 def test_utf8_and_declared_charsets_round_trip(text):
-    assert decode_html(text.encode("utf-8")) == text.lstrip("\ufeff")
+    assert decoded(utf8_page(text.encode("utf-8"))) == text.lstrip("\ufeff")
     latin = text.encode("latin-1", "ignore")
     try:
         latin.decode("utf-8")
     except UnicodeDecodeError:
-        assert decode_html(latin, "text/html; charset=iso-8859-1") == latin.decode("latin-1")
+        assert decoded(utf8_page(latin, "text/html; charset=iso-8859-1")) == latin.decode("latin-1")
 
 
 @given(st.lists(st.binary(min_size=1, max_size=50), max_size=8))

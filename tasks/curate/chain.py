@@ -145,12 +145,12 @@ class Chain:
                 yield out
                 start = clock()
                 continue
-            html = record.html or ""
-            funnel.passed("read", len(html), len(html), clock() - start)
-            yield self._document(out, html, funnel)
+            funnel.passed("read", record.chars, record.chars, clock() - start)
+            yield self._document(out, record.page or b"", record.chars, funnel)
             start = clock()
 
-    def _document(self, out: Outcome, html: str, funnel: Funnel) -> Outcome:
+    def _document(self, out: Outcome, page: bytes, chars: int, funnel: Funnel) -> Outcome:
+        """One page (UTF-8 HTML of `chars` characters) through the steps after reading."""
         clock = time.perf_counter
 
         def drop(step: str, chars_in: int, reason: str, seconds: float) -> Outcome:
@@ -162,18 +162,18 @@ class Chain:
             t = clock()
             reason = self.url_filter(out.url or "")
             if reason:
-                return drop("url", len(html), reason, clock() - t)
-            funnel.passed("url", len(html), len(html), clock() - t)
+                return drop("url", chars, reason, clock() - t)
+            funnel.passed("url", chars, chars, clock() - t)
 
         t = clock()
-        text, reason = self.extractor.extract(html)
+        text, reason = self.extractor.extract(page)
         text = (text or "").strip()
         if reason is None and len(text) < max(1, self.config.extract.min_chars):
             reason = "empty"
         if reason:
-            return drop("extract", len(html), reason, clock() - t)
+            return drop("extract", chars, reason, clock() - t)
         out.text = text
-        funnel.passed("extract", len(html), len(text), clock() - t)
+        funnel.passed("extract", chars, len(text), clock() - t)
 
         if self.language is not None:
             t = clock()

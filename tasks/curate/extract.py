@@ -150,7 +150,8 @@ class Extractor:
             for pipe in (proc.stdin, proc.stdout):
                 pipe.close()
 
-    def extract(self, html: str) -> tuple[str | None, str | None]:
+    def extract(self, html: str | bytes) -> tuple[str | None, str | None]:
+        """The text of one page, given as a str or as UTF-8 bytes (sent as they are)."""
         if self._proc is None or self._proc.poll() is not None:
             if self._proc is not None:
                 self.restarts += 1
@@ -159,7 +160,8 @@ class Extractor:
         proc = self._proc
         deadline = time.monotonic() + self.timeout
         try:
-            _write_frame(proc.stdin.fileno(), b"H", html.encode("utf-8", "surrogatepass"))
+            payload = html if isinstance(html, bytes) else html.encode("utf-8", "surrogatepass")
+            _write_frame(proc.stdin.fileno(), b"H", payload)
             frame = _read_frame(proc.stdout.fileno(), deadline)
         except (BrokenPipeError, ConnectionResetError, OSError):
             frame = None

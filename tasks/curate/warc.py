@@ -42,8 +42,13 @@ class Record:
     id: str
     url: str | None
     date: str | None
-    html: str | None = None
-    reason: str | None = None  # why the read step rejects it; None when `html` is a page
+    page: bytes | None = None  # the HTML as UTF-8: what the extraction worker is sent
+    chars: int = 0  # the page's length in characters
+    reason: str | None = None  # why the read step rejects it; None when `page` is a page
+
+    @property
+    def html(self) -> str | None:
+        return None if self.page is None else self.page.decode("utf-8", "surrogatepass")
 
 
 class _Tracked:
@@ -205,11 +210,11 @@ def _response(record, uri: str, index: str, config: ReadConfig) -> tuple[Record,
         declared_type = (headers.get("WARC-Identified-Payload-Type") or http_headers.get("content-type") or "unknown")
         rec.reason = "not_html:" + declared_type.split(";")[0].strip().lower()[:60]
     else:
-        html = decode_html(body, http_headers.get("content-type"))
-        if html is None:
+        page = utf8_page(body, http_headers.get("content-type"))
+        if page is None:
             rec.reason = "undecodable"
         else:
-            rec.html = html
+            rec.page, rec.chars = page
     return rec, b""
 
 
@@ -315,12 +320,26 @@ def declared_charset(body: bytes, content_type: str | None) -> str | None:
     return None
 
 
-def decode_html(body: bytes, content_type: str | None = None) -> str | None:
-    """UTF-8, else the declared charset, else a detected one (charset-normalizer), else None."""
+def utf8_page(body: bytes, content_type: str | None = None) -> tuple[bytes, int] | None:
+    """The page as UTF-8 bytes and its length in characters: UTF-8, else the declared charset,
+    else a detected one (charset-normalizer), else None. A UTF-8 body (most of the web) goes on
+    as it is, only checked (an ASCII one not even decoded): the extraction worker decodes it,
+    so the reader never re-encodes a page it has just decoded."""
+    if body.isascii():
+        return body, len(body)
     try:
-        return body.decode("utf-8").lstrip("\ufeff")
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
-        pass
+        text = _decode_other(body, content_type)
+        return None if text is None else (text.encode("utf-8", "surrogatepass"), len(text))
+    if text.startswith("\ufeff"):  # byte order marks go
+        text = text.lstrip("\ufeff")
+        return text.encode("utf-8"), len(text)
+    return body, len(text)
+
+
+def _decode_other(body: bytes, content_type: str | None) -> str | None:
+    """A body that is not UTF-8, decoded from the declared charset or a detected one."""
     charset = declared_charset(body, content_type)
     if charset and charset != "utf-8":
         try:
