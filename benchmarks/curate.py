@@ -223,6 +223,14 @@ def main() -> None:
         print("   our seconds by step: " + ", ".join(f"{k} {v['seconds']:.2f}" for k, v in ours["funnel"]["steps"].items()))
         print("   datatrove seconds by step: " + ", ".join(f"{k.encode('ascii', 'ignore').decode().strip()} {v:.2f}" for k, v in theirs["step_seconds"].items() if v is not None))
         results["throughput"][extractor]["datatrove_seconds_by_step"] = theirs["step_seconds"]
+    tp = results["throughput"]
+    if "trafilatura" in tp and "resiliparse" in tp:
+        # FineWeb as datatrove runs it extracts with trafilatura: our fast configuration against it
+        cross = tp["resiliparse"]["ours"] / tp["trafilatura"]["datatrove"]
+        per_round = [a["ours_cpu"] / b["datatrove_cpu"] for a, b in zip(tp["rounds"]["resiliparse"], tp["rounds"]["trafilatura"])]
+        tp["resiliparse_vs_finewebs_chain"] = {"ratio": cross, "rounds": per_round}
+        print(f"ours with resiliparse vs datatrove's FineWeb chain (trafilatura): {cross:.1f}x "
+              f"(round by round {min(per_round):.1f}-{max(per_round):.1f}x)")
 
     print("\nper-filter keep/drop agreement (each filter alone, same extracted texts)")
     truths = json.loads((DATA / "ground-truth.json").read_text())
