@@ -324,7 +324,8 @@ def utf8_page(body: bytes, content_type: str | None = None) -> tuple[bytes, int]
     """The page as UTF-8 bytes and its length in characters: UTF-8, else the declared charset,
     else a detected one (charset-normalizer), else None. A UTF-8 body (most of the web) goes on
     as it is, only checked (an ASCII one not even decoded): the extraction worker decodes it,
-    so the reader never re-encodes a page it has just decoded."""
+    so the reader does not re-encode what it has just decoded; only a page in another charset
+    is re-encoded, once."""
     if body.isascii():
         return body, len(body)
     try:
