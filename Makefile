@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 1
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup demo test bench server worker clean chromium
+.PHONY: setup demo test test-fast lint bench server worker clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,16 @@ setup: $(STAMP) $(BLOCKLISTS)
 demo: setup
 	$(BIN)/crawl2chat demo
 
-test: setup chromium
+test: setup chromium lint
 	$(BIN)/python -m pytest
+
+# The quick loop: no Prefect server, no browser, no end-to-end stack, nothing marked slow.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not e2e and not server and not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The browser test drives the Prefect UI in Debian's chromium (no browser download at run time).
 chromium:

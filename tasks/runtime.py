@@ -7,7 +7,7 @@
   errors that retrying can fix (I/O, connection, throttling); a bug fails at once.
 - Task results are small (URIs and stats) and are persisted in the lake under
   `_prefect/results`, so a cache hit works from any worker that sees the lake.
-- The task runner comes from the config: bounded threads by default, Dask or Ray to scale out.
+- The task runner comes from the config: bounded threads by default, Dask to scale out.
 """
 
 from __future__ import annotations
@@ -112,10 +112,38 @@ def content_key(inputs: Sequence[str] = (), code: Sequence[str] = ()) -> Callabl
 # -- retries -----------------------------------------------------------------------------
 
 
+# S3 answers a request it will never accept with a 3xx or 4xx code; these few are the
+# exceptions, faults of the transfer or the moment that the same request can get past.
+TRANSIENT_S3_CODES = frozenset(
+    {"RequestTimeout", "IncompleteBody", "BadDigest", "OperationAborted", "SlowDown", "Throttling", "RequestLimitExceeded"}
+)
+
+
+def _s3_error(exc: BaseException) -> tuple[str, int] | None:
+    """(S3's error code, HTTP status) of a botocore ClientError in `exc`'s chain of causes:
+    s3fs re-raises S3's errors as OSErrors (InvalidBucketName as errno 22) with the
+    ClientError as their cause."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict) and "Error" in response:
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            return str(response["Error"].get("Code", "")), int(status)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def _retryable(exc: BaseException) -> bool:
-    """Errors that a later attempt can fix: storage and network faults, throttling."""
+    """Errors that a later attempt can fix: storage and network faults, throttling. S3's
+    refusals (invalid or missing bucket, access denied, another region: any answer below 500
+    but the transient few) fail at once with S3's own message instead of being retried."""
     if isinstance(exc, (lake.DatasetNotFound, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
         return False
+    s3 = _s3_error(exc)
+    if s3 is not None:
+        code, status = s3
+        return code in TRANSIENT_S3_CODES or status >= 500 or not status
     if isinstance(exc, (OSError, ConnectionError, TimeoutError, EOFError)):
         return True
     name = type(exc).__name__
@@ -218,10 +246,10 @@ class RunnerConfig(StageConfig):
 
     threads: a bounded pool in the flow's process (the default; right for I/O and for
     code that releases the GIL). dask: `address` of an existing cluster, or a temporary
-    local cluster of `workers` processes. ray: `address` of a cluster ("auto" or ray://).
+    local cluster of `max_workers` processes.
     """
 
-    kind: Literal["threads", "dask", "ray"] = "threads"
+    kind: Literal["threads", "dask"] = "threads"
     max_workers: int = 2
     address: str | None = None
     threads_per_worker: int = 1
@@ -246,12 +274,6 @@ def task_runner(config: RunnerConfig) -> Any:
                 host="127.0.0.1",
             )
         )
-    if config.kind == "ray":
-        try:
-            from prefect_ray import RayTaskRunner
-        except ImportError as exc:  # optional extra
-            raise RuntimeError("the ray runner needs `pip install crawl2chat[ray]`") from exc
-        return RayTaskRunner(address=config.address)
     raise ValueError(f"unknown runner kind {config.kind!r}")
 
 

@@ -261,6 +261,23 @@ def test_resiliparse_extracts_text():
         extractor.close()
 
 
+def test_a_worker_that_cannot_start_says_why_in_its_own_words(tmp_path, monkeypatch):
+    """The broken install a new user met: lxml 6 without lxml_html_clean, which jusText (and so
+    trafilatura) imports. Shadowed here by a module that fails to import, on the worker's path;
+    the error must carry the child's own message, not only "did not start"."""
+    (tmp_path / "lxml_html_clean.py").write_text("raise ImportError('lxml_html_clean is missing here')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    extractor = Extractor(ExtractConfig())
+    try:
+        with pytest.raises(RuntimeError) as failure:
+            extractor.extract("<html><body><p>never extracted</p></body></html>")
+    finally:
+        extractor.close()
+    message = str(failure.value)
+    assert message.startswith("the trafilatura worker did not start: ")
+    assert "ImportError: lxml.html.clean module is now a separate project lxml_html_clean" in message  # lxml's words
+
+
 def test_pii_as_fineweb_plus_options():
     scrub = PiiScrubber(PiiConfig())
     out = scrub("Write to Jane.Doe@Example.COM or ops@site.org from 8.8.8.8, not 192.168.0.1 or 127.0.0.1.")

@@ -15,9 +15,10 @@ import os
 
 import pyarrow as pa
 import pytest
+from prefect import flow
 
 from tasks import lake
-from tasks.runtime import _retryable
+from tasks.runtime import _retryable, lake_task
 from tests import stress
 from tests.faults import FaultProxy
 
@@ -121,3 +122,50 @@ def test_curate_and_tokenize_through_faults_equal_a_clean_run(prefect_server, s3
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[f"curate-{s3_crawl[0]}"])))
     assert min(r.run_count for r in runs) == 1 and max(r.run_count for r in runs) >= 2  # clean run's; the retried one
+
+
+ATTEMPTS: list[str] = []
+
+
+@lake_task(retries=True)
+def write_a_dataset(root: str) -> str:
+    ATTEMPTS.append(root)
+    return lake.write_dataset(lake.join(root, "d"), [pa.table({"a": [1]})], kind="test")
+
+
+@lake_task(retries=True)
+def read_a_file(uri: str) -> int:
+    ATTEMPTS.append(uri)
+    fs, path = lake.filesystem(uri)
+    return len(fs.cat_file(path))
+
+
+@flow
+def refused_flow(kind: str, target: str) -> object:
+    job = write_a_dataset if kind == "invalid_bucket" else read_a_file
+    return job.with_options(retry_delay_seconds=0)(target)
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("invalid_bucket", "The specified bucket is not valid"),  # InvalidBucketName: OSError(22)
+        ("missing_bucket", "The specified bucket does not exist"),  # NoSuchBucket
+        ("access_denied", "Access Denied"),  # 403 AccessDenied
+    ],
+)
+def test_what_no_retry_can_fix_fails_at_once_with_s3s_own_message(prefect_server, s3_bucket, s3_server, proxy, kind, message):
+    """A lake on a bucket S3 refuses is not retried four times: the task runs once and its
+    error carries S3's message (retried errors are checked above and in test_runtime)."""
+    if kind == "invalid_bucket":
+        target = "s3://ab/lake"  # too short a name: S3 (and moto) answer InvalidBucketName
+    elif kind == "missing_bucket":
+        target = f"s3://missing-{os.urandom(4).hex()}/crawl.warc.gz"
+    else:
+        target = s3_bucket + "/crawl.warc.gz"
+        fresh_fs(s3_server).pipe_file(target.removeprefix("s3://"), b"x")
+        proxy.fail_next(1, "403", path="crawl.warc.gz")
+    ATTEMPTS.clear()
+    with pytest.raises(OSError, match=message):
+        refused_flow(kind, target)
+    assert ATTEMPTS == [target], "run once: a retry cannot fix this"

@@ -63,6 +63,29 @@ def test_only_storage_errors_are_retried():
     assert not _retryable(KeyError("x"))
 
 
+def s3_refusal(code: str, status: int, as_errno: int) -> OSError:
+    """What s3fs raises for an S3 error: an OSError with botocore's ClientError as its cause."""
+    from botocore.exceptions import ClientError
+
+    cause = ClientError({"Error": {"Code": code, "Message": "S3 says no"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+    exc = OSError(as_errno, "S3 says no")
+    exc.__cause__ = cause
+    return exc
+
+
+def test_s3s_refusals_fail_at_once_its_transient_4xx_and_5xx_are_retried():
+    import errno
+
+    assert not _retryable(s3_refusal("InvalidBucketName", 400, errno.EINVAL))
+    assert not _retryable(s3_refusal("AuthorizationHeaderMalformed", 400, errno.EINVAL))
+    assert not _retryable(s3_refusal("PermanentRedirect", 301, errno.EREMCHG))  # the bucket is in another region
+    assert _retryable(s3_refusal("IncompleteBody", 400, errno.EINVAL))  # the body was cut in transit
+    assert _retryable(s3_refusal("RequestTimeout", 400, errno.EINVAL))
+    assert _retryable(s3_refusal("SlowDown", 503, errno.EBUSY))
+    assert _retryable(s3_refusal("InternalError", 500, errno.EIO))
+    assert _retryable(OSError(errno.EINVAL, "no S3 response behind it"))  # local or transport: as before
+
+
 def test_runner_from_config_is_bounded():
     runner = task_runner(RunnerConfig(kind="threads", max_workers=3))
     assert runner._max_workers == 3

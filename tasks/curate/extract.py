@@ -100,7 +100,12 @@ def _read_frame(fd: int, deadline: float | None = None) -> tuple[bytes, bytes] |
 
 def serve(config: dict[str, Any]) -> None:
     """The worker's loop (child process): HTML frames in, text frames out."""
-    run = extract_function(config)
+    run = extract_function(config)  # imports the extractor: what fails on a broken install
+    # Up to here stderr goes to the parent, which quotes it if the worker does not start;
+    # from now on warnings the extractor logs per page go nowhere (nobody reads that pipe).
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stderr.fileno())
+    os.close(devnull)
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     _write_frame(stdout, b"R", b"")
     while (frame := _read_frame(stdin)) is not None:
@@ -113,6 +118,14 @@ def serve(config: dict[str, Any]) -> None:
             _write_frame(stdout, b"T" if text is not None else b"N", (text or "").encode("utf-8", "surrogatepass"))
         except Exception as exc:  # a page that breaks the extractor is that page's problem
             _write_frame(stdout, b"E", f"{type(exc).__name__}: {exc}"[:200].encode())
+
+
+def _last_lines(stderr: bytes, returncode: int | None, lines: int = 12) -> str:
+    """The end of a dead worker's stderr (a traceback ends with its cause), or why there is none."""
+    text = stderr.decode("utf-8", "replace").strip()
+    if not text:
+        return f"it exited with code {returncode} and wrote nothing to stderr"
+    return "\n".join(text.splitlines()[-lines:])
 
 
 class Extractor:
@@ -129,7 +142,7 @@ class Extractor:
             [sys.executable, "-m", "tasks.curate.extract", json.dumps(self.config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,  # read only if the worker does not start (see `serve`)
             cwd=str(REPO),
             env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
@@ -138,8 +151,9 @@ class Extractor:
                 fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
         if _read_frame(proc.stdout.fileno(), time.monotonic() + STARTUP_TIMEOUT_S) is None:
             proc.kill()
-            proc.wait()
-            raise RuntimeError(f"the {self.config['extractor']} worker did not start")
+            _, stderr = proc.communicate()
+            raise RuntimeError(f"the {self.config['extractor']} worker did not start: {_last_lines(stderr, proc.returncode)}")
+        proc.stderr.close()
         self._proc = proc
 
     def _kill(self) -> None:
