@@ -1,7 +1,7 @@
 """Every benchmark, one after the other: `make bench`, or `python -m benchmarks [NAME ...]`.
 
 Each script runs our code and its anchor side by side in one run and prints the ratios and
-peak memory (see each script's docstring and README, "Benchmarks"). Each runs in its own
+peak memory (see each script's docstring and docs/benchmarks.md). Each runs in its own
 process with its defaults, so one side's memory never counts against another benchmark's.
 `chaos` (about ten minutes) runs only when named.
 """

@@ -23,7 +23,7 @@
    under .cache/bench-dedup: `--skip-small --stages exact,pairs,clusters,remove` re-measures
    the later stages in a minute).
 
-   Measured (shards of 10k, peak RSS with a 214 MB import floor; README has the discussion):
+   Measured (shards of 10k, peak RSS with a 214 MB import floor; docs/dedup.md has the discussion):
 
    | documents | exact | pairs (14 bands) | clusters | removals |
    |---:|---|---|---|---|

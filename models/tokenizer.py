@@ -217,7 +217,7 @@ def default_coverage(vocab_size: int) -> float:
     Each such character takes a vocabulary slot beside the 256 byte tokens. Below 8,192
     pieces those slots are worth more as merges (English bytes/token drops at 0.9999);
     from 8,192 on, 0.9999 keeps rarer scripts whole (Japanese +7%, English even). Measured
-    with benchmarks/tokenizer.py; see README.
+    with benchmarks/tokenizer.py; see docs/benchmarks.md.
     """
     return 0.9995 if vocab_size < 8192 else 0.9999
 

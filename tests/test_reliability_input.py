@@ -17,7 +17,7 @@ from tasks.curate.warc import decode_body, read_warc
 from tests import hostile, stress
 
 # Peak resident memory (VmHWM) of the process running a curate shard task on any case, and of
-# its extractor worker (stated in README.md, Reliability). Measured: 292 and 225 MiB; before
+# its extractor worker (stated in docs/reliability.md). Measured: 292 and 225 MiB; before
 # the reader's inflation limit, the 1.6 GB gzip bomb alone took the process to 3.4 GB.
 TASK_BOUND_MIB = 512
 EXTRACTOR_BOUND_MIB = 384

@@ -2,7 +2,7 @@
 
 Defaults are FineWeb's (datatrove `examples/fineweb.py` with the filter defaults it relies on).
 Where the FineWeb-era code, datatrove HEAD and the paper disagree, the field's description says
-which one we follow; the README's Curate section explains why.
+which one we follow; docs/curate.md explains why.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each filter is a small callable: a `Doc` in, None to keep it or the reason to dr
 thresholds from its config (FineWeb's defaults). Reasons use datatrove's names, so the two can
 be compared rule by rule. Where the FineWeb-era code and datatrove HEAD differ we follow HEAD
 (the anchor the benchmark measures against; its changes fix counting bugs) unless a config
-field says otherwise: see each rule and the README.
+field says otherwise: see each rule and docs/curate.md.
 
 Filters share one tokenization through `Doc.view` (a `text.Text`); C4 rewrites the text by
 dropping lines, which gives the later filters a new view.

@@ -109,7 +109,7 @@ TOWN = {
 
 # What the model writes between <|search_start|> and <|search_end|>, by entity kind: the
 # name alone finds a person's or an organisation's page; a town's name is on every page of
-# the people born there, so "town" pulls its own page up (measured: see README).
+# the people born there, so "town" pulls its own page up (measured: see docs/engine.md, the search index).
 QUERY = {"person": "{name}", "org": "{name}", "town": "{name} town"}
 
 PRIVATE = (
