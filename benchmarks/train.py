@@ -171,7 +171,7 @@ def peak_memory(args: argparse.Namespace, side: str) -> int:
     # peak RSS follows the live tensors instead of the allocator's history.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+    line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"{side} failed:\n{done.stderr[-3000:]}")
     return json.loads(line[len("RESULT "):])["peak_bytes"]

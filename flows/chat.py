@@ -91,7 +91,7 @@ def chat_loop(engine: Engine, console: Console, sampling: dict[str, Any]) -> Non
             prompt = prompt if len(prompt) <= limit else [tok.bos_id, *prompt[-(limit - 1):]]
         console.print("[bold magenta]bot> [/]", end="")
         printer = StreamPrinter(console, engine)
-        sample = engine.generate(prompt, 1, on_step=lambda events: printer.feed(events[0]), **sampling)[0]
+        sample = engine.generate(prompt, 1, on_step=lambda events: printer.feed(events[0]), **sampling)[0]  # noqa: B023 (this reply's printer)
         history = prompt + sample.tokens
         if sample.tokens[-1] != assistant_end:
             history.append(assistant_end)  # close the turn the model left open

@@ -354,6 +354,6 @@ def test_config_defaults_are_finewebs():
 @settings(max_examples=100, deadline=None)
 def test_c4_carries_an_exact_word_count_to_the_next_filter(lines):
     d = doc("\n".join(lines))
-    d.view.words  # known before C4, as after the Gopher filters
+    d.view.words  # noqa: B018 (computed before C4, as after the Gopher filters)
     if C4QualityFilter(C4Config(min_num_sentences=0))(d) is None:
         assert d.view.word_count == len(words(d.text))

@@ -209,7 +209,7 @@ def test_two_crawls_deduplicated_at_once_both_reach_the_index(prefect_server, tm
     filtered = {c: write_filtered(lake.join(root, f"curated/{c}/filtered"), [docs]) for c, (docs, _) in planted_docs.items()}
     with ThreadPoolExecutor(2) as pool:
         results = dict(zip(filtered, pool.map(lambda c: run(root, filtered[c], c, workers=1, scope="index"), filtered)))
-    for crawl, (docs, expected) in planted_docs.items():
+    for crawl, (_docs, expected) in planted_docs.items():
         assert removal_map(results[crawl]["removals"]) == expected
     assert index_ids(root) == {d["id"] for c, (docs, expected) in planted_docs.items() for d in docs if d["id"] not in expected}
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 CONFIG = PretrainConfig(name="flow", model=MODEL, train=dataclasses.replace(TRAIN, steps=10, checkpoint_every=5))
 
 
-def run_flow(corpus: dict[str, str], config: PretrainConfig = CONFIG, resume: bool = False) -> dict:
+def run_flow(corpus: dict[str, str], config: PretrainConfig = CONFIG, resume: bool = False) -> dict:  # noqa: F811
     from flows.pretrain import pretrain
 
     root = corpus["root"]

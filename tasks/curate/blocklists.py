@@ -23,7 +23,6 @@ import re
 import subprocess
 import sys
 import tarfile
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,26 +133,25 @@ def fetch_datatrove_lists(dest: Path = DEFAULT_DIR, version: str = DATATROVE_VER
     dest.mkdir(parents=True, exist_ok=True)
     if (dest / "domains.npy").exists() and (dest / "SOURCE.json").exists():
         return dest
-    with tempfile.TemporaryDirectory() as tmp:
-        if wheel is None:
-            cache = REPO / ".cache" / "datatrove"
+    if wheel is None:
+        cache = REPO / ".cache" / "datatrove"
+        found = sorted(cache.glob(f"datatrove-{version}-*.whl"))
+        if not found:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", f"datatrove=={version}", "--no-deps", "--quiet", "-d", str(cache)],
+                check=True,
+            )
             found = sorted(cache.glob(f"datatrove-{version}-*.whl"))
-            if not found:
-                subprocess.run(
-                    [sys.executable, "-m", "pip", "download", f"datatrove=={version}", "--no-deps", "--quiet", "-d", str(cache)],
-                    check=True,
-                )
-                found = sorted(cache.glob(f"datatrove-{version}-*.whl"))
-            wheel = found[0]
-        with zipfile.ZipFile(wheel) as zf:
-            for name in ("banned_words.txt", "soft_banned_words.txt", "banned_subwords.txt"):
-                (dest / name).write_bytes(zf.read(ASSETS + name))
-            archive = zf.read(ASSETS + "url_filterblacklistsv0_3_0.tar.gz")
-        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-            for member in tar.getmembers():
-                if member.isfile() and member.name.rsplit("/", 1)[-1] in ("domains", "urls"):
-                    data = tar.extractfile(member).read()  # type: ignore[union-attr]
-                    (dest / member.name.rsplit("/", 1)[-1]).write_bytes(data)
+        wheel = found[0]
+    with zipfile.ZipFile(wheel) as zf:
+        for name in ("banned_words.txt", "soft_banned_words.txt", "banned_subwords.txt"):
+            (dest / name).write_bytes(zf.read(ASSETS + name))
+        archive = zf.read(ASSETS + "url_filterblacklistsv0_3_0.tar.gz")
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.rsplit("/", 1)[-1] in ("domains", "urls"):
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                (dest / member.name.rsplit("/", 1)[-1]).write_bytes(data)
     compile_lists(dest)
     (dest / "SOURCE.json").write_text(json.dumps({"source": f"datatrove=={version} assets (FineWeb URL blocklists v0.3.0)"}))
     return dest

@@ -134,6 +134,11 @@ def token_logprobs(model: torch.nn.Module, ids: torch.Tensor, targets: torch.Ten
     return -model(ids, targets, reduction="none")
 
 
+def padded(found: dict[int, torch.Tensor], items: list[Item], width: int) -> torch.Tensor:
+    """Log-probabilities kept per item (`found[id(item)]`), padded to a batch of `width` tokens."""
+    return torch.stack([torch.nn.functional.pad(found[id(it)], (0, width - len(it.ids) + 1)) for it in items])
+
+
 def per_token_loss(
     logp: torch.Tensor, old_logp: torch.Tensor | None, ref_logp: torch.Tensor | None, advantages: torch.Tensor,
     mask: torch.Tensor, clip_eps: float | None, kl_beta: float,
@@ -240,9 +245,8 @@ class Learner:
                     ids, targets, advantages = batch(micro, self.device)
                     mask = targets >= 0
                     logp = token_logprobs(self.model, ids, targets)
-                    pad = lambda found: torch.stack([torch.nn.functional.pad(found[id(it)], (0, ids.size(1) - len(it.ids) + 1)) for it in micro])  # noqa: E731
                     per_token, s = per_token_loss(
-                        logp, pad(old) if old else None, pad(ref) if ref else None, advantages, mask,
+                        logp, padded(old, micro, ids.size(1)) if old else None, padded(ref, micro, ids.size(1)) if ref else None, advantages, mask,
                         grpo.clip_eps if rl else None, kl_beta,
                     )
                     loss = reduce_loss(per_token, mask, grpo.loss_norm if rl else "token", total_tokens, len(minibatch), cfg.max_new_tokens)

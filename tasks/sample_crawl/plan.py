@@ -17,7 +17,7 @@ import re
 import unicodedata
 import uuid
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from tasks.config import SampleCrawlConfig
 from tasks.sample_crawl import docs, encyclopedia, margins, planted, worksheets
@@ -124,14 +124,14 @@ def _clean_pages(config: SampleCrawlConfig, n_clean: int, rng: random.Random) ->
         ("encyclopedia_org", world.orgs, encyclopedia.org_article),
     ):
         for entity in entities:
-            a = _first_clear(lambda r: write(world, entity, r), f"{config.seed}:{entity.id}", lambda a: a.blocks)
+            a = _first_clear(partial(write, world, entity), f"{config.seed}:{entity.id}", lambda a: a.blocks)
             out.append(Page(kind, wiki.url(f"wiki/{a.title.replace(' ', '_')}"), wiki, a.title, a.blocks, entity_id=a.entity_id, facts=a.facts))
     site = SITES["docs"]
     for module, title, blocks in doc_pages:
         out.append(Page("stdlib_docs", site.url(f"3.11/library/{module}.html"), site, title, blocks, entity_id=f"module:{module}"))
     site = SITES["math"]
     for i in range(max(0, n_clean - len(out))):
-        title, blocks, _ = _first_clear(lambda r: worksheets.worksheet(i, config.seed, r), f"{config.seed}:sheet:{i}", lambda w: w[1])
+        title, blocks, _ = _first_clear(partial(worksheets.worksheet, i, config.seed), f"{config.seed}:sheet:{i}", lambda w: w[1])
         out.append(Page("math_worksheet", site.url(f"worksheets/{slug(title)}.html"), site, title, blocks))
     return out, world  # every one cleared the margin above (docs pages in docs.module_page)
 
