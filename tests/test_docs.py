@@ -92,7 +92,7 @@ def commands_shown() -> list[tuple[Path, str]]:
         text = page.read_text()
         for fence in FENCE.finditer(text):
             if fence.group(2).strip() in ("bash", "sh", "shell", ""):
-                found += [(page, line) for line in fence.group(3).splitlines() if re.search(r"(^|\s)crawl2chat\s", line)]
+                found += [(page, line) for line in fence.group(3).splitlines() if re.search(r"(^|[\s/])crawl2chat\s", line)]
         found += [(page, span) for _, span in CODE_SPAN.findall(FENCE.sub("", text)) if span.startswith("crawl2chat ")]
     return found
 
@@ -119,7 +119,7 @@ def test_every_command_and_flag_the_docs_show_exists():
     wrong = []
     for page, line in shown:
         words = line.split("#", 1)[0].split()
-        words = words[words.index("crawl2chat") + 1 :]
+        words = words[[w.rsplit("/", 1)[-1] for w in words].index("crawl2chat") + 1 :]
         if not words:
             continue
         command = " ".join(words[:2]) if " ".join(words[:2]) in options else words[0]
