@@ -122,7 +122,8 @@ TRANSIENT_S3_CODES = frozenset(
 def _s3_error(exc: BaseException) -> tuple[str, int] | None:
     """(S3's error code, HTTP status) of a botocore ClientError in `exc`'s chain of causes:
     s3fs re-raises S3's errors as OSErrors (InvalidBucketName as errno 22) with the
-    ClientError as their cause."""
+    ClientError as their cause. Only causes (`raise ... from`), not the error being handled
+    when another was raised: a connection reset while s3fs handles a 404 is still a reset."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -130,7 +131,7 @@ def _s3_error(exc: BaseException) -> tuple[str, int] | None:
         if isinstance(response, dict) and "Error" in response:
             status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
             return str(response["Error"].get("Code", "")), int(status)
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__
     return None
 
 

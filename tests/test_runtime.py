@@ -84,6 +84,13 @@ def test_s3s_refusals_fail_at_once_its_transient_4xx_and_5xx_are_retried():
     assert _retryable(s3_refusal("SlowDown", 503, errno.EBUSY))
     assert _retryable(s3_refusal("InternalError", 500, errno.EIO))
     assert _retryable(OSError(errno.EINVAL, "no S3 response behind it"))  # local or transport: as before
+    try:  # a reset while handling S3's 404 (s3fs does that dance) is still a reset
+        try:
+            raise s3_refusal("NoSuchKey", 404, errno.ENOENT).__cause__
+        except Exception:
+            raise ConnectionResetError("reset by peer")  # noqa: B904 (the 404 is context, not cause)
+    except ConnectionResetError as reset:
+        assert _retryable(reset)
 
 
 def test_runner_from_config_is_bounded():
