@@ -506,7 +506,7 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
         batcher = state["batcher"]
         try:
             for p in prompts:
-                batcher.check_prompt(p, room=1 if body.max_tokens else 0)
+                batcher.check_prompt(p)
         except ValueError as exc:
             raise APIError(400, str(exc), param="prompt", code="context_length_exceeded" if "context" in str(exc) else None) from None
         scores: list[PromptScores | None] = [None] * len(prompts)
@@ -583,17 +583,13 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
 
                 tasks = [asyncio.create_task(pump(k)) for k in range(len(jobs))]
                 try:
-                    running = len(jobs)
-                    while running:
+                    done: set[int] = set()
+                    while len(done) < len(jobs):
                         k, batch = await merged.get()
-                        if batch is None:
-                            running -= 1
-                            continue
-                        for c, text, start in take(k, batch):
-                            reason = finish[c]
-                            yield chunk(c, text, logs[c].since(start) if logs[c] else None, reason)
-                        if all(finish[k * body.n : (k + 1) * body.n]):
-                            tasks[k].cancel()
+                        for c, text, start in take(k, batch or []):
+                            yield chunk(c, text, logs[c].since(start) if logs[c] else None, finish[c])
+                        if batch is None or all(finish[k * body.n : (k + 1) * body.n]):
+                            done.add(k)
                 finally:
                     for task in tasks:
                         task.cancel()

@@ -159,16 +159,17 @@ class Batcher:
 
     # -- the requests' side (any thread) -------------------------------------------------
 
-    def check_prompt(self, prompt: Sequence[int], room: int = 1) -> list[int]:
+    def check_prompt(self, prompt: Sequence[int]) -> list[int]:
         """The prompt as ints, or ValueError when it is empty, holds an id outside the
-        vocabulary, or leaves fewer than `room` tokens of the context."""
+        vocabulary, or is longer than the context (a prompt that fills it can still be
+        scored, and given one more token: the last token is never fed back)."""
         ids = [int(t) for t in prompt]
         if not ids:
             raise ValueError("the prompt is empty")
         bad = [t for t in ids if not 0 <= t < self.config.vocab_size]
         if bad:
             raise ValueError(f"token id {bad[0]} is outside the vocabulary (0..{self.config.vocab_size - 1})")
-        if len(ids) + room > self.config.seq_len + 1:
+        if len(ids) > self.config.seq_len:
             raise ValueError(f"the prompt has {len(ids)} tokens; the model's context is {self.config.seq_len}")
         return ids
 
@@ -201,7 +202,7 @@ class Batcher:
 
     def score(self, prompts: Sequence[Sequence[int]], top: int = 0) -> Future:
         """A future of one `PromptScores` per prompt; `top` alternatives at each position."""
-        request = _ScoreRequest([self.check_prompt(p, room=0) for p in prompts], max(0, int(top)))
+        request = _ScoreRequest([self.check_prompt(p) for p in prompts], max(0, int(top)))
         with self._cond:
             if self._closed:
                 raise Busy("the server is shutting down")
