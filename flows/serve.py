@@ -77,6 +77,7 @@ class _Common(BaseModel):
     n: int = Field(1, ge=1)
     seed: int | None = None
     stop: str | list[str] | None = None
+    ignore_eos: bool = False  # vLLM's: stop tokens do not end the reply (benchmarks)
 
 
 class ChatRequest(_Common):
@@ -451,7 +452,8 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
         stops = _stops(body.stop)
         prompt = chat_prompt(tok, body.messages)
         max_tokens = body.max_completion_tokens or body.max_tokens or seq_len
-        sampling = Sampling(max_tokens, body.temperature, body.top_k, body.top_p if body.top_p < 1 else None, body.seed)
+        sampling = Sampling(max_tokens, body.temperature, body.top_k, body.top_p if body.top_p < 1 else None, body.seed,
+                            stop=frozenset() if body.ignore_eos else None)
         job, queue = submit(prompt, sampling, body.n)
         choices = [ChatChoice(i, tok, stops) for i in range(body.n)]
         rid, model = f"chatcmpl-{uuid.uuid4().hex}", body.model or model_name
@@ -514,7 +516,7 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
             scores = await asyncio.wrap_future(batcher.score(prompts, top=body.logprobs))
         rid, model = f"cmpl-{uuid.uuid4().hex}", body.model or model_name
         sampling = Sampling(max(body.max_tokens, 1), body.temperature, body.top_k, body.top_p if body.top_p < 1 else None,
-                            body.seed, logprobs=body.logprobs)
+                            body.seed, logprobs=body.logprobs, stop=frozenset() if body.ignore_eos else None)
 
         # One state per choice: index = prompt * n + sample, as OpenAI numbers them.
         texts: list[list[str]] = []
