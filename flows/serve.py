@@ -612,7 +612,7 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
             "id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
             "choices": [{"index": c, "text": "".join(texts[c]), "logprobs": final_logprobs(c), "finish_reason": finish[c] or "stop"}
                         for c in range(len(texts))],
-            "usage": usage(sum(map(len, prompts)) * body.n, sum(completion_tokens)),
+            "usage": usage(sum(map(len, prompts)), sum(completion_tokens)),
         }
 
     return app
