@@ -31,8 +31,9 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -355,8 +356,6 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
     created = int(time.time())
     page = PAGE.read_text(encoding="utf-8")
     state: dict[str, Batcher] = {}
-
-    from contextlib import asynccontextmanager
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
