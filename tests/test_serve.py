@@ -18,7 +18,7 @@ import httpx
 import pytest
 import torch
 import torch.nn as nn
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flows.serve import StopText, chat_prompt, create_app
@@ -329,6 +329,32 @@ def test_bad_input_gets_an_openai_error_and_the_server_goes_on(url, client):
     with pytest.raises(BadRequestError, match="context"):
         client.chat.completions.create(model="tiny", messages=messages("word " * 400))
     assert client.chat.completions.create(model="tiny", messages=messages(), max_tokens=3).choices[0].message is not None
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+MESSAGE = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "tool", "developer", "x"])},
+                                optional={"content": JSON | st.text(max_size=30), "tool_calls": JSON})
+CHAT_BODY = st.fixed_dictionaries({"messages": st.lists(MESSAGE, max_size=4) | JSON},
+                                  optional={"n": JSON, "stop": JSON, "temperature": JSON, "top_p": JSON, "seed": JSON, "stream": st.booleans()})
+COMPLETION_BODY = st.fixed_dictionaries({"prompt": JSON | st.lists(st.integers(-5, 2000), max_size=5)},
+                                        optional={"echo": JSON, "logprobs": JSON, "n": JSON, "stop": JSON, "stream": st.booleans()})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path_body=st.one_of(st.tuples(st.just("/v1/chat/completions"), CHAT_BODY | JSON),
+                           st.tuples(st.just("/v1/completions"), COMPLETION_BODY | JSON)))
+def test_any_json_body_gets_a_reply_or_a_4xx_never_a_5xx(url, path_body):
+    path, body = path_body
+    if isinstance(body, dict):
+        body = {**body, "max_tokens": 2}  # keep what does generate short
+    response = httpx.post(url + path, json=body, timeout=60)
+    assert response.status_code in (200, 400, 404), (body, response.text)
+    if response.status_code != 200:
+        error = response.json()["error"]
+        assert isinstance(error["message"], str) and error["type"] == "invalid_request_error"
+    elif "data: " in response.text[:6]:
+        assert response.text.rstrip().endswith("data: [DONE]") and '"error"' not in response.text
 
 
 def test_a_full_line_gets_429_not_a_crash(engine):
