@@ -32,6 +32,7 @@ pytestmark = pytest.mark.slow
 
 CRAWLED = 48  # pages curated as the crawl; the other 133 pages' article bodies are the positives
 CONFIG = CurateConfig(extract={"extractor": "resiliparse"}, dedup_enabled=False)
+TRAIN = QualityTrainConfig(name="articles", epoch=25, lr=0.5)  # a small set: more passes than DCLM's
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def trained(prefect_server, crawl_files, positives, tmp_path_factory) -> dict:
     """A crawl curated without the quality step, and a classifier trained against it."""
     root = str(tmp_path_factory.mktemp("trained") / "lake")
     base = curate(warcs=crawl_files["one"], lake=LakeConfig(root=root), config=CONFIG.model_copy(update={"crawl": "negatives"}))
-    result = quality_train(positives=[positives], lake=LakeConfig(root=root), config=QualityTrainConfig(name="articles", epoch=10), crawl="negatives")
+    result = quality_train(positives=[positives], lake=LakeConfig(root=root), config=TRAIN, crawl="negatives")
     return {"root": root, "base": base, "result": result}
 
 
@@ -99,12 +100,12 @@ def bert_folder(pages, tmp_path_factory) -> str:
 
 
 def midpoint_threshold(scores: list[float]) -> float:
-    """A threshold halfway between the two middle scores: about half kept, and no score within
-    float noise of it (so batching cannot flip a decision)."""
+    """A threshold in the widest gap between scores of the middle half: about half kept, and
+    no score within float noise of it (so batching cannot flip a decision)."""
     s = sorted(scores)
-    k = len(s) // 2
-    assert s[k] - s[k - 1] > 1e-4, "the middle scores are too close to split"
-    return (s[k - 1] + s[k]) / 2
+    k = max(range(len(s) // 4, 3 * len(s) // 4), key=lambda i: s[i + 1] - s[i])
+    assert s[k + 1] - s[k] > 1e-4, f"the middle scores are too close to split: {s}"
+    return (s[k] + s[k + 1]) / 2
 
 
 def outcomes(result: dict) -> dict[str, tuple[str | None, float | None]]:
@@ -149,7 +150,7 @@ def test_training_is_deterministic(trained, positives, tmp_path):
     """Same data, seed and config (one thread): the same model, byte for byte."""
     from tasks.quality_train import train_quality_model
 
-    again = train_quality_model.fn([positives], trained["base"]["clean_uri"], str(tmp_path / "m"), QualityTrainConfig(name="articles", epoch=10))
+    again = train_quality_model.fn([positives], trained["base"]["clean_uri"], str(tmp_path / "m"), TRAIN)
     assert again["stats"]["model_sha256"] == lake.manifest(trained["result"]["uri"]).stats["model_sha256"]
 
 
@@ -191,8 +192,8 @@ def check_decisions(result: dict, q: QualityConfig) -> dict[str, tuple[str | Non
 @pytest.mark.parametrize("kind", ["fasttext", "transformers"])
 def test_quality_step_same_decisions_whatever_runner_and_sharding(kind, trained, bert_folder, crawl_files, tmp_path):
     model = trained["result"]["uri"] if kind == "fasttext" else bert_folder
-    probe = run(str(tmp_path / "probe"), crawl_files["one"], QualityConfig(model=model, threshold=-1e9))
-    threshold = midpoint_threshold([s for _, s in outcomes(probe).values() if s is not None])
+    texts = lake.scan(trained["base"]["filtered_uri"]).collect()["text"].to_list()  # what the step will score
+    threshold = midpoint_threshold(quality.scorer(QualityConfig(model=model)).score(texts).tolist())
     q = QualityConfig(model=model, threshold=threshold, batch_size=4)
     first = check_decisions(run(str(tmp_path / "a"), crawl_files["one"], q, RunnerConfig(max_workers=1)), q)
     sharded = check_decisions(run(str(tmp_path / "b"), crawl_files["three"], q, RunnerConfig(max_workers=2)), q)

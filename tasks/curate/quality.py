@@ -161,7 +161,9 @@ class TransformersScorer:
         self.tokenizer = AutoTokenizer.from_pretrained(source, revision=config.revision)
         model = AutoModelForSequenceClassification.from_pretrained(source, revision=config.revision)
         self.model = model.to(device=self.device, dtype=getattr(torch, config.dtype)).eval()
-        self.batch_size, self.max_length = config.batch_size, config.max_length
+        # no longer than the model's positions allow (FineWeb-Edu's: 512, as the default)
+        limits = [config.max_length, getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
+        self.batch_size, self.max_length = config.batch_size, min(n for n in limits if isinstance(n, int) and n < 1_000_000)
         outputs = self.model.config.num_labels
         self.column: int | None = None  # None: a regression head, its one value is the score
         if outputs > 1:
