@@ -66,6 +66,7 @@ class QualityTrainConfig(StageConfig):
     dim: int = Field(100, ge=1)
     word_ngrams: int = Field(2, ge=1, description="2: unigrams and bigrams, as DCLM")
     min_count: int = Field(1, ge=1)
+    bucket: int = Field(200_000, ge=1, description="Hash buckets of the bigrams; the model holds (words + bucket) x dim floats (fastText's default 2M makes 800 MB at dim 100)")
     threads: int = Field(1, ge=1, description="fastText threads; 1 makes training deterministic")
     thresholds: list[float] = Field([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], description="Rows of the held-out table")
 
@@ -169,7 +170,7 @@ def train_fasttext(lines: list[str], model_path: str, config: QualityTrainConfig
         data = Path(tmp) / "train.txt"
         data.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         args = dict(input=str(data), epoch=config.epoch, lr=config.lr, dim=config.dim, wordNgrams=config.word_ngrams,
-                    minCount=config.min_count, thread=config.threads, seed=config.seed, verbose=0)
+                    minCount=config.min_count, bucket=config.bucket, thread=config.threads, seed=config.seed, verbose=0)
         done = subprocess.run([sys.executable, "-c", _TRAIN, json.dumps(args), model_path],
                               env={**os.environ, "PYTHONPATH": pythonpath}, capture_output=True, text=True)
         if done.returncode != 0:

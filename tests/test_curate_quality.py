@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 CRAWLED = 48  # pages curated as the crawl; the other 133 pages' article bodies are the positives
 CONFIG = CurateConfig(extract={"extractor": "resiliparse"}, dedup_enabled=False)
-TRAIN = QualityTrainConfig(name="articles", epoch=25, lr=0.5)  # a small set: more passes than DCLM's
+TRAIN = QualityTrainConfig(name="articles", epoch=25, lr=0.5, dim=32, bucket=20_000)  # a small set: more passes, a smaller model
 
 
 @pytest.fixture(scope="module")
