@@ -35,6 +35,7 @@ import numpy as np
 
 from tasks import lake
 from tasks.curate.config import QualityConfig
+from tasks.runtime import digest
 
 TRAINED_KIND = "quality-fasttext"  # the manifest kind of a `crawl2chat quality train` model folder
 DEFAULT_LABEL = "__label__hq"
@@ -107,8 +108,6 @@ def local_path(ref: ModelRef) -> str:
     model in the temp folder, named by its identity (so a changed model is fetched again)."""
     if ref.hub or not lake.is_remote(ref.uri):
         return ref.uri
-    from tasks.runtime import digest
-
     name = ref.uri.rstrip("/").rsplit("/", 1)[-1]
     target = Path(tempfile.gettempdir()) / "crawl2chat-models" / digest(ref.identity, length=16) / name
     if not target.exists():
