@@ -308,3 +308,11 @@ def test_models_in_an_s3_lake_score_as_the_local_ones(trained, bert_folder, s3_b
         assert ref.uri.startswith("s3://") and ref.kind == quality.resolve(QualityConfig(model=local)).kind
         assert quality.local_path(ref) == quality.local_path(ref)  # fetched once
         np.testing.assert_array_equal(quality.scorer(QualityConfig(model=remote)).score(texts), quality.scorer(QualityConfig(model=local)).score(texts))
+
+
+def test_missing_trainer_says_how_to_install_it(tmp_path, monkeypatch):
+    from tasks import quality_train
+
+    monkeypatch.setattr(quality_train, "TRAINER_DIR", tmp_path / "nothing-here")
+    with pytest.raises(RuntimeError, match="make fasttext-trainer"):
+        quality_train.train_fasttext(["__label__hq a b c"], str(tmp_path / "m.bin"), QualityTrainConfig())
