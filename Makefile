@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 1
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup demo test test-fast lint bench server worker clean chromium
+.PHONY: setup demo test test-fast lint bench server worker clean chromium fasttext-trainer
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,14 @@ BLOCKLISTS := .cache/blocklists/domains.npy
 $(BLOCKLISTS): | $(STAMP)
 	$(BIN)/crawl2chat fetch-blocklists
 
-setup: $(STAMP) $(BLOCKLISTS)
+# The fastText trainer for `crawl2chat quality train`, in a folder of its own: fasttext-numpy2
+# and fasttext-predict (a project dependency) both install a module named `fasttext`.
+FASTTEXT_TRAINER := .cache/fasttext-trainer/fasttext/__init__.py
+$(FASTTEXT_TRAINER): | $(STAMP)
+	$(BIN)/pip install --quiet --no-deps --target .cache/fasttext-trainer fasttext-numpy2==0.10.4
+fasttext-trainer: $(FASTTEXT_TRAINER)
+
+setup: $(STAMP) $(BLOCKLISTS) $(FASTTEXT_TRAINER)
 
 demo: setup
 	$(BIN)/crawl2chat demo

@@ -1,13 +1,16 @@
 """Curate benchmark: our chain against datatrove's FineWeb steps on the same real pages.
 
     python benchmarks/curate.py [--pages N]
+    python benchmarks/curate.py --quality [--rounds N]   # the quality step alone (docs/quality.md)
 
 The 181 real article pages of ../shared/data/extraction-benchmark are wrapped into one WARC
 file; both chains read it and run read -> url -> extract -> language -> Gopher repetition ->
 Gopher quality -> C4 -> FineWeb quality on one core, with trafilatura and with resiliparse.
 Printed: docs/s for both and the ratio, peak memory, per-filter keep/drop agreement (each
 filter alone on the same extracted texts), and the extraction quality of both extractors
-(shingle precision/recall/F1 as the benchmark's evaluate.py defines it).
+(shingle precision/recall/F1 as the benchmark's evaluate.py defines it). With --quality: the
+chain's docs/s per core with the fastText quality scorer off and on against datatrove's
+trafilatura chain, and the transformers scorer's docs/s on CPU (`quality_benchmark`).
 
 datatrove runs in its own venv (.cache/anchor-venv: datatrove 0.10.1, spacy, aiohttp,
 resiliparse), created here on first use, driven through benchmarks/curate_anchor.py.
@@ -106,19 +109,30 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu() -> float:
+    """CPU seconds of this process's children that have exited and been reaped."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_ours(warc: Path, extractor: str) -> dict:
     config = CurateConfig(extract={"extractor": extractor})
     chain = Chain(config)
     chain.extractor.extract("<html><body><p>warm up</p></body></html>")  # start the worker first
     funnel = Funnel(0)
     worker = chain.extractor._proc.pid
-    start, cpu, worker_cpu = time.perf_counter(), time.process_time(), process_cpu(worker)
+    start, cpu, worker_cpu, reaped = time.perf_counter(), time.process_time(), process_cpu(worker), children_cpu()
     outcomes = list(chain.run(str(warc), funnel))
     seconds = time.perf_counter() - start
+    # a page past the time limit has its worker killed (and reaped) and a new one started
+    now = chain.extractor._proc.pid
+    live = process_cpu(now) - (worker_cpu if now == worker else 0.0)
     return {
         "seconds": seconds,
-        "cpu_seconds": time.process_time() - cpu + process_cpu(worker) - worker_cpu,
+        "cpu_seconds": time.process_time() - cpu + live + children_cpu() - reaped,
+        "worker_restarts": funnel.to_dict()["steps"].get("extract", {}).get("reasons", {}).get("timeout", 0),
         "kept": [o.id for o in outcomes if o.step is None],
+        "kept_texts": [o.text for o in outcomes if o.step is None],
         "funnel": funnel.to_dict(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -184,6 +198,86 @@ def prf(truths: list[str], preds: list[str]) -> dict[str, float]:
     return {"precision": round(p, 3), "recall": round(r, 3), "f1": round(2 * p * r / (p + r), 3)}
 
 
+# -- the quality step (docs/quality.md) -----------------------------------------------------------
+
+
+def quality_models(items, folder: Path) -> tuple[str, str]:
+    """A fastText classifier trained here at the trainer's defaults (the 181 article bodies
+    against the same pages' whole-page text), and a randomly initialised model of FineWeb-Edu's
+    classifier's shape (BERT-base: 12 layers x 768, one regression output; a WordPiece
+    vocabulary trained on the pages): its speed is the real one's, its scores are noise."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    from tasks.curate.quality import DEFAULT_LABEL, fasttext_line
+    from tasks.quality_train import NEGATIVE_LABEL, QualityTrainConfig, train_fasttext
+
+    from resiliparse.extract.html2text import extract_plain_text
+
+    truth = json.loads((DATA / "ground-truth.json").read_text())
+    pages_text = [extract_plain_text(html.decode("utf-8", "replace"), main_content=False) for _, _, html in items]
+    folder.mkdir(parents=True, exist_ok=True)
+    fasttext_path = folder / "fasttext.bin"
+    lines = [f"{DEFAULT_LABEL} {fasttext_line(truth[k]['articleBody'])}" for k, *_ in items]
+    lines += [f"{NEGATIVE_LABEL} {fasttext_line(t)}" for t in pages_text if t.strip()]
+    train_fasttext(lines, str(fasttext_path), QualityTrainConfig())
+
+    bert = folder / "bert-base-regression"
+    if not (bert / "config.json").exists():
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.train_from_iterator(pages_text, trainers.WordPieceTrainer(vocab_size=30522, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+        torch.manual_seed(0)
+        BertForSequenceClassification(BertConfig(vocab_size=tok.get_vocab_size(), num_labels=1)).save_pretrained(bert)
+        PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+                                mask_token="[MASK]", model_max_length=512).save_pretrained(bert)
+    return str(fasttext_path), str(bert)
+
+
+def quality_benchmark(items, warc: Path, python: Path, rounds: int, transformer_docs: int) -> dict:
+    """Docs/s per core of our chain (trafilatura, as datatrove's FineWeb chain) with the
+    fastText quality scorer off and on, against datatrove's chain, best of `rounds`
+    interleaved rounds; then the transformers scorer's docs/s on CPU (one thread)."""
+    import torch
+
+    from tasks.curate.config import QualityConfig
+    from tasks.curate.quality import scorer
+
+    fasttext_path, bert = quality_models(items, WORK / "quality-models")
+    fasttext_scorer = scorer(QualityConfig(model=fasttext_path))
+    rows = []
+    for _ in range(rounds):
+        ours = run_ours(warc, "trafilatura")
+        start = time.process_time()
+        scores = fasttext_scorer.score(ours["kept_texts"])
+        scoring = time.process_time() - start
+        theirs = anchor(python, "chain", str(warc.parent), "trafilatura")
+        rows.append({"off": len(items) / ours["cpu_seconds"], "on": len(items) / (ours["cpu_seconds"] + scoring),
+                     "datatrove": len(items) / theirs["cpu_seconds"], "scored": len(scores), "scoring_seconds": scoring,
+                     "scored_docs_per_s": len(scores) / scoring if scoring else None})
+    best = {k: max(r[k] for r in rows) for k in ("off", "on", "datatrove")}
+    print(f"\nquality step, fastText scorer ({Path(fasttext_path).stat().st_size / 1e6:.0f} MB model), trafilatura, docs per CPU-second, best of {rounds}:")
+    print(f"  chain, quality off  {best['off']:7.1f}   {best['off'] / best['datatrove']:.1f}x datatrove's FineWeb chain ({best['datatrove']:.1f})")
+    print(f"  chain, quality on   {best['on']:7.1f}   {best['on'] / best['datatrove']:.1f}x")
+    print("  rounds (off / on / datatrove): " + "; ".join(f"{r['off']:.1f} / {r['on']:.1f} / {r['datatrove']:.1f}" for r in rows))
+    print(f"  the scorer alone: {max(r['scored_docs_per_s'] for r in rows):,.0f} kept docs/s ({rows[0]['scored']} docs)")
+
+    torch.set_num_threads(1)
+    texts = [t for t in extract_all(items, "resiliparse") if t][:transformer_docs]
+    bert_scorer = scorer(QualityConfig(model=bert, device="cpu", batch_size=8))
+    bert_scorer.score(texts[:8])  # warm up
+    start = time.process_time()
+    bert_scorer.score(texts)
+    cpu = time.process_time() - start
+    tokens = sum(min(512, len(bert_scorer.tokenizer(t)["input_ids"])) for t in texts)
+    print(f"transformers scorer, BERT-base shape (FineWeb-Edu's classifier), CPU, 1 thread: {len(texts) / cpu:.2f} docs/s "
+          f"({len(texts)} docs, {tokens / len(texts):.0f} tokens each on average, batches of 8)")
+    return {"fasttext": {**best, "ratio_off": best["off"] / best["datatrove"], "ratio_on": best["on"] / best["datatrove"], "rounds": rows},
+            "transformers_cpu": {"docs_per_s": len(texts) / cpu, "docs": len(texts), "mean_tokens": tokens / len(texts), "threads": 1}}
+
+
 # -- main ------------------------------------------------------------------------------------------
 
 
@@ -192,6 +286,8 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=None, help="limit the pages (default: all 181)")
     parser.add_argument("--skip-throughput", action="store_true", help="only agreement and extraction quality")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per side; the fastest counts (the machine is shared)")
+    parser.add_argument("--quality", action="store_true", help="only the quality step: fastText scorer on/off, transformers on CPU")
+    parser.add_argument("--transformer-docs", type=int, default=32, help="documents for the transformers scorer's CPU figure")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     items = pages(args.pages)
@@ -199,6 +295,12 @@ def main() -> None:
     build_warc(items, warc_dir / "extraction-benchmark.warc.gz")
     python = ensure_anchor()
     print(f"{len(items)} real pages, {sum(len(h) for *_, h in items) / 1e6:.1f} MB of HTML; blocklists: {blocklists.load(str(blocklists.resolve_dir())).source}")
+    if args.quality:
+        out = REPO / "benchmarks" / "out"
+        out.mkdir(exist_ok=True)
+        result = quality_benchmark(items, warc_dir / "extraction-benchmark.warc.gz", python, args.rounds, args.transformer_docs)
+        (out / "curate-quality.json").write_text(json.dumps(result, indent=2))
+        return
 
     results: dict = {"pages": len(items), "throughput": {}, "agreement": {}, "extraction": {}}
     print(f"\nthroughput per core = documents per CPU-second of the process and its extraction worker")

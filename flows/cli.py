@@ -21,6 +21,8 @@ from tasks.config import PipelineConfig, load_config
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_show_locals=False)
 server_app = typer.Typer(help="The local Prefect server (SQLite under .prefect/).")
 app.add_typer(server_app, name="server")
+quality_app = typer.Typer(help="Model-based quality filtering: train a classifier for the curate chain's quality step.", no_args_is_help=True)
+app.add_typer(quality_app, name="quality")
 
 Preset = Annotated[str, typer.Option("--preset", "--config", "-c", help="Preset name or YAML file")]
 Lake = Annotated[Optional[str], typer.Option(help="Lake root (folder or s3://bucket/prefix)")]
@@ -272,7 +274,7 @@ def curate_cmd(
 
     cfg = config_from(preset, lake, sets, **{"curate.extract.extractor": extractor, "curate.crawl": crawl})
     with server.connected():
-        show(curate(warcs=warcs, lake=cfg.lake, config=cfg.curate, dedup=cfg.dedup, runner=cfg.runner))
+        show(curate(warcs=warcs, lake=cfg.lake, config=cfg.curate, dedup=cfg.dedup, runner=cfg.runner, quality=cfg.quality))
 
 
 
@@ -294,6 +296,25 @@ def dedup_cmd(
     uri = filtered or lakes.join(cfg.lake.open(), "curated", name, "filtered")
     with server.connected():
         show(dedup(filtered=uri, crawl=name, lake=cfg.lake, config=cfg.dedup, runner=cfg.runner))
+
+@quality_app.command("train")
+def quality_train_cmd(
+    positives: Annotated[list[str], typer.Option("--positives", help="Reference texts: JSONL/Parquet file, glob or lake dataset with a text column (repeatable)")],
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    crawl: Annotated[Optional[str], typer.Option(help="Crawl whose clean documents are the negatives (default: the sample crawl)")] = None,
+    negatives: Annotated[Optional[str], typer.Option(help="A clean dataset URI instead of curated/{crawl}/clean")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Written to quality/{name}")] = None,
+    sets: Sets = None,
+) -> None:
+    """Train a fastText quality classifier (DCLM's way) into quality/{name}, with a held-out precision/recall table."""
+    from flows.quality import quality_train
+
+    cfg = config_from(preset, lake, sets, **{"quality_train.name": name})
+    with server.connected():
+        show(quality_train(positives=positives, lake=cfg.lake, config=cfg.quality_train,
+                           crawl=None if negatives else (crawl or cfg.sample_crawl.name), negatives=negatives))
+
 
 @app.command("fetch-blocklists")
 def fetch_blocklists_cmd(

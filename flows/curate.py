@@ -1,8 +1,9 @@
 """Curate: WARC files in, FineWeb-filtered clean text out, every removed document kept with why.
 
     WARC files --curate_warc (one task per file)--> curated/{crawl}/filtered  (+ removed rows)
-    filtered   --dedup (its own stage; optional)-->  ids to remove
-    filtered   --finalize_shard (one per shard)-->   curated/{crawl}/clean    (+ removed rows)
+    filtered   --quality_shard (optional, per shard)--> curated/{crawl}/quality (+ removed rows)
+    filtered or quality --dedup (its own stage; optional)--> ids to remove
+    filtered or quality --finalize_shard (one per shard)--> curated/{crawl}/clean (+ removed rows)
 
 Every run leaves a funnel table (documents and characters into and out of each step, top
 reasons) and a report with removed examples per step, as Prefect artifacts and in the lake
@@ -20,8 +21,9 @@ from tasks import lake as lakes
 from tasks.config import LakeConfig
 from tasks.crawls import WARC_SUFFIXES, crawl_name
 from tasks.curate.chain import Funnel
-from tasks.curate.config import CurateConfig
-from tasks.curate.stage import curate_warc, finalize_shard
+from tasks.curate import quality as quality_models
+from tasks.curate.config import CurateConfig, QualityConfig
+from tasks.curate.stage import curate_warc, finalize_shard, quality_shard
 from tasks.dedup import DedupConfig
 from tasks.runtime import RunnerConfig, code_version, config_hash, declare, in_lake, run_mapped
 
@@ -73,6 +75,28 @@ def run_dedup(lake: LakeConfig, crawl: str, filtered_uri: str, config: CurateCon
     return dedup_flow(filtered=filtered_uri, crawl=crawl, lake=lake, config=dedup, runner=runner)["removals"]
 
 
+def run_quality(root: str, base: str, filtered_uri: str, shards: dict[str, str], removed_uri: str, quality: QualityConfig, runner: RunnerConfig) -> tuple[str, dict[str, str], list[dict[str, Any]]]:
+    """The quality slot (tasks/curate/quality.py): every filtered shard scored, the documents
+    at or above the threshold committed as `curated/{crawl}/quality`. Returns the dataset and
+    shards (name -> URI) that dedup and finalize read, and the tasks' results (none when off)."""
+    if not quality.model:
+        return filtered_uri, shards, []
+    quality_uri = lakes.join(base, "quality")
+    model = quality_models.resolve(quality)
+    results = run_mapped(
+        in_lake(root, quality_shard), runner, "curate: quality", key="curate-quality-progress",
+        filtered_shard=list(shards.values()), name=list(shards), quality_uri=unmapped(quality_uri), removed_uri=unmapped(removed_uri),
+        config=unmapped(quality), model_id=unmapped(model.identity),
+    )
+    funnel = Funnel.merge([r["funnel"] for r in results])
+    lakes.commit(
+        quality_uri, [lakes.Shard(**r["kept"]) for r in results], kind=f"{KIND}-quality", parents=[filtered_uri],
+        stats={"funnel": funnel, "model": quality.model, "model_identity": model.identity, "threshold": quality.threshold},
+        config_hash=config_hash(quality), code_version=code_version("tasks.curate"),
+    )
+    return quality_uri, {r["name"]: lakes.join(quality_uri, r["kept"]["path"]) for r in results}, results
+
+
 def funnel_rows(funnel: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for step, s in funnel["steps"].items():
@@ -100,6 +124,11 @@ def report_markdown(crawl: str, funnel: dict[str, Any], summary: dict[str, Any])
             snippet = " ".join((ex["text"] or "").split())[:240].replace("|", "\\|")
             lines.append(f"- **{ex['reason']}** {ex['url'] or ''}" + (f"\n  > {snippet}" if snippet else ""))
         lines.append("")
+    for step, bins in (funnel.get("histograms") or {}).items():
+        total = max(sum(bins.values()), 1)
+        lines += [f"## {step.capitalize()} scores", "", "| score | documents | share |", "|---|---|---|"]
+        lines += [f"| {label} | {n} | {'#' * round(40 * n / total)} |" for label, n in bins.items() if n or label != "no score"]
+        lines.append("")
     counts = funnel.get("counts") or {}
     if counts:
         lines += ["## Records and rewrites", ""] + [f"- {k}: {v}" for k, v in sorted(counts.items())]
@@ -113,6 +142,7 @@ def curate(
     config: CurateConfig = CurateConfig(),
     dedup: DedupConfig = DedupConfig(),
     runner: RunnerConfig = RunnerConfig(),
+    quality: QualityConfig = QualityConfig(),
 ) -> dict[str, Any]:
     """Curate WARC files (URIs or globs) into `curated/{crawl}/clean` and `.../removed`."""
     root = lake.open()
@@ -134,32 +164,37 @@ def curate(
         parents=uris, stats={"funnel": filters_funnel}, **manifest,
     )
 
-    dedup_uri = run_dedup(lake, crawl, filtered_uri, config, dedup, runner)
+    shards = {r["name"]: lakes.join(filtered_uri, r["filtered"]["path"]) for r in first}
+    kept_uri, shards, scored = run_quality(root, base, filtered_uri, shards, removed_uri, quality, runner)
+    dedup_uri = run_dedup(lake, crawl, kept_uri, config, dedup, runner)
 
     second = run_mapped(
         in_lake(root, finalize_shard), runner, "curate: finalize shards", key="curate-finalize-progress",
-        filtered_shard=[lakes.join(filtered_uri, r["filtered"]["path"]) for r in first], name=[r["name"] for r in first],
+        filtered_shard=list(shards.values()), name=list(shards),
         clean_uri=unmapped(clean_uri), removed_uri=unmapped(removed_uri), dedup_uri=unmapped(dedup_uri), pii=unmapped(config.pii),
     )
-    funnel = Funnel.merge([filters_funnel] + [r["funnel"] for r in second], config.examples_per_step)
+    funnel = Funnel.merge([filters_funnel] + [r["funnel"] for r in scored + second], config.examples_per_step)
     docs_in = sum(r["docs_in"] for r in first)
     clean_rows = sum(r["clean"]["rows"] for r in second)
-    removed_shards = [lakes.Shard(**r["removed"]) for r in first] + [lakes.Shard(**r["removed"]) for r in second]
+    removed_shards = [lakes.Shard(**r["removed"]) for r in first + scored + second]
     removed_rows = sum(s.rows for s in removed_shards)
     if clean_rows + removed_rows != docs_in:
         raise RuntimeError(f"documents lost: {docs_in} in, {clean_rows} clean + {removed_rows} removed")
     summary = {
         "crawl": crawl, "warc_files": len(uris), "docs_in": docs_in, "clean": clean_rows, "removed": removed_rows,
         "dedup": "on" if dedup_uri else "off", "extractor": config.extract.extractor,
+        "quality": f"{quality.model} >= {quality.threshold:g}" if quality.model else "off",
     }
-    parents = [filtered_uri] + ([dedup_uri] if dedup_uri else [])
+    parents = [kept_uri] + ([dedup_uri] if dedup_uri else [])
     lakes.commit(removed_uri, removed_shards, kind=f"{KIND}-removed", parents=parents, stats={"funnel": funnel, **summary}, **manifest)
     lakes.commit(clean_uri, [lakes.Shard(**r["clean"]) for r in second], kind=KIND, parents=parents, stats={"funnel": funnel, **summary}, **manifest)
 
-    declare(filtered_uri, removed_uri, clean_uri)
+    declare(*dict.fromkeys([filtered_uri, kept_uri, removed_uri, clean_uri]))
     report = report_markdown(crawl, funnel, summary)
     lakes.write_text_atomic(lakes.join(base, "report.md"), report)
     create_table_artifact(key="curate-funnel", table=funnel_rows(funnel), description=f"Curate funnel: {crawl}")
     create_markdown_artifact(key="curate-report", markdown=report, description=f"Curate report: {crawl}")
-    return {**summary, "clean_uri": clean_uri, "removed_uri": removed_uri, "filtered_uri": filtered_uri, "report": lakes.join(base, "report.md")}
+    for step, bins in (funnel.get("histograms") or {}).items():
+        create_table_artifact(key=f"curate-{step}-scores", table=[{"score": k, "documents": v} for k, v in bins.items()], description=f"{step} scores: {crawl}")
+    return {**summary, "clean_uri": clean_uri, "removed_uri": removed_uri, "filtered_uri": filtered_uri, "quality_uri": kept_uri if scored else None, "report": lakes.join(base, "report.md")}
 

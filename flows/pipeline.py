@@ -32,7 +32,7 @@ def pipeline(config: PipelineConfig = PipelineConfig(), warcs: list[str] | None 
     if not warcs:
         out["sample_crawl"] = sample_crawl(lake=config.lake, config=config.sample_crawl)
         warcs = out["sample_crawl"]["warcs"]
-    out["curate"] = curate(warcs=warcs, lake=config.lake, config=config.curate, dedup=config.dedup, runner=config.runner)
+    out["curate"] = curate(warcs=warcs, lake=config.lake, config=config.curate, dedup=config.dedup, runner=config.runner, quality=config.quality)
     clean, crawl = out["curate"]["clean_uri"], out["curate"]["crawl"]
     # The search tool's BM25 index over the clean documents (what the engine's search reads).
     out["search_index"] = search_index(lake=config.lake, config=config.search, clean=clean, crawl=crawl, runner=config.runner)

@@ -16,10 +16,11 @@ import yaml
 from pydantic import Field
 
 from tasks import lake
-from tasks.curate.config import CurateConfig
+from tasks.curate.config import CurateConfig, QualityConfig
 from tasks.dedup import DedupConfig
 from tasks.evaluate import EvalConfig
 from tasks.pretrain import PretrainConfig
+from tasks.quality_train import QualityTrainConfig
 from tasks.rl import RLConfig
 from tasks.runtime import RunnerConfig, StageConfig
 from tasks.search import SearchConfig
@@ -56,6 +57,8 @@ class PipelineConfig(StageConfig):
     runner: RunnerConfig = RunnerConfig()
     sample_crawl: SampleCrawlConfig = SampleCrawlConfig()
     curate: CurateConfig = CurateConfig()
+    quality: QualityConfig = QualityConfig()
+    quality_train: QualityTrainConfig = QualityTrainConfig()
     dedup: DedupConfig = DedupConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     tokenize: TokenizeConfig = TokenizeConfig()

@@ -80,7 +80,7 @@ def run_pipeline(lake_root: str, warcs: list[str], extractor: str = "resiliparse
     from flows.tokenizer import tokenizer
 
     cfg = pipeline_config(lake_root, extractor, **overrides)
-    out = {"curate": curate(warcs=warcs, lake=cfg.lake, config=cfg.curate, dedup=cfg.dedup, runner=cfg.runner)}
+    out = {"curate": curate(warcs=warcs, lake=cfg.lake, config=cfg.curate, dedup=cfg.dedup, runner=cfg.runner, quality=cfg.quality)}
     clean, crawl = out["curate"]["clean_uri"], out["curate"]["crawl"]
     out["tokenizer"] = tokenizer(lake=cfg.lake, config=cfg.tokenizer, clean=clean, holdout=cfg.tokenize.val_fraction)
     out["tokenize"] = tokenize(

@@ -63,7 +63,8 @@ def test_flow_on_every_shared_warc_file_and_cache_hit(prefect_server, shared_dat
     for warc, rows in per_warc_in.items():  # per shard: records in = clean + removed
         assert rows == sum(1 for _ in read_warc(warc, ReadConfig())), warc
     assert clean.schema.field("language_score").type == pa.float32()
-    assert set(clean.column_names) == {"id", "url", "date", "crawl", "warc", "text", "language", "language_score"}
+    assert set(clean.column_names) == {"id", "url", "date", "crawl", "warc", "text", "language", "language_score", "quality_score"}
+    assert clean["quality_score"].null_count == clean.num_rows  # the quality step is off
     assert set(removed.column_names) == set(clean.column_names) | {"step", "reason"}
     assert all(lang == "en" for lang in clean["language"].to_pylist())
     funnel = lake.manifest(result["clean_uri"]).stats["funnel"]["steps"]

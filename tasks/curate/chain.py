@@ -31,7 +31,7 @@ from tasks.curate.warc import read_warc
 
 STEPS = (
     "read", "url", "extract", "language", "gopher_repetition", "gopher_quality", "c4",
-    "fineweb_quality", "custom", "dedup_exact", "dedup_minhash", "pii",
+    "fineweb_quality", "custom", "quality", "dedup_exact", "dedup_minhash", "pii",
 )
 SNIPPET = 300
 
@@ -61,6 +61,7 @@ class Funnel:
         self.steps: dict[str, StepStats] = {}
         self.examples_per_step = examples_per_step
         self.extra: Counter = Counter()
+        self.histograms: dict[str, dict[str, int]] = {}  # step -> ordered bin label -> documents (the quality scores)
 
     def step(self, name: str) -> StepStats:
         return self.steps.setdefault(name, StepStats())
@@ -84,7 +85,10 @@ class Funnel:
 
     def to_dict(self) -> dict[str, Any]:
         ordered = sorted(self.steps.items(), key=lambda kv: STEPS.index(kv[0]) if kv[0] in STEPS else len(STEPS))
-        return {"steps": {k: v.to_dict() for k, v in ordered}, "counts": dict(self.extra)}
+        out = {"steps": {k: v.to_dict() for k, v in ordered}, "counts": dict(self.extra)}
+        if self.histograms:
+            out["histograms"] = self.histograms
+        return out
 
     @staticmethod
     def merge(parts: list[dict[str, Any]], examples_per_step: int = 3) -> dict[str, Any]:
@@ -92,6 +96,10 @@ class Funnel:
         total = Funnel(examples_per_step)
         for part in parts:
             total.extra.update(part.get("counts", {}))
+            for name, bins in part.get("histograms", {}).items():
+                merged = total.histograms.setdefault(name, {})
+                for label, n in bins.items():
+                    merged[label] = merged.get(label, 0) + n
             for name, d in part.get("steps", {}).items():
                 s = total.step(name)
                 s.docs_in += d["docs_in"]

@@ -96,6 +96,22 @@ class CustomFilter(StageConfig):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class QualityConfig(StageConfig):
+    """The model-based quality step (tasks/curate/quality.py): its own config section, not
+    part of `curate`, so that changing it never invalidates the extraction and filter tasks."""
+
+    model: str | None = Field(None, description="The classifier, off when null: a fastText .bin/.ftz file, a model from `crawl2chat quality train` (its lake folder), a transformers model folder (local or lake), or a hub name (e.g. HuggingFaceFW/fineweb-edu-classifier)")
+    kind: Literal["auto", "fasttext", "transformers"] = Field("auto", description="auto: fastText for a .bin/.ftz file or a `quality train` folder, transformers otherwise")
+    threshold: float = Field(0.5, description="Keep a document when its score is >= this. FineWeb-Edu keeps int_score >= 3, i.e. a raw score above 2.5")
+    label: str | None = Field(None, description="Whose probability is the score: fastText default __label__hq; transformers with several outputs default the last label. A one-output (regression) head's value is the score as it is")
+    revision: str | None = Field(None, description="Hub revision (commit) of a hub model; pin it: the cache key knows a hub model only by name and revision")
+    batch_size: int = Field(32, ge=1, description="Documents per forward pass (transformers)")
+    max_length: int = Field(512, ge=8, description="Tokens per document the transformers model sees (FineWeb-Edu's classifier: 512)")
+    device: str = Field("auto", description="auto: the worker's GPU when it has one, else CPU; or cpu, cuda, cuda:1 ...")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="transformers weights and activations")
+    histogram: tuple[float, float, int] | None = Field(None, description="Score histogram (low, high, bins) in the funnel and report; default (0, 1, 10) for probabilities, (0, 5, 10) for a regression head")
+
+
 class PiiConfig(StageConfig):
     emails: bool = True
     public_ipv4: bool = True

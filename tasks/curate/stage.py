@@ -3,6 +3,11 @@
 - `curate_warc`: read -> url -> extract -> language -> Gopher -> C4 -> FineWeb -> custom over
   one WARC file; writes its kept documents (pre-PII) as a shard of `curated/{crawl}/filtered`
   and its removed ones as a shard of `curated/{crawl}/removed`.
+- `quality_shard` (when `quality.model` is set): scores every filtered document with the
+  quality model (tasks/curate/quality.py), keeps those at or above the threshold as a shard of
+  `curated/{crawl}/quality`, moves the rest to `removed` with step `quality`; every row
+  carries its `quality_score`. Its config is its own, so a new threshold re-runs this task
+  and what follows it, never the extraction.
 - `finalize_shard`: drops the ids the dedup stage listed (moving them to `removed` with their
   step and reason), scrubs PII, writes the shard of `curated/{crawl}/clean`.
 
@@ -13,14 +18,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import re
+import time
 from typing import Any
 
 import pyarrow as pa
 
 from tasks import lake
+from tasks.curate import quality
 from tasks.curate.chain import Chain, Funnel, Outcome
-from tasks.curate.config import CurateConfig, PiiConfig
+from tasks.curate.config import CurateConfig, PiiConfig, QualityConfig
 from tasks.curate.pii import PiiScrubber
 from tasks.runtime import lake_task
 
@@ -34,6 +42,7 @@ CLEAN_SCHEMA = pa.schema(
         ("text", pa.string()),
         ("language", pa.string()),
         ("language_score", pa.float32()),
+        ("quality_score", pa.float32()),  # the quality step's score; null when the step is off or removed the doc earlier
     ]
 )
 REMOVED_SCHEMA = CLEAN_SCHEMA.append(pa.field("step", pa.string())).append(pa.field("reason", pa.string()))
@@ -61,6 +70,7 @@ def _table(rows: list[Outcome], crawl: str, warc: str, schema: pa.Schema) -> pa.
         "text": [r.text for r in rows],
         "language": [r.language for r in rows],
         "language_score": [r.language_score for r in rows],
+        "quality_score": [None] * len(rows),
     }
     if "step" in schema.names:
         columns["step"] = [r.step for r in rows]
@@ -95,6 +105,44 @@ def curate_warc_fn(warc: str, filtered_uri: str, removed_uri: str, crawl: str, c
 @lake_task(inputs=("warc",), code=CODE, task_run_name="curate-{warc}")
 def curate_warc(warc: str, filtered_uri: str, removed_uri: str, crawl: str, config: CurateConfig) -> dict[str, Any]:
     return curate_warc_fn(warc, filtered_uri, removed_uri, crawl, config)
+
+
+def quality_shard_fn(filtered_shard: str, name: str, quality_uri: str, removed_uri: str, config: QualityConfig) -> dict[str, Any]:
+    """Score one filtered shard, write its kept and removed rows (the task's logic)."""
+    rows = lake.read_shard(filtered_shard).to_pylist()
+    scorer = quality.scorer(config)
+    started = time.perf_counter()
+    scores = scorer.score([r["text"] for r in rows])
+    seconds = time.perf_counter() - started
+    funnel = Funnel()
+    histogram = quality.Histogram.for_scorer(config, scorer.range)
+    kept: list[dict[str, Any]] = []
+    removed: list[dict[str, Any]] = []
+    for row, score in zip(rows, scores.tolist()):
+        row["quality_score"] = score
+        histogram.add(score)
+        chars = len(row["text"])
+        if score >= config.threshold:
+            funnel.passed("quality", chars, chars)
+            kept.append(row)
+        else:
+            reason = "no_score" if math.isnan(score) else "below_threshold"
+            funnel.dropped("quality", chars, reason, row["url"], row["text"])
+            removed.append({**row, "step": "quality", "reason": reason})
+    funnel.step("quality").seconds = seconds
+    funnel.histograms["quality"] = histogram.counts
+    kept_shard = lake.write_shard(quality_uri, name, pa.Table.from_pylist(kept, schema=CLEAN_SCHEMA))
+    removed_shard = lake.write_shard(removed_uri, f"{name}-quality", pa.Table.from_pylist(removed, schema=REMOVED_SCHEMA))
+    if kept_shard.rows + removed_shard.rows != len(rows):
+        raise RuntimeError(f"{filtered_shard}: {len(rows)} in, {kept_shard.rows} kept + {removed_shard.rows} removed")
+    return {"name": name, "kept": dataclasses.asdict(kept_shard), "removed": dataclasses.asdict(removed_shard), "funnel": funnel.to_dict()}
+
+
+@lake_task(inputs=("filtered_shard",), code=CODE, task_run_name="quality-{name}")
+def quality_shard(filtered_shard: str, name: str, quality_uri: str, removed_uri: str, config: QualityConfig, model_id: str) -> dict[str, Any]:
+    """`model_id` (`quality.resolve(config).identity`) is for the cache key: a retrained model
+    under the same path is a new model."""
+    return quality_shard_fn(filtered_shard, name, quality_uri, removed_uri, config)
 
 
 def _dedup_removals(dedup_uri: str | None, name: str) -> dict[str, tuple[str, str]]:
