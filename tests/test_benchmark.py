@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import socket
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ from models.gpt import GPT, GPTConfig
 from models.tokenizer import Tokenizer, train
 from tasks import core
 from tasks.benchmark import BenchmarkConfig, Plan, evaluate, score_rows
+from tests.conftest import free_port
 
 pytest.importorskip("lm_eval")
 import models.harness  # noqa: E402,F401  registers the "crawl2chat" model with lm-eval
@@ -330,12 +330,6 @@ def test_core_limit_keeps_nanochats_first_items(tmp_path, tok):
 # -- unreachable data, scores ------------------------------------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_hub_task_offline_says_dataset_not_reachable(ckpts):
     with pytest.raises(core.DatasetUnreachable, match="dataset not reachable for 1 task.*arc_easy"):
         evaluate(ckpts["base"], ["arc_easy"], BenchmarkConfig())
@@ -343,7 +337,7 @@ def test_hub_task_offline_says_dataset_not_reachable(ckpts):
 
 def test_core_bundle_unreachable_says_so(ckpts, tmp_path, monkeypatch):
     monkeypatch.setattr(core, "CACHE", tmp_path / "cache")
-    url = f"http://127.0.0.1:{closed_port()}/eval_bundle.zip"
+    url = f"http://127.0.0.1:{free_port()}/eval_bundle.zip"
     with pytest.raises(core.DatasetUnreachable, match="dataset not reachable: CORE's eval bundle"):
         core.eval_bundle(url, cache=tmp_path / "cache")
     assert not (tmp_path / "cache" / "eval_bundle").exists()
