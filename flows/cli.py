@@ -486,3 +486,25 @@ def export_cmd(
 
     root = config_from(preset, lake, None).lake.open()
     show(export(checkpoint if "/" in checkpoint else lakes.join(root, "checkpoints", checkpoint), out, tokenizer))
+
+
+@app.command("serve")
+def serve_cmd(
+    checkpoint: Checkpoint,
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    search: Annotated[Optional[str], typer.Option(help="Search index URI (default: the lake's search/{crawl})")] = None,
+    no_search: Annotated[bool, typer.Option("--no-search", help="Run without the search tool")] = False,
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default; 0.0.0.0 exposes it)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    name: Annotated[Optional[str], typer.Option(help="The model's name in the API (default: the checkpoint's last path part)")] = None,
+    max_batch: Annotated[int, typer.Option(help="Rows decoded together at most (each sample of each request is a row)")] = 32,
+    max_waiting: Annotated[int, typer.Option(help="Rows waiting for the batch at most; beyond that requests get 429")] = 256,
+) -> None:
+    """Serve a checkpoint over an OpenAI-compatible API (/v1/chat/completions, /v1/completions) with a chat page at /."""
+    from flows.serve import serve
+
+    engine = _engine(preset, lake, checkpoint, search, no_search)
+    model_name = name or checkpoint.rstrip("/").rsplit("/", 1)[-1]
+    typer.echo(f"Serving {model_name!r} on http://{host}:{port}/  (OpenAI API at http://{host}:{port}/v1)", err=True)
+    serve(engine, model_name, host=host, port=port, capacity=max_batch, max_waiting=max_waiting)

@@ -223,6 +223,21 @@ class Engine:
         else:
             row.call[1].append(token)
 
+    def _take(self, row: _Row, index: int, sampled: int | None, stops: frozenset[int], budget: int) -> TokenEvent:
+        """Append the row's next token (`sampled`, or None: the next forced one), advance its
+        tools and stopping, and return the event (models/batcher.py steps rows the same way)."""
+        forced = sampled is None
+        token = row.forced.popleft() if forced else sampled
+        row.tokens.append(token)
+        row.mask.append(0 if forced else 1)
+        if not forced:
+            self._after_sampled(row, token, stops)
+        if row.finished is None and len(row.tokens) >= budget:
+            row.finished = "length"
+        text = row.decoder.push(token) + (row.decoder.flush() if row.finished else "")
+        row.text.append(text)
+        return TokenEvent(index, token, forced, text, row.finished)
+
     # -- generation ----------------------------------------------------------------------
 
     @torch.inference_mode()
@@ -278,21 +293,7 @@ class Engine:
                     ids = draw(probs, uniforms)
                 picked = dict(zip(samplers, ids.tolist()))
 
-            events = []
-            for j, r in enumerate(live):
-                row = rows[r]
-                forced = j not in picked
-                token = row.forced.popleft() if forced else picked[j]
-                row.tokens.append(token)
-                row.mask.append(0 if forced else 1)
-                if not forced:
-                    self._after_sampled(row, token, stops)
-                if row.finished is None and len(row.tokens) >= budget:
-                    row.finished = "length"
-                text = row.decoder.push(token) + (row.decoder.flush() if row.finished else "")
-                row.text.append(text)
-                events.append(TokenEvent(r, token, forced, text, row.finished))
-            yield events
+            yield [self._take(rows[r], r, picked.get(j), stops, budget) for j, r in enumerate(live)]
 
             keep = [j for j, r in enumerate(live) if rows[r].finished is None]
             if not keep:

@@ -18,13 +18,15 @@ The tokenizer conversion. Sentencepiece BPE stores pieces in merge order, not me
 encodes by repeatedly joining the adjacent pair whose joined piece ranks first. A `tokenizers`
 BPE joins the adjacent pair whose merge ranks first. So every way to split a piece into two
 pieces of the vocabulary becomes a merge, ranked by the piece's rank, which makes the two
-algorithms agree (tests/test_export.py checks ids on real documents). Sentencepiece writes a
-space as "▁" and nothing else is normalised (our tokenizer uses the identity rule and no
-dummy prefix), so the normaliser is that one replacement and there is no pre-tokenizer;
-byte fallback covers characters outside the vocabulary, as in ours. Two differences remain
-by design of HF tokenizers: the specials are "added tokens", which HF matches when their
-literal text appears in the input (ours never produce a special from text), and a literal
-"▁" in the input reads as a space there (ours keeps it as its bytes).
+algorithms agree (tests/test_export.py checks ids on real documents and on arbitrary text).
+Sentencepiece writes a space as "▁" inside its pieces; the exported vocabulary writes it as
+the space itself, so no normaliser and no pre-tokenizer are needed (our tokenizer uses the
+identity rule and no dummy prefix). That also keeps a literal "▁" typed by a user what it is
+in ours: a character outside the vocabulary, hence its three UTF-8 byte tokens, which no merge
+crosses (a "▁" normaliser would have read it as a space). Byte fallback covers every other
+character outside the vocabulary, as in ours. One difference remains by design of HF
+tokenizers: the specials are "added tokens", which HF matches when their literal text appears
+in the input (its chat template relies on that); ours never produce a special from text.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ CHAT_TEMPLATE = (
 
 def bpe_merges(tokenizer: Tokenizer) -> list[tuple[str, str]]:
     """Every (left, right) pair of mergeable pieces that joins into a piece, ranked by the
-    joined piece's rank (its id: sentencepiece stores BPE pieces in merge order)."""
+    joined piece's rank (its id: sentencepiece stores BPE pieces in merge order). Pieces as
+    sentencepiece writes them ("▁" for a space)."""
     pieces = {tokenizer.id_to_piece(i): i for i in range(tokenizer.vocab_size) if tokenizer.piece_kind(i) == "piece"}
     merges = []
     for piece, rank in sorted(pieces.items(), key=lambda kv: kv[1]):
@@ -61,9 +64,16 @@ def bpe_merges(tokenizer: Tokenizer) -> list[tuple[str, str]]:
     return [(left, right) for *_, left, right in merges]
 
 
+def _hf_piece(tokenizer: Tokenizer, i: int) -> str:
+    """A piece's string in tokenizer.json: an ordinary piece with its spaces as spaces; byte
+    tokens and specials as sentencepiece names them ("<0x0A>", "<|bos|>")."""
+    piece = tokenizer.id_to_piece(i)
+    return piece.replace(SPACE_MARK, " ") if tokenizer.piece_kind(i) == "piece" else piece
+
+
 def tokenizer_json(tokenizer: Tokenizer) -> dict[str, Any]:
     """The `tokenizers` library's serialisation of a BPE equivalent to `tokenizer`."""
-    vocab = {tokenizer.id_to_piece(i): i for i in range(tokenizer.vocab_size)}
+    vocab = {_hf_piece(tokenizer, i): i for i in range(tokenizer.vocab_size)}
     specials = [i for i in range(tokenizer.vocab_size) if tokenizer.piece_kind(i) in ("special", "unknown")]
     return {
         "version": "1.0",
@@ -74,17 +84,10 @@ def tokenizer_json(tokenizer: Tokenizer) -> dict[str, Any]:
              "normalized": False, "special": True}
             for i in specials
         ],
-        "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": SPACE_MARK},
+        "normalizer": None,
         "pre_tokenizer": None,
         "post_processor": None,
-        "decoder": {
-            "type": "Sequence",
-            "decoders": [
-                {"type": "Replace", "pattern": {"String": SPACE_MARK}, "content": " "},
-                {"type": "ByteFallback"},
-                {"type": "Fuse"},
-            ],
-        },
+        "decoder": {"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Fuse"}]},
         "model": {
             "type": "BPE",
             "dropout": None,
@@ -95,7 +98,7 @@ def tokenizer_json(tokenizer: Tokenizer) -> dict[str, Any]:
             "byte_fallback": True,
             "ignore_merges": False,
             "vocab": vocab,
-            "merges": [list(m) for m in bpe_merges(tokenizer)],
+            "merges": [[left.replace(SPACE_MARK, " "), right.replace(SPACE_MARK, " ")] for left, right in bpe_merges(tokenizer)],
         },
     }
 

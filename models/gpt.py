@@ -163,6 +163,106 @@ class KVCache:
         self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
         self._split_layers()
 
+    # -- the interface GPT.forward uses (shared with RowCache) --
+
+    def start(self, cos: torch.Tensor, sin: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Begin a forward of T tokens per row: the rotary rows of their positions."""
+        if self.pos + T > cos.size(0):
+            raise ValueError(f"sequence of {self.pos + T} tokens exceeds the context of {cos.size(0)}")
+        return cos[self.pos : self.pos + T, None, :], sin[self.pos : self.pos + T, None, :]
+
+    def attend(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
+        """Store the new keys and values; return every key and value so far, and the
+        attention mask (or None with `causal`) that the new queries use."""
+        prefix, T = self.pos, k.size(2)
+        keys, values = self.update(layer, k, v)
+        if prefix == 0:
+            return keys, values, None, True  # the whole sequence is here: plain causal attention
+        if T == 1:
+            return keys, values, None, False  # one new token sees every cached one
+        # A chunk after a cached prefix: query i (at position prefix + i) sees keys
+        # 0..prefix + i. SDPA's is_causal would align the chunk with key 0 instead.
+        positions = torch.arange(prefix + T, device=k.device)
+        mask = positions[None, :] <= (prefix + torch.arange(T, device=k.device))[:, None]
+        return keys, values, mask, False
+
+    def advance(self, T: int) -> None:
+        self.pos += T
+
+
+class RowCache:
+    """A KV cache for continuous batching: each row holds its own sequence at its own length.
+
+    Rows are requests that arrived at different times with prompts of different lengths, so
+    there is no shared position: row b's next token sits at `lengths[b]`, its rotary angle is
+    that position's, and it attends to its own first `lengths[b]` keys (a mask hides the rest
+    of the span). A forward feeds one token to every live row (slots 0..rows-1). A row joins
+    by copying a prefilled batch-1 `KVCache` into the next slot (`add`) and leaves by moving
+    the last row into its slot (`remove`): both cost one row, never the whole cache.
+    """
+
+    def __init__(self, config: GPTConfig, capacity: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32):
+        self.capacity, self.max_len = capacity, config.seq_len
+        shape = (config.n_layer, capacity, config.n_kv_head, config.seq_len, config.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self._k = [self.k.select(0, i) for i in range(config.n_layer)]
+        self._v = [self.v.select(0, i) for i in range(config.n_layer)]
+        self.lengths: list[int] = []  # tokens held by each live row
+        self._slots = torch.arange(capacity, device=device)
+        self._step: tuple[torch.Tensor, int, torch.Tensor] | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.lengths)
+
+    def add(self, prefilled: KVCache, copies: int = 1) -> None:
+        """Append `copies` rows that each hold the batch-1 cache's `pos` tokens."""
+        if self.rows + copies > self.capacity:
+            raise ValueError(f"{self.rows} rows + {copies} exceed the capacity of {self.capacity}")
+        n, rows = prefilled.pos, slice(self.rows, self.rows + copies)
+        self.k[:, rows, :, :n] = prefilled.k[:, :1, :, :n]  # broadcast over the copies
+        self.v[:, rows, :, :n] = prefilled.v[:, :1, :, :n]
+        self.lengths += [n] * copies
+
+    def remove(self, row: int) -> int:
+        """Drop `row`; the last row moves into its slot. Returns the moved row's old index
+        (== row when it was the last)."""
+        last = self.rows - 1
+        if row != last:
+            n = self.lengths[last]
+            self.k[:, row, :, :n] = self.k[:, last, :, :n]
+            self.v[:, row, :, :n] = self.v[:, last, :, :n]
+            self.lengths[row] = n
+        self.lengths.pop()
+        return last
+
+    def start(self, cos: torch.Tensor, sin: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if T != 1:
+            raise ValueError("a RowCache feeds one token per row")
+        if self.lengths and max(self.lengths) >= self.max_len:
+            raise ValueError(f"a row of {max(self.lengths) + 1} tokens exceeds the context of {self.max_len}")
+        positions = torch.tensor(self.lengths, device=self.k.device)
+        span = max(self.lengths) + 1
+        visible = torch.arange(span, device=self.k.device)[None, :] <= positions[:, None]
+        self._step = (positions, span, visible[:, None, None, :])  # (rows, heads, query, key)
+        return cos[positions][:, None, None, :], sin[positions][:, None, None, :]
+
+    def attend(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
+        positions, span, mask = self._step
+        rows = self._slots[: self.rows]
+        keys, values = self._k[layer], self._v[layer]
+        keys[rows, :, positions] = k[:, :, 0]  # row b's key at its own position
+        values[rows, :, positions] = v[:, :, 0]
+        return keys[: self.rows, :, :span], values[: self.rows, :, :span], mask, False
+
+    def advance(self, T: int) -> None:
+        self.lengths = [n + T for n in self.lengths]
+
 
 @dataclass(frozen=True)
 class StackedLayer:
@@ -207,27 +307,16 @@ class Attention(nn.Module):
         return q, k, v
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None, stacked: StackedLayer | None = None
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | RowCache | None, stacked: StackedLayer | None = None
     ) -> torch.Tensor:
         B, T, _ = x.shape
         # (B, T, heads, head_dim) -> (B, heads, T, head_dim)
         q, k, v = self.project(x, cos, sin) if stacked is None else self.project_stacked(x, cos, sin, stacked)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
-        prefix = 0
+        mask, causal = None, True
         if kv_cache is not None:
-            prefix = kv_cache.pos
-            k, v = kv_cache.update(self.layer, k, v)
-        if prefix == 0:
-            mask, causal = None, True  # the whole sequence is here: plain causal attention
-        elif T == 1:
-            mask, causal = None, False  # one new token sees every cached one
-        else:
-            # A chunk after a cached prefix: query i (at position prefix + i) sees keys
-            # 0..prefix + i. SDPA's is_causal would align the chunk with key 0 instead.
-            keys = torch.arange(prefix + T, device=x.device)
-            mask = keys[None, :] <= (prefix + torch.arange(T, device=x.device))[:, None]
-            causal = False
+            k, v, mask, causal = kv_cache.attend(self.layer, k, v)
         # One dtype for SDPA whatever autocast made of the norms, or a float32 cache holds.
         if q.dtype != v.dtype or k.dtype != v.dtype:  # (no .to call when equal: decoding makes thousands)
             q, k = q.to(v.dtype), k.to(v.dtype)
@@ -259,7 +348,7 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None, stacked: StackedLayer | None = None
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | RowCache | None, stacked: StackedLayer | None = None
     ) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache, stacked)
         return x + self.mlp(self.mlp_norm(x), stacked)
@@ -322,7 +411,7 @@ class GPT(nn.Module):
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
         *,
-        kv_cache: KVCache | None = None,
+        kv_cache: KVCache | RowCache | None = None,
         reduction: str = "mean",
         stacked: list[StackedLayer] | None = None,
     ) -> torch.Tensor:
@@ -332,22 +421,25 @@ class GPT(nn.Module):
         for a (B, T) tensor with 0 at ignored positions (for bits per byte and RL).
 
         With `kv_cache`, `idx` continues the cached sequences: its tokens sit at positions
-        kv_cache.pos onwards, attend to the cached keys, and are added to the cache. With
+        kv_cache.pos onwards, attend to the cached keys, and are added to the cache (with a
+        `RowCache`, one token per row, each at its row's own position). With
         `stacked` (from `stacked_weights`, without gradients only), the same values to float
         rounding in a third fewer kernel calls.
         """
         T = idx.size(1)
-        start = kv_cache.pos if kv_cache is not None else 0
-        if start + T > self.config.seq_len:
-            raise ValueError(f"sequence of {start + T} tokens exceeds the context of {self.config.seq_len}")
-        cos, sin = self.cos[start : start + T, None, :], self.sin[start : start + T, None, :]
+        if kv_cache is not None:
+            cos, sin = kv_cache.start(self.cos, self.sin, T)
+        elif T > self.config.seq_len:
+            raise ValueError(f"sequence of {T} tokens exceeds the context of {self.config.seq_len}")
+        else:
+            cos, sin = self.cos[:T, None, :], self.sin[:T, None, :]
         if stacked is not None and torch.is_grad_enabled():
             raise ValueError("stacked weights are for inference: gradients would not reach the parameters")
         x = self.embed(idx)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, kv_cache, None if stacked is None else stacked[i])
         if kv_cache is not None:
-            kv_cache.pos += T
+            kv_cache.advance(T)
         logits = self.lm_head(self.norm(x))
         if targets is None:
             return logits
