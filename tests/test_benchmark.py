@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -186,8 +187,34 @@ def test_local_completions_against_serve_gives_the_same_number(engine_route, ckp
     assert_same(route, engine_route, "local-completions")
 
 
+def bos_first_tokenizer(export: Path, out: Path) -> Path:
+    """The exported tokenizer, putting <|bos|> first when asked for special tokens (a
+    post-processor, as Llama 3's tokenizer.json has): lm-eval's API models load a tokenizer
+    without passing add_bos_token, so the client's copy must say it."""
+    out.mkdir(exist_ok=True)
+    shutil.copy(export / "tokenizer_config.json", out)
+    body = json.loads((export / "tokenizer.json").read_text())
+    bos = {"id": "<|bos|>", "type_id": 0}
+    bos_id = next(t["id"] for t in body["added_tokens"] if t["content"] == "<|bos|>")
+    body["post_processor"] = {
+        "type": "TemplateProcessing", "single": [{"SpecialToken": bos}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"SpecialToken": bos}, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"<|bos|>": {"id": "<|bos|>", "ids": [bos_id], "tokens": ["<|bos|>"]}},
+    }
+    (out / "tokenizer.json").write_text(json.dumps(body, ensure_ascii=False))
+    return out
+
+
 def serve_route(ckpts: dict, local_tasks: str) -> dict:
-    raise NotImplementedError
+    """lm-eval's local-completions, tokenizing with the exported tokenizer (ids sent as the
+    prompt, <|bos|> first), against the server app on loopback."""
+    from tests.test_serve import running
+
+    client_tok = bos_first_tokenizer(Path(ckpts["hf"]), Path(ckpts["root"]) / "client-tokenizer")
+    with running(Engine.from_checkpoint(ckpts["base"]), "crawl2chat") as base_url:
+        args = (f"model=crawl2chat,base_url={base_url}/v1/completions,tokenizer={client_tok},tokenizer_backend=huggingface,"
+                f"tokenized_requests=True,add_bos_token=True,max_length={CFG['seq_len']},max_gen_toks=6,num_concurrent=4")
+        return by_route(simple_evaluate("local-completions", args, local_tasks))
 
 
 # -- chat checkpoints ---------------------------------------------------------------------
