@@ -38,7 +38,8 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
-from models import checkpoint
+from models import checkpoint as checkpoints
+from models import storage
 from models.engine import DEFAULT_STOPS, Engine
 from models.tokenizer import SPECIALS, Tokenizer
 
@@ -98,8 +99,9 @@ class EngineLM(TemplateLM):
         if engine is None:
             if not checkpoint:
                 raise ValueError("pass checkpoint=URI (a checkpoint or run folder) or an engine")
-            engine, config = _engine_for(checkpoint, tokenizer, search, device)
-            chat = is_chat_checkpoint(config) if chat is None else chat
+            engine = Engine.from_checkpoint(checkpoint, search=search, tokenizer=tokenizer, device=device)
+            if chat is None:
+                chat = is_chat_checkpoint(storage.read_json(storage.join(checkpoints.resolve(checkpoint), "config.json")))
         self.engine = engine
         self.model = engine.model
         self.tok: Tokenizer = engine.tokenizer
@@ -182,12 +184,13 @@ class EngineLM(TemplateLM):
             ids = torch.zeros((len(rows), width), dtype=torch.long, device=self._device)
             for j, row in enumerate(rows):
                 ids[j, : len(row)] = torch.tensor(row)
-            logprobs = F.log_softmax(self.model(ids).float(), dim=-1)
+            logits = self.model(ids)
             for j, (key, _, cont) in enumerate(batch):
                 n = len(cont)
-                positions = torch.arange(len(rows[j]) - n, len(rows[j]), device=self._device)
+                # Only the continuation's positions, in float32: a (rows, width, vocab) softmax
+                # would cost more memory than the forward pass.
+                picked = F.log_softmax(logits[j, len(rows[j]) - n : len(rows[j])].float(), dim=-1)
                 target = torch.tensor(cont, device=self._device)
-                picked = logprobs[j, positions]
                 answer = (float(picked.gather(1, target[:, None]).sum()), bool((picked.argmax(-1) == target).all()))
                 results[order[start + j]] = answer
                 if key is not None:
@@ -225,8 +228,9 @@ class EngineLM(TemplateLM):
         until = kwargs.pop("until", None) or []
         until = [until] if isinstance(until, str) else list(until)
         max_new = int(kwargs.pop("max_gen_toks", kwargs.pop("max_new_tokens", self.max_gen_toks)))
-        sampled = kwargs.pop("do_sample", False) and float(kwargs.get("temperature", 1.0)) > 0
-        temperature = float(kwargs.pop("temperature", 1.0)) if sampled else 0.0
+        # Greedy unless the task samples: do_sample, or a temperature above 0 (as lm-eval's hf backend reads them).
+        temperature = float(kwargs.pop("temperature", 0.0))
+        temperature = temperature if temperature > 0 and kwargs.pop("do_sample", None) is not False else 0.0
         prompt = self.tok_encode(context)[-max(1, self.max_length - max_new) :]
         steps = self.engine.stream(
             prompt, 1, max_new_tokens=max_new, temperature=temperature, top_k=kwargs.get("top_k"),
@@ -241,18 +245,6 @@ class EngineLM(TemplateLM):
         for u in until:
             text = text.split(u, 1)[0]
         return text
-
-
-def _engine_for(uri: str, tokenizer: str | None, search: str | None, device: str) -> tuple[Engine, dict[str, Any]]:
-    """The engine for a checkpoint (a step folder, or a run: its latest) and its config."""
-    from models.tools import SearchIndex
-
-    model, ckpt = checkpoint.load_model(uri, device)
-    tokenizer_uri = tokenizer or ckpt.config.get("tokenizer")
-    if not tokenizer_uri:
-        raise ValueError(f"{ckpt.uri} does not name its tokenizer: pass tokenizer=URI")
-    index = SearchIndex.open(search) if search else None
-    return Engine(model, Tokenizer.load(tokenizer_uri), search=index), ckpt.config
 
 
 def _flag(value: bool | str | None) -> bool:

@@ -86,10 +86,15 @@ class Plan:
         self.tasks: list[str] = []
         self.groups: dict[str, tuple[str, str, float]] = {}  # task -> (group, metric, baseline)
         self.skipped: dict[str, str] = {}  # task -> why not measured
+        self.unreachable: dict[str, str] = {}  # group or task -> why its data could not be fetched
         self.include = list(config.include_path)
         for name in dict.fromkeys(t.strip() for t in requested if t.strip()):
             if name == "core":
-                bundle = core.eval_bundle(config.core_bundle)
+                try:
+                    bundle = core.eval_bundle(config.core_bundle)
+                except core.DatasetUnreachable as exc:
+                    self.unreachable["core"] = str(exc)
+                    continue
                 folder = workdir / "core"
                 for task, baseline in core.write_tasks(bundle, folder, tokenizer, config.limit).items():
                     self.add(task, ("core", "acc,none", baseline))
@@ -126,12 +131,12 @@ def _unreachable(exc: BaseException) -> bool:
     return False
 
 
-def check_reachable(tasks: list[str], task_manager: Any) -> None:
+def check_reachable(tasks: list[str], task_manager: Any, failed: dict[str, str] | None = None) -> None:
     """Load each task's data before the model: DatasetUnreachable naming every task whose data
-    could not be fetched; KeyError for a name lm-eval does not know."""
+    could not be fetched (and those in `failed` already); KeyError for a name lm-eval does not know."""
     from lm_eval.tasks import get_task_dict
 
-    failed = {}
+    failed = dict(failed or {})
     for task in tasks:
         try:
             get_task_dict([task], task_manager)
@@ -259,7 +264,7 @@ def evaluate(checkpoint: str, tasks: list[str], config: BenchmarkConfig) -> tupl
     with tempfile.TemporaryDirectory(prefix="crawl2chat-benchmark-") as workdir:
         plan = Plan(tasks, config, Tokenizer.load(ckpt_config["tokenizer"]), Path(workdir))
         manager = TaskManager(include_path=plan.include or None)
-        check_reachable(plan.run, manager)
+        check_reachable(plan.run, manager, plan.unreachable)
         results: dict[str, Any] = {}
         if plan.run:
             chat = is_chat_checkpoint(ckpt_config)

@@ -49,10 +49,11 @@ class DatasetUnreachable(RuntimeError):
 # -- the bundle ------------------------------------------------------------------------------
 
 
-def eval_bundle(source: str | None = None, cache: Path = CACHE) -> Path:
+def eval_bundle(source: str | None = None, cache: Path | None = None) -> Path:
     """DCLM's eval bundle as a folder: `source` when it is one, else unpacked from a zip file
-    or URL (default nanochat's) into `cache` once."""
+    or URL (default nanochat's) into `cache` (default CACHE) once."""
     source = source or EVAL_BUNDLE_URL
+    cache = cache or CACHE
     if Path(source).is_dir():
         return _bundle_root(Path(source))
     target = cache / "eval_bundle"
@@ -66,8 +67,8 @@ def eval_bundle(source: str | None = None, cache: Path = CACHE) -> Path:
                 data = response.read()
         except OSError as exc:
             raise DatasetUnreachable(
-                f"dataset not reachable: CORE's eval bundle at {source} ({exc}). Run where it can be downloaded, "
-                f"or download it elsewhere and pass its zip or folder as benchmark.core_bundle"
+                f"dataset not reachable: CORE's eval bundle at {source} ({exc}); download it where the address is reachable "
+                f"and pass its zip or folder as benchmark.core_bundle"
             ) from exc
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:

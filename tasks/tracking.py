@@ -62,19 +62,22 @@ def training_metrics(metrics: dict[str, Any]) -> list[tuple[str, float, int]]:
 
 
 def lineage_tags(stage: str, ckpt: str, config: dict[str, Any], data: Iterable[str] = ()) -> dict[str, str]:
-    """The lake URIs a run came from, as MLflow tags."""
+    """The lake URIs a run came from, as MLflow tags; `data`, when given, is what the stage
+    trained on (RL's problems) in place of the data its checkpoint's config names."""
     tags = {"crawl2chat.stage": stage, "crawl2chat.checkpoint": ckpt}
     for key in ("data", "val", "tokenizer", "init_from"):
         value = config.get(key)
         if value:
             tags[f"crawl2chat.{key}"] = ",".join(value) if isinstance(value, list) else str(value)
-    if data:
-        tags["crawl2chat.data"] = ",".join([*filter(None, [tags.get("crawl2chat.data")]), *data])
+    data = list(data)
+    if data:  # the stage trained on these, not on what the checkpoint it started from names
+        tags["crawl2chat.data"] = ",".join(data)
+        tags.pop("crawl2chat.val", None)
     return {k: v[:MAX_VALUE] for k, v in tags.items()}
 
 
 def params_of(config: dict[str, Any]) -> dict[str, str]:
-    """The model's shape and the training (or RL) settings, flattened: model.n_layer, train.lr."""
+    """The model's shape and the training (or RL) settings, flattened: model.n_layer, train.lr, rl.algorithm."""
     out: dict[str, str] = {}
 
     def flatten(prefix: str, value: Any) -> None:
@@ -84,7 +87,8 @@ def params_of(config: dict[str, Any]) -> dict[str, str]:
         else:
             out[prefix] = str(value)[:MAX_VALUE]
 
-    for section in ("model", "train", "rl"):
+    # RL's checkpoints carry the SFT run's `train` section beside their own `rl` one.
+    for section in ("model", "rl") if "rl" in config else ("model", "train"):
         if section in config:
             flatten(section, config[section])
     return out

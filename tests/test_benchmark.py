@@ -357,9 +357,12 @@ def test_core_limit_keeps_nanochats_first_items(tmp_path, tok):
 # -- unreachable data, scores ------------------------------------------------------------
 
 
-def test_hub_task_offline_says_dataset_not_reachable(ckpts):
-    with pytest.raises(core.DatasetUnreachable, match="dataset not reachable for 1 task.*arc_easy"):
-        evaluate(ckpts["base"], ["arc_easy"], BenchmarkConfig())
+def test_hub_task_offline_says_dataset_not_reachable(ckpts, tmp_path, monkeypatch):
+    """Every task whose data is out of reach is named in one error, before the model loads."""
+    monkeypatch.setattr(core, "CACHE", tmp_path / "cache")
+    bundle_url = f"http://127.0.0.1:{free_port()}/eval_bundle.zip"
+    with pytest.raises(core.DatasetUnreachable, match="dataset not reachable for 2 task.*core .*CORE's eval bundle.*arc_easy"):
+        evaluate(ckpts["base"], ["core", "arc_easy"], BenchmarkConfig(core_bundle=bundle_url))
 
 
 def test_core_bundle_unreachable_says_so(ckpts, tmp_path, monkeypatch):
