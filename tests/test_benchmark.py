@@ -421,3 +421,18 @@ def test_benchmark_flow_writes_a_dataset_with_lineage(prefect_server, ckpts, loc
     assert all(r["samples"] in (24, 8) and r["stderr"] > 0 for r in rows)
     again = benchmark(checkpoint="base", lake=LakeConfig(root=ckpts["lake"]), config=config, tasks=["local_mc", "local_gen"])
     assert again == out  # a cache hit: the same checkpoint, tasks and task files
+
+
+def test_pipeline_benchmarks_the_stages_its_config_names(prefect_server, ckpts, local_tasks):
+    from flows.pipeline import benchmarks
+    from tasks.config import load_config
+
+    config = load_config("tiny", {"lake.root": ckpts["lake"], "benchmark.include_path": [local_tasks],
+                                  "benchmark.after": {"sft": ["local_mc"]}})
+    out = {"pretrain": {"checkpoint": ckpts["base"]}, "sft": {"checkpoint": ckpts["chat"]}}
+    for stage in ("pretrain", "sft"):
+        benchmarks(out, stage, config)
+    assert list(out["benchmark"]) == ["sft"]  # none by default: only the stage named
+    done = out["benchmark"]["sft"]
+    assert done["checkpoint"] == ckpts["chat"] and list(done["scores"]) == ["local_mc"]
+    assert done["results"].endswith("evals/chat/benchmarks/step-000002")
