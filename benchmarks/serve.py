@@ -27,7 +27,6 @@ parameters) with a 512-token context, random weights unless --checkpoint names a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
@@ -185,7 +184,7 @@ def run_side(side: str, folder: Path, prompts: list[list[int]], levels: list[int
         ttfts: list[float] = []
         totals: list[int] = []
 
-        def client(c: int) -> None:
+        def client(c: int, ttfts: list[float] = ttfts, totals: list[int] = totals) -> None:
             for r in range(requests):
                 first, tokens = request(prompts[(c + r) % len(prompts)], c * 100 + r)
                 ttfts.append(first)

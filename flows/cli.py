@@ -500,11 +500,13 @@ def serve_cmd(
     name: Annotated[Optional[str], typer.Option(help="The model's name in the API (default: the checkpoint's last path part)")] = None,
     max_batch: Annotated[int, typer.Option(help="Rows decoded together at most (each sample of each request is a row)")] = 32,
     max_waiting: Annotated[int, typer.Option(help="Rows waiting for the batch at most; beyond that requests get 429")] = 256,
+    device: Annotated[str, typer.Option(help="Where the model runs: cpu, cuda, cuda:1, ...")] = "cpu",
 ) -> None:
     """Serve a checkpoint over an OpenAI-compatible API (/v1/chat/completions, /v1/completions) with a chat page at /."""
     from flows.serve import serve
 
     engine = _engine(preset, lake, checkpoint, search, no_search)
+    engine.model.to(device)
     model_name = name or checkpoint.rstrip("/").rsplit("/", 1)[-1]
     typer.echo(f"Serving {model_name!r} on http://{host}:{port}/  (OpenAI API at http://{host}:{port}/v1)", err=True)
     serve(engine, model_name, host=host, port=port, capacity=max_batch, max_waiting=max_waiting)

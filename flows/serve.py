@@ -31,8 +31,9 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -356,8 +357,6 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
     page = PAGE.read_text(encoding="utf-8")
     state: dict[str, Batcher] = {}
 
-    from contextlib import asynccontextmanager
-
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         state["batcher"] = Batcher(engine, capacity=capacity, max_waiting=max_waiting)
@@ -612,7 +611,7 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
             "id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
             "choices": [{"index": c, "text": "".join(texts[c]), "logprobs": final_logprobs(c), "finish_reason": finish[c] or "stop"}
                         for c in range(len(texts))],
-            "usage": usage(sum(map(len, prompts)) * body.n, sum(completion_tokens)),
+            "usage": usage(sum(map(len, prompts)), sum(completion_tokens)),
         }
 
     return app

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from models.gpt import GPT, GPTConfig, KVCache, from_hf, hf_config, hf_names, to_hf
+from models.gpt import GPT, GPTConfig, KVCache, RowCache, from_hf, hf_config, hf_names, to_hf
 
 # Grouped-query attention (4 query heads over 2 key/value heads) so every path is exercised.
 CFG = GPTConfig(vocab_size=67, seq_len=24, n_layer=2, n_head=4, n_kv_head=2, n_embd=32)
@@ -59,6 +59,44 @@ def test_cached_incremental_logits_equal_one_full_forward_pass():
         parts += [model(idx[:, t : t + 1], kv_cache=cache) for t in range(11, 20)]
     assert cache.pos == 20
     torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_a_row_cache_decodes_rows_of_different_lengths_as_each_alone_while_rows_come_and_go():
+    """Continuous batching: rows at their own positions, joining and leaving between steps,
+    each row's logits those of a full pass over its own sequence."""
+    model = random_model()
+    gen = torch.Generator().manual_seed(3)
+    seqs = {name: torch.randint(0, CFG.vocab_size, (n,), generator=gen).tolist() for name, n in (("a", 20), ("b", 14), ("c", 22), ("d", 9))}
+    prompts = {"a": 3, "b": 7, "c": 1, "d": 5}  # prompt lengths; the rest is fed one token per step
+    joins = {"a": 0, "b": 0, "c": 2, "d": 6}  # the step at which each row joins
+    cache, rows, got = RowCache(CFG, capacity=3), [], {name: [] for name in seqs}
+    with torch.no_grad():
+        for step in range(40):
+            for name, at in joins.items():
+                if at == step and cache.rows < cache.capacity:
+                    one = KVCache(CFG, 1, prompts[name])
+                    got[name].append(model(torch.tensor([seqs[name][: prompts[name]]]), kv_cache=one)[0, -1])
+                    cache.add(one)
+                    rows.append(name)
+                elif at <= step and name not in rows and not got[name] and cache.rows < cache.capacity:
+                    joins[name] = step + 1  # no room yet: try again
+            if not rows:
+                break
+            fed = {name: prompts[name] + len(got[name]) - 1 for name in rows}  # index of the token to feed
+            logits = model(torch.tensor([[seqs[name][fed[name]]] for name in rows]), kv_cache=cache)[:, -1]
+            for name, row_logits in zip(rows, logits):
+                got[name].append(row_logits)
+            for j in reversed(range(len(rows))):  # a row leaves when its sequence is fed to the end
+                if fed[rows[j]] == len(seqs[rows[j]]) - 1:
+                    moved = cache.remove(j)
+                    rows[j] = rows[moved]
+                    rows.pop()
+        for name, seq in seqs.items():
+            full = model(torch.tensor([seq]))[0, prompts[name] - 1 :]
+            torch.testing.assert_close(torch.stack(got[name]), full, rtol=1e-5, atol=1e-5)
+    assert cache.rows == 0
+    with pytest.raises(ValueError, match="capacity"):
+        cache.add(KVCache(CFG, 1, 2), copies=4)
 
 
 def test_stacked_weights_give_the_training_paths_logits_with_and_without_the_cache():

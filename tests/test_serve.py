@@ -18,7 +18,7 @@ import httpx
 import pytest
 import torch
 import torch.nn as nn
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flows.serve import StopText, chat_prompt, create_app
@@ -331,6 +331,32 @@ def test_bad_input_gets_an_openai_error_and_the_server_goes_on(url, client):
     assert client.chat.completions.create(model="tiny", messages=messages(), max_tokens=3).choices[0].message is not None
 
 
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+MESSAGE = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "tool", "developer", "x"])},
+                                optional={"content": JSON | st.text(max_size=30), "tool_calls": JSON})
+CHAT_BODY = st.fixed_dictionaries({"messages": st.lists(MESSAGE, max_size=4) | JSON},
+                                  optional={"n": JSON, "stop": JSON, "temperature": JSON, "top_p": JSON, "seed": JSON, "stream": st.booleans()})
+COMPLETION_BODY = st.fixed_dictionaries({"prompt": JSON | st.lists(st.integers(-5, 2000), max_size=5)},
+                                        optional={"echo": JSON, "logprobs": JSON, "n": JSON, "stop": JSON, "stream": st.booleans()})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path_body=st.one_of(st.tuples(st.just("/v1/chat/completions"), CHAT_BODY | JSON),
+                           st.tuples(st.just("/v1/completions"), COMPLETION_BODY | JSON)))
+def test_any_json_body_gets_a_reply_or_a_4xx_never_a_5xx(url, path_body):
+    path, body = path_body
+    if isinstance(body, dict):
+        body = {**body, "max_tokens": 2}  # keep what does generate short
+    response = httpx.post(url + path, json=body, timeout=60)
+    assert response.status_code in (200, 400, 404), (body, response.text)
+    if response.status_code != 200:
+        error = response.json()["error"]
+        assert isinstance(error["message"], str) and error["type"] == "invalid_request_error"
+    elif "data: " in response.text[:6]:
+        assert response.text.rstrip().endswith("data: [DONE]") and '"error"' not in response.text
+
+
 def test_a_full_line_gets_429_not_a_crash(engine):
     with running(engine, capacity=1, max_waiting=1) as url, httpx.Client(base_url=url, timeout=60) as http:
         body = {"messages": messages(), "max_tokens": 5, "n": 2}
@@ -402,13 +428,18 @@ def test_the_chat_page_streams_a_reply_with_the_tool_call_dimmed(tool_url):
         page.on("request", lambda r: requests.append(r.url))
         page.goto(tool_url + "/")
         expect(page.locator("#title")).to_contain_text("tiny")
+        # Every text the reply shows on its way, recorded as the DOM changes.
+        page.evaluate("""() => { window.seen = [];
+            new MutationObserver(() => { const r = document.querySelector('.assistant');
+                if (r) window.seen.push([r.dataset.state, r.textContent]); })
+            .observe(document.getElementById('log'), {subtree: true, childList: true, characterData: true, attributes: true}); }""")
         page.fill("#input", "What is 2+3?")
         page.press("#input", "Enter")
         reply = page.locator(".assistant").first
-        # Streaming: the reply is seen part-written before it is done.
-        page.wait_for_function("() => { const r = document.querySelector('.assistant');"
-                               " return r && r.dataset.state === 'streaming' && r.textContent.includes('answer'); }")
         expect(reply).to_have_attribute("data-state", "done")
+        # Streaming: the answer was seen part-written, growing, before the reply was done.
+        partial = {text for state, text in page.evaluate("window.seen") if state == "streaming" and "The" in text}
+        assert len(partial) >= 3
         expect(reply).to_contain_text(ANSWER.strip())
         tool = reply.locator(".tool")
         expect(tool).to_contain_text("calculator>")
