@@ -196,7 +196,7 @@ def pretrain_cmd(
         root = cfg.lake.open()
         tokens = [lakes.join(root, "tokens", tok.rstrip("/").rsplit("/", 1)[-1], crawl or cfg.sample_crawl.name)]
     with server.connected():
-        show(pretrain(lake=cfg.lake, config=cfg.pretrain, tokenizer=tok, tokens=tokens, resume=resume))
+        show(pretrain(lake=cfg.lake, config=cfg.pretrain, tokenizer=tok, tokens=tokens, resume=resume, tracking=cfg.tracking))
 
 
 
@@ -216,7 +216,8 @@ def sft_cmd(
 
     cfg = config_from(preset, lake, sets, **{"sft.name": name, "sft.train.steps": steps, "sft.datasets": dataset})
     with server.connected():
-        show(sft(lake=cfg.lake, config=cfg.sft, base=base or cfg.sft.base or cfg.pretrain.name, crawl=crawl or cfg.sample_crawl.name, runner=cfg.runner))
+        show(sft(lake=cfg.lake, config=cfg.sft, base=base or cfg.sft.base or cfg.pretrain.name, crawl=crawl or cfg.sample_crawl.name,
+                 runner=cfg.runner, tracking=cfg.tracking))
 
 
 @app.command("evaluate")
@@ -235,6 +236,34 @@ def evaluate_cmd(
     with server.connected():
         show(evaluate(checkpoint=checkpoint, lake=cfg.lake, config=cfg.evaluate, conversations=conversations,
                       crawl=crawl or cfg.sample_crawl.name, sft_name=cfg.sft.name, runner=cfg.runner))
+
+
+@app.command("benchmark")
+def benchmark_cmd(
+    checkpoint: Annotated[str, typer.Option(help="Checkpoint or run folder (URI), or a run name under checkpoints/")],
+    tasks: Annotated[Optional[str], typer.Option(help="Comma-separated lm-eval tasks, or the groups core (CORE) and chat (ChatCORE)")] = None,
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    limit: Annotated[Optional[int], typer.Option(help="Items per task (a quick look, not a score to report)")] = None,
+    include_path: Annotated[Optional[list[str]], typer.Option("--include-path", help="Folder of your own lm-eval task YAMLs (repeatable)")] = None,
+    allow_code_execution: Annotated[bool, typer.Option("--allow-code-execution", help="Run HumanEval: lm-eval executes model-written code unsandboxed")] = False,
+    sets: Sets = None,
+) -> None:
+    """Score a checkpoint on standard benchmarks through lm-evaluation-harness: evals/{run}/benchmarks/step-N."""
+    from flows.benchmark import benchmark
+    from tasks.core import DatasetUnreachable
+
+    cfg = config_from(preset, lake, sets, **{"benchmark.limit": limit, "benchmark.include_path": include_path,
+                                             "benchmark.allow_code_execution": allow_code_execution or None})
+    names = [t.strip() for t in (tasks or "").split(",") if t.strip()] or cfg.benchmark.tasks
+    if not names:
+        raise typer.BadParameter("name the tasks: --tasks core, --tasks chat, or lm-eval task names")
+    with server.connected():
+        try:
+            show(benchmark(checkpoint=checkpoint, lake=cfg.lake, config=cfg.benchmark, tasks=names))
+        except DatasetUnreachable as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
 
 
 @app.command("rl")
@@ -256,7 +285,8 @@ def rl_cmd(
     cfg = config_from(preset, lake, sets, **{"rl.init": init, "rl.algorithm": algorithm, "rl.iterations": iterations, "rl.name": name,
                                              "rl.problems.difficulty": difficulty, "rl.problems.datasets": dataset})
     with server.connected():
-        result = rl(lake=cfg.lake, config=cfg.rl, init=cfg.rl.init or cfg.sft.name, crawl=crawl or cfg.sample_crawl.name, runner=cfg.runner)
+        result = rl(lake=cfg.lake, config=cfg.rl, init=cfg.rl.init or cfg.sft.name, crawl=crawl or cfg.sample_crawl.name, runner=cfg.runner,
+                    tracking=cfg.tracking)
     show({k: v for k, v in result.items() if k != "history"})
 
 

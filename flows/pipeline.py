@@ -12,6 +12,7 @@ from typing import Any
 from prefect import flow
 
 from flows import report
+from flows.benchmark import benchmark
 from flows.curate import curate
 from flows.dispatch import run_stage
 from flows.evaluate import before_after, evaluate
@@ -43,10 +44,14 @@ def pipeline(config: PipelineConfig = PipelineConfig(), warcs: list[str] | None 
     )
     # Pretrain the base model on the crawl's tokens (resumes by itself a run of the same config and data).
     tokens = out["tokenize"]["train"]["uri"].rstrip("/").rsplit("/", 1)[0]
-    out["pretrain"] = run_stage(pretrain, lake=config.lake, config=config.pretrain, tokenizer=out["tokenizer"]["uri"], tokens=[tokens])
+    out["pretrain"] = run_stage(pretrain, lake=config.lake, config=config.pretrain, tokenizer=out["tokenizer"]["uri"], tokens=[tokens],
+                               tracking=config.tracking)
+    benchmarks(out, "pretrain", config)
     # SFT: conversations from the crawl (answers grounded in real search results, refusals where
     # the base model's knowledge probe says it does not know), then fine-tuning from the base model.
-    out["sft"] = run_stage(sft, lake=config.lake, config=config.sft, base=out["pretrain"]["checkpoint"], crawl=crawl, runner=config.runner)
+    out["sft"] = run_stage(sft, lake=config.lake, config=config.sft, base=out["pretrain"]["checkpoint"], crawl=crawl, runner=config.runner,
+                          tracking=config.tracking)
+    benchmarks(out, "sft", config)
     # Evaluate the base and the fine-tuned model on the same held-out conversations.
     runs = {"base": out["pretrain"]["checkpoint"], "sft": out["sft"]["checkpoint"]}
     evals = {
@@ -56,6 +61,18 @@ def pipeline(config: PipelineConfig = PipelineConfig(), warcs: list[str] | None 
     }
     out["evaluate"] = {"results": {name: e["results"] for name, e in evals.items()}, "table": before_after(evals)}
     # RL: sample solutions to problems with known answers, score them, reinforce the right ones.
-    out["rl"] = run_stage(rl, lake=config.lake, config=config.rl, init=out["sft"]["checkpoint"], crawl=crawl, runner=config.runner)
+    out["rl"] = run_stage(rl, lake=config.lake, config=config.rl, init=out["sft"]["checkpoint"], crawl=crawl, runner=config.runner,
+                         tracking=config.tracking)
+    benchmarks(out, "rl", config)
     out["report_card"] = report.publish(out, config.lake.open())
     return out
+
+
+def benchmarks(out: dict[str, Any], stage: str, config: PipelineConfig) -> None:
+    """Standard benchmarks of a stage's checkpoint, when the config names tasks for it
+    (benchmark.after, e.g. {pretrain: [core], sft: [chat], rl: [chat]}; none by default)."""
+    tasks = config.benchmark.after.get(stage)
+    if tasks:
+        out.setdefault("benchmark", {})[stage] = run_stage(
+            benchmark, checkpoint=out[stage]["checkpoint"], lake=config.lake, config=config.benchmark, tasks=tasks
+        )

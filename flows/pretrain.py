@@ -20,6 +20,7 @@ from tasks import lake as lakes
 from tasks.config import LakeConfig
 from tasks.pretrain import PretrainConfig, train_model, write_report
 from tasks.runtime import declare, in_lake
+from tasks.tracking import TrackingConfig, track
 
 
 @flow(name="pretrain", log_prints=True, on_completion=[record_result])
@@ -29,6 +30,7 @@ def pretrain(
     tokenizer: str = "bpe-4k",
     tokens: list[str] | None = None,
     resume: bool = False,
+    tracking: TrackingConfig = TrackingConfig(),
 ) -> dict[str, Any]:
     """Train `checkpoints/{config.name}` on `tokens` (folders `tokens/{tokenizer}/{crawl}`
     holding train/ and val/; default the sample crawl's) with `tokenizer` (a name under
@@ -47,6 +49,7 @@ def pretrain(
 
     summary = in_lake(root, train_model)(train_data, val_data, tok_uri, run, config, resume)
     declare(summary["checkpoint"])
+    mlflow_run = track(tracking, "pretrain", summary["checkpoint"])
 
     markdown, curve_uri = write_report(run, summary)
     create_markdown_artifact(markdown, key="pretrain-report", description=f"pretraining {config.name}")
@@ -54,4 +57,4 @@ def pretrain(
         f"{config.name}: val {summary['val_bpb']:.4f} bits/byte (unigram {summary['unigram_bpb']:.4f}), "
         f"{summary['tokens_per_s']:,.0f} tokens/s; {summary['checkpoint']}"
     )
-    return {"run": run, "loss_curve": curve_uri, **summary}
+    return {"run": run, "loss_curve": curve_uri, **summary, **({"mlflow_run": mlflow_run} if mlflow_run else {})}

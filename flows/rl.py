@@ -33,6 +33,7 @@ from tasks.rl.report import report_markdown, reward_curve_png, rollout_markdown
 from tasks.rl.rollouts import Sampling, rollout_chunk
 from tasks.rl.update import lineage_of, policy_version, read_rows, run_key, save_policy, update_policy
 from tasks.runtime import RunnerConfig, code_version, declare, in_lake, run_mapped
+from tasks.tracking import TrackingConfig, track
 
 
 def iteration_prompts(count: int, prompts: int, iteration: int, seed: int) -> list[int]:
@@ -143,6 +144,7 @@ def rl(
     search: str | None = None,
     crawl: str = "sample",
     runner: RunnerConfig = RunnerConfig(),
+    tracking: TrackingConfig = TrackingConfig(),
 ) -> dict[str, Any]:
     """Reinforce `init` (an SFT checkpoint URI or run name; default config.init, then the
     `sft` run) on problems with known answers. The engine's tools are on: the calculator
@@ -178,7 +180,10 @@ def rl(
     last = checkpoint.load(uri, training_state=False).step
     if last not in evals:
         evals[last] = evaluation(root, out, last, (uri, version), problems["eval"], config, search, runner)
-    return publish(root, out, run, config, evals, last)
+    result = publish(root, out, run, config, evals, last)
+    held_out = [(f"heldout/{k}", float(v), step) for step, e in evals.items() for k, v in e["all"].items() if isinstance(v, (int, float))]
+    mlflow_run = track(tracking, "rl", result["checkpoint"], data=problems.values(), extra=held_out)
+    return {**result, **({"mlflow_run": mlflow_run} if mlflow_run else {})}
 
 
 def history_of(out: str, run: str) -> list[dict[str, Any]]:

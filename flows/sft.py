@@ -35,6 +35,7 @@ from tasks.sft.stage import (
     probe_count,
     train_sft,
 )
+from tasks.tracking import TrackingConfig, track
 
 MASK_EXAMPLES = ("facts_search", "facts_memory", "unknown", "math", "harmful")
 FACT_SOURCES = {"facts_search", "facts_memory", "professions"}
@@ -60,6 +61,7 @@ def sft(
     base: str | None = None,
     crawl: str = "sample",
     runner: RunnerConfig = RunnerConfig(),
+    tracking: TrackingConfig = TrackingConfig(),
 ) -> dict[str, Any]:
     """Build the conversations for `crawl` and fine-tune `base` (a checkpoint or run URI,
     or a run name under checkpoints/; default config.base) on them."""
@@ -135,5 +137,7 @@ def sft(
     run = lakes.join(root, "checkpoints", config.name)
     trained = in_lake(root, train_sft)(base, packed["train"]["uri"], packed["val"]["uri"], tokenizer_uri, run, config)
     declare(trained["checkpoint"])
+    mlflow_run = track(tracking, "sft", trained["checkpoint"])
     print(f"SFT: {trained['steps']} steps, val loss {trained['val_loss']}, checkpoint {trained['checkpoint']}")
-    return {"conversations": splits, "counts": counts, "rows": {s: p["uri"] for s, p in packed.items()}, "probe": probe_uri, **trained}
+    return {"conversations": splits, "counts": counts, "rows": {s: p["uri"] for s, p in packed.items()}, "probe": probe_uri, **trained,
+            **({"mlflow_run": mlflow_run} if mlflow_run else {})}

@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field
 
 from tasks import lake
+from tasks.benchmark import BenchmarkConfig
 from tasks.curate.config import CurateConfig, QualityConfig
 from tasks.dedup import DedupConfig
 from tasks.evaluate import EvalConfig
@@ -26,6 +27,7 @@ from tasks.runtime import RunnerConfig, StageConfig
 from tasks.search import SearchConfig
 from tasks.sft import SFTConfig
 from tasks.tokenize import TokenizeConfig, TokenizerConfig
+from tasks.tracking import TrackingConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -67,6 +69,8 @@ class PipelineConfig(StageConfig):
     sft: SFTConfig = SFTConfig()
     evaluate: EvalConfig = EvalConfig()
     rl: RLConfig = RLConfig()
+    benchmark: BenchmarkConfig = BenchmarkConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -1,0 +1,47 @@
+"""Benchmark a checkpoint on standard tasks through lm-evaluation-harness: `evals/{run}/benchmarks/{step}`.
+
+    checkpoints/{run}/step-N --run_benchmark (lm-eval over models.harness.EngineLM)--> evals/{run}/benchmarks/step-N
+
+One row per task and metric, CORE and ChatCORE where their groups ran; the manifest's stats
+hold the headline numbers and its parents the checkpoint. A table artifact shows the scores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+
+from flows.dispatch import record_result
+from tasks import lake as lakes
+from tasks.benchmark import CODE, KIND, BenchmarkConfig, files_key, headlines, run_benchmark, table
+from tasks.config import LakeConfig
+from tasks.evaluate import markdown_table, resolve_checkpoint
+from tasks.runtime import code_version, config_hash, declare, in_lake
+
+
+@flow(name="benchmark", log_prints=True, on_completion=[record_result])
+def benchmark(
+    checkpoint: str,
+    lake: LakeConfig = LakeConfig(),
+    config: BenchmarkConfig = BenchmarkConfig(),
+    tasks: list[str] | None = None,
+) -> dict[str, Any]:
+    """Score `checkpoint` (a checkpoint or run URI, or a run name under checkpoints/) on
+    `tasks` (default config.tasks): lm-eval task names and the groups `core` and `chat`."""
+    root = lake.open()
+    ckpt = resolve_checkpoint(root, checkpoint)
+    run, step = ckpt.rstrip("/").split("/")[-2:]
+    tasks = list(tasks or config.tasks)
+    out = lakes.join(root, "evals", run, "benchmarks", step)
+
+    result = in_lake(root, run_benchmark)(ckpt, out, tasks, config, files_key(config.include_path))
+    rows, scores = result["rows"], headlines(result["rows"])
+    lakes.commit(out, [lakes.Shard(**result["shard"])], kind=KIND, config_hash=config_hash(config), code_version=code_version(*CODE),
+                 parents=[ckpt], stats={"scores": scores, **result["info"]})
+    declare(out)
+    shown = table(rows)
+    create_table_artifact(shown, key="benchmark-scores", description=f"{run}/{step} on {', '.join(tasks)} (lm-evaluation-harness)")
+    print(f"benchmarks of {ckpt}:\n{markdown_table(shown)}")
+    return {"checkpoint": ckpt, "results": out, "scores": scores}
