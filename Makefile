@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 1
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup demo test bench server worker clean chromium
+.PHONY: setup demo test bench server worker clean chromium bubblewrap
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ setup: $(STAMP) $(BLOCKLISTS)
 demo: setup
 	$(BIN)/crawl2chat demo
 
-test: setup chromium
+test: setup chromium bubblewrap
 	$(BIN)/python -m pytest
 
 # The browser test drives the Prefect UI in Debian's chromium (no browser download at run time).
@@ -36,6 +36,15 @@ chromium:
 	@command -v chromium >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
+# The code tool's sandbox (models/sandbox.py) runs model-written Python under Debian's bubblewrap.
+# Ubuntu 24.04 (GitHub's runners) forbids unprivileged user namespaces through AppArmor: lift that.
+bubblewrap:
+	@command -v bwrap >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends bubblewrap; }
+	@if [ "$$(cat /proc/sys/kernel/apparmor_restrict_unprivileged_userns 2>/dev/null)" = 1 ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO sysctl -q -w kernel.apparmor_restrict_unprivileged_userns=0; fi
 
 bench: setup
 	$(BIN)/python -m benchmarks
