@@ -281,6 +281,8 @@ class Engine:
         generator's return value (what `generate` returns) is the finished samples.
 
         Row i is sample `first_sample + i`, seeded by `sample_seed(seed, first_sample + i)`.
+        A prompt that ends with a tool's opening token (`<|python_start|>`: "answer with
+        code") puts every row inside that call: what it samples up to the closing token runs.
         `stop`: token ids that end a row (default <|assistant_end|> and <|bos|>).
         """
         prompt = [int(t) for t in prompt]
@@ -296,6 +298,9 @@ class Engine:
         stops = frozenset(self.tokenizer.special(s) for s in DEFAULT_STOPS) if stop is None else frozenset(stop)
         greedy = temperature <= 0
         rows = [_Row(self.tokenizer.stream()) for _ in range(num_samples)]
+        if prompt[-1] in self._opens:  # the prompt opens a tool call (asks for that tool): rows start inside it
+            for row in rows:
+                row.call = (self._opens[prompt[-1]], [])
         generators = [torch.Generator().manual_seed(sample_seed(seed, first_sample + i)) for i in range(num_samples)]
 
         # One snapshot of the stacked weights for this generation: a third fewer kernel calls

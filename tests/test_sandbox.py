@@ -142,6 +142,17 @@ def test_an_old_tokenizer_has_no_code_tool_and_its_checkpoint_still_runs(tmp_pat
     assert len(sample.tokens) == 8
 
 
+def test_a_prompt_that_opens_the_call_asks_for_code_and_the_rows_start_inside_it(tok, model, box):
+    sp = tok.special
+    end = sp("<|assistant_end|>")
+    prompt = [*prompt_of(tok, "Compute it."), sp("<|python_start|>")]
+    body = [*tok.encode("print(2 ** 10)"), sp("<|python_end|>")]
+    engine = Engine(Scripted(model, {}, end, sequence=prompt + body), tok, code=box)
+    (sample,) = engine.generate(prompt, 1, max_new_tokens=64, temperature=0)
+    assert sample.tokens[: len(body)] == body and sample.tool_calls[0].query == "print(2 ** 10)"
+    assert tok.decode(sample.tokens[len(body) :]) == "1024" and sample.tokens[len(body)] == sp("<|python_output_start|>")
+
+
 def test_a_tool_that_is_off_answers_with_an_error(tok, model, box):
     engine = Engine(model, tok, code=box, tools=("calculator",))
     call = engine.run_tool("python", "print(1)")
