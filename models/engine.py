@@ -47,8 +47,8 @@ from models import checkpoint
 from models import sandbox as sandboxes
 from models.chat import tools_of
 from models.gpt import KVCache, StackedLayer
-from models.tokenizer import StreamDecoder, Tokenizer
 from models.sandbox import Sandbox, SandboxUnavailable
+from models.tokenizer import StreamDecoder, Tokenizer
 from models.tools import SearchIndex, ToolError, calculate, format_passages
 
 DEFAULT_STOPS = ("<|assistant_end|>", "<|bos|>")

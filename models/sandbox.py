@@ -56,7 +56,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 SERVER = Path(__file__).with_name("sandbox_server.py")

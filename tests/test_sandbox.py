@@ -231,7 +231,7 @@ def test_os_system_cannot_touch_anything_outside_its_temporary_folder(tok, model
     keep.write_text("still here")
     commands = (f"id -u; touch {PROJECT}/x 2>&1; touch {keep} 2>&1; rm -rf {tmp_path} 2>&1; "
                 "rm -f /usr/bin/env /tmp/* 2>/dev/null; echo inside > /tmp/inside.txt; cat /tmp/inside.txt; ls /etc 2>&1 | head -1")
-    text, sample = run_python(tok, model, box, f"import os\nos.system({commands!r})")
+    text, _ = run_python(tok, model, box, f"import os\nos.system({commands!r})")
     lines = text.splitlines()
     assert lines[0] == "65534" and "inside" in lines and lines[-1] == "0", text
     assert keep.read_text() == "still here" and not (PROJECT / "x").exists()
