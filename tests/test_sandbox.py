@@ -338,3 +338,10 @@ def test_without_bubblewrap_the_sandbox_refuses_unless_asked_for_limits_only(mon
         if os.geteuid() == 0 and weak.layers.unprivileged:
             assert weak.run("import os\nos.getuid()").value == "65534"
         assert weak.run("import os\nos.getcwd()").value.startswith("'/tmp/crawl2chat-sandbox-")
+
+
+def test_where_no_sandbox_can_run_the_engine_says_so_and_runs_nothing(tok, model, monkeypatch):
+    monkeypatch.setitem(sandboxes._SHARED, "box", SandboxUnavailable("no isolated sandbox here (bwrap failed: no user namespaces)"))
+    call = Engine(model, tok).run_tool("python", "print(1)")
+    assert call.result == "error: the code tool is unavailable: no isolated sandbox here (bwrap failed: no user namespaces)"
+    assert not call.ok
