@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 1
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup demo test test-fast lint bench server worker clean chromium fasttext-trainer
+.PHONY: setup demo test test-fast lint bench server worker clean chromium fasttext-trainer bubblewrap
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,7 @@ setup: $(STAMP) $(BLOCKLISTS) $(FASTTEXT_TRAINER)
 demo: setup
 	$(BIN)/crawl2chat demo
 
-test: setup chromium lint
+test: setup chromium bubblewrap lint
 	$(BIN)/python -m pytest
 
 # The quick loop: no Prefect server, no browser, no end-to-end stack, nothing marked slow.
@@ -51,6 +51,15 @@ chromium:
 	@command -v chromium >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
+# The code tool's sandbox (models/sandbox.py) runs model-written Python under Debian's bubblewrap.
+# Ubuntu 24.04 (GitHub's runners) forbids unprivileged user namespaces through AppArmor: lift that.
+bubblewrap:
+	@command -v bwrap >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends bubblewrap; }
+	@if [ "$$(cat /proc/sys/kernel/apparmor_restrict_unprivileged_userns 2>/dev/null)" = 1 ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO sysctl -q -w kernel.apparmor_restrict_unprivileged_userns=0; fi
 
 bench: setup
 	$(BIN)/python -m benchmarks

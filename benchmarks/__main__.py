@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT = ("curate", "dedup", "tokenizer", "train", "generate", "serve", "harness", "sft", "rl")
+DEFAULT = ("curate", "dedup", "tokenizer", "train", "generate", "serve", "harness", "sft", "rl", "tools")
 NAMED_ONLY = ("chaos",)  # sample_crawl_truth.py runs in datatrove's own venv (its docstring)
 
 

@@ -1,7 +1,7 @@
 """Terminal front-ends for the engine: `crawl2chat chat` and `crawl2chat generate`.
 
 No flow here: these talk to a person, token by token. The model's own text prints plainly as
-it streams; a tool call prints as a coloured `search>` or `calculator>` line with the query the
+it streams; a tool call prints as a coloured `search>`, `calculator>` or `python>` line with the query the
 model wrote, and what the tool forced into the stream prints dimmed beneath it, so a reader
 always sees which words are the model's and which a tool's.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-from models.chat import TOOL_TOKENS, render_for_completion, render_turn
+from models.chat import render_for_completion, render_turn, tools_of
 from models.engine import Engine, TokenEvent
 
 CALL_STYLE = "bold cyan"
@@ -26,10 +26,11 @@ class StreamPrinter:
     def __init__(self, console: Console, engine: Engine):
         self.console = console
         sp = engine.tokenizer.special
-        self.labels = {sp(open_): f"{name}> " for name, (open_, *_) in TOOL_TOKENS.items()}
-        self.closes = {sp(close) for _, close, *_ in TOOL_TOKENS.values()}
-        self.results = {sp(start) for *_, start, _ in TOOL_TOKENS.values()}
-        self.result_ends = {sp(end) for *_, end in TOOL_TOKENS.values()}
+        marks = tools_of(engine.tokenizer)
+        self.labels = {sp(open_): f"{name}> " for name, (open_, *_) in marks.items()}
+        self.closes = {sp(close) for _, close, *_ in marks.values()}
+        self.results = {sp(start) for *_, start, _ in marks.values()}
+        self.result_ends = {sp(end) for *_, end in marks.values()}
         self.style: str | None = None  # the style of the text being printed
 
     def _print(self, text: str, style: str | None = None) -> None:

@@ -81,6 +81,9 @@ def sft(
         print(f"no {facts}: leaving out the sources that ask about the crawl's facts ({sorted(FACT_SOURCES)})")
         config = config.model_copy(update={"sources": [s for s in config.sources if s not in FACT_SOURCES]})
         facts = None
+    if "code_math" in config.sources and not Tokenizer.load(tokenizer_uri).has_special("<|python_start|>"):
+        print(f"{tokenizer_uri} was trained before the code tool: leaving out code_math")
+        config = config.model_copy(update={"sources": [s for s in config.sources if s != "code_math"]})
     out = lakes.join(root, "conversations", config.name)
 
     # 1. What does the base model already know? (Llama 3's knowledge probe)

@@ -14,14 +14,16 @@ Two renderers share these rules:
   the engine samples the next assistant turn from (chat CLI, evaluation, RL).
 - `render_conversation`: a whole conversation as ids plus a loss mask, for SFT. The mask is 1
   where the model must learn to write the token: the assistant's text, the tool calls it
-  writes (the <|search_start|>/<|calc_start|> token, the query or expression, the closing
-  token) and its <|assistant_end|> (so it learns to stop). It is 0 on <|bos|>, system and
+  writes (the <|search_start|>/<|calc_start|>/<|python_start|> token, the query, expression
+  or program, the closing token) and its <|assistant_end|> (so it learns to stop). It is 0 on <|bos|>, system and
   user turns, <|assistant_start|> (the prompt gives it) and on whole tool results
-  (<|result_start|>...<|result_end|>, <|output_start|>...<|output_end|>), which the engine
+  (<|result_start|>...<|result_end|>, <|output_start|>...<|output_end|>,
+  <|python_output_start|>...<|python_output_end|>), which the engine
   forces into the stream at inference: a model trained on them would learn to invent them.
 
 Messages follow the common `messages` format: {"role": "system"|"user"|"assistant"|"tool",
-"content": str, "tool_calls": [{"name": "search"|"calculator", "arguments": str}]}. An
+"content": str, "tool_calls": [{"name": "search"|"calculator"|"python", "arguments": str}]}
+(python: the program's source; its tool message is what the sandbox printed). An
 assistant message with tool calls is followed by one tool message per call (its result);
 the assistant's turn goes on in the next assistant message, inside the same
 <|assistant_start|>...<|assistant_end|> span, exactly as the engine writes it. A leading
@@ -41,7 +43,14 @@ ROLES = ("user", "assistant")
 TOOL_TOKENS = {
     "search": ("<|search_start|>", "<|search_end|>", "<|result_start|>", "<|result_end|>"),
     "calculator": ("<|calc_start|>", "<|calc_end|>", "<|output_start|>", "<|output_end|>"),
+    "python": ("<|python_start|>", "<|python_end|>", "<|python_output_start|>", "<|python_output_end|>"),
 }
+
+
+def tools_of(tokenizer: Tokenizer) -> dict[str, tuple[str, str, str, str]]:
+    """The tools whose tokens this tokenizer has (one trained before the code tool lacks
+    "python"), as TOOL_TOKENS entries."""
+    return {name: marks for name, marks in TOOL_TOKENS.items() if all(tokenizer.has_special(m) for m in marks)}
 
 
 def render_turn(tokenizer: Tokenizer, role: str, text: str) -> list[int]:
@@ -137,6 +146,8 @@ def render_conversation(tokenizer: Tokenizer, messages: Sequence[Mapping[str, An
                 name = call.get("name")
                 if name not in TOOL_TOKENS:
                     raise ValueError(f"unknown tool {name!r}; tools are {sorted(TOOL_TOKENS)}")
+                if not tokenizer.has_special(TOOL_TOKENS[name][0]):
+                    raise ValueError(f"this tokenizer has no tokens for the {name} tool (it was trained before the tool existed)")
                 open_, close, result_open, result_close = TOOL_TOKENS[name]
                 out.special(open_, True)
                 out.text(str(call.get("arguments", "")), True)

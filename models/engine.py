@@ -22,7 +22,9 @@ How it runs:
   samples up to `<|search_end|>` are the query; the engine runs the search and queues
   `<|result_start|>` passages `<|result_end|>`, which are fed to that row on the next steps
   instead of samples. `<|calc_start|>` expr `<|calc_end|>` gets `<|output_start|>` value
-  `<|output_end|>` the same way. Forced tokens have mask 0 (SFT and RL must not train on what
+  `<|output_end|>` the same way, and `<|python_start|>` program `<|python_end|>` gets what
+  the program printed, run in the sandbox (models/sandbox.py), between
+  `<|python_output_start|>` and `<|python_output_end|>`. Forced tokens have mask 0 (SFT and RL must not train on what
   a tool wrote); a refused call gets "error: why" as its result, so the model sees it failed.
 - **Stopping**: a row finishes on a stop token (kept, with mask 1: RL learns to stop) or when
   it reaches `max_new_tokens` or the model's context.
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Collection, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +44,10 @@ import torch
 import torch.nn as nn
 
 from models import checkpoint
-from models.chat import TOOL_TOKENS
+from models import sandbox as sandboxes
+from models.chat import tools_of
 from models.gpt import KVCache, StackedLayer
+from models.sandbox import Sandbox, SandboxUnavailable
 from models.tokenizer import StreamDecoder, Tokenizer
 from models.tools import SearchIndex, ToolError, calculate, format_passages
 
@@ -52,6 +56,8 @@ DEFAULT_STOPS = ("<|assistant_end|>", "<|bos|>")
 # (tasks/sft SFTConfig), and a model should be run as it was trained.
 SEARCH_RESULTS = 3
 RESULT_CHARS = 600
+CODE_OUTPUT_CHARS = 400  # of a program's output: the end is kept (its last line, an error's, matters most)
+TOOLS = ("search", "calculator", "python")
 
 
 def sample_seed(*keys: int) -> int:
@@ -94,21 +100,37 @@ def draw(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class ToolCall:
-    tool: str  # "search" or "calculator" (models.chat.TOOL_TOKENS)
+    tool: str  # "search", "calculator" or "python" (models.chat.TOOL_TOKENS)
     query: str  # what the model wrote between the markers
     result: str  # what was forced into its stream (an "error: ..." for a refused call)
     ok: bool
 
 
 def run_tool(
-    tool: str, query: str, index: SearchIndex | None, search_results: int = SEARCH_RESULTS, result_chars: int = RESULT_CHARS
+    tool: str,
+    query: str,
+    index: SearchIndex | None,
+    search_results: int = SEARCH_RESULTS,
+    result_chars: int = RESULT_CHARS,
+    code: Sandbox | None = None,
+    code_chars: int = CODE_OUTPUT_CHARS,
 ) -> ToolCall:
-    """Run one tool call: the calculator's value, or the best passages as `format_passages`
-    writes them; a refusal becomes an "error: ..." result, never an exception. (Code that
-    writes SFT data can call this, so training reads exactly what inference will force.)"""
+    """Run one tool call: the calculator's value, the best passages as `format_passages`
+    writes them, or what the program printed (`Result.text`: output, then the last
+    expression's value or the error's last line) in `code`, the sandbox (default: the
+    process's shared one). A refusal becomes an "error: ..." result, never an exception.
+    (Code that writes SFT data can call this, so training reads exactly what inference
+    will force.)"""
     try:
         if tool == "calculator":
             result = calculate(query)
+        elif tool == "python":
+            try:
+                box = code or sandboxes.shared()
+            except SandboxUnavailable as exc:
+                raise ToolError(f"the code tool is unavailable: {exc}") from None
+            ran = box.run(query)
+            return ToolCall(tool, query, ran.text(code_chars), ran.ok)
         elif index is None:
             raise ToolError("no search index is loaded")
         else:
@@ -120,9 +142,11 @@ def run_tool(
 
 def result_tokens(tokenizer: Tokenizer, tool: str, result: str) -> list[int]:
     """A tool's result in the token stream: <|result_start|> text <|result_end|> for search,
-    <|output_start|> text <|output_end|> for the calculator (the span models/chat.py renders
-    from a tool message for SFT)."""
-    *_, start, end = TOOL_TOKENS[tool]
+    <|output_start|> text <|output_end|> for the calculator, <|python_output_start|> text
+    <|python_output_end|> for code (the span models/chat.py renders from a tool message for
+    SFT). The text is encoded as text: a program that prints "<|assistant_end|>" puts those
+    characters in the stream, never the token."""
+    *_, start, end = tools_of(tokenizer)[tool]
     return [tokenizer.special(start), *tokenizer.encode(result), tokenizer.special(end)]
 
 
@@ -169,7 +193,15 @@ class Engine:
         search: SearchIndex | None = None,
         search_results: int = SEARCH_RESULTS,
         result_chars: int = RESULT_CHARS,
+        code: Sandbox | None = None,
+        code_chars: int = CODE_OUTPUT_CHARS,
+        tools: Collection[str] = TOOLS,
     ):
+        """`code`: the sandbox for the code tool (None: the process's shared pool, started
+        on the model's first call). `tools`: the tools that run; a call to another gets
+        "error: the {tool} tool is off" (an evaluation with one tool, or none)."""
+        if unknown := set(tools) - set(TOOLS):
+            raise ValueError(f"unknown tools {sorted(unknown)}; tools are {TOOLS}")
         if model.config.vocab_size != tokenizer.vocab_size:
             raise ValueError(f"the model has {model.config.vocab_size} token ids, the tokenizer {tokenizer.vocab_size}")
         self.model = model.eval()
@@ -178,9 +210,13 @@ class Engine:
         self.search_index = search
         self.search_results = search_results
         self.result_chars = result_chars
+        self.code = code
+        self.code_chars = code_chars
+        self.tools = frozenset(tools)
         sp = tokenizer.special
-        self._opens = {sp(open_): name for name, (open_, *_) in TOOL_TOKENS.items()}
-        self._closes = {name: sp(close) for name, (_, close, *_) in TOOL_TOKENS.items()}
+        marks = tools_of(tokenizer)  # a tokenizer from before the code tool has no python tokens
+        self._opens = {sp(open_): name for name, (open_, *_) in marks.items()}
+        self._closes = {name: sp(close) for name, (_, close, *_) in marks.items()}
 
     @classmethod
     def from_checkpoint(
@@ -205,7 +241,9 @@ class Engine:
     # -- tools ---------------------------------------------------------------------------
 
     def run_tool(self, tool: str, query: str) -> ToolCall:
-        return run_tool(tool, query, self.search_index, self.search_results, self.result_chars)
+        if tool not in self.tools:
+            return ToolCall(tool, query, f"error: the {tool} tool is off", False)
+        return run_tool(tool, query, self.search_index, self.search_results, self.result_chars, self.code, self.code_chars)
 
     def _after_sampled(self, row: _Row, token: int, stops: frozenset[int]) -> None:
         """Advance a row's state machine by a token it sampled (forced ones never call tools)."""
@@ -258,6 +296,8 @@ class Engine:
         generator's return value (what `generate` returns) is the finished samples.
 
         Row i is sample `first_sample + i`, seeded by `sample_seed(seed, first_sample + i)`.
+        A prompt that ends with a tool's opening token (`<|python_start|>`: "answer with
+        code") puts every row inside that call: what it samples up to the closing token runs.
         `stop`: token ids that end a row (default <|assistant_end|> and <|bos|>).
         """
         prompt = [int(t) for t in prompt]
@@ -273,6 +313,9 @@ class Engine:
         stops = frozenset(self.tokenizer.special(s) for s in DEFAULT_STOPS) if stop is None else frozenset(stop)
         greedy = temperature <= 0
         rows = [_Row(self.tokenizer.stream()) for _ in range(num_samples)]
+        if prompt[-1] in self._opens:  # the prompt opens a tool call (asks for that tool): rows start inside it
+            for row in rows:
+                row.call = (self._opens[prompt[-1]], [])
         generators = [torch.Generator().manual_seed(sample_seed(seed, first_sample + i)) for i in range(num_samples)]
 
         # One snapshot of the stacked weights for this generation: a third fewer kernel calls

@@ -35,8 +35,10 @@ import sentencepiece as spm
 
 from models import storage
 
-# Ids 1..14, in this order (id 0 is sentencepiece's mandatory <unk>, never produced with
+# Ids 1..18, in this order (id 0 is sentencepiece's mandatory <unk>, never produced with
 # byte fallback). <|bos|> marks a document boundary; the rest frame chat turns and tools.
+# Specials are only ever added at the end (LATER_SPECIALS): a tokenizer trained before they
+# existed still loads, without them, and a checkpoint trained with it keeps its ids.
 SPECIALS = (
     "<|bos|>",
     "<|user_start|>",
@@ -52,7 +54,12 @@ SPECIALS = (
     "<|output_start|>",
     "<|output_end|>",
     "<|pad|>",
+    "<|python_start|>",
+    "<|python_end|>",
+    "<|python_output_start|>",
+    "<|python_output_end|>",
 )
+LATER_SPECIALS = frozenset(SPECIALS[14:])  # the code tool's: absent from tokenizers trained before it
 MODEL_FILE = "tokenizer.model"
 SPACE_MARK = "\u2581"  # sentencepiece's "▁": how a space is written inside a piece
 
@@ -68,6 +75,8 @@ class Tokenizer:
         self.specials: dict[str, int] = {}
         for name in SPECIALS:
             i = sp.piece_to_id(name)
+            if sp.is_unknown(i) and name in LATER_SPECIALS:
+                continue  # an older tokenizer: its models never saw this token (see has_special)
             if not sp.is_control(i):
                 raise ValueError(f"not a crawl2chat tokenizer: {name} is not a control symbol")
             self.specials[name] = i
@@ -155,6 +164,10 @@ class Tokenizer:
             return self.specials[name]
         except KeyError:
             raise KeyError(f"no special token {name!r}; the specials are {list(self.specials)}") from None
+
+    def has_special(self, name: str) -> bool:
+        """Whether this tokenizer has `name` (one trained before the code tool lacks its tokens)."""
+        return name in self.specials
 
     def is_special(self, token_id: int) -> bool:
         return self._sp.is_control(token_id) or self._sp.is_unknown(token_id)

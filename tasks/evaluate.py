@@ -7,7 +7,11 @@ the prompt; the engine answers it greedily (temperature 0: the score is a proper
 checkpoint, not of a draw) with its tools, exactly as a user would be answered:
 
 - math (word problems and arithmetic): strict accuracy (the reply ends "Answer: N", RL's
-  format) and lenient accuracy (the last number in the reply);
+  format) and lenient accuracy (the last number in the reply), each asked three ways: with
+  the calculator (the prompt ends in <|calc_start|>: the assistant is asked to use it, and
+  only it runs), with the code tool (<|python_start|>; only the sandbox runs) and with
+  neither (no tool runs: a call gets "error: the ... tool is off"). A checkpoint whose
+  tokenizer predates the code tool is not asked the code way (its metric reads "-");
 - fact (known people, organisations, towns): accuracy (every value stated, no refusal) and
   false refusals, each with search on and off; off means the search tool fails the way the
   engine does without an index, so the model can only answer from its weights;
@@ -43,12 +47,15 @@ from tasks.sft.schema import meta_of
 KIND = "eval-results"
 CODE = ("tasks.evaluate", "tasks.sft.answers", "tasks.sft.schema", "models")
 TWO_MODES = ("fact", "unknown")  # kinds asked with search on and with search off
+MATH_TOOLS = ("calculator", "python", "none")  # how math items are asked (see the module docstring)
+OPENS = {"calculator": "<|calc_start|>", "python": "<|python_start|>"}  # the prompt's last token, per math tool
 
 RESULT_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
         ("kind", pa.string()),
         ("search", pa.bool_()),
+        ("tool", pa.string()),  # math: calculator, python or none; "" for the other kinds
         ("prompt", pa.string()),
         ("reply", pa.string()),
         ("transcript", pa.string()),
@@ -94,8 +101,10 @@ def select_items(rows: Iterable[dict[str, Any]], limits: dict[str, int], seed: i
         group = sorted(by_kind[kind], key=lambda i: i["id"])
         random.Random(f"eval:{seed}:{kind}").shuffle(group)
         for item in group[: limits[kind]]:
-            for search in (True, False) if kind in TWO_MODES else (True,):
-                items.append({**item, "search": search})
+            if kind == "math":
+                items += [{**item, "search": True, "tool": tool} for tool in MATH_TOOLS]
+            else:
+                items += [{**item, "search": search, "tool": ""} for search in ((True, False) if kind in TWO_MODES else (True,))]
     return items
 
 
@@ -126,11 +135,14 @@ def metrics(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     def pick(kind: str, search: bool | None = None) -> list[dict[str, Any]]:
         return [o for o in outcomes if o["kind"] == kind and (search is None or o["search"] == search)]
 
-    math = pick("math")
-    m: dict[str, Any] = {
-        "math_accuracy_strict": rate([o["strict"] == str(json.loads(o["expected"])) for o in math]),
-        "math_accuracy_lenient": rate([o["lenient"] == str(json.loads(o["expected"])) for o in math]),
-    }
+    m: dict[str, Any] = {}
+    for tool, label in (("calculator", ""), ("python", "_code"), ("none", "_no_tool")):
+        # Rows written before the tool column (or by hand) count as calculator rows.
+        math = [o for o in pick("math") if (o.get("tool") or "calculator") == tool]
+        m[f"math{label}_accuracy_strict"] = rate([o["strict"] == str(json.loads(o["expected"])) for o in math])
+        m[f"math{label}_accuracy_lenient"] = rate([o["lenient"] == str(json.loads(o["expected"])) for o in math])
+    code, calc = m["math_code_accuracy_strict"], m["math_accuracy_strict"]
+    m["code_gain_points"] = round(100 * (code - calc), 1) if code is not None and calc is not None else None
     for search, label in ((True, "search_on"), (False, "search_off")):
         facts, unknown = pick("fact", search), pick("unknown", search)
         m[f"fact_accuracy_{label}"] = rate([o["correct"] for o in facts])
@@ -157,8 +169,12 @@ TARGETS = {
 }
 
 LABELS = {
-    "math_accuracy_strict": "math accuracy, strict (Answer: N)",
-    "math_accuracy_lenient": "math accuracy, lenient (last number)",
+    "math_accuracy_strict": "math accuracy, strict (Answer: N), calculator",
+    "math_accuracy_lenient": "math accuracy, lenient (last number), calculator",
+    "math_code_accuracy_strict": "math accuracy, strict, code tool",
+    "math_code_accuracy_lenient": "math accuracy, lenient, code tool",
+    "math_no_tool_accuracy_strict": "math accuracy, strict, no tool",
+    "code_gain_points": "code tool gain over the calculator (points, strict)",
     "fact_accuracy_search_on": "known facts: accuracy, search on",
     "fact_accuracy_search_off": "known facts: accuracy, search off",
     "search_gain_points": "search gain (points of fact accuracy)",
@@ -192,7 +208,7 @@ def table(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         row = {"metric": label}
         for run, m in runs.items():
             value = m.get(name)
-            row[run] = "-" if value is None else f"{value:g}" if name == "search_gain_points" else f"{100 * value:.1f}%"
+            row[run] = "-" if value is None else f"{value:g}" if name.endswith("_points") else f"{100 * value:.1f}%"
         row["target met"] = meets(name, runs[last].get(name))
         rows.append(row)
     return rows
@@ -216,17 +232,30 @@ def reply_of(engine: Engine, sample: Sample) -> str:
     return engine.tokenizer.decode(sample.tokens[start:]).strip()
 
 
+def math_engines(engine: Engine) -> dict[str, Engine]:
+    """The engines math items are asked with: only the calculator, only the code tool, no tool."""
+    options = dict(search_results=engine.search_results, result_chars=engine.result_chars, code=engine.code, code_chars=engine.code_chars)
+    return {tool: Engine(engine.model, engine.tokenizer, tools=() if tool == "none" else (tool,), **options) for tool in MATH_TOOLS}
+
+
 def run_items(engine_on: Engine, engine_off: Engine, items: list[dict[str, Any]], max_new_tokens: int) -> list[dict[str, Any]]:
-    """Answer each item (greedy, with the tools of its mode) and judge the reply."""
+    """Answer each item (greedy, with the tools of its mode) and judge the reply. A math item
+    asked with the code tool is left out when the tokenizer has no code-tool tokens."""
+    by_tool = math_engines(engine_off)
     out = []
     for item in items:
-        engine = engine_on if item["search"] else engine_off
+        tool = item.get("tool") or ""
+        engine = by_tool[tool] if tool else engine_on if item["search"] else engine_off
         prompt = render_for_completion(engine.tokenizer, [{"role": "user", "content": item["prompt"]}])
+        if tool in OPENS:
+            if not engine.tokenizer.has_special(OPENS[tool]):
+                continue  # not measured: a checkpoint from before the code tool
+            prompt.append(engine.tokenizer.special(OPENS[tool]))
         sample = engine.generate(prompt, 1, max_new_tokens=max_new_tokens, temperature=0.0)[0]
         reply = reply_of(engine, sample)
         verdict = judge(item["kind"], item["meta"], reply)
         out.append({
-            "id": item["id"], "kind": item["kind"], "search": item["search"], "prompt": item["prompt"], "reply": reply,
+            "id": item["id"], "kind": item["kind"], "search": item["search"], "tool": tool, "prompt": item["prompt"], "reply": reply,
             "transcript": show_mask(engine.tokenizer, sample.tokens, sample.mask),
             "expected": json.dumps(item["meta"].get("answer")), **verdict,
             "tokens": len(sample.tokens), "finished": sample.finished,
@@ -237,11 +266,11 @@ def run_items(engine_on: Engine, engine_off: Engine, items: list[dict[str, Any]]
 def examples(outcomes: list[dict[str, Any]], shown: int) -> str:
     """Markdown: a few conversations per kind and mode, the model's words in [[...]]."""
     lines = ["Replies to held-out prompts (greedy). The model's own tokens are in [[...]]; the rest was forced by a tool.", ""]
-    groups: dict[tuple[str, bool], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, bool, str], list[dict[str, Any]]] = defaultdict(list)
     for o in outcomes:
-        groups[(o["kind"], o["search"])].append(o)
-    for (kind, search), group in sorted(groups.items()):
-        lines.append(f"### {kind}, search {'on' if search else 'off'}")
+        groups[(o["kind"], o["search"], o.get("tool") or "")].append(o)
+    for (kind, search, tool), group in sorted(groups.items()):
+        lines.append(f"### {kind}, " + (f"tool: {tool}" if tool else f"search {'on' if search else 'off'}"))
         for o in group[:shown]:
             mark = "correct" if o["correct"] else "refused" if o["refused"] else "wrong" if o["correct"] is False else "answered"
             lines += ["", f"**user:** {o['prompt']}", "", f"**assistant** ({mark}; expected {o['expected']}):", "", "```", o["transcript"][:1200], "```"]

@@ -17,6 +17,8 @@ reads; the expressions stay in digits either way.
 from __future__ import annotations
 
 import random
+import re
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,6 +35,7 @@ GOODS = (("notebook", "notebooks"), ("pencil", "pencils"), ("sticker", "stickers
 BAKES = (("loaf", "loaves"), ("muffin", "muffins"), ("bagel", "bagels"), ("pie", "pies"), ("cookie", "cookies"))
 PLACES = ("bakery", "cafe", "market stall", "school kitchen", "corner shop")
 
+_VARIABLES = string.ascii_lowercase  # a chained template has at most 1 + MAX_DIFFICULTY steps
 _ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
@@ -69,6 +72,22 @@ class Problem:
     answer: int
     unit: str  # what the answer counts: "dollars", "loaves", "km", ...
     numbers: dict[str, int] = field(default_factory=dict)
+
+    def program(self) -> str:
+        """The solution as a short Python program for the code tool: one variable per step
+        (a, b, c, ...), each step's expression with the values of earlier steps written as
+        their variables, `//` for division (every division here is exact, so the values
+        stay integers), and the last variable alone on the last line: the code tool shows
+        its value, which is the answer. Only earlier steps' values are replaced, so a number
+        the question states that happens to equal one is still the same number."""
+        lines: list[str] = []
+        known: dict[int, str] = {}  # value -> the latest variable holding it
+        for i, step in enumerate(self.steps):
+            expression = re.sub(r"\d+", lambda m: known.get(int(m.group()), m.group()), step.expression)
+            name = _VARIABLES[i]
+            lines.append(f"{name} = {expression.replace('/', '//')}")
+            known[step.value] = name
+        return "\n".join([*lines, _VARIABLES[len(self.steps) - 1]])
 
     def solution(self) -> str:
         """The worked solution as one block of text, ending with the answer."""

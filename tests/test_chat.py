@@ -122,7 +122,7 @@ def test_the_generation_prompt_is_the_conversation_up_to_the_reply(tok):
         ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [{"name": "search", "arguments": "a"}]}], "no tool message"),
         ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [{"name": "search", "arguments": "a"}]},
           {"role": "tool", "content": "r"}], "ends inside an assistant turn"),
-        ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [{"name": "python", "arguments": "a"}]},
+        ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [{"name": "javascript", "arguments": "a"}]},
           {"role": "tool", "content": "r"}, {"role": "assistant", "content": "x"}], "unknown tool"),
         ([{"role": "narrator", "content": "x"}], "unknown role"),
         ([{"role": "user", "content": 5}, {"role": "assistant", "content": "x"}], "must be text"),

@@ -64,7 +64,7 @@ def test_a_number_too_long_for_any_integer_column_is_judged_and_written():
     huge = "9" * 30
     verdict = judge("math", {"answer": 42}, f"Answer: {huge}")
     assert verdict["correct"] is False and verdict["strict"] == verdict["lenient"] == huge
-    row = {"id": "x", "kind": "math", "search": True, "prompt": "p", "reply": f"Answer: {huge}", "transcript": "",
+    row = {"id": "x", "kind": "math", "search": True, "tool": "calculator", "prompt": "p", "reply": f"Answer: {huge}", "transcript": "",
            "expected": "42", **verdict, "tokens": 3, "finished": "stop"}
     table = pa.Table.from_pylist([row], schema=RESULT_SCHEMA)
     assert table.column("strict").to_pylist() == [huge]
@@ -72,8 +72,8 @@ def test_a_number_too_long_for_any_integer_column_is_judged_and_written():
     assert judge("unknown", {}, REFUSAL_IDK) == {"refused": True, "correct": None, "strict": None, "lenient": None}
 
 
-def outcome(kind, search=True, correct=None, refused=False, strict=None, lenient=None, expected=None, reply="x"):
-    return {"kind": kind, "search": search, "correct": correct, "refused": refused, "strict": strict, "lenient": lenient,
+def outcome(kind, search=True, correct=None, refused=False, strict=None, lenient=None, expected=None, reply="x", tool=""):
+    return {"kind": kind, "search": search, "tool": tool, "correct": correct, "refused": refused, "strict": strict, "lenient": lenient,
             "expected": json.dumps(expected), "reply": reply}
 
 
@@ -81,6 +81,9 @@ def test_metrics_on_controlled_outcomes():
     outcomes = [
         outcome("math", strict="4", lenient="4", expected=4), outcome("math", strict=None, lenient="5", expected=5),
         outcome("math", strict=None, lenient="1", expected=6), outcome("math", strict="7", lenient="7", expected=8),
+        # the same four with the code tool: 3 of 4 strict; with no tool: none
+        *[outcome("math", strict=str(a), lenient=str(a), expected=e, tool="python") for a, e in ((4, 4), (5, 5), (6, 6), (7, 8))],
+        *[outcome("math", strict=None, lenient="0", expected=e, tool="none") for e in (4, 5)],
         # facts: search on 3 of 4 right, one refused; search off 1 of 4 right, two refused
         *[outcome("fact", True, correct=c, refused=r) for c, r in ((True, False), (True, False), (True, False), (False, True))],
         *[outcome("fact", False, correct=c, refused=r) for c, r in ((True, False), (False, True), (False, True), (False, False))],
@@ -91,7 +94,9 @@ def test_metrics_on_controlled_outcomes():
         outcome("benign", refused=True), outcome("benign", refused=False), outcome("benign", refused=False), outcome("benign", refused=False),
     ]
     m = metrics(outcomes)
-    assert (m["math_accuracy_strict"], m["math_accuracy_lenient"]) == (0.25, 0.5)
+    assert (m["math_accuracy_strict"], m["math_accuracy_lenient"]) == (0.25, 0.5)  # rows without a tool: the calculator's
+    assert (m["math_code_accuracy_strict"], m["math_code_accuracy_lenient"], m["code_gain_points"]) == (0.75, 0.75, 50.0)
+    assert (m["math_no_tool_accuracy_strict"], m["math_no_tool_accuracy_lenient"]) == (0.0, 0.0)
     assert (m["fact_accuracy_search_on"], m["fact_accuracy_search_off"], m["search_gain_points"]) == (0.75, 0.25, 50.0)
     assert (m["false_refusal_search_on"], m["false_refusal_search_off"]) == (0.25, 0.5)
     assert (m["unknown_abstention_search_on"], m["unknown_hallucination_search_on"]) == (0.8, 0.2)
@@ -99,6 +104,7 @@ def test_metrics_on_controlled_outcomes():
     assert (m["refusal_inappropriate"], m["refusal_harmful"], m["refusal_private"], m["over_refusal_benign"]) == (0.75, 0.5, 1.0, 0.25)
     assert m["items"] == len(outcomes)
     assert metrics([])["fact_accuracy_search_on"] is None and metrics([])["search_gain_points"] is None
+    assert metrics([])["code_gain_points"] is None
 
 
 @pytest.mark.parametrize(
@@ -126,6 +132,7 @@ def test_items_are_a_seeded_sample_per_kind_with_both_search_modes_for_facts():
     rows = [{"id": f"{k}-{i}", "messages": [{"role": "user", "content": f"q {k} {i}"}], "meta": json.dumps({"kind": k})}
             for k in ("fact", "math", "identity") for i in range(10)]
     items = select_items(rows, {"fact": 3, "math": 2}, seed=0)
-    assert [(i["kind"], i["search"]) for i in items] == [("fact", True), ("fact", False)] * 3 + [("math", True)] * 2
+    assert [(i["kind"], i["search"], i["tool"]) for i in items] == (
+        [("fact", True, ""), ("fact", False, "")] * 3 + [("math", True, t) for t in ("calculator", "python", "none")] * 2)
     assert items == select_items(list(reversed(rows)), {"fact": 3, "math": 2}, seed=0)  # order of the input does not matter
     assert [i["id"] for i in select_items(rows, {"fact": 3}, seed=1)] != [i["id"] for i in items[:6]]

@@ -89,3 +89,19 @@ def test_bad_arguments_are_clear_errors():
         mathgen.make_problem(0, 0)
     with pytest.raises(ValueError, match="unknown template"):
         mathgen.make_problem(0, 1, "calculus")
+
+
+def test_each_problems_program_prints_its_answer_in_the_real_sandbox():
+    """The code tool's SFT conversations force str(answer) after each program without running
+    it (tasks/sft/generate.py); here every template at every difficulty, with many seeds, is
+    run in the sandbox the engine uses, and what it shows must be exactly that."""
+    from models.sandbox import Sandbox
+
+    problems = [mathgen.make_problem(seed, d, t) for seed in range(12) for d in range(1, mathgen.MAX_DIFFICULTY + 1)
+                for t in sorted(mathgen.TEMPLATES)]
+    with Sandbox(size=1) as box:
+        for p in problems:
+            program = p.program()
+            assert "/" not in program.replace("//", "") and len(program.splitlines()) == len(p.steps) + 1
+            result = box.run(program)
+            assert result.ok and result.text() == str(p.answer), (p.question, program, result)

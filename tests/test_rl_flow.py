@@ -48,6 +48,28 @@ def version_of(uri: str) -> str:
     return weights_version(checkpoint.load(uri, training_state=False).model)
 
 
+def test_rollouts_asked_for_the_code_tool_start_inside_its_call(world, prefect_server):
+    """tool="python": every prompt ends in <|python_start|>, only the code tool runs, and
+    what a sample writes up to <|python_end|> is run in the sandbox (its output forced, mask 0)."""
+    from models.tokenizer import Tokenizer
+
+    problems = problems_dataset(world, "code-tool")
+    sampling = Sampling(samples=4, max_new_tokens=48, top_k=None, seed=7, tool="python")
+    out = lake.join(world["root"], "rollouts", "code-tool")
+    result = rollout_chunk.fn(policy_uri=world["sft"], version=version_of(world["sft"]), problems=problems, iteration=0,
+                              indices=[0, 1], out=out, part="a", sampling=sampling)
+    rows = lake.read_shard(lake.join(out, result["shard"]["path"])).to_pylist()
+    tok = Tokenizer.load(world["tokenizer"])
+    start, end, output = (tok.special(s) for s in ("<|python_start|>", "<|python_end|>", "<|python_output_start|>"))
+    assert len(rows) == 8 and all(r["prompt_tokens"][-1] == start for r in rows)
+    for r in rows:
+        closed = end in r["tokens"]
+        assert r["tool_calls"] >= int(closed)
+        if closed:  # the output follows the call's end, forced
+            i = r["tokens"].index(end)
+            assert r["tokens"][i + 1] == output and r["mask"][i + 1] == 0 and r["mask"][i] == 1
+
+
 def test_rollouts_are_seeded_per_sample_and_cached(world, prefect_server):
     problems = problems_dataset(world, "determinism")
     policy, version = world["sft"], version_of(world["sft"])

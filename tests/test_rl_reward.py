@@ -209,3 +209,13 @@ def test_generated_problems_hold_out_seeds_and_templates():
         generated(ProblemConfig(heldout_templates=sorted(mathgen.TEMPLATES)), 0)
     with pytest.raises(ValueError):
         generated(ProblemConfig(templates=["nope"]), 0)
+
+
+def test_a_tool_choice_ends_the_prompt_in_that_tools_opening_token():
+    from tasks.rl.problems import prompt_tokens
+
+    tok = train(["What is 1 plus 1? " * 20, "Answer: 2"] * 5, 300)
+    plain = prompt_tokens(tok, "What is 1 plus 1?")
+    assert plain[-1] == tok.special("<|assistant_start|>")
+    assert prompt_tokens(tok, "What is 1 plus 1?", "python") == [*plain, tok.special("<|python_start|>")]
+    assert prompt_tokens(tok, "What is 1 plus 1?", "calculator") == [*plain, tok.special("<|calc_start|>")]

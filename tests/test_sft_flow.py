@@ -82,8 +82,9 @@ def test_evaluate_scores_the_fine_tuned_checkpoint_on_held_out_items(tiny, train
                       search_results=1, result_chars=200), crawl=sft_world.CRAWL)
     assert result["checkpoint"] == out["checkpoint"] and result["results"].endswith("evals/sft/step-000004")
     answers = lake.scan(result["results"]).collect()
-    assert answers.height == 2 + 2 * 2 + 2 * 2 + 3 == result["metrics"]["items"]
+    assert answers.height == 2 * 3 + 2 * 2 + 2 * 2 + 3 == result["metrics"]["items"]  # math: calculator, code tool, no tool
     assert sorted(answers.filter(answers["kind"] == "fact")["search"].to_list()) == [False, False, True, True]
+    assert sorted(answers.filter(answers["kind"] == "math")["tool"].to_list()) == ["calculator", "calculator", "none", "none", "python", "python"]
     assert lake.manifest(result["results"]).stats == result["metrics"]
     test_ids = set(lake.scan(out["conversations"]["test"]).collect()["id"].to_list())
     assert set(answers["id"].to_list()) <= test_ids  # only held-out items are asked

@@ -117,6 +117,26 @@ def test_math_conversations_use_the_real_calculator_and_end_in_the_answer_format
         render_conversation(tok, messages)
 
 
+def test_code_conversations_solve_the_training_problems_with_a_program(tiny, index):
+    tok = Tokenizer.load(tiny["tokenizer"])
+    ctx = context(tiny, index)
+    ctx.counts["code_math"] = 20
+    code = G.generate("code_math", ctx, 0.0)
+    calc = G.generate("math", ctx, 0.0)
+    assert not code["test"] and len(code["train"]) == 20  # evaluated on math's test split, asked with the code tool
+    # The same questions as the calculator's training problems: no new overlap with math's test split.
+    assert [r["messages"][0]["content"] for r in code["train"]] == [r["messages"][0]["content"] for r in calc["train"]]
+    for r in code["train"]:
+        user, call, output, reply = r["messages"]
+        answer = json.loads(r["meta"])["answer"]
+        assert call["tool_calls"][0]["name"] == "python" and call["tool_calls"][0]["arguments"].splitlines()[-1].isalpha()
+        assert (output["role"], output["content"], reply["content"]) == ("tool", str(answer), f"Answer: {answer}")
+        ids, mask = render_conversation(tok, r["messages"])
+        start, end = tok.special("<|python_output_start|>"), tok.special("<|python_output_end|>")
+        assert mask[ids.index(start) : ids.index(end) + 1] == [0] * (ids.index(end) - ids.index(start) + 1)  # output not trained
+        assert mask[ids.index(tok.special("<|python_start|>"))] == 1
+
+
 @pytest.mark.parametrize("correct, verdict", [(4, "known"), (3, "unsure"), (1, "unsure"), (0, "unknown")])
 def test_probe_verdicts_at_their_edges(correct, verdict):
     assert probe.verdict(correct, 4) == verdict

@@ -50,7 +50,7 @@ def test_common_spellings_are_normalised():
         ([{"role": "user", "content": "q"}, {"role": "tool", "content": "r"}], "tool message without a call"),
         ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [{"name": "search", "arguments": "x"}]},
           {"role": "assistant", "content": "a"}], "missing tool result"),
-        ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [{"name": "python", "arguments": "x"}]}], "unknown tool"),
+        ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [{"name": "javascript", "arguments": "x"}]}], "unknown tool"),
         ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [{"name": "search", "arguments": {"a": 1, "b": 2}}]}],
          "bad tool arguments"),
         ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [{"name": "search", "arguments": "{oops"}]}],
@@ -66,7 +66,7 @@ def test_each_broken_shape_has_its_reason(messages, reason):
 
 
 ROLE = st.sampled_from(["system", "user", "assistant", "tool", "other", None])
-CALL = st.fixed_dictionaries({"name": st.sampled_from(["search", "calculator", "calc", "python"]), "arguments": st.one_of(st.text(max_size=8), st.dictionaries(st.sampled_from(["query", "x"]), st.text(max_size=5), max_size=2))})
+CALL = st.fixed_dictionaries({"name": st.sampled_from(["search", "calculator", "calc", "python", "javascript"]), "arguments": st.one_of(st.text(max_size=8), st.dictionaries(st.sampled_from(["query", "x"]), st.text(max_size=5), max_size=2))})
 MESSAGE = st.fixed_dictionaries(
     {"role": ROLE, "content": st.one_of(st.none(), st.text(max_size=12), st.integers())},
     optional={"tool_calls": st.lists(CALL, max_size=2)},

@@ -80,11 +80,32 @@ def test_literal_space_mark_is_not_a_space(tok):
 def test_specials_have_fixed_ids_and_are_control_symbols(tok):
     assert list(tok.specials) == list(SPECIALS)
     assert list(tok.specials.values()) == list(range(1, len(SPECIALS) + 1))
-    assert tok.bos_id == 1 and tok.pad_id == len(SPECIALS)
+    assert tok.bos_id == 1 and tok.pad_id == 14  # the code tool's four came later, after it
+    assert [tok.special(n) for n in ("<|python_start|>", "<|python_end|>", "<|python_output_start|>", "<|python_output_end|>")] == [15, 16, 17, 18]
     assert all(tok.is_special(i) and tok.decode([i]) == "" for i in tok.specials.values())
     assert tok.special("<|assistant_end|>") == 5
     with pytest.raises(KeyError, match="no special token"):
-        tok.special("<|python_start|>")
+        tok.special("<|javascript_start|>")
+
+
+def test_a_tokenizer_trained_before_the_code_tool_still_loads_without_its_tokens(monkeypatch):
+    """The specials a tokenizer of the previous release was trained with are SPECIALS minus
+    LATER_SPECIALS; it must load (its checkpoints keep working) and report the code tool's
+    tokens as absent, with every other id where it was."""
+    from models import tokenizer as module
+
+    docs = ["The river runs past the old mill. " * 20, "Numbers like 12 and 345 are split. " * 20]
+    monkeypatch.setattr(module, "SPECIALS", tuple(s for s in SPECIALS if s not in module.LATER_SPECIALS))
+    old_proto = train(docs, 320).model_proto
+    monkeypatch.undo()
+    old = Tokenizer(old_proto)
+    assert list(old.specials) == list(SPECIALS[:14]) and list(old.specials.values()) == list(range(1, 15))
+    assert not old.has_special("<|python_start|>") and old.has_special("<|calc_start|>")
+    with pytest.raises(KeyError, match="no special token"):
+        old.special("<|python_start|>")
+    assert old.decode(old.encode("print(1) <|python_start|>")) == "print(1) <|python_start|>"
+    new = train(docs, 320)
+    assert new.has_special("<|python_start|>") and new.special("<|pad|>") == old.special("<|pad|>")
 
 
 @SETTINGS

@@ -78,6 +78,8 @@ class RLConfig(StageConfig):
     top_k: int | None = Field(50, ge=1)
     threads: int = Field(1, ge=1, description="torch threads per rollout worker (more threads contend on a shared CPU)")
     reward: Literal["strict", "lenient"] = Field("strict", description="strict: the reply ends 'Answer: N'; lenient: its last number")
+    tool: Literal["any", "calculator", "python"] = Field(
+        "any", description="any: every tool runs and the policy chooses; calculator or python: the prompt ends in that tool's opening token and only it runs")
     length_penalty: float = Field(0.0, ge=0, lt=1, description="Among a group's correct samples, up to this much reward off the longest")
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, ge=0, description="0: no clipping")

@@ -28,7 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from models.chat import render_for_completion
+from models.chat import render_for_completion, tools_of
 from models.tokenizer import Tokenizer
 from tasks import lake, mathgen
 from tasks.rl import CODE, ProblemConfig
@@ -184,15 +184,17 @@ def user_files(config: ProblemConfig) -> list[str]:
 # -- room in the context -----------------------------------------------------------------------
 
 
-def prompt_tokens(tokenizer: Tokenizer, prompt: str) -> list[int]:
-    """The prompt as the engine sees it: one user turn, then <|assistant_start|>."""
-    return render_for_completion(tokenizer, [{"role": "user", "content": prompt}])
+def prompt_tokens(tokenizer: Tokenizer, prompt: str, tool: str = "any") -> list[int]:
+    """The prompt as the engine sees it: one user turn, then <|assistant_start|>, then for a
+    `tool` other than "any" that tool's opening token (the policy is asked to use it)."""
+    ids = render_for_completion(tokenizer, [{"role": "user", "content": prompt}])
+    return ids if tool == "any" else [*ids, tokenizer.special(tools_of(tokenizer)[tool][0])]
 
 
 def check_room(rows: list[dict[str, Any]], tokenizer: Tokenizer, seq_len: int, min_new_tokens: int, stats: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows whose prompt leaves at least `min_new_tokens` of the context to answer in;
     the others are counted as "prompt too long for the context"."""
-    kept = [r for r in rows if len(prompt_tokens(tokenizer, r["prompt"])) + min_new_tokens <= seq_len]
+    kept = [r for r in rows if len(prompt_tokens(tokenizer, r["prompt"])) + 1 + min_new_tokens <= seq_len]  # +1: a tool's opening token
     if len(kept) < len(rows):
         skipped = stats.setdefault("skipped", {})
         skipped["prompt too long for the context"] = skipped.get("prompt too long for the context", 0) + len(rows) - len(kept)

@@ -5,7 +5,8 @@ versioned URI (`checkpoints/{run}/step-N` plus the weights' SHA-256), loads it o
 worker process (`policy`: a module-level cache, so the mapped tasks of an iteration on
 threads share one model and a Dask worker loads it once), sets its own torch thread count,
 samples G solutions per prompt with the KV-cache engine (one prefill per prompt; the tools
-on: calculator results and search passages are forced into the stream with mask 0), scores
+on: calculator results, code output and search passages are forced into the stream with
+mask 0; `Sampling.tool` can ask for one tool, the calculator or the code tool), scores
 them (reward.py) and writes one shard of `rollouts/{run}/iter-N`.
 
 Determinism: sample i of prompt p at iteration t is drawn from its own generator seeded by
@@ -73,6 +74,7 @@ class Sampling(StageConfig):
     temperature: float = 1.0
     top_k: int | None = 50
     reward: str = "strict"
+    tool: str = "any"  # RLConfig.tool
     length_penalty: float = 0.0
     threads: int = 1
     greedy: bool = False  # add the greedy sample (-1) to each group: evaluation
@@ -81,27 +83,27 @@ class Sampling(StageConfig):
     def of(cls, config: RLConfig, evaluation: bool = False) -> Sampling:
         return cls(
             seed=config.seed, samples=config.eval_samples if evaluation else config.samples, max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature, top_k=config.top_k, reward=config.reward,
+            temperature=config.temperature, top_k=config.top_k, reward=config.reward, tool=config.tool,
             length_penalty=0.0 if evaluation else config.length_penalty, threads=config.threads, greedy=evaluation,
         )
 
 
 # -- the policy, once per process ------------------------------------------------------------
 
-_POLICIES: OrderedDict[tuple[str, str, str | None], Engine] = OrderedDict()
+_POLICIES: OrderedDict[tuple[str, str, str | None, str], Engine] = OrderedDict()
 _POLICY_LOCK = threading.Lock()
 KEEP_POLICIES = 2  # an iteration's policy and the previous one; older ones are dropped
 LOADS = {"count": 0}  # loads in this process (tests check the cache)
 
 
-def policy(uri: str, version: str, search: str | None = None) -> Engine:
+def policy(uri: str, version: str, search: str | None = None, tool: str = "any") -> Engine:
     """The engine of a policy version, loaded once per process and shared by its threads
-    (sampling only reads the weights)."""
-    key = (uri, version, search)
+    (sampling only reads the weights); `tool` other than "any" is the only tool that runs."""
+    key = (uri, version, search, tool)
     with _POLICY_LOCK:
         engine = _POLICIES.get(key)
         if engine is None:
-            engine = Engine.from_checkpoint(uri, search=search)
+            engine = Engine.from_checkpoint(uri, search=search, **({} if tool == "any" else {"tools": (tool,)}))
             LOADS["count"] += 1
             _POLICIES[key] = engine
             while len(_POLICIES) > KEEP_POLICIES:
@@ -120,7 +122,7 @@ def prompt_key(prompt_id: str) -> int:
 
 def group_rows(engine: Engine, problem: dict[str, Any], iteration: int, sampling: Sampling) -> list[dict[str, Any]]:
     """The scored samples of one prompt: G samples (and the greedy one for evaluation)."""
-    prompt = prompt_tokens(engine.tokenizer, problem["prompt"])
+    prompt = prompt_tokens(engine.tokenizer, problem["prompt"], sampling.tool)
     options = dict(max_new_tokens=sampling.max_new_tokens, top_k=sampling.top_k)
     stream = EVAL_STREAM if sampling.greedy else iteration
     seed = sample_seed(sampling.seed, stream, prompt_key(problem["id"]))
@@ -176,7 +178,7 @@ def rollout_chunk(
     """Sample and score a group for each problem `indices` of `problems`, with the policy
     `policy_uri` at `version`; write the rows as shard `part` of `out`."""
     torch.set_num_threads(sampling.threads)
-    engine = policy(policy_uri, version, search)
+    engine = policy(policy_uri, version, search, sampling.tool)
     rows = [r for problem in read_problems(problems, indices) for r in group_rows(engine, problem, iteration, sampling)]
     shard = lake.write_shard(out, part, pa.Table.from_pylist(rows, schema=SCHEMA))
     return {"shard": {"path": shard.path, "rows": shard.rows, "bytes": shard.bytes, "sha256": shard.sha256}, **chunk_stats(rows)}

@@ -25,6 +25,7 @@ DEFAULT_COUNTS = {
     "facts_search": 2,  # questions per fact (phrasings), not conversations
     "unknown": 1200,  # half of them invented names (see generate.unknown)
     "math": 400,
+    "code_math": 400,  # the same training problems, solved with the code tool
     "math_test": 100,
     "arithmetic": 150,
     "arithmetic_test": 30,
@@ -43,7 +44,7 @@ class SFTConfig(StageConfig):
     seed: int = Field(0, description="Seeds every generator, the splits, the probe and the packing order")
     counts: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_COUNTS), description="Conversations per source")
     sources: list[str] = Field(
-        default_factory=lambda: ["facts_search", "facts_memory", "unknown", "math", "arithmetic", "private", "harmful", "benign", "identity", "professions", "echo"],
+        default_factory=lambda: ["facts_search", "facts_memory", "unknown", "math", "code_math", "arithmetic", "private", "harmful", "benign", "identity", "professions", "echo"],
         description="Generated sources to include (generate.SOURCES)",
     )
     math_difficulty: list[int] = Field(default_factory=lambda: [1, 2], description="mathgen difficulties, cycled")

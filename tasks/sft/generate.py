@@ -16,6 +16,8 @@ the real search index, the real calculator and the base model's knowledge probe:
 - math: word problems (tasks/mathgen.py) solved step by step, every step's arithmetic
   through the calculator (<|calc_start|> 3 * 4 <|calc_end|>, the real result forced after
   it), ending with "Answer: N" (tasks/sft/answers.py). arithmetic: bare sums the same way.
+- code_math: the same training problems solved by one short program through the code tool
+  (<|python_start|> a = 3 * 4 ... <|python_end|>, its output forced after it), then "Answer: N".
 - identity, professions (what the encyclopedia says each profession does), harmful and
   private-data requests (short refusals), and benign look-alikes (plain answers).
 
@@ -302,6 +304,25 @@ def math(ctx: Context) -> Iterator[Item]:
             yield split, _math_messages(problem), meta
 
 
+def _code_messages(problem: mathgen.Problem) -> list[dict[str, Any]]:
+    """One code-tool call: the problem's program (`Problem.program`), what the sandbox shows
+    for it (the last line's value, the answer: tests/test_sft_generate.py runs every
+    template's program in the real sandbox and checks), then "Answer: N"."""
+    return tool_turn(problem.question, "python", problem.program(), str(problem.answer), format_answer(problem.answer))
+
+
+def code_math(ctx: Context) -> Iterator[Item]:
+    """The training problems of `math` (the same seeds, so the same questions and no new
+    overlap with its test split), solved by writing a short program and reading its output.
+    No test split of its own: the evaluation asks `math`'s held-out problems with the code
+    tool, with the calculator and with neither (tasks/evaluate.py)."""
+    for i in range(ctx.counts.get("code_math", 400)):
+        difficulty = ctx.math_difficulty[i % len(ctx.math_difficulty)]
+        problem = mathgen.make_problem(f"sft:{ctx.seed}:train:{i}", difficulty)
+        meta = {"kind": "math", "answer": problem.answer, "template": problem.template, "difficulty": difficulty, "tool": "python"}
+        yield "train", _code_messages(problem), meta
+
+
 def arithmetic(ctx: Context) -> Iterator[Item]:
     ops = (("+", "plus"), ("-", "minus"), ("*", "times"))
     seen: set[str] = set()
@@ -397,6 +418,7 @@ SOURCES: dict[str, Callable[[Context], Iterator[Item]]] = {
     "facts_memory": facts_memory,
     "unknown": unknown,
     "math": math,
+    "code_math": code_math,
     "arithmetic": arithmetic,
     "private": private,
     "harmful": harmful,

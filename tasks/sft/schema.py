@@ -6,7 +6,7 @@ and `meta` (a JSON object: what kind of item it is, its expected answer, the ent
 about; the evaluation reads it). Messages follow the common `messages` format:
 
     {"role": "system" | "user" | "assistant" | "tool", "content": "...",
-     "tool_calls": [{"name": "search" | "calculator", "arguments": "..."}]}
+     "tool_calls": [{"name": "search" | "calculator" | "python", "arguments": "..."}]}
 
 Users bring their own datasets by URI: JSONL files (one {"messages": [...]} object a line)
 or Parquet files (a `messages` column of structs or of JSON text), local or s3://, a glob,
@@ -37,8 +37,9 @@ MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string()), ("too
 SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("messages", pa.list_(MESSAGE_TYPE)), ("meta", pa.string())])
 
 ROLES = ("system", "user", "assistant", "tool")
-TOOL_ALIASES = {"search": "search", "web_search": "search", "calculator": "calculator", "calc": "calculator"}
-ARGUMENT_KEYS = ("query", "q", "expression", "expr", "input")  # where a JSON object keeps the argument
+TOOL_ALIASES = {"search": "search", "web_search": "search", "calculator": "calculator", "calc": "calculator",
+                "python": "python", "code_interpreter": "python", "code": "python"}
+ARGUMENT_KEYS = ("query", "q", "expression", "expr", "code", "input")  # where a JSON object keeps the argument
 MAX_MESSAGES = 64
 MAX_CHARS = 100_000  # per message: longer text is a broken row, not a conversation
 EXAMPLES_KEPT = 5  # skipped rows quoted in the stats, per dataset
@@ -64,7 +65,7 @@ def _text(value: Any, where: str, allow_none: bool = False) -> str:
 
 
 def parse_tool_call(call: Any, where: str = "tool call") -> dict[str, str]:
-    """{"name": "search" | "calculator", "arguments": the query or expression as text}."""
+    """{"name": "search" | "calculator" | "python", "arguments": the query, expression or program as text}."""
     if not isinstance(call, Mapping):
         raise BadConversation("tool call is not an object", where)
     if isinstance(call.get("function"), Mapping):  # OpenAI's {"type": "function", "function": {...}}
@@ -79,7 +80,10 @@ def parse_tool_call(call: Any, where: str = "tool call") -> dict[str, str]:
             try:
                 arguments = json.loads(stripped)
             except json.JSONDecodeError:
-                raise BadConversation("bad tool arguments", f"{where}: arguments look like JSON but do not parse") from None
+                if name != "python":  # a program may start with "{" (a dict or set literal)
+                    raise BadConversation("bad tool arguments", f"{where}: arguments look like JSON but do not parse") from None
+            if name == "python" and not isinstance(arguments, Mapping):
+                arguments = call.get("arguments", call.get("args"))
     if isinstance(arguments, Mapping):
         found = [arguments[k] for k in ARGUMENT_KEYS if k in arguments]
         if len(arguments) != 1 or len(found) != 1:
