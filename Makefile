@@ -32,7 +32,7 @@ fasttext-trainer: $(FASTTEXT_TRAINER)
 
 setup: $(STAMP) $(BLOCKLISTS) $(FASTTEXT_TRAINER)
 
-demo: setup
+demo: setup bubblewrap
 	$(BIN)/crawl2chat demo
 
 test: setup chromium bubblewrap lint
