@@ -117,11 +117,16 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class KVCache:
-    """Keys and values of every layer for the first `pos` tokens of a batch of sequences.
+    """Keys and values of every layer for the first `pos` slots of a batch of sequences.
 
     Preallocated to `max_len` so that decoding never reallocates. `GPT.forward` writes the
     new tokens' keys and values at `pos` in every layer, then advances `pos`. Rewinding
     (e.g. to reuse a prompt's prefix) is setting `pos` back.
+
+    Rows may hold prompts of different lengths (the engine batches many prompts): `pad[b]`
+    slots of row b come before its first token (left padding), so every row's next token
+    goes to the same slot. Those slots are masked out of attention, and row b's token in
+    slot s sits at position s - pad[b] for rotary, so a row computes what it would alone.
     """
 
     def __init__(
@@ -131,9 +136,13 @@ class KVCache:
         max_len: int | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
+        pad: Sequence[int] | None = None,
     ):
         self.max_len = max_len or config.seq_len
-        if self.max_len > config.seq_len:
+        self.pad = list(pad) if pad is not None and any(pad) else None
+        if self.pad is not None and len(self.pad) != batch_size:
+            raise ValueError(f"{len(self.pad)} paddings for {batch_size} rows")
+        if self.max_len > config.seq_len + max(self.pad or [0]):
             raise ValueError(f"max_len {self.max_len} exceeds the model's context {config.seq_len}")
         shape = (config.n_layer, batch_size, config.n_kv_head, self.max_len, config.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
@@ -146,6 +155,7 @@ class KVCache:
         # token. (Not unbind: its views cannot be written in place where autograd records.)
         self._k = [self.k.select(0, i) for i in range(self.k.size(0))]
         self._v = [self.v.select(0, i) for i in range(self.v.size(0))]
+        self.pad_tensor = None if self.pad is None else torch.tensor(self.pad, device=self.k.device)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, n_kv_head, T, head_dim) after the cached tokens; return all so far."""
@@ -161,6 +171,8 @@ class KVCache:
         """Keep only `rows` of the batch (in that order): finished rows stop costing."""
         index = torch.tensor(rows, device=self.k.device)
         self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
+        if self.pad is not None:
+            self.pad = [self.pad[r] for r in rows]
         self._split_layers()
 
 
@@ -207,27 +219,15 @@ class Attention(nn.Module):
         return q, k, v
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None, stacked: StackedLayer | None = None
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None, stacked: StackedLayer | None = None,
+        mask: torch.Tensor | None = None, causal: bool = True,
     ) -> torch.Tensor:
         B, T, _ = x.shape
         # (B, T, heads, head_dim) -> (B, heads, T, head_dim)
         q, k, v = self.project(x, cos, sin) if stacked is None else self.project_stacked(x, cos, sin, stacked)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-
-        prefix = 0
         if kv_cache is not None:
-            prefix = kv_cache.pos
             k, v = kv_cache.update(self.layer, k, v)
-        if prefix == 0:
-            mask, causal = None, True  # the whole sequence is here: plain causal attention
-        elif T == 1:
-            mask, causal = None, False  # one new token sees every cached one
-        else:
-            # A chunk after a cached prefix: query i (at position prefix + i) sees keys
-            # 0..prefix + i. SDPA's is_causal would align the chunk with key 0 instead.
-            keys = torch.arange(prefix + T, device=x.device)
-            mask = keys[None, :] <= (prefix + torch.arange(T, device=x.device))[:, None]
-            causal = False
         # One dtype for SDPA whatever autocast made of the norms, or a float32 cache holds.
         if q.dtype != v.dtype or k.dtype != v.dtype:  # (no .to call when equal: decoding makes thousands)
             q, k = q.to(v.dtype), k.to(v.dtype)
@@ -259,10 +259,32 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None, stacked: StackedLayer | None = None
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None, stacked: StackedLayer | None = None,
+        mask: torch.Tensor | None = None, causal: bool = True,
     ) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache, stacked)
+        x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache, stacked, mask, causal)
         return x + self.mlp(self.mlp_norm(x), stacked)
+
+
+def attention_mask(T: int, start: int, kv_cache: KVCache | None, device: torch.device) -> tuple[torch.Tensor | None, bool]:
+    """SDPA's (attn_mask, is_causal) for T new tokens after `start` cached slots: computed once
+    per forward pass, not once per layer."""
+    pad = kv_cache.pad_tensor if kv_cache is not None else None
+    if pad is None:
+        if start == 0:
+            return None, True  # the whole sequence is here: plain causal attention
+        if T == 1:
+            return None, False  # one new token sees every cached one
+    # Query i (in slot start + i) sees slots 0..start + i; SDPA's is_causal would align the
+    # chunk with slot 0 instead. With padding, a row never sees its padding slots, except
+    # that a padding query sees itself: a row of all -inf would make NaNs that spread.
+    keys = torch.arange(start + T, device=device)
+    queries = (start + torch.arange(T, device=device))[:, None]
+    mask = keys[None, :] <= queries
+    if pad is None:
+        return mask, False
+    mask = (mask[None] & (keys[None, None, :] >= pad[:, None, None])) | (keys[None, None, :] == queries[None])
+    return mask[:, None], False  # (B, 1, T, slots): one mask for every head
 
 
 class GPT(nn.Module):
@@ -338,14 +360,21 @@ class GPT(nn.Module):
         """
         T = idx.size(1)
         start = kv_cache.pos if kv_cache is not None else 0
-        if start + T > self.config.seq_len:
-            raise ValueError(f"sequence of {start + T} tokens exceeds the context of {self.config.seq_len}")
-        cos, sin = self.cos[start : start + T, None, :], self.sin[start : start + T, None, :]
+        pad = kv_cache.pad if kv_cache is not None else None
+        if start + T - min(pad or [0]) > self.config.seq_len:
+            raise ValueError(f"sequence of {start + T - min(pad or [0])} tokens exceeds the context of {self.config.seq_len}")
+        if pad is None:
+            cos, sin = self.cos[start : start + T, None, :], self.sin[start : start + T, None, :]
+        else:  # each row's own positions (slot minus its padding): (B, T, 1, head_dim)
+            positions = (start + torch.arange(T, device=idx.device))[None, :] - kv_cache.pad_tensor[:, None]
+            positions = positions.clamp(min=0)  # padding slots: any position, they are masked
+            cos, sin = self.cos[positions][:, :, None, :], self.sin[positions][:, :, None, :]
         if stacked is not None and torch.is_grad_enabled():
             raise ValueError("stacked weights are for inference: gradients would not reach the parameters")
+        mask, causal = attention_mask(T, start, kv_cache, idx.device)
         x = self.embed(idx)
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, kv_cache, None if stacked is None else stacked[i])
+            x = block(x, cos, sin, kv_cache, None if stacked is None else stacked[i], mask, causal)
         if kv_cache is not None:
             kv_cache.pos += T
         logits = self.lm_head(self.norm(x))

@@ -35,6 +35,7 @@ import safetensors.torch
 import torch
 
 from models import checkpoint
+from models.device import Placement
 from models.gpt import GPT
 from models.storage import MANIFEST, join, read_json
 from tasks import lake
@@ -188,9 +189,15 @@ def optimizer_for(model: GPT, config: RLConfig) -> torch.optim.AdamW:
 class Learner:
     """Updates a policy in place from one iteration's rollout rows."""
 
-    def __init__(self, model: GPT, optimizer: torch.optim.Optimizer, config: RLConfig, reference: GPT | None = None):
+    def __init__(
+        self, model: GPT, optimizer: torch.optim.Optimizer, config: RLConfig, reference: GPT | None = None,
+        placement: Placement | None = None,
+    ):
         self.model, self.optimizer, self.config, self.reference = model, optimizer, config, reference
         self.device = next(model.parameters()).device
+        # bf16 autocast over the float32 weights on a GPU (models/device.py); log-probabilities
+        # leave the model in float32 either way (the loss's cross-entropy is computed in it).
+        self.placement = placement or Placement(self.device, torch.float32)
 
     def items(self, rows: list[dict[str, Any]]) -> tuple[list[Item], dict[str, int]]:
         if self.config.algorithm == "rft":
@@ -207,7 +214,8 @@ class Learner:
         out = {}
         for micro in self._micro(items):
             ids, targets, _ = batch(micro, self.device)
-            logp = token_logprobs(model, ids, targets)
+            with self.placement.autocast():
+                logp = token_logprobs(model, ids, targets)
             for it, row in zip(micro, logp):
                 out[id(it)] = row[: len(it.ids) - 1].clone()
         return out
@@ -239,7 +247,8 @@ class Learner:
                 for micro in self._micro(minibatch):
                     ids, targets, advantages = batch(micro, self.device)
                     mask = targets >= 0
-                    logp = token_logprobs(self.model, ids, targets)
+                    with self.placement.autocast():
+                        logp = token_logprobs(self.model, ids, targets)
                     pad = lambda found: torch.stack([torch.nn.functional.pad(found[id(it)], (0, ids.size(1) - len(it.ids) + 1)) for it in micro])  # noqa: E731
                     per_token, s = per_token_loss(
                         logp, pad(old) if old else None, pad(ref) if ref else None, advantages, mask,
@@ -309,7 +318,8 @@ def read_rows(uri: str, columns: list[str]) -> list[dict[str, Any]]:
 def update_policy(policy_uri: str, rollouts: str, init: str, run: str, iteration: int, config: RLConfig) -> dict[str, Any]:
     """Update the policy `policy_uri` (step `iteration` of `run`) on `rollouts`; write step
     iteration + 1. `init` is the reference for the KL penalty."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    placement = config.placement()
+    device = placement.device
     with gpu_slot(config.gpu_slots):
         ckpt = checkpoint.load(policy_uri, device=device)
         model = GPT(ckpt.model_config).to(device)
@@ -323,7 +333,7 @@ def update_policy(policy_uri: str, rollouts: str, init: str, run: str, iteration
         if config.algorithm == "grpo" and config.grpo.kl_beta:
             reference = checkpoint.load_model(init, device)[0]
         torch.manual_seed(config.seed + iteration)
-        stats = Learner(model, optimizer, config, reference).update(read_rows(rollouts, ROLLOUT_COLUMNS), iteration)
+        stats = Learner(model, optimizer, config, reference, placement).update(read_rows(rollouts, ROLLOUT_COLUMNS), iteration)
         metrics = dict(ckpt.metrics or {})
         metrics["updates"] = [*metrics.get("updates", []), {"iteration": iteration, **stats}]
         uri, version = save_policy(

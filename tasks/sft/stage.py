@@ -44,7 +44,7 @@ def training_entities(facts: str, config: SFTConfig) -> list[generate.Entity]:
 def probe_chunk(base: str, facts: str, out: str, part: str, start: int, count: int, config: SFTConfig) -> dict[str, Any]:
     """Probe facts start..start+count of the training entities with the base model."""
     items = probe.probe_items(training_entities(facts, config))[start : start + count]
-    engine = Engine.from_checkpoint(base)
+    engine = Engine.from_checkpoint(base, device=config.train.device, dtype=config.train.dtype)
     rows = probe.probe(engine, items, config.probe_samples, config.probe_temperature, config.probe_tokens, config.seed, start)
     shard = lake.write_shard(out, part, pa.Table.from_pylist(rows, schema=probe.SCHEMA))
     return {"shard": asdict(shard), **Counter(r["verdict"] for r in rows)}
