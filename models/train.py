@@ -411,6 +411,8 @@ class Trainer:
             "tokens_per_s": float(np.median(timed)) if timed else None,
             "mfu": float(np.median([r["mfu"] for r in train if "mfu" in r])) if any("mfu" in r for r in train) else None,
             "tokens": self.step * self.cfg.batch_tokens,
+            "processes": self.env.world_size,
+            "device": self.placement.describe(),
         }
 
 
