@@ -89,3 +89,4 @@ class RLConfig(PlacedConfig):
     eval_chunk: int = Field(10, ge=1, description="Held-out problems per evaluation task")
     shown: int = Field(3, ge=0, description="Best and worst rollouts shown in the report")
     gpu_slots: int = Field(1, ge=1, description="Size of the `gpu` concurrency limit if a local run must create it")
+    nproc: int = Field(1, ge=1, description="Processes for the policy update: >1 launches torchrun (one per GPU), as pretraining")
