@@ -38,6 +38,7 @@ How it runs:
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -48,12 +49,17 @@ import torch.nn as nn
 
 from models import checkpoint
 from models.chat import TOOL_TOKENS
+from models.decode import StaticDecoder, bucket_rows, bucket_slots, compiled
 from models.device import resolve
 from models.gpt import KVCache, StackedLayer
 from models.tokenizer import StreamDecoder, Tokenizer
 from models.tools import SearchIndex, ToolError, calculate, format_passages
 
 DEFAULT_STOPS = ("<|assistant_end|>", "<|bos|>")
+# eager: the cache grows and finished rows leave (no compilation; the CPU default);
+# static: models/decode.py's fixed-shape step, uncompiled (what `compiled` runs, checkable on a CPU);
+# compiled: that step through torch.compile, CUDA graphs on a GPU (the GPU default).
+DECODE_MODES = ("auto", "eager", "static", "compiled")
 # Passages per search and the characters of them the model reads; SFT trains with the same
 # (tasks/sft SFTConfig), and a model should be run as it was trained.
 SEARCH_RESULTS = 3
@@ -186,7 +192,10 @@ class Engine:
         search: SearchIndex | None = None,
         search_results: int = SEARCH_RESULTS,
         result_chars: int = RESULT_CHARS,
+        decode: str = "auto",
     ):
+        if decode not in DECODE_MODES:
+            raise ValueError(f"decode must be one of {DECODE_MODES}, not {decode!r}")
         if model.config.vocab_size != tokenizer.vocab_size:
             raise ValueError(f"the model has {model.config.vocab_size} token ids, the tokenizer {tokenizer.vocab_size}")
         self.model = model.eval()
@@ -196,6 +205,10 @@ class Engine:
         self.search_results = search_results
         self.result_chars = result_chars
         sp = tokenizer.special
+        on_gpu = next(model.parameters()).is_cuda
+        self.decode = ("compiled" if on_gpu else "eager") if decode == "auto" else decode
+        self._decoders: dict[tuple[int, int], list[StaticDecoder]] = {}  # idle decoders by shape
+        self._decoders_lock = threading.Lock()
         self._opens = {sp(open_): name for name, (open_, *_) in TOOL_TOKENS.items()}
         self._closes = {name: sp(close) for name, (_, close, *_) in TOOL_TOKENS.items()}
 
@@ -312,7 +325,27 @@ class Engine:
         # per step (the weights do not change while it runs).
         stacked = self.model.stacked_weights()
         cache, logits = self._prefill_batch(prompts, [r.num_samples for r in requests], max(budgets), stacked)
+        decoder = None if self.decode == "eager" else self._take_decoder(len(rows), cache.max_len)
+        if decoder is not None:
+            decoder.load(cache)  # the eager cache is dropped: the decoder holds the prompts now
         live = list(range(len(rows)))  # the rows still generating, in cache order
+        try:
+            yield from self._decode(rows, live, logits, owner, budgets, generators, stops, greedy, top_k, top_p, temperature,
+                                    decoder or cache, stacked)
+        finally:
+            if decoder is not None:
+                self._return_decoder(decoder)
+        samples = [Sample(row.tokens, row.mask, "".join(row.text), row.finished or "length", row.tool_calls) for row in rows]
+        return [[samples[i] for i, r in enumerate(owner) if r == k] for k in range(len(requests))]
+
+    def _decode(
+        self, rows: list[_Row], live: list[int], logits: torch.Tensor, owner: list[int], budgets: list[int],
+        generators: list[torch.Generator], stops: frozenset[int], greedy: bool, top_k: int | None, top_p: float | None,
+        temperature: float, cache: KVCache | StaticDecoder, stacked: list[StackedLayer],
+    ) -> Generator[list[TokenEvent], None, None]:
+        """The decode loop: sample (or force) every live row's token, yield the step's events,
+        feed the tokens back. With a KVCache the finished rows leave it; a StaticDecoder keeps
+        its shape, and the finished rows' logits are just not read."""
         while True:
             samplers = [j for j, r in enumerate(live) if not rows[r].forced]
             picked: dict[int, int] = {}
@@ -345,14 +378,33 @@ class Engine:
             keep = [j for j, r in enumerate(live) if rows[r].finished is None]
             if not keep:
                 break
+            if isinstance(cache, StaticDecoder):  # every row steps; the cache's row r is row r
+                live = [live[j] for j in keep]
+                tokens = torch.zeros(cache.rows, dtype=torch.long)
+                tokens[: len(rows)] = torch.tensor([row.tokens[-1] for row in rows])
+                logits = cache.step(tokens.to(cache.k.device))[live]
+                continue
             if len(keep) < len(live):
                 cache.keep(keep)
                 live = [live[j] for j in keep]
             step = torch.tensor([[rows[r].tokens[-1]] for r in live], device=cache.k.device)
             logits = self.model(step, kv_cache=cache, stacked=stacked)[:, -1]
 
-        samples = [Sample(row.tokens, row.mask, "".join(row.text), row.finished or "length", row.tool_calls) for row in rows]
-        return [[samples[i] for i, r in enumerate(owner) if r == k] for k in range(len(requests))]
+    def _take_decoder(self, rows: int, slots: int) -> StaticDecoder:
+        """An idle static decoder of this shape's bucket, or a new one (compiled when asked).
+        Decoders are reused across calls (compiling is the slow part) but never shared by two
+        generations at once: threads that sample from one engine each take their own."""
+        key = (bucket_rows(rows), bucket_slots(slots))
+        with self._decoders_lock:
+            idle = self._decoders.setdefault(key, [])
+            if idle:
+                return idle.pop()
+        decoder = StaticDecoder(self.model, *key)
+        return compiled(decoder) if self.decode == "compiled" else decoder
+
+    def _return_decoder(self, decoder: StaticDecoder) -> None:
+        with self._decoders_lock:
+            self._decoders.setdefault((decoder.rows, decoder.slots), []).append(decoder)
 
     def generate(
         self,

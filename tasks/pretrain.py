@@ -95,6 +95,7 @@ def train_model(
     with gpu_slot(config.gpu_slots), progress(config.train.steps, f"pretrain {run}", key="pretrain-progress") as bar:
         carry_on = resume_or_start(run, key, inputs, resume)
         if config.nproc > 1:
+            check_batch(config.model, config.train, config.nproc)
             summary = torchrun(train_body(config.model, config.train, spec), config.nproc, carry_on, bar)
         else:
             summary = train(config.model, config.train, spec, resume=carry_on, on_step=lambda row: bar.advance(row["step"] - bar.done))
@@ -107,6 +108,15 @@ train_model = train_model.with_options(retries=2, retry_delay_seconds=10, retry_
 def train_body(model: GPTConfig, train_cfg: TrainConfig, spec: RunSpec) -> dict[str, Any]:
     """What `python -m models.train --config` reads: the sections model, train, run."""
     return {"model": dataclasses.asdict(model), "train": dataclasses.asdict(train_cfg), "run": dataclasses.asdict(spec)}
+
+
+def check_batch(model: GPTConfig, train_cfg: TrainConfig, nproc: int) -> None:
+    """The trainer's batch rule, checked before launching processes: a ValueError here is a
+    config mistake (not retried); the same error inside torchrun would read as a crash."""
+    per_micro = train_cfg.device_batch * model.seq_len * nproc
+    if train_cfg.batch_tokens % per_micro:
+        raise ValueError(f"batch_tokens {train_cfg.batch_tokens} is not a multiple of device_batch x seq_len x nproc = "
+                         f"{train_cfg.device_batch} x {model.seq_len} x {nproc}")
 
 
 def torchrun(body: dict[str, Any], nproc: int, resume: bool, bar: Any, module: str = "models.train") -> dict[str, Any]:

@@ -416,3 +416,25 @@ def test_chat_command_streams_replies_and_keeps_the_conversation(saved, tmp_path
     assert result.exit_code == 0, result.output
     assert result.output.count("bot> ") == 2 and "(new conversation)" in result.output
     assert "no search index" in result.output  # told why search calls would fail
+
+
+# -- the fixed-shape decode step (what a GPU compiles into CUDA graphs) -----------------------
+
+
+def test_the_static_decoder_samples_what_the_eager_engine_samples(tok, model):
+    """models/decode.py's step (every shape fixed: masked slots, rows in a power-of-two batch,
+    finished rows kept) draws the eager engine's tokens, for a batch of prompts of different
+    lengths, greedy and sampled; the compiled mode runs this very step."""
+    eager, static = Engine(model, tok, decode="eager"), Engine(model, tok, decode="static")
+    requests = [Request(prompt_of(tok, t), n, seed=s) for t, n, s in (("The city council said on Monday", 3, 1), ("A", 2, 2))]
+    for options in (dict(temperature=0.0), dict(temperature=1.0, top_k=50)):
+        a = eager.generate_batch(requests, max_new_tokens=10, stop=[], **options)
+        b = static.generate_batch(requests, max_new_tokens=10, stop=[], **options)
+        assert [[s.tokens for s in g] for g in a] == [[s.tokens for s in g] for g in b]
+    assert list(static._decoders) == [(8, 64)]  # 5 rows -> a batch of 8; slots rounded up to 64
+    again = static.generate(prompt_of(tok), 1, max_new_tokens=6, temperature=0, stop=[])  # another shape, its own decoder
+    assert again[0].tokens == eager.generate(prompt_of(tok), 1, max_new_tokens=6, temperature=0, stop=[])[0].tokens
+    assert set(static._decoders) == {(8, 64), (1, 64)}
+    with pytest.raises(ValueError, match="decode"):
+        Engine(model, tok, decode="fast")
+    assert Engine(model, tok).decode == "eager"  # auto on a CPU

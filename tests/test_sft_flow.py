@@ -25,7 +25,7 @@ def sft_config(**changes) -> SFTConfig:
     train = dict(steps=4, batch_tokens=2 * sft_world.SEQ_LEN, device_batch=2, lr=1e-3, warmup_steps=1, eval_every=2,
                  checkpoint_every=2, eval_tokens=2 * sft_world.SEQ_LEN, sample_prompts=["Who are you?"], sample_tokens=8)
     return SFTConfig(counts=COUNTS, search_results=1, result_chars=200, probe_samples=2, probe_tokens=4, probe_chunk=40,
-                     train=train, **changes)
+                     **{"train": train, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -116,12 +116,17 @@ def test_sft_trains_in_two_processes_through_torchrun(tiny, trained):
     def fine_tune(config: SFTConfig, name: str) -> dict:
         return in_lake(tiny["root"], train_sft)(*args, lake.join(tiny["root"], "checkpoints", name), config)
 
-    two = fine_tune(sft_config(nproc=2), "sft-ddp")
+    import dataclasses
+
+    micro = dataclasses.replace(sft_config().train, device_batch=1)  # 2 processes x 1 row, or 1 process x 2 micro-batches
+    with pytest.raises(ValueError, match="not a multiple"):  # a config mistake is caught before any process starts
+        train_sft.fn(*args, lake.join(tiny["root"], "checkpoints", "sft-bad"), sft_config(nproc=2))
+    two = fine_tune(sft_config(nproc=2, train=micro), "sft-ddp")
     assert two["processes"] == 2 and two["steps"] == 4 and two["checkpoint"].endswith("checkpoints/sft-ddp/step-000004")
     assert checkpoint.committed_steps(lake.join(tiny["root"], "checkpoints", "sft-ddp")) == [2, 4]
     saved = checkpoint.load(two["checkpoint"])
     assert saved.config["data_format"] == "sft" and saved.config["init_from"] == lake.normalize(tiny["base"])
-    one = fine_tune(sft_config(), "sft-one")
+    one = fine_tune(sft_config(train=micro), "sft-one")
     assert one["processes"] == 1
     ones = [r["loss"] for r in checkpoint.load(one["checkpoint"]).metrics["train"]]
     assert [r["loss"] for r in saved.metrics["train"]] == pytest.approx(ones, rel=1e-5)

@@ -25,7 +25,7 @@ from models.storage import read_json
 from models.train import RunSpec, train
 from models.tools import SearchIndex
 from tasks import lake
-from tasks.pretrain import SUMMARY_KEYS, resume_or_start, torchrun, train_body
+from tasks.pretrain import SUMMARY_KEYS, check_batch, resume_or_start, torchrun, train_body
 from tasks.pretrain import _not_a_config_error as retry_crashes
 from tasks.runtime import code_version, config_hash, digest, gpu_slot, lake_task, progress
 from tasks.sft import CODE, SFTConfig, generate, probe, schema
@@ -146,6 +146,7 @@ def train_sft(base: str, train_rows: str, val_rows: str, tokenizer: str, run: st
     with gpu_slot(config.gpu_slots), progress(config.train.steps, f"sft {run}", key="sft-progress") as bar:
         carry_on = resume_or_start(run, key, inputs, False)
         if config.nproc > 1:  # the same torchrun path as pretraining: DDP, rank 0 writes the checkpoints
+            check_batch(model, config.train, config.nproc)
             summary = torchrun(train_body(model, config.train, spec), config.nproc, carry_on, bar)
         else:
             summary = train(model, config.train, spec, resume=carry_on, on_step=lambda row: bar.advance(row["step"] - bar.done))
