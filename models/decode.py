@@ -92,7 +92,7 @@ class StaticDecoder(nn.Module):
         cos, sin = model.cos[position][:, None, None, :], model.sin[position][:, None, None, :]
         seen = (self.slot_ids[None, :] >= self.pad[:, None]) & (self.slot_ids[None, :] <= self.slot)
         mask = seen[:, None, None, :]  # (rows, 1, 1, slots): the row's tokens up to this one
-        gqa = cfg.n_kv_head != cfg.n_head
+        groups = cfg.n_head // cfg.n_kv_head
         for i, block in enumerate(model.blocks):
             attn = block.attn
             h = block.attn_norm(x)
@@ -103,8 +103,11 @@ class StaticDecoder(nn.Module):
             keys, values = self.k[i], self.v[i]
             keys.index_copy_(2, self.slot, k.transpose(1, 2))
             values.index_copy_(2, self.slot, v.transpose(1, 2))
-            y = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=mask, enable_gqa=gqa)
-            x = x + attn.o_proj(y.transpose(1, 2).reshape(self.rows, 1, -1))
+            # Grouped-query attention for one new token: the query heads of a key/value head
+            # (HF's order: query head h reads kv head h // groups) stand in for a query
+            # sequence, so every SDPA kernel takes it with a mask, no repeated cache.
+            y = F.scaled_dot_product_attention(q.view(self.rows, cfg.n_kv_head, groups, cfg.head_dim), keys, values, attn_mask=mask)
+            x = x + attn.o_proj(y.reshape(self.rows, 1, -1))
             gate, up = F.linear(block.mlp_norm(x), getattr(self, f"gate_up{i}")).chunk(2, dim=-1)
             x = x + block.mlp.down_proj(F.silu(gate) * up)
         return model.lm_head(model.norm(x))[:, 0]
@@ -113,7 +116,7 @@ class StaticDecoder(nn.Module):
 def compiled(decoder: StaticDecoder) -> StaticDecoder:
     """The decoder with its step compiled: CUDA graphs on a GPU, Inductor kernels on a CPU."""
     if decoder.k.is_cuda:
-        for buffer in (decoder.k, decoder.v):
+        for buffer in decoder.buffers():  # the cache, the stacked weights, the slot: fixed addresses
             torch._dynamo.mark_static_address(buffer)
         decoder.step_fn = torch.compile(decoder.forward, mode="reduce-overhead", fullgraph=True, dynamic=False)
     else:
