@@ -44,6 +44,13 @@ class PretrainConfig(StageConfig):
     gpu_slots: int = Field(1, ge=1, description="Size of the `gpu` concurrency limit if a local run must create it")
 
 
+def run_key(config: PretrainConfig | Any) -> str:
+    """The hash a run's checkpoints must share to be continued: the config, except how many
+    processes train it (N processes make one process's updates, so a run started on one GPU
+    may go on on eight) and the size of the `gpu` limit."""
+    return config_hash(config.model_copy(update={"nproc": 1, "gpu_slots": 1}))
+
+
 def resume_or_start(run: str, config_key: str, inputs_key: str, resume: bool) -> bool:
     """Whether to continue the run's checkpoints (True) or start afresh (False).
 
@@ -88,7 +95,7 @@ def train_model(
     """Train (or continue) `run` and return its final metrics."""
     from prefect.runtime import flow_run
 
-    key = config_hash(config)
+    key = run_key(config)
     inputs = digest([lake.identity(u) for u in (*train_data, *val_data, tokenizer)], length=16)
     lineage = {"config_hash": key, "inputs_hash": inputs, "code_version": code_version(*CODE), "flow_run_id": flow_run.id}
     spec = RunSpec(data=train_data, val=val_data, tokenizer=tokenizer, out=run, lineage=lineage)

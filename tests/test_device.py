@@ -185,3 +185,13 @@ def test_the_trainer_records_where_it_ran(world, tmp_path):
     assert summary["steps"] == 1 and torch.isfinite(torch.tensor(summary["final_loss"]))
     saved = checkpoint.load(summary["checkpoint"])
     assert saved.config["train"]["dtype"] == "bfloat16" and {v.dtype for v in saved.model.values()} == {torch.float32}
+
+
+def test_a_run_continues_on_another_number_of_processes():
+    """N processes make one process's updates (tests/test_pretrain_flow.py, test_sft_flow.py),
+    so the key a run's checkpoints must share leaves nproc out, and nothing else."""
+    from tasks.pretrain import PretrainConfig, run_key
+
+    assert run_key(PretrainConfig(nproc=1)) == run_key(PretrainConfig(nproc=8, gpu_slots=4))
+    assert run_key(SFTConfig(nproc=1)) == run_key(SFTConfig(nproc=2))
+    assert run_key(PretrainConfig()) != run_key(PretrainConfig(train=TrainConfig(dtype="bfloat16")))

@@ -25,7 +25,7 @@ from models.storage import read_json
 from models.train import RunSpec, train
 from models.tools import SearchIndex
 from tasks import lake
-from tasks.pretrain import SUMMARY_KEYS, check_batch, resume_or_start, torchrun, train_body
+from tasks.pretrain import SUMMARY_KEYS, check_batch, resume_or_start, run_key, torchrun, train_body
 from tasks.pretrain import _not_a_config_error as retry_crashes
 from tasks.runtime import code_version, config_hash, digest, gpu_slot, lake_task, progress
 from tasks.sft import CODE, SFTConfig, generate, probe, schema
@@ -139,7 +139,7 @@ def train_sft(base: str, train_rows: str, val_rows: str, tokenizer: str, run: st
     from prefect.runtime import flow_run
 
     model = GPTConfig(**base_config(base)["model"])
-    key = config_hash(config)
+    key = run_key(config)
     inputs = digest([lake.identity(u) for u in (train_rows, val_rows, tokenizer, base)], length=16)
     lineage = {"config_hash": key, "inputs_hash": inputs, "code_version": code_version(*CODE, "models"), "flow_run_id": flow_run.id}
     spec = RunSpec(data=[train_rows], val=[val_rows], tokenizer=tokenizer, out=run, lineage=lineage, init_from=base, data_format="sft")
