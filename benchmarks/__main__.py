@@ -3,7 +3,8 @@
 Each script runs our code and its anchor side by side in one run and prints the ratios and
 peak memory (see each script's docstring and docs/benchmarks.md). Each runs in its own
 process with its defaults, so one side's memory never counts against another benchmark's.
-`chaos` (about ten minutes) runs only when named.
+`chaos` (about ten minutes) and `prefect_scale` (10,000 tasks through a Prefect server) run only
+when named.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT = ("curate", "dedup", "tokenizer", "train", "generate", "serve", "harness", "sft", "rl", "tools")
-NAMED_ONLY = ("chaos",)  # sample_crawl_truth.py runs in datatrove's own venv (its docstring)
+DEFAULT = ("curate", "dedup", "tokenizer", "train", "generate", "serve", "harness", "sft", "rl", "tools", "gpu")
+NAMED_ONLY = ("chaos", "prefect_scale")  # sample_crawl_truth.py runs in datatrove's own venv (its docstring)
 
 
 def main(argv: list[str]) -> int:

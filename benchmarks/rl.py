@@ -67,12 +67,12 @@ def problems(n: int) -> list[dict]:
 
 def sample_groups(uri: str, batch: list[dict], samples: int, new_tokens: int, threads: int) -> list[dict]:
     """What a rollout task does for its chunk (module-level, so Dask can ship it)."""
-    from tasks.rl.rollouts import Sampling, group_rows, policy
+    from tasks.rl.rollouts import Sampling, chunk_rows, policy
 
     torch.set_num_threads(threads)
     engine = policy(uri, "bench")
     sampling = Sampling(samples=samples, max_new_tokens=new_tokens, top_k=None, threads=threads)
-    rows = [r for p in batch for r in group_rows(engine, p, 0, sampling)]
+    rows = chunk_rows(engine, batch, 0, sampling)
     return [{k: r[k] for k in ("prompt_id", "sample", "prompt_tokens", "tokens", "mask", "reward", "reward_strict", "reward_lenient", "length")} for r in rows]
 
 

@@ -201,7 +201,7 @@ def main() -> None:
     args.compile = args.device == "cuda" if args.compile is None else args.compile
     args.steps = args.steps or (50 if args.device == "cuda" else 30)
     args.warmup = args.warmup if args.warmup is not None else (10 if args.compile else 3)
-    from models.train import peak_flops
+    from models.device import peak_flops
 
     with tempfile.TemporaryDirectory() as tmp:
         if not args.tokens:

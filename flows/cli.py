@@ -417,11 +417,14 @@ Temperature = Annotated[float, typer.Option(help="Sampling temperature (0: greed
 TopK = Annotated[Optional[int], typer.Option(help="Sample among the k most likely tokens")]
 TopP = Annotated[Optional[float], typer.Option(help="Sample among the most likely tokens holding this much probability")]
 Seed = Annotated[int, typer.Option(help="Random seed (the same seed gives the same samples)")]
+DeviceOpt = Annotated[str, typer.Option(help="auto: the GPU when there is one, else cpu; or cpu, cuda, cuda:N, mps")]
+DtypeOpt = Annotated[str, typer.Option(help="auto: bfloat16 on a GPU that has it, else float32; or float32, bfloat16")]
 
 
-def _engine(preset: str, lake: str | None, checkpoint: str, search: str | None, no_search: bool) -> Any:
-    """The engine for a checkpoint, with the search tool over the lake's index of the
-    config's crawl (or `search`) when there is one."""
+def _engine(preset: str, lake: str | None, checkpoint: str, search: str | None, no_search: bool, device: str = "auto",
+            dtype: str = "auto") -> Any:
+    """The engine for a checkpoint, on the device and dtype of models/device.py's rule, with
+    the search tool over the lake's index of the config's crawl (or `search`) when there is one."""
     from models.engine import Engine
     from tasks import lake as lakes
 
@@ -436,7 +439,7 @@ def _engine(preset: str, lake: str | None, checkpoint: str, search: str | None, 
         if search is None:
             typer.echo(f"(no search index at {default}: search calls will get an error; build one with `crawl2chat search-index`)", err=True)
     try:
-        return Engine.from_checkpoint(uri, search=search)
+        return Engine.from_checkpoint(uri, search=search, device=device, dtype=dtype)
     except FileNotFoundError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -453,13 +456,15 @@ def chat_cmd(
     top_k: TopK = 50,
     top_p: TopP = None,
     seed: Seed = 0,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Chat with a model in the terminal: replies stream; tool calls and results show dimmed."""
     from rich.console import Console
 
     from flows.chat import chat_loop
 
-    engine = _engine(preset, lake, checkpoint, search, no_search)
+    engine = _engine(preset, lake, checkpoint, search, no_search, device, dtype)
     sampling = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     chat_loop(engine, Console(highlight=False), sampling)
 
@@ -477,6 +482,8 @@ def generate_cmd(
     top_p: TopP = None,
     seed: Seed = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the samples (tokens, mask, text) as JSON")] = False,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Continue a prompt with a (base) model: the samples stream to the terminal."""
     import io
@@ -485,7 +492,7 @@ def generate_cmd(
 
     from flows.chat import generate_text
 
-    engine = _engine(preset, lake, checkpoint, None, True)
+    engine = _engine(preset, lake, checkpoint, None, True, device, dtype)
     sampling = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     console = Console(file=io.StringIO()) if as_json else Console(highlight=False)
     samples = generate_text(engine, console, prompt, num_samples, sampling)
@@ -500,13 +507,14 @@ def export_cmd(
     preset: Preset = "tiny",
     lake: Lake = None,
     tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer folder (default: the checkpoint's)")] = None,
+    dtype: Annotated[str, typer.Option(help="Weights' dtype: float32 (as trained) or bfloat16 (half the size)")] = "float32",
 ) -> None:
     """Export a checkpoint and its tokenizer as a HuggingFace model folder (Qwen3 architecture)."""
     from models.export import export
     from tasks import lake as lakes
 
     root = config_from(preset, lake, None).lake.open()
-    show(export(checkpoint if "/" in checkpoint else lakes.join(root, "checkpoints", checkpoint), out, tokenizer))
+    show(export(checkpoint if "/" in checkpoint else lakes.join(root, "checkpoints", checkpoint), out, tokenizer, dtype))
 
 
 @app.command("serve")
@@ -521,13 +529,13 @@ def serve_cmd(
     name: Annotated[Optional[str], typer.Option(help="The model's name in the API (default: the checkpoint's last path part)")] = None,
     max_batch: Annotated[int, typer.Option(help="Rows decoded together at most (each sample of each request is a row)")] = 32,
     max_waiting: Annotated[int, typer.Option(help="Rows waiting for the batch at most; beyond that requests get 429")] = 256,
-    device: Annotated[str, typer.Option(help="Where the model runs: cpu, cuda, cuda:1, ...")] = "cpu",
+    device: Annotated[str, typer.Option(help="Where the model runs: auto (the GPU when there is one), cpu, cuda, cuda:1, ...")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto (bf16 on a GPU that has it, else float32), bfloat16, float16, float32")] = "auto",
 ) -> None:
     """Serve a checkpoint over an OpenAI-compatible API (/v1/chat/completions, /v1/completions) with a chat page at /."""
     from flows.serve import serve
 
-    engine = _engine(preset, lake, checkpoint, search, no_search)
-    engine.model.to(device)
+    engine = _engine(preset, lake, checkpoint, search, no_search, device, dtype)
     model_name = name or checkpoint.rstrip("/").rsplit("/", 1)[-1]
     typer.echo(f"Serving {model_name!r} on http://{host}:{port}/  (OpenAI API at http://{host}:{port}/v1)", err=True)
     serve(engine, model_name, host=host, port=port, capacity=max_batch, max_waiting=max_waiting)

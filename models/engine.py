@@ -10,6 +10,11 @@ How it runs:
   size 1; its keys and values are copied into every row of a cache of `num_samples` rows, and
   from then on each step feeds one token per row and attends to the cache. Rows that finish
   are dropped from the batch (and the cache), so the step cost follows the live rows.
+- **Many prompts in one batch** (`stream_batch`, `generate_batch`: RL rollouts, evaluation):
+  the prompts are prefilled together, left-padded to the longest; each fills as many cache
+  rows as it wants samples, and every step decodes all rows of all prompts at once. Padding
+  slots are masked and rotary positions are per row (models/gpt.py KVCache), so a row
+  computes what it would alone: on a GPU the step costs about the same for 256 rows as for 8.
 - **Sampling**: temperature (0 = greedy), top-k, then top-p (nucleus: the smallest set of
   tokens whose probability reaches p), then one uniform draw per row against the cumulative
   distribution.
@@ -35,6 +40,7 @@ How it runs:
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import deque
 from collections.abc import Callable, Collection, Generator, Sequence
 from dataclasses import dataclass, field
@@ -46,12 +52,18 @@ import torch.nn as nn
 from models import checkpoint
 from models import sandbox as sandboxes
 from models.chat import tools_of
+from models.decode import StaticDecoder, bucket_rows, bucket_slots, compiled
+from models.device import resolve
 from models.gpt import KVCache, StackedLayer
 from models.sandbox import Sandbox, SandboxUnavailable
 from models.tokenizer import StreamDecoder, Tokenizer
 from models.tools import SearchIndex, ToolError, calculate, format_passages
 
 DEFAULT_STOPS = ("<|assistant_end|>", "<|bos|>")
+# eager: the cache grows and finished rows leave (no compilation; the CPU default);
+# static: models/decode.py's fixed-shape step, uncompiled (what `compiled` runs, checkable on a CPU);
+# compiled: that step through torch.compile, CUDA graphs on a GPU (the GPU default).
+DECODE_MODES = ("auto", "eager", "static", "compiled")
 # Passages per search and the characters of them the model reads; SFT trains with the same
 # (tasks/sft SFTConfig), and a model should be run as it was trained.
 SEARCH_RESULTS = 3
@@ -151,6 +163,17 @@ def result_tokens(tokenizer: Tokenizer, tool: str, result: str) -> list[int]:
 
 
 @dataclass
+class Request:
+    """A prompt and how many samples of it to draw (`stream_batch` serves many at once).
+    Sample i is seeded by `sample_seed(seed, first_sample + i)`."""
+
+    prompt: Sequence[int]
+    num_samples: int = 1
+    seed: int = 0
+    first_sample: int = 0
+
+
+@dataclass
 class TokenEvent:
     """One token of one row, as it is decided."""
 
@@ -196,12 +219,16 @@ class Engine:
         code: Sandbox | None = None,
         code_chars: int = CODE_OUTPUT_CHARS,
         tools: Collection[str] = TOOLS,
+        decode: str = "auto",
     ):
         """`code`: the sandbox for the code tool (None: the process's shared pool, started
         on the model's first call). `tools`: the tools that run; a call to another gets
-        "error: the {tool} tool is off" (an evaluation with one tool, or none)."""
+        "error: the {tool} tool is off" (an evaluation with one tool, or none). `decode`: one
+        of DECODE_MODES ("auto": the compiled fixed-shape step on a GPU, eager on a CPU)."""
         if unknown := set(tools) - set(TOOLS):
             raise ValueError(f"unknown tools {sorted(unknown)}; tools are {TOOLS}")
+        if decode not in DECODE_MODES:
+            raise ValueError(f"decode must be one of {DECODE_MODES}, not {decode!r}")
         if model.config.vocab_size != tokenizer.vocab_size:
             raise ValueError(f"the model has {model.config.vocab_size} token ids, the tokenizer {tokenizer.vocab_size}")
         self.model = model.eval()
@@ -217,6 +244,10 @@ class Engine:
         marks = tools_of(tokenizer)  # a tokenizer from before the code tool has no python tokens
         self._opens = {sp(open_): name for name, (open_, *_) in marks.items()}
         self._closes = {name: sp(close) for name, (_, close, *_) in marks.items()}
+        on_gpu = next(model.parameters()).is_cuda
+        self.decode = ("compiled" if on_gpu else "eager") if decode == "auto" else decode
+        self._decoders: dict[tuple[int, int], list[StaticDecoder]] = {}  # idle decoders by shape
+        self._decoders_lock = threading.Lock()
 
     @classmethod
     def from_checkpoint(
@@ -225,13 +256,17 @@ class Engine:
         *,
         search: str | None = None,
         tokenizer: str | None = None,
-        device: torch.device | str = "cpu",
+        device: str = "auto",
+        dtype: str = "auto",
         **options: Any,
     ) -> Engine:
         """An engine for a checkpoint (a step folder, or a run: its latest) with the tokenizer
         it was trained with (or `tokenizer`) and, given `search` (a `search/{crawl}` URI),
-        the search tool."""
-        model, ckpt = checkpoint.load_model(uri, device)
+        the search tool; on the device and in the dtype of models/device.py's rule (the GPU
+        in bf16 when there is one)."""
+        placement = resolve(device, dtype)  # type: ignore[arg-type]
+        model, ckpt = checkpoint.load_model(uri, placement.device)
+        model = placement.for_inference(model)
         tokenizer_uri = tokenizer or ckpt.config.get("tokenizer")
         if not tokenizer_uri:
             raise ValueError(f"{ckpt.uri} does not name its tokenizer: pass one")
@@ -278,19 +313,14 @@ class Engine:
 
     # -- generation ----------------------------------------------------------------------
 
-    @torch.inference_mode()
     def stream(
         self,
         prompt: Sequence[int],
         num_samples: int = 1,
         *,
-        max_new_tokens: int = 256,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
         seed: int = 0,
         first_sample: int = 0,
-        stop: Sequence[int] | None = None,
+        **options: Any,
     ) -> Generator[list[TokenEvent], None, list[Sample]]:
         """Sample `num_samples` continuations of `prompt`, yielding each step's tokens; the
         generator's return value (what `generate` returns) is the finished samples.
@@ -298,31 +328,83 @@ class Engine:
         Row i is sample `first_sample + i`, seeded by `sample_seed(seed, first_sample + i)`.
         A prompt that ends with a tool's opening token (`<|python_start|>`: "answer with
         code") puts every row inside that call: what it samples up to the closing token runs.
+        `options`: those of `stream_batch` (max_new_tokens, temperature, top_k, top_p, stop).
+        """
+        results = yield from self.stream_batch([Request(prompt, num_samples, seed, first_sample)], **options)
+        return results[0]
+
+    @torch.inference_mode()
+    def stream_batch(
+        self,
+        requests: Sequence[Request],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        stop: Sequence[int] | None = None,
+    ) -> Generator[list[TokenEvent], None, list[list[Sample]]]:
+        """Sample every request's continuations in one batch: one prefill of all the prompts
+        (left-padded to the longest), then one decode step for all rows together, so a GPU
+        sees hundreds of rows per kernel instead of a prompt's few. Events carry the row's
+        index over the whole batch (request by request, sample by sample); the return value
+        is each request's samples. A row's samples are those it would get alone, up to float
+        rounding (see the module's docstring).
+
         `stop`: token ids that end a row (default <|assistant_end|> and <|bos|>).
         """
-        prompt = [int(t) for t in prompt]
-        if not prompt:
-            raise ValueError("the prompt is empty (start it with <|bos|>)")
-        if num_samples < 1:
-            raise ValueError("num_samples must be at least 1")
+        if not requests:
+            return []
         if top_k is not None and top_k < 1 or top_p is not None and not 0 < top_p <= 1:
             raise ValueError(f"top_k must be at least 1 and top_p in (0, 1]; got {top_k}, {top_p}")
-        budget = min(max_new_tokens, self.config.seq_len - len(prompt))
-        if budget <= 0:
-            raise ValueError(f"a prompt of {len(prompt)} tokens leaves no room in the context of {self.config.seq_len}")
+        prompts = [[int(t) for t in r.prompt] for r in requests]
+        budgets = []
+        for prompt, request in zip(prompts, requests):
+            if not prompt:
+                raise ValueError("the prompt is empty (start it with <|bos|>)")
+            if request.num_samples < 1:
+                raise ValueError("num_samples must be at least 1")
+            budget = min(max_new_tokens, self.config.seq_len - len(prompt))
+            if budget <= 0:
+                raise ValueError(f"a prompt of {len(prompt)} tokens leaves no room in the context of {self.config.seq_len}")
+            budgets.append(budget)
         stops = frozenset(self.tokenizer.special(s) for s in DEFAULT_STOPS) if stop is None else frozenset(stop)
         greedy = temperature <= 0
-        rows = [_Row(self.tokenizer.stream()) for _ in range(num_samples)]
-        if prompt[-1] in self._opens:  # the prompt opens a tool call (asks for that tool): rows start inside it
-            for row in rows:
-                row.call = (self._opens[prompt[-1]], [])
-        generators = [torch.Generator().manual_seed(sample_seed(seed, first_sample + i)) for i in range(num_samples)]
+        owner = [r for r, request in enumerate(requests) for _ in range(request.num_samples)]  # each row's request
+        rows = [_Row(self.tokenizer.stream()) for _ in owner]
+        for row, r in zip(rows, owner):
+            if prompts[r][-1] in self._opens:  # the prompt opens a tool call (asks for that tool): the row starts inside it
+                row.call = (self._opens[prompts[r][-1]], [])
+        generators = [
+            torch.Generator().manual_seed(sample_seed(request.seed, request.first_sample + i))
+            for request in requests for i in range(request.num_samples)
+        ]
 
         # One snapshot of the stacked weights for this generation: a third fewer kernel calls
         # per step (the weights do not change while it runs).
         stacked = self.model.stacked_weights()
-        cache, logits = self._prefill(prompt, num_samples, len(prompt) + budget, stacked)
-        live = list(range(num_samples))  # the rows still generating, in cache order
+        cache, logits = self._prefill_batch(prompts, [r.num_samples for r in requests], max(budgets), stacked)
+        decoder = None if self.decode == "eager" else self._take_decoder(len(rows), cache.max_len)
+        if decoder is not None:
+            decoder.load(cache)  # the eager cache is dropped: the decoder holds the prompts now
+        live = list(range(len(rows)))  # the rows still generating, in cache order
+        try:
+            yield from self._decode(rows, live, logits, owner, budgets, generators, stops, greedy, top_k, top_p, temperature,
+                                    decoder or cache, stacked)
+        finally:
+            if decoder is not None:
+                self._return_decoder(decoder)
+        samples = [Sample(row.tokens, row.mask, "".join(row.text), row.finished or "length", row.tool_calls) for row in rows]
+        return [[samples[i] for i, r in enumerate(owner) if r == k] for k in range(len(requests))]
+
+    def _decode(
+        self, rows: list[_Row], live: list[int], logits: torch.Tensor, owner: list[int], budgets: list[int],
+        generators: list[torch.Generator], stops: frozenset[int], greedy: bool, top_k: int | None, top_p: float | None,
+        temperature: float, cache: KVCache | StaticDecoder, stacked: list[StackedLayer],
+    ) -> Generator[list[TokenEvent], None, None]:
+        """The decode loop: sample (or force) every live row's token, yield the step's events,
+        feed the tokens back. With a KVCache the finished rows leave it; a StaticDecoder keeps
+        its shape, and the finished rows' logits are just not read."""
         while True:
             samplers = [j for j, r in enumerate(live) if not rows[r].forced]
             picked: dict[int, int] = {}
@@ -336,18 +418,38 @@ class Engine:
                     ids = draw(probs, uniforms)
                 picked = dict(zip(samplers, ids.tolist()))
 
-            yield [self._take(rows[r], r, picked.get(j), stops, budget) for j, r in enumerate(live)]
+            yield [self._take(rows[r], r, picked.get(j), stops, budgets[owner[r]]) for j, r in enumerate(live)]
 
             keep = [j for j, r in enumerate(live) if rows[r].finished is None]
             if not keep:
                 break
+            if isinstance(cache, StaticDecoder):  # every row steps; the cache's row r is row r
+                live = [live[j] for j in keep]
+                tokens = torch.zeros(cache.rows, dtype=torch.long)
+                tokens[: len(rows)] = torch.tensor([row.tokens[-1] for row in rows])
+                logits = cache.step(tokens.to(cache.k.device))[live]
+                continue
             if len(keep) < len(live):
                 cache.keep(keep)
                 live = [live[j] for j in keep]
             step = torch.tensor([[rows[r].tokens[-1]] for r in live], device=cache.k.device)
             logits = self.model(step, kv_cache=cache, stacked=stacked)[:, -1]
 
-        return [Sample(row.tokens, row.mask, "".join(row.text), row.finished or "length", row.tool_calls) for row in rows]
+    def _take_decoder(self, rows: int, slots: int) -> StaticDecoder:
+        """An idle static decoder of this shape's bucket, or a new one (compiled when asked).
+        Decoders are reused across calls (compiling is the slow part) but never shared by two
+        generations at once: threads that sample from one engine each take their own."""
+        key = (bucket_rows(rows), bucket_slots(slots))
+        with self._decoders_lock:
+            idle = self._decoders.setdefault(key, [])
+            if idle:
+                return idle.pop()
+        decoder = StaticDecoder(self.model, *key)
+        return compiled(decoder) if self.decode == "compiled" else decoder
+
+    def _return_decoder(self, decoder: StaticDecoder) -> None:
+        with self._decoders_lock:
+            self._decoders.setdefault((decoder.rows, decoder.slots), []).append(decoder)
 
     def generate(
         self,
@@ -359,28 +461,53 @@ class Engine:
     ) -> list[Sample]:
         """`stream` run to the end: each row's tokens, mask, text and tool calls. `on_step`
         sees every step's events as they happen (a terminal printing the stream)."""
-        steps = self.stream(prompt, num_samples, **options)
-        while True:
-            try:
-                events = next(steps)
-            except StopIteration as end:
-                return end.value
-            if on_step is not None:
-                on_step(events)
+        return _drain(self.stream(prompt, num_samples, **options), on_step)
+
+    def generate_batch(self, requests: Sequence[Request], **options: Any) -> list[list[Sample]]:
+        """`stream_batch` run to the end: each request's samples."""
+        return _drain(self.stream_batch(requests, **options), None)
 
     def _prefill(
         self, prompt: list[int], rows: int, max_len: int, stacked: list[StackedLayer] | None = None
     ) -> tuple[KVCache, torch.Tensor]:
-        """Run the prompt once (batch 1) and return a cache of `rows` rows that all hold it,
+        """Run one prompt once (batch 1) and return a cache of `rows` rows that all hold it,
         and the logits of the next token, broadcast to every row."""
+        return self._prefill_batch([prompt], [rows], max_len - len(prompt), stacked)
+
+    def _prefill_batch(
+        self, prompts: list[list[int]], rows: list[int], new_tokens: int, stacked: list[StackedLayer] | None = None
+    ) -> tuple[KVCache, torch.Tensor]:
+        """Run the prompts once, left-padded to the longest (one row each), and return a cache
+        where prompt k fills `rows[k]` consecutive rows, with room for `new_tokens` more, and
+        the logits of every row's next token."""
         param = next(self.model.parameters())
-        ids = torch.tensor([prompt], device=param.device)
-        cache = KVCache(self.config, rows, max_len, param.device, param.dtype)
-        if rows == 1:
-            return cache, self.model(ids, kv_cache=cache, stacked=stacked)[:, -1]
-        one = KVCache(self.config, 1, len(prompt), param.device, param.dtype)
+        width = max(len(p) for p in prompts)
+        pads = [width - len(p) for p in prompts]
+        row_pads = [pad for pad, n in zip(pads, rows) for _ in range(n)]
+        cache = KVCache(self.config, sum(rows), width + new_tokens, param.device, param.dtype, pad=row_pads)
+        if rows == [1]:  # one row: prefill straight into its cache
+            return cache, self.model(torch.tensor(prompts, device=param.device), kv_cache=cache, stacked=stacked)[:, -1]
+        ids = torch.tensor([[0] * pad + p for pad, p in zip(pads, prompts)], device=param.device)
+        one = KVCache(self.config, len(prompts), width, param.device, param.dtype, pad=pads)
         logits = self.model(ids, kv_cache=one, stacked=stacked)[:, -1]
-        cache.k[:, :, :, : len(prompt)] = one.k  # broadcast over the rows
-        cache.v[:, :, :, : len(prompt)] = one.v
-        cache.pos = len(prompt)
-        return cache, logits.expand(rows, -1)
+        if len(prompts) == 1:  # broadcast over the rows, no copies
+            cache.k[:, :, :, :width] = one.k
+            cache.v[:, :, :, :width] = one.v
+            logits = logits.expand(rows[0], -1)
+        else:
+            repeats = torch.tensor(rows, device=param.device)
+            cache.k[:, :, :, :width] = one.k.repeat_interleave(repeats, dim=1)
+            cache.v[:, :, :, :width] = one.v.repeat_interleave(repeats, dim=1)
+            logits = logits.repeat_interleave(repeats, dim=0)
+        cache.pos = width
+        return cache, logits
+
+
+def _drain(steps: Generator[list[TokenEvent], None, Any], on_step: Callable[[list[TokenEvent]], None] | None) -> Any:
+    while True:
+        try:
+            events = next(steps)
+        except StopIteration as end:
+            return end.value
+        if on_step is not None:
+            on_step(events)

@@ -37,6 +37,7 @@ from typing import Any
 import safetensors.torch
 
 from models import checkpoint, storage
+from models.device import DTYPES
 from models.gpt import hf_config, to_hf
 from models.tokenizer import SPACE_MARK, Tokenizer
 
@@ -124,10 +125,14 @@ def _json(value: Any) -> bytes:
     return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def export(checkpoint_uri: str, out: str, tokenizer_uri: str | None = None) -> dict[str, Any]:
+def export(checkpoint_uri: str, out: str, tokenizer_uri: str | None = None, dtype: str = "float32") -> dict[str, Any]:
     """Write the HF folder for a checkpoint (a step folder, or a run: its latest) to `out`
     (a local folder, or any URI models.storage writes). `tokenizer_uri` defaults to the
-    tokenizer the checkpoint was trained with. Returns what was written."""
+    tokenizer the checkpoint was trained with; `dtype` (float32, or bfloat16: half the
+    bytes, what a GPU serves in) is the weights'. A rename of tensors needs no accelerator:
+    it runs on the CPU whatever models/device.py would pick. Returns what was written."""
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
     ckpt = checkpoint.load(checkpoint_uri, training_state=False)
     cfg = ckpt.model_config
     tokenizer_uri = tokenizer_uri or ckpt.config.get("tokenizer")
@@ -138,10 +143,10 @@ def export(checkpoint_uri: str, out: str, tokenizer_uri: str | None = None) -> d
         raise ValueError(f"tokenizer has {tok.vocab_size} pieces, the model {cfg.vocab_size}")
     sp = tok.special
     ids = {"bos_token_id": tok.bos_id, "eos_token_id": sp("<|assistant_end|>"), "pad_token_id": tok.pad_id}
-    weights = {k: v.contiguous() for k, v in to_hf(ckpt.model, cfg).items()}
+    weights = {k: v.to(DTYPES[dtype]).contiguous() for k, v in to_hf(ckpt.model, cfg).items()}
     files = {
         "model.safetensors": safetensors.torch.save(weights, metadata={"format": "pt"}),
-        "config.json": _json({**hf_config(cfg), "dtype": "float32", **ids}),
+        "config.json": _json({**hf_config(cfg), "torch_dtype": dtype, "dtype": dtype, **ids}),
         "generation_config.json": _json(
             {**ids, "eos_token_id": [sp("<|assistant_end|>"), tok.bos_id], "max_length": cfg.seq_len}
         ),

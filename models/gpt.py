@@ -117,11 +117,16 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class KVCache:
-    """Keys and values of every layer for the first `pos` tokens of a batch of sequences.
+    """Keys and values of every layer for the first `pos` slots of a batch of sequences.
 
     Preallocated to `max_len` so that decoding never reallocates. `GPT.forward` writes the
     new tokens' keys and values at `pos` in every layer, then advances `pos`. Rewinding
     (e.g. to reuse a prompt's prefix) is setting `pos` back.
+
+    Rows may hold prompts of different lengths (the engine batches many prompts): `pad[b]`
+    slots of row b come before its first token (left padding), so every row's next token
+    goes to the same slot. Those slots are masked out of attention, and row b's token in
+    slot s sits at position s - pad[b] for rotary, so a row computes what it would alone.
     """
 
     def __init__(
@@ -131,14 +136,19 @@ class KVCache:
         max_len: int | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
+        pad: Sequence[int] | None = None,
     ):
         self.max_len = max_len or config.seq_len
-        if self.max_len > config.seq_len:
+        self.pad = list(pad) if pad is not None and any(pad) else None
+        if self.pad is not None and len(self.pad) != batch_size:
+            raise ValueError(f"{len(self.pad)} paddings for {batch_size} rows")
+        if self.max_len > config.seq_len + max(self.pad or [0]):
             raise ValueError(f"max_len {self.max_len} exceeds the model's context {config.seq_len}")
         shape = (config.n_layer, batch_size, config.n_kv_head, self.max_len, config.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.pos = 0
+        self._mask: tuple[torch.Tensor | None, bool] = (None, True)  # set by each forward's start
         self._split_layers()
 
     def _split_layers(self) -> None:
@@ -146,6 +156,7 @@ class KVCache:
         # token. (Not unbind: its views cannot be written in place where autograd records.)
         self._k = [self.k.select(0, i) for i in range(self.k.size(0))]
         self._v = [self.v.select(0, i) for i in range(self.v.size(0))]
+        self.pad_tensor = None if self.pad is None else torch.tensor(self.pad, device=self.k.device)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, n_kv_head, T, head_dim) after the cached tokens; return all so far."""
@@ -161,32 +172,33 @@ class KVCache:
         """Keep only `rows` of the batch (in that order): finished rows stop costing."""
         index = torch.tensor(rows, device=self.k.device)
         self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
+        if self.pad is not None:
+            self.pad = [self.pad[r] for r in rows]
         self._split_layers()
 
     # -- the interface GPT.forward uses (shared with RowCache) --
 
     def start(self, cos: torch.Tensor, sin: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Begin a forward of T tokens per row: the rotary rows of their positions."""
-        if self.pos + T > cos.size(0):
-            raise ValueError(f"sequence of {self.pos + T} tokens exceeds the context of {cos.size(0)}")
-        return cos[self.pos : self.pos + T, None, :], sin[self.pos : self.pos + T, None, :]
+        """Begin a forward of T tokens per row: the rotary rows of their positions, and the
+        attention mask every layer then uses (made once per forward, not once per layer)."""
+        longest = self.pos + T - min(self.pad or [0])
+        if longest > cos.size(0):
+            raise ValueError(f"sequence of {longest} tokens exceeds the context of {cos.size(0)}")
+        self._mask = attention_mask(T, self.pos, self.pad_tensor, cos.device)
+        if self.pad is None:
+            return cos[self.pos : self.pos + T, None, :], sin[self.pos : self.pos + T, None, :]
+        # Each row's own positions (slot minus its padding): (B, T, 1, head_dim).
+        positions = (self.pos + torch.arange(T, device=cos.device))[None, :] - self.pad_tensor[:, None]
+        positions = positions.clamp(min=0)  # padding slots: any position, they are masked
+        return cos[positions][:, :, None, :], sin[positions][:, :, None, :]
 
     def attend(
         self, layer: int, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
         """Store the new keys and values; return every key and value so far, and the
         attention mask (or None with `causal`) that the new queries use."""
-        prefix, T = self.pos, k.size(2)
         keys, values = self.update(layer, k, v)
-        if prefix == 0:
-            return keys, values, None, True  # the whole sequence is here: plain causal attention
-        if T == 1:
-            return keys, values, None, False  # one new token sees every cached one
-        # A chunk after a cached prefix: query i (at position prefix + i) sees keys
-        # 0..prefix + i. SDPA's is_causal would align the chunk with key 0 instead.
-        positions = torch.arange(prefix + T, device=k.device)
-        mask = positions[None, :] <= (prefix + torch.arange(T, device=k.device))[:, None]
-        return keys, values, mask, False
+        return keys, values, *self._mask
 
     def advance(self, T: int) -> None:
         self.pos += T
@@ -352,6 +364,26 @@ class Block(nn.Module):
     ) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache, stacked)
         return x + self.mlp(self.mlp_norm(x), stacked)
+
+
+def attention_mask(T: int, start: int, pad: torch.Tensor | None, device: torch.device) -> tuple[torch.Tensor | None, bool]:
+    """SDPA's (attn_mask, is_causal) for T new tokens after `start` cached slots of rows left-padded
+    by `pad` (None: no padding)."""
+    if pad is None:
+        if start == 0:
+            return None, True  # the whole sequence is here: plain causal attention
+        if T == 1:
+            return None, False  # one new token sees every cached one
+    # Query i (in slot start + i) sees slots 0..start + i; SDPA's is_causal would align the
+    # chunk with slot 0 instead. With padding, a row never sees its padding slots, except
+    # that a padding query sees itself: a row of all -inf would make NaNs that spread.
+    keys = torch.arange(start + T, device=device)
+    queries = (start + torch.arange(T, device=device))[:, None]
+    mask = keys[None, :] <= queries
+    if pad is None:
+        return mask, False
+    mask = (mask[None] & (keys[None, None, :] >= pad[:, None, None])) | (keys[None, None, :] == queries[None])
+    return mask[:, None], False  # (B, 1, T, slots): one mask for every head
 
 
 class GPT(nn.Module):

@@ -6,7 +6,8 @@
 What a step does: gradient accumulation over micro-batches until `batch_tokens` tokens (all
 ranks together) have been seen, bf16 autocast on GPU, gradient clipping, one AdamW step (fused
 on CUDA) at the learning rate of the schedule (linear warmup, then cosine or warmup-stable-
-decay). Under torchrun every process holds a DDP replica and sees its own rows of each global
+decay). The device and precision follow models/device.py's rule (`device`, `dtype`: the GPU
+in bf16 when there is one, else the CPU in float32). Under torchrun every process holds a DDP replica and sees its own rows of each global
 batch (models/data.py), so N processes with 1/N of the accumulation make the same update as one.
 
 Every `checkpoint_every` steps and at the end, rank 0 samples a few continuations and writes a
@@ -42,11 +43,10 @@ import torch.distributed as dist
 
 from models import checkpoint
 from models.data import TokenLoader, bits_per_byte, token_counts, unigram_bits_per_byte
+from models.device import Placement, peak_flops, resolve
 from models.gpt import GPT, GPTConfig
 from models.tokenizer import Tokenizer
 
-# bf16 dense peak FLOP/s by GPU name, for MFU (the first name contained in the device's).
-PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "4090": 165e12}
 
 
 @dataclass
@@ -72,7 +72,8 @@ class TrainConfig:
     seed: int = 1337
     shuffle: bool = True  # visit the shards in a seeded order each epoch
     compile: bool = False
-    device: str = "auto"  # auto: cuda if available, else cpu
+    device: str = "auto"  # models/device.py: auto = the (local rank's) GPU when there is one, else cpu
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 autocast on a GPU that has it
     log_every: int = 10
 
     __pydantic_config__ = {"extra": "forbid"}
@@ -106,13 +107,6 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
     return cfg.lr + (floor - cfg.lr) * min(progress, 1.0)
 
 
-def peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((flops for key, flops in PEAK_FLOPS.items() if key in name), None)
-
-
 def optimizer_for(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices (embeddings, projections), none on norm gains."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -136,19 +130,22 @@ class Distributed:
         return self.world_size > 1
 
 
-def init_distributed(device_pref: str) -> tuple[Distributed, torch.device]:
-    """Join the torchrun process group when launched by torchrun; pick the device."""
-    use_cuda = device_pref == "cuda" or (device_pref == "auto" and torch.cuda.is_available())
+def init_distributed(device: str = "auto", dtype: str = "auto") -> tuple[Distributed, Placement]:
+    """Join the torchrun process group when launched by torchrun (NCCL on GPUs, gloo on
+    CPUs); place this process by models/device.py's rule (under torchrun, "auto" and "cuda"
+    mean the local rank's GPU)."""
     if "RANK" not in os.environ:
-        return Distributed(), torch.device("cuda" if use_cuda else device_pref if device_pref != "auto" else "cpu")
+        return Distributed(), resolve(device, dtype)
     env = Distributed(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
-    if use_cuda:
-        torch.cuda.set_device(env.local_rank)
+    placement = resolve(f"cuda:{env.local_rank}" if device == "cuda" else device, dtype)
+    if placement.device.type == "cuda":
+        torch.cuda.set_device(placement.device)
     if not dist.is_initialized():
         # Ranks wait at a barrier while rank 0 samples and writes a checkpoint, which for a
         # large model on S3 takes minutes: longer than the 10-minute default timeout allows.
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(hours=1))
-    return env, torch.device(f"cuda:{env.local_rank}" if use_cuda else "cpu")
+        backend = "nccl" if placement.device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(hours=1))
+    return env, placement
 
 
 class Trainer:
@@ -164,7 +161,8 @@ class Trainer:
         on_step: Callable[[dict[str, Any]], None] | None = None,
     ):
         self.cfg, self.spec, self.on_step = cfg, spec, on_step
-        self.env, self.device = init_distributed(cfg.device)
+        self.env, self.placement = init_distributed(cfg.device, cfg.dtype)
+        self.device = self.placement.device
         self.tokenizer = Tokenizer.load(spec.tokenizer)
         if model_cfg.vocab_size != self.tokenizer.vocab_size:
             model_cfg = dataclasses.replace(model_cfg, vocab_size=self.tokenizer.vocab_size)
@@ -176,9 +174,7 @@ class Trainer:
                 f"= {cfg.device_batch} x {model_cfg.seq_len} x {self.env.world_size}"
             )
         self.accum = cfg.batch_tokens // tokens_per_micro
-        self.autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else contextlib.nullcontext()
-        )
+        self.autocast = self.placement.autocast()
         self.peak_flops = peak_flops(self.device)
 
         seed_everything(cfg.seed)
@@ -196,7 +192,7 @@ class Trainer:
             self._initialize(spec.init_from)
         self.forward: torch.nn.Module = torch.compile(self.model) if cfg.compile else self.model
         if self.env.enabled:
-            ids = [self.env.local_rank] if self.device.type == "cuda" else None
+            ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = torch.nn.parallel.DistributedDataParallel(self.forward, device_ids=ids)
 
     def _restore(self, uri: str) -> None:
@@ -243,7 +239,7 @@ class Trainer:
         cfg, mc = self.cfg, self.model_cfg
         self.log(
             f"model {mc.num_params() / 1e6:.2f}M params, {mc.flops_per_token() / 1e6:.1f} MFLOP/token; "
-            f"{self.env.world_size} process(es) on {self.device}, {self.accum} micro-batch(es) of "
+            f"{self.env.world_size} process(es) on {self.placement.describe()}, {self.accum} micro-batch(es) of "
             f"{cfg.device_batch}x{mc.seq_len} per step"
         )
         loader = self.loader(self.spec.data, position=self.position, seed=cfg.seed, shuffle=cfg.shuffle)
@@ -415,6 +411,8 @@ class Trainer:
             "tokens_per_s": float(np.median(timed)) if timed else None,
             "mfu": float(np.median([r["mfu"] for r in train if "mfu" in r])) if any("mfu" in r for r in train) else None,
             "tokens": self.step * self.cfg.batch_tokens,
+            "processes": self.env.world_size,
+            "device": self.placement.describe(),
         }
 
 

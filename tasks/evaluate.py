@@ -40,7 +40,7 @@ from models.chat import render_for_completion, show_mask
 from models.engine import Engine, Sample
 from models.tools import SearchIndex
 from tasks import lake
-from tasks.runtime import StageConfig, lake_task
+from tasks.runtime import PlacedConfig, lake_task
 from tasks.sft.answers import extract_answer, is_refusal, mentions
 from tasks.sft.schema import meta_of
 
@@ -70,7 +70,7 @@ RESULT_SCHEMA = pa.schema(
 )
 
 
-class EvalConfig(StageConfig):
+class EvalConfig(PlacedConfig):
     limits: dict[str, int] = Field(
         default_factory=lambda: {"math": 40, "fact": 60, "unknown": 30, "harmful": 20, "private": 20, "benign": 30},
         description="Items per kind (a seeded sample of the test set); kinds not listed are skipped",
@@ -292,7 +292,7 @@ def evaluate_chunk(checkpoint: str, conversations: str, search: str | None, out:
     """Items start..start+count of the selection: answered, judged, written as one shard."""
     items = select_items(read_rows(conversations), config.limits, config.seed)[start : start + count]
     options = dict(search_results=config.search_results, result_chars=config.result_chars)
-    engine_off = Engine.from_checkpoint(checkpoint, **options)
+    engine_off = Engine.from_checkpoint(checkpoint, device=config.device, dtype=config.dtype, **options)
     index = SearchIndex.open(search) if search else None
     try:
         engine_on = Engine(engine_off.model, engine_off.tokenizer, search=index, **options)

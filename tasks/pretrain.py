@@ -33,7 +33,7 @@ from tasks.runtime import StageConfig, code_version, config_hash, digest, gpu_sl
 
 CODE = ("models", "tasks.pretrain")
 SUMMARY_KEYS = ("checkpoint", "steps", "params", "flops_per_token", "final_loss", "val_loss", "val_bpb", "unigram_bpb",
-                "tokens_per_s", "mfu", "tokens")
+                "tokens_per_s", "mfu", "tokens", "processes", "device")
 
 
 class PretrainConfig(StageConfig):
@@ -42,6 +42,13 @@ class PretrainConfig(StageConfig):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimizer, schedule, batch, evaluation, checkpoints")
     nproc: int = Field(1, ge=1, description="Processes on this node: >1 launches torchrun (one per GPU, DDP)")
     gpu_slots: int = Field(1, ge=1, description="Size of the `gpu` concurrency limit if a local run must create it")
+
+
+def run_key(config: PretrainConfig | Any) -> str:
+    """The hash a run's checkpoints must share to be continued: the config, except how many
+    processes train it (N processes make one process's updates, so a run started on one GPU
+    may go on on eight) and the size of the `gpu` limit."""
+    return config_hash(config.model_copy(update={"nproc": 1, "gpu_slots": 1}))
 
 
 def resume_or_start(run: str, config_key: str, inputs_key: str, resume: bool) -> bool:
@@ -88,14 +95,15 @@ def train_model(
     """Train (or continue) `run` and return its final metrics."""
     from prefect.runtime import flow_run
 
-    key = config_hash(config)
+    key = run_key(config)
     inputs = digest([lake.identity(u) for u in (*train_data, *val_data, tokenizer)], length=16)
     lineage = {"config_hash": key, "inputs_hash": inputs, "code_version": code_version(*CODE), "flow_run_id": flow_run.id}
     spec = RunSpec(data=train_data, val=val_data, tokenizer=tokenizer, out=run, lineage=lineage)
     with gpu_slot(config.gpu_slots), progress(config.train.steps, f"pretrain {run}", key="pretrain-progress") as bar:
         carry_on = resume_or_start(run, key, inputs, resume)
         if config.nproc > 1:
-            summary = _torchrun(config, spec, carry_on, bar)
+            check_batch(config.model, config.train, config.nproc)
+            summary = torchrun(train_body(config.model, config.train, spec), config.nproc, carry_on, bar)
         else:
             summary = train(config.model, config.train, spec, resume=carry_on, on_step=lambda row: bar.advance(row["step"] - bar.done))
     return {k: summary.get(k) for k in SUMMARY_KEYS}
@@ -104,15 +112,31 @@ def train_model(
 train_model = train_model.with_options(retries=2, retry_delay_seconds=10, retry_condition_fn=_not_a_config_error)
 
 
-def _torchrun(config: PretrainConfig, spec: RunSpec, resume: bool, bar: Any) -> dict[str, Any]:
-    """Train with `config.nproc` DDP processes; progress from rank 0's step lines."""
-    body = {"model": dataclasses.asdict(config.model), "train": dataclasses.asdict(config.train), "run": dataclasses.asdict(spec)}
+def train_body(model: GPTConfig, train_cfg: TrainConfig, spec: RunSpec) -> dict[str, Any]:
+    """What `python -m models.train --config` reads: the sections model, train, run."""
+    return {"model": dataclasses.asdict(model), "train": dataclasses.asdict(train_cfg), "run": dataclasses.asdict(spec)}
+
+
+def check_batch(model: GPTConfig, train_cfg: TrainConfig, nproc: int) -> None:
+    """The trainer's batch rule, checked before launching processes: a ValueError here is a
+    config mistake (not retried); the same error inside torchrun would read as a crash."""
+    per_micro = train_cfg.device_batch * model.seq_len * nproc
+    if train_cfg.batch_tokens % per_micro:
+        raise ValueError(f"batch_tokens {train_cfg.batch_tokens} is not a multiple of device_batch x seq_len x nproc = "
+                         f"{train_cfg.device_batch} x {model.seq_len} x {nproc}")
+
+
+def torchrun(body: dict[str, Any], nproc: int, resume: bool, bar: Any, module: str = "models.train") -> dict[str, Any]:
+    """Run `python -m {module} --config BODY --summary FILE [--resume]` as `nproc` processes on
+    this node through torchrun (one per GPU, DDP over NCCL; gloo on CPUs), and return the
+    summary rank 0 wrote. Progress follows rank 0's "step N/M |" lines. Pretraining, SFT and
+    the RL update all launch through here."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg_path, summary_path = os.path.join(tmp, "run.json"), os.path.join(tmp, "summary.json")
         with open(cfg_path, "w") as f:
             json.dump(body, f)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={config.nproc}",
-               "-m", "models.train", "--config", cfg_path, "--summary", summary_path, *(["--resume"] if resume else [])]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", module, "--config", cfg_path, "--summary", summary_path, *(["--resume"] if resume else [])]
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
             tail: list[str] = []
             for line in proc.stdout:  # type: ignore[union-attr]

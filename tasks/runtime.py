@@ -28,8 +28,9 @@ from typing import Any, Literal
 from prefect import task
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from models.device import DEVICE_HELP, DTYPE_HELP, Placement, resolve
 from models.storage import storage_options
 from tasks import lake
 
@@ -237,6 +238,16 @@ class StageConfig(BaseModel):
     """Base of every stage's config: unknown keys are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class PlacedConfig(StageConfig):
+    """A stage that runs a model: where and in what precision (models/device.py's rule)."""
+
+    device: str = Field("auto", description=DEVICE_HELP)
+    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description=DTYPE_HELP)
+
+    def placement(self) -> Placement:
+        return resolve(self.device, self.dtype)
 
 
 # -- task runners ------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from rich.console import Console
 
 from models import checkpoint
 from models.chat import render_for_completion
-from models.engine import Engine, TokenEvent, draw, filter_logits, sample_seed
-from models.gpt import GPT, GPTConfig
+from models.engine import Engine, Request, TokenEvent, draw, filter_logits, sample_seed
+from models.gpt import GPT, GPTConfig, KVCache
 from models.tokenizer import Tokenizer, train
 from models.tools import SearchIndex, create_index, format_passages
 
@@ -173,6 +173,50 @@ def test_the_same_seed_gives_the_same_samples_whatever_the_batch(tok, model):
     assert len({tuple(s.tokens) for s in four}) == 4
     other = engine.generate(prompt, 4, seed=8, **options)
     assert all(a.tokens != b.tokens for a, b in zip(four, other))
+
+
+def test_padded_rows_of_different_prompts_compute_what_each_prompt_computes_alone(tok, model):
+    """The cache of a batch of prompts of different lengths (left padding, per-row rotary
+    positions, masked padding slots) gives each row the logits of its prompt alone."""
+    prompts = [prompt_of(tok, t) for t in ("The city council said on Monday that", "A", "Officials")]
+    assert len({len(p) for p in prompts}) == 3
+    width = max(len(p) for p in prompts)
+    pads = [width - len(p) for p in prompts]
+    cont = torch.randint(0, tok.vocab_size, (3, 5), generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        cache = KVCache(model.config, 3, width + 6, pad=pads)
+        ids = torch.tensor([[0] * pad + p for pad, p in zip(pads, prompts)])
+        first = model(ids, kv_cache=cache)[:, -1]
+        steps = [model(cont[:, t : t + 1], kv_cache=cache)[:, -1] for t in range(5)]
+        cache.keep([2, 0])  # rows leave; the others' positions and masks follow them
+        last = model(cont[[2, 0], 4:5] + 1, kv_cache=cache)[:, -1]
+        for b, prompt in enumerate(prompts):
+            alone = model(torch.cat([torch.tensor([prompt]), cont[b : b + 1]], dim=1))[0]
+            torch.testing.assert_close(first[b], alone[len(prompt) - 1], rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(torch.stack([s[b] for s in steps]), alone[len(prompt) :], rtol=1e-4, atol=1e-4)
+        for j, b in enumerate((2, 0)):
+            alone = model(torch.cat([torch.tensor([prompts[b]]), cont[b : b + 1, :5], cont[b : b + 1, 4:5] + 1], dim=1))[0, -1]
+            torch.testing.assert_close(last[j], alone, rtol=1e-4, atol=1e-4)
+    assert torch.isfinite(first).all()  # padding queries see themselves: no NaN spreads
+
+
+def test_a_batch_of_prompts_draws_the_samples_each_prompt_draws_alone(tok, model):
+    engine = Engine(model, tok)
+    options = dict(max_new_tokens=12, temperature=1.0, top_k=100, stop=[])
+    requests = [Request(prompt_of(tok, t), n, seed=s) for t, n, s in
+                (("The city council said on Monday", 3, 11), ("A", 2, 12), ("Officials in the town", 4, 13))]
+    batched = engine.generate_batch(requests, **options)
+    assert [len(group) for group in batched] == [3, 2, 4]
+    for request, group in zip(requests, batched):
+        alone = engine.generate(request.prompt, request.num_samples, seed=request.seed, **options)
+        assert [s.tokens for s in group] == [s.tokens for s in alone]
+    greedy = engine.generate_batch(requests, max_new_tokens=8, temperature=0, stop=[])
+    for request, group in zip(requests, greedy):
+        assert all(s.tokens == engine.generate(request.prompt, 1, max_new_tokens=8, temperature=0, stop=[])[0].tokens for s in group)
+    # Each row's length limit is its own prompt's room in the context.
+    long = [tok.bos_id] + tok.encode("word " * 200)[: model.config.seq_len - 4]
+    short, tight = engine.generate_batch([Request(prompt_of(tok, "A"), 1), Request(long, 1)], max_new_tokens=20, temperature=0, stop=[])
+    assert len(short[0].tokens) == 20 and len(tight[0].tokens) == 3 and tight[0].finished == "length"
 
 
 def test_sample_seeds_are_stable_and_distinct():
@@ -372,3 +416,25 @@ def test_chat_command_streams_replies_and_keeps_the_conversation(saved, tmp_path
     assert result.exit_code == 0, result.output
     assert result.output.count("bot> ") == 2 and "(new conversation)" in result.output
     assert "no search index" in result.output  # told why search calls would fail
+
+
+# -- the fixed-shape decode step (what a GPU compiles into CUDA graphs) -----------------------
+
+
+def test_the_static_decoder_samples_what_the_eager_engine_samples(tok, model):
+    """models/decode.py's step (every shape fixed: masked slots, rows in a power-of-two batch,
+    finished rows kept) draws the eager engine's tokens, for a batch of prompts of different
+    lengths, greedy and sampled; the compiled mode runs this very step."""
+    eager, static = Engine(model, tok, decode="eager"), Engine(model, tok, decode="static")
+    requests = [Request(prompt_of(tok, t), n, seed=s) for t, n, s in (("The city council said on Monday", 3, 1), ("A", 2, 2))]
+    for options in (dict(temperature=0.0), dict(temperature=1.0, top_k=50)):
+        a = eager.generate_batch(requests, max_new_tokens=10, stop=[], **options)
+        b = static.generate_batch(requests, max_new_tokens=10, stop=[], **options)
+        assert [[s.tokens for s in g] for g in a] == [[s.tokens for s in g] for g in b]
+    assert list(static._decoders) == [(8, 64)]  # 5 rows -> a batch of 8; slots rounded up to 64
+    again = static.generate(prompt_of(tok), 1, max_new_tokens=6, temperature=0, stop=[])  # another shape, its own decoder
+    assert again[0].tokens == eager.generate(prompt_of(tok), 1, max_new_tokens=6, temperature=0, stop=[])[0].tokens
+    assert set(static._decoders) == {(8, 64), (1, 64)}
+    with pytest.raises(ValueError, match="decode"):
+        Engine(model, tok, decode="fast")
+    assert Engine(model, tok).decode == "eager"  # auto on a CPU

@@ -103,3 +103,22 @@ def test_a_crashed_training_task_is_retried_and_resumes_exactly(prefect_server, 
     assert taken == [1, 2, 3, 4, 5, 6, 7, 8, 6, 7, 8, 9, 10]  # the retry resumed at step 5's checkpoint
     crashy = str(Path(corpus["root"]) / "checkpoints" / "crashy")
     assert losses(crashy) == losses(str(Path(corpus["root"]) / "checkpoints" / "reference"))
+
+
+def test_two_processes_through_torchrun_from_the_flow_and_an_exact_resume(prefect_server, corpus, monkeypatch):  # noqa: F811
+    """flow -> train_model -> torchrun (2 gloo processes, DDP) -> rank 0's checkpoints -> the
+    flow's result; then a lost last checkpoint is redone through torchrun --resume, exactly."""
+    two = CONFIG.model_copy(update={"name": "ddp", "nproc": 2, "train": dataclasses.replace(CONFIG.train, steps=4, checkpoint_every=2, eval_every=2)})
+    out = run_flow(corpus, two)
+    run = out["run"]
+    assert out["processes"] == 2 and out["steps"] == 4 and checkpoint.committed_steps(run) == [2, 4]
+    assert out["checkpoint"] == checkpoint.step_uri(run, 4) and latest_artifact("pretrain-progress").data == 100.0
+    first = losses(run)
+    single = CONFIG.model_copy(update={"name": "ddp-single", "train": two.train})
+    assert losses(run_flow(corpus, single)["run"]) == pytest.approx(first, rel=1e-5)  # 2 x 1 micro-batch = 1 x 2
+    storage.filesystem(checkpoint.step_uri(run, 4))[0].rm(checkpoint.step_uri(run, 4), recursive=True)  # the node died after step 2
+    import flows.pretrain
+
+    monkeypatch.setattr(flows.pretrain, "train_model", train_model.with_options(refresh_cache=True))  # not the cached result
+    again = run_flow(corpus, two)
+    assert again["steps"] == 4 and checkpoint.committed_steps(run) == [2, 4] and losses(run) == first

@@ -170,3 +170,48 @@ def test_nothing_to_learn_makes_no_step():
     rows = [row("p", i, 0.0, [3]) for i in range(4)]
     stats = Learner(model, optimizer_for(model, config), config).update(rows, iteration=0)
     assert stats["steps"] == 0 and stats["loss"] is None and stats["groups_skipped"] == 1
+
+
+@pytest.mark.slow
+def test_two_processes_through_torchrun_make_the_update_one_process_makes(tmp_path):
+    """The update's torchrun path (2 gloo processes, each its share of every minibatch,
+    gradients all-reduced) writes the weights the one-process update writes; the ranks get
+    different numbers of micro-batches, which a DDP wrapper could not take."""
+    import dataclasses
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+
+    from models import checkpoint
+    from tasks import lake
+    from tasks.rl.update import run_update
+    from tests.conftest import free_port
+
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    torch.nn.init.normal_(model.lm_head.weight, std=0.02)
+    policy = checkpoint.save(str(tmp_path / "policy"), 0, model=model.state_dict(), config={"model": dataclasses.asdict(TINY)})
+    rows = [row(p, i, float(i % 2 == 0), [4 + i, 9, 7 + len(p)]) for p in ("p", "q") for i in range(3)]
+    rollouts = str(tmp_path / "rollouts")
+    lake.write_dataset(rollouts, [pa.Table.from_pylist(rows)], kind="rl-rollouts")
+    config = RLConfig(algorithm="grpo", grpo=GRPOConfig(lr=0.05, epochs=2, minibatches=2, clip_eps=0.2), micro_batch=1, device="cpu")
+    one = run_update(policy, rollouts, policy, str(tmp_path / "one"), 0, config, {})
+    body = {"policy_uri": policy, "rollouts": rollouts, "init": policy, "run": str(tmp_path / "two"), "iteration": 0,
+            "config": config.model_copy(update={"nproc": 2}).model_dump(mode="json"), "lineage": {}}
+    (tmp_path / "body.json").write_text(json.dumps(body))
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "tasks.rl.update",
+         "--config", str(tmp_path / "body.json"), "--summary", str(tmp_path / "summary.json")],
+        env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads((tmp_path / "summary.json").read_text())
+    assert two["checkpoint"].endswith("two/step-000001") and two["items"] == one["items"] == 6 and two["steps"] == one["steps"] == 4
+    assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
+    a, b = checkpoint.load(one["checkpoint"]).model, checkpoint.load(two["checkpoint"]).model
+    assert any(not torch.equal(a[k], model.state_dict()[k]) for k in a)  # it moved
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)

@@ -25,7 +25,7 @@ def sft_config(**changes) -> SFTConfig:
     train = dict(steps=4, batch_tokens=2 * sft_world.SEQ_LEN, device_batch=2, lr=1e-3, warmup_steps=1, eval_every=2,
                  checkpoint_every=2, eval_tokens=2 * sft_world.SEQ_LEN, sample_prompts=["Who are you?"], sample_tokens=8)
     return SFTConfig(counts=COUNTS, search_results=1, result_chars=200, probe_samples=2, probe_tokens=4, probe_chunk=40,
-                     train=train, **changes)
+                     **{"train": train, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +100,34 @@ def test_another_config_moves_the_old_run_aside_and_trains_anew(tiny, trained):
     assert new["checkpoint"] == out["checkpoint"] and lake.manifest(new["checkpoint"]).config_hash != old.config_hash
     aside = [d for d in lake.list_datasets(lake.join(tiny["root"], "checkpoints")) if old.config_hash in d]
     assert len(aside) == 2 and all(lake.manifest(d).config_hash == old.config_hash for d in aside)  # steps 2 and 4, kept
+
+
+def test_sft_trains_in_two_processes_through_torchrun(tiny, trained):
+    """flow -> train_sft -> torchrun (2 gloo processes, DDP over the packed rows) -> rank 0's
+    checkpoints -> the flow's result: the same losses as one process."""
+    from prefect import flow
+
+    from tasks.runtime import in_lake
+    from tasks.sft.stage import train_sft
+
+    out, _ = trained
+    args = (tiny["base"], out["rows"]["train"], out["rows"]["val"], tiny["tokenizer"])
+
+    @flow
+    def fine_tune(config: SFTConfig, name: str) -> dict:
+        return in_lake(tiny["root"], train_sft)(*args, lake.join(tiny["root"], "checkpoints", name), config)
+
+    import dataclasses
+
+    micro = dataclasses.replace(sft_config().train, device_batch=1)  # 2 processes x 1 row, or 1 process x 2 micro-batches
+    with pytest.raises(ValueError, match="not a multiple"):  # a config mistake is caught before any process starts
+        train_sft.fn(*args, lake.join(tiny["root"], "checkpoints", "sft-bad"), sft_config(nproc=2))
+    two = fine_tune(sft_config(nproc=2, train=micro), "sft-ddp")
+    assert two["processes"] == 2 and two["steps"] == 4 and two["checkpoint"].endswith("checkpoints/sft-ddp/step-000004")
+    assert checkpoint.committed_steps(lake.join(tiny["root"], "checkpoints", "sft-ddp")) == [2, 4]
+    saved = checkpoint.load(two["checkpoint"])
+    assert saved.config["data_format"] == "sft" and saved.config["init_from"] == lake.normalize(tiny["base"])
+    one = fine_tune(sft_config(train=micro), "sft-one")
+    assert one["processes"] == 1
+    ones = [r["loss"] for r in checkpoint.load(one["checkpoint"]).metrics["train"]]
+    assert [r["loss"] for r in saved.metrics["train"]] == pytest.approx(ones, rel=1e-5)

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tasks.runtime import StageConfig
+from tasks.runtime import PlacedConfig, StageConfig
 
 CODE = ("tasks.rl", "tasks.sft.answers", "tasks.mathgen", "models")
 
@@ -63,7 +63,7 @@ class RFTConfig(StageConfig):
     per_prompt: int = Field(2, ge=1, description="At most this many distinct correct samples per prompt, the shortest first")
 
 
-class RLConfig(StageConfig):
+class RLConfig(PlacedConfig):
     name: str = Field("rl", description="Policies go to checkpoints/{name}/step-N (N = iteration), rollouts to rollouts/{name}/")
     init: str | None = Field(None, description="The SFT checkpoint to start from (URI or run name; default: the sft run)")
     algorithm: Literal["rft", "grpo"] = Field("rft", description="rft: train on the right samples; grpo: group-relative advantages")
@@ -91,3 +91,4 @@ class RLConfig(StageConfig):
     eval_chunk: int = Field(10, ge=1, description="Held-out problems per evaluation task")
     shown: int = Field(3, ge=0, description="Best and worst rollouts shown in the report")
     gpu_slots: int = Field(1, ge=1, description="Size of the `gpu` concurrency limit if a local run must create it")
+    nproc: int = Field(1, ge=1, description="Processes for the policy update: >1 launches torchrun (one per GPU), as pretraining")

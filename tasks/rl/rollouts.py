@@ -3,8 +3,10 @@
 `rollout_chunk` is one Prefect task per chunk of prompts. It takes the policy by its
 versioned URI (`checkpoints/{run}/step-N` plus the weights' SHA-256), loads it once per
 worker process (`policy`: a module-level cache, so the mapped tasks of an iteration on
-threads share one model and a Dask worker loads it once), sets its own torch thread count,
-samples G solutions per prompt with the KV-cache engine (one prefill per prompt; the tools
+threads share one model and a Dask worker loads it once) on the worker's GPU in bf16 when it
+has one (models/device.py; `device`/`dtype` in the config override), sets its own torch
+thread count, samples G solutions per prompt with the KV-cache engine, all prompts of the
+chunk in one batch (`Engine.generate_batch`: chunk x G cache rows decoded per step; the tools
 on: calculator results, code output and search passages are forced into the stream with
 mask 0; `Sampling.tool` can ask for one tool, the calculator or the code tool), scores
 them (reward.py) and writes one shard of `rollouts/{run}/iter-N`.
@@ -28,13 +30,13 @@ import pyarrow as pa
 import torch
 
 from models.chat import show_mask
-from models.engine import Engine, Sample, sample_seed
+from models.engine import Engine, Request, Sample, sample_seed
 from tasks import lake
 from tasks.evaluate import reply_of
 from tasks.rl import CODE, RLConfig
 from tasks.rl.problems import prompt_tokens
 from tasks.rl.reward import score, shape_lengths
-from tasks.runtime import StageConfig, lake_task
+from tasks.runtime import PlacedConfig, lake_task
 
 SCHEMA = pa.schema(
     [
@@ -65,8 +67,9 @@ SCHEMA = pa.schema(
 EVAL_STREAM = 2**31 - 1  # the "iteration" of evaluation samples: the same draws at every evaluation
 
 
-class Sampling(StageConfig):
-    """What a rollout's samples depend on (its cache key holds these, not the whole config)."""
+class Sampling(PlacedConfig):
+    """What a rollout's samples depend on (its cache key holds these, not the whole config;
+    the device and dtype too: bf16 samples differ from float32 ones)."""
 
     seed: int = 0
     samples: int = 8
@@ -85,25 +88,30 @@ class Sampling(StageConfig):
             seed=config.seed, samples=config.eval_samples if evaluation else config.samples, max_new_tokens=config.max_new_tokens,
             temperature=config.temperature, top_k=config.top_k, reward=config.reward, tool=config.tool,
             length_penalty=0.0 if evaluation else config.length_penalty, threads=config.threads, greedy=evaluation,
+            device=config.device, dtype=config.dtype,
         )
 
 
 # -- the policy, once per process ------------------------------------------------------------
 
-_POLICIES: OrderedDict[tuple[str, str, str | None, str], Engine] = OrderedDict()
+_POLICIES: OrderedDict[tuple[str, ...], Engine] = OrderedDict()
 _POLICY_LOCK = threading.Lock()
 KEEP_POLICIES = 2  # an iteration's policy and the previous one; older ones are dropped
 LOADS = {"count": 0}  # loads in this process (tests check the cache)
 
 
-def policy(uri: str, version: str, search: str | None = None, tool: str = "any") -> Engine:
-    """The engine of a policy version, loaded once per process and shared by its threads
-    (sampling only reads the weights); `tool` other than "any" is the only tool that runs."""
-    key = (uri, version, search, tool)
+def policy(
+    uri: str, version: str, search: str | None = None, tool: str = "any", device: str = "auto", dtype: str = "auto"
+) -> Engine:
+    """The engine of a policy version, loaded once per process (on the worker's GPU in bf16
+    when it has one) and shared by its threads (sampling only reads the weights); `tool` other
+    than "any" is the only tool that runs."""
+    key = (uri, version, search or "", tool, device, dtype)
     with _POLICY_LOCK:
         engine = _POLICIES.get(key)
         if engine is None:
-            engine = Engine.from_checkpoint(uri, search=search, **({} if tool == "any" else {"tools": (tool,)}))
+            tools = {} if tool == "any" else {"tools": (tool,)}
+            engine = Engine.from_checkpoint(uri, search=search, device=device, dtype=dtype, **tools)
             LOADS["count"] += 1
             _POLICIES[key] = engine
             while len(_POLICIES) > KEEP_POLICIES:
@@ -120,15 +128,29 @@ def prompt_key(prompt_id: str) -> int:
 # -- sampling and scoring --------------------------------------------------------------------
 
 
-def group_rows(engine: Engine, problem: dict[str, Any], iteration: int, sampling: Sampling) -> list[dict[str, Any]]:
-    """The scored samples of one prompt: G samples (and the greedy one for evaluation)."""
-    prompt = prompt_tokens(engine.tokenizer, problem["prompt"], sampling.tool)
+def chunk_rows(engine: Engine, problems: list[dict[str, Any]], iteration: int, sampling: Sampling) -> list[dict[str, Any]]:
+    """The scored samples of a chunk of prompts: G samples of each (and the greedy one for
+    evaluation). All prompts' samples are drawn in one engine batch (the cache holds rows of
+    every prompt), so a GPU decodes chunk x G rows per step instead of G."""
+    prompts = [prompt_tokens(engine.tokenizer, p["prompt"], sampling.tool) for p in problems]
     options = dict(max_new_tokens=sampling.max_new_tokens, top_k=sampling.top_k)
     stream = EVAL_STREAM if sampling.greedy else iteration
-    seed = sample_seed(sampling.seed, stream, prompt_key(problem["id"]))
-    samples: list[tuple[int, Sample]] = list(enumerate(engine.generate(prompt, sampling.samples, temperature=sampling.temperature, seed=seed, **options)))
-    if sampling.greedy:
-        samples.insert(0, (-1, engine.generate(prompt, 1, temperature=0.0, **options)[0]))
+    requests = [Request(prompt, sampling.samples, sample_seed(sampling.seed, stream, prompt_key(p["id"]))) for prompt, p in zip(prompts, problems)]
+    drawn = engine.generate_batch(requests, temperature=sampling.temperature, **options)
+    greedy = engine.generate_batch([Request(prompt) for prompt in prompts], temperature=0.0, **options) if sampling.greedy else None
+    rows = []
+    for k, (problem, prompt) in enumerate(zip(problems, prompts)):
+        samples: list[tuple[int, Sample]] = list(enumerate(drawn[k]))
+        if greedy is not None:
+            samples.insert(0, (-1, greedy[k][0]))
+        rows += group_rows(engine, problem, prompt, samples, iteration, sampling)
+    return rows
+
+
+def group_rows(
+    engine: Engine, problem: dict[str, Any], prompt: list[int], samples: list[tuple[int, Sample]], iteration: int, sampling: Sampling
+) -> list[dict[str, Any]]:
+    """One prompt's samples (index, sample; -1 the greedy one), scored, as rollout rows."""
     rows = []
     for index, sample in samples:
         reply = reply_of(engine, sample)
@@ -178,7 +200,7 @@ def rollout_chunk(
     """Sample and score a group for each problem `indices` of `problems`, with the policy
     `policy_uri` at `version`; write the rows as shard `part` of `out`."""
     torch.set_num_threads(sampling.threads)
-    engine = policy(policy_uri, version, search, sampling.tool)
-    rows = [r for problem in read_problems(problems, indices) for r in group_rows(engine, problem, iteration, sampling)]
+    engine = policy(policy_uri, version, search, sampling.tool, sampling.device, sampling.dtype)
+    rows = chunk_rows(engine, read_problems(problems, indices), iteration, sampling)
     shard = lake.write_shard(out, part, pa.Table.from_pylist(rows, schema=SCHEMA))
     return {"shard": {"path": shard.path, "rows": shard.rows, "bytes": shard.bytes, "sha256": shard.sha256}, **chunk_stats(rows)}

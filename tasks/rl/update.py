@@ -20,21 +20,32 @@ sample then over samples (sequence: GRPO), or summed and divided by samples x
 max_new_tokens (constant: Dr. GRPO).
 
 `update_policy` is the Prefect task: it holds a slot of the `gpu` concurrency limit, loads
-the policy with its optimizer state, updates it and writes the next policy checkpoint.
+the policy with its optimizer state, updates it and writes the next policy checkpoint. With
+`nproc` > 1 it launches `python -m tasks.rl.update` through torchrun as pretraining does (one
+process per GPU): every rank takes its share of each minibatch's sequences and the gradients
+are all-reduced before every optimizer step, so N processes make the update one would. (An
+explicit all-reduce rather than the DDP wrapper: ranks may get different numbers of
+micro-batches in a minibatch, and DDP needs every rank to run the same backward passes.)
+Rank 0 writes the checkpoint.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import json
 import random
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 import safetensors.torch
 import torch
+import torch.distributed as dist
 
 from models import checkpoint
+from models.device import Placement
 from models.gpt import GPT
 from models.storage import MANIFEST, join, read_json
 from tasks import lake
@@ -193,9 +204,27 @@ def optimizer_for(model: GPT, config: RLConfig) -> torch.optim.AdamW:
 class Learner:
     """Updates a policy in place from one iteration's rollout rows."""
 
-    def __init__(self, model: GPT, optimizer: torch.optim.Optimizer, config: RLConfig, reference: GPT | None = None):
+    def __init__(
+        self, model: GPT, optimizer: torch.optim.Optimizer, config: RLConfig, reference: GPT | None = None,
+        placement: Placement | None = None,
+    ):
         self.model, self.optimizer, self.config, self.reference = model, optimizer, config, reference
         self.device = next(model.parameters()).device
+        # bf16 autocast over the float32 weights on a GPU (models/device.py); log-probabilities
+        # leave the model in float32 either way (the loss's cross-entropy is computed in it).
+        self.placement = placement or Placement(self.device, torch.float32)
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+    def _all_reduce_gradients(self) -> None:
+        """Sum every rank's gradients (each rank's loss is its share of the minibatch's), in
+        one flat all-reduce. A rank that had no sequence in this minibatch adds zeros."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+        dist.all_reduce(flat)
+        offset = 0
+        for p in params:
+            p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
 
     def items(self, rows: list[dict[str, Any]]) -> tuple[list[Item], dict[str, int]]:
         if self.config.algorithm == "rft":
@@ -212,7 +241,8 @@ class Learner:
         out = {}
         for micro in self._micro(items):
             ids, targets, _ = batch(micro, self.device)
-            logp = token_logprobs(model, ids, targets)
+            with self.placement.autocast():
+                logp = token_logprobs(model, ids, targets)
             for it, row in zip(micro, logp):
                 out[id(it)] = row[: len(it.ids) - 1].clone()
         return out
@@ -241,10 +271,11 @@ class Learner:
                 total_tokens = sum(sum(it.trained[1:]) for it in minibatch)
                 self.optimizer.zero_grad(set_to_none=True)
                 step_loss = 0.0
-                for micro in self._micro(minibatch):
+                for micro in self._micro(minibatch[self.rank :: self.world]):  # this rank's share
                     ids, targets, advantages = batch(micro, self.device)
                     mask = targets >= 0
-                    logp = token_logprobs(self.model, ids, targets)
+                    with self.placement.autocast():
+                        logp = token_logprobs(self.model, ids, targets)
                     per_token, s = per_token_loss(
                         logp, padded(old, micro, ids.size(1)) if old else None, padded(ref, micro, ids.size(1)) if ref else None, advantages, mask,
                         grpo.clip_eps if rl else None, kl_beta,
@@ -254,14 +285,24 @@ class Learner:
                     step_loss += float(loss.detach())
                     clipped.append(s["clipped"])
                     kls.append(s["kl"])
+                if self.world > 1:
+                    self._all_reduce_gradients()
+                    summed = torch.tensor([step_loss], dtype=torch.float64, device=self.device)
+                    dist.all_reduce(summed)
+                    step_loss = float(summed)
                 norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or float("inf"))
                 self.optimizer.step()
                 losses.append(step_loss)
                 norms.append(float(norm))
                 stats["steps"] += 1
         self.model.eval()
-        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-        return {**stats, "loss": mean(losses), "grad_norm": mean(norms), "clipped": mean(clipped), "kl": mean(kls)}
+        mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
+        clip_share, kl = mean(clipped), mean(kls)
+        if self.world > 1:  # the ranks' means, averaged
+            shared = torch.tensor([clip_share, kl], dtype=torch.float64, device=self.device)
+            dist.all_reduce(shared)
+            clip_share, kl = (float(x) / self.world for x in shared)
+        return {**stats, "loss": mean(losses), "grad_norm": mean(norms), "clipped": clip_share, "kl": kl}
 
 
 # -- checkpoints ------------------------------------------------------------------------------
@@ -312,26 +353,68 @@ def read_rows(uri: str, columns: list[str]) -> list[dict[str, Any]]:
 @lake_task(inputs=("policy_uri", "rollouts", "init"), code=CODE, retries=False, task_run_name="update {run} iteration {iteration}")
 def update_policy(policy_uri: str, rollouts: str, init: str, run: str, iteration: int, config: RLConfig) -> dict[str, Any]:
     """Update the policy `policy_uri` (step `iteration` of `run`) on `rollouts`; write step
-    iteration + 1. `init` is the reference for the KL penalty."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    iteration + 1. `init` is the reference for the KL penalty. With `nproc` > 1, through
+    torchrun (one process per GPU)."""
+    from tasks.pretrain import torchrun
+    from tasks.runtime import progress
+
+    lineage = lineage_of(config, [policy_uri, rollouts, init])
     with gpu_slot(config.gpu_slots):
-        ckpt = checkpoint.load(policy_uri, device=device)
-        model = GPT(ckpt.model_config).to(device)
-        model.load_state_dict(ckpt.model)
-        optimizer = optimizer_for(model, config)
-        if ckpt.optimizer:
-            optimizer.load_state_dict(ckpt.optimizer)
-        for group in optimizer.param_groups:  # the config's, even when resuming an older state
-            group["lr"], group["weight_decay"] = schedule(config).lr, config.weight_decay
-        reference = None
-        if config.algorithm == "grpo" and config.grpo.kl_beta:
-            reference = checkpoint.load_model(init, device)[0]
-        torch.manual_seed(config.seed + iteration)
-        stats = Learner(model, optimizer, config, reference).update(read_rows(rollouts, ROLLOUT_COLUMNS), iteration)
+        if config.nproc > 1:
+            body = {"policy_uri": policy_uri, "rollouts": rollouts, "init": init, "run": run, "iteration": iteration,
+                    "config": config.model_dump(mode="json"), "lineage": lineage}
+            with progress(1, f"update {run}") as bar:
+                return torchrun(body, config.nproc, False, bar, module="tasks.rl.update")
+        return run_update(policy_uri, rollouts, init, run, iteration, config, lineage)
+
+
+def run_update(policy_uri: str, rollouts: str, init: str, run: str, iteration: int, config: RLConfig, lineage: dict[str, Any]) -> dict[str, Any]:
+    """The update itself, in this process: one of `nproc` under torchrun (it joins the
+    process group; rank 0 writes the checkpoint and returns its result), or the only one."""
+    from models.train import init_distributed
+
+    env, placement = init_distributed(config.device, config.dtype)
+    device = placement.device
+    ckpt = checkpoint.load(policy_uri, device=device)
+    model = GPT(ckpt.model_config).to(device)
+    model.load_state_dict(ckpt.model)
+    optimizer = optimizer_for(model, config)
+    if ckpt.optimizer:
+        optimizer.load_state_dict(ckpt.optimizer)
+    for group in optimizer.param_groups:  # the config's, even when resuming an older state
+        group["lr"], group["weight_decay"] = schedule(config).lr, config.weight_decay
+    reference = None
+    if config.algorithm == "grpo" and config.grpo.kl_beta:
+        reference = checkpoint.load_model(init, device)[0]
+    torch.manual_seed(config.seed + iteration)
+    stats = Learner(model, optimizer, config, reference, placement).update(read_rows(rollouts, ROLLOUT_COLUMNS), iteration)
+    result: dict[str, Any] = {}
+    if env.main:
         metrics = dict(ckpt.metrics or {})
         metrics["updates"] = [*metrics.get("updates", []), {"iteration": iteration, **stats}]
-        uri, version = save_policy(
-            run, iteration + 1, model, ckpt.config, optimizer=optimizer.state_dict(), metrics=metrics,
-            lineage=lineage_of(config, [policy_uri, rollouts, init]),
-        )
-    return {"checkpoint": uri, "version": version, **stats}
+        uri, version = save_policy(run, iteration + 1, model, ckpt.config, optimizer=optimizer.state_dict(), metrics=metrics, lineage=lineage)
+        result = {"checkpoint": uri, "version": version, **stats}
+    if env.enabled:
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
+
+
+def main(argv: list[str]) -> None:
+    """What torchrun launches: `python -m tasks.rl.update --config BODY --summary FILE`."""
+    parser = argparse.ArgumentParser(description="One RL policy update (a torchrun worker)")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--summary", required=True)
+    parser.add_argument("--resume", action="store_true", help="(ignored: an update always starts from its policy)")
+    args = parser.parse_args(argv)
+    with open(args.config) as f:
+        body = json.load(f)
+    result = run_update(body["policy_uri"], body["rollouts"], body["init"], body["run"], body["iteration"],
+                        RLConfig.model_validate(body["config"]), body["lineage"])
+    if result:  # rank 0
+        with open(args.summary, "w") as f:
+            json.dump(result, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

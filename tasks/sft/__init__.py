@@ -57,6 +57,8 @@ class SFTConfig(StageConfig):
     probe_temperature: float = Field(0.7, gt=0)
     probe_tokens: int = Field(12, ge=1, description="Tokens sampled per probe")
     probe_chunk: int = Field(64, ge=1, description="Facts per probing task")
+    nproc: int = Field(1, ge=1, description="Training processes on this node: >1 launches torchrun (one per GPU, DDP), as pretraining")
+    gpu_slots: int = Field(1, ge=1, description="Size of the `gpu` concurrency limit if a local run must create it")
     train: TrainConfig = Field(
         default_factory=lambda: TrainConfig(steps=300, batch_tokens=4096, device_batch=8, lr=1e-3, warmup_steps=10, eval_every=100, checkpoint_every=100, eval_tokens=16384),
         description="Trainer settings; the model (and its context) is the base checkpoint's",

@@ -25,7 +25,7 @@ from models.storage import read_json
 from models.train import RunSpec, train
 from models.tools import SearchIndex
 from tasks import lake
-from tasks.pretrain import SUMMARY_KEYS, resume_or_start
+from tasks.pretrain import SUMMARY_KEYS, check_batch, resume_or_start, run_key, torchrun, train_body
 from tasks.pretrain import _not_a_config_error as retry_crashes
 from tasks.runtime import code_version, config_hash, digest, gpu_slot, lake_task, progress
 from tasks.sft import CODE, SFTConfig, generate, probe, schema
@@ -44,7 +44,7 @@ def training_entities(facts: str, config: SFTConfig) -> list[generate.Entity]:
 def probe_chunk(base: str, facts: str, out: str, part: str, start: int, count: int, config: SFTConfig) -> dict[str, Any]:
     """Probe facts start..start+count of the training entities with the base model."""
     items = probe.probe_items(training_entities(facts, config))[start : start + count]
-    engine = Engine.from_checkpoint(base)
+    engine = Engine.from_checkpoint(base, device=config.train.device, dtype=config.train.dtype)
     rows = probe.probe(engine, items, config.probe_samples, config.probe_temperature, config.probe_tokens, config.seed, start)
     shard = lake.write_shard(out, part, pa.Table.from_pylist(rows, schema=probe.SCHEMA))
     return {"shard": asdict(shard), **Counter(r["verdict"] for r in rows)}
@@ -132,19 +132,24 @@ def base_config(base: str) -> dict[str, Any]:
 
 @lake_task(inputs=("base", "train_rows", "val_rows", "tokenizer"), code=(*CODE, "models"), retries=False, task_run_name="sft {run}")
 def train_sft(base: str, train_rows: str, val_rows: str, tokenizer: str, run: str, config: SFTConfig) -> dict[str, Any]:
-    """Fine-tune `base` on the packed rows into `run`, holding a slot of the `gpu` limit. A
-    retry (or a rerun after a crash) resumes from the run's newest checkpoint of the same
-    configuration: the same batches, the same result."""
+    """Fine-tune `base` on the packed rows into `run`, holding a slot of the `gpu` limit, in
+    this process or, with `nproc` > 1, through torchrun as pretraining does. A retry (or a
+    rerun after a crash) resumes from the run's newest checkpoint of the same configuration:
+    the same batches, the same result."""
     from prefect.runtime import flow_run
 
     model = GPTConfig(**base_config(base)["model"])
-    key = config_hash(config)
+    key = run_key(config)
     inputs = digest([lake.identity(u) for u in (train_rows, val_rows, tokenizer, base)], length=16)
     lineage = {"config_hash": key, "inputs_hash": inputs, "code_version": code_version(*CODE, "models"), "flow_run_id": flow_run.id}
     spec = RunSpec(data=[train_rows], val=[val_rows], tokenizer=tokenizer, out=run, lineage=lineage, init_from=base, data_format="sft")
-    with gpu_slot(), progress(config.train.steps, f"sft {run}", key="sft-progress") as bar:
-        summary = train(model, config.train, spec, resume=resume_or_start(run, key, inputs, False),
-                        on_step=lambda row: bar.advance(row["step"] - bar.done))
+    with gpu_slot(config.gpu_slots), progress(config.train.steps, f"sft {run}", key="sft-progress") as bar:
+        carry_on = resume_or_start(run, key, inputs, False)
+        if config.nproc > 1:  # the same torchrun path as pretraining: DDP, rank 0 writes the checkpoints
+            check_batch(model, config.train, config.nproc)
+            summary = torchrun(train_body(model, config.train, spec), config.nproc, carry_on, bar)
+        else:
+            summary = train(model, config.train, spec, resume=carry_on, on_step=lambda row: bar.advance(row["step"] - bar.done))
     return {k: summary.get(k) for k in SUMMARY_KEYS}
 
 
