@@ -116,6 +116,7 @@ SPECIAL: dict[str, tuple[str, ...]] = {
 }
 # Special cases with punctuation in them are also found across tokens (`)` + `:` -> `):`).
 _GLUED = frozenset(k for k, v in SPECIAL.items() if len(v) == 1 and not k.isalnum())
+_GLUE_STARTS = frozenset(k[:i] for k in _GLUED for i in range(1, len(k)))  # a glued case starts with one
 # English contractions: one of the words above, then n't or an apostrophe ending (do|n't,
 # they|'re); other words keep theirs (which'll), except 's, which comes off any word as a suffix.
 _CONTRACTION = re.compile(r"^([^\W\d_]+?)(n['’]t|['’](?:s|re|ve|ll|d|m))$", re.IGNORECASE)
@@ -215,7 +216,7 @@ def split_piece(piece: str) -> tuple[str, ...]:
         else:
             middle = _infixes(rest)
     tokens = prefixes + middle + suffixes[::-1]
-    if len(tokens) > 1:
+    if len(tokens) > 1 and not _GLUE_STARTS.isdisjoint(tokens[:-1]):
         tokens = _glue_specials(tokens)
     return tuple(tokens)
 
