@@ -141,19 +141,34 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _worker(chain: Chain) -> tuple[int | None, float]:
+    proc = chain.extractor._proc
+    return (proc.pid, process_cpu(proc.pid)) if proc is not None and proc.poll() is None else (None, 0.0)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_ours(warcs: list[Path], extractor: str) -> dict:
     piece_tokens.cache_clear()  # every round starts cold, as datatrove's fresh process does
     config = CurateConfig(extract={"extractor": extractor})
     chain = Chain(config)
     chain.extractor.extract("<html><body><p>warm up</p></body></html>")  # start the worker first
     funnel = Funnel(0)
-    worker = chain.extractor._proc.pid
-    start, cpu, worker_cpu = time.perf_counter(), time.process_time(), process_cpu(worker)
+    pid, worker_cpu = _worker(chain)
+    start, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
     outcomes = [o for warc in warcs for o in chain.run(str(warc), funnel)]
     seconds = time.perf_counter() - start
+    # A worker killed for a timeout is reaped: its CPU shows in RUSAGE_CHILDREN (the first one's
+    # warm-up included, taken off here); the live worker's is read from /proc.
+    end_pid, end_cpu = _worker(chain)
+    extraction = _children_cpu() - children + end_cpu - worker_cpu
     return {
         "seconds": seconds,
-        "cpu_seconds": time.process_time() - cpu + process_cpu(worker) - worker_cpu,
+        "cpu_seconds": time.process_time() - cpu + extraction,
+        "worker_restarts": chain.extractor.restarts + (end_pid != pid),
         "docs": len(outcomes),
         "kept": [o.id for o in outcomes if o.step is None],
         "funnel": funnel.to_dict(),
@@ -229,13 +244,13 @@ def prf(truths: list[str], preds: list[str]) -> dict[str, float]:
 # -- main ------------------------------------------------------------------------------------------
 
 
-def throughput(python: Path, name: str, warcs: list[Path], rounds: int, results: dict) -> None:
+def throughput(python: Path, name: str, warcs: list[Path], rounds: int, results: dict, extractors: list[str]) -> None:
     docs = sum(len(group_pages(w)) for w in warcs)
     print(f"\n{name}: {docs} pages in {len(warcs)} WARC file(s); best of {rounds} interleaved rounds")
     print(f"{'extractor':<12} {'ours docs/s':>12} {'datatrove docs/s':>17} {'ratio':>7} {'ours peak MB':>13} {'dt peak MB':>11} {'kept ours/dt':>13}")
     out = results["throughput"].setdefault(name, {"docs": docs})
     anchor_dir = warcs[0].parent
-    for extractor in ("trafilatura", "resiliparse"):
+    for extractor in extractors:
         rounds_ = [(run_ours(warcs, extractor), anchor(python, "chain", str(anchor_dir), extractor)) for _ in range(rounds)]
         ours = min((r[0] for r in rounds_), key=lambda r: r["cpu_seconds"])
         theirs = min((r[1] for r in rounds_), key=lambda r: r["cpu_seconds"])
@@ -252,6 +267,7 @@ def throughput(python: Path, name: str, warcs: list[Path], rounds: int, results:
         print(f"{extractor:<12} {rate:>12.1f} {their_rate:>17.1f} {rate / their_rate:>6.1f}x {ours['peak_rss_mb']:>13.0f} {theirs['peak_rss_mb']:>11.0f} {len(ours['kept']):>6}/{len(theirs['kept'])}")
         print("   rounds, docs per CPU-second (wall-clock docs/s), ours vs datatrove: " + "; ".join(
             f"{r['ours_cpu']:.1f} ({r['ours_wall']:.1f}) vs {r['datatrove_cpu']:.1f} ({r['datatrove_wall']:.1f})" for r in out[extractor]["rounds"]))
+        print(f"   our worker restarts (timeouts): {[a['worker_restarts'] for a, _ in rounds_]}")
         print("   our seconds by step: " + ", ".join(f"{k} {v:.2f}" for k, v in out[extractor]["ours_seconds_by_step"].items()))
         print("   datatrove seconds by step: " + ", ".join(f"{k.encode('ascii', 'ignore').decode().strip()} {v:.2f}" for k, v in theirs["step_seconds"].items() if v is not None))
     if "trafilatura" in out and "resiliparse" in out:
@@ -339,6 +355,8 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=None, help="limit the article pages (default: all 181)")
     parser.add_argument("--skip-throughput", action="store_true", help="only agreement and extraction quality")
     parser.add_argument("--skip-agreement", action="store_true", help="only throughput")
+    parser.add_argument("--extractors", default="trafilatura,resiliparse", help="throughput for these (comma-separated)")
+    parser.add_argument("--corpora", default="articles,docs", help="throughput on these: articles, docs (the documentation sites)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per side; the fastest counts (the machine is shared)")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -349,9 +367,12 @@ def main() -> None:
     if not args.skip_throughput:
         print("\nthroughput per core = documents per CPU-second of the process and its extraction worker")
         print("(read -> url -> extract -> normalize -> language -> gopher x2 -> c4 -> fineweb)")
-        throughput(python, "articles", [groups["articles"]["warc"]], args.rounds, results)
-        docs = [g["warc"] for name, g in groups.items() if g["warc"] is not None and g["warc"].parent == WORK / "docs"]
-        throughput(python, "documentation sites", docs, args.rounds, results)
+        extractors = args.extractors.split(",")
+        if "articles" in args.corpora:
+            throughput(python, "articles", [groups["articles"]["warc"]], args.rounds, results, extractors)
+        if "docs" in args.corpora:
+            docs = [g["warc"] for name, g in groups.items() if g["warc"] is not None and g["warc"].parent == WORK / "docs"]
+            throughput(python, "documentation sites", docs, args.rounds, results, extractors)
 
     if args.skip_agreement:
         return

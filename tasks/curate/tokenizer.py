@@ -162,6 +162,9 @@ def _glue_specials(tokens: list[str]) -> list[str]:
     return out
 
 
+_CLOSING = frozenset(",;:!?)")
+
+
 def _affix_len(regex: re.Pattern, text: str, at_end: bool) -> int:
     m = regex.search(text) if text else None
     return 0 if m is None else (len(text) - m.start() if at_end else m.end())
@@ -172,6 +175,11 @@ def piece_tokens(piece: str) -> tuple[str, ...]:
     """The tokens of one whitespace-free piece of text (cached)."""
     if piece.isalpha() and piece not in SPECIAL:  # most pieces: a plain word, which no rule cuts
         return (piece,)
+    # The next most common: a plain word and one closing mark, which is a suffix (a full stop
+    # only after a lowercase ASCII letter: "fooB." keeps its dot).
+    last, word = piece[-1], piece[:-1]
+    if (last in _CLOSING or (last == "." and "a" <= piece[-2:-1] <= "z")) and word.isalpha() and piece not in SPECIAL and word not in SPECIAL:
+        return (word, last)
     return split_piece(piece)
 
 
