@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 1
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup demo test test-fast lint bench server worker clean chromium fasttext-trainer bubblewrap
+.PHONY: setup demo test test-fast lint bench server worker clean system-packages fasttext-trainer
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,36 +32,42 @@ fasttext-trainer: $(FASTTEXT_TRAINER)
 
 setup: $(STAMP) $(BLOCKLISTS) $(FASTTEXT_TRAINER)
 
-demo: setup bubblewrap
+demo: setup system-packages
 	$(BIN)/crawl2chat demo
 
-test: setup chromium bubblewrap lint
+test: setup system-packages lint
 	$(BIN)/python -m pytest
 
 # The quick loop: no Prefect server, no browser, no end-to-end stack, nothing marked slow.
-test-fast: setup
+test-fast: setup system-packages
 	$(BIN)/python -m pytest -m "not e2e and not server and not slow"
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The browser test drives the Prefect UI in Debian's chromium (no browser download at run time).
-chromium:
-	@command -v chromium >/dev/null || { \
+# Debian packages the tests, the demo and the benchmarks use, installed together when any is missing:
+# - chromium: the browser tests drive the Prefect UI and the chat page (no browser download at run time);
+# - bubblewrap: the code tool's sandbox (models/sandbox.py) runs model-written Python under it;
+# - real documentation sites, one per HTML generator, for the curate agreement corpus (tests and
+#   benchmarks/curate.py, see tasks/doc_sites.py; about 14 MB): DocBook (postgresql-doc-15,
+#   maint-guide), Texinfo (diffutils-doc, gnu-standards), Doxygen, Docutils, Sphinx
+#   (python-requests-doc, python-jinja2-doc), javadoc (junit4-doc), markdown (nodejs-doc),
+#   AsciiDoc (git-doc), and man2html for man pages.
+DOC_PACKAGES := postgresql-doc-15 maint-guide diffutils-doc gnu-standards doxygen-doc docutils-doc \
+  python-requests-doc python-jinja2-doc junit4-doc nodejs-doc git-doc man2html-base
+SYSTEM_PACKAGES := chromium bubblewrap $(DOC_PACKAGES)
+system-packages:
+	@[ "$$(dpkg-query -W -f='$${Status}\n' $(SYSTEM_PACKAGES) 2>/dev/null | grep -c ' ok installed$$')" = $(words $(SYSTEM_PACKAGES)) ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
-
-# The code tool's sandbox (models/sandbox.py) runs model-written Python under Debian's bubblewrap.
-# Ubuntu 24.04 (GitHub's runners) forbids unprivileged user namespaces through AppArmor: lift that.
-bubblewrap:
-	@command -v bwrap >/dev/null || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends bubblewrap; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); }
+	@# Ubuntu 24.04 (GitHub's runners) forbids unprivileged user namespaces through AppArmor, which
+	@# bubblewrap needs: lift that, and say so.
 	@if [ "$$(cat /proc/sys/kernel/apparmor_restrict_unprivileged_userns 2>/dev/null)" = 1 ]; then \
+	  echo "setting kernel.apparmor_restrict_unprivileged_userns=0 for the sandbox (bubblewrap)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO sysctl -q -w kernel.apparmor_restrict_unprivileged_userns=0; fi
 
-bench: setup
+bench: setup system-packages
 	$(BIN)/python -m benchmarks
 
 server: setup

@@ -1,16 +1,23 @@
 """Curate benchmark: our chain against datatrove's FineWeb steps on the same real pages.
 
-    python benchmarks/curate.py [--pages N]
-    python benchmarks/curate.py --quality [--rounds N]   # the quality step alone (docs/quality.md)
+    python benchmarks/curate.py [--pages-per-site N] [--skip-throughput] [--rounds R]
 
-The 181 real article pages of ../shared/data/extraction-benchmark are wrapped into one WARC
-file; both chains read it and run read -> url -> extract -> language -> Gopher repetition ->
-Gopher quality -> C4 -> FineWeb quality on one core, with trafilatura and with resiliparse.
-Printed: docs/s for both and the ratio, peak memory, per-filter keep/drop agreement (each
-filter alone on the same extracted texts), and the extraction quality of both extractors
-(shingle precision/recall/F1 as the benchmark's evaluate.py defines it). With --quality: the
-chain's docs/s per core with the fastText quality scorer off and on against datatrove's
-trafilatura chain, and the transformers scorer's docs/s on CPU (`quality_benchmark`).
+The quality step's own benchmark is benchmarks/quality.py (docs/quality.md).
+
+The corpus is real HTML of many generators, each group one WARC file:
+- the 181 article pages of ../shared/data/extraction-benchmark ("articles", with ground truth);
+- the real Common Crawl and ClueWeb records of ../shared/data/warc/commoncrawl-sample;
+- one site per documentation generator from Debian's doc packages (`make doc-sites`;
+  tasks/doc_sites.py): DocBook, Texinfo, Doxygen, Docutils, Sphinx, javadoc, markdown,
+  AsciiDoc, man2html, up to N pages each, spread over the site.
+
+Printed, per group and extractor: each filter's keep/drop agreement with datatrove, twice:
+"own text" (each side extracts the page itself: ours with the installed trafilatura and the
+normalize step, datatrove with its pinned trafilatura 1.11) and "same text" (both filters
+on datatrove's text: the filters alone). Then extraction quality on the articles (shingle
+precision/recall/F1 as the benchmark's evaluate.py defines it), and throughput: documents per
+CPU-second of both chains (read -> url -> extract -> language -> Gopher x2 -> C4 -> FineWeb) on
+the articles and on the documentation sites, with our seconds per step.
 
 datatrove runs in its own venv (.cache/anchor-venv: datatrove 0.10.1, spacy, aiohttp,
 resiliparse), created here on first use, driven through benchmarks/curate_anchor.py.
@@ -38,7 +45,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from tasks.curate import blocklists  # noqa: E402
 from tasks.curate.chain import Chain, Funnel  # noqa: E402
-from tasks.curate.config import CurateConfig, ExtractConfig  # noqa: E402
+from tasks.curate.config import CurateConfig, ReadConfig  # noqa: E402
 from tasks.curate.extract import Extractor  # noqa: E402
 from tasks.curate.filters import (  # noqa: E402
     C4QualityFilter,
@@ -48,10 +55,15 @@ from tasks.curate.filters import (  # noqa: E402
     GopherRepetitionFilter,
 )
 from tasks.curate.language import LanguageFilter, model_path  # noqa: E402
+from tasks.curate.normalize import normalize  # noqa: E402
 from tasks.curate.text import Text  # noqa: E402
+from tasks.curate.tokenizer import piece_tokens  # noqa: E402
 from tasks.curate.urls import UrlFilter  # noqa: E402
+from tasks.curate.warc import read_warc  # noqa: E402
+from tasks.doc_sites import SITES, site_warc  # noqa: E402
 
-DATA = Path(os.environ.get("CRAWL2CHAT_SHARED_DATA", REPO.parent / "shared" / "data")) / "extraction-benchmark"
+SHARED = Path(os.environ.get("CRAWL2CHAT_SHARED_DATA", REPO.parent / "shared" / "data"))
+DATA = SHARED / "extraction-benchmark"
 WORK = REPO / ".cache" / "bench-curate"
 ANCHOR = REPO / ".cache" / "anchor-venv"
 ANCHOR_PACKAGES = ["datatrove[processing]==0.10.1", "spacy", "aiohttp", "resiliparse", "warcio", "faust-cchardet", "python-magic", "lxml_html_clean"]
@@ -61,7 +73,7 @@ FILTERS = ("url", "language", "gopher_repetition", "gopher_quality", "c4", "fine
 # -- inputs ----------------------------------------------------------------------------------
 
 
-def pages(limit: int | None) -> list[tuple[str, str, bytes]]:
+def articles(limit: int | None) -> list[tuple[str, str, bytes]]:
     truth = json.loads((DATA / "ground-truth.json").read_text())
     out = []
     for key in sorted(truth)[:limit]:
@@ -82,6 +94,28 @@ def build_warc(items: list[tuple[str, str, bytes]], path: Path) -> None:
                 f"Content-Type: application/http; msgtype=response\r\nContent-Length: {len(http)}\r\n\r\n"
             ).encode()
             f.write(gzip.compress(head + http + b"\r\n\r\n"))
+
+
+def corpus(per_site: int, articles_limit: int | None) -> dict[str, dict]:
+    """Group name -> {generator, warc}: every group one WARC file under WORK."""
+    groups: dict[str, dict] = {}
+    build_warc(articles(articles_limit), WORK / "articles" / "articles.warc.gz")
+    groups["articles"] = {"generator": "news/blog articles", "warc": WORK / "articles" / "articles.warc.gz"}
+    for name in ("warcfile", "clueweb-quirk"):
+        groups[f"cc-{name}"] = {"generator": "Common Crawl" if name == "warcfile" else "ClueWeb09 (Japanese)",
+                                "warc": SHARED / "warc" / "commoncrawl-sample" / f"{name}.warc.gz"}
+    for site in SITES:
+        if not site.available():
+            groups[site.name] = {"generator": site.generator, "warc": None, "missing": f"not measured: {site.package} is not installed (make doc-sites)"}
+            continue
+        warc, _ = site_warc(site, WORK / "docs", limit=per_site)
+        groups[site.name] = {"generator": site.generator, "warc": warc}
+    return groups
+
+
+def group_pages(warc: Path) -> list[tuple[str, str, bytes]]:
+    """(id, url, UTF-8 HTML) of every page the read step accepts."""
+    return [(r.id, r.url or "", r.page) for r in read_warc(str(warc), ReadConfig()) if r.reason is None]
 
 
 def ensure_anchor() -> Path:
@@ -109,28 +143,35 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def children_cpu() -> float:
-    """CPU seconds of this process's children that have exited and been reaped."""
+def _worker(chain: Chain) -> tuple[int | None, float]:
+    proc = chain.extractor._proc
+    return (proc.pid, process_cpu(proc.pid)) if proc is not None and proc.poll() is None else (None, 0.0)
+
+
+def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
-def run_ours(warc: Path, extractor: str) -> dict:
+def run_ours(warcs: list[Path], extractor: str) -> dict:
+    piece_tokens.cache_clear()  # every round starts cold, as datatrove's fresh process does
     config = CurateConfig(extract={"extractor": extractor})
     chain = Chain(config)
     chain.extractor.extract("<html><body><p>warm up</p></body></html>")  # start the worker first
     funnel = Funnel(0)
-    worker = chain.extractor._proc.pid
-    start, cpu, worker_cpu, reaped = time.perf_counter(), time.process_time(), process_cpu(worker), children_cpu()
-    outcomes = list(chain.run(str(warc), funnel))
+    pid, worker_cpu = _worker(chain)
+    start, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
+    outcomes = [o for warc in warcs for o in chain.run(str(warc), funnel)]
     seconds = time.perf_counter() - start
-    # a page past the time limit has its worker killed (and reaped) and a new one started
-    now = chain.extractor._proc.pid
-    live = process_cpu(now) - (worker_cpu if now == worker else 0.0)
+    # A worker killed for a timeout is reaped: its CPU shows in RUSAGE_CHILDREN (the first one's
+    # warm-up included, taken off here); the live worker's is read from /proc.
+    end_pid, end_cpu = _worker(chain)
+    extraction = _children_cpu() - children + end_cpu - worker_cpu
     return {
         "seconds": seconds,
-        "cpu_seconds": time.process_time() - cpu + live + children_cpu() - reaped,
-        "worker_restarts": funnel.to_dict()["steps"].get("extract", {}).get("reasons", {}).get("timeout", 0),
+        "cpu_seconds": time.process_time() - cpu + extraction,
+        "worker_restarts": chain.extractor.restarts + (end_pid != pid),
+        "docs": len(outcomes),
         "kept": [o.id for o in outcomes if o.step is None],
         "kept_texts": [o.text for o in outcomes if o.step is None],
         "funnel": funnel.to_dict(),
@@ -138,13 +179,18 @@ def run_ours(warc: Path, extractor: str) -> dict:
     }
 
 
-def extract_all(items, extractor: str) -> list[str]:
-    # a generous limit: quality should not depend on how loaded the machine is
-    worker = Extractor(ExtractConfig(extractor=extractor, timeout_s=60))
+def our_texts(pages: list[tuple[str, str, bytes]], extractor: str) -> list[str]:
+    """Each page's text as our chain hands it to the filters: extracted (a fresh worker per
+    group, as the chain resets trafilatura's caches per WARC file), then normalized if the
+    config does. A generous time limit: quality should not depend on how loaded the machine is."""
+    config = CurateConfig(extract={"extractor": extractor, "timeout_s": 60})
+    worker = Extractor(config.extract)
+    shape = config.normalize.applies_to(extractor)
     try:
-        return [(worker.extract(html.decode("utf-8", "replace"))[0] or "").strip() for _, _, html in items]
+        texts = [(worker.extract(page)[0] or "").strip() for _, _, page in pages]
     finally:
         worker.close()
+    return [normalize(t, config.normalize.join_bullets) if t and shape else t for t in texts]
 
 
 def our_decisions(docs: list[dict], seconds: dict[str, float]) -> dict[str, dict[str, str | None]]:
@@ -198,84 +244,109 @@ def prf(truths: list[str], preds: list[str]) -> dict[str, float]:
     return {"precision": round(p, 3), "recall": round(r, 3), "f1": round(2 * p * r / (p + r), 3)}
 
 
-# -- the quality step (docs/quality.md) -----------------------------------------------------------
+# -- main ------------------------------------------------------------------------------------------
 
 
-def quality_models(items, folder: Path) -> tuple[str, str]:
-    """A fastText classifier trained here at the trainer's defaults (the 181 article bodies
-    against the same pages' whole-page text), and a randomly initialised model of FineWeb-Edu's
-    classifier's shape (BERT-base: 12 layers x 768, one regression output; a WordPiece
-    vocabulary trained on the pages): its speed is the real one's, its scores are noise."""
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
-
-    from tasks.curate.quality import DEFAULT_LABEL, fasttext_line
-    from tasks.quality_train import NEGATIVE_LABEL, QualityTrainConfig, train_fasttext
-
-    from resiliparse.extract.html2text import extract_plain_text
-
-    truth = json.loads((DATA / "ground-truth.json").read_text())
-    pages_text = [extract_plain_text(html.decode("utf-8", "replace"), main_content=False) for _, _, html in items]
-    folder.mkdir(parents=True, exist_ok=True)
-    fasttext_path = folder / "fasttext.bin"
-    lines = [f"{DEFAULT_LABEL} {fasttext_line(truth[k]['articleBody'])}" for k, *_ in items]
-    lines += [f"{NEGATIVE_LABEL} {fasttext_line(t)}" for t in pages_text if t.strip()]
-    train_fasttext(lines, str(fasttext_path), QualityTrainConfig())
-
-    bert = folder / "bert-base-regression"
-    if not (bert / "config.json").exists():
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.train_from_iterator(pages_text, trainers.WordPieceTrainer(vocab_size=30522, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
-        torch.manual_seed(0)
-        BertForSequenceClassification(BertConfig(vocab_size=tok.get_vocab_size(), num_labels=1)).save_pretrained(bert)
-        PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-                                mask_token="[MASK]", model_max_length=512).save_pretrained(bert)
-    return str(fasttext_path), str(bert)
+def throughput(python: Path, name: str, warcs: list[Path], rounds: int, results: dict, extractors: list[str]) -> None:
+    docs = sum(len(group_pages(w)) for w in warcs)
+    print(f"\n{name}: {docs} pages in {len(warcs)} WARC file(s); best of {rounds} interleaved rounds")
+    print(f"{'extractor':<12} {'ours docs/s':>12} {'datatrove docs/s':>17} {'ratio':>7} {'ours peak MB':>13} {'dt peak MB':>11} {'kept ours/dt':>13}")
+    out = results["throughput"].setdefault(name, {"docs": docs})
+    anchor_dir = warcs[0].parent
+    for extractor in extractors:
+        rounds_ = [(run_ours(warcs, extractor), anchor(python, "chain", str(anchor_dir), extractor)) for _ in range(rounds)]
+        ours = min((r[0] for r in rounds_), key=lambda r: r["cpu_seconds"])
+        theirs = min((r[1] for r in rounds_), key=lambda r: r["cpu_seconds"])
+        rate, their_rate = docs / ours["cpu_seconds"], docs / theirs["cpu_seconds"]
+        out[extractor] = {
+            "ours": rate, "datatrove": their_rate, "ratio": rate / their_rate,
+            "ours_peak_mb": ours["peak_rss_mb"], "datatrove_peak_mb": theirs["peak_rss_mb"],
+            "kept_ours": len(ours["kept"]), "kept_datatrove": len(theirs["kept"]),
+            "ours_seconds_by_step": {k: v["seconds"] for k, v in ours["funnel"]["steps"].items()},
+            "datatrove_seconds_by_step": theirs["step_seconds"],
+            "rounds": [{"ours_cpu": docs / a["cpu_seconds"], "datatrove_cpu": docs / b["cpu_seconds"],
+                        "ours_wall": docs / a["seconds"], "datatrove_wall": docs / b["seconds"]} for a, b in rounds_],
+        }
+        print(f"{extractor:<12} {rate:>12.1f} {their_rate:>17.1f} {rate / their_rate:>6.1f}x {ours['peak_rss_mb']:>13.0f} {theirs['peak_rss_mb']:>11.0f} {len(ours['kept']):>6}/{len(theirs['kept'])}")
+        print("   rounds, docs per CPU-second (wall-clock docs/s), ours vs datatrove: " + "; ".join(
+            f"{r['ours_cpu']:.1f} ({r['ours_wall']:.1f}) vs {r['datatrove_cpu']:.1f} ({r['datatrove_wall']:.1f})" for r in out[extractor]["rounds"]))
+        print(f"   our worker restarts (timeouts): {[a['worker_restarts'] for a, _ in rounds_]}")
+        print("   our seconds by step: " + ", ".join(f"{k} {v:.2f}" for k, v in out[extractor]["ours_seconds_by_step"].items()))
+        print("   datatrove seconds by step: " + ", ".join(f"{k.encode('ascii', 'ignore').decode().strip()} {v:.2f}" for k, v in theirs["step_seconds"].items() if v is not None))
+    if "trafilatura" in out and "resiliparse" in out:
+        # FineWeb as datatrove runs it extracts with trafilatura: our fast configuration against it
+        cross = out["resiliparse"]["ours"] / out["trafilatura"]["datatrove"]
+        out["resiliparse_vs_finewebs_chain"] = cross
+        print(f"ours with resiliparse vs datatrove's FineWeb chain (trafilatura): {cross:.1f}x")
 
 
-def quality_benchmark(items, warc: Path, python: Path, rounds: int, transformer_docs: int) -> dict:
-    """Docs/s per core of our chain (trafilatura, as datatrove's FineWeb chain) with the
-    fastText quality scorer off and on, against datatrove's chain, best of `rounds`
-    interleaved rounds; then the transformers scorer's docs/s on CPU (one thread)."""
-    import torch
+def agreement(python: Path, groups: dict[str, dict], results: dict) -> list[str]:
+    """Per group and extractor, each filter's agreement with datatrove: own text and same text."""
+    pages = {name: group_pages(g["warc"]) for name, g in groups.items() if g["warc"] is not None}
+    jsonl = WORK / "pages.jsonl"
+    jsonl.write_text("".join(
+        json.dumps({"id": pid, "group": name, "url": url, "html": page.decode("utf-8", "surrogatepass")}) + "\n"
+        for name, items in pages.items() for pid, url, page in items
+    ))
+    theirs_text: dict[str, dict[str, str]] = {}
+    ours_text: dict[str, dict[str, str]] = {}
+    article_texts: dict[str, list[str]] = {}
+    for extractor in ("trafilatura", "resiliparse"):
+        theirs_text[extractor] = anchor(python, "extract", str(jsonl), extractor)["texts"]
+        ours_text[extractor] = {}
+        for name, items in pages.items():
+            texts = our_texts(items, extractor)
+            ours_text[extractor].update({pid: t for (pid, _, _), t in zip(items, texts)})
+            if name == "articles":
+                article_texts[extractor] = texts
+    urls = {pid: url for items in pages.values() for pid, url, _ in items}
+    dt_docs = [{"id": f"{ex}:{pid}", "url": urls[pid], "text": t} for ex, texts in theirs_text.items() for pid, t in texts.items() if t]
+    dt_jsonl = WORK / "datatrove-texts.jsonl"
+    dt_jsonl.write_text("".join(json.dumps(d) + "\n" for d in dt_docs))
+    anchor_filters = anchor(python, "filters", str(dt_jsonl))
+    theirs = anchor_filters["decisions"]
+    seconds: dict[str, float] = {}
+    same = our_decisions(dt_docs, seconds)  # our filters on datatrove's own texts
+    own_docs = [{"id": f"{ex}:{pid}", "url": urls[pid], "text": t} for ex, texts in ours_text.items() for pid, t in texts.items() if t]
+    own = our_decisions(own_docs, {})
+    results["filter_docs_per_s"] = {name: {"ours": len(dt_docs) / seconds[name], "datatrove": len(dt_docs) / anchor_filters["seconds"][name]} for name in FILTERS}
 
-    from tasks.curate.config import QualityConfig
-    from tasks.curate.quality import scorer
+    def decision(table: dict, name: str, key: str) -> str | None:
+        return table[name].get(key, "extract/empty")  # no text: the page never reaches the filter
 
-    fasttext_path, bert = quality_models(items, WORK / "quality-models")
-    fasttext_scorer = scorer(QualityConfig(model=fasttext_path))
-    rows = []
-    for _ in range(rounds):
-        ours = run_ours(warc, "trafilatura")
-        start = time.process_time()
-        scores = fasttext_scorer.score(ours["kept_texts"])
-        scoring = time.process_time() - start
-        theirs = anchor(python, "chain", str(warc.parent), "trafilatura")
-        rows.append({"off": len(items) / ours["cpu_seconds"], "on": len(items) / (ours["cpu_seconds"] + scoring),
-                     "datatrove": len(items) / theirs["cpu_seconds"], "scored": len(scores), "scoring_seconds": scoring,
-                     "scored_docs_per_s": len(scores) / scoring if scoring else None})
-    best = {k: max(r[k] for r in rows) for k in ("off", "on", "datatrove")}
-    print(f"\nquality step, fastText scorer ({Path(fasttext_path).stat().st_size / 1e6:.0f} MB model), trafilatura, docs per CPU-second, best of {rounds}:")
-    print(f"  chain, quality off  {best['off']:7.1f}   {best['off'] / best['datatrove']:.1f}x datatrove's FineWeb chain ({best['datatrove']:.1f})")
-    print(f"  chain, quality on   {best['on']:7.1f}   {best['on'] / best['datatrove']:.1f}x")
-    print("  rounds (off / on / datatrove): " + "; ".join(f"{r['off']:.1f} / {r['on']:.1f} / {r['datatrove']:.1f}" for r in rows))
-    print(f"  the scorer alone: {max(r['scored_docs_per_s'] for r in rows):,.0f} kept docs/s ({rows[0]['scored']} docs)")
-
-    torch.set_num_threads(1)
-    texts = [t for t in extract_all(items, "resiliparse") if t][:transformer_docs]
-    bert_scorer = scorer(QualityConfig(model=bert, device="cpu", batch_size=8))
-    bert_scorer.score(texts[:8])  # warm up
-    start = time.process_time()
-    bert_scorer.score(texts)
-    cpu = time.process_time() - start
-    tokens = sum(min(512, len(bert_scorer.tokenizer(t)["input_ids"])) for t in texts)
-    print(f"transformers scorer, BERT-base shape (FineWeb-Edu's classifier), CPU, 1 thread: {len(texts) / cpu:.2f} docs/s "
-          f"({len(texts)} docs, {tokens / len(texts):.0f} tokens each on average, batches of 8)")
-    return {"fasttext": {**best, "ratio_off": best["off"] / best["datatrove"], "ratio_on": best["on"] / best["datatrove"], "rounds": rows},
-            "transformers_cpu": {"docs_per_s": len(texts) / cpu, "docs": len(texts), "mean_tokens": tokens / len(texts), "threads": 1}}
+    failures = []
+    for extractor in ("trafilatura", "resiliparse"):
+        print(f"\n{extractor}: per-filter keep/drop agreement with datatrove, % of pages: own text (same text)")
+        print(f"{'group':<15} {'generator':<20} {'pages':>5} " + " ".join(f"{f[:17]:>17}" for f in FILTERS))
+        for name, g in groups.items():
+            row = results["agreement"].setdefault(name, {"generator": g["generator"]})
+            if g["warc"] is None:
+                row["missing"] = g["missing"]
+                print(f"{name:<15} {g['generator']:<20} {g['missing']}")
+                continue
+            ids = [pid for pid, _, _ in pages[name]]
+            cells, entry = [], {"pages": len(ids), "own": {}, "same": {}, "disagreements": {}}
+            for f in FILTERS:
+                keys = [f"{extractor}:{pid}" for pid in ids]
+                agree_own = sum((decision(own, f, k) is None) == (decision(theirs, f, k) is None) for k in keys) / len(keys)
+                agree_same = sum((decision(same, f, k) is None) == (decision(theirs, f, k) is None) for k in keys) / len(keys)
+                entry["own"][f], entry["same"][f] = agree_own, agree_same
+                entry["disagreements"][f] = [
+                    {"url": urls[k.split(":", 1)[1]], "ours": decision(own, f, k), "datatrove": decision(theirs, f, k)}
+                    for k in keys if (decision(own, f, k) is None) != (decision(theirs, f, k) is None)
+                ]
+                cells.append(f"{100 * agree_own:6.1f} ({100 * agree_same:5.1f})")
+                if agree_own < 0.97:
+                    failures.append(f"{extractor} {name} {f} {100 * agree_own:.1f}%")
+            row[extractor] = entry
+            print(f"{name:<15} {g['generator'][:20]:<20} {len(ids):>5} " + " ".join(f"{c:>17}" for c in cells))
+    if "articles" in pages:
+        truths = json.loads((DATA / "ground-truth.json").read_text())
+        keys = [url_key for url_key in sorted(truths)][: len(pages["articles"])]
+        reference = [truths[k]["articleBody"] for k in keys]
+        results["extraction"] = {ex: prf(reference, texts) for ex, texts in article_texts.items()}
+        results["extraction"]["trafilatura (datatrove's 1.11)"] = prf(reference, [theirs_text["trafilatura"].get(pid, "") for pid, _, _ in pages["articles"]])
+    return failures
 
 
 # -- main ------------------------------------------------------------------------------------------
@@ -283,96 +354,43 @@ def quality_benchmark(items, warc: Path, python: Path, rounds: int, transformer_
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--pages", type=int, default=None, help="limit the pages (default: all 181)")
+    parser.add_argument("--pages-per-site", type=int, default=40, help="pages per documentation site (spread over the site)")
+    parser.add_argument("--articles", type=int, default=None, help="limit the article pages (default: all 181)")
     parser.add_argument("--skip-throughput", action="store_true", help="only agreement and extraction quality")
+    parser.add_argument("--skip-agreement", action="store_true", help="only throughput")
+    parser.add_argument("--extractors", default="trafilatura,resiliparse", help="throughput for these (comma-separated)")
+    parser.add_argument("--corpora", default="articles,docs", help="throughput on these: articles, docs (the documentation sites)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per side; the fastest counts (the machine is shared)")
-    parser.add_argument("--quality", action="store_true", help="only the quality step: fastText scorer on/off, transformers on CPU")
-    parser.add_argument("--transformer-docs", type=int, default=32, help="documents for the transformers scorer's CPU figure")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
-    items = pages(args.pages)
-    warc_dir = WORK / "warc"
-    build_warc(items, warc_dir / "extraction-benchmark.warc.gz")
+    groups = corpus(args.pages_per_site, args.articles)
     python = ensure_anchor()
-    print(f"{len(items)} real pages, {sum(len(h) for *_, h in items) / 1e6:.1f} MB of HTML; blocklists: {blocklists.load(str(blocklists.resolve_dir())).source}")
-    if args.quality:
-        out = REPO / "benchmarks" / "out"
-        out.mkdir(exist_ok=True)
-        result = quality_benchmark(items, warc_dir / "extraction-benchmark.warc.gz", python, args.rounds, args.transformer_docs)
-        (out / "curate-quality.json").write_text(json.dumps(result, indent=2))
+    print(f"corpus: {len(groups)} groups; blocklists: {blocklists.load(str(blocklists.resolve_dir())).source}")
+    results: dict = {"throughput": {}, "agreement": {}, "extraction": {}}
+    if not args.skip_throughput:
+        print("\nthroughput per core = documents per CPU-second of the process and its extraction worker")
+        print("(read -> url -> extract -> normalize -> language -> gopher x2 -> c4 -> fineweb)")
+        extractors = args.extractors.split(",")
+        if "articles" in args.corpora:
+            throughput(python, "articles", [groups["articles"]["warc"]], args.rounds, results, extractors)
+        if "docs" in args.corpora:
+            docs = [g["warc"] for name, g in groups.items() if g["warc"] is not None and g["warc"].parent == WORK / "docs"]
+            throughput(python, "documentation sites", docs, args.rounds, results, extractors)
+
+    if args.skip_agreement:
         return
-
-    results: dict = {"pages": len(items), "throughput": {}, "agreement": {}, "extraction": {}}
-    print(f"\nthroughput per core = documents per CPU-second of the process and its extraction worker")
-    print(f"(read -> url -> extract -> language -> gopher x2 -> c4 -> fineweb; best of {args.rounds} interleaved rounds)")
-    print(f"{'extractor':<12} {'ours docs/s':>12} {'datatrove docs/s':>17} {'ratio':>7} {'ours peak MB':>13} {'dt peak MB':>11} {'kept ours/dt':>13}")
-    for extractor in () if args.skip_throughput else ("trafilatura", "resiliparse"):
-        rounds = [(run_ours(warc_dir / "extraction-benchmark.warc.gz", extractor), anchor(python, "chain", str(warc_dir), extractor)) for _ in range(args.rounds)]
-        ours = min((r[0] for r in rounds), key=lambda r: r["cpu_seconds"])
-        theirs = min((r[1] for r in rounds), key=lambda r: r["cpu_seconds"])
-        results["throughput"].setdefault("rounds", {})[extractor] = [
-            {"ours_wall": len(items) / a["seconds"], "datatrove_wall": len(items) / b["seconds"],
-             "ours_cpu": len(items) / a["cpu_seconds"], "datatrove_cpu": len(items) / b["cpu_seconds"]} for a, b in rounds
-        ]
-        ours_rate, their_rate = len(items) / ours["cpu_seconds"], len(items) / theirs["cpu_seconds"]
-        results["throughput"][extractor] = {"ours": ours_rate, "datatrove": their_rate, "ratio": ours_rate / their_rate,
-                                            "ours_peak_mb": ours["peak_rss_mb"], "datatrove_peak_mb": theirs["peak_rss_mb"],
-                                            "kept_ours": len(ours["kept"]), "kept_datatrove": len(theirs["kept"]),
-                                            "ours_seconds_by_step": {k: v["seconds"] for k, v in ours["funnel"]["steps"].items()}}
-        print(f"{extractor:<12} {ours_rate:>12.1f} {their_rate:>17.1f} {ours_rate / their_rate:>6.1f}x {ours['peak_rss_mb']:>13.0f} {theirs['peak_rss_mb']:>11.0f} {len(ours['kept']):>6}/{len(theirs['kept'])}")
-        print("   rounds, docs per CPU-second (wall-clock docs/s), ours vs datatrove: " + "; ".join(
-            f"{r['ours_cpu']:.1f} ({r['ours_wall']:.1f}) vs {r['datatrove_cpu']:.1f} ({r['datatrove_wall']:.1f})" for r in results["throughput"]["rounds"][extractor]))
-        print("   our seconds by step: " + ", ".join(f"{k} {v['seconds']:.2f}" for k, v in ours["funnel"]["steps"].items()))
-        print("   datatrove seconds by step: " + ", ".join(f"{k.encode('ascii', 'ignore').decode().strip()} {v:.2f}" for k, v in theirs["step_seconds"].items() if v is not None))
-        results["throughput"][extractor]["datatrove_seconds_by_step"] = theirs["step_seconds"]
-    tp = results["throughput"]
-    if "trafilatura" in tp and "resiliparse" in tp:
-        # FineWeb as datatrove runs it extracts with trafilatura: our fast configuration against it
-        cross = tp["resiliparse"]["ours"] / tp["trafilatura"]["datatrove"]
-        per_round = [a["ours_cpu"] / b["datatrove_cpu"] for a, b in zip(tp["rounds"]["resiliparse"], tp["rounds"]["trafilatura"])]
-        tp["resiliparse_vs_finewebs_chain"] = {"ratio": cross, "rounds": per_round}
-        print(f"ours with resiliparse vs datatrove's FineWeb chain (trafilatura): {cross:.1f}x "
-              f"(round by round {min(per_round):.1f}-{max(per_round):.1f}x)")
-
-    print("\nper-filter keep/drop agreement (each filter alone, same extracted texts)")
-    truths = json.loads((DATA / "ground-truth.json").read_text())
-    docs = []
-    for extractor in ("trafilatura", "resiliparse"):
-        texts = extract_all(items, extractor)
-        results["extraction"][extractor] = prf([truths[k]["articleBody"] for k, *_ in items], texts)
-        docs += [{"id": f"{extractor}:{key}", "url": url, "text": text} for (key, url, _), text in zip(items, texts) if text]
-    jsonl = WORK / "texts.jsonl"
-    jsonl.write_text("".join(json.dumps(d) + "\n" for d in docs))
-    anchor_filters = anchor(python, "filters", str(jsonl))
-    theirs = anchor_filters["decisions"]
-    ours_seconds: dict[str, float] = {}
-    ours = our_decisions(docs, ours_seconds)
-    disagreements: dict[str, list] = {}
-    for name in FILTERS:
-        same = sum((ours[name][d["id"]] is None) == (theirs[name][d["id"]] is None) for d in docs)
-        results["agreement"][name] = same / len(docs)
-        disagreements[name] = [
-            {"id": d["id"], "ours": ours[name][d["id"]], "datatrove": theirs[name][d["id"]]}
-            for d in docs if (ours[name][d["id"]] is None) != (theirs[name][d["id"]] is None)
-        ]
-        dropped = sum(ours[name][d["id"]] is not None for d in docs), sum(theirs[name][d["id"]] is not None for d in docs)
-        print(f"{name:<18} {100 * same / len(docs):6.2f}%  ({len(docs) - same} of {len(docs)} differ; dropped ours {dropped[0]}, datatrove {dropped[1]})")
-        for dis in disagreements[name][:6]:
-            print(f"    {dis['id'][:40]:<40} ours={dis['ours']} datatrove={dis['datatrove']}")
-    results["disagreements"] = disagreements
-    results["filter_docs_per_s"] = {
-        name: {"ours": len(docs) / ours_seconds[name], "datatrove": len(docs) / anchor_filters["seconds"][name]} for name in FILTERS
-    }
-    print("\neach filter alone, docs/s (every filter tokenizes for itself; datatrove caches its last 5 texts' tokens)")
+    failures = agreement(python, groups, results)
+    print("\nextraction quality on the articles (shingle P/R/F1, evaluate.py's definition; published trafilatura 0.958)")
+    for extractor, m in results["extraction"].items():
+        print(f"{extractor:<30} precision {m['precision']:.3f}  recall {m['recall']:.3f}  F1 {m['f1']:.3f}")
+    print("\neach filter alone on datatrove's texts, docs/s (every filter tokenizes for itself; datatrove caches its last 5 texts' tokens)")
     for name, v in results["filter_docs_per_s"].items():
         print(f"{name:<18} ours {v['ours']:>9.0f}  datatrove {v['datatrove']:>7.0f}  ratio {v['ours'] / v['datatrove']:>6.1f}x")
-
-    print("\nextraction quality on the 181 pages (shingle P/R/F1, evaluate.py's definition; published trafilatura 0.958)")
-    for extractor, m in results["extraction"].items():
-        print(f"{extractor:<12} precision {m['precision']:.3f}  recall {m['recall']:.3f}  F1 {m['f1']:.3f}")
+    print("\nbelow 97% own-text agreement: " + ("none" if not failures else "; ".join(failures)))
+    results["below_97"] = failures
     out = REPO / "benchmarks" / "out"
     out.mkdir(exist_ok=True)
-    (out / "curate.json").write_text(json.dumps(results, indent=2))
+    (out / "curate.json").write_text(json.dumps(results, indent=2, default=str))
     print(f"\nwritten {out / 'curate.json'}")
 
 

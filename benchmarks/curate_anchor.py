@@ -6,6 +6,9 @@ spacy + aiohttp), never in the project's: `python curate_anchor.py MODE IN OUT`.
   GopherQuality -> C4Quality(no terminal punct) -> FineWebQuality. The extractor is datatrove's
   Trafilatura (FineWeb's settings, 1 s timeout) or, for `--extractor resiliparse`, a datatrove
   extractor step calling resiliparse with the settings ours uses.
+- `extract JSONL OUT EXTRACTOR`: datatrove's extractor step's own extraction of every page in
+  JSONL ({id, group, url, html}); trafilatura's caches start empty for each group (one datatrove
+  run per WARC file). Writes {texts: {id: text}}.
 - `filters JSONL OUT`: every filter alone on every text in JSONL ({id, url, text}); writes
   each filter's keep/drop decision and reason per document.
 
@@ -113,6 +116,21 @@ def run_chain(warc_dir: str, extractor: str) -> dict:
     return {"seconds": seconds, "step_seconds": step_seconds, "cpu_seconds": cpu_seconds, "kept": kept, "stats": json.loads(json.dumps(stats, default=str)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def run_extract(jsonl: str, extractor: str) -> dict:
+    from datatrove.pipeline.extractors import Trafilatura
+    from trafilatura.meta import reset_caches
+
+    step = Trafilatura(favour_precision=True, timeout=60) if extractor == "trafilatura" else resiliparse_extractor()
+    texts, group = {}, None
+    for line in open(jsonl):
+        page = json.loads(line)
+        if page["group"] != group:
+            group = page["group"]
+            reset_caches()
+        texts[page["id"]] = (step.extract(page["html"]) or "").strip()
+    return {"texts": texts}
+
+
 def run_filters(jsonl: str) -> dict:
     from datatrove.data import Document
 
@@ -141,5 +159,5 @@ if __name__ == "__main__":
     mode, source, target = sys.argv[1:4]
     extractor = sys.argv[4] if len(sys.argv) > 4 else "trafilatura"
     seed_lid_model(os.environ["LID_FTZ"])
-    result = run_chain(source, extractor) if mode == "chain" else run_filters(source)
+    result = run_chain(source, extractor) if mode == "chain" else run_extract(source, extractor) if mode == "extract" else run_filters(source)
     Path(target).write_text(json.dumps(result))

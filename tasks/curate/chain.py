@@ -1,4 +1,4 @@
-"""The per-document chain and its funnel: read -> url -> extract -> language -> filters.
+"""The per-document chain and its funnel: read -> url -> extract -> normalize -> language -> filters.
 
 `Chain.run(warc)` yields one `Outcome` per response record (kept or removed with step and
 reason) and fills a `Funnel`: documents and characters into and out of every step, the reasons,
@@ -25,12 +25,13 @@ from tasks.curate.filters import (
     GopherRepetitionFilter,
 )
 from tasks.curate.language import LanguageFilter
+from tasks.curate.normalize import normalize
 from tasks.curate.text import Text
 from tasks.curate.urls import UrlFilter
 from tasks.curate.warc import read_warc
 
 STEPS = (
-    "read", "url", "extract", "language", "gopher_repetition", "gopher_quality", "c4",
+    "read", "url", "extract", "normalize", "language", "gopher_repetition", "gopher_quality", "c4",
     "fineweb_quality", "custom", "quality", "dedup_exact", "dedup_minhash", "pii",
 )
 SNIPPET = 300
@@ -131,6 +132,7 @@ class Chain:
         self.config = config
         self.url_filter = UrlFilter(config.url) if config.url.enabled else None
         self.extractor = extractor_for(config.extract)
+        self.normalize = config.normalize.applies_to(config.extract.extractor)
         self.language = LanguageFilter(config.language) if config.language.enabled else None
         self.filters: list[Any] = [
             f for f, on in (
@@ -180,8 +182,15 @@ class Chain:
             reason = "empty"
         if reason:
             return drop("extract", chars, reason, clock() - t)
-        out.text = text
         funnel.passed("extract", chars, len(text), clock() - t)
+
+        if self.normalize:  # never drops: a stripped non-empty text keeps a non-space character
+            t = clock()
+            changes: Counter = Counter()
+            before, text = len(text), normalize(text, self.config.normalize.join_bullets, changes)
+            funnel.extra.update({f"normalize_{k}": v for k, v in changes.items()})
+            funnel.passed("normalize", before, len(text), clock() - t)
+        out.text = text
 
         if self.language is not None:
             t = clock()

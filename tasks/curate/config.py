@@ -38,6 +38,14 @@ class ExtractConfig(StageConfig):
     min_chars: int = Field(1, ge=0, description="Extracted text shorter than this counts as extract/empty")
 
 
+class NormalizeConfig(StageConfig):
+    enabled: bool | None = Field(None, description="Put extracted text in trafilatura 1.x's shape (lines stripped, inner whitespace runs collapsed, blank lines dropped; tasks/curate/normalize.py). Default (null): on for trafilatura, off for resiliparse")
+    join_bullets: bool = Field(False, description="Also join a line that is only a bullet with the next line. Off: trafilatura 1.x, which FineWeb ran, keeps such lines, and joining them lowers agreement with datatrove (docs/curate-agreement.md)")
+
+    def applies_to(self, extractor: str) -> bool:
+        return self.enabled if self.enabled is not None else extractor == "trafilatura"
+
+
 class LanguageConfig(StageConfig):
     enabled: bool = True
     languages: list[str] | None = Field(["en"], description="Kept languages (fastText lid.176 labels); null keeps any language above the threshold")
@@ -124,6 +132,7 @@ class CurateConfig(StageConfig):
     read: ReadConfig = ReadConfig()
     url: UrlConfig = UrlConfig()
     extract: ExtractConfig = ExtractConfig()
+    normalize: NormalizeConfig = NormalizeConfig()
     language: LanguageConfig = LanguageConfig()
     gopher_repetition: GopherRepetitionConfig = GopherRepetitionConfig()
     gopher_quality: GopherQualityConfig = GopherQualityConfig()
