@@ -11,6 +11,7 @@ reasons) and a report with removed examples per step, as Prefect artifacts and i
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 from prefect import flow, unmapped
@@ -18,11 +19,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks import lake as lakes
 from tasks.config import LakeConfig
-from tasks.crawls import WARC_SUFFIXES, crawl_name
+from tasks.crawls import WARC_SUFFIXES
 from tasks.curate.chain import Funnel
 from tasks.curate.config import CurateConfig
 from tasks.curate.stage import curate_warc, finalize_shard
 from tasks.dedup import DedupConfig
+from tasks.layout import Layout, artifact_key, safe_name
 from tasks.runtime import RunnerConfig, code_version, config_hash, declare, in_lake, run_mapped
 
 KIND = "curated"
@@ -58,8 +60,8 @@ def default_crawl(warcs: list[str], uris: list[str]) -> str:
     first WARC file sits in."""
     fs, path = lakes.filesystem(warcs[0])
     if len(warcs) == 1 and not any(ch in warcs[0] for ch in GLOB_CHARS) and fs.isdir(path):
-        return path.rstrip("/").rsplit("/", 1)[-1]
-    return uris[0].rstrip("/").rsplit("/", 2)[-2]
+        return PurePosixPath(path).name
+    return PurePosixPath(lakes.filesystem(uris[0])[1]).parent.name
 
 
 def run_dedup(lake: LakeConfig, crawl: str, filtered_uri: str, config: CurateConfig, dedup: DedupConfig, runner: RunnerConfig) -> str | None:
@@ -119,9 +121,9 @@ def curate(
     uris = expand(warcs)
     if not uris:
         raise ValueError("no WARC files given")
-    crawl = crawl_name(config.crawl or default_crawl(warcs, uris))
-    base = lakes.join(root, "curated", crawl)
-    filtered_uri, removed_uri, clean_uri = (lakes.join(base, n) for n in ("filtered", "removed", "clean"))
+    crawl = safe_name(config.crawl or default_crawl(warcs, uris))
+    paths = Layout(root).curated(crawl)
+    filtered_uri, removed_uri, clean_uri = paths.filtered, paths.removed, paths.clean
     manifest = dict(config_hash=config_hash(config), code_version=code_version("tasks.curate"))
 
     first = run_mapped(
@@ -158,8 +160,8 @@ def curate(
 
     declare(filtered_uri, removed_uri, clean_uri)
     report = report_markdown(crawl, funnel, summary)
-    lakes.write_text_atomic(lakes.join(base, "report.md"), report)
-    create_table_artifact(key="curate-funnel", table=funnel_rows(funnel), description=f"Curate funnel: {crawl}")
-    create_markdown_artifact(key="curate-report", markdown=report, description=f"Curate report: {crawl}")
-    return {**summary, "clean_uri": clean_uri, "removed_uri": removed_uri, "filtered_uri": filtered_uri, "report": lakes.join(base, "report.md")}
+    lakes.write_text_atomic(paths.report, report)
+    create_table_artifact(key=artifact_key("curate-funnel", crawl), table=funnel_rows(funnel), description=f"Curate funnel: {crawl}")
+    create_markdown_artifact(key=artifact_key("curate-report", crawl), markdown=report, description=f"Curate report: {crawl}")
+    return {**summary, "clean_uri": clean_uri, "removed_uri": removed_uri, "filtered_uri": filtered_uri, "report": paths.report}
 

@@ -1,5 +1,8 @@
 """Re-runs on new crawls: look at a crawl root, start the pipeline for every crawl the lake has
-not curated yet.
+not curated yet, each as its own run (named after its crawl, so runs never overwrite each other).
+
+A crawl root is a folder of crawl folders, a folder of WARC files (one crawl, named after the
+folder) or Common Crawl's layout (tasks/crawls.py); the run's log says what it found.
 
 Deployed on a cron schedule (deployments/prefect.yaml), it is the backstop of the event path:
 a crawler that emits `crawl2chat.crawl.landed` with the crawl's URI starts curation at once
@@ -14,7 +17,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from tasks import crawls
+from tasks import crawls, lake
 from tasks.config import PipelineConfig
 
 PIPELINE_DEPLOYMENT = "pipeline/pipeline"
@@ -43,12 +46,16 @@ def watch(crawl_root: str, config: PipelineConfig = PipelineConfig(), wait: bool
     """
     log = get_run_logger()
     root = config.lake.open()
-    new = crawls.uncurated(crawl_root, root)
+    found = crawls.find(crawl_root)
+    log.info("%s", found.describe(crawl_root))
+    new = {name: warcs for name, warcs in found.crawls.items() if not lake.exists(crawls.curated_uri(root, name))}
     deployment = _pipeline_deployment() if new else None
     started = []
     for name, warcs in sorted(new.items()):
         run_config = config.model_copy(deep=True)
         run_config.curate.crawl = name
+        run_config.run = None  # each crawl's run is named after it
+        run_config.crawls = []
         parameters = {"config": run_config.model_dump(mode="json"), "warcs": warcs}
         if deployment is not None:
             from prefect.deployments import run_deployment
@@ -64,8 +71,8 @@ def watch(crawl_root: str, config: PipelineConfig = PipelineConfig(), wait: bool
     if started:
         create_table_artifact(started, key="watch-started", description=f"New crawls under {crawl_root}")
     else:
-        log.info("no new crawls under %s", crawl_root)
-    return {"crawl_root": crawl_root, "started": started}
+        log.info("no new crawls under %s (%d found, all curated)", crawl_root, len(found.crawls))
+    return {"crawl_root": crawl_root, "found": {n: len(w) for n, w in found.crawls.items()}, "started": started}
 
 
 def emit_landed(uri: str) -> None:

@@ -62,7 +62,7 @@ def test_pipeline_deployment_end_to_end_then_all_cache_hits(stack, pipeline_runs
     for expected in ("crawls/sample/truth", "curated/sample/clean", "curated/sample/removed"):
         assert expected in datasets, sorted(datasets)
     assert any(d.startswith("tokens/") and d.endswith("/train") for d in datasets)
-    assert any(d.startswith("rollouts/rl/") for d in datasets)
+    assert any(d.startswith("rollouts/sample/rl/") for d in datasets)  # named by the run (the crawl's name)
 
     with temporary_settings(updates={PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
         # The training stages ran as their deployments' runs on the gpu pool, as subflows.
@@ -74,7 +74,8 @@ def test_pipeline_deployment_end_to_end_then_all_cache_hits(stack, pipeline_runs
         assert pools["curate"] == {None}  # data stages run in the pipeline's own process
 
         keys = {a.key for a in client.read_artifacts() if a.key}
-        assert {"curate-funnel", "curate-report", "tokenize-counts", "rl-pass-at-1", "pipeline-report-card"} <= keys
+        assert {"curate-funnel-sample", "curate-report-sample", "tokenize-counts-sample-sample", "rl-pass-at-1-sample",
+                "pipeline-report-card-sample"} <= keys
 
         # The second run on the same crawl: every lake task is a cache hit.
         assert second.state.is_completed(), f"second pipeline ended {second.state.name}: see {stack.logs}"
