@@ -311,6 +311,23 @@ def dedup_cmd(
     with server.connected():
         show(dedup(filtered=uri, crawl=name, lake=cfg.lake, config=cfg.dedup, runner=cfg.runner))
 
+@app.command("crawl-from-html")
+def crawl_from_html_cmd(
+    html_root: Annotated[Path, typer.Argument(help="A folder of HTML files (a mirrored site, a documentation tree)")],
+    out: Annotated[Path, typer.Argument(help="The WARC file to write (.warc.gz)")],
+    base_url: Annotated[str, typer.Option(help="The site's URL: a page's URL is BASE_URL/its path under HTML_ROOT")],
+    limit: Annotated[Optional[int], typer.Option(help="At most this many pages, spread evenly over the site")] = None,
+) -> None:
+    """Write a folder of HTML files as a WARC crawl (one response record per page) for `curate`."""
+    from tasks.crawls_html import write_html_warc
+
+    try:
+        count = write_html_warc(html_root, out, base_url, limit=limit)
+    except (FileNotFoundError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"{out}: {count} pages from {html_root} as {base_url.rstrip('/')}/")
+
+
 @app.command("fetch-blocklists")
 def fetch_blocklists_cmd(
     dest: Annotated[Optional[Path], typer.Option(help="Target folder (default .cache/blocklists)")] = None,

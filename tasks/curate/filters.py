@@ -28,10 +28,11 @@ from tasks.curate.config import (
     GopherQualityConfig,
     GopherRepetitionConfig,
 )
-from tasks.curate.text import Text, count_sentences
+from tasks.curate.text import Text, count_sentences, sentence_terminals
 from tasks.curate.text import words as tokenize
+from tasks.curate.tokenizer import ALPHA
 
-HAS_LETTER = re.compile(r"[^\W\d_]").search
+HAS_LETTER = re.compile(f"[{ALPHA}]").search  # str.isalpha, as datatrove tests it (Basic Multilingual Plane)
 
 
 @dataclass
@@ -260,16 +261,6 @@ class C4QualityFilter:
         if word_count is not None:
             doc.view.__dict__.setdefault("word_count", word_count)
         return None
-
-
-@functools.cache
-def sentence_terminals() -> tuple[str, ...]:
-    """Unicode's Sentence_Terminal characters: the multilingual set datatrove HEAD uses
-    (its list matches this property up to a few recent additions; no quote marks)."""
-    import regex
-
-    pattern = regex.compile(r"\p{Sentence_Terminal}")
-    return tuple(chr(c) for c in range(0x20000) if pattern.match(chr(c)))  # none lie past plane 1
 
 
 class FineWebQualityFilter:

@@ -1,77 +1,23 @@
-"""One fast tokenization of a document, shared by every filter that needs it.
+"""One tokenization of a document, shared by every filter that needs it.
 
-datatrove spends most of its filter time in spaCy's tokenizer (about 60 docs/s here); these
-regexes do the same job at thousands of docs/s. They follow spaCy's `blank("en")` where it
-matters to the thresholds (the share of words with a letter, word counts, mean word length):
-URLs, emails, initialisms, abbreviations and numbers with separators stay one token; English
-contractions split as spaCy splits them (do + n't, it + 's); every other punctuation mark is a
-token of its own.
-
-`Text` caches words, lines and paragraphs the first time a filter asks, so the Gopher
-repetition and Gopher quality filters share one tokenization; a filter that rewrites the text
-(C4) makes a new `Text`.
+Words are cut as datatrove's spaCy `blank("en")` cuts them (tasks/curate/tokenizer.py: its
+algorithm and English rules, at thousands of documents a second instead of about 60). `Text`
+caches words, lines and paragraphs the first time a filter asks, so the Gopher repetition and
+Gopher quality filters share one tokenization; a filter that rewrites the text (C4) makes a new
+`Text`.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from functools import cached_property
 
 import numpy as np
 
-# What spaCy keeps whole, and we too: URLs and emails, initialisms (U.S., e.g.) and common
-# abbreviations (Inc., Gov., Jan.), numbers with separators (3.14, 1,000, 11/19/19), ellipses;
-# then words (apostrophes inside kept) and single punctuation marks. English contractions are
-# split as spaCy splits them (do|n't, it|'s) by a space put before them first. URLs and emails
-# are cut out first, only in texts that have them. Every step is one C-level regex pass: no
-# Python loop per token.
-ABBREVIATIONS = (
-    "Mr|Mrs|Ms|Dr|Prof|Gov|Sen|Rep|Gen|Col|Lt|Sgt|Capt|Rev|Hon|Corp|Inc|Ltd|Co|Jr|Sr|St|vs|etc|"
-    "Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Mt|Ft|Ave|Blvd|Dept|Univ|approx|No|Nos|Vol|Fig"
-)
-URL_OR_EMAIL_RE = re.compile(
-    r"((?<![\w/])(?:https?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)\]'’]|(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
-)
+from tasks.curate.tokenizer import words
 
-
-def _word_chars() -> str:
-    """A character class body: \w plus combining marks (Devanagari vowel signs, accents
-    written apart), which Python's \w leaves out, plus CJK and full-width punctuation, which
-    spaCy's English rules keep inside the surrounding run (a Japanese sentence is one token
-    there, so here too)."""
-    import unicodedata
-
-    # Basic Multilingual Plane only: a class of BMP ranges compiles to a bitmap (one lookup per
-    # character); ranges past it make the regex engine scan a range list for every character.
-    marks = [c for c in range(0x10000) if unicodedata.category(chr(c)) in ("Mn", "Mc", "Me")]
-    ranges, first = [], marks[0]
-    for a, b in zip(marks, marks[1:] + [-1]):
-        if b != a + 1:  # a run of consecutive code points ends at a
-            ranges.append(f"\\u{first:04x}-\\u{a:04x}")
-            first = b
-    return r"\w" + "".join(ranges) + r"\u3001-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
-
-
-W = _word_chars()
-WORD_RE = re.compile(
-    # Most tokens are plain words followed by a space or a comma: matched first, they skip the
-    # alternatives below (a quarter of this regex's time). A run of ASCII letters not followed by
-    # a word character, a dot or an apostrophe is what the word alternative would match anyway.
-    rf"[A-Za-z][a-z]*+(?![{W}.'’])"
-    r"|[^\W\d_](?:\.[A-Za-z])*\.(?![^\W\d_])"  # initials and initialisms: A., U.S., e.g.
-    rf"|(?=[A-Za-z]{{1,6}}\.)(?:{ABBREVIATIONS})\.(?!\w)"  # the guard keeps the alternation off most words
-    r"|\d+(?:[.,:/]\d+)*"
-    r"|['’](?:s|re|ve|ll|d|m)\b"
-    rf"|@[{W}]+"
-    rf"|[{W}]+(?:['’][{W}]+)*"
-    r"|\.{2,}"
-    r"|[^\w\s]"
-)
-# The n of n't or the apostrophe of 's, 're, ... after a word character; a space goes before it.
-# Written to start with those characters (the lookbehinds after them), so the regex engine
-# jumps from candidate to candidate instead of trying every position.
-CONTRACTION_RE = re.compile(r"n(?<=\wn)(?=['’]t\b)|['’](?<=\w['’])(?=(?:s|re|ve|ll|d|m)\b)", re.IGNORECASE)
-
+__all__ = ["Text", "count_sentences", "words", "is_symbol_word"]
 
 # A sentence ends at ., !, ? or an ellipsis (and CJK/other full stops), possibly followed by
 # closing quotes or brackets, then whitespace and something more, or glued to the next
@@ -81,20 +27,6 @@ SENTENCE_END_RE = re.compile(r"(?<!\b[A-Za-z])[.!?…。！？]+['\"”’)\]]*\
 PARAGRAPH_RE = re.compile(r"\n{2,}")
 
 
-def words(text: str) -> list[str]:
-    if "'" in text or "’" in text:
-        text = CONTRACTION_RE.sub(r" \g<0>", text)
-    if "@" in text or "://" in text or "www." in text:
-        out: list[str] = []
-        for i, part in enumerate(URL_OR_EMAIL_RE.split(text)):
-            if i % 2:
-                out.append(part)
-            elif part:
-                out.extend(WORD_RE.findall(part))
-        return out
-    return WORD_RE.findall(text)
-
-
 def count_sentences(line: str) -> int:
     """Sentences in one line of text (0 for a blank line)."""
     if not line.strip():
@@ -102,8 +34,31 @@ def count_sentences(line: str) -> int:
     return 1 + len(SENTENCE_END_RE.findall(line.strip()))
 
 
-# A token with a letter or digit is a word for Gopher's length rules; one without is punctuation.
-_HAS_ALNUM = re.compile(r"[^\W_]").search
+@functools.cache
+def sentence_terminals() -> tuple[str, ...]:
+    """Unicode's Sentence_Terminal characters: the multilingual set datatrove HEAD uses
+    (its list matches this property up to a few recent additions; no quote marks)."""
+    import regex
+
+    pattern = regex.compile(r"\p{Sentence_Terminal}")
+    return tuple(chr(c) for c in range(0x20000) if pattern.match(chr(c)))  # none lie past plane 1
+
+
+# datatrove's punctuation: a token made only of these is not a word for Gopher's length rules
+# (other symbols, like § or •, are): ASCII punctuation, typographic quotes and dashes, CJK and
+# full-width marks, control characters, every sentence terminal (and, as datatrove has it, the
+# full-width digit one, but not the opening single quote).
+PUNCTUATION = frozenset(
+    "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+    "—–”“’„«»´…►━∶"
+    "、。，；：？！（）【】《》〈〉「」％１～．"
+    + "".join(map(chr, [*range(0, 9), *range(11, 32), *range(127, 160)]))
+) | frozenset(sentence_terminals())
+_NOT_PUNCTUATION = re.compile("[^" + re.escape("".join(sorted(PUNCTUATION))) + "]").search
+
+
+def is_symbol_word(token: str) -> bool:
+    return _NOT_PUNCTUATION(token) is None
 
 
 class Text:
@@ -128,7 +83,7 @@ class Text:
 
     @cached_property
     def non_symbol_words(self) -> list[str]:
-        return list(filter(_HAS_ALNUM, self.words))  # words with a letter or digit
+        return list(filter(_NOT_PUNCTUATION, self.words))  # tokens that are not all punctuation
 
     @cached_property
     def word_ids(self) -> np.ndarray:

@@ -62,18 +62,22 @@ def http_payload(page: Page) -> tuple[bytes, str]:
     return html.encode(page.charset), f"text/html; charset={page.charset.upper() if page.charset == 'utf-8' else page.charset}"
 
 
+def http_head(status: str, headers: list[tuple[str, str]]) -> bytes:
+    """An HTTP/1.1 response head: status line, headers, blank line."""
+    return ("\r\n".join([f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers)]) + "\r\n\r\n").encode()
+
+
 def http_response(page: Page) -> tuple[bytes, bytes]:
     """(the whole HTTP response, its payload)."""
     payload, content_type = http_payload(page)
-    head = [
-        "HTTP/1.1 200 OK",
-        f"Date: {email.utils.format_datetime(page.date, usegmt=True)}",
-        f"Server: {page.site.server}",
-        f"Content-Type: {content_type}",
-        f"Content-Length: {len(payload)}",
-        "Connection: close",
-    ]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + payload, payload
+    head = http_head("200 OK", [
+        ("Date", email.utils.format_datetime(page.date, usegmt=True)),
+        ("Server", page.site.server),
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(payload))),
+        ("Connection", "close"),
+    ])
+    return head + payload, payload
 
 
 def http_request(page: Page) -> bytes:
