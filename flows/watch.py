@@ -12,6 +12,7 @@ to do; a pipeline started twice on one crawl is all cache hits.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -40,9 +41,9 @@ def _pipeline_deployment() -> Any:
 def watch(crawl_root: str, config: PipelineConfig = PipelineConfig(), wait: bool = False) -> dict[str, Any]:
     """Start the pipeline for each crawl under `crawl_root` without `curated/{crawl}/clean`.
 
-    With a `pipeline` deployment, each crawl gets its own deployment run (fire and forget,
-    unless `wait`), so crawls are processed by the workers in parallel; without one, the
-    pipeline runs here, one crawl after the other.
+    With a `pipeline` deployment, each crawl gets its own deployment run, all started at once
+    so the workers process the crawls in parallel (with `wait`, this flow then waits for all
+    of them); without one, the pipeline runs here, one crawl after the other.
     """
     log = get_run_logger()
     root = config.lake.open()
@@ -60,7 +61,7 @@ def watch(crawl_root: str, config: PipelineConfig = PipelineConfig(), wait: bool
         if deployment is not None:
             from prefect.deployments import run_deployment
 
-            run = run_deployment(PIPELINE_DEPLOYMENT, parameters=parameters, timeout=None if wait else 0, as_subflow=wait)
+            run = run_deployment(PIPELINE_DEPLOYMENT, parameters=parameters, timeout=0, as_subflow=wait)
             started.append({"crawl": name, "warc_files": len(warcs), "flow_run": str(run.id), "state": run.state.name if run.state else ""})
         else:
             from flows.pipeline import pipeline
@@ -68,6 +69,11 @@ def watch(crawl_root: str, config: PipelineConfig = PipelineConfig(), wait: bool
             pipeline(config=run_config, warcs=warcs)
             started.append({"crawl": name, "warc_files": len(warcs), "flow_run": "in process", "state": "Completed"})
         log.info("started the pipeline for crawl %s (%d WARC files)", name, len(warcs))
+    if wait and deployment is not None:
+        from prefect.flow_runs import wait_for_flow_run
+
+        for entry in started:
+            entry["state"] = wait_for_flow_run(uuid.UUID(entry["flow_run"]), timeout=None, log_states=True).state.name
     if started:
         create_table_artifact(started, key="watch-started", description=f"New crawls under {crawl_root}")
     else:

@@ -25,6 +25,7 @@ index a model was trained with from its lineage.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -172,7 +173,8 @@ class Layout:
         return self._relative(checkpoint, "checkpoints")
 
     def is_uri(self, ref: str) -> bool:
-        return "://" in ref or ref.startswith(("/", "./", "../", "~"))
+        """A URI or a local path (absolute, relative or existing), as opposed to a name in the lake."""
+        return "://" in ref or ref.startswith(("/", "./", "../", "~")) or os.path.exists(ref)
 
     def model(self, ref: str) -> str:
         """A committed checkpoint from what a user types: a URI (a checkpoint or run folder, its

@@ -10,7 +10,8 @@ from tasks.config import PipelineConfig, load_config
 MICRO = {
     "curate.dedup_enabled": False,
     "curate.extract.extractor": "resiliparse",
-    "sample_crawl.pages": 40,
+    "sample_crawl.pages": 60,
+    "tokenize.val_fraction": 0.3,  # a few dozen documents: every crawl keeps some for validation
     "sample_crawl.files": 2,
     "tokenizer.vocab_size": 600,
     "pretrain.model": {"seq_len": 128, "n_layer": 1, "n_head": 2, "n_kv_head": 2, "n_embd": 32},
