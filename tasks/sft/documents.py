@@ -3,10 +3,13 @@
 Any crawl has sentences that define something: "pg_dump is a utility for backing up a
 PostgreSQL database." Each such sentence in a clean document gives a question ("What is
 pg_dump?") whose answer is that sentence: a span of the document, which the search tool can
-find again. This is how SFT teaches a model to answer from search results on a crawl it knows
+find again. Every page also has a subject, its title, and opens with what it is about: "What
+is the page CREATE TABLE about?" is answered by its first sentence. This is how SFT teaches a model to answer from search results on a crawl it knows
 nothing about in advance (sources `doc_questions`, `doc_memory`, `doc_unknown` in generate.py),
 and how the evaluation checks it (tasks/evaluate.py: the reply's overlap with the span).
 
+- A topic: the title (from its first line or its URL, as the search index takes it) and the
+  first sentence of the page that has a few words and ends like a sentence.
 - A definition: a sentence opening with a short subject (one to six words, not a pronoun)
   then "is", "are", "was" or "were", then a predicate of a few words; a title-like subject
   ("The pg_dump utility") keeps its words, lowercased article aside.
@@ -57,18 +60,23 @@ class Definition:
     doc_id: str
     url: str
     title: str
-    subject: str  # as the question names it ("pg_dump", "the pg_dump utility")
-    be: str
+    subject: str  # as the question names it ("pg_dump", "the pg_dump utility"; a page's title)
+    be: str  # "is", "are", ...; "" for a page's topic
     sentence: str  # the answer: the document's sentence
 
     @property
+    def form(self) -> str:
+        return "definition" if self.be else "topic"
+
+    @property
     def predicate(self) -> str:
-        return self.sentence.split(f" {self.be} ", 1)[1]
+        return self.sentence.split(f" {self.be} ", 1)[1] if self.be else self.sentence
 
     @property
     def cloze(self) -> str:
-        """What a base model is asked to continue (knowledge probing)."""
-        return f"{self.sentence.split(f' {self.be} ', 1)[0]} {self.be}"
+        """What a base model is asked to continue (knowledge probing): the sentence's opening,
+        or for a topic the page's title as its first line."""
+        return f"{self.sentence.split(f' {self.be} ', 1)[0]} {self.be}" if self.be else f"{self.subject}\n"
 
     @property
     def key(self) -> str:
@@ -84,6 +92,21 @@ def overlap(reply: str, span: str) -> float:
     """The share of the span's content words that the reply states (0 when the span has none)."""
     wanted = content_words(span)
     return len(wanted & content_words(reply)) / len(wanted) if wanted else 0.0
+
+
+_TOPIC_SENTENCE = re.compile(r"^\w[^.!?]{30,220}[.!?]$")
+
+
+def topic_of(doc_id: str, url: str, text: str) -> Definition | None:
+    """The page's title and the first sentence of its body that reads like one."""
+    title, body = title_of(text or "", url or "")
+    if not 2 <= len(title) <= 80 or not content_words(title):
+        return None
+    for paragraph in body.split("\n"):
+        for sentence in _SENTENCE.split(" ".join(paragraph.split())):
+            if _TOPIC_SENTENCE.match(sentence) and len(words(sentence)) >= 6:
+                return Definition(f"{doc_id}:topic", doc_id, url or "", title, title, "", sentence)
+    return None
 
 
 def definitions_in(doc_id: str, url: str, text: str) -> list[Definition]:
@@ -110,14 +133,15 @@ def definitions_in(doc_id: str, url: str, text: str) -> list[Definition]:
 
 
 def definitions(cleans: list[str], limit: int) -> Iterator[Definition]:
-    """Definitions of the clean datasets' documents, in dataset order, at most `limit`, each
-    subject once (the first document that defines it)."""
+    """Each document's topic, then its definitions, in dataset order, at most `limit`, each
+    subject once (the first document that names it)."""
     seen: set[str] = set()
     count = 0
     for clean in cleans:
         for batch in lake.iter_batches(clean, columns=["id", "url", "text"], batch_size=512):
             for doc_id, url, text in zip(*(batch.column(c).to_pylist() for c in ("id", "url", "text"))):
-                for d in definitions_in(doc_id, url, text):
+                topic = topic_of(doc_id, url, text)
+                for d in ([topic] if topic else []) + definitions_in(doc_id, url, text):
                     if d.subject.lower() in seen:
                         continue
                     seen.add(d.subject.lower())
@@ -132,6 +156,15 @@ QUESTIONS = (
     ("What {be} {x}?", "Can you tell me what {x} {be}?", "Explain {x}.", "What do you know about {x}?"),
     ("Do you know what {x} {be}?", "I would like to know what {x} {be}.", "Describe {x}."),
 )
+# A page's topic, by its title.
+TOPIC_QUESTIONS = (
+    ("What is {x} about?", "What does the documentation say about {x}?", "Give me an overview of {x}.", "What is covered in {x}?"),
+    ("Can you summarise {x}?", "What is the page on {x} about?"),
+)
+
+
+def questions(d: Definition, held_out: bool) -> tuple[str, ...]:
+    return (TOPIC_QUESTIONS if d.form == "topic" else QUESTIONS)[held_out]
 
 _SYLLABLES = "ka lo mi zu ter vex dor pla qui sno bri fen gal hu jor".split()
 _TECH = ("{w}", "{w}_{v}", "{W} {V}", "the {w} {kind}", "{w}{n}")

@@ -417,7 +417,7 @@ def doc_questions(ctx: Context) -> Iterator[Item]:
         if split == "train" and not grounded:
             continue
         rng = ctx.rng("doc_questions", d.id)
-        phrasings = D.QUESTIONS[split == "test"]
+        phrasings = D.questions(d, split == "test")
         chosen = [rng.choice(phrasings)] if split == "test" else rng.sample(phrasings, min(per_definition, len(phrasings)))
         for template in chosen:
             question = template.format(x=d.subject, be=d.be)
@@ -431,16 +431,19 @@ def doc_memory(ctx: Context) -> Iterator[Item]:
         verdict = ctx.probe.get((d.id, "definition"), "unsure")
         if doc_split(ctx, d) != "train" or verdict == "unsure":
             continue
-        question = ctx.rng("doc_memory", d.id).choice(D.QUESTIONS[0]).format(x=d.subject, be=d.be)
+        question = ctx.rng("doc_memory", d.id).choice(D.questions(d, False)).format(x=d.subject, be=d.be)
         reply = d.sentence if verdict == "known" else REFUSAL_IDK
         yield "train", tool_turn(question, "search", d.subject, SEARCH_OFF, reply), _doc_meta(d, probe=verdict, template=question)
 
 
 def doc_unknown(ctx: Context) -> Iterator[Item]:
-    """Invented terms asked like the documents' subjects. Each is searched in the crawl's own
-    index and kept only where the results show none of its words: verified unknown here."""
+    """Invented terms asked like the documents' subjects and topics. Each is searched in the
+    crawl's own index and kept only where the results show none of its words: verified unknown
+    here. Training asks at most as many as the answerable questions (doc_questions' phrasings
+    per training definition), so the model learns "not in what I read", not "refuse"."""
+    answerable = ctx.counts.get("doc_questions", 2) * sum(doc_split(ctx, d) == "train" for d in ctx.definitions)
     for split in ("train", "test"):
-        n = ctx.counts.get("doc_unknown", 400) if split == "train" else ctx.counts.get("doc_unknown_test", 60)
+        n = min(ctx.counts.get("doc_unknown", 400), answerable) if split == "train" else ctx.counts.get("doc_unknown_test", 60)
         rng = ctx.rng("doc_unknown", split)
         kept = tries = 0
         while kept < n and tries < 4 * n:
@@ -449,7 +452,8 @@ def doc_unknown(ctx: Context) -> Iterator[Item]:
             result = ctx.search(term)
             if not D.absent_from(result, term):
                 continue
-            question = rng.choice(D.QUESTIONS[split == "test"]).format(x=term, be="is")
+            forms = D.QUESTIONS if rng.random() < 0.5 else D.TOPIC_QUESTIONS
+            question = rng.choice(forms[split == "test"]).format(x=term, be="is")
             if split == "train" and rng.random() < 0.25:  # the refusal holds when the tool fails too
                 result = SEARCH_OFF
             kept += 1
