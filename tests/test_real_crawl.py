@@ -47,12 +47,12 @@ def test_the_pipeline_on_a_real_crawl_measures_every_metric(prefect_server, real
     root = str(tmp_path / "lake")
     config = micro_config(root, **{
         "curate.dedup_enabled": True,
-        "pretrain.model": {"seq_len": 256, "n_layer": 1, "n_head": 2, "n_kv_head": 2, "n_embd": 32},  # room for search results
-        "pretrain.train.steps": 20, "pretrain.train.lr": 0.01,
+        "pretrain.model": {"seq_len": 256, "n_layer": 2, "n_head": 2, "n_kv_head": 2, "n_embd": 64},  # room for search results
+        "pretrain.train.steps": 20, "pretrain.train.lr": 0.01, "pretrain.train.batch_tokens": 512, "pretrain.train.eval_tokens": 512,
         "sft.search_results": 2, "sft.result_chars": 300, "evaluate.search_results": 2, "evaluate.result_chars": 300,
         "sft.val_fraction": 0.2,
-        "sft.train": {"steps": 60, "batch_tokens": 1024, "device_batch": 8, "lr": 0.01, "warmup_steps": 5, "eval_every": 60,
-                      "eval_tokens": 512, "checkpoint_every": 60, "sample_prompts": ["Hi"], "sample_tokens": 4},
+        "sft.train": {"steps": 150, "batch_tokens": 2048, "device_batch": 8, "lr": 0.005, "warmup_steps": 10, "eval_every": 150,
+                      "eval_tokens": 512, "checkpoint_every": 150, "sample_prompts": ["Hi"], "sample_tokens": 4},
         "sft.counts": {"doc_questions": 2, "doc_unknown": 60, "doc_unknown_test": 20, "unknown": 20, "math": 10, "math_test": 4,
                        "arithmetic": 5, "arithmetic_test": 2, "private": 5, "harmful": 5, "benign": 5, "refusal_test": 2, "identity": 3, "echo": 10},
         "evaluate.limits": {"doc": 12, "doc_unknown": 8, "unknown": 4, "math": 2, "harmful": 2, "private": 2, "benign": 2, "fact": 4},
