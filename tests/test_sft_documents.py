@@ -36,6 +36,7 @@ def test_a_page_is_about_its_title_and_opens_with_what_it_is():
     assert topic.sentence == "pg_dump — extract a PostgreSQL database into a script file or other archive file."
     assert topic.cloze == "pg_dump\n" and D.questions(topic, False)[0] == "What is {x} about?"
     assert D.topic_of("d", "", "Title\nshort.") is None  # no sentence that reads like one
+    assert D.topic_of("d", "", "DROP LANGUAGE\nor the owner of the language to use DROP LANGUAGE, or a superuser.") is None  # a fragment
 
 
 def test_at_most_a_few_definitions_per_document():

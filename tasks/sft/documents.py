@@ -94,7 +94,7 @@ def overlap(reply: str, span: str) -> float:
     return len(wanted & content_words(reply)) / len(wanted) if wanted else 0.0
 
 
-_TOPIC_SENTENCE = re.compile(r"^\w[^.!?]{30,220}[.!?]$")
+_TOPIC_SENTENCE = re.compile(r"^\w[^.!?]{30,220}[.!?]$")  # a capital, or the title's own first word (pg_dump ...)
 
 
 def topic_of(doc_id: str, url: str, text: str) -> Definition | None:
@@ -104,7 +104,8 @@ def topic_of(doc_id: str, url: str, text: str) -> Definition | None:
         return None
     for paragraph in body.split("\n"):
         for sentence in _SENTENCE.split(" ".join(paragraph.split())):
-            if _TOPIC_SENTENCE.match(sentence) and len(words(sentence)) >= 6:
+            opens = sentence[:1].isupper() or sentence.split(" ", 1)[0] == title.split(" ", 1)[0]
+            if opens and _TOPIC_SENTENCE.match(sentence) and len(words(sentence)) >= 6:
                 return Definition(f"{doc_id}:topic", doc_id, url or "", title, title, "", sentence)
     return None
 
