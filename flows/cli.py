@@ -47,6 +47,12 @@ def layout_of(cfg: PipelineConfig) -> Layout:
     return Layout(cfg.lake.open())
 
 
+def crawl_of(cfg: PipelineConfig, crawl: str | None) -> str:
+    """The crawl a stage command reads: the one named, else the run's (a run is named after
+    its crawl by default), else the config's."""
+    return crawl or (cfg.run if cfg.run and not cfg.crawls else cfg.default_crawl())
+
+
 def show(result: Any) -> None:
     typer.echo(json.dumps(result, indent=2, default=str))
 
@@ -153,7 +159,7 @@ def tokenizer_cmd(
     with server.connected():
         show(
             tokenizer(
-                lake=cfg.lake, config=cfg.tokenizer, clean=clean, crawl=None if clean else crawl or cfg.default_crawl(),
+                lake=cfg.lake, config=cfg.tokenizer, clean=clean, crawl=None if clean else crawl_of(cfg, crawl),
                 holdout=cfg.tokenize.val_fraction, run=cfg.run,
             )
         )
@@ -180,7 +186,7 @@ def tokenize_cmd(
                 config=cfg.tokenize,
                 tokenizer=tokenizer or layout_of(cfg).tokenizer(cfg.run, cfg.tokenizer.name),
                 clean=clean,
-                crawl=crawl or (None if clean else cfg.default_crawl()),
+                crawl=crawl or (None if clean else crawl_of(cfg, None)),
                 runner=cfg.runner,
                 run=cfg.run,
             )
@@ -206,7 +212,7 @@ def pretrain_cmd(
     cfg = config_from(preset, lake, sets, **{"pretrain.name": name, "pretrain.train.steps": steps, "run": run})
     layout = layout_of(cfg)
     tok = tokenizer if tokenizer and layout.is_uri(tokenizer) else layout.tokenizer(None if tokenizer else cfg.run, tokenizer or cfg.tokenizer.name)
-    tokens = tokens or [layout.tokens(tok, crawl or cfg.default_crawl())]
+    tokens = tokens or [layout.tokens(tok, crawl_of(cfg, crawl))]
     with server.connected():
         show(pretrain(lake=cfg.lake, config=cfg.pretrain, tokenizer=tok, tokens=tokens, resume=resume, run=cfg.run))
 
@@ -217,7 +223,7 @@ def sft_cmd(
     preset: Preset = "tiny",
     lake: Lake = None,
     base: Annotated[Optional[str], typer.Option(help="Base checkpoint: URI or run name under checkpoints/ (default: the pretrain run)")] = None,
-    crawl: Annotated[Optional[str], typer.Option(help="Crawl whose facts and search index the conversations use")] = None,
+    crawl: Annotated[Optional[str], typer.Option(help="Crawl whose documents, facts and search index the conversations use (default: with --run, the base model's)")] = None,
     dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="Your conversations: JSONL/Parquet file, glob or lake dataset (repeatable)")] = None,
     name: Annotated[Optional[str], typer.Option(help="conversations/{run}/{name} and checkpoints/{run}/{name}")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps")] = None,
@@ -230,7 +236,9 @@ def sft_cmd(
     cfg = config_from(preset, lake, sets, **{"sft.name": name, "sft.train.steps": steps, "sft.datasets": dataset, "run": run})
     base = base or cfg.sft.base or "/".join(p for p in (cfg.run, cfg.pretrain.name) if p)
     with server.connected():
-        show(sft(lake=cfg.lake, config=cfg.sft, base=base, crawl=crawl or cfg.default_crawl(), runner=cfg.runner, run=cfg.run))
+        # A run's base model knows its crawls (lineage); a stage alone reads the config's crawl.
+        show(sft(lake=cfg.lake, config=cfg.sft, base=base, crawl=crawl or (None if cfg.run else cfg.default_crawl()), runner=cfg.runner,
+                 run=cfg.run))
 
 
 @app.command("evaluate")

@@ -80,7 +80,8 @@ def sft(
     search = search or (layout.search(crawl) if crawl else layout.search_for(base))
     if not search or not lakes.exists(search):
         raise FileNotFoundError(f"SFT needs the search index {search or 'of the crawl'}: build it with `crawl2chat search-index`")
-    documents = list(clean or ([layout.curated(crawl).clean] if crawl and lakes.exists(layout.curated(crawl).clean) else []))
+    crawls = [crawl] if crawl else layout.crawls_of(base)  # the base model's own crawls when none is named
+    documents = list(clean or [layout.curated(c).clean for c in crawls if lakes.exists(layout.curated(c).clean)])
     if not documents:
         print(f"no clean documents to ask about: leaving out {list(DOC_SOURCES)}")
         config = config.model_copy(update={"sources": [s for s in config.sources if s not in DOC_SOURCES]})

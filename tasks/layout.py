@@ -173,13 +173,13 @@ class Layout:
         return self._relative(checkpoint, "checkpoints")
 
     def is_uri(self, ref: str) -> bool:
-        """A URI or a local path (absolute, relative or existing), as opposed to a name in the lake."""
-        return "://" in ref or ref.startswith(("/", "./", "../", "~")) or os.path.exists(ref)
+        """A URI or an explicit local path, as opposed to a name in the lake."""
+        return "://" in ref or ref.startswith(("/", "./", "../", "~"))
 
     def model(self, ref: str) -> str:
         """A committed checkpoint from what a user types: a URI (a checkpoint or run folder, its
         newest step) or a name under checkpoints/: `run/stage`, `stage`, or a run alone (its
-        most trained model: rl, else sft, else base)."""
+        most trained model: rl, else sft, else base); last, a relative local path."""
         from models import checkpoint as checkpoints
 
         if self.is_uri(ref):
@@ -190,6 +190,8 @@ class Layout:
         for stage in MODEL_STAGES:
             if checkpoints.latest(lake.join(folder, stage)) is not None:
                 return checkpoints.resolve(lake.join(folder, stage))
+        if os.path.exists(ref):  # a relative path without ./ (the lake's names come first)
+            return checkpoints.resolve(lake.normalize(ref))
         raise FileNotFoundError(f"no model {ref!r}: no committed checkpoint under {folder} (give a run, run/stage or a URI)")
 
     def _ancestors(self, uri: str):
@@ -212,17 +214,18 @@ class Layout:
                 return lake.join(self._at("conversations"), str(PurePosixPath(self._relative(uri, "conversations")).parent), "test")
         return None
 
+    def crawls_of(self, checkpoint: str) -> list[str]:
+        """The crawls whose clean documents a model (or dataset) comes from, by name."""
+        return sorted({self.crawl_of(uri) for uri, found in self._ancestors(checkpoint) if found.kind == CLEAN_KIND})
+
     def search_for(self, checkpoint: str) -> str | None:
         """The search index a model was trained with, found in its lineage: the nearest
         ancestor that is a search index, else the index of the one crawl it was trained on.
         None when neither exists (a base model of several crawls, or an index never built)."""
-        crawls = set()
         for uri, found in self._ancestors(checkpoint):
             if found.kind == SEARCH_KIND:
                 return uri
-            if found.kind == CLEAN_KIND:
-                crawls.add(self.crawl_of(uri))
-        if len(crawls) == 1:
-            index = self.search(crawls.pop())
-            return index if lake.exists(index) else None
+        crawls = self.crawls_of(checkpoint)
+        if len(crawls) == 1 and lake.exists(self.search(crawls[0])):
+            return self.search(crawls[0])
         return None

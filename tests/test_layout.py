@@ -91,7 +91,10 @@ def test_a_model_is_found_by_name_and_its_search_index_by_lineage(tmp_path):
     lake.write_dataset(layout.curated("news").clean, [pa.table({"x": [2]})], kind="curated")
     two = _dataset(lake.join(layout.tokens(tok, "both"), "train"), "tokens", [clean, layout.curated("news").clean])
     assert layout.search_for(_save(layout.checkpoints("r2", "base"), 1, [two], tok)) is None  # two crawls, no index of the run
-    assert layout.crawls() == ["docs", "news"]
+    assert layout.crawls() == ["docs", "news"] and layout.crawls_of(sft) == ["docs"]
+    assert Path("tests").is_dir()  # pytest runs from the repository root: a run named like a folder there
+    named_like_a_folder = _save(layout.checkpoints("tests", "sft"), 1, [rows], tok)
+    assert layout.model("tests") == named_like_a_folder  # the lake's name wins over the local folder
 
 
 def put(path: Path, data: bytes = b"w") -> None:
