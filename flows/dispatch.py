@@ -26,7 +26,6 @@ from tasks.config import LakeConfig
 from tasks.layout import Layout
 
 
-
 def _result_uri(lake_root: str, flow_run_id: Any) -> str:
     return Layout(lake_root).flow_result(flow_run_id)
 

@@ -16,7 +16,6 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from flows.dispatch import record_result
 from tasks import lake as lakes
 from tasks.config import LakeConfig
-from tasks.layout import Layout, artifact_key
 from tasks.evaluate import (
     CODE,
     KIND,
@@ -29,6 +28,7 @@ from tasks.evaluate import (
     select_items,
     table,
 )
+from tasks.layout import Layout, artifact_key
 from tasks.runtime import RunnerConfig, code_version, config_hash, declare, in_lake, run_mapped
 
 

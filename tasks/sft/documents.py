@@ -36,7 +36,7 @@ _DEFINITION = re.compile(
     r"^(?P<subject>[A-Za-z][\w.+#/-]*(?: [\w.+#/-]+){0,5}) (?P<be>is|are|was|were) "
     r"(?P<predicate>(?:\w+ly )?(?:a|an|the|one of|used to|used for) [^.!?]{8,220})[.!?]?$"
 )
-_ARTICLE = re.compile(r"^(The|A|An) ", re.I)
+_ARTICLE = re.compile(r"^(The|A|An) ", re.IGNORECASE)
 # Words that open a clause rather than name a subject ("If NOWAIT is ...", "So it is ..."), and
 # subjects that point back rather than name something ("the latter is ...").
 OPENERS = {"if", "when", "whenever", "although", "though", "so", "since", "because", "while", "once", "unless", "where", "after",
