@@ -1,6 +1,6 @@
-"""Benchmark a checkpoint on standard tasks through lm-evaluation-harness: `evals/{run}/benchmarks/{step}`.
+"""Benchmark a checkpoint on standard tasks through lm-evaluation-harness.
 
-    checkpoints/{run}/step-N --run_benchmark (lm-eval over models.harness.EngineLM)--> evals/{run}/benchmarks/step-N
+    checkpoints/{run}/{stage}/step-N --run_benchmark (lm-eval over models.harness.EngineLM)--> evals/{run}/{stage}/benchmarks/step-N
 
 One row per task and metric, CORE and ChatCORE where their groups ran; the manifest's stats
 hold the headline numbers and its parents the checkpoint. A table artifact shows the scores.
@@ -17,7 +17,8 @@ from flows.dispatch import record_result
 from tasks import lake as lakes
 from tasks.benchmark import CODE, KIND, BenchmarkConfig, files_key, headlines, run_benchmark, table
 from tasks.config import LakeConfig
-from tasks.evaluate import markdown_table, resolve_checkpoint
+from tasks.evaluate import markdown_table
+from tasks.layout import Layout, artifact_key
 from tasks.runtime import code_version, config_hash, declare, in_lake
 
 
@@ -31,10 +32,11 @@ def benchmark(
     """Score `checkpoint` (a checkpoint or run URI, or a run name under checkpoints/) on
     `tasks` (default config.tasks): lm-eval task names and the groups `core` and `chat`."""
     root = lake.open()
-    ckpt = resolve_checkpoint(root, checkpoint)
-    run, step = ckpt.rstrip("/").split("/")[-2:]
+    layout = Layout(root)
+    ckpt = layout.model(checkpoint)
+    name = layout.model_name(ckpt)
     tasks = list(tasks or config.tasks)
-    out = lakes.join(root, "evals", run, "benchmarks", step)
+    out = layout.benchmarks(ckpt)
 
     result = in_lake(root, run_benchmark)(ckpt, out, tasks, config, files_key(config.include_path))
     rows, scores = result["rows"], headlines(result["rows"])
@@ -42,6 +44,6 @@ def benchmark(
                  parents=[ckpt], stats={"scores": scores, **result["info"]})
     declare(out)
     shown = table(rows)
-    create_table_artifact(shown, key="benchmark-scores", description=f"{run}/{step} on {', '.join(tasks)} (lm-evaluation-harness)")
+    create_table_artifact(shown, key=artifact_key("benchmark-scores", name), description=f"{name} on {', '.join(tasks)} (lm-evaluation-harness)")
     print(f"benchmarks of {ckpt}:\n{markdown_table(shown)}")
     return {"checkpoint": ckpt, "results": out, "scores": scores}

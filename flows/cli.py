@@ -17,6 +17,7 @@ import yaml
 
 from flows import server
 from tasks.config import PipelineConfig, load_config
+from tasks.layout import Layout
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_show_locals=False)
 server_app = typer.Typer(help="The local Prefect server (SQLite under .prefect/).")
@@ -27,6 +28,7 @@ app.add_typer(quality_app, name="quality")
 Preset = Annotated[str, typer.Option("--preset", "--config", "-c", help="Preset name or YAML file")]
 Lake = Annotated[Optional[str], typer.Option(help="Lake root (folder or s3://bucket/prefix)")]
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field: key=value (value is YAML)")]
+Run = Annotated[Optional[str], typer.Option("--run", help="Run name: what the stage writes goes under {kind}/{run}/ (default: none for a stage alone)")]
 
 
 def config_from(preset: str, lake: str | None, sets: list[str] | None, **fields: Any) -> PipelineConfig:
@@ -41,6 +43,16 @@ def config_from(preset: str, lake: str | None, sets: list[str] | None, **fields:
         overrides["lake.root"] = lake
     overrides.update({k: v for k, v in fields.items() if v is not None})
     return load_config(preset, overrides)
+
+
+def layout_of(cfg: PipelineConfig) -> Layout:
+    return Layout(cfg.lake.open())
+
+
+def crawl_of(cfg: PipelineConfig, crawl: str | None) -> str:
+    """The crawl a stage command reads: the one named, else the run's (a run is named after
+    its crawl by default), else the config's."""
+    return crawl or (cfg.run if cfg.run and not cfg.crawls else cfg.default_crawl())
 
 
 def show(result: Any) -> None:
@@ -80,10 +92,15 @@ def watch_cmd(
     wait: Annotated[bool, typer.Option(help="Wait for the pipeline runs to finish")] = False,
     sets: Sets = None,
 ) -> None:
-    """Start the pipeline for every crawl under CRAWL_ROOT that the lake has not curated."""
+    """Start the pipeline for every crawl under CRAWL_ROOT that the lake has not curated.
+
+    CRAWL_ROOT is a folder of crawl folders, a folder of WARC files (one crawl) or Common
+    Crawl's layout (crawl-data/{CRAWL}/warc.paths.gz); each crawl's run is named after it."""
     from flows.watch import watch
+    from tasks import crawls
 
     cfg = config_from(preset, lake, sets)
+    typer.echo(crawls.find(crawl_root).describe(crawl_root), err=True)
     with server.connected():
         show(watch(crawl_root=crawl_root, config=cfg, wait=wait))
 
@@ -133,17 +150,19 @@ def tokenizer_cmd(
     crawl: Crawl = None,
     clean: Clean = None,
     vocab_size: Annotated[Optional[int], typer.Option(help="Vocabulary size")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Stored as tokenizers/{name}")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Stored as tokenizers/{run}/{name}")] = None,
+    run: Run = None,
     sets: Sets = None,
 ) -> None:
     """Train the BPE tokenizer on a sample of a crawl's clean documents."""
     from flows.tokenizer import tokenizer
 
-    cfg = config_from(preset, lake, sets, **{"tokenizer.vocab_size": vocab_size, "tokenizer.name": name})
+    cfg = config_from(preset, lake, sets, **{"tokenizer.vocab_size": vocab_size, "tokenizer.name": name, "run": run})
     with server.connected():
         show(
             tokenizer(
-                lake=cfg.lake, config=cfg.tokenizer, clean=clean, crawl=crawl or cfg.sample_crawl.name, holdout=cfg.tokenize.val_fraction
+                lake=cfg.lake, config=cfg.tokenizer, clean=clean, crawl=None if clean else crawl_of(cfg, crawl),
+                holdout=cfg.tokenize.val_fraction, run=cfg.run,
             )
         )
 
@@ -154,22 +173,24 @@ def tokenize_cmd(
     lake: Lake = None,
     crawl: Crawl = None,
     clean: Clean = None,
-    tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer name or URI (default: the config's)")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer name or URI (default: the run's, the config's name)")] = None,
+    run: Run = None,
     sets: Sets = None,
 ) -> None:
     """Encode a crawl's clean documents into token shards (train and val)."""
     from flows.tokenize import tokenize
 
-    cfg = config_from(preset, lake, sets)
+    cfg = config_from(preset, lake, sets, run=run)
     with server.connected():
         show(
             tokenize(
                 lake=cfg.lake,
                 config=cfg.tokenize,
-                tokenizer=tokenizer or cfg.tokenizer.name,
+                tokenizer=tokenizer or layout_of(cfg).tokenizer(cfg.run, cfg.tokenizer.name),
                 clean=clean,
-                crawl=crawl or (None if clean else cfg.sample_crawl.name),
+                crawl=crawl or (None if clean else crawl_of(cfg, None)),
                 runner=cfg.runner,
+                run=cfg.run,
             )
         )
 
@@ -181,22 +202,21 @@ def pretrain_cmd(
     crawl: Annotated[Optional[str], typer.Option(help="Crawl name: trains on tokens/{tokenizer}/{crawl}")] = None,
     tokens: Annotated[Optional[list[str]], typer.Option(help="Token folders tokens/{tokenizer}/{crawl} (repeatable; default: the crawl's)")] = None,
     tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer name or URI (default: the config's)")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run name: checkpoints/{name}")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Model name: checkpoints/{run}/{name}")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run's checkpoints even if they came from another config (else they move aside)")] = False,
+    run: Run = None,
     sets: Sets = None,
 ) -> None:
-    """Pretrain the GPT on token shards; checkpoints, metrics and samples go to checkpoints/{name}."""
+    """Pretrain the GPT on token shards; checkpoints, metrics and samples go to checkpoints/{run}/{name}."""
     from flows.pretrain import pretrain
-    from tasks import lake as lakes
 
-    cfg = config_from(preset, lake, sets, **{"pretrain.name": name, "pretrain.train.steps": steps})
-    tok = tokenizer or cfg.tokenizer.name
-    if not tokens:
-        root = cfg.lake.open()
-        tokens = [lakes.join(root, "tokens", tok.rstrip("/").rsplit("/", 1)[-1], crawl or cfg.sample_crawl.name)]
+    cfg = config_from(preset, lake, sets, **{"pretrain.name": name, "pretrain.train.steps": steps, "run": run})
+    layout = layout_of(cfg)
+    tok = tokenizer if tokenizer and layout.is_uri(tokenizer) else layout.tokenizer(None if tokenizer else cfg.run, tokenizer or cfg.tokenizer.name)
+    tokens = tokens or [layout.tokens(tok, crawl_of(cfg, crawl))]
     with server.connected():
-        show(pretrain(lake=cfg.lake, config=cfg.pretrain, tokenizer=tok, tokens=tokens, resume=resume, tracking=cfg.tracking))
+        show(pretrain(lake=cfg.lake, config=cfg.pretrain, tokenizer=tok, tokens=tokens, resume=resume, run=cfg.run, tracking=cfg.tracking))
 
 
 
@@ -205,37 +225,39 @@ def sft_cmd(
     preset: Preset = "tiny",
     lake: Lake = None,
     base: Annotated[Optional[str], typer.Option(help="Base checkpoint: URI or run name under checkpoints/ (default: the pretrain run)")] = None,
-    crawl: Annotated[Optional[str], typer.Option(help="Crawl whose facts and search index the conversations use")] = None,
+    crawl: Annotated[Optional[str], typer.Option(help="Crawl whose documents, facts and search index the conversations use (default: with --run, the base model's)")] = None,
     dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="Your conversations: JSONL/Parquet file, glob or lake dataset (repeatable)")] = None,
-    name: Annotated[Optional[str], typer.Option(help="conversations/{name} and checkpoints/{name}")] = None,
+    name: Annotated[Optional[str], typer.Option(help="conversations/{run}/{name} and checkpoints/{run}/{name}")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps")] = None,
+    run: Run = None,
     sets: Sets = None,
 ) -> None:
     """Build the SFT conversations (probe, generate, your datasets, pack) and fine-tune the base model."""
     from flows.sft import sft
 
-    cfg = config_from(preset, lake, sets, **{"sft.name": name, "sft.train.steps": steps, "sft.datasets": dataset})
+    cfg = config_from(preset, lake, sets, **{"sft.name": name, "sft.train.steps": steps, "sft.datasets": dataset, "run": run})
+    base = base or cfg.sft.base or "/".join(p for p in (cfg.run, cfg.pretrain.name) if p)
     with server.connected():
-        show(sft(lake=cfg.lake, config=cfg.sft, base=base or cfg.sft.base or cfg.pretrain.name, crawl=crawl or cfg.sample_crawl.name,
-                 runner=cfg.runner, tracking=cfg.tracking))
+        # A run's base model knows its crawls (lineage); a stage alone reads the config's crawl.
+        show(sft(lake=cfg.lake, config=cfg.sft, base=base, crawl=crawl or (None if cfg.run else cfg.default_crawl()), runner=cfg.runner,
+                 run=cfg.run, tracking=cfg.tracking))
 
 
 @app.command("evaluate")
 def evaluate_cmd(
-    checkpoint: Annotated[str, typer.Option(help="Checkpoint or run folder (URI), or a run name under checkpoints/")],
+    checkpoint: Annotated[str, typer.Option(help="Checkpoint or run folder (URI), or a name under checkpoints/: run, run/stage")],
     preset: Preset = "tiny",
     lake: Lake = None,
-    conversations: Annotated[Optional[str], typer.Option(help="Held-out conversations (default: conversations/{sft.name}/test)")] = None,
-    crawl: Annotated[Optional[str], typer.Option(help="Crawl whose search index the model uses")] = None,
+    conversations: Annotated[Optional[str], typer.Option(help="Held-out conversations (default: the test split of the model's SFT conversations)")] = None,
+    crawl: Annotated[Optional[str], typer.Option(help="Crawl whose search index the model uses (default: the index in the model's lineage)")] = None,
     sets: Sets = None,
 ) -> None:
-    """Score a checkpoint on held-out math, facts (search on and off), unknown people and refusals: evals/{run}/step-N."""
+    """Score a checkpoint on held-out math, facts (search on and off), unknown people and refusals: evals/{run}/{stage}/step-N."""
     from flows.evaluate import evaluate
 
     cfg = config_from(preset, lake, sets)
     with server.connected():
-        show(evaluate(checkpoint=checkpoint, lake=cfg.lake, config=cfg.evaluate, conversations=conversations,
-                      crawl=crawl or cfg.sample_crawl.name, sft_name=cfg.sft.name, runner=cfg.runner))
+        show(evaluate(checkpoint=checkpoint, lake=cfg.lake, config=cfg.evaluate, conversations=conversations, crawl=crawl, runner=cfg.runner))
 
 
 @app.command("benchmark")
@@ -249,7 +271,7 @@ def benchmark_cmd(
     allow_code_execution: Annotated[bool, typer.Option("--allow-code-execution", help="Run HumanEval: lm-eval executes model-written code unsandboxed")] = False,
     sets: Sets = None,
 ) -> None:
-    """Score a checkpoint on standard benchmarks through lm-evaluation-harness: evals/{run}/benchmarks/step-N."""
+    """Score a checkpoint on standard benchmarks through lm-evaluation-harness: evals/{run}/{stage}/benchmarks/step-N."""
     from flows.benchmark import benchmark
     from tasks.core import DatasetUnreachable
 
@@ -270,23 +292,24 @@ def benchmark_cmd(
 def rl_cmd(
     preset: Preset = "tiny",
     lake: Lake = None,
-    init: Annotated[Optional[str], typer.Option(help="Checkpoint to reinforce: URI or run name under checkpoints/ (default: the sft run)")] = None,
+    init: Annotated[Optional[str], typer.Option(help="Checkpoint to reinforce: URI or name under checkpoints/ (default: the run's sft model)")] = None,
     algorithm: Annotated[Optional[str], typer.Option(help="grpo (group-relative advantages) or rft (train on the right samples)")] = None,
     iterations: Annotated[Optional[int], typer.Option(help="Rollout-and-update rounds")] = None,
-    name: Annotated[Optional[str], typer.Option(help="checkpoints/{name} and rollouts/{name}")] = None,
+    name: Annotated[Optional[str], typer.Option(help="checkpoints/{run}/{name} and rollouts/{run}/{name}")] = None,
     difficulty: Annotated[Optional[list[int]], typer.Option("--difficulty", help="mathgen difficulty 1-5 (repeatable)")] = None,
     dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="Your problems: JSONL/Parquet with prompt or question, and answer (repeatable)")] = None,
-    crawl: Annotated[Optional[str], typer.Option(help="Crawl whose search index the model's search tool reads")] = None,
+    crawl: Annotated[Optional[str], typer.Option(help="Crawl whose search index the model's search tool reads (default: the model's)")] = None,
+    run: Run = None,
     sets: Sets = None,
 ) -> None:
     """Reinforce a chat model on problems with known answers: rollouts mapped over prompt chunks, then RFT or GRPO."""
     from flows.rl import rl
 
     cfg = config_from(preset, lake, sets, **{"rl.init": init, "rl.algorithm": algorithm, "rl.iterations": iterations, "rl.name": name,
-                                             "rl.problems.difficulty": difficulty, "rl.problems.datasets": dataset})
+                                             "rl.problems.difficulty": difficulty, "rl.problems.datasets": dataset, "run": run})
+    init = cfg.rl.init or "/".join(p for p in (cfg.run, cfg.sft.name) if p)
     with server.connected():
-        result = rl(lake=cfg.lake, config=cfg.rl, init=cfg.rl.init or cfg.sft.name, crawl=crawl or cfg.sample_crawl.name, runner=cfg.runner,
-                    tracking=cfg.tracking)
+        result = rl(lake=cfg.lake, config=cfg.rl, init=init, crawl=crawl, runner=cfg.runner, run=cfg.run, tracking=cfg.tracking)
     show({k: v for k, v in result.items() if k != "history"})
 
 
@@ -319,11 +342,10 @@ def dedup_cmd(
 ) -> None:
     """Exact, then MinHash deduplication of a crawl's filtered documents into dedup/{crawl}/."""
     from flows.dedup import dedup
-    from tasks import lake as lakes
 
     cfg = config_from(preset, lake, sets, **{"dedup.scope": scope})
-    name = crawl or cfg.sample_crawl.name
-    uri = filtered or lakes.join(cfg.lake.open(), "curated", name, "filtered")
+    name = crawl or cfg.default_crawl()
+    uri = filtered or layout_of(cfg).curated(name).filtered
     with server.connected():
         show(dedup(filtered=uri, crawl=name, lake=cfg.lake, config=cfg.dedup, runner=cfg.runner))
 
@@ -343,7 +365,7 @@ def quality_train_cmd(
     cfg = config_from(preset, lake, sets, **{"quality_train.name": name})
     with server.connected():
         show(quality_train(positives=positives, lake=cfg.lake, config=cfg.quality_train,
-                           crawl=None if negatives else (crawl or cfg.sample_crawl.name), negatives=negatives))
+                           crawl=None if negatives else (crawl or cfg.default_crawl()), negatives=negatives))
 
 
 @app.command("crawl-from-html")
@@ -376,13 +398,28 @@ def fetch_blocklists_cmd(
 
 
 @app.command("pipeline")
-def pipeline_cmd(preset: Preset = "tiny", lake: Lake = None, sets: Sets = None) -> None:
-    """Run every stage end to end on the sample crawl."""
+def pipeline_cmd(
+    warcs: Annotated[Optional[list[str]], typer.Argument(help="WARC files, folders of them or globs (local or s3://); none: the sample crawl")] = None,
+    preset: Preset = "tiny",
+    lake: Lake = None,
+    run: Annotated[Optional[str], typer.Option("--run", help="Name of the run: everything after curation goes under it (default: the crawl's name)")] = None,
+    crawl: Annotated[Optional[str], typer.Option(help="Name under curated/ for the WARC files (default: their folder's name)")] = None,
+    crawls: Annotated[Optional[str], typer.Option(help="Curated crawls to train on as well: a,b,c, or '*' for every crawl in the lake")] = None,
+    sets: Sets = None,
+) -> None:
+    """Run every stage end to end on your WARC files (or curated crawls), or on the sample crawl."""
     from flows.pipeline import pipeline
 
-    cfg = config_from(preset, lake, sets)
+    named = [c.strip() for c in crawls.split(",") if c.strip()] if crawls else None
+    cfg = config_from(preset, lake, sets, run=run, crawls=named, **{"curate.crawl": crawl})
     with server.connected():
-        show(pipeline(config=cfg))
+        result = pipeline(config=cfg, warcs=warcs or None)
+    show(result)
+    if "evaluate" in result:
+        from tasks.evaluate import markdown_table
+
+        typer.echo(f"\nRun {result['run']} on {', '.join(result['crawls'])}, before and after SFT, on held-out conversations:\n"
+                   + markdown_table(result["evaluate"]["table"]))
 
 
 @app.command("demo")
@@ -423,12 +460,12 @@ def search_index_cmd(
     from flows.search_index import search_index
 
     cfg = config_from(preset, lake, sets, **{"search.passage_chars": passage_chars})
-    crawl = crawl or (None if clean else cfg.sample_crawl.name)
+    crawl = crawl or (None if clean else cfg.default_crawl())
     with server.connected():
         show(search_index(lake=cfg.lake, config=cfg.search, clean=clean, crawl=crawl, runner=cfg.runner))
 
 
-Checkpoint = Annotated[str, typer.Option(help="Checkpoint or run folder (URI), or a run name under the lake's checkpoints/")]
+Checkpoint = Annotated[str, typer.Option(help="Checkpoint or run folder (URI), or a name under the lake's checkpoints/: run, run/stage")]
 MaxNew = Annotated[int, typer.Option(help="Most new tokens per reply or sample")]
 Temperature = Annotated[float, typer.Option(help="Sampling temperature (0: greedy)")]
 TopK = Annotated[Optional[int], typer.Option(help="Sample among the k most likely tokens")]
@@ -440,23 +477,19 @@ DtypeOpt = Annotated[str, typer.Option(help="auto: bfloat16 on a GPU that has it
 
 def _engine(preset: str, lake: str | None, checkpoint: str, search: str | None, no_search: bool, device: str = "auto",
             dtype: str = "auto") -> Any:
-    """The engine for a checkpoint, on the device and dtype of models/device.py's rule, with
-    the search tool over the lake's index of the config's crawl (or `search`) when there is one."""
+    """The engine for a checkpoint (a URI, or a name under checkpoints/: run, run/stage), on
+    the device and dtype of models/device.py's rule, with the search tool over `search`, else
+    the index the model was trained with (its lineage)."""
     from models.engine import Engine
-    from tasks import lake as lakes
 
-    cfg = config_from(preset, lake, None)
-    root = cfg.lake.open()
-    uri = checkpoint if "/" in checkpoint else lakes.join(root, "checkpoints", checkpoint)
-    if no_search:
-        search = None
-    elif search is None:
-        default = lakes.join(root, "search", cfg.sample_crawl.name)
-        search = default if lakes.exists(default) else None
-        if search is None:
-            typer.echo(f"(no search index at {default}: search calls will get an error; build one with `crawl2chat search-index`)", err=True)
+    layout = layout_of(config_from(preset, lake, None))
     try:
-        return Engine.from_checkpoint(uri, search=search, device=device, dtype=dtype)
+        uri = layout.model(checkpoint)
+        if not no_search and search is None:
+            search = layout.search_for(uri)
+            if search is None:
+                typer.echo(f"(no search index in the lineage of {uri}: search calls will get an error; give --search)", err=True)
+        return Engine.from_checkpoint(uri, search=None if no_search else search, device=device, dtype=dtype)
     except FileNotFoundError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -466,7 +499,7 @@ def chat_cmd(
     checkpoint: Checkpoint,
     preset: Preset = "tiny",
     lake: Lake = None,
-    search: Annotated[Optional[str], typer.Option(help="Search index URI (default: the lake's search/{crawl})")] = None,
+    search: Annotated[Optional[str], typer.Option(help="Search index URI (default: the one the model was trained with)")] = None,
     no_search: Annotated[bool, typer.Option("--no-search", help="Run without the search tool")] = False,
     max_new_tokens: MaxNew = 256,
     temperature: Temperature = 0.7,
@@ -528,10 +561,8 @@ def export_cmd(
 ) -> None:
     """Export a checkpoint and its tokenizer as a HuggingFace model folder (Qwen3 architecture)."""
     from models.export import export
-    from tasks import lake as lakes
 
-    root = config_from(preset, lake, None).lake.open()
-    show(export(checkpoint if "/" in checkpoint else lakes.join(root, "checkpoints", checkpoint), out, tokenizer, dtype))
+    show(export(layout_of(config_from(preset, lake, None)).model(checkpoint), out, tokenizer, dtype))
 
 
 @app.command("serve")

@@ -12,6 +12,7 @@ reasons) and a report with removed examples per step, as Prefect artifacts and i
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 from prefect import flow, unmapped
@@ -19,12 +20,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks import lake as lakes
 from tasks.config import LakeConfig
-from tasks.crawls import WARC_SUFFIXES, crawl_name
+from tasks.crawls import WARC_SUFFIXES
 from tasks.curate.chain import Funnel
 from tasks.curate import quality as quality_models
 from tasks.curate.config import CurateConfig, QualityConfig
 from tasks.curate.stage import curate_warc, finalize_shard, quality_shard
 from tasks.dedup import DedupConfig
+from tasks.layout import Layout, artifact_key, safe_name
 from tasks.runtime import RunnerConfig, code_version, config_hash, declare, in_lake, run_mapped
 
 KIND = "curated"
@@ -60,8 +62,8 @@ def default_crawl(warcs: list[str], uris: list[str]) -> str:
     first WARC file sits in."""
     fs, path = lakes.filesystem(warcs[0])
     if len(warcs) == 1 and not any(ch in warcs[0] for ch in GLOB_CHARS) and fs.isdir(path):
-        return path.rstrip("/").rsplit("/", 1)[-1]
-    return uris[0].rstrip("/").rsplit("/", 2)[-2]
+        return PurePosixPath(path).name
+    return PurePosixPath(lakes.filesystem(uris[0])[1]).parent.name
 
 
 def run_dedup(lake: LakeConfig, crawl: str, filtered_uri: str, config: CurateConfig, dedup: DedupConfig, runner: RunnerConfig) -> str | None:
@@ -75,13 +77,12 @@ def run_dedup(lake: LakeConfig, crawl: str, filtered_uri: str, config: CurateCon
     return dedup_flow(filtered=filtered_uri, crawl=crawl, lake=lake, config=dedup, runner=runner)["removals"]
 
 
-def run_quality(root: str, base: str, filtered_uri: str, shards: dict[str, str], removed_uri: str, quality: QualityConfig, runner: RunnerConfig) -> tuple[str, dict[str, str], list[dict[str, Any]]]:
+def run_quality(root: str, quality_uri: str, filtered_uri: str, shards: dict[str, str], removed_uri: str, quality: QualityConfig, runner: RunnerConfig) -> tuple[str, dict[str, str], list[dict[str, Any]]]:
     """The quality slot (tasks/curate/quality.py): every filtered shard scored, the documents
     at or above the threshold committed as `curated/{crawl}/quality`. Returns the dataset and
     shards (name -> URI) that dedup and finalize read, and the tasks' results (none when off)."""
     if not quality.model:
         return filtered_uri, shards, []
-    quality_uri = lakes.join(base, "quality")
     model = quality_models.resolve(quality)
     results = run_mapped(
         in_lake(root, quality_shard), runner, "curate: quality", key="curate-quality-progress",
@@ -149,9 +150,9 @@ def curate(
     uris = expand(warcs)
     if not uris:
         raise ValueError("no WARC files given")
-    crawl = crawl_name(config.crawl or default_crawl(warcs, uris))
-    base = lakes.join(root, "curated", crawl)
-    filtered_uri, removed_uri, clean_uri = (lakes.join(base, n) for n in ("filtered", "removed", "clean"))
+    crawl = safe_name(config.crawl or default_crawl(warcs, uris))
+    paths = Layout(root).curated(crawl)
+    filtered_uri, removed_uri, clean_uri = paths.filtered, paths.removed, paths.clean
     manifest = dict(config_hash=config_hash(config), code_version=code_version("tasks.curate"))
 
     first = run_mapped(
@@ -165,7 +166,7 @@ def curate(
     )
 
     shards = {r["name"]: lakes.join(filtered_uri, r["filtered"]["path"]) for r in first}
-    kept_uri, shards, scored = run_quality(root, base, filtered_uri, shards, removed_uri, quality, runner)
+    kept_uri, shards, scored = run_quality(root, paths.quality, filtered_uri, shards, removed_uri, quality, runner)
     dedup_uri = run_dedup(lake, crawl, kept_uri, config, dedup, runner)
 
     second = run_mapped(
@@ -191,10 +192,12 @@ def curate(
 
     declare(*dict.fromkeys([filtered_uri, kept_uri, removed_uri, clean_uri]))
     report = report_markdown(crawl, funnel, summary)
-    lakes.write_text_atomic(lakes.join(base, "report.md"), report)
-    create_table_artifact(key="curate-funnel", table=funnel_rows(funnel), description=f"Curate funnel: {crawl}")
-    create_markdown_artifact(key="curate-report", markdown=report, description=f"Curate report: {crawl}")
+    lakes.write_text_atomic(paths.report, report)
+    create_table_artifact(key=artifact_key("curate-funnel", crawl), table=funnel_rows(funnel), description=f"Curate funnel: {crawl}")
+    create_markdown_artifact(key=artifact_key("curate-report", crawl), markdown=report, description=f"Curate report: {crawl}")
     for step, bins in (funnel.get("histograms") or {}).items():
-        create_table_artifact(key=f"curate-{step}-scores", table=[{"score": k, "documents": v} for k, v in bins.items()], description=f"{step} scores: {crawl}")
-    return {**summary, "clean_uri": clean_uri, "removed_uri": removed_uri, "filtered_uri": filtered_uri, "quality_uri": kept_uri if scored else None, "report": lakes.join(base, "report.md")}
+        create_table_artifact(key=artifact_key(f"curate-{step}-scores", crawl), table=[{"score": k, "documents": v} for k, v in bins.items()],
+                              description=f"{step} scores: {crawl}")
+    return {**summary, "clean_uri": clean_uri, "removed_uri": removed_uri, "filtered_uri": filtered_uri, "quality_uri": kept_uri if scored else None,
+            "report": paths.report}
 

@@ -31,6 +31,7 @@ from tasks.dedup.stages import (
     shard_removals,
     sign_shard,
 )
+from tasks.layout import Layout, artifact_key
 from tasks.runtime import RunnerConfig, code_version, config_hash, declare, in_lake, run_mapped
 
 
@@ -53,7 +54,7 @@ def dedup(
     root = lake.open()
     index_uri = index_part(root, crawl) if config.scope == "index" else None  # also rejects the crawl name "index"
     filtered_uri = lakes.normalize(filtered)
-    uri = {name: lakes.join(root, "dedup", crawl, name) for name in ("signatures", "exact", "pairs", "clusters", "remove")}
+    uri = {name: Layout(root).dedup(crawl, name) for name in ("signatures", "exact", "pairs", "clusters", "remove")}
     params = config.signature_params()
     provenance = dict(config_hash=config_hash(config), code_version=code_version(*CODE))
     inputs = lakes.shard_uris(filtered_uri)
@@ -119,9 +120,9 @@ def dedup(
     declare(*written)
 
     examples = report.example_clusters(list(cluster_uris.values()), filtered_uri, crawl, config.examples)
-    create_markdown_artifact(report.markdown(crawl, config.scope, stats, examples), key="dedup-report", description=f"Dedup of {crawl}")
+    create_markdown_artifact(report.markdown(crawl, config.scope, stats, examples), key=artifact_key("dedup-report", crawl), description=f"Dedup of {crawl}")
     create_table_artifact(
-        [{"measure": k, "value": v} for k, v in stats.items() if not isinstance(v, dict)], key="dedup-stats", description=f"Dedup of {crawl}"
+        [{"measure": k, "value": v} for k, v in stats.items() if not isinstance(v, dict)], key=artifact_key("dedup-stats", crawl), description=f"Dedup of {crawl}"
     )
     print(f"dedup {crawl}: {stats['docs_in']} in, {stats['removed_exact']} exact and {stats['removed_minhash']} near duplicates removed, {stats['docs_out']} out")
     return {"removals": uri["remove"], "stats": stats, "datasets": written}

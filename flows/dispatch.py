@@ -23,12 +23,11 @@ from pydantic_core import to_jsonable_python
 from models.storage import read_json
 from tasks import lake
 from tasks.config import LakeConfig
-
-RESULTS = "_prefect/flow-results"
+from tasks.layout import Layout
 
 
 def _result_uri(lake_root: str, flow_run_id: Any) -> str:
-    return lake.join(lake_root, RESULTS, f"{flow_run_id}.json")
+    return Layout(lake_root).flow_result(flow_run_id)
 
 
 def record_result(flow_: Flow, flow_run: Any, state: Any) -> None:

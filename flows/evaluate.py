@@ -1,6 +1,6 @@
 """Evaluate a checkpoint on held-out conversations: `evals/{run}/step-{N}/`.
 
-    conversations/{name}/test --evaluate_chunk (one task per chunk of items)--> evals/{run}/step-N (one row per answer)
+    conversations/{run}/{name}/test --evaluate_chunk (one task per chunk of items)--> evals/{run}/{stage}/step-N (one row per answer)
 
 The results dataset's manifest holds the metrics; the run leaves a table artifact of them
 and a markdown artifact of sample conversations. RL reuses this flow on its checkpoints.
@@ -25,10 +25,10 @@ from tasks.evaluate import (
     markdown_table,
     metrics,
     read_rows,
-    resolve_checkpoint,
     select_items,
     table,
 )
+from tasks.layout import Layout, artifact_key
 from tasks.runtime import RunnerConfig, code_version, config_hash, declare, in_lake, run_mapped
 
 
@@ -39,25 +39,30 @@ def evaluate(
     config: EvalConfig = EvalConfig(),
     conversations: str | None = None,
     search: str | None = None,
-    crawl: str = "sample",
-    sft_name: str = "sft",
+    crawl: str | None = None,
     runner: RunnerConfig = RunnerConfig(),
+    run: str | None = None,
 ) -> dict[str, Any]:
-    """Answer the held-out items of `conversations` (default conversations/{sft_name}/test)
-    with `checkpoint` (with the search index `search`, default search/{crawl}) and score them."""
+    """Answer the held-out items of `conversations` (default: the test split of the SFT
+    conversations in the model's lineage) with `checkpoint` (a URI or a name under
+    checkpoints/) and score them. Search reads `search`, else the crawl's index, else the
+    one in the model's lineage. `run` names the artifacts."""
     root = lake.open()
-    ckpt = resolve_checkpoint(root, checkpoint)
-    run, step = ckpt.rstrip("/").split("/")[-2:]
-    conversations = conversations or lakes.join(root, "conversations", sft_name, "test")
-    search = search or lakes.join(root, "search", crawl)
-    if not lakes.exists(search):
-        raise FileNotFoundError(f"no search index at {search}: build it with `crawl2chat search-index`")
-    out = lakes.join(root, "evals", run, step)
+    layout = Layout(root)
+    ckpt = layout.model(checkpoint)
+    name = layout.model_name(ckpt)
+    conversations = conversations or layout.conversations_for(ckpt)
+    if conversations is None:
+        raise FileNotFoundError(f"no SFT conversations in the lineage of {ckpt}: give the held-out conversations to evaluate on")
+    search = search or (layout.search(crawl) if crawl else layout.search_for(ckpt))
+    if not search or not lakes.exists(search):
+        raise FileNotFoundError(f"no search index {search or f'in the lineage of {ckpt}'}: build it with `crawl2chat search-index`")
+    out = layout.evals(ckpt)
 
     n = len(select_items(read_rows(conversations), config.limits, config.seed))
     starts = list(range(0, n, config.chunk))
     results = run_mapped(
-        in_lake(root, evaluate_chunk), runner, f"evaluate {run}/{step}: {n} answers", key="evaluate-progress",
+        in_lake(root, evaluate_chunk), runner, f"evaluate {name}: {n} answers", key="evaluate-progress",
         checkpoint=unmapped(ckpt), conversations=unmapped(conversations), search=unmapped(search), out=unmapped(out),
         part=[f"part-{i:05d}" for i in range(len(starts))], start=starts, count=unmapped(config.chunk), config=unmapped(config),
     )
@@ -68,18 +73,21 @@ def evaluate(
         code_version=code_version(*CODE), parents=[ckpt, conversations, search], stats=scores,
     )
     declare(out)
-    rows = table({f"{run}/{step}": scores})
-    create_table_artifact(rows, key="evaluate-metrics", description=f"{run}/{step} on {n} held-out answers")
-    create_markdown_artifact(examples(outcomes, config.shown), key="evaluate-samples", description=f"sample conversations of {run}/{step}")
+    rows = table({name: scores})
+    create_table_artifact(rows, key=artifact_key("evaluate-metrics", name.replace("/", "-")), description=f"{name} on {n} held-out answers")
+    create_markdown_artifact(examples(outcomes, config.shown), key=artifact_key("evaluate-samples", name.replace("/", "-")),
+                             description=f"sample conversations of {name}")
     print(f"evaluation of {ckpt} ({n} answers):\n{markdown_table(rows)}")
     return {"checkpoint": ckpt, "results": out, "metrics": scores}
 
 
-def before_after(evals: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def before_after(evals: dict[str, dict[str, Any]], run: str | None = None, crawls: list[str] | None = None) -> list[dict[str, Any]]:
     """One table of several evaluations (say the base model and its SFT), a column each; the
-    targets are checked on the last. Left as an artifact and printed."""
-    rows = table({name: e["metrics"] for name, e in evals.items()})
-    create_table_artifact(rows, key="evaluate-before-after", description=" vs ".join(e["checkpoint"] for e in evals.values()))
+    targets are checked on the last. Left as an artifact (one per run) and printed."""
+    about = {"run": run, "crawls": ", ".join(crawls or [])} if run else None
+    rows = table({name: e["metrics"] for name, e in evals.items()}, about)
+    create_table_artifact(rows, key=artifact_key("evaluate-before-after", run),
+                          description=(f"run {run} on {', '.join(crawls or [])}: " if run else "") + " vs ".join(e["checkpoint"] for e in evals.values()))
     print(f"evaluation, {' vs '.join(evals)}:\n{markdown_table(rows)}")
     return rows
 

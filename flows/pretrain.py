@@ -1,6 +1,6 @@
 """Pretrain: token shards in, a base model out.
 
-    tokens/{tokenizer}/{crawl}/train, val + tokenizers/{tokenizer} --train_model (gpu pool)--> checkpoints/{name}/step-N
+    tokens/{tokenizer}/{crawl}/train, val + tokenizers/{tokenizer} --train_model (gpu pool)--> checkpoints/{run}/{name}/step-N
 
 Deployed on the `gpu` work pool; the training task holds a slot of the `gpu` concurrency limit
 and resumes from the run's newest checkpoint when retried. While it runs, a progress artifact
@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows.dispatch import record_result
 from tasks import lake as lakes
 from tasks.config import LakeConfig
+from tasks.layout import Layout, artifact_key
 from tasks.pretrain import PretrainConfig, train_model, write_report
 from tasks.runtime import declare, in_lake
 from tasks.tracking import TrackingConfig, track
@@ -30,31 +31,34 @@ def pretrain(
     tokenizer: str = "bpe-4k",
     tokens: list[str] | None = None,
     resume: bool = False,
+    run: str | None = None,
     tracking: TrackingConfig = TrackingConfig(),
 ) -> dict[str, Any]:
-    """Train `checkpoints/{config.name}` on `tokens` (folders `tokens/{tokenizer}/{crawl}`
-    holding train/ and val/; default the sample crawl's) with `tokenizer` (a name under
-    tokenizers/ or a URI). A run of the same configuration on the same data resumes by
-    itself; `resume` continues one of another configuration (say, more steps); without it
-    such a run moves aside to checkpoints/{name}-{its hashes} and a new run starts."""
+    """Train `checkpoints/{run}/{config.name}` (`checkpoints/{config.name}` without a run) on
+    `tokens` (folders `tokens/{tokenizer}/{crawl}` holding train/ and val/) with `tokenizer`
+    (a name under tokenizers/ or a URI). A run of the same configuration on the same data
+    resumes by itself; `resume` continues one of another configuration (say, more steps);
+    without it such a run moves aside to `{name}-{its hashes}` and a new run starts."""
     root = lake.open()
-    tok_uri = tokenizer if "/" in tokenizer else lakes.join(root, "tokenizers", tokenizer)
+    layout = Layout(root)
+    tok_uri = tokenizer if layout.is_uri(tokenizer) else layout.tokenizer(None, tokenizer)
     lakes.manifest(tok_uri)  # a clear error now when the tokenizer was never trained
-    tokens = tokens or [lakes.join(root, "tokens", tok_uri.rstrip("/").rsplit("/", 1)[-1], "sample")]
+    if not tokens:
+        raise ValueError("no tokens to train on: give the token folders (tokens/{tokenizer}/{crawl})")
     train_data = [lakes.join(t, "train") for t in tokens]
     val_data = [lakes.join(t, "val") for t in tokens]
     for uri in train_data + val_data:
         lakes.manifest(uri)
-    run = lakes.join(root, "checkpoints", config.name)
+    folder = layout.checkpoints(run, config.name)
 
-    summary = in_lake(root, train_model)(train_data, val_data, tok_uri, run, config, resume)
+    summary = in_lake(root, train_model)(train_data, val_data, tok_uri, folder, config, resume)
     declare(summary["checkpoint"])
     mlflow_run = track(tracking, "pretrain", summary["checkpoint"])
 
-    markdown, curve_uri = write_report(run, summary)
-    create_markdown_artifact(markdown, key="pretrain-report", description=f"pretraining {config.name}")
+    markdown, curve_uri = write_report(folder, summary)
+    create_markdown_artifact(markdown, key=artifact_key("pretrain-report", run), description=f"pretraining {folder}")
     print(
         f"{config.name}: val {summary['val_bpb']:.4f} bits/byte (unigram {summary['unigram_bpb']:.4f}), "
         f"{summary['tokens_per_s']:,.0f} tokens/s; {summary['checkpoint']}"
     )
-    return {"run": run, "loss_curve": curve_uri, **summary, **({"mlflow_run": mlflow_run} if mlflow_run else {})}
+    return {"run": folder, "loss_curve": curve_uri, **summary, **({"mlflow_run": mlflow_run} if mlflow_run else {})}

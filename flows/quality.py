@@ -12,6 +12,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks import lake as lakes
+from tasks.layout import Layout
 from tasks.config import LakeConfig
 from tasks.curate.quality import TRAINED_KIND
 from tasks.quality_train import CODE, QualityTrainConfig, train_quality_model
@@ -54,13 +55,13 @@ def quality_train(
     if negatives is None:
         if crawl is None:
             raise ValueError("give the crawl to sample negatives from (or a clean dataset URI)")
-        negatives = lakes.join(root, "curated", crawl, "clean")
+        negatives = Layout(root).curated(crawl).clean
     if not lakes.exists(negatives):
         raise FileNotFoundError(f"no curated dataset at {negatives}: curate a crawl first")
     inputs: list[str] = []  # a lake dataset stays one input (its manifest is its identity); a glob becomes its files
     for uri in positives:
         inputs += [lakes.normalize(uri)] if lakes.exists(uri) else dataset_files(uri)
-    out = lakes.join(root, "quality", config.name)
+    out = Layout(root).quality_model(config.name)
     result = in_lake(root, train_quality_model)(inputs, lakes.normalize(negatives), out, config)
     stats = {**result["stats"], "negatives_from": lakes.normalize(negatives)}
     lakes.commit(

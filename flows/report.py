@@ -1,8 +1,9 @@
 """The pipeline's report card: one markdown page that says what each stage made and links to
 the artifacts the stages left (funnels, token counts, metrics, samples).
 
-It is a keyed Prefect artifact (`pipeline-report-card`) and a file in the lake
-(`reports/pipeline/{run}.md`, plus `latest.md`), so it can be read without the server.
+It is a keyed Prefect artifact (`pipeline-report-card-{run}`) and a file in the lake
+(`reports/{run}/{flow run}.md`, plus `latest.md`), so it can be read without the server. It
+opens with the crawls and the run it is about.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prefect.runtime import flow_run
 from prefect.settings import get_current_settings
 
 from tasks import lake
+from tasks.layout import Layout, artifact_key
 
 KEY = "pipeline-report-card"
 
@@ -58,8 +60,11 @@ def _headline(result: Any) -> tuple[list[str], list[str]]:
     return figures, uris
 
 
-def render(stages: dict[str, Any], artifacts: dict[str, str], ui_url: str | None) -> str:
-    lines = ["# Report card", "", "| stage | figures | datasets and checkpoints | artifacts |", "|---|---|---|---|"]
+def render(stages: dict[str, Any], artifacts: dict[str, str], ui_url: str | None, run: str | None = None, crawls: list[str] | None = None) -> str:
+    lines = [f"# Report card: run {run}" if run else "# Report card", ""]
+    if crawls:
+        lines += [f"Crawl{'s' if len(crawls) > 1 else ''}: {', '.join(crawls)}", ""]
+    lines += ["| stage | figures | datasets and checkpoints | artifacts |", "|---|---|---|---|"]
     for stage, result in stages.items():
         figures, uris = _headline(result)
         prefix = stage.replace("_", "-") + "-"
@@ -73,13 +78,14 @@ def render(stages: dict[str, Any], artifacts: dict[str, str], ui_url: str | None
     return "\n".join(lines) + "\n"
 
 
-def publish(stages: dict[str, Any], lake_root: str) -> str:
-    """Render the report card for the current flow run, store it in the lake and as an artifact."""
+def publish(stages: dict[str, Any], lake_root: str, run: str | None = None, crawls: list[str] | None = None) -> str:
+    """Render the report card for the current flow run, store it in the lake and as an artifact
+    (both named by the pipeline's run)."""
     run_id = uuid.UUID(flow_run.id)
     ui_url = get_current_settings().ui_url
-    markdown = render(stages, stage_artifacts(run_id), ui_url.rstrip("/") if ui_url else None)
-    folder = lake.join(lake_root, "reports", "pipeline")
+    markdown = render(stages, stage_artifacts(run_id), ui_url.rstrip("/") if ui_url else None, run, crawls)
+    folder = Layout(lake_root).reports(run)
     lake.write_text_atomic(lake.join(folder, f"{flow_run.name}.md"), markdown)
     lake.write_text_atomic(lake.join(folder, "latest.md"), markdown)
-    create_markdown_artifact(markdown=markdown, key=KEY, description="What each stage made, with links to its artifacts")
+    create_markdown_artifact(markdown=markdown, key=artifact_key(KEY, run), description=f"What each stage of run {run} made, with links to its artifacts")
     return lake.join(folder, f"{flow_run.name}.md")

@@ -1,11 +1,11 @@
 """RL: sample many solutions, score them, reinforce the good ones.
 
-    SFT checkpoint --snapshot--> checkpoints/{name}/step-0
-    problems (mathgen, users' files) --generate/import--> rollouts/{name}/problems/{train,eval}
+    SFT checkpoint --snapshot--> checkpoints/{run}/{name}/step-0
+    problems (mathgen, users' files) --generate/import--> rollouts/{run}/{name}/problems/{train,eval}
     per iteration N:
-        step-N, train problems --rollout_chunk (mapped over prompt chunks, on the runner)--> rollouts/{name}/iter-N
-        step-N, iter-N --update_policy (RFT or GRPO, gpu pool)--> checkpoints/{name}/step-(N+1)
-        every eval_every: step-N, eval problems --rollout_chunk (greedy + n samples)--> rollouts/{name}/eval-N
+        step-N, train problems --rollout_chunk (mapped over prompt chunks, on the runner)--> rollouts/{run}/{name}/iter-N
+        step-N, iter-N --update_policy (RFT or GRPO, gpu pool)--> checkpoints/{run}/{name}/step-(N+1)
+        every eval_every: step-N, eval problems --rollout_chunk (greedy + n samples)--> rollouts/{run}/{name}/eval-N
 
 Resumable: a re-run continues after the newest policy checkpoint, and inside an iteration
 the finished rollout chunks are cache hits (same samples). Artifacts: the problems, pass@1
@@ -25,7 +25,7 @@ from flows.dispatch import record_result
 from models import checkpoint, storage
 from tasks import lake as lakes
 from tasks.config import LakeConfig
-from tasks.evaluate import resolve_checkpoint
+from tasks.layout import Layout, artifact_key
 from tasks.rl import CODE, RLConfig
 from tasks.rl import evaluate as rl_eval
 from tasks.rl import problems as rl_problems
@@ -54,7 +54,7 @@ def chunks(indices: list[int], size: int) -> list[list[int]]:
     return [indices[i : i + size] for i in range(0, len(indices), size)]
 
 
-def problems_stage(root: str, out: str, config: RLConfig, tokenizer: str, seq_len: int, runner: RunnerConfig) -> dict[str, str]:
+def problems_stage(root: str, out: str, config: RLConfig, tokenizer: str, seq_len: int, runner: RunnerConfig, name: str | None = None) -> dict[str, str]:
     """Write and commit rollouts/{name}/problems/{train,eval}; a table artifact of them."""
     common = dict(config=config.problems, seed=config.seed, tokenizer=tokenizer, seq_len=seq_len, max_new_tokens=config.max_new_tokens)
     parts = [in_lake(root, rl_problems.generate_problems)(out, **common)]
@@ -75,7 +75,7 @@ def problems_stage(root: str, out: str, config: RLConfig, tokenizer: str, seq_le
     rows = [{"source": p["source"], "train": p["shards"]["train"]["rows"], "eval": p["shards"]["eval"]["rows"],
              "rows read": p.get("rows", p["shards"]["train"]["rows"] + p["shards"]["eval"]["rows"]),
              "skipped": ", ".join(f"{k}: {v}" for k, v in p.get("skipped", {}).items()) or "-"} for p in parts]
-    create_table_artifact(rows, key="rl-problems", description=f"problems with known answers in {out}")
+    create_table_artifact(rows, key=artifact_key("rl-problems", name), description=f"problems with known answers in {out}")
     print(f"problems: {[(r['source'], r['train'], r['eval'], r['skipped']) for r in rows]}")
     return uris
 
@@ -142,34 +142,37 @@ def rl(
     config: RLConfig = RLConfig(),
     init: str | None = None,
     search: str | None = None,
-    crawl: str = "sample",
+    crawl: str | None = None,
     runner: RunnerConfig = RunnerConfig(),
+    run: str | None = None,
     tracking: TrackingConfig = TrackingConfig(),
 ) -> dict[str, Any]:
-    """Reinforce `init` (an SFT checkpoint URI or run name; default config.init, then the
-    `sft` run) on problems with known answers. The engine's tools are on: the calculator
-    always, search over `search` (default search/{crawl}, when it exists)."""
+    """Reinforce `init` (an SFT checkpoint URI or name; default config.init, then the run's
+    `sft` model) on problems with known answers, into rollouts/{run}/{name} and
+    checkpoints/{run}/{name}. The engine's tools are on: the calculator always, search over
+    `search` (default: the crawl's index, else the one in the model's lineage, when it exists)."""
     root = lake.open()
-    init = resolve_checkpoint(root, init or config.init or "sft")
+    layout = Layout(root)
+    init = layout.model(init or config.init or (f"{run}/sft" if run else "sft"))
     init_cfg = storage.read_json(storage.join(init, "config.json"))
     tokenizer, seq_len = init_cfg["tokenizer"], init_cfg["model"]["seq_len"]
-    search = search or lakes.join(root, "search", crawl)
-    search = search if lakes.exists(search) else None
-    out, run = lakes.join(root, "rollouts", config.name), lakes.join(root, "checkpoints", config.name)
+    search = search or (layout.search(crawl) if crawl else layout.search_for(init))
+    search = search if search and lakes.exists(search) else None
+    out, folder = layout.rollouts(run, config.name), layout.checkpoints(run, config.name)
 
-    problems = problems_stage(root, lakes.join(out, "problems"), config, tokenizer, seq_len, runner)
+    problems = problems_stage(root, lakes.join(out, "problems"), config, tokenizer, seq_len, runner, run)
     train_count = lakes.manifest(problems["train"]).rows
-    uri, step, version = start_or_resume(run, init, config)
+    uri, step, version = start_or_resume(folder, init, config)
     declare(uri)
     if step:
-        print(f"resuming {run} after iteration {step}")
+        print(f"resuming {folder} after iteration {step}")
 
-    evals = {0: evaluation(root, out, 0, (checkpoint.step_uri(run, 0), policy_version(checkpoint.step_uri(run, 0))), problems["eval"], config, search, runner)}
+    evals = {0: evaluation(root, out, 0, (checkpoint.step_uri(folder, 0), policy_version(checkpoint.step_uri(folder, 0))), problems["eval"], config, search, runner)}
     for iteration in range(step, config.iterations):
         indices = iteration_prompts(train_count, config.prompts, iteration, config.seed)
         sampled = rollouts(root, (uri, version), problems["train"], indices, iteration, lakes.join(out, f"iter-{iteration:06d}"),
                            Sampling.of(config), config, search, runner, f"iteration {iteration}")
-        updated = in_lake(root, update_policy)(uri, lakes.join(out, f"iter-{iteration:06d}"), init, run, iteration, config)
+        updated = in_lake(root, update_policy)(uri, lakes.join(out, f"iter-{iteration:06d}"), init, folder, iteration, config)
         uri, version = updated["checkpoint"], updated["version"]
         declare(lakes.join(out, f"iter-{iteration:06d}"), uri)
         print(f"iteration {iteration}: reward {sampled['reward_strict']:.3f} strict, {sampled['reward_lenient']:.3f} lenient, "
@@ -180,7 +183,7 @@ def rl(
     last = checkpoint.load(uri, training_state=False).step
     if last not in evals:
         evals[last] = evaluation(root, out, last, (uri, version), problems["eval"], config, search, runner)
-    result = publish(root, out, run, config, evals, last)
+    result = publish(root, out, folder, config, evals, last, run)
     held_out = [(f"heldout/{k}", float(v), step) for step, e in evals.items() for k, v in e["all"].items() if isinstance(v, (int, float))]
     mlflow_run = track(tracking, "rl", result["checkpoint"], data=problems.values(), extra=held_out)
     return {**result, **({"mlflow_run": mlflow_run} if mlflow_run else {})}
@@ -197,21 +200,21 @@ def history_of(out: str, run: str) -> list[dict[str, Any]]:
     return history
 
 
-def publish(root: str, out: str, run: str, config: RLConfig, evals: dict[int, Any], last: int) -> dict[str, Any]:
+def publish(root: str, out: str, run: str, config: RLConfig, evals: dict[int, Any], last: int, name: str | None = None) -> dict[str, Any]:
     """The artifacts: pass@1 before and after, the report with the reward curve, the best
     and worst rollouts of the last iteration."""
     history = history_of(out, run)
     table = rl_eval.before_after(evals[0], evals[last])
     if table:
-        create_table_artifact(table, key="rl-pass-at-1", description=f"{config.name}: held-out problems, step 0 (SFT) and step {last}")
+        create_table_artifact(table, key=artifact_key("rl-pass-at-1", name), description=f"{config.name}: held-out problems, step 0 (SFT) and step {last}")
     curve_uri = lakes.join(out, "reward.png")
     png = reward_curve_png(history, evals, config.name)
     storage.write_bytes(curve_uri, png, atomic=True)
-    create_markdown_artifact(report_markdown(config.name, config.algorithm, table, history, curve_uri, png), key="rl-report",
+    create_markdown_artifact(report_markdown(config.name, config.algorithm, table, history, curve_uri, png), key=artifact_key("rl-report", name),
                              description=f"RL {config.name}: reward curve and held-out accuracy")
     if history:
         rows = read_rows(lakes.join(out, f"iter-{history[-1]['iteration']:06d}"), None)
-        create_markdown_artifact(rollout_markdown(rows, config.shown), key="rl-rollouts", description="best and worst rollouts")
+        create_markdown_artifact(rollout_markdown(rows, config.shown), key=artifact_key("rl-rollouts", name), description="best and worst rollouts")
     before, after = evals[0]["all"], evals[last]["all"]
     print(f"{config.name}: held-out pass@1 {before['pass1_greedy']:.3f} -> {after['pass1_greedy']:.3f} over {last} iterations; {curve_uri}")
     return {"checkpoint": checkpoint.step_uri(run, last), "reward_curve": curve_uri, "before": evals[0], "after": evals[last],

@@ -1,4 +1,5 @@
-"""Build the search tool's BM25 index over a crawl's clean documents: `search/{crawl}/`."""
+"""Build the search tool's BM25 index over a crawl's clean documents: `search/{crawl}/` (or over
+several crawls', for a run that trains on them: `search/{run}/`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from models.tools import SearchIndex, format_passages
 from tasks import lake as lakes
 from tasks.config import LakeConfig
+from tasks.layout import Layout, artifact_key
 from tasks.runtime import RunnerConfig, declare, in_lake, run_mapped
 from tasks.search import SearchConfig, build_index, split_shard
 
@@ -38,19 +40,26 @@ def _examples(uri: str, seed: int = 0) -> str:
 def search_index(
     lake: LakeConfig = LakeConfig(),
     config: SearchConfig = SearchConfig(),
-    clean: str | None = None,
+    clean: str | list[str] | None = None,
     crawl: str | None = None,
     runner: RunnerConfig = RunnerConfig(),
 ) -> dict[str, Any]:
-    """Split `clean` (default `curated/{crawl}/clean`) into passages, one task per shard, and
-    index them into `search/{crawl}/` (crawl defaults to the folder above `clean`)."""
+    """Split `clean` (default `curated/{crawl}/clean`; or several crawls' clean datasets) into
+    passages, one task per shard, and index them into `search/{crawl}/`: `crawl` defaults to
+    the crawl `clean` belongs to, and must be given (the run's name) for several."""
     root = lake.open()
+    layout = Layout(root)
     if clean is None:
-        clean = lakes.join(root, "curated", crawl or "sample", "clean")
-    crawl = crawl or lakes.normalize(clean).rstrip("/").split("/")[-2]
-    out = lakes.join(root, "search", crawl)
+        if crawl is None:
+            raise ValueError("give the clean dataset(s) or the crawl to index")
+        clean = layout.curated(crawl).clean
+    if crawl is None:
+        if not isinstance(clean, str):
+            raise ValueError("an index over several crawls needs a name (the run's)")
+        crawl = layout.crawl_of(clean)
+    out = layout.search(crawl)
 
-    shards = lakes.shard_uris(clean)
+    shards = [s for c in ([clean] if isinstance(clean, str) else clean) for s in lakes.shard_uris(c)]
     parts = [f"part-{i:05d}" for i in range(len(shards))]
     results = run_mapped(
         in_lake(root, split_shard), runner, f"search: split {len(shards)} shards", key="search-index-progress",
@@ -61,7 +70,7 @@ def search_index(
 
     rows = [{"shard": p, **{k: r[k] for k in ("documents", "passages", "chars", "skipped_empty")}} for p, r in zip(parts, results)]
     rows.append({"shard": "total", **{k: stats[k] for k in ("documents", "passages", "chars", "skipped_empty")}})
-    create_table_artifact(rows, key="search-index-counts", description=f"passages of {crawl}")
-    create_markdown_artifact(_examples(out), key="search-index-examples", description=f"search index of {crawl}")
+    create_table_artifact(rows, key=artifact_key("search-index-counts", crawl), description=f"passages of {crawl}")
+    create_markdown_artifact(_examples(out), key=artifact_key("search-index-examples", crawl), description=f"search index of {crawl}")
     print(f"search index {out}: {stats['passages']:,} passages of {stats['documents']:,} documents, {stats['index_bytes']:,} bytes")
     return stats

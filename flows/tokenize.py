@@ -1,4 +1,5 @@
-"""Encode a crawl's clean documents: `tokens/{tokenizer}/{crawl}/{train,val}/`, one task per shard."""
+"""Encode a crawl's clean documents: `tokens/{tokenizer}/{crawl}/{train,val}/` (the tokenizer's name
+under tokenizers/, `{run}/{name}` in a pipeline run), one task per shard."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from prefect.artifacts import create_table_artifact
 from models.tokenizer import Tokenizer
 from tasks import lake as lakes
 from tasks.config import LakeConfig
+from tasks.layout import Layout, artifact_key
 from tasks.runtime import RunnerConfig, declare, in_lake, run_mapped
 from tasks.tokenize import TokenizeConfig, commit_tokens, tokenize_shard
 
@@ -22,18 +24,21 @@ def tokenize(
     clean: str | None = None,
     crawl: str | None = None,
     runner: RunnerConfig = RunnerConfig(),
+    run: str | None = None,
 ) -> dict[str, Any]:
     """Encode `clean` (default `curated/{crawl}/clean`) with `tokenizer` (a name under
-    `tokenizers/` or a URI) into `tokens/{tokenizer}/{crawl}/`, where `crawl` defaults to
-    the folder above `clean`; returns the train and val URIs and their token counts."""
+    `tokenizers/` or a URI there) into `tokens/{tokenizer}/{crawl}/`, where `crawl` defaults
+    to the crawl `clean` belongs to (`run` names its artifacts); returns the train and val URIs and their token counts."""
     root = lake.open()
+    layout = Layout(root)
     if clean is None:
-        clean = lakes.join(root, "curated", crawl or "sample", "clean")
-    crawl = crawl or lakes.normalize(clean).rstrip("/").split("/")[-2]
-    tok_uri = tokenizer if "/" in tokenizer else lakes.join(root, "tokenizers", tokenizer)
+        if crawl is None:
+            raise ValueError("give the clean dataset or the crawl to tokenize")
+        clean = layout.curated(crawl).clean
+    crawl = crawl or layout.crawl_of(clean)
+    tok_uri = tokenizer if layout.is_uri(tokenizer) else layout.tokenizer(None, tokenizer)
     lakes.manifest(tok_uri)  # a clear error now, not one per task, when it was never trained
-    name = tok_uri.rstrip("/").rsplit("/", 1)[-1]
-    out = lakes.join(root, "tokens", name, crawl)
+    out = layout.tokens(tok_uri, crawl)
     train_uri, val_uri = lakes.join(out, "train"), lakes.join(out, "val")
 
     shards = lakes.shard_uris(clean)
@@ -67,7 +72,7 @@ def tokenize(
     rows += [{"shard": "total", "split": split, **{k: t[k] for k in ("documents", "tokens", "bytes", "skipped_empty")}} for split, t in totals.items()]
     for row in rows:
         row["bytes_per_token"] = round(row["bytes"] / max(row["tokens"], 1), 3)
-    create_table_artifact(rows, key="tokenize-counts", description=f"tokens of {crawl} with {name}")
+    create_table_artifact(rows, key=artifact_key("tokenize-counts", run and f"{run}-{crawl}"), description=f"tokens of {crawl} with {tok_uri}")
     for split, t in totals.items():
         print(f"{split}: {t['documents']:,} documents, {t['tokens']:,} tokens ({t['bytes_per_token']} bytes/token)")
-    return {"tokenizer": tok_uri, **{split: {"uri": lakes.join(out, split), **t} for split, t in totals.items()}}
+    return {"tokenizer": tok_uri, "uri": out, **{split: {"uri": lakes.join(out, split), **t} for split, t in totals.items()}}

@@ -1,4 +1,4 @@
-"""Train the BPE tokenizer on a sample of a crawl's clean documents: `tokenizers/{name}/`."""
+"""Train the BPE tokenizer on a sample of a crawl's clean documents: `tokenizers/{run}/{name}/`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from models.tokenizer import Tokenizer
 from tasks import lake as lakes
 from tasks.config import LakeConfig
+from tasks.layout import Layout, artifact_key
 from tasks.runtime import declare, in_lake
 from tasks.tokenize import TokenizeConfig, TokenizerConfig, train_tokenizer
 
@@ -48,17 +49,23 @@ def _report(uri: str, stats: dict[str, Any]) -> str:
 def tokenizer(
     lake: LakeConfig = LakeConfig(),
     config: TokenizerConfig = TokenizerConfig(),
-    clean: str | None = None,
-    crawl: str = "sample",
+    clean: str | list[str] | None = None,
+    crawl: str | None = None,
     holdout: float = TokenizeConfig().val_fraction,
+    run: str | None = None,
 ) -> dict[str, Any]:
-    """Train on `clean` (default `curated/{crawl}/clean`), never on the `holdout` fraction of
-    documents that tokenize keeps for validation; returns the tokenizer's URI and stats."""
+    """Train on `clean` (one clean dataset or several crawls'; default `curated/{crawl}/clean`),
+    never on the `holdout` fraction of documents that tokenize keeps for validation, into
+    `tokenizers/{run}/{name}` (`tokenizers/{name}` without a run); returns its URI and stats."""
     root = lake.open()
-    clean = clean or lakes.join(root, "curated", crawl, "clean")
-    out = lakes.join(root, "tokenizers", config.name)
+    layout = Layout(root)
+    if clean is None:
+        if crawl is None:
+            raise ValueError("give the clean dataset(s) or the crawl to train the tokenizer on")
+        clean = layout.curated(crawl).clean
+    out = layout.tokenizer(run, config.name)
     stats = in_lake(root, train_tokenizer)(clean, out, config, holdout)
     declare(out)
-    create_markdown_artifact(_report(out, stats), key="tokenizer-report", description=f"tokenizer {config.name}")
+    create_markdown_artifact(_report(out, stats), key=artifact_key("tokenizer-report", run), description=f"tokenizer {out}")
     print(f"tokenizer {out}: {stats['vocab_size']} pieces, {stats['bytes_per_token']} bytes/token on its sample")
     return stats

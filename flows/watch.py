@@ -1,5 +1,8 @@
 """Re-runs on new crawls: look at a crawl root, start the pipeline for every crawl the lake has
-not curated yet.
+not curated yet, each as its own run (named after its crawl, so runs never overwrite each other).
+
+A crawl root is a folder of crawl folders, a folder of WARC files (one crawl, named after the
+folder) or Common Crawl's layout (tasks/crawls.py); the run's log says what it found.
 
 Deployed on a cron schedule (deployments/prefect.yaml), it is the backstop of the event path:
 a crawler that emits `crawl2chat.crawl.landed` with the crawl's URI starts curation at once
@@ -9,12 +12,13 @@ to do; a pipeline started twice on one crawl is all cache hits.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from tasks import crawls
+from tasks import crawls, lake
 from tasks.config import PipelineConfig
 
 PIPELINE_DEPLOYMENT = "pipeline/pipeline"
@@ -37,23 +41,27 @@ def _pipeline_deployment() -> Any:
 def watch(crawl_root: str, config: PipelineConfig = PipelineConfig(), wait: bool = False) -> dict[str, Any]:
     """Start the pipeline for each crawl under `crawl_root` without `curated/{crawl}/clean`.
 
-    With a `pipeline` deployment, each crawl gets its own deployment run (fire and forget,
-    unless `wait`), so crawls are processed by the workers in parallel; without one, the
-    pipeline runs here, one crawl after the other.
+    With a `pipeline` deployment, each crawl gets its own deployment run, all started at once
+    so the workers process the crawls in parallel (with `wait`, this flow then waits for all
+    of them); without one, the pipeline runs here, one crawl after the other.
     """
     log = get_run_logger()
     root = config.lake.open()
-    new = crawls.uncurated(crawl_root, root)
+    found = crawls.find(crawl_root)
+    log.info("%s", found.describe(crawl_root))
+    new = {name: warcs for name, warcs in found.crawls.items() if not lake.exists(crawls.curated_uri(root, name))}
     deployment = _pipeline_deployment() if new else None
     started = []
     for name, warcs in sorted(new.items()):
         run_config = config.model_copy(deep=True)
         run_config.curate.crawl = name
+        run_config.run = None  # each crawl's run is named after it
+        run_config.crawls = []
         parameters = {"config": run_config.model_dump(mode="json"), "warcs": warcs}
         if deployment is not None:
             from prefect.deployments import run_deployment
 
-            run = run_deployment(PIPELINE_DEPLOYMENT, parameters=parameters, timeout=None if wait else 0, as_subflow=wait)
+            run = run_deployment(PIPELINE_DEPLOYMENT, parameters=parameters, timeout=0, as_subflow=wait)
             started.append({"crawl": name, "warc_files": len(warcs), "flow_run": str(run.id), "state": run.state.name if run.state else ""})
         else:
             from flows.pipeline import pipeline
@@ -61,11 +69,16 @@ def watch(crawl_root: str, config: PipelineConfig = PipelineConfig(), wait: bool
             pipeline(config=run_config, warcs=warcs)
             started.append({"crawl": name, "warc_files": len(warcs), "flow_run": "in process", "state": "Completed"})
         log.info("started the pipeline for crawl %s (%d WARC files)", name, len(warcs))
+    if wait and deployment is not None:
+        from prefect.flow_runs import wait_for_flow_run
+
+        for entry in started:
+            entry["state"] = wait_for_flow_run(uuid.UUID(entry["flow_run"]), timeout=None, log_states=True).state.name
     if started:
         create_table_artifact(started, key="watch-started", description=f"New crawls under {crawl_root}")
     else:
-        log.info("no new crawls under %s", crawl_root)
-    return {"crawl_root": crawl_root, "started": started}
+        log.info("no new crawls under %s (%d found, all curated)", crawl_root, len(found.crawls))
+    return {"crawl_root": crawl_root, "found": {n: len(w) for n, w in found.crawls.items()}, "started": started}
 
 
 def emit_landed(uri: str) -> None:

@@ -91,6 +91,22 @@ def read_bytes(uri: str) -> bytes:
     return fs.cat_file(path)
 
 
+def versioned_name(stem: str, suffix: str, data_sha256: str) -> str:
+    """A file name that carries its content's checksum (`tokenizer.3f2a....model`): two writers
+    of one folder never replace each other's file, and the manifest names the one it commits."""
+    return f"{stem}.{data_sha256[:16]}{suffix}"
+
+
+def committed_file(folder: str, stat: str, default: str) -> str:
+    """The URI of the file a folder's manifest commits under `stats[stat]` (a versioned name),
+    else `default` in the folder (written before files were versioned, or by hand)."""
+    try:
+        name = read_json(join(folder, MANIFEST)).get("stats", {}).get(stat)
+    except (FileNotFoundError, NotADirectoryError):
+        name = None
+    return join(folder, name or default)
+
+
 def shard_uris(dataset_uri: str) -> list[str]:
     """The Parquet shards a committed lake dataset lists in its manifest, in order."""
     try:

@@ -26,6 +26,7 @@ U+2581 in the input would come back as a space; `encode` emits it as its three b
 from __future__ import annotations
 
 import codecs
+import hashlib
 import io
 import os
 from collections.abc import Iterable, Sequence
@@ -186,16 +187,20 @@ class Tokenizer:
 
     # -- storage -----------------------------------------------------------------------
 
-    def save(self, uri: str) -> str:
-        """Write the model into a folder (local or s3://); returns the model file's URI."""
-        target = storage.join(uri, MODEL_FILE)
+    def save(self, uri: str, versioned: bool = False) -> str:
+        """Write the model into a folder (local or s3://); returns the model file's URI.
+        `versioned`: under a name carrying its checksum, for a manifest to commit (two runs
+        training into one folder at once then never mix one's model with the other's vocab)."""
+        name = storage.versioned_name("tokenizer", ".model", hashlib.sha256(self.model_proto).hexdigest()) if versioned else MODEL_FILE
+        target = storage.join(uri, name)
         storage.write_bytes(target, self.model_proto, atomic=True)
         return target
 
     @classmethod
     def load(cls, uri: str) -> Tokenizer:
-        """Read a tokenizer from its folder (`tokenizers/{name}`) or its model file."""
-        target = uri if uri.endswith(".model") else storage.join(uri, MODEL_FILE)
+        """Read a tokenizer from its folder (`tokenizers/{name}`: the model file its manifest
+        commits) or its model file."""
+        target = uri if uri.endswith(".model") else storage.committed_file(uri, "model_file", MODEL_FILE)
         try:
             return cls(storage.read_bytes(target))
         except FileNotFoundError:

@@ -201,7 +201,7 @@ class SearchIndex:
         downloaded once into a local cache, keyed by the folder's manifest (so a rebuilt index
         is fetched again)."""
         uri = storage.normalize(uri)
-        file_uri = uri if uri.endswith(".sqlite") else storage.join(uri, INDEX_FILE)
+        file_uri = uri if uri.endswith(".sqlite") else storage.committed_file(uri, "index_file", INDEX_FILE)
         if not storage.is_remote(file_uri):
             return cls(file_uri)
         folder = file_uri.rsplit("/", 1)[0]
@@ -210,7 +210,7 @@ class SearchIndex:
         except FileNotFoundError:
             raise FileNotFoundError(f"no search index at {uri} (no {storage.MANIFEST})") from None
         cache = Path(cache_dir or os.environ.get("CRAWL2CHAT_CACHE", "~/.cache/crawl2chat")).expanduser()
-        local = cache / "search" / f"{hashlib.sha256(folder.encode()).hexdigest()[:16]}-{tag}" / INDEX_FILE
+        local = cache / "search" / f"{hashlib.sha256(file_uri.encode()).hexdigest()[:16]}-{tag}" / INDEX_FILE
         if not local.exists():
             local.parent.mkdir(parents=True, exist_ok=True)
             tmp = local.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")

@@ -17,7 +17,7 @@ chat template. Two named groups stand for task lists and add a headline number:
 Task data comes from the internet at run time (the Hugging Face hub; CORE's bundle from
 nanochat's address): where it cannot be fetched the run stops before loading the model
 with "dataset not reachable" and the tasks concerned. Local task YAMLs (`include_path`) run
-offline. Results: one row per task and metric, in `evals/{run}/benchmarks/{step}`.
+offline. Results: one row per task and metric, in `evals/{run}/{stage}/benchmarks/step-N`.
 """
 
 from __future__ import annotations

@@ -55,6 +55,13 @@ class SampleCrawlConfig(StageConfig):
 
 class PipelineConfig(StageConfig):
     preset: str = "tiny"
+    run: str | None = Field(
+        None, description="Names everything the pipeline writes after curation (default: the crawl's name; the crawls' names joined by '+')"
+    )
+    crawls: list[str] = Field(
+        default_factory=list,
+        description="Curated crawls to train on, by name ('*': every crawl in the lake); empty: the crawl the pipeline curates",
+    )
     lake: LakeConfig = LakeConfig()
     runner: RunnerConfig = RunnerConfig()
     sample_crawl: SampleCrawlConfig = SampleCrawlConfig()
@@ -71,6 +78,11 @@ class PipelineConfig(StageConfig):
     rl: RLConfig = RLConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    def default_crawl(self) -> str:
+        """The crawl a stage command reads when none is named: the first of `crawls`, else the
+        sample crawl (the demo)."""
+        return self.crawls[0] if self.crawls and self.crawls[0] != "*" else self.sample_crawl.name
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

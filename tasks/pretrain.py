@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from pathlib import PurePosixPath
 from typing import Any
 
 from pydantic import Field
@@ -221,7 +222,7 @@ def write_report(run: str, summary: dict[str, Any]) -> tuple[str, str]:
     markdown and the curve's URI."""
     metrics = run_metrics(run)
     curve_uri = lake.join(run, "loss.png")
-    png = loss_curve_png(metrics, run.rsplit("/", 1)[-1])
+    png = loss_curve_png(metrics, PurePosixPath(run).name)
     storage.write_bytes(curve_uri, png, atomic=True)
     log.info("loss curve: %s", curve_uri)
     return report_markdown(run, summary, metrics, curve_uri, png), curve_uri

@@ -33,8 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.device import DEVICE_HELP, DTYPE_HELP, Placement, resolve
 from models.storage import storage_options
 from tasks import lake
+from tasks.layout import Layout
 
-RESULTS_DIR = "_prefect/results"
 log = logging.getLogger("crawl2chat")
 
 
@@ -213,14 +213,15 @@ def result_storage(lake_root: str) -> Path | str:
     blocks server-side); it is saved once per lake and holds no credentials.
     """
     root = lake.normalize(lake_root)
+    results = Layout(root).task_results()
     if not lake.is_remote(root):
-        return Path(root) / RESULTS_DIR
+        return Path(results)
     from prefect.filesystems import RemoteFileSystem
 
     settings = storage_options(root)
     name = "crawl2chat-results-" + digest(root, settings, length=12)
     with _blocks_lock:
-        RemoteFileSystem(basepath=f"{root}/{RESULTS_DIR}", settings=settings).save(name, overwrite=True)
+        RemoteFileSystem(basepath=results, settings=settings).save(name, overwrite=True)
     return f"remote-file-system/{name}"
 
 

@@ -1,7 +1,7 @@
 """The search tool's index: the curated corpus cut into short passages, indexed for BM25.
 
     curated/{crawl}/clean --split_shard (one task per shard)--> search/{crawl}/part-*.parquet
-    passage shards        --build_index (one task)-----------> search/{crawl}/index.sqlite
+    passage shards        --build_index (one task)-----------> search/{crawl}/index.*.sqlite
                                                                search/{crawl}/_manifest.json
 
 The engine puts search results into the model's context, which is short (a few hundred
@@ -32,7 +32,8 @@ from urllib.parse import unquote, urlsplit
 import pyarrow as pa
 from pydantic import Field
 
-from models.tools import INDEX_FILE, create_index
+from models import storage
+from models.tools import create_index
 from tasks import lake
 from tasks.runtime import StageConfig, code_version, config_hash, lake_task
 
@@ -152,9 +153,9 @@ def _upload(local: str, uri: str) -> None:
 
 
 @lake_task(inputs=("clean",), code=CODE)
-def build_index(clean: str, out: str, parts: list[dict[str, Any]], config: SearchConfig) -> dict[str, Any]:
+def build_index(clean: str | list[str], out: str, parts: list[dict[str, Any]], config: SearchConfig) -> dict[str, Any]:
     """Index the passage shards of `out` (made from `clean` by `split_shard`) into
-    `out/index.sqlite` and commit the folder. Returns the stats written to the manifest."""
+    `out/index.*.sqlite` and commit the folder. Returns the stats written to the manifest."""
     shards = [lake.Shard(**p["shard"]) for p in parts]
     started = time.perf_counter()
     _, root = lake.filesystem(out)
@@ -166,7 +167,10 @@ def build_index(clean: str, out: str, parts: list[dict[str, Any]], config: Searc
     try:
         rows = create_index(local, _rows(out, shards))
         size = os.path.getsize(local)
-        _upload(local, lake.join(out, INDEX_FILE))
+        # Under a name of its own, which the manifest commits: two runs indexing one crawl at
+        # once never pair one's manifest with the other's file.
+        index_file = storage.versioned_name("index", ".sqlite", uuid.uuid4().hex)
+        _upload(local, lake.join(out, index_file))
     finally:
         if remote:
             shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -177,10 +181,12 @@ def build_index(clean: str, out: str, parts: list[dict[str, Any]], config: Searc
         "index_bytes": size,
         "index_seconds": round(time.perf_counter() - started, 3),
         "passage_chars": config.passage_chars,
+        "index_file": index_file,
     }
     if rows != stats["passages"]:
         raise RuntimeError(f"indexed {rows} passages of {stats['passages']}")
     lake.commit(
-        out, shards, kind=KIND, config_hash=config_hash(config), code_version=code_version(*CODE), parents=[clean], stats=stats
+        out, shards, kind=KIND, config_hash=config_hash(config), code_version=code_version(*CODE),
+        parents=[clean] if isinstance(clean, str) else clean, stats=stats
     )
     return {"uri": lake.normalize(out), **stats}

@@ -18,6 +18,7 @@ import hashlib
 import heapq
 import time
 from collections.abc import Iterator
+from pathlib import PurePosixPath
 from typing import Any
 
 import pyarrow as pa
@@ -69,7 +70,7 @@ def is_validation(doc_id: str, val_fraction: float) -> bool:
     return doc_hash(doc_id) >= 1.0 - val_fraction
 
 
-def sample_documents(clean_uri: str, config: TokenizerConfig, holdout: float) -> tuple[list[str], dict[str, int]]:
+def sample_documents(clean_uri: str | list[str], config: TokenizerConfig, holdout: float) -> tuple[list[str], dict[str, int]]:
     """The training sample: documents in order of a salted hash of their id, cropped to
     `doc_chars`, as many as fit in `sample_chars`; never one of the `holdout` validation
     documents.
@@ -83,7 +84,8 @@ def sample_documents(clean_uri: str, config: TokenizerConfig, holdout: float) ->
     chars = seen = held_out = 0
     cutoff = 1.0  # keys at or above it cannot be in the sample
     salt = f"tokenizer-sample-{config.seed}"
-    for batch in lake.iter_batches(clean_uri, columns=["id", "text"], batch_size=1024):
+    batches = (b for uri in ([clean_uri] if isinstance(clean_uri, str) else clean_uri) for b in lake.iter_batches(uri, columns=["id", "text"], batch_size=1024))
+    for batch in batches:
         for doc_id, text in zip(batch.column("id").to_pylist(), batch.column("text").to_pylist()):
             seen += 1
             if not text:
@@ -124,8 +126,9 @@ def vocab_table(tok: Tokenizer) -> pa.Table:
 
 
 @lake_task(inputs=("clean",), code=CODE)
-def train_tokenizer(clean: str, out: str, config: TokenizerConfig, holdout: float) -> dict[str, Any]:
-    """Sample, train, and commit `out` (a `tokenizers/{name}` folder). Returns its stats."""
+def train_tokenizer(clean: str | list[str], out: str, config: TokenizerConfig, holdout: float) -> dict[str, Any]:
+    """Sample (from one clean dataset or several crawls'), train, and commit `out` (a
+    `tokenizers/...` folder). Returns its stats."""
     docs, stats = sample_documents(clean, config, holdout)
     if not docs:
         raise ValueError(f"{clean} has no training documents (of {stats['documents_seen']}, {stats['documents_held_out']} held out)")
@@ -141,7 +144,7 @@ def train_tokenizer(clean: str, out: str, config: TokenizerConfig, holdout: floa
         specials=tok.specials,
         model_sha256=hashlib.sha256(tok.model_proto).hexdigest(),
     )
-    tok.save(out)
+    stats["model_file"] = PurePosixPath(tok.save(out, versioned=True)).name  # committed by the manifest below
     shard = lake.write_shard(out, "vocab", vocab_table(tok))
     lake.commit(
         out,
@@ -149,7 +152,7 @@ def train_tokenizer(clean: str, out: str, config: TokenizerConfig, holdout: floa
         kind="tokenizer",
         config_hash=config_hash(config),
         code_version=code_version(*CODE),
-        parents=[clean],
+        parents=[clean] if isinstance(clean, str) else clean,
         stats=stats,
     )
     return {"uri": lake.normalize(out), **stats}

@@ -76,9 +76,9 @@ def test_flow_on_every_shared_warc_file_and_cache_hit(prefect_server, shared_dat
     assert "## Removed examples" in report and "### language" in report
     from prefect.artifacts import Artifact
 
-    funnel_artifact = Artifact.get("curate-funnel")
+    funnel_artifact = Artifact.get("curate-funnel-shared")
     assert funnel_artifact is not None and '"step": "language"' in funnel_artifact.data
-    assert "### language" in Artifact.get("curate-report").data
+    assert "### language" in Artifact.get("curate-report-shared").data
 
     # a re-run: every task is a cache hit, so no shard is rewritten
     fs, path = lake.filesystem(result["filtered_uri"])

@@ -144,7 +144,7 @@ def test_run_report_is_a_markdown_artifact(prefect_server, tmp_path):
 
     async def latest() -> str:
         async with get_client() as client:
-            found = await client.read_latest_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["dedup-report"])))
+            found = await client.read_latest_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["dedup-report-c1"])))
             return found[0].data
 
     report = asyncio.run(latest())

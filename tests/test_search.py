@@ -141,6 +141,6 @@ def test_search_index_flow_on_a_real_server(prefect_server, tmp_path, pages):
     assert stats["uri"] == lake.join(root, "search", "news") and stats["documents"] == 30
     again = search_index(lake=LakeConfig(root=root), config=SearchConfig(passage_chars=300), crawl="news")
     assert again == stats  # every task a cache hit: same manifest, same stats
-    examples = Artifact.get("search-index-examples")
+    examples = Artifact.get("search-index-examples-news")
     assert examples is not None and "passages" in examples.data
     assert SearchIndex.open(stats["uri"]).search("Delhi air quality", k=1)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from models.chat import render_conversation
 from models.sft_data import PackedLoader, pack, shift
 from tasks import lake
-from tasks.sft.pack import pack_split
+from tasks.sft.pack import fit, pack_split
 from tasks.sft.schema import row, to_table
 from tests import sft_world
 
@@ -108,7 +109,7 @@ def test_pack_split_renders_shuffles_packs_and_counts_what_does_not_fit(tmp_path
     convs = str(tmp_path / "convs")
     lake.write_dataset(convs, [to_table([row(f"c{i}", "t", short(i) if i < 30 else long) for i in range(32)])], kind="conversations")
     stats = pack_split(convs, tok_uri, 64, str(tmp_path / "rows"), seed=0)
-    assert stats["conversations"] == 30 and stats["skipped"] == {"longer than a row of 65 tokens": 2}
+    assert stats["conversations"] == 30 and stats["skipped"] == {"first turn longer than a row of 65 tokens": 2}
     shards = [lake.Shard(**s) for s in stats.pop("shards")]
     lake.commit(str(tmp_path / "rows"), shards, kind="sft-rows")
     table = lake.scan(str(tmp_path / "rows")).collect()
@@ -117,3 +118,34 @@ def test_pack_split_renders_shuffles_packs_and_counts_what_does_not_fit(tmp_path
     again = pack_split(convs, tok_uri, 64, str(tmp_path / "rows2"), seed=0)
     assert again.pop("shards") == [asdict(s) for s in shards]  # the same rows, byte for byte
     assert again == stats
+
+
+def test_a_long_conversation_is_cut_at_a_turn_boundary_and_users_data_mixes_at_its_share(tmp_path):
+    w = sft_world.world()
+    tok_uri = str(tmp_path / "tok")
+    tok = sft_world.tokenizer(w)
+    tok.save(tok_uri)
+    turns = [m for i in range(6) for m in ({"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": f"Answer {i}."})]
+    fitted = fit(tok, turns, 40)
+    whole = len(render_conversation(tok, turns)[0])
+    assert whole > 41 and fitted is not None and fitted[2]  # too long whole: cut
+    ids, mask, _ = fitted
+    assert len(ids) <= 41 and sum(mask) > 0
+    longest = max(end for end in range(2, 12, 2) if len(render_conversation(tok, turns[:end])[0]) <= 41)
+    assert ids == render_conversation(tok, turns[:longest])[0]  # the most whole turns that fit, ending on a reply
+    assert fit(tok, turns[:2], 40)[2] is False  # one that fits is left alone
+    assert fit(tok, [{"role": "user", "content": "word " * 100}, {"role": "assistant", "content": "ok"}], 40) is None
+
+    def short(i: int) -> list[dict[str, str]]:
+        return [{"role": "user", "content": f"Q{i}?"}, {"role": "assistant", "content": f"A{i}."}]
+
+    convs = str(tmp_path / "mixed")
+    rows = [row(f"g{i}", "math", short(i)) for i in range(30)] + [row(f"u{i}", "/data/mine.jsonl", short(100 + i)) for i in range(4)]
+    rows.append(row("u-long", "/data/mine.jsonl", turns))
+    lake.write_dataset(convs, [to_table(rows)], kind="conversations")
+    plain = pack_split(convs, tok_uri, 40, str(tmp_path / "r1"), seed=0)
+    assert (plain["conversations"], plain["users_conversations"], plain["cut_at_a_turn"]) == (35, 5, 1) and plain["skipped"] == {}
+    mixed = pack_split(convs, tok_uri, 40, str(tmp_path / "r2"), seed=0, users_share=0.25)
+    assert (mixed["conversations"], mixed["users_conversations"]) == (40, 10)  # 10 of 40: a quarter, users' 5 repeated
+    thinned = pack_split(convs, tok_uri, 40, str(tmp_path / "r3"), seed=0, users_share=0.0625)
+    assert thinned["users_conversations"] == 2

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 from tasks import lake
 from tasks.dedup.clusters import KEEP_ORDER, MEMBER_COLUMNS, choose_kept, components, duplicate_edges, with_cluster_ids
 from tasks.dedup.minhash import Signer, band_hashes, exact_hash, shingle
+from tasks.layout import Layout
 from tasks.runtime import lake_task
 
 CODE = ("tasks.dedup", "tasks.lake")
@@ -322,14 +323,12 @@ SIGNATURES_KIND, INDEX_KIND = "dedup-signatures", "dedup-index"
 
 
 def index_root(root: str) -> str:
-    return lake.join(root, "dedup", "index")
+    return Layout(root).dedup_index()
 
 
 def index_part(root: str, crawl: str) -> str:
     """The dataset holding `crawl`'s kept documents' signatures in the index."""
-    if crawl == "index":  # dedup/index/ is the index's folder, not a crawl's
-        raise ValueError("a crawl cannot be named 'index' (dedup/index holds the dedup index)")
-    return lake.join(index_root(root), crawl)
+    return Layout(root).dedup_index(crawl)
 
 
 def _signed_with(uris: list[str], kind: str, params: dict[str, int]) -> list[str]:
@@ -349,7 +348,7 @@ def _signed_with(uris: list[str], kind: str, params: dict[str, int]) -> list[str
 
 def lake_sources(root: str, params: dict[str, int]) -> list[str]:
     """Every crawl's committed signatures in the lake (scope `lake`)."""
-    listed = [uri for uri in lake.list_datasets(lake.join(root, "dedup")) if uri.endswith("/signatures")]
+    listed = [uri for uri in lake.list_datasets(Layout(root).dedup_root()) if uri.endswith("/signatures")]
     return _signed_with(listed, SIGNATURES_KIND, params)
 
 

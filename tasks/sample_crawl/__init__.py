@@ -16,6 +16,7 @@ import pyarrow as pa
 from models import storage
 from tasks import lake
 from tasks.config import SampleCrawlConfig
+from tasks.layout import Layout
 from tasks.runtime import code_version, config_hash
 from tasks.sample_crawl.plan import PLANTED, Page, files
 from tasks.sample_crawl.plan import plan as crawl_plan
@@ -42,7 +43,7 @@ FACTS_SCHEMA = pa.schema(
 
 
 def crawl_uri(lake_root: str, name: str) -> str:
-    return lake.join(lake_root, "crawls", name)
+    return Layout(lake_root).crawl(name)
 
 
 def warc_name(config: SampleCrawlConfig, index: int) -> str:
@@ -79,7 +80,7 @@ def write_file(lake_root: str, config: SampleCrawlConfig, index: int) -> dict[st
     data = write_warc(pages, name, config.name)
     storage.write_bytes(warc_uri, data, atomic=True)
     truth = lake.write_shard(lake.join(root, "truth"), f"part-{index:05d}", truth_table(pages, warc_uri))
-    facts = lake.write_shard(lake.join(root, "facts"), f"part-{index:05d}", facts_table(pages, config))
+    facts = lake.write_shard(Layout(lake_root).facts(config.name), f"part-{index:05d}", facts_table(pages, config))
     return {
         "warc": warc_uri,
         "bytes": len(data),
@@ -98,7 +99,7 @@ def commit(lake_root: str, config: SampleCrawlConfig, results: list[dict[str, An
     for r in results:
         kinds.update(r["kinds"])
     common = dict(config_hash=config_hash(config), code_version=code_version(*CODE), parents=warcs)
-    truth_uri, facts_uri = lake.join(root, "truth"), lake.join(root, "facts")
+    truth_uri, facts_uri = lake.join(root, "truth"), Layout(lake_root).facts(config.name)
     truth = lake.commit(truth_uri, [lake.Shard(**r["truth_shard"]) for r in results], kind="crawl-truth", stats={"pages": sum(kinds.values()), "kinds": dict(kinds)}, **common)
     facts = lake.commit(facts_uri, [lake.Shard(**r["facts_shard"]) for r in results], kind="crawl-facts", stats={}, **common)
     return {

@@ -4,6 +4,7 @@
     templates.py  the words: question phrasings (training and held-out), answers, requests
     answers.py    the answer formats and their checks (extract_answer for RL, is_refusal)
     generate.py   the sources of generated conversations and their held-out splits
+    documents.py  questions from what the crawl's documents define (any crawl, no ground truth)
     probe.py      knowledge probing of the base model (Llama 3's "I don't know" recipe)
     pack.py       render (models/chat.py) and pack conversations into training rows
 
@@ -35,6 +36,9 @@ DEFAULT_COUNTS = {
     "refusal_test": 40,
     "identity": 60,
     "echo": 6000,
+    "doc_questions": 2,  # questions per definition a document states (phrasings)
+    "doc_unknown": 400,
+    "doc_unknown_test": 60,
 }
 
 
@@ -44,13 +48,18 @@ class SFTConfig(StageConfig):
     seed: int = Field(0, description="Seeds every generator, the splits, the probe and the packing order")
     counts: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_COUNTS), description="Conversations per source")
     sources: list[str] = Field(
-        default_factory=lambda: ["facts_search", "facts_memory", "unknown", "math", "code_math", "arithmetic", "private", "harmful", "benign", "identity", "professions", "echo"],
-        description="Generated sources to include (generate.SOURCES)",
+        default_factory=lambda: ["doc_questions", "doc_memory", "doc_unknown", "facts_search", "facts_memory", "unknown", "math", "code_math", "arithmetic",
+                                 "private", "harmful", "benign", "identity", "professions", "echo"],
+        description="Generated sources to include (generate.SOURCES); the facts sources need the sample crawl's facts",
     )
+    definitions: int = Field(3000, ge=0, description="Most definitions read from the crawl's documents (the doc_* sources' questions)")
     math_difficulty: list[int] = Field(default_factory=lambda: [1, 2], description="mathgen difficulties, cycled")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of entities (people, organisations, towns) held out for evaluation")
     val_fraction: float = Field(0.05, ge=0, lt=1, description="Share of training conversations kept for validation loss")
     datasets: list[str] = Field(default_factory=list, description="Users' conversation datasets: JSONL or Parquet files, globs or lake datasets")
+    datasets_share: float | None = Field(
+        None, gt=0, lt=1, description="Share of the training conversations drawn from users' datasets (repeated or thinned); none: as they come"
+    )
     search_results: int = Field(3, ge=1, le=10, description="Passages a search returns (also how the engine must search at inference)")
     result_chars: int = Field(600, ge=80, description="Characters of search results the model reads")
     probe_samples: int = Field(4, ge=1, description="Samples per fact when probing the base model")

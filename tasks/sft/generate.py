@@ -39,6 +39,7 @@ from typing import Any
 
 from models.tools import SearchIndex, ToolError, calculate, format_passages
 from tasks import lake, mathgen
+from tasks.sft import documents as D
 from tasks.sft import templates as T
 from tasks.sft.answers import REFUSAL_HARMFUL, REFUSAL_IDK, REFUSAL_PRIVATE, format_answer, mentions
 from tasks.sft.schema import row
@@ -191,6 +192,7 @@ class Context:
     probe: dict[tuple[str, str], str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     math_difficulty: tuple[int, ...] = (1, 2)
+    definitions: list[D.Definition] = field(default_factory=list)  # what the crawl's documents define
 
     def rng(self, *keys: object) -> random.Random:
         return random.Random(f"{self.seed}:" + ":".join(map(str, keys)))
@@ -250,9 +252,9 @@ def unknown(ctx: Context) -> Iterator[Item]:
     """People nobody wrote about: search finds nothing (or fails) and the assistant says so.
 
     Training asks about the training half of tasks/world.py's unused names and, as often,
-    about invented names (skipped in the rare case the search finds something), so that
-    writing the query means copying the name from the question; the test split asks
-    about the held-out names."""
+    about invented names, so that writing the query means copying the name from the
+    question; the test split asks about the held-out names. Every name is checked against
+    the crawl's own search index and skipped where the crawl mentions it."""
     for split in ("train", "test"):
         names = unknown_people(split)
         n = ctx.counts.get("unknown", 200) if split == "train" else len(names)
@@ -260,8 +262,8 @@ def unknown(ctx: Context) -> Iterator[Item]:
         for i in range(n):
             name = names[i] if split == "test" else names[(i // 2) % len(names)] if i % 2 == 0 else invented_name(rng)
             query = query_for("person", name)
-            if split == "train" and i % 2 and ctx.search(query) != "no results":
-                continue
+            if not D.absent_from(ctx.search(query), name):
+                continue  # the crawl mentions this name: not an unknown person here
             attribute = rng.choice(sorted(T.PERSON))
             phrasings = T.PERSON[attribute].test if split == "test" else T.PERSON[attribute].train
             question = rng.choice(phrasings).format(name=name)
@@ -413,6 +415,73 @@ def echo(ctx: Context) -> Iterator[Item]:
         yield "train", plain_turn(question, name), {"kind": "echo", "template": question}
 
 
+# -- questions from the crawl's own documents (documents.py) ----------------------------------
+
+
+def doc_split(ctx: Context, definition: D.Definition) -> str:
+    return "test" if fraction("doc", ctx.seed, definition.doc_id) < ctx.test_fraction else "train"
+
+
+def _doc_meta(d: D.Definition, **extra: Any) -> dict[str, Any]:
+    return {"kind": "doc", "answer": d.sentence, "subject": d.subject, "doc": d.doc_id, "url": d.url, **extra}
+
+
+def doc_questions(ctx: Context) -> Iterator[Item]:
+    """What a document defines, asked; the assistant searches and answers with the document's
+    sentence. Trained only where the results hold that sentence's predicate; the held-out
+    documents' questions are all kept (the evaluation's answerable items)."""
+    per_definition = ctx.counts.get("doc_questions", 2)
+    for d in ctx.definitions:
+        split = doc_split(ctx, d)
+        result = ctx.search(d.subject)
+        grounded = mentions(result, d.key)
+        if split == "train" and not grounded:
+            continue
+        rng = ctx.rng("doc_questions", d.id)
+        phrasings = D.questions(d, split == "test")
+        chosen = [rng.choice(phrasings)] if split == "test" else rng.sample(phrasings, min(per_definition, len(phrasings)))
+        for template in chosen:
+            question = template.format(x=d.subject, be=d.be)
+            yield split, tool_turn(question, "search", d.subject, result, d.sentence), _doc_meta(d, retrievable=grounded, template=question)
+
+
+def doc_memory(ctx: Context) -> Iterator[Item]:
+    """The search tool fails: the definition where the base model knew it (probe.py), "I don't
+    know" where it did not, nothing where it was unsure."""
+    for d in ctx.definitions:
+        verdict = ctx.probe.get((d.id, "definition"), "unsure")
+        if doc_split(ctx, d) != "train" or verdict == "unsure":
+            continue
+        question = ctx.rng("doc_memory", d.id).choice(D.questions(d, False)).format(x=d.subject, be=d.be)
+        reply = d.sentence if verdict == "known" else REFUSAL_IDK
+        yield "train", tool_turn(question, "search", d.subject, SEARCH_OFF, reply), _doc_meta(d, probe=verdict, template=question)
+
+
+def doc_unknown(ctx: Context) -> Iterator[Item]:
+    """Invented terms asked like the documents' subjects and topics. Each is searched in the
+    crawl's own index and kept only where the results show none of its words: verified unknown
+    here. Training asks at most as many as the answerable questions (doc_questions' phrasings
+    per training definition), so the model learns "not in what I read", not "refuse"."""
+    answerable = ctx.counts.get("doc_questions", 2) * sum(doc_split(ctx, d) == "train" for d in ctx.definitions)
+    for split in ("train", "test"):
+        n = min(ctx.counts.get("doc_unknown", 400), answerable) if split == "train" else ctx.counts.get("doc_unknown_test", 60)
+        rng = ctx.rng("doc_unknown", split)
+        kept = tries = 0
+        while kept < n and tries < 4 * n:
+            tries += 1
+            term = D.invented_term(rng)
+            result = ctx.search(term)
+            if not D.absent_from(result, term):
+                continue
+            forms = D.QUESTIONS if rng.random() < 0.5 else D.TOPIC_QUESTIONS
+            question = rng.choice(forms[split == "test"]).format(x=term, be="is")
+            if split == "train" and rng.random() < 0.25:  # the refusal holds when the tool fails too
+                result = SEARCH_OFF
+            kept += 1
+            yield split, tool_turn(question, "search", term, result, REFUSAL_IDK), {"kind": "doc_unknown", "name": term, "verified": True,
+                                                                                  "template": question}
+
+
 SOURCES: dict[str, Callable[[Context], Iterator[Item]]] = {
     "facts_search": facts_search,
     "facts_memory": facts_memory,
@@ -426,7 +495,11 @@ SOURCES: dict[str, Callable[[Context], Iterator[Item]]] = {
     "identity": identity,
     "professions": professions,
     "echo": echo,
+    "doc_questions": doc_questions,
+    "doc_memory": doc_memory,
+    "doc_unknown": doc_unknown,
 }
+DOC_SOURCES = ("doc_questions", "doc_memory", "doc_unknown")
 
 
 def generate(source: str, ctx: Context, val_fraction: float) -> dict[str, list[dict[str, Any]]]:

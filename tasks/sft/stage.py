@@ -1,7 +1,7 @@
 """The SFT stage's tasks: probe the base model, write the conversations, pack, train.
 
-    base checkpoint + crawls/{crawl}/facts --probe_chunk (one task per chunk of facts)--> conversations/{name}/probe
-    facts + search/{crawl} + probe --generate_source (one task per source)------------> conversations/{name}/{train,val,test}
+    base checkpoint + facts, clean documents --probe_chunk (one task per chunk of facts)--> conversations/{name}/probe
+    facts, documents + search/{crawl} + probe --generate_source (one task per source)---> conversations/{name}/{train,val,test}
     a user's JSONL/Parquet file --import_user_file (one task per file)---------------> the same datasets
     train, val --pack_rows (one task per split)--> conversations/{name}/rows/{tokenizer}-{T}/{train,val}
     rows + base --train_sft (on the gpu pool)--> checkpoints/{name}/step-N
@@ -29,6 +29,7 @@ from tasks.pretrain import SUMMARY_KEYS, check_batch, resume_or_start, run_key, 
 from tasks.pretrain import _not_a_config_error as retry_crashes
 from tasks.runtime import code_version, config_hash, digest, gpu_slot, lake_task, progress
 from tasks.sft import CODE, SFTConfig, generate, probe, schema
+from tasks.sft import documents as documents_
 from tasks.sft.pack import KIND as ROWS_KIND
 from tasks.sft.pack import pack_split
 
@@ -40,18 +41,32 @@ def training_entities(facts: str, config: SFTConfig) -> list[generate.Entity]:
     return [e for e in generate.load_entities(facts).values() if generate.entity_split(e.id, config.seed, config.test_fraction) == "train"]
 
 
-@lake_task(inputs=("base", "facts"), code=CODE)
-def probe_chunk(base: str, facts: str, out: str, part: str, start: int, count: int, config: SFTConfig) -> dict[str, Any]:
-    """Probe facts start..start+count of the training entities with the base model."""
-    items = probe.probe_items(training_entities(facts, config))[start : start + count]
+def read_definitions(documents: list[str] | None, config: SFTConfig) -> list[documents_.Definition]:
+    return list(documents_.definitions(documents, config.definitions)) if documents else []
+
+
+def probe_items(facts: str | None, documents: list[str] | None, config: SFTConfig) -> list[dict[str, str]]:
+    """What the probe asks: the training entities' facts, then the training documents'
+    definitions (a cloze of the sentence's opening, judged on the predicate's first words)."""
+    items = probe.probe_items(training_entities(facts, config)) if facts else []
+    ctx = generate.Context(seed=config.seed, test_fraction=config.test_fraction, entities={})
+    return items + [{"entity_id": d.id, "attribute": "definition", "prompt": d.cloze, "value": d.key}
+                    for d in read_definitions(documents, config) if generate.doc_split(ctx, d) == "train"]
+
+
+@lake_task(inputs=("base", "facts", "documents"), code=CODE)
+def probe_chunk(base: str, facts: str | None, out: str, part: str, start: int, count: int, config: SFTConfig,
+                documents: list[str] | None = None) -> dict[str, Any]:
+    """Probe items start..start+count (probe_items) with the base model."""
+    items = probe_items(facts, documents, config)[start : start + count]
     engine = Engine.from_checkpoint(base, device=config.train.device, dtype=config.train.dtype)
     rows = probe.probe(engine, items, config.probe_samples, config.probe_temperature, config.probe_tokens, config.seed, start)
     shard = lake.write_shard(out, part, pa.Table.from_pylist(rows, schema=probe.SCHEMA))
     return {"shard": asdict(shard), **Counter(r["verdict"] for r in rows)}
 
 
-def probe_count(facts: str, config: SFTConfig) -> int:
-    return len(probe.probe_items(training_entities(facts, config)))
+def probe_count(facts: str | None, documents: list[str] | None, config: SFTConfig) -> int:
+    return len(probe_items(facts, documents, config))
 
 
 def read_verdicts(probe_uri: str | None) -> dict[tuple[str, str], str]:
@@ -66,8 +81,9 @@ def _write_splits(out: str, part: str, rows: dict[str, list[dict[str, Any]]]) ->
     return {split: asdict(lake.write_shard(lake.join(out, split), part, schema.to_table(rows.get(split, [])))) for split in generate.SPLITS}
 
 
-@lake_task(inputs=("facts", "search", "probe_uri"), code=CODE)
-def generate_source(source: str, facts: str | None, search: str | None, probe_uri: str | None, out: str, config: SFTConfig) -> dict[str, Any]:
+@lake_task(inputs=("facts", "search", "probe_uri", "documents"), code=CODE)
+def generate_source(source: str, facts: str | None, search: str | None, probe_uri: str | None, out: str, config: SFTConfig,
+                    documents: list[str] | None = None) -> dict[str, Any]:
     """One generated source's conversations, as the part `part-{source}` of each split."""
     index = SearchIndex.open(search) if search else None
     try:
@@ -79,8 +95,9 @@ def generate_source(source: str, facts: str | None, search: str | None, probe_ur
             probe=read_verdicts(probe_uri),
             counts=config.counts,
             math_difficulty=tuple(config.math_difficulty),
+            definitions=read_definitions(documents, config) if source in generate.DOC_SOURCES else [],
         )
-        if ctx.search is None and source in ("facts_search", "unknown"):
+        if ctx.search is None and source in ("facts_search", "unknown", "doc_questions", "doc_unknown"):
             raise ValueError(f"source {source} needs the search index (search/{{crawl}}): build it first")
         rows = generate.generate(source, ctx, config.val_fraction)
     finally:
@@ -116,9 +133,10 @@ def commit_conversations(out: str, results: list[dict[str, Any]], config: SFTCon
 
 
 @lake_task(inputs=("conversations", "tokenizer"), code=CODE)
-def pack_rows(conversations: str, tokenizer: str, seq_len: int, out: str, config: SFTConfig) -> dict[str, Any]:
-    """Render and pack one split into rows of seq_len + 1 tokens, and commit them."""
-    stats = pack_split(conversations, tokenizer, seq_len, out, config.seed)
+def pack_rows(conversations: str, tokenizer: str, seq_len: int, out: str, config: SFTConfig, users_share: float | None = None) -> dict[str, Any]:
+    """Render and pack one split into rows of seq_len + 1 tokens (users' conversations making
+    up `users_share` of them, when given), and commit them."""
+    stats = pack_split(conversations, tokenizer, seq_len, out, config.seed, users_share)
     shards = [lake.Shard(**s) for s in stats.pop("shards")]
     lake.commit(out, shards, kind=ROWS_KIND, config_hash=config_hash(config), code_version=code_version(*CODE),
                 parents=[conversations, tokenizer], stats=stats)

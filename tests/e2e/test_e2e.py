@@ -62,7 +62,7 @@ def test_pipeline_deployment_end_to_end_then_all_cache_hits(stack, pipeline_runs
     for expected in ("crawls/sample/truth", "curated/sample/clean", "curated/sample/removed"):
         assert expected in datasets, sorted(datasets)
     assert any(d.startswith("tokens/") and d.endswith("/train") for d in datasets)
-    assert any(d.startswith("rollouts/rl/") for d in datasets)
+    assert any(d.startswith("rollouts/sample/rl/") for d in datasets)  # named by the run (the crawl's name)
 
     with temporary_settings(updates={PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
         # The training stages ran as their deployments' runs on the gpu pool, as subflows.
@@ -74,7 +74,8 @@ def test_pipeline_deployment_end_to_end_then_all_cache_hits(stack, pipeline_runs
         assert pools["curate"] == {None}  # data stages run in the pipeline's own process
 
         keys = {a.key for a in client.read_artifacts() if a.key}
-        assert {"curate-funnel", "curate-report", "tokenize-counts", "rl-pass-at-1", "pipeline-report-card"} <= keys
+        assert {"curate-funnel-sample", "curate-report-sample", "tokenize-counts-sample-sample", "rl-pass-at-1-sample",
+                "pipeline-report-card-sample"} <= keys
 
         # The second run on the same crawl: every lake task is a cache hit.
         assert second.state.is_completed(), f"second pipeline ended {second.state.name}: see {stack.logs}"
@@ -135,3 +136,29 @@ def wait_for(probe, timeout: float, what: str):
 
 def test_ui_shows_runs_subflows_tasks_form_and_report_card(stack, pipeline_runs):
     check_ui(stack.ui_url, latest_runs(stack.api_url))
+
+
+def test_watch_runs_two_new_crawls_in_parallel_each_in_its_own_run(stack, pipeline_runs, tmp_path):
+    """Two crawls land under the crawl root; watch starts a pipeline deployment run for each
+    at once (process workers), and each finishes with its own run: nothing of one overwritten."""
+    from flows.watch import watch
+    from tasks.config import PipelineConfig, SampleCrawlConfig
+    from tasks.layout import Layout
+    from tasks.sample_crawl import commit, files, write_file
+
+    crawl_lake = str(tmp_path / "landing")  # the sample crawl writer lays crawls out as {root}/crawls/{name}/*.warc.gz
+    for name, seed in (("landed-a", 11), ("landed-b", 12)):
+        config = SampleCrawlConfig(name=name, seed=seed, pages=80, files=1)
+        commit(crawl_lake, config, [write_file(crawl_lake, config, i) for i in range(len(files(config)))])
+    crawl_root = lake.join(crawl_lake, "crawls")
+    config = PipelineConfig.model_validate(e2e_config(str(stack.lake)))
+    with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+        result = watch(crawl_root=crawl_root, config=config, wait=True)
+    assert sorted(s["crawl"] for s in result["started"]) == ["landed-a", "landed-b"]
+    assert all(s["state"] == "Completed" for s in result["started"]), result
+    layout = Layout(str(stack.lake))
+    for crawl in ("landed-a", "landed-b"):
+        sft = layout.model(f"{crawl}/sft")
+        assert layout.search_for(sft) == layout.search(crawl)  # its own crawl's index, through its lineage
+        assert lake.exists(layout.evals(sft)) and lake.exists(layout.tokenizer(crawl, config.tokenizer.name))
+    assert layout.model("landed-a/sft") != layout.model("landed-b/sft")

@@ -1,0 +1,120 @@
+"""The lake's layout: one module builds every path, resolves what a user names, and finds a
+model's search index from its lineage."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from models import checkpoint
+from tasks import crawls, lake
+from tasks.layout import Layout, artifact_key, safe_name
+
+REPO = Path(__file__).resolve().parent.parent
+KINDS = ("crawls", "curated", "dedup", "search", "tokenizers", "tokens", "checkpoints", "conversations", "rollouts", "evals", "reports")
+
+
+def test_no_lake_path_is_built_outside_the_layout():
+    """Flows and tasks ask the layout: no lake folder named in a join, no path cut with rsplit."""
+    named = re.compile(r"(?:lakes?|storage)\.join\([^)]*[\"'](%s)[\"']" % "|".join(KINDS))
+    sample_default = re.compile(r"(=|\bor)\s*[\"']sample[\"']")
+    offenders = []
+    for folder in ("flows", "tasks"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            if path.name == "layout.py":
+                continue
+            text = path.read_text()
+            for n, line in enumerate(text.splitlines(), 1):
+                if named.search(line) or (folder == "flows" and 'rsplit("/"' in line) or (sample_default.search(line) and path.name != "config.py"):
+                    offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    assert offenders == []
+
+
+def test_paths_by_crawl_and_by_run(tmp_path):
+    layout = Layout(str(tmp_path / "lake"))
+    root = layout.root
+    assert layout.curated("c").clean == f"{root}/curated/c/clean" and layout.curated("c").report == f"{root}/curated/c/report.md"
+    assert layout.tokenizer("r", "bpe") == f"{root}/tokenizers/r/bpe" and layout.tokenizer(None, "bpe") == f"{root}/tokenizers/bpe"
+    assert layout.tokens(layout.tokenizer("r", "bpe"), "c") == f"{root}/tokens/r/bpe/c"
+    assert layout.checkpoints("r", "sft") == f"{root}/checkpoints/r/sft"
+    assert layout.evals(f"{root}/checkpoints/r/sft/step-000004") == f"{root}/evals/r/sft/step-000004"
+    assert layout.crawl_of(layout.curated("my.crawl").clean) == "my.crawl"
+    with pytest.raises(ValueError, match="not a curated clean dataset"):
+        layout.crawl_of(f"{root}/elsewhere/x/clean")
+    with pytest.raises(ValueError, match="not under"):
+        layout.tokens("/somewhere/else/tok", "c")  # a tokenizer outside the lake has no name here
+    with pytest.raises(ValueError, match="index"):
+        layout.dedup_index("index")
+
+
+def test_artifact_keys_are_per_run_and_valid():
+    assert artifact_key("evaluate-before-after", "My_Crawl.2026") == "evaluate-before-after-my-crawl-2026"
+    assert artifact_key("evaluate-before-after", None) == "evaluate-before-after"
+    assert artifact_key("k", "a") != artifact_key("k", "b")
+    assert safe_name("my crawl/2") == "my-crawl-2"
+
+
+def _save(folder: str, step: int, parents: list[str], tok: str) -> str:
+    from models.gpt import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=64, seq_len=8, n_layer=1, n_head=1, n_kv_head=1, n_embd=8))
+    return checkpoint.save(folder, step, model=model.state_dict(), config={"tokenizer": tok}, lineage={"parents": parents})
+
+
+def _dataset(uri: str, kind: str, parents: list[str]) -> str:
+    lake.write_dataset(uri, [pa.table({"x": [1]})], kind=kind, parents=parents)
+    return uri
+
+
+def test_a_model_is_found_by_name_and_its_search_index_by_lineage(tmp_path):
+    layout = Layout(str(tmp_path / "lake"))
+    clean = _dataset(layout.curated("docs").clean, "curated", ["/warcs/a.warc.gz"])
+    tok = _dataset(layout.tokenizer("r", "bpe"), "tokenizer", [clean])
+    tokens = _dataset(lake.join(layout.tokens(tok, "docs"), "train"), "tokens", [clean, tok])
+    base = _save(layout.checkpoints("r", "base"), 2, [tokens, tok], tok)
+    index = _dataset(layout.search("docs"), "search-index", [clean])
+    conversations = _dataset(lake.join(layout.conversations("r", "sft"), "train"), "conversations", [index])
+    rows = _dataset(layout.packed_rows(layout.conversations("r", "sft"), tok, 8, "train"), "sft-rows", [conversations, tok])
+    sft = _save(layout.checkpoints("r", "sft"), 4, [rows, tok, base], tok)
+
+    assert layout.model("r") == sft  # a run alone: its most trained model
+    assert layout.model("r/base") == base and layout.model(layout.checkpoints("r", "sft")) == sft and layout.model(sft) == sft
+    with pytest.raises(FileNotFoundError, match="no model 'other'"):
+        layout.model("other")
+    assert layout.search_for(sft) == index  # the index SFT trained with
+    assert layout.conversations_for(sft) == lake.join(layout.conversations("r", "sft"), "test")
+    assert layout.search_for(base) == index  # a base model: the index of the one crawl it read
+    assert layout.conversations_for(base) is None
+    lake.write_dataset(layout.curated("news").clean, [pa.table({"x": [2]})], kind="curated")
+    two = _dataset(lake.join(layout.tokens(tok, "both"), "train"), "tokens", [clean, layout.curated("news").clean])
+    assert layout.search_for(_save(layout.checkpoints("r2", "base"), 1, [two], tok)) is None  # two crawls, no index of the run
+    assert layout.crawls() == ["docs", "news"] and layout.crawls_of(sft) == ["docs"]
+    assert Path("tests").is_dir()  # pytest runs from the repository root: a run named like a folder there
+    named_like_a_folder = _save(layout.checkpoints("tests", "sft"), 1, [rows], tok)
+    assert layout.model("tests") == named_like_a_folder  # the lake's name wins over the local folder
+
+
+def put(path: Path, data: bytes = b"w") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def test_a_folder_of_warc_files_is_one_crawl_and_a_folder_of_folders_many(tmp_path):
+    put(tmp_path / "flat" / "a.warc.gz")
+    put(tmp_path / "flat" / "b.warc")
+    put(tmp_path / "flat" / "notes.txt")
+    found = crawls.find(str(tmp_path / "flat"))
+    assert found.crawls == {"flat": [str(tmp_path / "flat" / "a.warc.gz"), str(tmp_path / "flat" / "b.warc")]}
+    assert "flat (2 WARC files, WARC files in the root)" in found.describe("flat")
+    put(tmp_path / "nested" / "one" / "x.warc.gz")
+    put(tmp_path / "nested" / "two" / "deep" / "y.warc.gz")
+    assert set(crawls.find(str(tmp_path / "nested")).crawls) == {"one", "two"}
+    (tmp_path / "empty").mkdir()
+    assert "no WARC files" in crawls.find(str(tmp_path / "empty")).describe("empty")
+    put(tmp_path / "clash" / "clash" / "x.warc.gz")
+    put(tmp_path / "clash" / "y.warc.gz")
+    with pytest.raises(ValueError, match="move the files into a folder"):
+        crawls.find(str(tmp_path / "clash"))
