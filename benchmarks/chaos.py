@@ -117,17 +117,31 @@ def storage_faults(tally: Tally, s3: str, warcs: list[str], rates: list[float], 
             tally.faults_survived += proxy.total
             tally.audit(f"rate {rate}", stress.audit(root, stress.truth_uri(warcs)))
         requests = sum(proxy.requests.values())
-        log(f"rate {rate}: {requests} requests, faults {injected}, finished {ok}, identical {same}, {seconds:.0f} s "
-            f"({seconds / clean_s:.2f}x the clean run)")
-        tally.rows.append({"check": "storage", "rate": rate, "requests": requests, "faults": injected, "finished": ok,
-                           "identical": same, "seconds": round(seconds, 1), "clean_seconds": round(clean_s, 1)})
+        log(
+            f"rate {rate}: {requests} requests, faults {injected}, finished {ok}, identical {same}, {seconds:.0f} s "
+            f"({seconds / clean_s:.2f}x the clean run)"
+        )
+        tally.rows.append(
+            {
+                "check": "storage",
+                "rate": rate,
+                "requests": requests,
+                "faults": injected,
+                "finished": ok,
+                "identical": same,
+                "seconds": round(seconds, 1),
+                "clean_seconds": round(clean_s, 1),
+            }
+        )
     return clean, clean_s
 
 
 # -- 2. crashes --------------------------------------------------------------------------
 
 
-def crashes(tally: Tally, where: str, root: str, warcs: list[str], expected: dict, duration: float, kills: int, seed: int) -> None:
+def crashes(
+    tally: Tally, where: str, root: str, warcs: list[str], expected: dict, duration: float, kills: int, seed: int
+) -> None:
     """`kills` pipeline subprocesses on one lake, each kill -9'd at a seeded moment of its
     flow run, then one run to the end, compared with an uninterrupted run (`expected`)."""
     rng = random.Random(seed)
@@ -139,8 +153,10 @@ def crashes(tally: Tally, where: str, root: str, warcs: list[str], expected: dic
         stress.snapshot(root)  # every committed shard whole after each kill
         if outcome["orphans"]:
             tally.failures.append(f"{where} kill {k}: worker processes outlived the pipeline: {outcome['orphans']}")
-        log(f"{where} pipeline kill {k + 1}/{kills} at {delay:.1f} s into its flow run: "
-            f"{'killed' if outcome['killed'] else 'had finished'}")
+        log(
+            f"{where} pipeline kill {k + 1}/{kills} at {delay:.1f} s into its flow run: "
+            f"{'killed' if outcome['killed'] else 'had finished'}"
+        )
     stress.finish(stress.start(root, warcs))
     tally.crashes += killed
     same = tally.same(f"{where} pipeline crashes", expected, stress.snapshot(root))
@@ -157,13 +173,28 @@ def training_crashes(tally: Tally, work: Path, reference: str, kills: int, seed:
     from tasks import lake
 
     model = GPTConfig(vocab_size=512, seq_len=16, n_layer=2, n_head=2, n_kv_head=1, n_embd=32)
-    config = TrainConfig(steps=1000, batch_tokens=128, device_batch=8, lr=3e-3, warmup_steps=10, eval_every=250,
-                         eval_tokens=128, checkpoint_every=50, sample_prompts=["The"], sample_tokens=4, log_every=10)
+    config = TrainConfig(
+        steps=1000,
+        batch_tokens=128,
+        device_batch=8,
+        lr=3e-3,
+        warmup_steps=10,
+        eval_every=250,
+        eval_tokens=128,
+        checkpoint_every=50,
+        sample_prompts=["The"],
+        sample_tokens=4,
+        log_every=10,
+    )
     tokens = lake.join(reference, "tokens", "bpe-stress", "sample")
 
     def spec(run: str) -> RunSpec:
-        return RunSpec([lake.join(tokens, "train")], [lake.join(tokens, "val")],
-                       lake.join(reference, "tokenizers", "bpe-stress"), str(work / "runs" / run))
+        return RunSpec(
+            [lake.join(tokens, "train")],
+            [lake.join(tokens, "val")],
+            lake.join(reference, "tokenizers", "bpe-stress"),
+            str(work / "runs" / run),
+        )
 
     train(model, config, spec("straight"))
     expected = [r["loss"] for r in checkpoint.load(spec("straight").out).metrics["train"]]
@@ -175,8 +206,10 @@ def training_crashes(tally: Tally, work: Path, reference: str, kills: int, seed:
         outcome = stress.train_and_kill(model, config, crashed, at, resume=k > 0)
         killed += outcome["killed"]
         saved = max(outcome["saved"] or [0])
-        log(f"training kill {k + 1}/{kills} at step {at}: {'killed' if outcome['killed'] else 'had finished'}, "
-            f"resumed from step {outcome['resumed_at']}, complete checkpoints up to step {saved}")
+        log(
+            f"training kill {k + 1}/{kills} at step {at}: {'killed' if outcome['killed'] else 'had finished'}, "
+            f"resumed from step {outcome['resumed_at']}, complete checkpoints up to step {saved}"
+        )
     resumed_at = stress.train_to_end(model, config, crashed)
     got = [r["loss"] for r in checkpoint.load(crashed.out).metrics["train"]]
     same = got == expected
@@ -221,10 +254,23 @@ def bad_input(tally: Tally, work: Path, shared_data: Path, sample_warcs: list[st
         (alone / path.name).symlink_to(path)
         measured = stress.peak_rss("tests.hostile:curate_corpus", str(alone), str(work / "one-out" / case))
         outcome = next(iter(measured["result"]["cases"].values()))
-        mine = outcome["outcomes"].get(hostile.url(case), "") if case in hostile.CASES else f"{len(outcome['outcomes'])} documents"
-        rows.append({"case": case, "peak_rss_mib": measured["peak_rss_mb"], "extractor_peak_mib": measured["result"]["extractor_peak_mb"],
-                     "outcome": mine, "docs_in": outcome["docs_in"]})
-        log(f"{case:22s} task {measured['peak_rss_mb']:6.1f} MiB, extractor {measured['result']['extractor_peak_mb']:6.1f} MiB: {mine}")
+        mine = (
+            outcome["outcomes"].get(hostile.url(case), "")
+            if case in hostile.CASES
+            else f"{len(outcome['outcomes'])} documents"
+        )
+        rows.append(
+            {
+                "case": case,
+                "peak_rss_mib": measured["peak_rss_mb"],
+                "extractor_peak_mib": measured["result"]["extractor_peak_mb"],
+                "outcome": mine,
+                "docs_in": outcome["docs_in"],
+            }
+        )
+        log(
+            f"{case:22s} task {measured['peak_rss_mb']:6.1f} MiB, extractor {measured['result']['extractor_peak_mb']:6.1f} MiB: {mine}"
+        )
     tally.rows.append({"check": "bad input", "cases": rows})
     return rows
 
@@ -253,7 +299,12 @@ def main() -> None:
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     moto.start()
     s3 = f"http://127.0.0.1:{moto._port}"
-    os.environ.update(AWS_ACCESS_KEY_ID=FAKE_KEY_ID, AWS_SECRET_ACCESS_KEY=FAKE_SECRET, AWS_ENDPOINT_URL=s3, AWS_DEFAULT_REGION="us-east-1")
+    os.environ.update(
+        AWS_ACCESS_KEY_ID=FAKE_KEY_ID,
+        AWS_SECRET_ACCESS_KEY=FAKE_SECRET,
+        AWS_ENDPOINT_URL=s3,
+        AWS_DEFAULT_REGION="us-east-1",
+    )
     work = Path(tempfile.mkdtemp(prefix="chaos-"))
     from flows import server
 
@@ -279,7 +330,9 @@ def main() -> None:
             stress.run_pipeline(reference, local_warcs)
             local_s = time.monotonic() - started
             expected = {"local": stress.snapshot(reference), "S3": clean_s3}
-            crashes(tally, "local", str(work / "crashed"), local_warcs, expected["local"], local_s, args.kills, args.seed)
+            crashes(
+                tally, "local", str(work / "crashed"), local_warcs, expected["local"], local_s, args.kills, args.seed
+            )
             crashes(tally, "S3", "s3://chaos/crashed", s3_warcs, expected["S3"], clean_s3_s, args.kills, args.seed + 1)
             training_crashes(tally, work, reference, args.training_kills, args.seed)
             concurrency(tally, {"local": str(work / "concurrent")}, local_warcs, expected)
@@ -299,7 +352,7 @@ def main() -> None:
         "documents lost": tally.lost,
         "documents duplicated": tally.duplicated,
         "peak memory per shard task (MiB)": f"{worst['peak_rss_mib']} ({worst['case']}); extractor worker "
-                                            f"{max(r['extractor_peak_mib'] for r in memory)}",
+        f"{max(r['extractor_peak_mib'] for r in memory)}",
         "failures": tally.failures,
         "minutes": round((time.monotonic() - began) / 60, 1),
     }

@@ -66,7 +66,16 @@ SHARED = Path(os.environ.get("CRAWL2CHAT_SHARED_DATA", REPO.parent / "shared" / 
 DATA = SHARED / "extraction-benchmark"
 WORK = REPO / ".cache" / "bench-curate"
 ANCHOR = REPO / ".cache" / "anchor-venv"
-ANCHOR_PACKAGES = ["datatrove[processing]==0.10.1", "spacy", "aiohttp", "resiliparse", "warcio", "faust-cchardet", "python-magic", "lxml_html_clean"]
+ANCHOR_PACKAGES = [
+    "datatrove[processing]==0.10.1",
+    "spacy",
+    "aiohttp",
+    "resiliparse",
+    "warcio",
+    "faust-cchardet",
+    "python-magic",
+    "lxml_html_clean",
+]
 FILTERS = ("url", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb_quality")
 
 
@@ -102,11 +111,17 @@ def corpus(per_site: int, articles_limit: int | None) -> dict[str, dict]:
     build_warc(articles(articles_limit), WORK / "articles" / "articles.warc.gz")
     groups["articles"] = {"generator": "news/blog articles", "warc": WORK / "articles" / "articles.warc.gz"}
     for name in ("warcfile", "clueweb-quirk"):
-        groups[f"cc-{name}"] = {"generator": "Common Crawl" if name == "warcfile" else "ClueWeb09 (Japanese)",
-                                "warc": SHARED / "warc" / "commoncrawl-sample" / f"{name}.warc.gz"}
+        groups[f"cc-{name}"] = {
+            "generator": "Common Crawl" if name == "warcfile" else "ClueWeb09 (Japanese)",
+            "warc": SHARED / "warc" / "commoncrawl-sample" / f"{name}.warc.gz",
+        }
     for site in SITES:
         if not site.available():
-            groups[site.name] = {"generator": site.generator, "warc": None, "missing": f"not measured: {site.package} is not installed (make doc-sites)"}
+            groups[site.name] = {
+                "generator": site.generator,
+                "warc": None,
+                "missing": f"not measured: {site.package} is not installed (make doc-sites)",
+            }
             continue
         warc, _ = site_warc(site, WORK / "docs", limit=per_site)
         groups[site.name] = {"generator": site.generator, "warc": warc}
@@ -130,7 +145,12 @@ def ensure_anchor() -> Path:
 def anchor(python: Path, *args: str) -> dict:
     out = WORK / f"anchor-{'-'.join(a.rsplit('/', 1)[-1] for a in (args[0], *args[2:]))}.json"
     env = {**os.environ, "LID_FTZ": str(model_path()), "OMP_NUM_THREADS": "1"}
-    subprocess.run([str(python), str(REPO / "benchmarks" / "curate_anchor.py"), *args[:2], str(out), *args[2:]], check=True, env=env, stderr=open(WORK / "anchor.log", "a"))
+    subprocess.run(
+        [str(python), str(REPO / "benchmarks" / "curate_anchor.py"), *args[:2], str(out), *args[2:]],
+        check=True,
+        env=env,
+        stderr=open(WORK / "anchor.log", "a"),
+    )
     return json.loads(out.read_text())
 
 
@@ -250,29 +270,61 @@ def prf(truths: list[str], preds: list[str]) -> dict[str, float]:
 def throughput(python: Path, name: str, warcs: list[Path], rounds: int, results: dict, extractors: list[str]) -> None:
     docs = sum(len(group_pages(w)) for w in warcs)
     print(f"\n{name}: {docs} pages in {len(warcs)} WARC file(s); best of {rounds} interleaved rounds")
-    print(f"{'extractor':<12} {'ours docs/s':>12} {'datatrove docs/s':>17} {'ratio':>7} {'ours peak MB':>13} {'dt peak MB':>11} {'kept ours/dt':>13}")
+    print(
+        f"{'extractor':<12} {'ours docs/s':>12} {'datatrove docs/s':>17} {'ratio':>7} {'ours peak MB':>13} {'dt peak MB':>11} {'kept ours/dt':>13}"
+    )
     out = results["throughput"].setdefault(name, {"docs": docs})
     anchor_dir = warcs[0].parent
     for extractor in extractors:
-        rounds_ = [(run_ours(warcs, extractor), anchor(python, "chain", str(anchor_dir), extractor)) for _ in range(rounds)]
+        rounds_ = [
+            (run_ours(warcs, extractor), anchor(python, "chain", str(anchor_dir), extractor)) for _ in range(rounds)
+        ]
         ours = min((r[0] for r in rounds_), key=lambda r: r["cpu_seconds"])
         theirs = min((r[1] for r in rounds_), key=lambda r: r["cpu_seconds"])
         rate, their_rate = docs / ours["cpu_seconds"], docs / theirs["cpu_seconds"]
         out[extractor] = {
-            "ours": rate, "datatrove": their_rate, "ratio": rate / their_rate,
-            "ours_peak_mb": ours["peak_rss_mb"], "datatrove_peak_mb": theirs["peak_rss_mb"],
-            "kept_ours": len(ours["kept"]), "kept_datatrove": len(theirs["kept"]),
+            "ours": rate,
+            "datatrove": their_rate,
+            "ratio": rate / their_rate,
+            "ours_peak_mb": ours["peak_rss_mb"],
+            "datatrove_peak_mb": theirs["peak_rss_mb"],
+            "kept_ours": len(ours["kept"]),
+            "kept_datatrove": len(theirs["kept"]),
             "ours_seconds_by_step": {k: v["seconds"] for k, v in ours["funnel"]["steps"].items()},
             "datatrove_seconds_by_step": theirs["step_seconds"],
-            "rounds": [{"ours_cpu": docs / a["cpu_seconds"], "datatrove_cpu": docs / b["cpu_seconds"],
-                        "ours_wall": docs / a["seconds"], "datatrove_wall": docs / b["seconds"]} for a, b in rounds_],
+            "rounds": [
+                {
+                    "ours_cpu": docs / a["cpu_seconds"],
+                    "datatrove_cpu": docs / b["cpu_seconds"],
+                    "ours_wall": docs / a["seconds"],
+                    "datatrove_wall": docs / b["seconds"],
+                }
+                for a, b in rounds_
+            ],
         }
-        print(f"{extractor:<12} {rate:>12.1f} {their_rate:>17.1f} {rate / their_rate:>6.1f}x {ours['peak_rss_mb']:>13.0f} {theirs['peak_rss_mb']:>11.0f} {len(ours['kept']):>6}/{len(theirs['kept'])}")
-        print("   rounds, docs per CPU-second (wall-clock docs/s), ours vs datatrove: " + "; ".join(
-            f"{r['ours_cpu']:.1f} ({r['ours_wall']:.1f}) vs {r['datatrove_cpu']:.1f} ({r['datatrove_wall']:.1f})" for r in out[extractor]["rounds"]))
+        print(
+            f"{extractor:<12} {rate:>12.1f} {their_rate:>17.1f} {rate / their_rate:>6.1f}x {ours['peak_rss_mb']:>13.0f} {theirs['peak_rss_mb']:>11.0f} {len(ours['kept']):>6}/{len(theirs['kept'])}"
+        )
+        print(
+            "   rounds, docs per CPU-second (wall-clock docs/s), ours vs datatrove: "
+            + "; ".join(
+                f"{r['ours_cpu']:.1f} ({r['ours_wall']:.1f}) vs {r['datatrove_cpu']:.1f} ({r['datatrove_wall']:.1f})"
+                for r in out[extractor]["rounds"]
+            )
+        )
         print(f"   our worker restarts (timeouts): {[a['worker_restarts'] for a, _ in rounds_]}")
-        print("   our seconds by step: " + ", ".join(f"{k} {v:.2f}" for k, v in out[extractor]["ours_seconds_by_step"].items()))
-        print("   datatrove seconds by step: " + ", ".join(f"{k.encode('ascii', 'ignore').decode().strip()} {v:.2f}" for k, v in theirs["step_seconds"].items() if v is not None))
+        print(
+            "   our seconds by step: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in out[extractor]["ours_seconds_by_step"].items())
+        )
+        print(
+            "   datatrove seconds by step: "
+            + ", ".join(
+                f"{k.encode('ascii', 'ignore').decode().strip()} {v:.2f}"
+                for k, v in theirs["step_seconds"].items()
+                if v is not None
+            )
+        )
     if "trafilatura" in out and "resiliparse" in out:
         # FineWeb as datatrove runs it extracts with trafilatura: our fast configuration against it
         cross = out["resiliparse"]["ours"] / out["trafilatura"]["datatrove"]
@@ -284,10 +336,13 @@ def agreement(python: Path, groups: dict[str, dict], results: dict) -> list[str]
     """Per group and extractor, each filter's agreement with datatrove: own text and same text."""
     pages = {name: group_pages(g["warc"]) for name, g in groups.items() if g["warc"] is not None}
     jsonl = WORK / "pages.jsonl"
-    jsonl.write_text("".join(
-        json.dumps({"id": pid, "group": name, "url": url, "html": page.decode("utf-8", "surrogatepass")}) + "\n"
-        for name, items in pages.items() for pid, url, page in items
-    ))
+    jsonl.write_text(
+        "".join(
+            json.dumps({"id": pid, "group": name, "url": url, "html": page.decode("utf-8", "surrogatepass")}) + "\n"
+            for name, items in pages.items()
+            for pid, url, page in items
+        )
+    )
     theirs_text: dict[str, dict[str, str]] = {}
     ours_text: dict[str, dict[str, str]] = {}
     article_texts: dict[str, list[str]] = {}
@@ -300,16 +355,29 @@ def agreement(python: Path, groups: dict[str, dict], results: dict) -> list[str]
             if name == "articles":
                 article_texts[extractor] = texts
     urls = {pid: url for items in pages.values() for pid, url, _ in items}
-    dt_docs = [{"id": f"{ex}:{pid}", "url": urls[pid], "text": t} for ex, texts in theirs_text.items() for pid, t in texts.items() if t]
+    dt_docs = [
+        {"id": f"{ex}:{pid}", "url": urls[pid], "text": t}
+        for ex, texts in theirs_text.items()
+        for pid, t in texts.items()
+        if t
+    ]
     dt_jsonl = WORK / "datatrove-texts.jsonl"
     dt_jsonl.write_text("".join(json.dumps(d) + "\n" for d in dt_docs))
     anchor_filters = anchor(python, "filters", str(dt_jsonl))
     theirs = anchor_filters["decisions"]
     seconds: dict[str, float] = {}
     same = our_decisions(dt_docs, seconds)  # our filters on datatrove's own texts
-    own_docs = [{"id": f"{ex}:{pid}", "url": urls[pid], "text": t} for ex, texts in ours_text.items() for pid, t in texts.items() if t]
+    own_docs = [
+        {"id": f"{ex}:{pid}", "url": urls[pid], "text": t}
+        for ex, texts in ours_text.items()
+        for pid, t in texts.items()
+        if t
+    ]
     own = our_decisions(own_docs, {})
-    results["filter_docs_per_s"] = {name: {"ours": len(dt_docs) / seconds[name], "datatrove": len(dt_docs) / anchor_filters["seconds"][name]} for name in FILTERS}
+    results["filter_docs_per_s"] = {
+        name: {"ours": len(dt_docs) / seconds[name], "datatrove": len(dt_docs) / anchor_filters["seconds"][name]}
+        for name in FILTERS
+    }
 
     def decision(table: dict, name: str, key: str) -> str | None:
         return table[name].get(key, "extract/empty")  # no text: the page never reaches the filter
@@ -328,12 +396,17 @@ def agreement(python: Path, groups: dict[str, dict], results: dict) -> list[str]
             cells, entry = [], {"pages": len(ids), "own": {}, "same": {}, "disagreements": {}}
             for f in FILTERS:
                 keys = [f"{extractor}:{pid}" for pid in ids]
-                agree_own = sum((decision(own, f, k) is None) == (decision(theirs, f, k) is None) for k in keys) / len(keys)
-                agree_same = sum((decision(same, f, k) is None) == (decision(theirs, f, k) is None) for k in keys) / len(keys)
+                agree_own = sum((decision(own, f, k) is None) == (decision(theirs, f, k) is None) for k in keys) / len(
+                    keys
+                )
+                agree_same = sum(
+                    (decision(same, f, k) is None) == (decision(theirs, f, k) is None) for k in keys
+                ) / len(keys)
                 entry["own"][f], entry["same"][f] = agree_own, agree_same
                 entry["disagreements"][f] = [
                     {"url": urls[k.split(":", 1)[1]], "ours": decision(own, f, k), "datatrove": decision(theirs, f, k)}
-                    for k in keys if (decision(own, f, k) is None) != (decision(theirs, f, k) is None)
+                    for k in keys
+                    if (decision(own, f, k) is None) != (decision(theirs, f, k) is None)
                 ]
                 cells.append(f"{100 * agree_own:6.1f} ({100 * agree_same:5.1f})")
                 if agree_own < 0.97:
@@ -345,7 +418,9 @@ def agreement(python: Path, groups: dict[str, dict], results: dict) -> list[str]
         keys = [url_key for url_key in sorted(truths)][: len(pages["articles"])]
         reference = [truths[k]["articleBody"] for k in keys]
         results["extraction"] = {ex: prf(reference, texts) for ex, texts in article_texts.items()}
-        results["extraction"]["trafilatura (datatrove's 1.11)"] = prf(reference, [theirs_text["trafilatura"].get(pid, "") for pid, _, _ in pages["articles"]])
+        results["extraction"]["trafilatura (datatrove's 1.11)"] = prf(
+            reference, [theirs_text["trafilatura"].get(pid, "") for pid, _, _ in pages["articles"]]
+        )
     return failures
 
 
@@ -354,13 +429,21 @@ def agreement(python: Path, groups: dict[str, dict], results: dict) -> list[str]
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--pages-per-site", type=int, default=40, help="pages per documentation site (spread over the site)")
+    parser.add_argument(
+        "--pages-per-site", type=int, default=40, help="pages per documentation site (spread over the site)"
+    )
     parser.add_argument("--articles", type=int, default=None, help="limit the article pages (default: all 181)")
     parser.add_argument("--skip-throughput", action="store_true", help="only agreement and extraction quality")
     parser.add_argument("--skip-agreement", action="store_true", help="only throughput")
-    parser.add_argument("--extractors", default="trafilatura,resiliparse", help="throughput for these (comma-separated)")
-    parser.add_argument("--corpora", default="articles,docs", help="throughput on these: articles, docs (the documentation sites)")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per side; the fastest counts (the machine is shared)")
+    parser.add_argument(
+        "--extractors", default="trafilatura,resiliparse", help="throughput for these (comma-separated)"
+    )
+    parser.add_argument(
+        "--corpora", default="articles,docs", help="throughput on these: articles, docs (the documentation sites)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="interleaved rounds per side; the fastest counts (the machine is shared)"
+    )
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     groups = corpus(args.pages_per_site, args.articles)
@@ -374,18 +457,26 @@ def main() -> None:
         if "articles" in args.corpora:
             throughput(python, "articles", [groups["articles"]["warc"]], args.rounds, results, extractors)
         if "docs" in args.corpora:
-            docs = [g["warc"] for name, g in groups.items() if g["warc"] is not None and g["warc"].parent == WORK / "docs"]
+            docs = [
+                g["warc"] for name, g in groups.items() if g["warc"] is not None and g["warc"].parent == WORK / "docs"
+            ]
             throughput(python, "documentation sites", docs, args.rounds, results, extractors)
 
     if args.skip_agreement:
         return
     failures = agreement(python, groups, results)
-    print("\nextraction quality on the articles (shingle P/R/F1, evaluate.py's definition; published trafilatura 0.958)")
+    print(
+        "\nextraction quality on the articles (shingle P/R/F1, evaluate.py's definition; published trafilatura 0.958)"
+    )
     for extractor, m in results["extraction"].items():
         print(f"{extractor:<30} precision {m['precision']:.3f}  recall {m['recall']:.3f}  F1 {m['f1']:.3f}")
-    print("\neach filter alone on datatrove's texts, docs/s (every filter tokenizes for itself; datatrove caches its last 5 texts' tokens)")
+    print(
+        "\neach filter alone on datatrove's texts, docs/s (every filter tokenizes for itself; datatrove caches its last 5 texts' tokens)"
+    )
     for name, v in results["filter_docs_per_s"].items():
-        print(f"{name:<18} ours {v['ours']:>9.0f}  datatrove {v['datatrove']:>7.0f}  ratio {v['ours'] / v['datatrove']:>6.1f}x")
+        print(
+            f"{name:<18} ours {v['ours']:>9.0f}  datatrove {v['datatrove']:>7.0f}  ratio {v['ours'] / v['datatrove']:>6.1f}x"
+        )
     print("\nbelow 97% own-text agreement: " + ("none" if not failures else "; ".join(failures)))
     results["below_97"] = failures
     out = REPO / "benchmarks" / "out"

@@ -79,19 +79,27 @@ def resiliparse_extractor():
 
 
 def run_chain(warc_dir: str, extractor: str) -> dict:
-    from datatrove.pipeline.extractors import Trafilatura
-    from datatrove.pipeline.readers import WarcReader
-
     # Import the extractor before the sandbox forks its worker: the worker's warm-up counts
     # against the 1 s timeout, and importing trafilatura on a loaded 2-core machine takes
     # longer than that (every document then times out, which is datatrove's behaviour but
     # not what we want to measure).
     import resiliparse.extract.html2text  # noqa: F401
     import trafilatura  # noqa: F401
+    from datatrove.pipeline.extractors import Trafilatura
+    from datatrove.pipeline.readers import WarcReader
 
     steps = filters()
     ext = Trafilatura(favour_precision=True, timeout=1) if extractor == "trafilatura" else resiliparse_extractor()
-    chain = [WarcReader(warc_dir, glob_pattern="*.warc.gz"), steps["url"], ext, steps["language"], steps["gopher_repetition"], steps["gopher_quality"], steps["c4"], steps["fineweb_quality"]]
+    chain = [
+        WarcReader(warc_dir, glob_pattern="*.warc.gz"),
+        steps["url"],
+        ext,
+        steps["language"],
+        steps["gopher_repetition"],
+        steps["gopher_quality"],
+        steps["c4"],
+        steps["fineweb_quality"],
+    ]
     # warm up what loads lazily (ours loads the same at construction, outside the timing):
     # the url filter's lists, the language model, spaCy's tokenizer
     from datatrove.data import Document
@@ -111,9 +119,19 @@ def run_chain(warc_dir: str, extractor: str) -> dict:
     seconds = time.perf_counter() - start
     done = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_seconds = time.process_time() - cpu + (done.ru_utime - children.ru_utime) + (done.ru_stime - children.ru_stime)
-    stats = {step.name: {k: v.total if hasattr(v, "total") else v for k, v in step.stats.stats.items() if k != "doc_len"} for step in chain}
+    stats = {
+        step.name: {k: v.total if hasattr(v, "total") else v for k, v in step.stats.stats.items() if k != "doc_len"}
+        for step in chain
+    }
     step_seconds = {step.name: getattr(step.stats.time_stats, "total", None) for step in chain}
-    return {"seconds": seconds, "step_seconds": step_seconds, "cpu_seconds": cpu_seconds, "kept": kept, "stats": json.loads(json.dumps(stats, default=str)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "seconds": seconds,
+        "step_seconds": step_seconds,
+        "cpu_seconds": cpu_seconds,
+        "kept": kept,
+        "stats": json.loads(json.dumps(stats, default=str)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def run_extract(jsonl: str, extractor: str) -> dict:
@@ -159,5 +177,11 @@ if __name__ == "__main__":
     mode, source, target = sys.argv[1:4]
     extractor = sys.argv[4] if len(sys.argv) > 4 else "trafilatura"
     seed_lid_model(os.environ["LID_FTZ"])
-    result = run_chain(source, extractor) if mode == "chain" else run_extract(source, extractor) if mode == "extract" else run_filters(source)
+    result = (
+        run_chain(source, extractor)
+        if mode == "chain"
+        else run_extract(source, extractor)
+        if mode == "extract"
+        else run_filters(source)
+    )
     Path(target).write_text(json.dumps(result))

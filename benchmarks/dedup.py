@@ -130,7 +130,9 @@ def datasketch_loop(texts: list[str]) -> None:
 def datasketch_bulk(texts: list[str]) -> None:
     from datasketch import MinHash
 
-    for minhash in MinHash.generator((plain_shingles(t) for t in texts), num_perm=CONFIG.num_perm, seed=CONFIG.seed, scheme="affine64"):
+    for minhash in MinHash.generator(
+        (plain_shingles(t) for t in texts), num_perm=CONFIG.num_perm, seed=CONFIG.seed, scheme="affine64"
+    ):
         minhash.digest()
 
 
@@ -143,7 +145,12 @@ def ours(batches: list[pa.RecordBatch]) -> None:
 
 def datatrove(path: Path) -> float:
     """Seconds datatrove's signature stage takes over the texts in `path` (JSONL)."""
-    out = subprocess.run([str(ANCHOR / "bin" / "python"), str(REPO / "benchmarks" / "dedup_anchor.py"), str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(ANCHOR / "bin" / "python"), str(REPO / "benchmarks" / "dedup_anchor.py"), str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
 
 
@@ -152,9 +159,11 @@ def throughput(count: int, with_datatrove: bool) -> None:
     batches = table.to_batches(max_chunksize=CONFIG.batch_size)
     texts = table.column("text").to_pylist()
     words = sum(len(t.split()) for t in texts) / len(texts)
-    runs = {"ours (batched, numpy over datasketch's permutations)": lambda: ours(batches),
-            "datasketch, per-document loop (update_batch)": lambda: datasketch_loop(texts),
-            "datasketch, MinHash.generator/bulk": lambda: datasketch_bulk(texts)}
+    runs = {
+        "ours (batched, numpy over datasketch's permutations)": lambda: ours(batches),
+        "datasketch, per-document loop (update_batch)": lambda: datasketch_loop(texts),
+        "datasketch, MinHash.generator/bulk": lambda: datasketch_bulk(texts),
+    }
     if with_datatrove:
         if not (ANCHOR / ".ready").exists():
             from benchmarks.curate import ensure_anchor
@@ -175,7 +184,7 @@ def throughput(count: int, with_datatrove: bool) -> None:
     for name, seconds in times.items():
         rate = count / statistics.median(seconds)
         print(f"| {name} | {rate:,.0f} | {statistics.median(seconds) / best:.1f}x |")
-    print(f"\ndatatrove measured ~54 docs/s per core in shared/notes/fineweb.md; target >= 540 (10x).")
+    print("\ndatatrove measured ~54 docs/s per core in shared/notes/fineweb.md; target >= 540 (10x).")
 
 
 # -- 3. scaling ------------------------------------------------------------------------------
@@ -220,38 +229,79 @@ def run_stage(stage: str, filtered: str, splits: str = "auto", rows_per_task: in
         done = [exact_groups.fn(sources, [], s, splits, uri[stage]) for s in range(splits)]
         stats = {"removed": sum(d["removed"] for d in done), "splits": splits}
     elif stage == "pairs":
-        done = [band_pairs.fn(sources, [], uri["exact"], b, s, splits, uri[stage]) for b in range(CONFIG.bands) for s in range(splits)]
+        done = [
+            band_pairs.fn(sources, [], uri["exact"], b, s, splits, uri[stage])
+            for b in range(CONFIG.bands)
+            for s in range(splits)
+        ]
         stats = {"pairs": sum(d["rows"] for d in done), "splits": splits}
     elif stage == "clusters":
         done = [cluster_pairs.fn(uri["pairs"], sources, [], uri[stage])]
         stats = {"removed": done[0]["removed"]}
     elif stage == "remove":
-        done = [shard_removals.fn(lake.shard_name(u), "synthetic", uri["exact"], uri["clusters"], uri["signatures"], uri[stage]) for u in inputs]
+        done = [
+            shard_removals.fn(
+                lake.shard_name(u), "synthetic", uri["exact"], uri["clusters"], uri["signatures"], uri[stage]
+            )
+            for u in inputs
+        ]
         stats = {"removed": sum(d["rows"] for d in done)}
     else:
         raise ValueError(f"unknown stage {stage!r}")
     seconds = time.perf_counter() - start
-    lake.commit(uri[stage], [lake.Shard(path=d["path"], rows=d["rows"], bytes=d["bytes"], sha256=d["sha256"]) for d in done], kind=f"dedup-{stage}", stats=stats)
+    lake.commit(
+        uri[stage],
+        [lake.Shard(path=d["path"], rows=d["rows"], bytes=d["bytes"], sha256=d["sha256"]) for d in done],
+        kind=f"dedup-{stage}",
+        stats=stats,
+    )
     return {"seconds": seconds, "peak_mb": peak_mb(), **stats}
 
 
 def scale(sizes: list[int], shard_docs: int, splits: str, rows_per_task: int, stages: list[str]) -> None:
     budget = f", at most {rows_per_task:,} documents per task" if splits == "auto" else ""
-    print(f"\n## Scaling (shards of {shard_docs:,} documents, splits {splits}{budget}; each stage one process on one core, no Prefect)\n")
-    floor = json.loads(subprocess.run([sys.executable, __file__, "--stage", "imports", "--filtered", "-"], capture_output=True, text=True, check=True).stdout)
+    print(
+        f"\n## Scaling (shards of {shard_docs:,} documents, splits {splits}{budget}; each stage one process on one core, no Prefect)\n"
+    )
+    floor = json.loads(
+        subprocess.run(
+            [sys.executable, __file__, "--stage", "imports", "--filtered", "-"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     print(f"process floor (imports only): {floor['peak_mb']:.0f} MB peak RSS\n")
     print("| documents | stage | seconds | µs per document | peak RSS MB | notes |\n|---:|---|---:|---:|---:|---|")
     for size in sizes:
         filtered = corpus(size, shard_docs)
         for stage in stages:
-            out = subprocess.run([sys.executable, __file__, "--stage", stage, "--filtered", filtered, "--splits", splits, "--rows-per-task", str(rows_per_task)], capture_output=True, text=True)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--stage",
+                    stage,
+                    "--filtered",
+                    filtered,
+                    "--splits",
+                    splits,
+                    "--rows-per-task",
+                    str(rows_per_task),
+                ],
+                capture_output=True,
+                text=True,
+            )
             if out.returncode:
                 raise RuntimeError(f"{stage} at {size}: {out.stderr[-2000:]}")
             result = json.loads(out.stdout.strip().splitlines()[-1])
             notes = ", ".join(f"{k} {v}" for k, v in result.items() if k not in ("seconds", "peak_mb", "signature"))
             if stage == "signatures":
                 notes = f"{size / result['seconds']:,.0f} docs/s"
-            print(f"| {size:,} | {stage} | {result['seconds']:.1f} | {1e6 * result['seconds'] / size:.0f} | {result['peak_mb']:.0f} | {notes} |", flush=True)
+            print(
+                f"| {size:,} | {stage} | {result['seconds']:.1f} | {1e6 * result['seconds'] / size:.0f} | {result['peak_mb']:.0f} | {notes} |",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -261,9 +311,20 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20_000)
     parser.add_argument("--docs", type=int, default=2000)
     parser.add_argument("--datatrove", action="store_true", help="also time datatrove's signature stage (its own venv)")
-    parser.add_argument("--splits", default="auto", help="tasks per band (and for exact dedup) in the scaling runs: a number, or auto")
-    parser.add_argument("--rows-per-task", type=int, default=CONFIG.rows_per_task, help="with --splits auto: documents per exact/bucket task")
-    parser.add_argument("--stages", default="signatures,exact,pairs,clusters,remove", help="scaling: which stages (a later one needs the earlier ones' output)")
+    parser.add_argument(
+        "--splits", default="auto", help="tasks per band (and for exact dedup) in the scaling runs: a number, or auto"
+    )
+    parser.add_argument(
+        "--rows-per-task",
+        type=int,
+        default=CONFIG.rows_per_task,
+        help="with --splits auto: documents per exact/bucket task",
+    )
+    parser.add_argument(
+        "--stages",
+        default="signatures,exact,pairs,clusters,remove",
+        help="scaling: which stages (a later one needs the earlier ones' output)",
+    )
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-small", action="store_true", help="skip the S-curve and throughput parts")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
@@ -277,7 +338,13 @@ def main() -> None:
         s_curve(args.pairs)
         throughput(args.docs, args.datatrove)
     if not args.skip_scale:
-        scale([int(s) for s in args.sizes.split(",")], args.shard_docs, args.splits, args.rows_per_task, args.stages.split(","))
+        scale(
+            [int(s) for s in args.sizes.split(",")],
+            args.shard_docs,
+            args.splits,
+            args.rows_per_task,
+            args.stages.split(","),
+        )
 
 
 if __name__ == "__main__":

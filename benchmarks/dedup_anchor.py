@@ -21,7 +21,9 @@ from datatrove.utils.hashing import HashConfig
 def main(path: str) -> None:
     with open(path) as f:
         docs = [Document(text=json.loads(line)["text"], id=str(i)) for i, line in enumerate(f)]
-    config = MinhashConfig(hash_config=HashConfig(hash_fc="sha1", precision=64), num_buckets=14, hashes_per_bucket=8, n_grams=5, seed=1)
+    config = MinhashConfig(
+        hash_config=HashConfig(hash_fc="sha1", precision=64), num_buckets=14, hashes_per_bucket=8, n_grams=5, seed=1
+    )
     with tempfile.TemporaryDirectory() as out:
         step = MinhashDedupSignature(output_folder=out, config=config)
         start = time.perf_counter()

@@ -78,8 +78,15 @@ def sides(folder: Path, prompt: list[int], new_tokens: int, which: tuple[str, ..
         # fills an unset eos_token_id from it: a trained model's greedy run would stop early.
         hf.generation_config.eos_token_id = None
         greedy_cfg = GenerationConfig(max_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
-        batch_cfg = GenerationConfig(max_new_tokens=new_tokens, do_sample=True, temperature=1.0, top_k=50,
-                                     num_return_sequences=BATCH, eos_token_id=None, pad_token_id=0)
+        batch_cfg = GenerationConfig(
+            max_new_tokens=new_tokens,
+            do_sample=True,
+            temperature=1.0,
+            top_k=50,
+            num_return_sequences=BATCH,
+            eos_token_id=None,
+            pad_token_id=0,
+        )
 
         @torch.inference_mode()
         def hf_greedy() -> list[int]:
@@ -98,7 +105,9 @@ def sides(folder: Path, prompt: list[int], new_tokens: int, which: tuple[str, ..
             return engine.generate(prompt, 1, max_new_tokens=new_tokens, temperature=0, stop=[])[0].tokens
 
         def ours_batch() -> int:
-            samples = engine.generate(prompt, BATCH, max_new_tokens=new_tokens, temperature=1.0, top_k=50, stop=[], seed=0)
+            samples = engine.generate(
+                prompt, BATCH, max_new_tokens=new_tokens, temperature=1.0, top_k=50, stop=[], seed=0
+            )
             return sum(len(s.tokens) for s in samples)
 
         @torch.inference_mode()
@@ -162,8 +171,12 @@ def prepare(folder: Path, checkpoint_uri: str | None) -> list[int]:
         model = GPT(GPTConfig(vocab_size=tok.vocab_size, seq_len=512))
         with torch.no_grad():
             model.lm_head.weight.normal_(0, 0.5)  # the zero-initialised head would make every logit equal
-        checkpoint_uri = checkpoint.save(str(folder / "run"), 0, model=model.state_dict(),
-                                         config={"model": dataclasses.asdict(model.config), "tokenizer": str(folder / "tokenizer")})
+        checkpoint_uri = checkpoint.save(
+            str(folder / "run"),
+            0,
+            model=model.state_dict(),
+            config={"model": dataclasses.asdict(model.config), "tokenizer": str(folder / "tokenizer")},
+        )
     else:
         ckpt = checkpoint.load(checkpoint_uri, training_state=False)
         config = {**ckpt.config, "model": {**ckpt.config["model"], "seq_len": 512}}  # room for 256 new tokens
@@ -191,8 +204,18 @@ def main() -> None:
         prompt = prepare(folder, args.checkpoint)
         results = timings(folder, prompt, args.new_tokens, args.repeats)
         for side in results:
-            cmd = [sys.executable, __file__, "--side", side, "--folder", tmp, "--prompt", json.dumps(prompt),
-                   "--new-tokens", str(args.new_tokens)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--side",
+                side,
+                "--folder",
+                tmp,
+                "--prompt",
+                json.dumps(prompt),
+                "--new-tokens",
+                str(args.new_tokens),
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results[side].update(json.loads(out.strip().splitlines()[-1]))
 
@@ -205,20 +228,27 @@ def main() -> None:
         per_round = sorted(tb / ta for ta, tb in zip(results[a][key], results[b][key]))
         return min(results[b][key]) / min(results[a][key]), per_round[len(per_round) // 2]
 
-    print(f"greedy, {len(prompt)}-token prompt + {n} new tokens, 1 thread, {args.repeats} interleaved rounds"
-          f" ({'random weights' if args.checkpoint is None else args.checkpoint}), load average {os.getloadavg()[0]:.1f}:")
+    print(
+        f"greedy, {len(prompt)}-token prompt + {n} new tokens, 1 thread, {args.repeats} interleaved rounds"
+        f" ({'random weights' if args.checkpoint is None else args.checkpoint}), load average {os.getloadavg()[0]:.1f}:"
+    )
     print(f"  {'':10} {'tokens/s':>9} {'peak RSS MB':>12} {'growth while generating MB':>27}")
     for side, label in (("ours", "ours"), ("nocache", "no cache"), ("hf", "HF")):
         r = results[side]
         print(f"  {label:10} {rate[side]:9.0f} {r['peak_mb']:12.0f} {r['peak_mb'] - r['rss_before_mb']:27.1f}")
-    for (a, b), label, target in ((("ours", "nocache"), "ours / no cache", 5.0), (("ours", "hf"), "ours / HF generate", 1.0)):
+    for (a, b), label, target in (
+        (("ours", "nocache"), "ours / no cache", 5.0),
+        (("ours", "hf"), "ours / HF generate", 1.0),
+    ):
         best, median = ratio(a, b)
         print(f"  {label}: {best:.2f}x best-of-rounds, {median:.2f}x median per round   (target >= {target}x)")
     print(f"  identical tokens on all three: {same}")
     batch = {side: results[side]["batch_tokens"] / min(results[side]["batch_rounds"]) for side in ("ours", "hf")}
     best, median = ratio("ours", "hf", "batch_rounds")
-    print(f"{BATCH} samples of the prompt (temperature 1, top-k 50): ours {batch['ours']:.0f} tokens/s, "
-          f"HF {batch['hf']:.0f} tokens/s: {best:.2f}x best, {median:.2f}x median per round")
+    print(
+        f"{BATCH} samples of the prompt (temperature 1, top-k 50): ours {batch['ours']:.0f} tokens/s, "
+        f"HF {batch['hf']:.0f} tokens/s: {best:.2f}x best, {median:.2f}x median per round"
+    )
     if not same:
         sys.exit("the three greedy sequences differ")
 

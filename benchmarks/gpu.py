@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import statistics
@@ -65,10 +66,30 @@ class Size:
     rollout_tokens: int
 
 
-FULL = Size(model=dict(seq_len=1024, n_layer=12, n_head=12, n_kv_head=4, n_embd=768), train_batch=16, train_steps=20,
-            train_warmup=8, compile=True, new_tokens=256, nocache_tokens=64, rollout_prompts=16, rollout_samples=16, rollout_tokens=160)
-QUICK = Size(model=dict(seq_len=128, n_layer=2, n_head=2, n_kv_head=1, n_embd=64), train_batch=2, train_steps=2,
-             train_warmup=1, compile=False, new_tokens=24, nocache_tokens=12, rollout_prompts=2, rollout_samples=4, rollout_tokens=24)
+FULL = Size(
+    model=dict(seq_len=1024, n_layer=12, n_head=12, n_kv_head=4, n_embd=768),
+    train_batch=16,
+    train_steps=20,
+    train_warmup=8,
+    compile=True,
+    new_tokens=256,
+    nocache_tokens=64,
+    rollout_prompts=16,
+    rollout_samples=16,
+    rollout_tokens=160,
+)
+QUICK = Size(
+    model=dict(seq_len=128, n_layer=2, n_head=2, n_kv_head=1, n_embd=64),
+    train_batch=2,
+    train_steps=2,
+    train_warmup=1,
+    compile=False,
+    new_tokens=24,
+    nocache_tokens=12,
+    rollout_prompts=2,
+    rollout_samples=4,
+    rollout_tokens=24,
+)
 
 
 class Clock:
@@ -95,7 +116,9 @@ def training(size: Size, device: torch.device, vocab: int) -> dict[str, Any]:
     from models.train import TrainConfig, learning_rate
 
     model_cfg = GPTConfig(vocab_size=vocab, **size.model)
-    train_cfg = TrainConfig(steps=size.train_warmup + size.train_steps, warmup_steps=2, lr=6e-4, device_batch=size.train_batch)
+    train_cfg = TrainConfig(
+        steps=size.train_warmup + size.train_steps, warmup_steps=2, lr=6e-4, device_batch=size.train_batch
+    )
     torch.manual_seed(0)
     init = GPT(model_cfg).state_dict()
     sides = [Side(name, model_cfg, train_cfg, device, size.compile, init) for name in ("ours", "hf")]
@@ -114,12 +137,21 @@ def training(size: Size, device: torch.device, vocab: int) -> dict[str, Any]:
                 times[side.name].append(time.perf_counter() - started)
     per_step = size.train_batch * model_cfg.seq_len
     peak = peak_flops(device)
-    out: dict[str, Any] = {"params": model_cfg.num_params(), "flops_per_token": model_cfg.flops_per_token(), "tokens_per_step": per_step,
-                           "peak_flops": peak, "compile": size.compile}
+    out: dict[str, Any] = {
+        "params": model_cfg.num_params(),
+        "flops_per_token": model_cfg.flops_per_token(),
+        "tokens_per_step": per_step,
+        "peak_flops": peak,
+        "compile": size.compile,
+    }
     for name in ("ours", "hf"):
         speed = per_step / statistics.median(times[name])
-        out[name] = {"tokens_per_s": speed, "mfu": model_cfg.flops_per_token() * speed / peak if peak else None,
-                     "first_loss": losses[name][0], "last_loss": losses[name][-1]}
+        out[name] = {
+            "tokens_per_s": speed,
+            "mfu": model_cfg.flops_per_token() * speed / peak if peak else None,
+            "first_loss": losses[name][0],
+            "last_loss": losses[name][-1],
+        }
     out["ratio"] = out["ours"]["tokens_per_s"] / out["hf"]["tokens_per_s"]
     del sides
     if device.type == "cuda":
@@ -181,18 +213,27 @@ def decoding(size: Size, device: torch.device, tok: Any, model: Any, prompt: lis
     hf = hf_twin(model)
     n = size.new_tokens
     ids = torch.tensor([prompt], device=device)
-    out: dict[str, Any] = {"decode": engine.decode, "dtype": str(next(model.parameters()).dtype).removeprefix("torch."), "new_tokens": n}
+    out: dict[str, Any] = {
+        "decode": engine.decode,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "new_tokens": n,
+    }
     for batch in (1, 16):
         greedy = batch == 1
         sampling = dict(temperature=0.0) if greedy else dict(temperature=1.0, top_k=50)
-        ours = lambda: engine.generate(prompt, batch, max_new_tokens=n, stop=[], seed=0, **sampling)  # noqa: E731
+        ours = functools.partial(engine.generate, prompt, batch, max_new_tokens=n, stop=[], seed=0, **sampling)
         ours()  # compiles this shape's decode step (not timed)
-        config = GenerationConfig(max_new_tokens=n, min_new_tokens=n, do_sample=not greedy, num_return_sequences=batch, eos_token_id=None,
-                                  pad_token_id=0, **({} if greedy else dict(temperature=1.0, top_k=50)))
+        config = GenerationConfig(
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=not greedy,
+            num_return_sequences=batch,
+            eos_token_id=None,
+            pad_token_id=0,
+            **({} if greedy else dict(temperature=1.0, top_k=50)),
+        )
 
-        @torch.inference_mode()
-        def theirs() -> Any:
-            return hf.generate(ids, generation_config=config)
+        theirs = torch.inference_mode()(functools.partial(hf.generate, ids, generation_config=config))
 
         theirs()
         ours_s, samples = timed(ours, device)
@@ -200,8 +241,10 @@ def decoding(size: Size, device: torch.device, tok: Any, model: Any, prompt: lis
         row = {"ours_tokens_per_s": batch * n / ours_s, "hf_tokens_per_s": batch * n / hf_s}
         row["ratio"] = row["ours_tokens_per_s"] / row["hf_tokens_per_s"]
         if greedy:  # bf16 rounding may flip a near tie; report how far the two agree
-            hf_tokens = generated[0, len(prompt):].tolist()
-            row["same_tokens_as_hf"] = next((i for i, (a, b) in enumerate(zip(samples[0].tokens, hf_tokens)) if a != b), n)
+            hf_tokens = generated[0, len(prompt) :].tolist()
+            row["same_tokens_as_hf"] = next(
+                (i for i, (a, b) in enumerate(zip(samples[0].tokens, hf_tokens)) if a != b), n
+            )
         out[f"batch_{batch}"] = row
 
     m = size.nocache_tokens
@@ -230,12 +273,20 @@ def rollouts(size: Size, device: torch.device, tok: Any, model: Any) -> dict[str
     from tasks.rl.rollouts import Sampling, chunk_rows
 
     engine = Engine(model, tok)
-    problems = [{"id": f"p{i}", "prompt": p.question, "answer": p.answer} for i, p in enumerate(mathgen.problems(7, size.rollout_prompts))]
+    problems = [
+        {"id": f"p{i}", "prompt": p.question, "answer": p.answer}
+        for i, p in enumerate(mathgen.problems(7, size.rollout_prompts))
+    ]
     sampling = Sampling(samples=size.rollout_samples, max_new_tokens=size.rollout_tokens, top_k=50, device=str(device))
     chunk_rows(engine, problems[:1], 0, sampling)  # the shapes compile once, untimed
     seconds, rows = timed(lambda: chunk_rows(engine, problems, 0, sampling), device, repeats=1)
-    return {"prompts": len(problems), "samples": len(rows), "rollouts_per_s": len(rows) / seconds,
-            "tokens_per_s": sum(r["length"] for r in rows) / seconds, "mean_length": statistics.mean(r["length"] for r in rows)}
+    return {
+        "prompts": len(problems),
+        "samples": len(rows),
+        "rollouts_per_s": len(rows) / seconds,
+        "tokens_per_s": sum(r["length"] for r in rows) / seconds,
+        "mean_length": statistics.mean(r["length"] for r in rows),
+    }
 
 
 # -- the report -------------------------------------------------------------------------------
@@ -251,13 +302,23 @@ def run(quick: bool) -> dict[str, Any]:
     # seconds of CPU, though a loaded shared machine can stretch its wall time).
     clock = Clock(BUDGET_S if size is FULL else float("inf"))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
-    result: dict[str, Any] = {"device": name, "reduced": size is QUICK, "dtype": str(placement.dtype).removeprefix("torch."),
-                              "torch": torch.__version__}
-    print(f"device: {name}; {result['dtype']}; torch {torch.__version__}; {'reduced run' if size is QUICK else 'full run'}", flush=True)
+    result: dict[str, Any] = {
+        "device": name,
+        "reduced": size is QUICK,
+        "dtype": str(placement.dtype).removeprefix("torch."),
+        "torch": torch.__version__,
+    }
+    print(
+        f"device: {name}; {result['dtype']}; torch {torch.__version__}; {'reduced run' if size is QUICK else 'full run'}",
+        flush=True,
+    )
     result["training"] = training(size, device, 50304 if size is FULL else 4096)
     with tempfile.TemporaryDirectory() as tmp:
         tok, model, prompt = tokenizer_and_model(size, device, Path(tmp))
-        for section, fn in (("decoding", lambda: decoding(size, device, tok, model, prompt)), ("rollouts", lambda: rollouts(size, device, tok, model))):
+        for section, fn in (
+            ("decoding", lambda: decoding(size, device, tok, model, prompt)),
+            ("rollouts", lambda: rollouts(size, device, tok, model)),
+        ):
             if clock.left() < 60:
                 result[section] = "not measured: out of time"
                 continue
@@ -272,8 +333,9 @@ def report(r: dict[str, Any]) -> str:
     lines = [
         f"card: {r['device']} ({'reduced run: toy sizes, not GPU figures' if r['reduced'] else 'full run'}), {r['seconds']} s",
         f"training ({t['params'] / 1e6:.1f}M params, {t['tokens_per_step']} tokens/step, {r['dtype']}, compile={t['compile']}, "
-        f"peak {t['peak_flops'] / 1e12:.0f} TFLOP/s)" if t["peak_flops"] else
-        f"training ({t['params'] / 1e6:.1f}M params, {t['tokens_per_step']} tokens/step, {r['dtype']}, compile={t['compile']}; MFU: not measured, no known peak for this device)",
+        f"peak {t['peak_flops'] / 1e12:.0f} TFLOP/s)"
+        if t["peak_flops"]
+        else f"training ({t['params'] / 1e6:.1f}M params, {t['tokens_per_step']} tokens/step, {r['dtype']}, compile={t['compile']}; MFU: not measured, no known peak for this device)",
         f"  ours {t['ours']['tokens_per_s']:,.0f} tokens/s, MFU {pct(t['ours']['mfu'])} | HF Qwen3 {t['hf']['tokens_per_s']:,.0f} tokens/s, "
         f"MFU {pct(t['hf']['mfu'])} | ours/HF {t['ratio']:.2f}x (target MFU >= 40% on an H100/H200)",
     ]
@@ -285,13 +347,20 @@ def report(r: dict[str, Any]) -> str:
         for batch in (1, 16):
             row = d[f"batch_{batch}"]
             agree = f", first {row['same_tokens_as_hf']} tokens identical to HF's" if "same_tokens_as_hf" in row else ""
-            lines.append(f"  batch {batch:2d}: ours {row['ours_tokens_per_s']:,.0f} tokens/s, HF generate {row['hf_tokens_per_s']:,.0f} "
-                         f"tokens/s: {row['ratio']:.2f}x{agree} (target >= 1.0x)")
-        lines.append(f"  without the cache: {d['nocache_tokens_per_s']:,.0f} tokens/s (with it, batch 1: {d['cache_vs_nocache']:.1f}x)")
+            lines.append(
+                f"  batch {batch:2d}: ours {row['ours_tokens_per_s']:,.0f} tokens/s, HF generate {row['hf_tokens_per_s']:,.0f} "
+                f"tokens/s: {row['ratio']:.2f}x{agree} (target >= 1.0x)"
+            )
+        lines.append(
+            f"  without the cache: {d['nocache_tokens_per_s']:,.0f} tokens/s (with it, batch 1: {d['cache_vs_nocache']:.1f}x)"
+        )
     ro = r["rollouts"]
-    lines.append(f"RL rollouts: {ro}" if isinstance(ro, str) else
-                 f"RL rollouts: {ro['rollouts_per_s']:,.1f} rollouts/s ({ro['prompts']} prompts x {ro['samples'] // ro['prompts']} samples in one "
-                 f"batch, {ro['tokens_per_s']:,.0f} tokens/s, mean {ro['mean_length']:.0f} tokens)")
+    lines.append(
+        f"RL rollouts: {ro}"
+        if isinstance(ro, str)
+        else f"RL rollouts: {ro['rollouts_per_s']:,.1f} rollouts/s ({ro['prompts']} prompts x {ro['samples'] // ro['prompts']} samples in one "
+        f"batch, {ro['tokens_per_s']:,.0f} tokens/s, mean {ro['mean_length']:.0f} tokens)"
+    )
     return "\n".join(lines)
 
 

@@ -33,7 +33,9 @@ sys.path.insert(0, str(REPO))
 os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-ARTICLES = Path(os.environ.get("CRAWL2CHAT_SHARED_DATA", "/work/shared/data")) / "extraction-benchmark" / "ground-truth.json"
+ARTICLES = (
+    Path(os.environ.get("CRAWL2CHAT_SHARED_DATA", "/work/shared/data")) / "extraction-benchmark" / "ground-truth.json"
+)
 
 
 def prepare(folder: Path, items: int) -> None:
@@ -50,7 +52,12 @@ def prepare(folder: Path, items: int) -> None:
     tok.save(str(folder / "tok"))
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, seq_len=256, n_layer=4, n_head=4, n_kv_head=4, n_embd=128))
-    checkpoint.save(str(folder / "run"), 1, model=model.state_dict(), config={"model": dataclasses.asdict(model.config), "tokenizer": str(folder / "tok")})
+    checkpoint.save(
+        str(folder / "run"),
+        1,
+        model=model.state_dict(),
+        config={"model": dataclasses.asdict(model.config), "tokenizer": str(folder / "tok")},
+    )
     export(str(folder / "run"), str(folder / "hf"))
     r = random.Random(0)
     words = [t.split() for t in texts if len(t.split()) > 80]
@@ -58,7 +65,9 @@ def prepare(folder: Path, items: int) -> None:
     for _ in range(items):
         w = r.choice(words)
         start = r.randrange(0, len(w) - 70)
-        choices = [" ".join(w[start + 60 : start + 65])] + [" ".join(r.choice(words)[i : i + 5]) for i in r.sample(range(60), 3)]
+        choices = [" ".join(w[start + 60 : start + 65])] + [
+            " ".join(r.choice(words)[i : i + 5]) for i in r.sample(range(60), 3)
+        ]
         gold = r.randrange(4)
         choices[0], choices[gold] = choices[gold], choices[0]
         docs.append({"q": " ".join(w[start : start + 60]), "choices": choices, "gold": gold})
@@ -141,12 +150,24 @@ def main() -> None:
         assert worst < 1e-3, f"the sides disagree by {worst}"
         acc = {side: accuracy(reqs, v) for side, v in lls.items()}
         assert acc["ours"] == acc["hf"], acc
-        memory = {side: json.loads(subprocess.run([sys.executable, __file__, "--side", side, "--folder", tmp, "--batch-size", str(args.batch_size)],
-                                                  capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])["peak_mb"]
-                  for side in ("ours", "hf")}
+        memory = {
+            side: json.loads(
+                subprocess.run(
+                    [sys.executable, __file__, "--side", side, "--folder", tmp, "--batch-size", str(args.batch_size)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )["peak_mb"]
+            for side in ("ours", "hf")
+        }
     n = len(reqs)
-    print(f"lm-eval loglikelihood, {args.items} items x 4 choices ({n} requests), batch {args.batch_size}, 1 thread; "
-          f"accuracy {acc['ours']:.4f} both sides, loglikelihoods within {worst:.1e}")
+    print(
+        f"lm-eval loglikelihood, {args.items} items x 4 choices ({n} requests), batch {args.batch_size}, 1 thread; "
+        f"accuracy {acc['ours']:.4f} both sides, loglikelihoods within {worst:.1e}"
+    )
     print(f"  {'':6} {'wall s':>8} {'CPU s':>8} {'requests/CPU-s':>15} {'peak RSS MB':>12}")
     for side in ("ours", "hf"):
         wall, cpu = best[side]

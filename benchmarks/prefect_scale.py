@@ -63,8 +63,12 @@ def count_task_runs(url: str, flow_run_id: str, state: str | None = None) -> int
     body: dict = {"flow_runs": {"id": {"any_": [flow_run_id]}}}
     if state:
         body["task_runs"] = {"state": {"type": {"any_": [state]}}}
-    request = urllib.request.Request(f"{url}/task_runs/count", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+    request = urllib.request.Request(
+        f"{url}/task_runs/count",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         return int(json.loads(response.read()))
 
@@ -118,10 +122,16 @@ def fan_out(root: str, tasks: int, workers: int, threads: int, batch: int) -> di
         # run_mapped's steps, timed apart: starting the Dask cluster, then the mapping itself.
         with task_runner(RunnerConfig(kind="dask", max_workers=workers, threads_per_worker=threads)) as active:
             ready = time.perf_counter()
-            futures = active.map(task_, dict(out=unmapped(out), first=[i * batch for i in range(tasks)], count=unmapped(batch)))
+            futures = active.map(
+                task_, dict(out=unmapped(out), first=[i * batch for i in range(tasks)], count=unmapped(batch))
+            )
             results = gather(futures, f"{tasks} lake tasks")
-            timing.update(seconds=time.perf_counter() - ready, startup=ready - started, results=len(results),
-                          rows=sum(r["rows"] for r in results))
+            timing.update(
+                seconds=time.perf_counter() - ready,
+                startup=ready - started,
+                results=len(results),
+                rows=sum(r["rows"] for r in results),
+            )
     except TimeoutError:  # stopping the cluster on a loaded machine can outlast Dask's close timeout
         if "seconds" not in timing:
             raise
@@ -129,7 +139,9 @@ def fan_out(root: str, tasks: int, workers: int, threads: int, batch: int) -> di
     return {"flow_run_id": str(flow_run.id), **timing}
 
 
-def _measure(url: str, server_pid: int, tasks: int, workers: int, threads: int, batch: int, home: Path, lake_root: Path) -> dict:
+def _measure(
+    url: str, server_pid: int, tasks: int, workers: int, threads: int, batch: int, home: Path, lake_root: Path
+) -> dict:
     from prefect import flow
 
     cpu_before, _ = tree_cpu_seconds(server_pid)
@@ -153,16 +165,29 @@ def _measure(url: str, server_pid: int, tasks: int, workers: int, threads: int, 
     cpu_after, server_rss = tree_cpu_seconds(server_pid)
     db_after = db_bytes(home)
     return {
-        "tasks": tasks, "workers": workers, "threads_per_worker": threads, "files_per_task": batch,
-        "cluster_start_s": round(outcome["startup"], 1), "map_seconds": round(outcome["seconds"], 1), "flow_seconds": round(flow_seconds, 1),
+        "tasks": tasks,
+        "workers": workers,
+        "threads_per_worker": threads,
+        "files_per_task": batch,
+        "cluster_start_s": round(outcome["startup"], 1),
+        "map_seconds": round(outcome["seconds"], 1),
+        "flow_seconds": round(flow_seconds, 1),
         "task_runs_per_s": round(tasks / outcome["seconds"], 1),
-        "server_task_runs": counts[0], "server_completed": counts[1], "lost": tasks - counts[1],
+        "server_task_runs": counts[0],
+        "server_completed": counts[1],
+        "lost": tasks - counts[1],
         "settled_after_flow_s": round(max(settled_after, 0.0), 1),
-        "server_cpu_s": round(cpu_after - cpu_before, 1), "server_cpu_ms_per_task": round(1000 * (cpu_after - cpu_before) / tasks, 2),
+        "server_cpu_s": round(cpu_after - cpu_before, 1),
+        "server_cpu_ms_per_task": round(1000 * (cpu_after - cpu_before) / tasks, 2),
         "client_cpu_ms_per_task": round(1000 * (own_after - own_before) / tasks, 1),
-        "server_rss_mb": round(server_rss / 2**20), "flow_peak_rss_mb": round(peak_rss_bytes() / 2**20),
-        "db_mb": round(db_after / 2**20, 1), "db_kb_per_task": round((db_after - db_before) / 1024 / tasks, 1),
-        "rows_written": outcome["rows"], "dask_close_timed_out": outcome.get("dask_close_timed_out", False), "load_average": round(os.getloadavg()[0], 1), "cpus": os.cpu_count(),
+        "server_rss_mb": round(server_rss / 2**20),
+        "flow_peak_rss_mb": round(peak_rss_bytes() / 2**20),
+        "db_mb": round(db_after / 2**20, 1),
+        "db_kb_per_task": round((db_after - db_before) / 1024 / tasks, 1),
+        "rows_written": outcome["rows"],
+        "dask_close_timed_out": outcome.get("dask_close_timed_out", False),
+        "load_average": round(os.getloadavg()[0], 1),
+        "cpus": os.cpu_count(),
     }
 
 
@@ -181,9 +206,11 @@ def main() -> None:
         os.environ.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", CRAWL2CHAT_NO_BAR="1")
         result = run(args.tasks, args.workers, args.threads, args.batch, home, Path(tmp) / "lake")
     print(json.dumps(result, indent=2))
-    print(f"{result['tasks']:,} task runs in {result['map_seconds']} s = {result['task_runs_per_s']} task runs/s on {args.workers} Dask "
-          f"workers x {args.threads} threads; flow + workers {result['client_cpu_ms_per_task']} ms CPU per task run, server {result['server_cpu_ms_per_task']} ms CPU per task run, {result['db_kb_per_task']} KB of database per "
-          f"task run; lost: {result['lost']} (server recorded {result['server_task_runs']}, completed {result['server_completed']})")
+    print(
+        f"{result['tasks']:,} task runs in {result['map_seconds']} s = {result['task_runs_per_s']} task runs/s on {args.workers} Dask "
+        f"workers x {args.threads} threads; flow + workers {result['client_cpu_ms_per_task']} ms CPU per task run, server {result['server_cpu_ms_per_task']} ms CPU per task run, {result['db_kb_per_task']} KB of database per "
+        f"task run; lost: {result['lost']} (server recorded {result['server_task_runs']}, completed {result['server_completed']})"
+    )
 
 
 if __name__ == "__main__":

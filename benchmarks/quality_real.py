@@ -31,17 +31,23 @@ FILES = 4
 def main(wcxb: Path, out: Path) -> None:
     truth = json.loads((DATA / "ground-truth.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
-    (out / "positives.jsonl").write_text("".join(json.dumps({"id": k, "text": truth[k]["articleBody"]}) + "\n" for k in sorted(truth)))
+    (out / "positives.jsonl").write_text(
+        "".join(json.dumps({"id": k, "text": truth[k]["articleBody"]}) + "\n" for k in sorted(truth))
+    )
     pages = []
     for path in sorted((wcxb / "dev" / "html").glob("*.html.gz")):
         file_id = path.name.split(".")[0]
         meta = json.loads((wcxb / "dev" / "ground-truth" / f"{file_id}.json").read_text())
-        key = hashlib.sha256(f"wcxb-{file_id}".encode()).hexdigest()  # build_warc takes a record id from its first 32 hex digits
+        key = hashlib.sha256(
+            f"wcxb-{file_id}".encode()
+        ).hexdigest()  # build_warc takes a record id from its first 32 hex digits
         url = meta.get("url") or f"https://wcxb.invalid/{file_id}"  # one page (4547) has no URL
         pages.append((key, url, gzip.decompress(path.read_bytes())))
     for i in range(FILES):
         build_warc(pages[i::FILES], out / "wcxb" / f"wcxb-dev-{i}.warc.gz")
-    print(f"{len(truth)} positives in {out / 'positives.jsonl'}; {len(pages)} pages in {FILES} WARC files under {out / 'wcxb'}")
+    print(
+        f"{len(truth)} positives in {out / 'positives.jsonl'}; {len(pages)} pages in {FILES} WARC files under {out / 'wcxb'}"
+    )
     print(f"\ncrawl2chat curate {out / 'wcxb'} --crawl wcxb --extractor resiliparse")
     print(f"crawl2chat quality train --positives {out / 'positives.jsonl'} --crawl wcxb --name articles")
 

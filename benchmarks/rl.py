@@ -56,7 +56,12 @@ def make_checkpoint(folder: str) -> str:
     torch.manual_seed(0)
     model = GPT(config)
     torch.nn.init.normal_(model.lm_head.weight, std=0.02)
-    return checkpoint.save(lake.join(folder, "policy"), 0, model=model.state_dict(), config={"model": dataclasses.asdict(config), "tokenizer": tok_uri})
+    return checkpoint.save(
+        lake.join(folder, "policy"),
+        0,
+        model=model.state_dict(),
+        config={"model": dataclasses.asdict(config), "tokenizer": tok_uri},
+    )
 
 
 def problems(n: int) -> list[dict]:
@@ -73,7 +78,23 @@ def sample_groups(uri: str, batch: list[dict], samples: int, new_tokens: int, th
     engine = policy(uri, "bench")
     sampling = Sampling(samples=samples, max_new_tokens=new_tokens, top_k=None, threads=threads)
     rows = chunk_rows(engine, batch, 0, sampling)
-    return [{k: r[k] for k in ("prompt_id", "sample", "prompt_tokens", "tokens", "mask", "reward", "reward_strict", "reward_lenient", "length")} for r in rows]
+    return [
+        {
+            k: r[k]
+            for k in (
+                "prompt_id",
+                "sample",
+                "prompt_tokens",
+                "tokens",
+                "mask",
+                "reward",
+                "reward_strict",
+                "reward_lenient",
+                "length",
+            )
+        }
+        for r in rows
+    ]
 
 
 def timed(fn, repeats: int) -> tuple[float, list[dict]]:
@@ -110,14 +131,35 @@ def main() -> None:
 
         from dask.distributed import Client, LocalCluster
 
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1") as cluster, Client(cluster) as client:
-            client.gather(client.map(sample_groups, [uri, uri], [probs[:1]] * 2, [args.samples] * 2, [args.new_tokens] * 2, [1, 1], pure=False))
+        with (
+            LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            client.gather(
+                client.map(
+                    sample_groups,
+                    [uri, uri],
+                    [probs[:1]] * 2,
+                    [args.samples] * 2,
+                    [args.new_tokens] * 2,
+                    [1, 1],
+                    pure=False,
+                )
+            )
 
             def dask_side() -> list[dict]:
-                futures = client.map(sample_groups, [uri] * 2, chunks, [args.samples] * 2, [args.new_tokens] * 2, [1, 1], pure=False)
+                futures = client.map(
+                    sample_groups, [uri] * 2, chunks, [args.samples] * 2, [args.new_tokens] * 2, [1, 1], pure=False
+                )
                 return [r for part in client.gather(futures) for r in part]
 
-            sides = {"ours, threads (2 x 1 thread)": threads_side, "ours, Dask (2 processes)": dask_side, "anchor, one process (2 intra-op threads)": anchor_side}
+            sides = {
+                "ours, threads (2 x 1 thread)": threads_side,
+                "ours, Dask (2 processes)": dask_side,
+                "anchor, one process (2 intra-op threads)": anchor_side,
+            }
             results = {name: timed(fn, args.repeats) for name, fn in sides.items()}
             worker_peaks = client.run(peak_mb)
         torch.set_num_threads(1)
@@ -126,12 +168,16 @@ def main() -> None:
         print(f"rollouts: {args.prompts} prompts x {args.samples} samples x {args.new_tokens} new tokens")
         for name, (seconds, rows) in results.items():
             tokens = sum(r["length"] for r in rows)
-            print(f"  {name:42s} {len(rows) / seconds:7.1f} samples/s {tokens / seconds:8.0f} tokens/s  x{anchor_s / seconds:.2f} vs anchor")
-        print(f"  peak RSS: this process {peak_mb():.0f} MB; Dask workers {', '.join(f'{v:.0f} MB' for v in worker_peaks.values())}")
+            print(
+                f"  {name:42s} {len(rows) / seconds:7.1f} samples/s {tokens / seconds:8.0f} tokens/s  x{anchor_s / seconds:.2f} vs anchor"
+            )
+        print(
+            f"  peak RSS: this process {peak_mb():.0f} MB; Dask workers {', '.join(f'{v:.0f} MB' for v in worker_peaks.values())}"
+        )
 
+        from models import checkpoint
         from tasks.rl import RFTConfig, RLConfig
         from tasks.rl.update import Learner, optimizer_for
-        from models import checkpoint
 
         rows = results["ours, threads (2 x 1 thread)"][1]
         for r in rows:  # synthetic rewards: half of each group right, so every group trains
@@ -143,8 +189,10 @@ def main() -> None:
             seconds, stats = timed(lambda: learner.update(rows, 0), 1)  # noqa: B023 (timed here, in this iteration)
             tokens = sum(len(r["prompt_tokens"]) + len(r["tokens"]) for r in rows) if algorithm == "grpo" else None
             trained = stats["items"]
-            print(f"update {algorithm}: {trained} sequences, {stats['trained_tokens']} trained tokens in {seconds:.2f} s"
-                  f" ({stats['trained_tokens'] / seconds:,.0f} trained tokens/s{f', {tokens / seconds:,.0f} tokens/s forward+backward' if tokens else ''})")
+            print(
+                f"update {algorithm}: {trained} sequences, {stats['trained_tokens']} trained tokens in {seconds:.2f} s"
+                f" ({stats['trained_tokens'] / seconds:,.0f} trained tokens/s{f', {tokens / seconds:,.0f} tokens/s forward+backward' if tokens else ''})"
+            )
 
 
 if __name__ == "__main__":

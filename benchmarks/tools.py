@@ -78,8 +78,13 @@ def main() -> int:
         program = sandboxes.seccomp_program() if layers.seccomp else None
 
         def bwrap_cold(code: str) -> None:
-            proc = sandboxes._start([*base, "-I", "-S", "-c", code], program, layers.unprivileged,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            proc = sandboxes._start(
+                [*base, "-I", "-S", "-c", code],
+                program,
+                layers.unprivileged,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
             proc.communicate(timeout=30)
 
     box = sandboxes.Sandbox(size=2, isolation=None if layers.namespaces else "limits")
@@ -91,7 +96,7 @@ def main() -> int:
         "calculator": lambda code, expr: calculate(expr),
     }
     sides = {k: v for k, v in sides.items() if v is not None}
-    for code, expr in PROGRAMS:  # warm-up, and a check that the pool's answers are right
+    for code, _expr in PROGRAMS:  # warm-up, and a check that the pool's answers are right
         result = box.run(code)
         assert result.ok and (result.value or result.output), result
     times: dict[str, list[float]] = {k: [] for k in sides}
@@ -111,15 +116,19 @@ def main() -> int:
 
     print(f"\n{'side':<12} {'calls':>6} {'calls/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
     for name, values in times.items():
-        print(f"{name:<12} {len(values):>6} {len(values) / wall[name]:>10.1f} {1000 * statistics.median(values):>9.3f} "
-              f"{1000 * percentile(values, 0.99):>9.3f}")
+        print(
+            f"{name:<12} {len(values):>6} {len(values) / wall[name]:>10.1f} {1000 * statistics.median(values):>9.3f} "
+            f"{1000 * percentile(values, 0.99):>9.3f}"
+        )
     pool = statistics.median(times["pool"])
     for name in ("cold", "cold+bwrap"):
         if name in times:
             ratio = statistics.median(times[name]) / pool
             rate = (len(times["pool"]) / wall["pool"]) / (len(times[name]) / wall[name])
-            print(f"pool vs {name}: {ratio:.1f}x lower p50 latency, {rate:.1f}x the calls/s"
-                  + (f" (target >= 10x: {'met' if ratio >= 10 else 'NOT met'})" if name == "cold" else ""))
+            print(
+                f"pool vs {name}: {ratio:.1f}x lower p50 latency, {rate:.1f}x the calls/s"
+                + (f" (target >= 10x: {'met' if ratio >= 10 else 'NOT met'})" if name == "cold" else "")
+            )
     print(f"pool memory: {rss:.0f} MB resident for 2 warm interpreters (bwrap included)")
     return 0
 

@@ -62,8 +62,13 @@ def article_tokens(folder: Path) -> tuple[str, str]:
     tokens = str(folder / "tokens" / "articles" / "news")
     for split, docs in (("train", texts[:160]), ("val", texts[160:])):
         ids = tok.encode_batch(docs)
-        table = pa.table({"id": [f"{split}-{i}" for i in range(len(ids))], "tokens": pa.array(ids, pa.list_(pa.uint16())),
-                          "count": pa.array([len(x) for x in ids], pa.int32())})
+        table = pa.table(
+            {
+                "id": [f"{split}-{i}" for i in range(len(ids))],
+                "tokens": pa.array(ids, pa.list_(pa.uint16())),
+                "count": pa.array([len(x) for x in ids], pa.int32()),
+            }
+        )
         lake.write_dataset(lake.join(tokens, split), [table], kind="tokens")
     return tokens, tok_uri
 
@@ -118,7 +123,9 @@ def configs(args: argparse.Namespace) -> tuple[Any, Any]:
 
     preset = load_config(args.preset)
     model_cfg = dataclasses.replace(preset.pretrain.model, vocab_size=max(preset.tokenizer.vocab_size, 4096))
-    train_cfg = dataclasses.replace(preset.pretrain.train, device_batch=args.batch or preset.pretrain.train.device_batch)
+    train_cfg = dataclasses.replace(
+        preset.pretrain.train, device_batch=args.batch or preset.pretrain.train.device_batch
+    )
     return model_cfg, train_cfg
 
 
@@ -155,16 +162,31 @@ def train(args: argparse.Namespace, names: list[str], steps: int, warmup: int) -
                 if step >= warmup:
                     out[side.name]["times"].append(time.perf_counter() - started)
     if len(names) == 1:
-        out[names[0]]["peak_bytes"] = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-                                       else peak_rss_bytes() - base_rss)
+        out[names[0]]["peak_bytes"] = (
+            torch.cuda.max_memory_allocated(device) if device.type == "cuda" else peak_rss_bytes() - base_rss
+        )
     out["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return out
 
 
 def peak_memory(args: argparse.Namespace, side: str) -> int:
     """Peak training memory of one side, alone in a fresh process."""
-    cmd = [sys.executable, "-m", "benchmarks.train", "--side", side, "--preset", args.preset, "--tokens", args.tokens,
-           "--tokenizer", args.tokenizer, "--device", args.device, "--compile" if args.compile else "--no-compile"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.train",
+        "--side",
+        side,
+        "--preset",
+        args.preset,
+        "--tokens",
+        args.tokens,
+        "--tokenizer",
+        args.tokenizer,
+        "--device",
+        args.device,
+        "--compile" if args.compile else "--no-compile",
+    ]
     if args.batch:
         cmd += ["--batch", str(args.batch)]
     # A fixed mmap threshold: glibc then returns every freed tensor to the OS at once, so the
@@ -174,7 +196,7 @@ def peak_memory(args: argparse.Namespace, side: str) -> int:
     line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"{side} failed:\n{done.stderr[-3000:]}")
-    return json.loads(line[len("RESULT "):])["peak_bytes"]
+    return json.loads(line[len("RESULT ") :])["peak_bytes"]
 
 
 def main() -> None:
@@ -183,7 +205,9 @@ def main() -> None:
     parser.add_argument("--tokens", help="token folder tokens/{tokenizer}/{crawl} (default: news articles)")
     parser.add_argument("--tokenizer", help="its tokenizer folder")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile (default: on GPU)")
+    parser.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile (default: on GPU)"
+    )
     parser.add_argument("--batch", type=int, default=None, help="rows per step (default: the preset's device_batch)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per side (default: 30 on CPU, 50 on GPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 3; 10 when compiling)")
@@ -212,17 +236,23 @@ def main() -> None:
     model_cfg, train_cfg = configs(args)
     tokens = train_cfg.device_batch * model_cfg.seq_len
     flops, peak = model_cfg.flops_per_token(), peak_flops(torch.device(args.device))
-    print(f"{args.preset} model: {model_cfg.num_params() / 1e6:.2f}M params, {flops / 1e6:.1f} MFLOP/token, "
-          f"{tokens} tokens/step on {result['device']}, compile={args.compile}, {args.steps} timed steps each, interleaved")
+    print(
+        f"{args.preset} model: {model_cfg.num_params() / 1e6:.2f}M params, {flops / 1e6:.1f} MFLOP/token, "
+        f"{tokens} tokens/step on {result['device']}, compile={args.compile}, {args.steps} timed steps each, interleaved"
+    )
     print(f"{'':6s}{'tokens/s':>12s}{'peak MiB':>10s}{'MFU':>8s}{'loss@end':>10s}")
     speed = {}
     for side, label in (("ours", "ours"), ("hf", "HF")):
         speed[side] = tokens / statistics.median(result[side]["times"])
         mfu = f"{flops * speed[side] / peak:.1%}" if peak else "-"
-        print(f"{label:6s}{speed[side]:>12,.0f}{peaks[side] / 2**20:>10.1f}{mfu:>8s}{result[side]['losses'][-1]:>10.4f}")
+        print(
+            f"{label:6s}{speed[side]:>12,.0f}{peaks[side] / 2**20:>10.1f}{mfu:>8s}{result[side]['losses'][-1]:>10.4f}"
+        )
     step_ratios = [h / o for o, h in zip(result["ours"]["times"], result["hf"]["times"])]
-    print(f"ratio ours/HF tokens/s: {speed['ours'] / speed['hf']:.2f}x (median step-by-step: {statistics.median(step_ratios):.2f}x; "
-          f"target >= 1.0); peak memory ours/HF: {peaks['ours'] / max(peaks['hf'], 1):.2f}x")
+    print(
+        f"ratio ours/HF tokens/s: {speed['ours'] / speed['hf']:.2f}x (median step-by-step: {statistics.median(step_ratios):.2f}x; "
+        f"target >= 1.0); peak memory ours/HF: {peaks['ours'] / max(peaks['hf'], 1):.2f}x"
+    )
     # Same weights, same batches: the losses agree (the two compute the same function).
     drift = abs(result["ours"]["losses"][0] - result["hf"]["losses"][0])
     print(f"first-step loss difference: {drift:.1e}")

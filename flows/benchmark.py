@@ -40,10 +40,21 @@ def benchmark(
 
     result = in_lake(root, run_benchmark)(ckpt, out, tasks, config, files_key(config.include_path))
     rows, scores = result["rows"], headlines(result["rows"])
-    lakes.commit(out, [lakes.Shard(**result["shard"])], kind=KIND, config_hash=config_hash(config), code_version=code_version(*CODE),
-                 parents=[ckpt], stats={"scores": scores, **result["info"]})
+    lakes.commit(
+        out,
+        [lakes.Shard(**result["shard"])],
+        kind=KIND,
+        config_hash=config_hash(config),
+        code_version=code_version(*CODE),
+        parents=[ckpt],
+        stats={"scores": scores, **result["info"]},
+    )
     declare(out)
     shown = table(rows)
-    create_table_artifact(shown, key=artifact_key("benchmark-scores", name), description=f"{name} on {', '.join(tasks)} (lm-evaluation-harness)")
+    create_table_artifact(
+        shown,
+        key=artifact_key("benchmark-scores", name),
+        description=f"{name} on {', '.join(tasks)} (lm-evaluation-harness)",
+    )
     print(f"benchmarks of {ckpt}:\n{markdown_table(shown)}")
     return {"checkpoint": ckpt, "results": out, "scores": scores}

@@ -69,7 +69,9 @@ def chat_loop(engine: Engine, console: Console, sampling: dict[str, Any]) -> Non
     history: list[int] = []
     console.print(
         f"A {engine.config.n_layer}-layer model with a context of {engine.config.seq_len} tokens. "
-        "/reset starts over, /quit ends.", style="dim", markup=False,
+        "/reset starts over, /quit ends.",
+        style="dim",
+        markup=False,
     )
     while True:
         try:
@@ -89,7 +91,7 @@ def chat_loop(engine: Engine, console: Console, sampling: dict[str, Any]) -> Non
         if len(prompt) > limit:
             console.print("(context full: earlier turns dropped)", style="yellow")
             prompt = render_for_completion(tok, [{"role": "user", "content": line}])
-            prompt = prompt if len(prompt) <= limit else [tok.bos_id, *prompt[-(limit - 1):]]
+            prompt = prompt if len(prompt) <= limit else [tok.bos_id, *prompt[-(limit - 1) :]]
         console.print("[bold magenta]bot> [/]", end="")
         printer = StreamPrinter(console, engine)
         sample = engine.generate(prompt, 1, on_step=lambda events: printer.feed(events[0]), **sampling)[0]  # noqa: B023 (this reply's printer)
@@ -98,7 +100,9 @@ def chat_loop(engine: Engine, console: Console, sampling: dict[str, Any]) -> Non
             history.append(assistant_end)  # close the turn the model left open
 
 
-def generate_text(engine: Engine, console: Console, prompt: str, num_samples: int, sampling: dict[str, Any]) -> list[dict[str, Any]]:
+def generate_text(
+    engine: Engine, console: Console, prompt: str, num_samples: int, sampling: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Continue `prompt` (a document: <|bos|> then its text) `num_samples` times; one sample
     streams as it is sampled, several print one after another. Returns the samples."""
     tok = engine.tokenizer
@@ -118,6 +122,12 @@ def generate_text(engine: Engine, console: Console, prompt: str, num_samples: in
                 text = decoder.push(token) + (decoder.flush() if last else "")
                 printer.feed(TokenEvent(i, token, not sampled, text, sample.finished if last else None))
     return [
-        {"tokens": s.tokens, "mask": s.mask, "text": s.text, "finished": s.finished, "tool_calls": [vars(c) for c in s.tool_calls]}
+        {
+            "tokens": s.tokens,
+            "mask": s.mask,
+            "text": s.text,
+            "finished": s.finished,
+            "tool_calls": [vars(c) for c in s.tool_calls],
+        }
         for s in samples
     ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -22,13 +22,20 @@ from tasks.layout import Layout
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_show_locals=False)
 server_app = typer.Typer(help="The local Prefect server (SQLite under .prefect/).")
 app.add_typer(server_app, name="server")
-quality_app = typer.Typer(help="Model-based quality filtering: train a classifier for the curate chain's quality step.", no_args_is_help=True)
+quality_app = typer.Typer(
+    help="Model-based quality filtering: train a classifier for the curate chain's quality step.", no_args_is_help=True
+)
 app.add_typer(quality_app, name="quality")
 
 Preset = Annotated[str, typer.Option("--preset", "--config", "-c", help="Preset name or YAML file")]
-Lake = Annotated[Optional[str], typer.Option(help="Lake root (folder or s3://bucket/prefix)")]
-Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field: key=value (value is YAML)")]
-Run = Annotated[Optional[str], typer.Option("--run", help="Run name: what the stage writes goes under {kind}/{run}/ (default: none for a stage alone)")]
+Lake = Annotated[str | None, typer.Option(help="Lake root (folder or s3://bucket/prefix)")]
+Sets = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key=value (value is YAML)")]
+Run = Annotated[
+    str | None,
+    typer.Option(
+        "--run", help="Run name: what the stage writes goes under {kind}/{run}/ (default: none for a stage alone)"
+    ),
+]
 
 
 def config_from(preset: str, lake: str | None, sets: list[str] | None, **fields: Any) -> PipelineConfig:
@@ -86,7 +93,10 @@ def deploy_cmd(
 
 @app.command("watch")
 def watch_cmd(
-    crawl_root: Annotated[str, typer.Argument(help="A folder or bucket of crawls (folders of WARC files, or Common Crawl's warc.paths.gz)")],
+    crawl_root: Annotated[
+        str,
+        typer.Argument(help="A folder or bucket of crawls (folders of WARC files, or Common Crawl's warc.paths.gz)"),
+    ],
     preset: Preset = "tiny",
     lake: Lake = None,
     wait: Annotated[bool, typer.Option(help="Wait for the pipeline runs to finish")] = False,
@@ -127,8 +137,8 @@ def lineage_cmd(uri: Annotated[str, typer.Argument(help="A dataset or checkpoint
 def sample_crawl_cmd(
     preset: Preset = "tiny",
     lake: Lake = None,
-    pages: Annotated[Optional[int], typer.Option(help="Pages in the crawl")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed")] = None,
+    pages: Annotated[int | None, typer.Option(help="Pages in the crawl")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
     sets: Sets = None,
 ) -> None:
     """Write the deterministic sample crawl (WARC.gz + ground truth) into the lake."""
@@ -139,8 +149,8 @@ def sample_crawl_cmd(
         show(sample_crawl(lake=cfg.lake, config=cfg.sample_crawl))
 
 
-Crawl = Annotated[Optional[str], typer.Option(help="Crawl name: reads curated/{crawl}/clean")]
-Clean = Annotated[Optional[str], typer.Option(help="Clean dataset URI (default: curated/{crawl}/clean)")]
+Crawl = Annotated[str | None, typer.Option(help="Crawl name: reads curated/{crawl}/clean")]
+Clean = Annotated[str | None, typer.Option(help="Clean dataset URI (default: curated/{crawl}/clean)")]
 
 
 @app.command("tokenizer")
@@ -149,8 +159,8 @@ def tokenizer_cmd(
     lake: Lake = None,
     crawl: Crawl = None,
     clean: Clean = None,
-    vocab_size: Annotated[Optional[int], typer.Option(help="Vocabulary size")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Stored as tokenizers/{run}/{name}")] = None,
+    vocab_size: Annotated[int | None, typer.Option(help="Vocabulary size")] = None,
+    name: Annotated[str | None, typer.Option(help="Stored as tokenizers/{run}/{name}")] = None,
     run: Run = None,
     sets: Sets = None,
 ) -> None:
@@ -161,8 +171,12 @@ def tokenizer_cmd(
     with server.connected():
         show(
             tokenizer(
-                lake=cfg.lake, config=cfg.tokenizer, clean=clean, crawl=None if clean else crawl_of(cfg, crawl),
-                holdout=cfg.tokenize.val_fraction, run=cfg.run,
+                lake=cfg.lake,
+                config=cfg.tokenizer,
+                clean=clean,
+                crawl=None if clean else crawl_of(cfg, crawl),
+                holdout=cfg.tokenize.val_fraction,
+                run=cfg.run,
             )
         )
 
@@ -173,7 +187,9 @@ def tokenize_cmd(
     lake: Lake = None,
     crawl: Crawl = None,
     clean: Clean = None,
-    tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer name or URI (default: the run's, the config's name)")] = None,
+    tokenizer: Annotated[
+        str | None, typer.Option(help="Tokenizer name or URI (default: the run's, the config's name)")
+    ] = None,
     run: Run = None,
     sets: Sets = None,
 ) -> None:
@@ -199,12 +215,21 @@ def tokenize_cmd(
 def pretrain_cmd(
     preset: Preset = "tiny",
     lake: Lake = None,
-    crawl: Annotated[Optional[str], typer.Option(help="Crawl name: trains on tokens/{tokenizer}/{crawl}")] = None,
-    tokens: Annotated[Optional[list[str]], typer.Option(help="Token folders tokens/{tokenizer}/{crawl} (repeatable; default: the crawl's)")] = None,
-    tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer name or URI (default: the config's)")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Model name: checkpoints/{run}/{name}")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run's checkpoints even if they came from another config (else they move aside)")] = False,
+    crawl: Annotated[str | None, typer.Option(help="Crawl name: trains on tokens/{tokenizer}/{crawl}")] = None,
+    tokens: Annotated[
+        list[str] | None,
+        typer.Option(help="Token folders tokens/{tokenizer}/{crawl} (repeatable; default: the crawl's)"),
+    ] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer name or URI (default: the config's)")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name: checkpoints/{run}/{name}")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps")] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run's checkpoints even if they came from another config (else they move aside)",
+        ),
+    ] = False,
     run: Run = None,
     sets: Sets = None,
 ) -> None:
@@ -213,43 +238,85 @@ def pretrain_cmd(
 
     cfg = config_from(preset, lake, sets, **{"pretrain.name": name, "pretrain.train.steps": steps, "run": run})
     layout = layout_of(cfg)
-    tok = tokenizer if tokenizer and layout.is_uri(tokenizer) else layout.tokenizer(None if tokenizer else cfg.run, tokenizer or cfg.tokenizer.name)
+    tok = (
+        tokenizer
+        if tokenizer and layout.is_uri(tokenizer)
+        else layout.tokenizer(None if tokenizer else cfg.run, tokenizer or cfg.tokenizer.name)
+    )
     tokens = tokens or [layout.tokens(tok, crawl_of(cfg, crawl))]
     with server.connected():
-        show(pretrain(lake=cfg.lake, config=cfg.pretrain, tokenizer=tok, tokens=tokens, resume=resume, run=cfg.run, tracking=cfg.tracking))
-
+        show(
+            pretrain(
+                lake=cfg.lake,
+                config=cfg.pretrain,
+                tokenizer=tok,
+                tokens=tokens,
+                resume=resume,
+                run=cfg.run,
+                tracking=cfg.tracking,
+            )
+        )
 
 
 @app.command("sft")
 def sft_cmd(
     preset: Preset = "tiny",
     lake: Lake = None,
-    base: Annotated[Optional[str], typer.Option(help="Base checkpoint: URI or run name under checkpoints/ (default: the pretrain run)")] = None,
-    crawl: Annotated[Optional[str], typer.Option(help="Crawl whose documents, facts and search index the conversations use (default: with --run, the base model's)")] = None,
-    dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="Your conversations: JSONL/Parquet file, glob or lake dataset (repeatable)")] = None,
-    name: Annotated[Optional[str], typer.Option(help="conversations/{run}/{name} and checkpoints/{run}/{name}")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps")] = None,
+    base: Annotated[
+        str | None, typer.Option(help="Base checkpoint: URI or run name under checkpoints/ (default: the pretrain run)")
+    ] = None,
+    crawl: Annotated[
+        str | None,
+        typer.Option(
+            help="Crawl whose documents, facts and search index the conversations use (default: with --run, the base model's)"
+        ),
+    ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option("--dataset", help="Your conversations: JSONL/Parquet file, glob or lake dataset (repeatable)"),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="conversations/{run}/{name} and checkpoints/{run}/{name}")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps")] = None,
     run: Run = None,
     sets: Sets = None,
 ) -> None:
     """Build the SFT conversations (probe, generate, your datasets, pack) and fine-tune the base model."""
     from flows.sft import sft
 
-    cfg = config_from(preset, lake, sets, **{"sft.name": name, "sft.train.steps": steps, "sft.datasets": dataset, "run": run})
+    cfg = config_from(
+        preset, lake, sets, **{"sft.name": name, "sft.train.steps": steps, "sft.datasets": dataset, "run": run}
+    )
     base = base or cfg.sft.base or "/".join(p for p in (cfg.run, cfg.pretrain.name) if p)
     with server.connected():
         # A run's base model knows its crawls (lineage); a stage alone reads the config's crawl.
-        show(sft(lake=cfg.lake, config=cfg.sft, base=base, crawl=crawl or (None if cfg.run else cfg.default_crawl()), runner=cfg.runner,
-                 run=cfg.run, tracking=cfg.tracking))
+        show(
+            sft(
+                lake=cfg.lake,
+                config=cfg.sft,
+                base=base,
+                crawl=crawl or (None if cfg.run else cfg.default_crawl()),
+                runner=cfg.runner,
+                run=cfg.run,
+                tracking=cfg.tracking,
+            )
+        )
 
 
 @app.command("evaluate")
 def evaluate_cmd(
-    checkpoint: Annotated[str, typer.Option(help="Checkpoint or run folder (URI), or a name under checkpoints/: run, run/stage")],
+    checkpoint: Annotated[
+        str, typer.Option(help="Checkpoint or run folder (URI), or a name under checkpoints/: run, run/stage")
+    ],
     preset: Preset = "tiny",
     lake: Lake = None,
-    conversations: Annotated[Optional[str], typer.Option(help="Held-out conversations (default: the test split of the model's SFT conversations)")] = None,
-    crawl: Annotated[Optional[str], typer.Option(help="Crawl whose search index the model uses (default: the index in the model's lineage)")] = None,
+    conversations: Annotated[
+        str | None,
+        typer.Option(help="Held-out conversations (default: the test split of the model's SFT conversations)"),
+    ] = None,
+    crawl: Annotated[
+        str | None,
+        typer.Option(help="Crawl whose search index the model uses (default: the index in the model's lineage)"),
+    ] = None,
     sets: Sets = None,
 ) -> None:
     """Score a checkpoint on held-out math, facts (search on and off), unknown people and refusals: evals/{run}/{stage}/step-N."""
@@ -257,26 +324,50 @@ def evaluate_cmd(
 
     cfg = config_from(preset, lake, sets)
     with server.connected():
-        show(evaluate(checkpoint=checkpoint, lake=cfg.lake, config=cfg.evaluate, conversations=conversations, crawl=crawl, runner=cfg.runner))
+        show(
+            evaluate(
+                checkpoint=checkpoint,
+                lake=cfg.lake,
+                config=cfg.evaluate,
+                conversations=conversations,
+                crawl=crawl,
+                runner=cfg.runner,
+            )
+        )
 
 
 @app.command("benchmark")
 def benchmark_cmd(
     checkpoint: Annotated[str, typer.Option(help="Checkpoint or run folder (URI), or a run name under checkpoints/")],
-    tasks: Annotated[Optional[str], typer.Option(help="Comma-separated lm-eval tasks, or the groups core (CORE) and chat (ChatCORE)")] = None,
+    tasks: Annotated[
+        str | None, typer.Option(help="Comma-separated lm-eval tasks, or the groups core (CORE) and chat (ChatCORE)")
+    ] = None,
     preset: Preset = "tiny",
     lake: Lake = None,
-    limit: Annotated[Optional[int], typer.Option(help="Items per task (a quick look, not a score to report)")] = None,
-    include_path: Annotated[Optional[list[str]], typer.Option("--include-path", help="Folder of your own lm-eval task YAMLs (repeatable)")] = None,
-    allow_code_execution: Annotated[bool, typer.Option("--allow-code-execution", help="Run HumanEval: lm-eval executes model-written code unsandboxed")] = False,
+    limit: Annotated[int | None, typer.Option(help="Items per task (a quick look, not a score to report)")] = None,
+    include_path: Annotated[
+        list[str] | None, typer.Option("--include-path", help="Folder of your own lm-eval task YAMLs (repeatable)")
+    ] = None,
+    allow_code_execution: Annotated[
+        bool,
+        typer.Option("--allow-code-execution", help="Run HumanEval: lm-eval executes model-written code unsandboxed"),
+    ] = False,
     sets: Sets = None,
 ) -> None:
     """Score a checkpoint on standard benchmarks through lm-evaluation-harness: evals/{run}/{stage}/benchmarks/step-N."""
     from flows.benchmark import benchmark
     from tasks.core import DatasetUnreachable
 
-    cfg = config_from(preset, lake, sets, **{"benchmark.limit": limit, "benchmark.include_path": include_path,
-                                             "benchmark.allow_code_execution": allow_code_execution or None})
+    cfg = config_from(
+        preset,
+        lake,
+        sets,
+        **{
+            "benchmark.limit": limit,
+            "benchmark.include_path": include_path,
+            "benchmark.allow_code_execution": allow_code_execution or None,
+        },
+    )
     names = [t.strip() for t in (tasks or "").split(",") if t.strip()] or cfg.benchmark.tasks
     if not names:
         raise typer.BadParameter("name the tasks: --tasks core, --tasks chat, or lm-eval task names")
@@ -292,24 +383,50 @@ def benchmark_cmd(
 def rl_cmd(
     preset: Preset = "tiny",
     lake: Lake = None,
-    init: Annotated[Optional[str], typer.Option(help="Checkpoint to reinforce: URI or name under checkpoints/ (default: the run's sft model)")] = None,
-    algorithm: Annotated[Optional[str], typer.Option(help="grpo (group-relative advantages) or rft (train on the right samples)")] = None,
-    iterations: Annotated[Optional[int], typer.Option(help="Rollout-and-update rounds")] = None,
-    name: Annotated[Optional[str], typer.Option(help="checkpoints/{run}/{name} and rollouts/{run}/{name}")] = None,
-    difficulty: Annotated[Optional[list[int]], typer.Option("--difficulty", help="mathgen difficulty 1-5 (repeatable)")] = None,
-    dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="Your problems: JSONL/Parquet with prompt or question, and answer (repeatable)")] = None,
-    crawl: Annotated[Optional[str], typer.Option(help="Crawl whose search index the model's search tool reads (default: the model's)")] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(help="Checkpoint to reinforce: URI or name under checkpoints/ (default: the run's sft model)"),
+    ] = None,
+    algorithm: Annotated[
+        str | None, typer.Option(help="grpo (group-relative advantages) or rft (train on the right samples)")
+    ] = None,
+    iterations: Annotated[int | None, typer.Option(help="Rollout-and-update rounds")] = None,
+    name: Annotated[str | None, typer.Option(help="checkpoints/{run}/{name} and rollouts/{run}/{name}")] = None,
+    difficulty: Annotated[
+        list[int] | None, typer.Option("--difficulty", help="mathgen difficulty 1-5 (repeatable)")
+    ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option("--dataset", help="Your problems: JSONL/Parquet with prompt or question, and answer (repeatable)"),
+    ] = None,
+    crawl: Annotated[
+        str | None, typer.Option(help="Crawl whose search index the model's search tool reads (default: the model's)")
+    ] = None,
     run: Run = None,
     sets: Sets = None,
 ) -> None:
     """Reinforce a chat model on problems with known answers: rollouts mapped over prompt chunks, then RFT or GRPO."""
     from flows.rl import rl
 
-    cfg = config_from(preset, lake, sets, **{"rl.init": init, "rl.algorithm": algorithm, "rl.iterations": iterations, "rl.name": name,
-                                             "rl.problems.difficulty": difficulty, "rl.problems.datasets": dataset, "run": run})
+    cfg = config_from(
+        preset,
+        lake,
+        sets,
+        **{
+            "rl.init": init,
+            "rl.algorithm": algorithm,
+            "rl.iterations": iterations,
+            "rl.name": name,
+            "rl.problems.difficulty": difficulty,
+            "rl.problems.datasets": dataset,
+            "run": run,
+        },
+    )
     init = cfg.rl.init or "/".join(p for p in (cfg.run, cfg.sft.name) if p)
     with server.connected():
-        result = rl(lake=cfg.lake, config=cfg.rl, init=init, crawl=crawl, runner=cfg.runner, run=cfg.run, tracking=cfg.tracking)
+        result = rl(
+            lake=cfg.lake, config=cfg.rl, init=init, crawl=crawl, runner=cfg.runner, run=cfg.run, tracking=cfg.tracking
+        )
     show({k: v for k, v in result.items() if k != "history"})
 
 
@@ -318,8 +435,8 @@ def curate_cmd(
     warcs: Annotated[list[str], typer.Argument(help="WARC/WARC.gz URIs or globs (local or s3://)")],
     preset: Preset = "tiny",
     lake: Lake = None,
-    extractor: Annotated[Optional[str], typer.Option(help="trafilatura (FineWeb's) or resiliparse (fast)")] = None,
-    crawl: Annotated[Optional[str], typer.Option(help="Name under curated/ (default: the WARC folder's name)")] = None,
+    extractor: Annotated[str | None, typer.Option(help="trafilatura (FineWeb's) or resiliparse (fast)")] = None,
+    crawl: Annotated[str | None, typer.Option(help="Name under curated/ (default: the WARC folder's name)")] = None,
     sets: Sets = None,
 ) -> None:
     """FineWeb curation of WARC files into curated/{crawl}/clean and .../removed."""
@@ -327,17 +444,26 @@ def curate_cmd(
 
     cfg = config_from(preset, lake, sets, **{"curate.extract.extractor": extractor, "curate.crawl": crawl})
     with server.connected():
-        show(curate(warcs=warcs, lake=cfg.lake, config=cfg.curate, dedup=cfg.dedup, runner=cfg.runner, quality=cfg.quality))
-
+        show(
+            curate(
+                warcs=warcs, lake=cfg.lake, config=cfg.curate, dedup=cfg.dedup, runner=cfg.runner, quality=cfg.quality
+            )
+        )
 
 
 @app.command("dedup")
 def dedup_cmd(
     preset: Preset = "tiny",
     lake: Lake = None,
-    crawl: Annotated[Optional[str], typer.Option(help="Crawl name: writes dedup/{crawl}/ (default: the sample crawl)")] = None,
-    filtered: Annotated[Optional[str], typer.Option(help="Filtered dataset URI (default: curated/{crawl}/filtered)")] = None,
-    scope: Annotated[Optional[str], typer.Option(help="crawl (FineWeb's) | lake (every crawl's signatures) | index (dedup/index)")] = None,
+    crawl: Annotated[
+        str | None, typer.Option(help="Crawl name: writes dedup/{crawl}/ (default: the sample crawl)")
+    ] = None,
+    filtered: Annotated[
+        str | None, typer.Option(help="Filtered dataset URI (default: curated/{crawl}/filtered)")
+    ] = None,
+    scope: Annotated[
+        str | None, typer.Option(help="crawl (FineWeb's) | lake (every crawl's signatures) | index (dedup/index)")
+    ] = None,
     sets: Sets = None,
 ) -> None:
     """Exact, then MinHash deduplication of a crawl's filtered documents into dedup/{crawl}/."""
@@ -349,14 +475,23 @@ def dedup_cmd(
     with server.connected():
         show(dedup(filtered=uri, crawl=name, lake=cfg.lake, config=cfg.dedup, runner=cfg.runner))
 
+
 @quality_app.command("train")
 def quality_train_cmd(
-    positives: Annotated[list[str], typer.Option("--positives", help="Reference texts: JSONL/Parquet file, glob or lake dataset with a text column (repeatable)")],
+    positives: Annotated[
+        list[str],
+        typer.Option(
+            "--positives",
+            help="Reference texts: JSONL/Parquet file, glob or lake dataset with a text column (repeatable)",
+        ),
+    ],
     preset: Preset = "tiny",
     lake: Lake = None,
-    crawl: Annotated[Optional[str], typer.Option(help="Crawl whose clean documents are the negatives (default: the sample crawl)")] = None,
-    negatives: Annotated[Optional[str], typer.Option(help="A clean dataset URI instead of curated/{crawl}/clean")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Written to quality/{name}")] = None,
+    crawl: Annotated[
+        str | None, typer.Option(help="Crawl whose clean documents are the negatives (default: the sample crawl)")
+    ] = None,
+    negatives: Annotated[str | None, typer.Option(help="A clean dataset URI instead of curated/{crawl}/clean")] = None,
+    name: Annotated[str | None, typer.Option(help="Written to quality/{name}")] = None,
     sets: Sets = None,
 ) -> None:
     """Train a fastText quality classifier (DCLM's way) into quality/{name}, with a held-out precision/recall table."""
@@ -364,8 +499,15 @@ def quality_train_cmd(
 
     cfg = config_from(preset, lake, sets, **{"quality_train.name": name})
     with server.connected():
-        show(quality_train(positives=positives, lake=cfg.lake, config=cfg.quality_train,
-                           crawl=None if negatives else (crawl or cfg.default_crawl()), negatives=negatives))
+        show(
+            quality_train(
+                positives=positives,
+                lake=cfg.lake,
+                config=cfg.quality_train,
+                crawl=None if negatives else (crawl or cfg.default_crawl()),
+                negatives=negatives,
+            )
+        )
 
 
 @app.command("crawl-from-html")
@@ -373,7 +515,7 @@ def crawl_from_html_cmd(
     html_root: Annotated[Path, typer.Argument(help="A folder of HTML files (a mirrored site, a documentation tree)")],
     out: Annotated[Path, typer.Argument(help="The WARC file to write (.warc.gz)")],
     base_url: Annotated[str, typer.Option(help="The site's URL: a page's URL is BASE_URL/its path under HTML_ROOT")],
-    limit: Annotated[Optional[int], typer.Option(help="At most this many pages, spread evenly over the site")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many pages, spread evenly over the site")] = None,
 ) -> None:
     """Write a folder of HTML files as a WARC crawl (one response record per page) for `curate`."""
     from tasks.crawls_html import write_html_warc
@@ -387,7 +529,7 @@ def crawl_from_html_cmd(
 
 @app.command("fetch-blocklists")
 def fetch_blocklists_cmd(
-    dest: Annotated[Optional[Path], typer.Option(help="Target folder (default .cache/blocklists)")] = None,
+    dest: Annotated[Path | None, typer.Option(help="Target folder (default .cache/blocklists)")] = None,
 ) -> None:
     """Fetch FineWeb's URL blocklists from the datatrove wheel on PyPI and compile them."""
     from tasks.curate import blocklists
@@ -399,12 +541,24 @@ def fetch_blocklists_cmd(
 
 @app.command("pipeline")
 def pipeline_cmd(
-    warcs: Annotated[Optional[list[str]], typer.Argument(help="WARC files, folders of them or globs (local or s3://); none: the sample crawl")] = None,
+    warcs: Annotated[
+        list[str] | None,
+        typer.Argument(help="WARC files, folders of them or globs (local or s3://); none: the sample crawl"),
+    ] = None,
     preset: Preset = "tiny",
     lake: Lake = None,
-    run: Annotated[Optional[str], typer.Option("--run", help="Name of the run: everything after curation goes under it (default: the crawl's name)")] = None,
-    crawl: Annotated[Optional[str], typer.Option(help="Name under curated/ for the WARC files (default: their folder's name)")] = None,
-    crawls: Annotated[Optional[str], typer.Option(help="Curated crawls to train on as well: a,b,c, or '*' for every crawl in the lake")] = None,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run", help="Name of the run: everything after curation goes under it (default: the crawl's name)"
+        ),
+    ] = None,
+    crawl: Annotated[
+        str | None, typer.Option(help="Name under curated/ for the WARC files (default: their folder's name)")
+    ] = None,
+    crawls: Annotated[
+        str | None, typer.Option(help="Curated crawls to train on as well: a,b,c, or '*' for every crawl in the lake")
+    ] = None,
     sets: Sets = None,
 ) -> None:
     """Run every stage end to end on your WARC files (or curated crawls), or on the sample crawl."""
@@ -418,8 +572,10 @@ def pipeline_cmd(
     if "evaluate" in result:
         from tasks.evaluate import markdown_table
 
-        typer.echo(f"\nRun {result['run']} on {', '.join(result['crawls'])}, before and after SFT, on held-out conversations:\n"
-                   + markdown_table(result["evaluate"]["table"]))
+        typer.echo(
+            f"\nRun {result['run']} on {', '.join(result['crawls'])}, before and after SFT, on held-out conversations:\n"
+            + markdown_table(result["evaluate"]["table"])
+        )
 
 
 @app.command("demo")
@@ -438,8 +594,10 @@ def demo_cmd(lake: Lake = None, sets: Sets = None) -> None:
         typer.echo("\nBefore and after SFT, on held-out conversations:\n" + markdown_table(result["evaluate"]["table"]))
     if result.get("rl", {}).get("after"):
         rl, metric = result["rl"], "pass1_greedy"
-        typer.echo(f"\nRL: held-out pass@1 (greedy) {rl['before']['all'][metric]:.1%} -> {rl['after']['all'][metric]:.1%}; "
-                   f"reward curve {rl['reward_curve']}")
+        typer.echo(
+            f"\nRL: held-out pass@1 (greedy) {rl['before']['all'][metric]:.1%} -> {rl['after']['all'][metric]:.1%}; "
+            f"reward curve {rl['reward_curve']}"
+        )
     typer.echo(f"\nLake: {Path(cfg.lake.root).resolve()}")
     typer.echo(f"Runs, task lineage and artifacts: {server.ui_url(url)}/runs")
 
@@ -451,9 +609,9 @@ def demo_cmd(lake: Lake = None, sets: Sets = None) -> None:
 def search_index_cmd(
     preset: Preset = "tiny",
     lake: Lake = None,
-    crawl: Annotated[Optional[str], typer.Option(help="Crawl name: indexes curated/{crawl}/clean")] = None,
-    clean: Annotated[Optional[str], typer.Option(help="Clean dataset URI (default: curated/{crawl}/clean)")] = None,
-    passage_chars: Annotated[Optional[int], typer.Option(help="Passage length in characters")] = None,
+    crawl: Annotated[str | None, typer.Option(help="Crawl name: indexes curated/{crawl}/clean")] = None,
+    clean: Annotated[str | None, typer.Option(help="Clean dataset URI (default: curated/{crawl}/clean)")] = None,
+    passage_chars: Annotated[int | None, typer.Option(help="Passage length in characters")] = None,
     sets: Sets = None,
 ) -> None:
     """Build the search tool's BM25 index over a crawl's clean documents: search/{crawl}/."""
@@ -465,18 +623,27 @@ def search_index_cmd(
         show(search_index(lake=cfg.lake, config=cfg.search, clean=clean, crawl=crawl, runner=cfg.runner))
 
 
-Checkpoint = Annotated[str, typer.Option(help="Checkpoint or run folder (URI), or a name under the lake's checkpoints/: run, run/stage")]
+Checkpoint = Annotated[
+    str, typer.Option(help="Checkpoint or run folder (URI), or a name under the lake's checkpoints/: run, run/stage")
+]
 MaxNew = Annotated[int, typer.Option(help="Most new tokens per reply or sample")]
 Temperature = Annotated[float, typer.Option(help="Sampling temperature (0: greedy)")]
-TopK = Annotated[Optional[int], typer.Option(help="Sample among the k most likely tokens")]
-TopP = Annotated[Optional[float], typer.Option(help="Sample among the most likely tokens holding this much probability")]
+TopK = Annotated[int | None, typer.Option(help="Sample among the k most likely tokens")]
+TopP = Annotated[float | None, typer.Option(help="Sample among the most likely tokens holding this much probability")]
 Seed = Annotated[int, typer.Option(help="Random seed (the same seed gives the same samples)")]
 DeviceOpt = Annotated[str, typer.Option(help="auto: the GPU when there is one, else cpu; or cpu, cuda, cuda:N, mps")]
 DtypeOpt = Annotated[str, typer.Option(help="auto: bfloat16 on a GPU that has it, else float32; or float32, bfloat16")]
 
 
-def _engine(preset: str, lake: str | None, checkpoint: str, search: str | None, no_search: bool, device: str = "auto",
-            dtype: str = "auto") -> Any:
+def _engine(
+    preset: str,
+    lake: str | None,
+    checkpoint: str,
+    search: str | None,
+    no_search: bool,
+    device: str = "auto",
+    dtype: str = "auto",
+) -> Any:
     """The engine for a checkpoint (a URI, or a name under checkpoints/: run, run/stage), on
     the device and dtype of models/device.py's rule, with the search tool over `search`, else
     the index the model was trained with (its lineage)."""
@@ -488,7 +655,10 @@ def _engine(preset: str, lake: str | None, checkpoint: str, search: str | None, 
         if not no_search and search is None:
             search = layout.search_for(uri)
             if search is None:
-                typer.echo(f"(no search index in the lineage of {uri}: search calls will get an error; give --search)", err=True)
+                typer.echo(
+                    f"(no search index in the lineage of {uri}: search calls will get an error; give --search)",
+                    err=True,
+                )
         return Engine.from_checkpoint(uri, search=None if no_search else search, device=device, dtype=dtype)
     except FileNotFoundError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -499,7 +669,9 @@ def chat_cmd(
     checkpoint: Checkpoint,
     preset: Preset = "tiny",
     lake: Lake = None,
-    search: Annotated[Optional[str], typer.Option(help="Search index URI (default: the one the model was trained with)")] = None,
+    search: Annotated[
+        str | None, typer.Option(help="Search index URI (default: the one the model was trained with)")
+    ] = None,
     no_search: Annotated[bool, typer.Option("--no-search", help="Run without the search tool")] = False,
     max_new_tokens: MaxNew = 256,
     temperature: Temperature = 0.7,
@@ -556,8 +728,10 @@ def export_cmd(
     out: Annotated[str, typer.Option(help="Folder to write (HF transformers loads it with from_pretrained)")],
     preset: Preset = "tiny",
     lake: Lake = None,
-    tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer folder (default: the checkpoint's)")] = None,
-    dtype: Annotated[str, typer.Option(help="Weights' dtype: float32 (as trained) or bfloat16 (half the size)")] = "float32",
+    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer folder (default: the checkpoint's)")] = None,
+    dtype: Annotated[
+        str, typer.Option(help="Weights' dtype: float32 (as trained) or bfloat16 (half the size)")
+    ] = "float32",
 ) -> None:
     """Export a checkpoint and its tokenizer as a HuggingFace model folder (Qwen3 architecture)."""
     from models.export import export
@@ -570,15 +744,27 @@ def serve_cmd(
     checkpoint: Checkpoint,
     preset: Preset = "tiny",
     lake: Lake = None,
-    search: Annotated[Optional[str], typer.Option(help="Search index URI (default: the lake's search/{crawl})")] = None,
+    search: Annotated[str | None, typer.Option(help="Search index URI (default: the lake's search/{crawl})")] = None,
     no_search: Annotated[bool, typer.Option("--no-search", help="Run without the search tool")] = False,
-    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default; 0.0.0.0 exposes it)")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (loopback by default; 0.0.0.0 exposes it)")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
-    name: Annotated[Optional[str], typer.Option(help="The model's name in the API (default: the checkpoint's last path part)")] = None,
-    max_batch: Annotated[int, typer.Option(help="Rows decoded together at most (each sample of each request is a row)")] = 32,
-    max_waiting: Annotated[int, typer.Option(help="Rows waiting for the batch at most; beyond that requests get 429")] = 256,
-    device: Annotated[str, typer.Option(help="Where the model runs: auto (the GPU when there is one), cpu, cuda, cuda:1, ...")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto (bf16 on a GPU that has it, else float32), bfloat16, float16, float32")] = "auto",
+    name: Annotated[
+        str | None, typer.Option(help="The model's name in the API (default: the checkpoint's last path part)")
+    ] = None,
+    max_batch: Annotated[
+        int, typer.Option(help="Rows decoded together at most (each sample of each request is a row)")
+    ] = 32,
+    max_waiting: Annotated[
+        int, typer.Option(help="Rows waiting for the batch at most; beyond that requests get 429")
+    ] = 256,
+    device: Annotated[
+        str, typer.Option(help="Where the model runs: auto (the GPU when there is one), cpu, cuda, cuda:1, ...")
+    ] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="auto (bf16 on a GPU that has it, else float32), bfloat16, float16, float32")
+    ] = "auto",
 ) -> None:
     """Serve a checkpoint over an OpenAI-compatible API (/v1/chat/completions, /v1/completions) with a chat page at /."""
     from flows.serve import serve

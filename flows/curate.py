@@ -21,8 +21,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tasks import lake as lakes
 from tasks.config import LakeConfig
 from tasks.crawls import WARC_SUFFIXES
-from tasks.curate.chain import Funnel
 from tasks.curate import quality as quality_models
+from tasks.curate.chain import Funnel
 from tasks.curate.config import CurateConfig, QualityConfig
 from tasks.curate.stage import curate_warc, finalize_shard, quality_shard
 from tasks.dedup import DedupConfig
@@ -66,7 +66,9 @@ def default_crawl(warcs: list[str], uris: list[str]) -> str:
     return PurePosixPath(lakes.filesystem(uris[0])[1]).parent.name
 
 
-def run_dedup(lake: LakeConfig, crawl: str, filtered_uri: str, config: CurateConfig, dedup: DedupConfig, runner: RunnerConfig) -> str | None:
+def run_dedup(
+    lake: LakeConfig, crawl: str, filtered_uri: str, config: CurateConfig, dedup: DedupConfig, runner: RunnerConfig
+) -> str | None:
     """The dedup slot: exact then MinHash dedup (flows/dedup.py) over the committed `filtered`
     dataset. Returns the URI of its removal dataset (id, step 'dedup_exact' | 'dedup_minhash',
     reason, cluster, kept_id; one shard per filtered shard, same names), or None when off."""
@@ -77,7 +79,15 @@ def run_dedup(lake: LakeConfig, crawl: str, filtered_uri: str, config: CurateCon
     return dedup_flow(filtered=filtered_uri, crawl=crawl, lake=lake, config=dedup, runner=runner)["removals"]
 
 
-def run_quality(root: str, quality_uri: str, filtered_uri: str, shards: dict[str, str], removed_uri: str, quality: QualityConfig, runner: RunnerConfig) -> tuple[str, dict[str, str], list[dict[str, Any]]]:
+def run_quality(
+    root: str,
+    quality_uri: str,
+    filtered_uri: str,
+    shards: dict[str, str],
+    removed_uri: str,
+    quality: QualityConfig,
+    runner: RunnerConfig,
+) -> tuple[str, dict[str, str], list[dict[str, Any]]]:
     """The quality slot (tasks/curate/quality.py): every filtered shard scored, the documents
     at or above the threshold committed as `curated/{crawl}/quality`. Returns the dataset and
     shards (name -> URI) that dedup and finalize read, and the tasks' results (none when off)."""
@@ -85,15 +95,31 @@ def run_quality(root: str, quality_uri: str, filtered_uri: str, shards: dict[str
         return filtered_uri, shards, []
     model = quality_models.resolve(quality)
     results = run_mapped(
-        in_lake(root, quality_shard), runner, "curate: quality", key="curate-quality-progress",
-        filtered_shard=list(shards.values()), name=list(shards), quality_uri=unmapped(quality_uri), removed_uri=unmapped(removed_uri),
-        config=unmapped(quality), model_id=unmapped(model.identity),
+        in_lake(root, quality_shard),
+        runner,
+        "curate: quality",
+        key="curate-quality-progress",
+        filtered_shard=list(shards.values()),
+        name=list(shards),
+        quality_uri=unmapped(quality_uri),
+        removed_uri=unmapped(removed_uri),
+        config=unmapped(quality),
+        model_id=unmapped(model.identity),
     )
     funnel = Funnel.merge([r["funnel"] for r in results])
     lakes.commit(
-        quality_uri, [lakes.Shard(**r["kept"]) for r in results], kind=f"{KIND}-quality", parents=[filtered_uri],
-        stats={"funnel": funnel, "model": quality.model, "model_identity": model.identity, "threshold": quality.threshold},
-        config_hash=config_hash(quality), code_version=code_version("tasks.curate"),
+        quality_uri,
+        [lakes.Shard(**r["kept"]) for r in results],
+        kind=f"{KIND}-quality",
+        parents=[filtered_uri],
+        stats={
+            "funnel": funnel,
+            "model": quality.model,
+            "model_identity": model.identity,
+            "threshold": quality.threshold,
+        },
+        config_hash=config_hash(quality),
+        code_version=code_version("tasks.curate"),
     )
     return quality_uri, {r["name"]: lakes.join(quality_uri, r["kept"]["path"]) for r in results}, results
 
@@ -102,11 +128,18 @@ def funnel_rows(funnel: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for step, s in funnel["steps"].items():
         top = ", ".join(f"{r} {n}" for r, n in list(s["reasons"].items())[:4])
-        rows.append({
-            "step": step, "docs in": s["docs_in"], "docs out": s["docs_out"],
-            "removed": s["docs_in"] - s["docs_out"], "chars in": s["chars_in"], "chars out": s["chars_out"],
-            "seconds": round(s["seconds"], 2), "top reasons": top,
-        })
+        rows.append(
+            {
+                "step": step,
+                "docs in": s["docs_in"],
+                "docs out": s["docs_out"],
+                "removed": s["docs_in"] - s["docs_out"],
+                "chars in": s["chars_in"],
+                "chars out": s["chars_out"],
+                "seconds": round(s["seconds"], 2),
+                "top reasons": top,
+            }
+        )
     return rows
 
 
@@ -115,7 +148,9 @@ def report_markdown(crawl: str, funnel: dict[str, Any], summary: dict[str, Any])
     lines += [f"- {k}: {v}" for k, v in summary.items()]
     lines += ["", "| step | docs in | docs out | chars in | chars out | top reasons |", "|---|---|---|---|---|---|"]
     for row in funnel_rows(funnel):
-        lines.append(f"| {row['step']} | {row['docs in']} | {row['docs out']} | {row['chars in']} | {row['chars out']} | {row['top reasons']} |")
+        lines.append(
+            f"| {row['step']} | {row['docs in']} | {row['docs out']} | {row['chars in']} | {row['chars out']} | {row['top reasons']} |"
+        )
     lines += ["", "## Removed examples", ""]
     for step, s in funnel["steps"].items():
         if not s["examples"]:
@@ -128,7 +163,11 @@ def report_markdown(crawl: str, funnel: dict[str, Any], summary: dict[str, Any])
     for step, bins in (funnel.get("histograms") or {}).items():
         total = max(sum(bins.values()), 1)
         lines += [f"## {step.capitalize()} scores", "", "| score | documents | share |", "|---|---|---|"]
-        lines += [f"| {label} | {n} | {'#' * round(40 * n / total)} |" for label, n in bins.items() if n or label != "no score"]
+        lines += [
+            f"| {label} | {n} | {'#' * round(40 * n / total)} |"
+            for label, n in bins.items()
+            if n or label != "no score"
+        ]
         lines.append("")
     counts = funnel.get("counts") or {}
     if counts:
@@ -156,13 +195,24 @@ def curate(
     manifest = dict(config_hash=config_hash(config), code_version=code_version("tasks.curate"))
 
     first = run_mapped(
-        in_lake(root, curate_warc), runner, "curate: WARC files", key="curate-progress",
-        warc=uris, filtered_uri=unmapped(filtered_uri), removed_uri=unmapped(removed_uri), crawl=unmapped(crawl), config=unmapped(config),
+        in_lake(root, curate_warc),
+        runner,
+        "curate: WARC files",
+        key="curate-progress",
+        warc=uris,
+        filtered_uri=unmapped(filtered_uri),
+        removed_uri=unmapped(removed_uri),
+        crawl=unmapped(crawl),
+        config=unmapped(config),
     )
     filters_funnel = Funnel.merge([r["funnel"] for r in first], config.examples_per_step)
     lakes.commit(
-        filtered_uri, [lakes.Shard(**r["filtered"]) for r in first], kind=f"{KIND}-filtered",
-        parents=uris, stats={"funnel": filters_funnel}, **manifest,
+        filtered_uri,
+        [lakes.Shard(**r["filtered"]) for r in first],
+        kind=f"{KIND}-filtered",
+        parents=uris,
+        stats={"funnel": filters_funnel},
+        **manifest,
     )
 
     shards = {r["name"]: lakes.join(filtered_uri, r["filtered"]["path"]) for r in first}
@@ -170,9 +220,16 @@ def curate(
     dedup_uri = run_dedup(lake, crawl, kept_uri, config, dedup, runner)
 
     second = run_mapped(
-        in_lake(root, finalize_shard), runner, "curate: finalize shards", key="curate-finalize-progress",
-        filtered_shard=list(shards.values()), name=list(shards),
-        clean_uri=unmapped(clean_uri), removed_uri=unmapped(removed_uri), dedup_uri=unmapped(dedup_uri), pii=unmapped(config.pii),
+        in_lake(root, finalize_shard),
+        runner,
+        "curate: finalize shards",
+        key="curate-finalize-progress",
+        filtered_shard=list(shards.values()),
+        name=list(shards),
+        clean_uri=unmapped(clean_uri),
+        removed_uri=unmapped(removed_uri),
+        dedup_uri=unmapped(dedup_uri),
+        pii=unmapped(config.pii),
     )
     funnel = Funnel.merge([filters_funnel] + [r["funnel"] for r in scored + second], config.examples_per_step)
     docs_in = sum(r["docs_in"] for r in first)
@@ -182,22 +239,53 @@ def curate(
     if clean_rows + removed_rows != docs_in:
         raise RuntimeError(f"documents lost: {docs_in} in, {clean_rows} clean + {removed_rows} removed")
     summary = {
-        "crawl": crawl, "warc_files": len(uris), "docs_in": docs_in, "clean": clean_rows, "removed": removed_rows,
-        "dedup": "on" if dedup_uri else "off", "extractor": config.extract.extractor,
+        "crawl": crawl,
+        "warc_files": len(uris),
+        "docs_in": docs_in,
+        "clean": clean_rows,
+        "removed": removed_rows,
+        "dedup": "on" if dedup_uri else "off",
+        "extractor": config.extract.extractor,
         "quality": f"{quality.model} >= {quality.threshold:g}" if quality.model else "off",
     }
     parents = [kept_uri] + ([dedup_uri] if dedup_uri else [])
-    lakes.commit(removed_uri, removed_shards, kind=f"{KIND}-removed", parents=parents, stats={"funnel": funnel, **summary}, **manifest)
-    lakes.commit(clean_uri, [lakes.Shard(**r["clean"]) for r in second], kind=KIND, parents=parents, stats={"funnel": funnel, **summary}, **manifest)
+    lakes.commit(
+        removed_uri,
+        removed_shards,
+        kind=f"{KIND}-removed",
+        parents=parents,
+        stats={"funnel": funnel, **summary},
+        **manifest,
+    )
+    lakes.commit(
+        clean_uri,
+        [lakes.Shard(**r["clean"]) for r in second],
+        kind=KIND,
+        parents=parents,
+        stats={"funnel": funnel, **summary},
+        **manifest,
+    )
 
     declare(*dict.fromkeys([filtered_uri, kept_uri, removed_uri, clean_uri]))
     report = report_markdown(crawl, funnel, summary)
     lakes.write_text_atomic(paths.report, report)
-    create_table_artifact(key=artifact_key("curate-funnel", crawl), table=funnel_rows(funnel), description=f"Curate funnel: {crawl}")
-    create_markdown_artifact(key=artifact_key("curate-report", crawl), markdown=report, description=f"Curate report: {crawl}")
+    create_table_artifact(
+        key=artifact_key("curate-funnel", crawl), table=funnel_rows(funnel), description=f"Curate funnel: {crawl}"
+    )
+    create_markdown_artifact(
+        key=artifact_key("curate-report", crawl), markdown=report, description=f"Curate report: {crawl}"
+    )
     for step, bins in (funnel.get("histograms") or {}).items():
-        create_table_artifact(key=artifact_key(f"curate-{step}-scores", crawl), table=[{"score": k, "documents": v} for k, v in bins.items()],
-                              description=f"{step} scores: {crawl}")
-    return {**summary, "clean_uri": clean_uri, "removed_uri": removed_uri, "filtered_uri": filtered_uri, "quality_uri": kept_uri if scored else None,
-            "report": paths.report}
-
+        create_table_artifact(
+            key=artifact_key(f"curate-{step}-scores", crawl),
+            table=[{"score": k, "documents": v} for k, v in bins.items()],
+            description=f"{step} scores: {crawl}",
+        )
+    return {
+        **summary,
+        "clean_uri": clean_uri,
+        "removed_uri": removed_uri,
+        "filtered_uri": filtered_uri,
+        "quality_uri": kept_uri if scored else None,
+        "report": paths.report,
+    }

@@ -62,7 +62,9 @@ def ensure_pool(client: Any, name: str, pool_type: str = "process", template: Pa
     try:
         client.read_work_pool(name)
     except ObjectNotFound:
-        client.create_work_pool(WorkPoolCreate(name=name, type=pool_type, base_job_template=base_job_template(pool_type, template)))
+        client.create_work_pool(
+            WorkPoolCreate(name=name, type=pool_type, base_job_template=base_job_template(pool_type, template))
+        )
 
 
 def deploy_all(pool_type: str = "process", gpu_limit: int = 1) -> str:

@@ -61,8 +61,12 @@ def run_stage(stage: Flow, **parameters: Any) -> Any:
         return stage(**parameters)
     from prefect.deployments import run_deployment
 
-    run = run_deployment(name, parameters=to_jsonable_python(parameters), as_subflow=True, timeout=None, poll_interval=2)
+    run = run_deployment(
+        name, parameters=to_jsonable_python(parameters), as_subflow=True, timeout=None, poll_interval=2
+    )
     if run.state is None or not run.state.is_completed():
-        raise RuntimeError(f"stage {name} ended {run.state.name if run.state else 'without a state'} (flow run {run.id})")
+        raise RuntimeError(
+            f"stage {name} ended {run.state.name if run.state else 'without a state'} (flow run {run.id})"
+        )
     lake_root = LakeConfig.model_validate(parameters["lake"]).open()
     return read_json(_result_uri(lake_root, run.id))

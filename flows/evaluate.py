@@ -53,41 +53,72 @@ def evaluate(
     name = layout.model_name(ckpt)
     conversations = conversations or layout.conversations_for(ckpt)
     if conversations is None:
-        raise FileNotFoundError(f"no SFT conversations in the lineage of {ckpt}: give the held-out conversations to evaluate on")
+        raise FileNotFoundError(
+            f"no SFT conversations in the lineage of {ckpt}: give the held-out conversations to evaluate on"
+        )
     search = search or (layout.search(crawl) if crawl else layout.search_for(ckpt))
     if not search or not lakes.exists(search):
-        raise FileNotFoundError(f"no search index {search or f'in the lineage of {ckpt}'}: build it with `crawl2chat search-index`")
+        raise FileNotFoundError(
+            f"no search index {search or f'in the lineage of {ckpt}'}: build it with `crawl2chat search-index`"
+        )
     out = layout.evals(ckpt)
 
     n = len(select_items(read_rows(conversations), config.limits, config.seed))
     starts = list(range(0, n, config.chunk))
     results = run_mapped(
-        in_lake(root, evaluate_chunk), runner, f"evaluate {name}: {n} answers", key="evaluate-progress",
-        checkpoint=unmapped(ckpt), conversations=unmapped(conversations), search=unmapped(search), out=unmapped(out),
-        part=[f"part-{i:05d}" for i in range(len(starts))], start=starts, count=unmapped(config.chunk), config=unmapped(config),
+        in_lake(root, evaluate_chunk),
+        runner,
+        f"evaluate {name}: {n} answers",
+        key="evaluate-progress",
+        checkpoint=unmapped(ckpt),
+        conversations=unmapped(conversations),
+        search=unmapped(search),
+        out=unmapped(out),
+        part=[f"part-{i:05d}" for i in range(len(starts))],
+        start=starts,
+        count=unmapped(config.chunk),
+        config=unmapped(config),
     )
     outcomes = [r for b in _batches(out, results) for r in b]
     scores = metrics(outcomes)
     lakes.commit(
-        out, [lakes.Shard(**r["shard"]) for r in results], kind=KIND, config_hash=config_hash(config),
-        code_version=code_version(*CODE), parents=[ckpt, conversations, search], stats=scores,
+        out,
+        [lakes.Shard(**r["shard"]) for r in results],
+        kind=KIND,
+        config_hash=config_hash(config),
+        code_version=code_version(*CODE),
+        parents=[ckpt, conversations, search],
+        stats=scores,
     )
     declare(out)
     rows = table({name: scores})
-    create_table_artifact(rows, key=artifact_key("evaluate-metrics", name.replace("/", "-")), description=f"{name} on {n} held-out answers")
-    create_markdown_artifact(examples(outcomes, config.shown), key=artifact_key("evaluate-samples", name.replace("/", "-")),
-                             description=f"sample conversations of {name}")
+    create_table_artifact(
+        rows,
+        key=artifact_key("evaluate-metrics", name.replace("/", "-")),
+        description=f"{name} on {n} held-out answers",
+    )
+    create_markdown_artifact(
+        examples(outcomes, config.shown),
+        key=artifact_key("evaluate-samples", name.replace("/", "-")),
+        description=f"sample conversations of {name}",
+    )
     print(f"evaluation of {ckpt} ({n} answers):\n{markdown_table(rows)}")
     return {"checkpoint": ckpt, "results": out, "metrics": scores}
 
 
-def before_after(evals: dict[str, dict[str, Any]], run: str | None = None, crawls: list[str] | None = None) -> list[dict[str, Any]]:
+def before_after(
+    evals: dict[str, dict[str, Any]], run: str | None = None, crawls: list[str] | None = None
+) -> list[dict[str, Any]]:
     """One table of several evaluations (say the base model and its SFT), a column each; the
     targets are checked on the last. Left as an artifact (one per run) and printed."""
     about = {"run": run, "crawls": ", ".join(crawls or [])} if run else None
     rows = table({name: e["metrics"] for name, e in evals.items()}, about)
-    create_table_artifact(rows, key=artifact_key("evaluate-before-after", run),
-                          description=(f"run {run} on {', '.join(crawls or [])}: " if run else "") + " vs ".join(e["checkpoint"] for e in evals.values()))
+    create_table_artifact(
+        rows,
+        key=artifact_key("evaluate-before-after", run),
+        description=(f"run {run} on {', '.join(crawls or [])}: " if run else "")
+        + " vs ".join(e["checkpoint"] for e in evals.values()),
+    )
     print(f"evaluation, {' vs '.join(evals)}:\n{markdown_table(rows)}")
     return rows
 

@@ -39,7 +39,9 @@ def crawls_to_train_on(config: PipelineConfig, layout: Layout, curated: str | No
     chosen = list(dict.fromkeys(([curated] if curated else []) + named))
     absent = [c for c in chosen if c != curated and not lake.exists(layout.curated(c).clean)]
     if absent:
-        raise FileNotFoundError(f"crawls {absent} are not curated in {layout.root}: curate them first (`crawl2chat curate`)")
+        raise FileNotFoundError(
+            f"crawls {absent} are not curated in {layout.root}: curate them first (`crawl2chat curate`)"
+        )
     if not chosen:
         raise ValueError("nothing to train on: give WARC files or name curated crawls")
     return chosen
@@ -50,7 +52,9 @@ def run_name(config: PipelineConfig, crawls: list[str], layout: Layout) -> str:
     A run over several crawls owns `search/{run}`, so it must not be named like a crawl."""
     run = safe_name(config.run or "_".join(crawls))
     if len(crawls) > 1 and run in layout.crawls():
-        raise ValueError(f"run {run!r} trains on several crawls and cannot share a name with the crawl {run!r}: choose another --run")
+        raise ValueError(
+            f"run {run!r} trains on several crawls and cannot share a name with the crawl {run!r}: choose another --run"
+        )
     return run
 
 
@@ -65,8 +69,14 @@ def pipeline(config: PipelineConfig = PipelineConfig(), warcs: list[str] | None 
         out["sample_crawl"] = sample_crawl(lake=config.lake, config=config.sample_crawl)
         warcs = out["sample_crawl"]["warcs"]
     if warcs:
-        out["curate"] = curate(warcs=warcs, lake=config.lake, config=config.curate, dedup=config.dedup, runner=config.runner,
-                               quality=config.quality)
+        out["curate"] = curate(
+            warcs=warcs,
+            lake=config.lake,
+            config=config.curate,
+            dedup=config.dedup,
+            runner=config.runner,
+            quality=config.quality,
+        )
         curated = out["curate"]["crawl"]
     crawls = crawls_to_train_on(config, layout, curated)
     run = run_name(config, crawls, layout)
@@ -75,39 +85,93 @@ def pipeline(config: PipelineConfig = PipelineConfig(), warcs: list[str] | None 
     print(f"run {run}: training on {', '.join(crawls)}")
     # The search tool's BM25 index over the clean documents (what the engine's search reads):
     # the crawl's own, or one over every crawl of the run.
-    out["search_index"] = search_index(lake=config.lake, config=config.search, clean=cleans[0] if one else cleans, crawl=one or run,
-                                       runner=config.runner)
+    out["search_index"] = search_index(
+        lake=config.lake,
+        config=config.search,
+        clean=cleans[0] if one else cleans,
+        crawl=one or run,
+        runner=config.runner,
+    )
     search = out["search_index"]["uri"]
     # Tokenize: train on a sample of the clean documents (never the validation ones), then encode them all.
-    out["tokenizer"] = tokenizer(lake=config.lake, config=config.tokenizer, clean=cleans[0] if one else cleans,
-                                 holdout=config.tokenize.val_fraction, run=run)
+    out["tokenizer"] = tokenizer(
+        lake=config.lake,
+        config=config.tokenizer,
+        clean=cleans[0] if one else cleans,
+        holdout=config.tokenize.val_fraction,
+        run=run,
+    )
     encoded = {
-        crawl: tokenize(lake=config.lake, config=config.tokenize, tokenizer=out["tokenizer"]["uri"], clean=clean, crawl=crawl,
-                        runner=config.runner, run=run)
+        crawl: tokenize(
+            lake=config.lake,
+            config=config.tokenize,
+            tokenizer=out["tokenizer"]["uri"],
+            clean=clean,
+            crawl=crawl,
+            runner=config.runner,
+            run=run,
+        )
         for crawl, clean in zip(crawls, cleans)
     }
     out["tokenize"] = encoded[one] if one else encoded
     # Pretrain the base model on the crawls' tokens (resumes by itself a run of the same config and data).
-    out["pretrain"] = run_stage(pretrain, lake=config.lake, config=config.pretrain, tokenizer=out["tokenizer"]["uri"],
-                                tokens=[e["uri"] for e in encoded.values()], run=run, tracking=config.tracking)
+    out["pretrain"] = run_stage(
+        pretrain,
+        lake=config.lake,
+        config=config.pretrain,
+        tokenizer=out["tokenizer"]["uri"],
+        tokens=[e["uri"] for e in encoded.values()],
+        run=run,
+        tracking=config.tracking,
+    )
     benchmarks(out, "pretrain", config)
     # SFT: conversations from the crawl (answers grounded in real search results, refusals where
     # the base model's knowledge probe says it does not know), then fine-tuning from the base model.
-    out["sft"] = run_stage(sft, lake=config.lake, config=config.sft, base=out["pretrain"]["checkpoint"], crawl=one, search=search,
-                           clean=cleans, runner=config.runner, run=run, tracking=config.tracking)
+    out["sft"] = run_stage(
+        sft,
+        lake=config.lake,
+        config=config.sft,
+        base=out["pretrain"]["checkpoint"],
+        crawl=one,
+        search=search,
+        clean=cleans,
+        runner=config.runner,
+        run=run,
+        tracking=config.tracking,
+    )
     benchmarks(out, "sft", config)
     # Evaluate the base and the fine-tuned model on the same held-out conversations.
     models = {"base": out["pretrain"]["checkpoint"], "sft": out["sft"]["checkpoint"]}
     evals = {
-        name: run_stage(evaluate, checkpoint=ckpt, lake=config.lake, config=config.evaluate, conversations=out["sft"]["conversations"]["test"],
-                        search=search, runner=config.runner, run=run)
+        name: run_stage(
+            evaluate,
+            checkpoint=ckpt,
+            lake=config.lake,
+            config=config.evaluate,
+            conversations=out["sft"]["conversations"]["test"],
+            search=search,
+            runner=config.runner,
+            run=run,
+        )
         for name, ckpt in models.items()
     }
-    out["evaluate"] = {"run": run, "crawls": crawls, "results": {name: e["results"] for name, e in evals.items()},
-                       "table": before_after(evals, run, crawls)}
+    out["evaluate"] = {
+        "run": run,
+        "crawls": crawls,
+        "results": {name: e["results"] for name, e in evals.items()},
+        "table": before_after(evals, run, crawls),
+    }
     # RL: sample solutions to problems with known answers, score them, reinforce the right ones.
-    out["rl"] = run_stage(rl, lake=config.lake, config=config.rl, init=out["sft"]["checkpoint"], search=search, runner=config.runner, run=run,
-                          tracking=config.tracking)
+    out["rl"] = run_stage(
+        rl,
+        lake=config.lake,
+        config=config.rl,
+        init=out["sft"]["checkpoint"],
+        search=search,
+        runner=config.runner,
+        run=run,
+        tracking=config.tracking,
+    )
     benchmarks(out, "rl", config)
     out["run"], out["crawls"] = run, crawls
     out["report_card"] = report.publish(out, layout.root, run, crawls)

@@ -12,9 +12,9 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks import lake as lakes
-from tasks.layout import Layout
 from tasks.config import LakeConfig
 from tasks.curate.quality import TRAINED_KIND
+from tasks.layout import Layout
 from tasks.quality_train import CODE, QualityTrainConfig, train_quality_model
 from tasks.runtime import code_version, config_hash, declare, in_lake
 from tasks.sft.schema import dataset_files
@@ -26,16 +26,22 @@ def _pct(value: float | None) -> str:
 
 def report_markdown(uri: str, stats: dict[str, Any]) -> str:
     lines = [
-        f"# Quality classifier: {uri}", "",
+        f"# Quality classifier: {uri}",
+        "",
         f"- positives: {stats['positives']} ({stats['train']['positives']} train, {stats['held_out']['positives']} held out); skipped {stats['positives_skipped'] or 'none'}",
         f"- negatives: {stats['negatives']} sampled from {stats['negatives_from']} ({stats['train']['negatives']} train, {stats['held_out']['negatives']} held out)",
         f"- held-out ROC AUC: {stats['roc_auc']:.3f}",
         f"- model: {stats['model_file']} ({stats['model_bytes'] / 1e6:.1f} MB, {stats['trainer']}, {stats['train_seconds']} s)",
-        "", "Held out: a document is kept when its score (P(hq)) >= the threshold.", "",
-        "| threshold | precision | recall | F1 | web documents kept |", "|---|---|---|---|---|",
+        "",
+        "Held out: a document is kept when its score (P(hq)) >= the threshold.",
+        "",
+        "| threshold | precision | recall | F1 | web documents kept |",
+        "|---|---|---|---|---|",
     ]
     for row in stats["heldout"]:
-        lines.append(f"| {row['threshold']:g} | {_pct(row['precision'])} | {_pct(row['recall'])} | {row['f1']:.3f} | {_pct(row['negatives_kept'])} |")
+        lines.append(
+            f"| {row['threshold']:g} | {_pct(row['precision'])} | {_pct(row['recall'])} | {row['f1']:.3f} | {_pct(row['negatives_kept'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -65,13 +71,25 @@ def quality_train(
     result = in_lake(root, train_quality_model)(inputs, lakes.normalize(negatives), out, config)
     stats = {**result["stats"], "negatives_from": lakes.normalize(negatives)}
     lakes.commit(
-        out, [lakes.Shard(**result["shard"])], kind=TRAINED_KIND, parents=[*inputs, negatives], stats=stats,
-        config_hash=config_hash(config), code_version=code_version(*CODE),
+        out,
+        [lakes.Shard(**result["shard"])],
+        kind=TRAINED_KIND,
+        parents=[*inputs, negatives],
+        stats=stats,
+        config_hash=config_hash(config),
+        code_version=code_version(*CODE),
     )
     declare(out)
     report = report_markdown(out, stats)
     lakes.write_text_atomic(lakes.join(out, "report.md"), report)
-    create_table_artifact(key="quality-heldout", table=stats["heldout"], description=f"Quality classifier {config.name}: held-out precision/recall")
+    create_table_artifact(
+        key="quality-heldout",
+        table=stats["heldout"],
+        description=f"Quality classifier {config.name}: held-out precision/recall",
+    )
     create_markdown_artifact(key="quality-report", markdown=report, description=f"Quality classifier {config.name}")
     print(report)
-    return {"uri": out, **{k: stats[k] for k in ("positives", "negatives", "held_out", "roc_auc", "heldout", "model_file")}}
+    return {
+        "uri": out,
+        **{k: stats[k] for k in ("positives", "negatives", "held_out", "roc_auc", "heldout", "model_file")},
+    }

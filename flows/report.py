@@ -13,7 +13,13 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterParentFlowRunId,
+)
 from prefect.runtime import flow_run
 from prefect.settings import get_current_settings
 
@@ -30,7 +36,9 @@ def descendants(client: Any, flow_run_id: uuid.UUID) -> list[Any]:
     while frontier:
         runs += client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=frontier)))
         seen = {r.id for r in runs}
-        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier)))
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier))
+        )
         frontier = [c.id for c in children if c.id not in seen]
     return runs
 
@@ -60,7 +68,13 @@ def _headline(result: Any) -> tuple[list[str], list[str]]:
     return figures, uris
 
 
-def render(stages: dict[str, Any], artifacts: dict[str, str], ui_url: str | None, run: str | None = None, crawls: list[str] | None = None) -> str:
+def render(
+    stages: dict[str, Any],
+    artifacts: dict[str, str],
+    ui_url: str | None,
+    run: str | None = None,
+    crawls: list[str] | None = None,
+) -> str:
     lines = [f"# Report card: run {run}" if run else "# Report card", ""]
     if crawls:
         lines += [f"Crawl{'s' if len(crawls) > 1 else ''}: {', '.join(crawls)}", ""]
@@ -87,5 +101,9 @@ def publish(stages: dict[str, Any], lake_root: str, run: str | None = None, craw
     folder = Layout(lake_root).reports(run)
     lake.write_text_atomic(lake.join(folder, f"{flow_run.name}.md"), markdown)
     lake.write_text_atomic(lake.join(folder, "latest.md"), markdown)
-    create_markdown_artifact(markdown=markdown, key=artifact_key(KEY, run), description=f"What each stage of run {run} made, with links to its artifacts")
+    create_markdown_artifact(
+        markdown=markdown,
+        key=artifact_key(KEY, run),
+        description=f"What each stage of run {run} made, with links to its artifacts",
+    )
     return lake.join(folder, f"{flow_run.name}.md")

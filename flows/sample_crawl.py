@@ -42,7 +42,12 @@ def sample_crawl(lake: LakeConfig = LakeConfig(), config: SampleCrawlConfig = Sa
     declare(out["truth"], out["facts"])
 
     rows = [
-        {"kind": kind, "pages": n, "expected_step": PLANTED[kind][1] if kind in PLANTED else "survives", "note": "planted" if kind in PLANTED else "clean"}
+        {
+            "kind": kind,
+            "pages": n,
+            "expected_step": PLANTED[kind][1] if kind in PLANTED else "survives",
+            "note": "planted" if kind in PLANTED else "clean",
+        }
         for kind, n in out["kinds"].items()
     ]
     create_table_artifact(

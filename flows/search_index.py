@@ -27,7 +27,12 @@ def _examples(uri: str, seed: int = 0) -> str:
     picked = random.Random(seed).sample(titles, min(EXAMPLE_QUERIES, len(titles)))
     index = SearchIndex.open(uri)
     try:
-        lines = [f"# Search index `{uri}`", "", f"{len(index):,} passages. What the model would read for a few queries:", ""]
+        lines = [
+            f"# Search index `{uri}`",
+            "",
+            f"{len(index):,} passages. What the model would read for a few queries:",
+            "",
+        ]
         for query in picked:
             hits = index.search(query, k=2)
             lines += [f"### `{query}`", "", *[f"> {line}" for line in format_passages(hits).splitlines()], ""]
@@ -62,15 +67,28 @@ def search_index(
     shards = [s for c in ([clean] if isinstance(clean, str) else clean) for s in lakes.shard_uris(c)]
     parts = [f"part-{i:05d}" for i in range(len(shards))]
     results = run_mapped(
-        in_lake(root, split_shard), runner, f"search: split {len(shards)} shards", key="search-index-progress",
-        shard=shards, out=unmapped(out), part=parts, config=unmapped(config),
+        in_lake(root, split_shard),
+        runner,
+        f"search: split {len(shards)} shards",
+        key="search-index-progress",
+        shard=shards,
+        out=unmapped(out),
+        part=parts,
+        config=unmapped(config),
     )
     stats = in_lake(root, build_index)(clean, out, results, config)
     declare(out)
 
-    rows = [{"shard": p, **{k: r[k] for k in ("documents", "passages", "chars", "skipped_empty")}} for p, r in zip(parts, results)]
+    rows = [
+        {"shard": p, **{k: r[k] for k in ("documents", "passages", "chars", "skipped_empty")}}
+        for p, r in zip(parts, results)
+    ]
     rows.append({"shard": "total", **{k: stats[k] for k in ("documents", "passages", "chars", "skipped_empty")}})
     create_table_artifact(rows, key=artifact_key("search-index-counts", crawl), description=f"passages of {crawl}")
-    create_markdown_artifact(_examples(out), key=artifact_key("search-index-examples", crawl), description=f"search index of {crawl}")
-    print(f"search index {out}: {stats['passages']:,} passages of {stats['documents']:,} documents, {stats['index_bytes']:,} bytes")
+    create_markdown_artifact(
+        _examples(out), key=artifact_key("search-index-examples", crawl), description=f"search index of {crawl}"
+    )
+    print(
+        f"search index {out}: {stats['passages']:,} passages of {stats['documents']:,} documents, {stats['index_bytes']:,} bytes"
+    )
     return stats

@@ -53,7 +53,14 @@ MAX_LOGPROBS = 20
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None, kind: str = "invalid_request_error"):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        kind: str = "invalid_request_error",
+    ):
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
 
@@ -96,15 +103,25 @@ class CompletionRequest(_Common):
 
 def _refuse(body: BaseModel, extras: dict[str, Any]) -> None:
     unsupported = {
-        "suffix": None, "logit_bias": None, "presence_penalty": 0, "frequency_penalty": 0,
-        "tools": None, "functions": None, "response_format": None,
+        "suffix": None,
+        "logit_bias": None,
+        "presence_penalty": 0,
+        "frequency_penalty": 0,
+        "tools": None,
+        "functions": None,
+        "response_format": None,
     }
     for name, default in unsupported.items():
         value = extras.get(name)
         if value not in (None, default, [], {}) and not (name == "response_format" and value == {"type": "text"}):
             raise APIError(400, f"{name} is not supported by this server", param=name, code="unsupported_parameter")
     if extras.get("logprobs") and isinstance(body, ChatRequest):
-        raise APIError(400, "chat logprobs are not supported; /v1/completions has logprobs", param="logprobs", code="unsupported_parameter")
+        raise APIError(
+            400,
+            "chat logprobs are not supported; /v1/completions has logprobs",
+            param="logprobs",
+            code="unsupported_parameter",
+        )
     best_of = extras.get("best_of")
     if best_of not in (None, body.n):
         raise APIError(400, "best_of is not supported (it must equal n)", param="best_of", code="unsupported_parameter")
@@ -173,13 +190,24 @@ def conversation(messages: Sequence[Any]) -> list[dict[str, Any]]:
                 for call, (name, argument) in zip(calls, parsed):
                     offset = call.get("content_offset", start)
                     offset = min(max(int(offset) if isinstance(offset, int) else start, start), len(content))
-                    out.append({"role": "assistant", "content": content[start:offset], "tool_calls": [{"name": name, "arguments": argument}]})
+                    out.append(
+                        {
+                            "role": "assistant",
+                            "content": content[start:offset],
+                            "tool_calls": [{"name": name, "arguments": argument}],
+                        }
+                    )
                     out.append({"role": "tool", "content": _text(call.get("output"), where)})
                     start = offset
                 out.append({"role": "assistant", "content": content[start:]})
             else:
-                out.append({"role": "assistant", "content": content,
-                            "tool_calls": [{"name": n, "arguments": a} for n, a in parsed]})
+                out.append(
+                    {
+                        "role": "assistant",
+                        "content": content,
+                        "tool_calls": [{"name": n, "arguments": a} for n, a in parsed],
+                    }
+                )
         else:
             raise APIError(400, f"{where}: unknown role {role!r}", param=where)
     if out[-1]["role"] != "user":
@@ -213,7 +241,9 @@ class StopText:
         if found:
             self.hit, self.held = True, ""
             return text[: min(found)]
-        keep = max((k for s in self.stops for k in range(min(len(s) - 1, len(text)), 0, -1) if text.endswith(s[:k])), default=0)
+        keep = max(
+            (k for s in self.stops for k in range(min(len(s) - 1, len(text)), 0, -1) if text.endswith(s[:k])), default=0
+        )
         self.held = text[len(text) - keep :]
         return text[: len(text) - keep]
 
@@ -263,8 +293,11 @@ class ChatChoice:
         elif event.token in self.opens:
             deltas += self._content(self.stop.flush())
             name = self.opens[event.token]
-            call = {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-                    "function": {"name": name, "arguments": ""}}
+            call = {
+                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
             self.calls.append(call)
             self.in_call = True
             deltas.append({"tool_calls": [{"index": len(self.calls) - 1, **json.loads(json.dumps(call))}]})
@@ -337,8 +370,12 @@ class Logprobs:
             self.add(token, lp, top)
 
     def since(self, start: int) -> dict[str, list[Any]]:
-        return {"tokens": self.tokens[start:], "token_logprobs": self.token_logprobs[start:],
-                "top_logprobs": self.top_logprobs[start:], "text_offset": self.text_offset[start:]}
+        return {
+            "tokens": self.tokens[start:],
+            "token_logprobs": self.token_logprobs[start:],
+            "top_logprobs": self.top_logprobs[start:],
+            "text_offset": self.text_offset[start:],
+        }
 
     def cut(self, text_length: int) -> None:
         """Forget the tokens that start at or after `text_length` (cut by a stop string)."""
@@ -378,7 +415,9 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
             return JSONResponse(APIError(400, "the body is not valid JSON").body(), status_code=400)
         param = ".".join(str(p) for p in first.get("loc", []) if p != "body") or None
         message = first.get("msg", "invalid request")
-        return JSONResponse(APIError(400, f"{param}: {message}" if param else message, param=param).body(), status_code=400)
+        return JSONResponse(
+            APIError(400, f"{param}: {message}" if param else message, param=param).body(), status_code=400
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -390,12 +429,19 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
 
     def check_model(name: str | None) -> None:
         if name not in (None, model_name):
-            raise APIError(404, f"the model {name!r} does not exist; this server has {model_name!r}", param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"the model {name!r} does not exist; this server has {model_name!r}",
+                param="model",
+                code="model_not_found",
+            )
 
     def submit(prompt: list[int], sampling: Sampling, n: int) -> tuple[Any, asyncio.Queue]:
         loop, queue = asyncio.get_running_loop(), asyncio.Queue()
         try:
-            job = state["batcher"].submit(prompt, sampling, lambda item: loop.call_soon_threadsafe(queue.put_nowait, item), n)
+            job = state["batcher"].submit(
+                prompt, sampling, lambda item: loop.call_soon_threadsafe(queue.put_nowait, item), n
+            )
         except Busy as exc:
             raise APIError(429, str(exc), code="server_busy", kind="rate_limit_error") from None
         except ValueError as exc:
@@ -427,7 +473,11 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
         return StreamingResponse(guarded(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
 
     # -- routes --
 
@@ -441,8 +491,18 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": created,
-                                            "owned_by": "crawl2chat", "max_model_len": seq_len}]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": model_name,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "crawl2chat",
+                    "max_model_len": seq_len,
+                }
+            ],
+        }
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest) -> Any:
@@ -451,15 +511,29 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
         stops = _stops(body.stop)
         prompt = chat_prompt(tok, body.messages)
         max_tokens = body.max_completion_tokens or body.max_tokens or seq_len
-        sampling = Sampling(max_tokens, body.temperature, body.top_k, body.top_p if body.top_p < 1 else None, body.seed,
-                            stop=frozenset() if body.ignore_eos else None)
+        sampling = Sampling(
+            max_tokens,
+            body.temperature,
+            body.top_k,
+            body.top_p if body.top_p < 1 else None,
+            body.seed,
+            stop=frozenset() if body.ignore_eos else None,
+        )
         job, queue = submit(prompt, sampling, body.n)
         choices = [ChatChoice(i, tok, stops) for i in range(body.n)]
         rid, model = f"chatcmpl-{uuid.uuid4().hex}", body.model or model_name
 
         def chunk(choice_list: list[dict[str, Any]], **extra: Any) -> str:
-            return sse({"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-                        "choices": choice_list, **extra})
+            return sse(
+                {
+                    "id": rid,
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": choice_list,
+                    **extra,
+                }
+            )
 
         def feed(batch: list[Step]) -> list[tuple[ChatChoice, list[dict[str, Any]], bool]]:
             out = []
@@ -473,14 +547,29 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
             return out
 
         if body.stream:
+
             async def events() -> AsyncIterator[str]:
-                yield chunk([{"index": c.index, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None} for c in choices])
+                yield chunk(
+                    [
+                        {
+                            "index": c.index,
+                            "delta": {"role": "assistant", "content": ""},
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                        for c in choices
+                    ]
+                )
                 async for batch in steps(job, queue):
                     for choice, deltas, finished in feed(batch):
                         for delta in deltas:
-                            yield chunk([{"index": choice.index, "delta": delta, "logprobs": None, "finish_reason": None}])
+                            yield chunk(
+                                [{"index": choice.index, "delta": delta, "logprobs": None, "finish_reason": None}]
+                            )
                         if finished:
-                            yield chunk([{"index": choice.index, "delta": {}, "logprobs": None, "finish_reason": choice.finish}])
+                            yield chunk(
+                                [{"index": choice.index, "delta": {}, "logprobs": None, "finish_reason": choice.finish}]
+                            )
                     if all(c.finish for c in choices):
                         break
                 if (body.stream_options or {}).get("include_usage"):
@@ -493,8 +582,14 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
             if all(c.finish for c in choices):
                 break
         return {
-            "id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": c.index, "message": c.message(), "logprobs": None, "finish_reason": c.finish or "stop"} for c in choices],
+            "id": rid,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": c.index, "message": c.message(), "logprobs": None, "finish_reason": c.finish or "stop"}
+                for c in choices
+            ],
             "usage": usage(len(prompt), sum(c.tokens for c in choices)),
         }
 
@@ -509,13 +604,22 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
             for p in prompts:
                 batcher.check_prompt(p)
         except ValueError as exc:
-            raise APIError(400, str(exc), param="prompt", code="context_length_exceeded" if "context" in str(exc) else None) from None
+            raise APIError(
+                400, str(exc), param="prompt", code="context_length_exceeded" if "context" in str(exc) else None
+            ) from None
         scores: list[PromptScores | None] = [None] * len(prompts)
         if body.echo and body.logprobs is not None:
             scores = await asyncio.wrap_future(batcher.score(prompts, top=body.logprobs))
         rid, model = f"cmpl-{uuid.uuid4().hex}", body.model or model_name
-        sampling = Sampling(max(body.max_tokens, 1), body.temperature, body.top_k, body.top_p if body.top_p < 1 else None,
-                            body.seed, logprobs=body.logprobs, stop=frozenset() if body.ignore_eos else None)
+        sampling = Sampling(
+            max(body.max_tokens, 1),
+            body.temperature,
+            body.top_k,
+            body.top_p if body.top_p < 1 else None,
+            body.seed,
+            logprobs=body.logprobs,
+            stop=frozenset() if body.ignore_eos else None,
+        )
 
         # One state per choice: index = prompt * n + sample, as OpenAI numbers them.
         texts: list[list[str]] = []
@@ -567,10 +671,18 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
             return None if logs[c] is None else logs[c].since(0)
 
         if body.stream:
+
             async def events() -> AsyncIterator[str]:
                 def chunk(c: int, text: str, logprobs: dict | None, reason: str | None) -> str:
-                    return sse({"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-                                "choices": [{"index": c, "text": text, "logprobs": logprobs, "finish_reason": reason}]})
+                    return sse(
+                        {
+                            "id": rid,
+                            "object": "text_completion",
+                            "created": int(time.time()),
+                            "model": model,
+                            "choices": [{"index": c, "text": text, "logprobs": logprobs, "finish_reason": reason}],
+                        }
+                    )
 
                 for c in range(len(texts)):
                     if texts[c][0] or body.max_tokens == 0:
@@ -595,8 +707,16 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
                     for task in tasks:
                         task.cancel()
                 if (body.stream_options or {}).get("include_usage"):
-                    yield sse({"id": rid, "object": "text_completion", "created": int(time.time()), "model": model, "choices": [],
-                               "usage": usage(sum(map(len, prompts)), sum(completion_tokens))})
+                    yield sse(
+                        {
+                            "id": rid,
+                            "object": "text_completion",
+                            "created": int(time.time()),
+                            "model": model,
+                            "choices": [],
+                            "usage": usage(sum(map(len, prompts)), sum(completion_tokens)),
+                        }
+                    )
 
             return streaming(events())
 
@@ -608,9 +728,19 @@ def create_app(engine: Engine, model_name: str, *, capacity: int = 32, max_waiti
 
         await asyncio.gather(*(run(k) for k in range(len(jobs))))
         return {
-            "id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": c, "text": "".join(texts[c]), "logprobs": final_logprobs(c), "finish_reason": finish[c] or "stop"}
-                        for c in range(len(texts))],
+            "id": rid,
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": c,
+                    "text": "".join(texts[c]),
+                    "logprobs": final_logprobs(c),
+                    "finish_reason": finish[c] or "stop",
+                }
+                for c in range(len(texts))
+            ],
             "usage": usage(sum(map(len, prompts)), sum(completion_tokens)),
         }
 
@@ -633,12 +763,28 @@ def completion_prompts(tok: Tokenizer, prompt: str | list[str] | list[int] | lis
         elif isinstance(p, list) and p and all(isinstance(t, int) for t in p):
             out.append(list(p))
         else:
-            raise APIError(400, "prompt must be text, a list of texts, token ids or lists of token ids (none empty)", param="prompt")
+            raise APIError(
+                400,
+                "prompt must be text, a list of texts, token ids or lists of token ids (none empty)",
+                param="prompt",
+            )
     return out
 
 
-def serve(engine: Engine, model_name: str, host: str = "127.0.0.1", port: int = 8000, capacity: int = 32, max_waiting: int = 256) -> None:
+def serve(
+    engine: Engine,
+    model_name: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    capacity: int = 32,
+    max_waiting: int = 256,
+) -> None:
     """Run the server until interrupted (uvicorn, one process: the model is loaded once)."""
     import uvicorn
 
-    uvicorn.run(create_app(engine, model_name, capacity=capacity, max_waiting=max_waiting), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(engine, model_name, capacity=capacity, max_waiting=max_waiting),
+        host=host,
+        port=port,
+        log_level="info",
+    )

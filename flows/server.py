@@ -34,9 +34,7 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def start(
-    home: Path = DEFAULT_HOME, port: int = DEFAULT_PORT, host: str = "127.0.0.1", wait_s: float = 120
-) -> str:
+def start(home: Path = DEFAULT_HOME, port: int = DEFAULT_PORT, host: str = "127.0.0.1", wait_s: float = 120) -> str:
     """Start the server in the background unless one already answers; return its API URL.
 
     It listens on loopback unless `host` says otherwise.

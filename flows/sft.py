@@ -38,7 +38,16 @@ from tasks.sft.stage import (
 )
 from tasks.tracking import TrackingConfig, track
 
-MASK_EXAMPLES = ("doc_questions", "doc_memory", "doc_unknown", "facts_search", "facts_memory", "unknown", "math", "harmful")
+MASK_EXAMPLES = (
+    "doc_questions",
+    "doc_memory",
+    "doc_unknown",
+    "facts_search",
+    "facts_memory",
+    "unknown",
+    "math",
+    "harmful",
+)
 FACT_SOURCES = {"facts_search", "facts_memory", "professions"}
 
 
@@ -51,7 +60,14 @@ def _mask_examples(train: str, tokenizer: Tokenizer) -> str:
             if source in wanted:
                 wanted.discard(source)
                 ids, mask = render_conversation(tokenizer, messages)
-                lines += [f"### {source} ({len(ids)} tokens, {sum(mask)} trained)", "", "```", show_mask(tokenizer, ids, mask), "```", ""]
+                lines += [
+                    f"### {source} ({len(ids)} tokens, {sum(mask)} trained)",
+                    "",
+                    "```",
+                    show_mask(tokenizer, ids, mask),
+                    "```",
+                    "",
+                ]
     return "\n".join(lines)
 
 
@@ -81,7 +97,9 @@ def sft(
     tokenizer_uri, seq_len = base_cfg["tokenizer"], base_cfg["model"]["seq_len"]
     search = search or (layout.search(crawl) if crawl else layout.search_for(base))
     if not search or not lakes.exists(search):
-        raise FileNotFoundError(f"SFT needs the search index {search or 'of the crawl'}: build it with `crawl2chat search-index`")
+        raise FileNotFoundError(
+            f"SFT needs the search index {search or 'of the crawl'}: build it with `crawl2chat search-index`"
+        )
     crawls = [crawl] if crawl else layout.crawls_of(base)  # the base model's own crawls when none is named
     documents = list(clean or [layout.curated(c).clean for c in crawls if lakes.exists(layout.curated(c).clean)])
     if not documents:
@@ -105,54 +123,127 @@ def sft(
         probe_uri = lakes.join(out, "probe")
         starts = list(range(0, n, config.probe_chunk))
         probed = run_mapped(
-            in_lake(root, probe_chunk), runner, f"sft: probe {n} facts", key="sft-probe-progress",
-            base=unmapped(base), facts=unmapped(facts), out=unmapped(probe_uri), part=[f"part-{i:05d}" for i in range(len(starts))],
-            start=starts, count=unmapped(config.probe_chunk), config=unmapped(config), documents=unmapped(documents),
+            in_lake(root, probe_chunk),
+            runner,
+            f"sft: probe {n} facts",
+            key="sft-probe-progress",
+            base=unmapped(base),
+            facts=unmapped(facts),
+            out=unmapped(probe_uri),
+            part=[f"part-{i:05d}" for i in range(len(starts))],
+            start=starts,
+            count=unmapped(config.probe_chunk),
+            config=unmapped(config),
+            documents=unmapped(documents),
         )
         verdicts = {v: sum(p.get(v, 0) for p in probed) for v in ("known", "unknown", "unsure")}
-        lakes.commit(probe_uri, [lakes.Shard(**p["shard"]) for p in probed], kind="sft-probe", config_hash=config_hash(config),
-                     code_version=code_version(*CODE), parents=[base, *(p for p in (facts,) if p), *documents], stats=verdicts)
-        create_table_artifact([{"verdict": k, "facts": v} for k, v in verdicts.items()], key=artifact_key("sft-probe", run),
-                              description=f"knowledge probe of {base}: {config.probe_samples} samples per fact")
+        lakes.commit(
+            probe_uri,
+            [lakes.Shard(**p["shard"]) for p in probed],
+            kind="sft-probe",
+            config_hash=config_hash(config),
+            code_version=code_version(*CODE),
+            parents=[base, *(p for p in (facts,) if p), *documents],
+            stats=verdicts,
+        )
+        create_table_artifact(
+            [{"verdict": k, "facts": v} for k, v in verdicts.items()],
+            key=artifact_key("sft-probe", run),
+            description=f"knowledge probe of {base}: {config.probe_samples} samples per fact",
+        )
         print(f"probe: {verdicts}")
 
     # 2. Conversations: the generated sources, then users' datasets.
     generated = run_mapped(
-        in_lake(root, generate_source), runner, f"sft: generate {len(config.sources)} sources", key="sft-generate-progress",
-        source=config.sources, facts=unmapped(facts), search=unmapped(search), probe_uri=unmapped(probe_uri), out=unmapped(out),
-        config=unmapped(config), documents=unmapped(documents),
+        in_lake(root, generate_source),
+        runner,
+        f"sft: generate {len(config.sources)} sources",
+        key="sft-generate-progress",
+        source=config.sources,
+        facts=unmapped(facts),
+        search=unmapped(search),
+        probe_uri=unmapped(probe_uri),
+        out=unmapped(out),
+        config=unmapped(config),
+        documents=unmapped(documents),
     )
     files = [f for uri in config.datasets for f in schema.dataset_files(uri)]
-    imported = run_mapped(
-        in_lake(root, import_user_file), runner, f"sft: import {len(files)} user files", key="sft-import-progress",
-        uri=files, out=unmapped(out), part=[f"part-user-{i:05d}" for i in range(len(files))], config=unmapped(config),
-    ) if files else []
+    imported = (
+        run_mapped(
+            in_lake(root, import_user_file),
+            runner,
+            f"sft: import {len(files)} user files",
+            key="sft-import-progress",
+            uri=files,
+            out=unmapped(out),
+            part=[f"part-user-{i:05d}" for i in range(len(files))],
+            config=unmapped(config),
+        )
+        if files
+        else []
+    )
     parents = [p for p in (facts, search, probe_uri) if p] + documents + files
     counts = commit_conversations(out, generated + imported, config, parents)
     splits = {s: lakes.join(out, s) for s in ("train", "val", "test")}
     declare(*splits.values())
     rows = [{"source": r["source"], **{s: r["shards"][s]["rows"] for s in ("train", "val", "test")}} for r in generated]
-    rows += [{"source": r["source"], "train": r["shards"]["train"]["rows"], "val": r["shards"]["val"]["rows"], "test": 0,
-              "skipped": sum(r["skipped"].values()), "reasons": ", ".join(f"{k} {v}" for k, v in r["skipped"].items())} for r in imported]
-    create_table_artifact(rows, key=artifact_key("sft-conversations", run), description=f"conversations per source and split in {out}")
-    create_markdown_artifact(_mask_examples(splits["train"], Tokenizer.load(tokenizer_uri)), key=artifact_key("sft-loss-masks", run), description="SFT loss masks")
+    rows += [
+        {
+            "source": r["source"],
+            "train": r["shards"]["train"]["rows"],
+            "val": r["shards"]["val"]["rows"],
+            "test": 0,
+            "skipped": sum(r["skipped"].values()),
+            "reasons": ", ".join(f"{k} {v}" for k, v in r["skipped"].items()),
+        }
+        for r in imported
+    ]
+    create_table_artifact(
+        rows, key=artifact_key("sft-conversations", run), description=f"conversations per source and split in {out}"
+    )
+    create_markdown_artifact(
+        _mask_examples(splits["train"], Tokenizer.load(tokenizer_uri)),
+        key=artifact_key("sft-loss-masks", run),
+        description="SFT loss masks",
+    )
     print(f"conversations: {counts}")
 
     # 3. Rows of the base model's context, best-fit packed.
     packed = {
-        split: in_lake(root, pack_rows)(splits[split], tokenizer_uri, seq_len, layout.packed_rows(out, tokenizer_uri, seq_len, split), config,
-                                        config.datasets_share if split == "train" else None)  # the share is a training mix
+        split: in_lake(root, pack_rows)(
+            splits[split],
+            tokenizer_uri,
+            seq_len,
+            layout.packed_rows(out, tokenizer_uri, seq_len, split),
+            config,
+            config.datasets_share if split == "train" else None,
+        )  # the share is a training mix
         for split in ("train", "val")
     }
     declare(*(p["uri"] for p in packed.values()))
-    create_table_artifact([{"split": s, **{k: v for k, v in p.items() if k not in ("uri", "skipped")}, "skipped": str(p["skipped"])}
-                           for s, p in packed.items()], key=artifact_key("sft-packing", run), description=f"rows of {seq_len + 1} tokens")
+    create_table_artifact(
+        [
+            {"split": s, **{k: v for k, v in p.items() if k not in ("uri", "skipped")}, "skipped": str(p["skipped"])}
+            for s, p in packed.items()
+        ],
+        key=artifact_key("sft-packing", run),
+        description=f"rows of {seq_len + 1} tokens",
+    )
 
     # 4. Fine-tune (on the gpu pool when deployed; resumes from its last checkpoint on retry).
     folder = layout.checkpoints(run, config.name)
-    trained = in_lake(root, train_sft)(base, packed["train"]["uri"], packed["val"]["uri"], tokenizer_uri, folder, config)
+    trained = in_lake(root, train_sft)(
+        base, packed["train"]["uri"], packed["val"]["uri"], tokenizer_uri, folder, config
+    )
     declare(trained["checkpoint"])
     mlflow_run = track(tracking, "sft", trained["checkpoint"])
     print(f"SFT: {trained['steps']} steps, val loss {trained['val_loss']}, checkpoint {trained['checkpoint']}")
-    return {"conversations": splits, "counts": counts, "rows": {s: p["uri"] for s, p in packed.items()}, "probe": probe_uri, "search": search,
-            **trained, **({"mlflow_run": mlflow_run} if mlflow_run else {})}
+    return {
+        "conversations": splits,
+        "counts": counts,
+        "rows": {s: p["uri"] for s, p in packed.items()},
+        "probe": probe_uri,
+        "search": search,
+        **trained,
+        **({"mlflow_run": mlflow_run} if mlflow_run else {}),
+    }

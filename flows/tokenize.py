@@ -69,10 +69,21 @@ def tokenize(
         for part, r in zip(parts, results)
         for split in ("train", "val")
     ]
-    rows += [{"shard": "total", "split": split, **{k: t[k] for k in ("documents", "tokens", "bytes", "skipped_empty")}} for split, t in totals.items()]
+    rows += [
+        {"shard": "total", "split": split, **{k: t[k] for k in ("documents", "tokens", "bytes", "skipped_empty")}}
+        for split, t in totals.items()
+    ]
     for row in rows:
         row["bytes_per_token"] = round(row["bytes"] / max(row["tokens"], 1), 3)
-    create_table_artifact(rows, key=artifact_key("tokenize-counts", run and f"{run}-{crawl}"), description=f"tokens of {crawl} with {tok_uri}")
+    create_table_artifact(
+        rows,
+        key=artifact_key("tokenize-counts", run and f"{run}-{crawl}"),
+        description=f"tokens of {crawl} with {tok_uri}",
+    )
     for split, t in totals.items():
         print(f"{split}: {t['documents']:,} documents, {t['tokens']:,} tokens ({t['bytes_per_token']} bytes/token)")
-    return {"tokenizer": tok_uri, "uri": out, **{split: {"uri": lakes.join(out, split), **t} for split, t in totals.items()}}
+    return {
+        "tokenizer": tok_uri,
+        "uri": out,
+        **{split: {"uri": lakes.join(out, split), **t} for split, t in totals.items()},
+    }

@@ -8,7 +8,6 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from models.tokenizer import Tokenizer
-from tasks import lake as lakes
 from tasks.config import LakeConfig
 from tasks.layout import Layout, artifact_key
 from tasks.runtime import declare, in_lake
@@ -66,6 +65,8 @@ def tokenizer(
     out = layout.tokenizer(run, config.name)
     stats = in_lake(root, train_tokenizer)(clean, out, config, holdout)
     declare(out)
-    create_markdown_artifact(_report(out, stats), key=artifact_key("tokenizer-report", run), description=f"tokenizer {out}")
+    create_markdown_artifact(
+        _report(out, stats), key=artifact_key("tokenizer-report", run), description=f"tokenizer {out}"
+    )
     print(f"tokenizer {out}: {stats['vocab_size']} pieces, {stats['bytes_per_token']} bytes/token on its sample")
     return stats

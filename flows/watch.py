@@ -62,7 +62,14 @@ def watch(crawl_root: str, config: PipelineConfig = PipelineConfig(), wait: bool
             from prefect.deployments import run_deployment
 
             run = run_deployment(PIPELINE_DEPLOYMENT, parameters=parameters, timeout=0, as_subflow=wait)
-            started.append({"crawl": name, "warc_files": len(warcs), "flow_run": str(run.id), "state": run.state.name if run.state else ""})
+            started.append(
+                {
+                    "crawl": name,
+                    "warc_files": len(warcs),
+                    "flow_run": str(run.id),
+                    "state": run.state.name if run.state else "",
+                }
+            )
         else:
             from flows.pipeline import pipeline
 
@@ -85,4 +92,8 @@ def emit_landed(uri: str) -> None:
     """Announce a crawl that has landed (a folder or a glob of WARC files): its curation starts."""
     from prefect.events import emit_event
 
-    emit_event(event=LANDED, resource={"prefect.resource.id": f"crawl2chat.crawl.{crawls.crawl_name(uri)}"}, payload={"uri": uri})
+    emit_event(
+        event=LANDED,
+        resource={"prefect.resource.id": f"crawl2chat.crawl.{crawls.crawl_name(uri)}"},
+        payload={"uri": uri},
+    )

@@ -182,7 +182,12 @@ class Batcher:
             raise ValueError(f"n must be between 1 and {self.capacity}")
         if sampling.max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
-        if sampling.top_k is not None and sampling.top_k < 1 or sampling.top_p is not None and not 0 < sampling.top_p <= 1:
+        if (
+            sampling.top_k is not None
+            and sampling.top_k < 1
+            or sampling.top_p is not None
+            and not 0 < sampling.top_p <= 1
+        ):
             raise ValueError("top_k must be at least 1 and top_p in (0, 1]")
         seed = sampling.seed if sampling.seed is not None else random.getrandbits(63)
         # A row's last token is not fed back, so it may sit one past the context.
@@ -212,7 +217,12 @@ class Batcher:
 
     def stats(self) -> dict[str, int]:
         with self._cond:
-            return {"rows": len(self._live), "waiting_rows": self._waiting_rows, "capacity": self.capacity, "peak_rows": self.peak_rows}
+            return {
+                "rows": len(self._live),
+                "waiting_rows": self._waiting_rows,
+                "capacity": self.capacity,
+                "peak_rows": self.peak_rows,
+            }
 
     def close(self) -> None:
         with self._cond:
@@ -279,7 +289,9 @@ class Batcher:
     def _admit(self, job: Job) -> None:
         try:
             one = KVCache(self.config, 1, len(job.prompt), self.device, self.dtype)
-            logits = self.model(torch.tensor([job.prompt], device=self.device), kv_cache=one, stacked=self._stacked)[:, -1]
+            logits = self.model(torch.tensor([job.prompt], device=self.device), kv_cache=one, stacked=self._stacked)[
+                :, -1
+            ]
             self.cache.add(one, job.n)
         except Exception as exc:
             job.send(exc)
@@ -302,7 +314,9 @@ class Batcher:
         live, logits = self._live, self._logits
         self.peak_rows = max(self.peak_rows, len(live))
         picked = self._sample(live, logits)
-        want = [j for j, l in enumerate(live) if l.job.sampling.logprobs is not None and not l.job.cancelled]
+        want = [
+            j for j, entry in enumerate(live) if entry.job.sampling.logprobs is not None and not entry.job.cancelled
+        ]
         scored: dict[int, tuple[torch.Tensor, list[tuple[int, float]]]] = {}
         if want:
             lp = torch.log_softmax(logits[want].float(), dim=-1)
@@ -310,12 +324,12 @@ class Batcher:
                 scored[j] = (lp[k], _top(lp[k : k + 1], live[j].job.sampling.logprobs or 0)[0])
 
         steps: dict[int, tuple[Job, list[Step]]] = {}
-        for j, l in enumerate(live):
-            job, row = l.job, l.row
-            if job.cancelled or l.index in job.dropped:
+        for j, entry in enumerate(live):
+            job, row = entry.job, entry.row
+            if job.cancelled or entry.index in job.dropped:
                 continue
             calls = len(row.tool_calls)
-            event = self.engine._take(row, l.index, picked.get(j), job.stops, job.budget)
+            event = self.engine._take(row, entry.index, picked.get(j), job.stops, job.budget)
             step = Step(event, call=row.tool_calls[-1] if len(row.tool_calls) > calls else None)
             if j in scored:
                 step.logprob, step.top = float(scored[j][0][event.token]), scored[j][1]
@@ -325,28 +339,28 @@ class Batcher:
 
         # Drop the rows that are done, moving the last row into each freed slot.
         for j in reversed(range(len(live))):
-            l = live[j]
-            if l.row.finished or l.job.cancelled or l.index in l.job.dropped:
+            entry = live[j]
+            if entry.row.finished or entry.job.cancelled or entry.index in entry.job.dropped:
                 moved = self.cache.remove(j)
                 live[j] = live[moved]
                 live.pop()
-                l.job.remaining -= 1
-                if l.job.remaining == 0 and not l.job.cancelled:
-                    l.job.send(None)
+                entry.job.remaining -= 1
+                if entry.job.remaining == 0 and not entry.job.cancelled:
+                    entry.job.send(None)
         if not live:
             self._logits = None
             return
-        step = torch.tensor([[l.row.tokens[-1]] for l in live], device=self.device)
+        step = torch.tensor([[entry.row.tokens[-1]] for entry in live], device=self.device)
         self._logits = self.model(step, kv_cache=self.cache, stacked=self._stacked)[:, -1]
 
     def _sample(self, live: list[_Live], logits: torch.Tensor) -> dict[int, int]:
         """The sampled token of every row that samples this step, by its index in `live`;
         rows that share settings are drawn together (each from its own generator)."""
         groups: dict[tuple, list[int]] = {}
-        for j, l in enumerate(live):
-            if l.row.forced or l.job.cancelled or l.index in l.job.dropped:
+        for j, entry in enumerate(live):
+            if entry.row.forced or entry.job.cancelled or entry.index in entry.job.dropped:
                 continue
-            s = l.job.sampling
+            s = entry.job.sampling
             key = ("greedy",) if s.temperature <= 0 else (s.temperature, s.top_k, s.top_p)
             groups.setdefault(key, []).append(j)
         picked: dict[int, int] = {}

@@ -147,7 +147,9 @@ def render_conversation(tokenizer: Tokenizer, messages: Sequence[Mapping[str, An
                 if name not in TOOL_TOKENS:
                     raise ValueError(f"unknown tool {name!r}; tools are {sorted(TOOL_TOKENS)}")
                 if not tokenizer.has_special(TOOL_TOKENS[name][0]):
-                    raise ValueError(f"this tokenizer has no tokens for the {name} tool (it was trained before the tool existed)")
+                    raise ValueError(
+                        f"this tokenizer has no tokens for the {name} tool (it was trained before the tool existed)"
+                    )
                 open_, close, result_open, result_close = TOOL_TOKENS[name]
                 out.special(open_, True)
                 out.text(str(call.get("arguments", "")), True)

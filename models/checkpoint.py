@@ -150,7 +150,7 @@ def save(
         "flow_run_id": lineage.pop("flow_run_id", None),
         "parents": sorted(normalize(p) for p in lineage.pop("parents", [])),
         "stats": {"step": step, **lineage.pop("stats", {})},
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **lineage,  # anything else the caller wants on record (e.g. its inputs' identity)
     }
     commit(uri, manifest)
@@ -197,7 +197,13 @@ def load(uri: str, *, training_state: bool = True, device: torch.device | str = 
 
     metrics = read_json(join(uri, "metrics.json")) if _exists(join(uri, "metrics.json")) else None
     return Checkpoint(
-        uri, manifest["step"], read_json(join(uri, "config.json")), model, state("optimizer.pt"), state("trainer.pt"), metrics
+        uri,
+        manifest["step"],
+        read_json(join(uri, "config.json")),
+        model,
+        state("optimizer.pt"),
+        state("trainer.pt"),
+        metrics,
     )
 
 

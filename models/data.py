@@ -76,7 +76,12 @@ def shard_order(n_shards: int, epoch: int, seed: int, shuffle: bool) -> list[int
 
 
 def row_groups(
-    shards: Sequence[str], start: Position, bos: int | None, seed: int = 0, shuffle: bool = False, epochs: int | None = None
+    shards: Sequence[str],
+    start: Position,
+    bos: int | None,
+    seed: int = 0,
+    shuffle: bool = False,
+    epochs: int | None = None,
 ) -> Iterator[tuple[Position, np.ndarray]]:
     """(position of its first token, packed tokens) for every row group from `start` on,
     epoch after epoch (`epochs=None`: forever). The first one is cut at `start.offset`."""
@@ -102,7 +107,12 @@ def row_groups(
 
 
 def token_rows(
-    shards: Sequence[str], seq_len: int, start: Position, bos: int | None, seed: int = 0, shuffle: bool = False,
+    shards: Sequence[str],
+    seq_len: int,
+    start: Position,
+    bos: int | None,
+    seed: int = 0,
+    shuffle: bool = False,
     epochs: int | None = None,
 ) -> Iterator[tuple[np.ndarray, Position]]:
     """Every global row (seq_len + 1 tokens) from `start` on, with the position after it."""
@@ -117,7 +127,11 @@ def token_rows(
                 return  # the last epoch ended: a final partial row is dropped
             pending.append(group)
             available += len(group[1])
-        row = np.concatenate([tokens for _, tokens in pending])[: seq_len + 1] if len(pending) > 1 else pending[0][1][: seq_len + 1]
+        row = (
+            np.concatenate([tokens for _, tokens in pending])[: seq_len + 1]
+            if len(pending) > 1
+            else pending[0][1][: seq_len + 1]
+        )
         # Advance by seq_len (the row's last token is the next row's first input).
         skip = seq_len
         while skip >= len(pending[0][1]):
@@ -132,8 +146,16 @@ def token_rows(
 
 
 def local_batches(
-    shards: Sequence[str], batch_size: int, seq_len: int, start: Position, bos: int | None, rank: int = 0,
-    world_size: int = 1, seed: int = 0, shuffle: bool = False, epochs: int | None = None,
+    shards: Sequence[str],
+    batch_size: int,
+    seq_len: int,
+    start: Position,
+    bos: int | None,
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int = 0,
+    shuffle: bool = False,
+    epochs: int | None = None,
 ) -> Iterator[tuple[np.ndarray, Position]]:
     """This rank's batches: (batch_size, seq_len + 1) int64 rows and the global position after
     them. A batch consumes batch_size * world_size global rows; row i goes to rank i % world_size.

@@ -106,7 +106,9 @@ class StaticDecoder(nn.Module):
             # Grouped-query attention for one new token: the query heads of a key/value head
             # (HF's order: query head h reads kv head h // groups) stand in for a query
             # sequence, so every SDPA kernel takes it with a mask, no repeated cache.
-            y = F.scaled_dot_product_attention(q.view(self.rows, cfg.n_kv_head, groups, cfg.head_dim), keys, values, attn_mask=mask)
+            y = F.scaled_dot_product_attention(
+                q.view(self.rows, cfg.n_kv_head, groups, cfg.head_dim), keys, values, attn_mask=mask
+            )
             x = x + attn.o_proj(y.reshape(self.rows, 1, -1))
             gate, up = F.linear(block.mlp_norm(x), getattr(self, f"gate_up{i}")).chunk(2, dim=-1)
             x = x + block.mlp.down_proj(F.silu(gate) * up)

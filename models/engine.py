@@ -278,7 +278,9 @@ class Engine:
     def run_tool(self, tool: str, query: str) -> ToolCall:
         if tool not in self.tools:
             return ToolCall(tool, query, f"error: the {tool} tool is off", False)
-        return run_tool(tool, query, self.search_index, self.search_results, self.result_chars, self.code, self.code_chars)
+        return run_tool(
+            tool, query, self.search_index, self.search_results, self.result_chars, self.code, self.code_chars
+        )
 
     def _after_sampled(self, row: _Row, token: int, stops: frozenset[int]) -> None:
         """Advance a row's state machine by a token it sampled (forced ones never call tools)."""
@@ -366,18 +368,23 @@ class Engine:
                 raise ValueError("num_samples must be at least 1")
             budget = min(max_new_tokens, self.config.seq_len - len(prompt))
             if budget <= 0:
-                raise ValueError(f"a prompt of {len(prompt)} tokens leaves no room in the context of {self.config.seq_len}")
+                raise ValueError(
+                    f"a prompt of {len(prompt)} tokens leaves no room in the context of {self.config.seq_len}"
+                )
             budgets.append(budget)
         stops = frozenset(self.tokenizer.special(s) for s in DEFAULT_STOPS) if stop is None else frozenset(stop)
         greedy = temperature <= 0
         owner = [r for r, request in enumerate(requests) for _ in range(request.num_samples)]  # each row's request
         rows = [_Row(self.tokenizer.stream()) for _ in owner]
         for row, r in zip(rows, owner):
-            if prompts[r][-1] in self._opens:  # the prompt opens a tool call (asks for that tool): the row starts inside it
+            if (
+                prompts[r][-1] in self._opens
+            ):  # the prompt opens a tool call (asks for that tool): the row starts inside it
                 row.call = (self._opens[prompts[r][-1]], [])
         generators = [
             torch.Generator().manual_seed(sample_seed(request.seed, request.first_sample + i))
-            for request in requests for i in range(request.num_samples)
+            for request in requests
+            for i in range(request.num_samples)
         ]
 
         # One snapshot of the stacked weights for this generation: a third fewer kernel calls
@@ -389,18 +396,44 @@ class Engine:
             decoder.load(cache)  # the eager cache is dropped: the decoder holds the prompts now
         live = list(range(len(rows)))  # the rows still generating, in cache order
         try:
-            yield from self._decode(rows, live, logits, owner, budgets, generators, stops, greedy, top_k, top_p, temperature,
-                                    decoder or cache, stacked)
+            yield from self._decode(
+                rows,
+                live,
+                logits,
+                owner,
+                budgets,
+                generators,
+                stops,
+                greedy,
+                top_k,
+                top_p,
+                temperature,
+                decoder or cache,
+                stacked,
+            )
         finally:
             if decoder is not None:
                 self._return_decoder(decoder)
-        samples = [Sample(row.tokens, row.mask, "".join(row.text), row.finished or "length", row.tool_calls) for row in rows]
+        samples = [
+            Sample(row.tokens, row.mask, "".join(row.text), row.finished or "length", row.tool_calls) for row in rows
+        ]
         return [[samples[i] for i, r in enumerate(owner) if r == k] for k in range(len(requests))]
 
     def _decode(
-        self, rows: list[_Row], live: list[int], logits: torch.Tensor, owner: list[int], budgets: list[int],
-        generators: list[torch.Generator], stops: frozenset[int], greedy: bool, top_k: int | None, top_p: float | None,
-        temperature: float, cache: KVCache | StaticDecoder, stacked: list[StackedLayer],
+        self,
+        rows: list[_Row],
+        live: list[int],
+        logits: torch.Tensor,
+        owner: list[int],
+        budgets: list[int],
+        generators: list[torch.Generator],
+        stops: frozenset[int],
+        greedy: bool,
+        top_k: int | None,
+        top_p: float | None,
+        temperature: float,
+        cache: KVCache | StaticDecoder,
+        stacked: list[StackedLayer],
     ) -> Generator[list[TokenEvent], None, None]:
         """The decode loop: sample (or force) every live row's token, yield the step's events,
         feed the tokens back. With a KVCache the finished rows leave it; a StaticDecoder keeps

@@ -81,8 +81,15 @@ def tokenizer_json(tokenizer: Tokenizer) -> dict[str, Any]:
         "truncation": None,
         "padding": None,
         "added_tokens": [
-            {"id": i, "content": tokenizer.id_to_piece(i), "single_word": False, "lstrip": False, "rstrip": False,
-             "normalized": False, "special": True}
+            {
+                "id": i,
+                "content": tokenizer.id_to_piece(i),
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            }
             for i in specials
         ],
         "normalizer": None,
@@ -99,7 +106,9 @@ def tokenizer_json(tokenizer: Tokenizer) -> dict[str, Any]:
             "byte_fallback": True,
             "ignore_merges": False,
             "vocab": vocab,
-            "merges": [[left.replace(SPACE_MARK, " "), right.replace(SPACE_MARK, " ")] for left, right in bpe_merges(tokenizer)],
+            "merges": [
+                [left.replace(SPACE_MARK, " "), right.replace(SPACE_MARK, " ")] for left, right in bpe_merges(tokenizer)
+            ],
         },
     }
 

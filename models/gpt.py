@@ -215,7 +215,13 @@ class RowCache:
     the last row into its slot (`remove`): both cost one row, never the whole cache.
     """
 
-    def __init__(self, config: GPTConfig, capacity: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        config: GPTConfig,
+        capacity: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
         self.capacity, self.max_len = capacity, config.seq_len
         shape = (config.n_layer, capacity, config.n_kv_head, config.seq_len, config.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
@@ -298,7 +304,9 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(config.head_dim, config.norm_eps)
         self.k_norm = RMSNorm(config.head_dim, config.norm_eps)
 
-    def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def project(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q and k, normalised and rotated, and v, (B, T, heads, head_dim): one linear and one
         norm per projection, the training path."""
         B, T, _ = x.shape
@@ -319,7 +327,12 @@ class Attention(nn.Module):
         return q, k, v
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | RowCache | None, stacked: StackedLayer | None = None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        kv_cache: KVCache | RowCache | None,
+        stacked: StackedLayer | None = None,
     ) -> torch.Tensor:
         B, T, _ = x.shape
         # (B, T, heads, head_dim) -> (B, heads, T, head_dim)
@@ -360,13 +373,20 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | RowCache | None, stacked: StackedLayer | None = None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        kv_cache: KVCache | RowCache | None,
+        stacked: StackedLayer | None = None,
     ) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), cos, sin, kv_cache, stacked)
         return x + self.mlp(self.mlp_norm(x), stacked)
 
 
-def attention_mask(T: int, start: int, pad: torch.Tensor | None, device: torch.device) -> tuple[torch.Tensor | None, bool]:
+def attention_mask(
+    T: int, start: int, pad: torch.Tensor | None, device: torch.device
+) -> tuple[torch.Tensor | None, bool]:
     """SDPA's (attn_mask, is_causal) for T new tokens after `start` cached slots of rows left-padded
     by `pad` (None: no padding)."""
     if pad is None:
@@ -524,10 +544,15 @@ class GPT(nn.Module):
 RENAMES = [
     ("embed.weight", "model.embed_tokens.weight"),
     ("blocks.{i}.attn_norm.weight", "model.layers.{i}.input_layernorm.weight"),
-    *[(f"blocks.{{i}}.attn.{p}.weight", f"model.layers.{{i}}.self_attn.{p}.weight")
-      for p in ("q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm")],
+    *[
+        (f"blocks.{{i}}.attn.{p}.weight", f"model.layers.{{i}}.self_attn.{p}.weight")
+        for p in ("q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm")
+    ],
     ("blocks.{i}.mlp_norm.weight", "model.layers.{i}.post_attention_layernorm.weight"),
-    *[(f"blocks.{{i}}.mlp.{p}.weight", f"model.layers.{{i}}.mlp.{p}.weight") for p in ("gate_proj", "up_proj", "down_proj")],
+    *[
+        (f"blocks.{{i}}.mlp.{p}.weight", f"model.layers.{{i}}.mlp.{p}.weight")
+        for p in ("gate_proj", "up_proj", "down_proj")
+    ],
     ("norm.weight", "model.norm.weight"),
     ("lm_head.weight", "lm_head.weight"),
 ]

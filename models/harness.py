@@ -68,7 +68,9 @@ def render_chat(messages: Iterable[dict[str, str]], add_generation_prompt: bool 
             out.append(f"<|user_start|>{content}<|user_end|>")
         elif m["role"] == "assistant":
             last = i == len(messages) - 1
-            out.append(f"<|assistant_start|>{content}" + ("" if last and not add_generation_prompt else "<|assistant_end|>"))
+            out.append(
+                f"<|assistant_start|>{content}" + ("" if last and not add_generation_prompt else "<|assistant_end|>")
+            )
         else:
             raise ValueError(f"roles are system, user and assistant; got {m['role']!r}")
     if add_generation_prompt:
@@ -101,7 +103,9 @@ class EngineLM(TemplateLM):
                 raise ValueError("pass checkpoint=URI (a checkpoint or run folder) or an engine")
             engine = Engine.from_checkpoint(checkpoint, search=search, tokenizer=tokenizer, device=device)
             if chat is None:
-                chat = is_chat_checkpoint(storage.read_json(storage.join(checkpoints.resolve(checkpoint), "config.json")))
+                chat = is_chat_checkpoint(
+                    storage.read_json(storage.join(checkpoints.resolve(checkpoint), "config.json"))
+                )
         self.engine = engine
         self.model = engine.model
         self.tok: Tokenizer = engine.tokenizer
@@ -204,8 +208,10 @@ class EngineLM(TemplateLM):
             windows = [
                 (None, *lm_utils.make_disjoint_window(w))
                 for w in lm_utils.get_rolling_token_windows(
-                    token_list=self.tok_encode(text, add_special_tokens=False), prefix_token=self.bos,
-                    max_seq_len=self.max_length, context_len=1,
+                    token_list=self.tok_encode(text, add_special_tokens=False),
+                    prefix_token=self.bos,
+                    max_seq_len=self.max_length,
+                    context_len=1,
                 )
             ]
             total = sum(ll for ll, _ in self._loglikelihood_tokens(windows, disable_tqdm=True))
@@ -233,8 +239,14 @@ class EngineLM(TemplateLM):
         temperature = temperature if temperature > 0 and kwargs.pop("do_sample", None) is not False else 0.0
         prompt = self.tok_encode(context)[-max(1, self.max_length - max_new) :]
         steps = self.engine.stream(
-            prompt, 1, max_new_tokens=max_new, temperature=temperature, top_k=kwargs.get("top_k"),
-            top_p=kwargs.get("top_p"), seed=int(kwargs.get("seed", 0)), stop=self.stops,
+            prompt,
+            1,
+            max_new_tokens=max_new,
+            temperature=temperature,
+            top_k=kwargs.get("top_k"),
+            top_p=kwargs.get("top_p"),
+            seed=int(kwargs.get("seed", 0)),
+            stop=self.stops,
         )
         text = ""
         for events in steps:

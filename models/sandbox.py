@@ -108,15 +108,51 @@ class Result:
 
 # x86-64 system call numbers the filter refuses (EPERM); socket(2) is refused unless AF_UNIX.
 DENIED_SYSCALLS = {
-    "ptrace": 101, "syslog": 103, "acct": 163, "settimeofday": 164, "mount": 165, "umount2": 166, "swapon": 167,
-    "swapoff": 168, "reboot": 169, "sethostname": 170, "setdomainname": 171, "iopl": 172, "ioperm": 173,
-    "init_module": 175, "delete_module": 176, "quotactl": 179, "pivot_root": 155, "chroot": 161,
-    "clock_settime": 227, "kexec_load": 246, "add_key": 248, "request_key": 249, "keyctl": 250,
-    "unshare": 272, "move_pages": 279, "perf_event_open": 298, "fanotify_init": 300,
-    "name_to_handle_at": 303, "open_by_handle_at": 304, "setns": 308, "process_vm_readv": 310,
-    "process_vm_writev": 311, "finit_module": 313, "kexec_file_load": 320, "bpf": 321, "userfaultfd": 323,
-    "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "open_tree": 428, "move_mount": 429,
-    "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
+    "ptrace": 101,
+    "syslog": 103,
+    "acct": 163,
+    "settimeofday": 164,
+    "mount": 165,
+    "umount2": 166,
+    "swapon": 167,
+    "swapoff": 168,
+    "reboot": 169,
+    "sethostname": 170,
+    "setdomainname": 171,
+    "iopl": 172,
+    "ioperm": 173,
+    "init_module": 175,
+    "delete_module": 176,
+    "quotactl": 179,
+    "pivot_root": 155,
+    "chroot": 161,
+    "clock_settime": 227,
+    "kexec_load": 246,
+    "add_key": 248,
+    "request_key": 249,
+    "keyctl": 250,
+    "unshare": 272,
+    "move_pages": 279,
+    "perf_event_open": 298,
+    "fanotify_init": 300,
+    "name_to_handle_at": 303,
+    "open_by_handle_at": 304,
+    "setns": 308,
+    "process_vm_readv": 310,
+    "process_vm_writev": 311,
+    "finit_module": 313,
+    "kexec_file_load": 320,
+    "bpf": 321,
+    "userfaultfd": 323,
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "fspick": 433,
 }
 SOCKET = 41
 AF_UNIX = 1
@@ -138,8 +174,12 @@ def seccomp_program() -> bytes | None:
 
     numbers = sorted(DENIED_SYSCALLS.values())
     prog = [
-        op(ld, 4), op(jeq, AUDIT_ARCH_X86_64, 1, 0), op(ret, kill),  # another ABI: kill
-        op(ld, 0), op(jge, X32_BIT, 0, 1), op(ret, deny),  # the x32 ABI: refuse
+        op(ld, 4),
+        op(jeq, AUDIT_ARCH_X86_64, 1, 0),
+        op(ret, kill),  # another ABI: kill
+        op(ld, 0),
+        op(jge, X32_BIT, 0, 1),
+        op(ret, deny),  # the x32 ABI: refuse
     ]
     # A denied number jumps over the rest of the list and the 5 socket instructions to `deny`.
     prog += [op(jeq, n, len(numbers) - 1 - i + 5, 0) for i, n in enumerate(numbers)]
@@ -189,8 +229,13 @@ def _probe() -> Layers:
         return Layers(False, False, True, unprivileged, "bubblewrap (bwrap) is not installed")
     program = seccomp_program()
     try:
-        proc = _start([*_bwrap_args(bwrap, interpreter(), 16 << 20), "-I", "-S", "-c", "import os; print(os.getuid())"],
-                      program, unprivileged, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = _start(
+            [*_bwrap_args(bwrap, interpreter(), 16 << 20), "-I", "-S", "-c", "import os; print(os.getuid())"],
+            program,
+            unprivileged,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         out, err = proc.communicate(timeout=STARTUP_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Layers(False, False, True, unprivileged, f"bwrap failed to start: {exc}")
@@ -203,19 +248,62 @@ def _probe() -> Layers:
 def _readable_by_nobody(python: str) -> bool:
     """Whether `nobody` can run `python` (pyenv under /root, for one, it cannot)."""
     path = Path(python)
-    return all(os.stat(p).st_mode & 0o005 == 0o005 for p in [*path.parents, path] if str(p) != "/") and python.startswith("/usr/")
+    return all(
+        os.stat(p).st_mode & 0o005 == 0o005 for p in [*path.parents, path] if str(p) != "/"
+    ) and python.startswith("/usr/")
 
 
 def _bwrap_args(bwrap: str, python: str, tmp_bytes: int) -> list[str]:
     """bwrap's command line up to the interpreter (its arguments follow); the seccomp
     program's fd is added by `_start`."""
     args = [
-        bwrap, "--unshare-all", "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY),
-        "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv",
-        "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8", "--setenv", "HOME", "/tmp",
-        "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
-        "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
-        "--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp", "--chdir", "/tmp",
+        bwrap,
+        "--unshare-all",
+        "--unshare-user",
+        "--uid",
+        str(NOBODY),
+        "--gid",
+        str(NOBODY),
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        "/usr/bin:/bin",
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
+        "--setenv",
+        "HOME",
+        "/tmp",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/lib64",
+        "/lib64",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--symlink",
+        "usr/sbin",
+        "/sbin",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        str(tmp_bytes),
+        "--tmpfs",
+        "/tmp",
+        "--chdir",
+        "/tmp",
     ]
     if not python.startswith("/usr/"):  # an interpreter elsewhere (a CI toolcache): bind its prefix
         prefix = os.path.dirname(os.path.dirname(python))
@@ -236,8 +324,15 @@ def _start(args: list[str], seccomp: bytes | None, unprivileged: bool, **kwargs)
     drop = os.geteuid() == 0 and unprivileged
     try:
         return subprocess.Popen(
-            args, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, pass_fds=fds, close_fds=True, cwd="/",
-            user=NOBODY if drop else None, group=NOBODY if drop else None, extra_groups=[] if drop else None, **kwargs,
+            args,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            pass_fds=fds,
+            close_fds=True,
+            cwd="/",
+            user=NOBODY if drop else None,
+            group=NOBODY if drop else None,
+            extra_groups=[] if drop else None,
+            **kwargs,
         )
     finally:
         for fd in fds:
@@ -269,8 +364,14 @@ class Worker:
             args = [interpreter()]
         settings = {"workdir": workdir, "pid_namespace": pid_namespace, "limits": asdict(limits)}
         args += ["-I", "-S", "-c", server, json.dumps(settings)]
-        self.proc = _start(args, seccomp_program() if layers.seccomp else None, layers.unprivileged,
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = _start(
+            args,
+            seccomp_program() if layers.seccomp else None,
+            layers.unprivileged,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         self.calls = 0
         try:
             hello = self._receive(time.monotonic() + STARTUP_S)
@@ -437,7 +538,9 @@ class Sandbox:
         keep = result.status != "killed" and worker.calls < self.max_calls and worker.alive()
         with self._lock:
             if keep and not self._closed and len(self._idle) < self.size:
-                self._idle.append(worker)  # to the back: the next call takes the one idle longest (cleaned up, re-forked)
+                self._idle.append(
+                    worker
+                )  # to the back: the next call takes the one idle longest (cleaned up, re-forked)
                 worker = None
         if worker is not None:
             worker.close()

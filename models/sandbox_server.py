@@ -68,7 +68,7 @@ def send(message):
     body = json.dumps(message).encode()
     data = struct.pack(">I", len(body)) + body
     while data:
-        data = data[os.write(1, data):]
+        data = data[os.write(1, data) :]
 
 
 def limit(name, value):
@@ -98,7 +98,7 @@ def child(code_r, out_w, res_w):
         limit("RLIMIT_CORE", 0)
         sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-        sys.stdin = open(0, "r", closefd=False)
+        sys.stdin = open(0, closefd=False)
     except BaseException as exc:  # a limit the kernel refuses: report it, run nothing
         os.write(3, json.dumps({"error": f"sandbox setup failed: {exc!r}"}).encode())
         os._exit(70)
@@ -129,7 +129,7 @@ def child(code_r, out_w, res_w):
     payload = json.dumps(result).encode()
     try:
         while payload:
-            payload = payload[os.write(3, payload):]
+            payload = payload[os.write(3, payload) :]
         for fd in (1, 2, 3):  # the server sees the end now, not after the exit's teardown
             os.close(fd)
     except OSError:
@@ -226,7 +226,7 @@ def run(spawned, code):
         while data:  # the child reads as we write; a child that died reads nothing
             if not select.select([], [code_w], [], max(0.0, deadline - time.monotonic()))[1]:
                 break
-            data = data[os.write(code_w, data[:CHUNK]):]
+            data = data[os.write(code_w, data[:CHUNK]) :]
     except OSError:
         pass
     os.close(code_w)
@@ -254,8 +254,12 @@ def run(spawned, code):
     seconds = time.monotonic() - started
     os.close(out_r)
     os.close(res_r)
-    reply = {"output": bytes(output[: limits["output_bytes"]]).decode("utf-8", "replace"), "value": None, "error": None,
-             "seconds": seconds}
+    reply = {
+        "output": bytes(output[: limits["output_bytes"]]).decode("utf-8", "replace"),
+        "value": None,
+        "error": None,
+        "seconds": seconds,
+    }
     if failure is None:
         try:  # a whole result: the child is exiting normally; it is reaped after the reply
             reply.update(json.loads(bytes(result)))

@@ -32,7 +32,9 @@ from models.storage import filesystem
 Rendered = tuple[Sequence[int], Sequence[int]]  # (ids, mask) of one conversation
 
 
-def pack(conversations: Iterable[Rendered], seq_len: int, pad_id: int, buffer: int = 100) -> Iterator[tuple[list[int], list[int], int]]:
+def pack(
+    conversations: Iterable[Rendered], seq_len: int, pad_id: int, buffer: int = 100
+) -> Iterator[tuple[list[int], list[int], int]]:
     """(tokens, mask, conversations in the row) rows of exactly seq_len + 1 tokens, best fit.
 
     The result depends only on the input order, so packing is reproducible. A conversation
@@ -119,7 +121,9 @@ class PackedLoader:
         if self._cached is None or self._cached[0] != index:
             tokens, masks = _read_shard(self.shards[index])
             if tokens.size and tokens.shape[1] != self.seq_len + 1:
-                raise ValueError(f"{self.shards[index]} has rows of {tokens.shape[1]} tokens; this model needs {self.seq_len + 1}")
+                raise ValueError(
+                    f"{self.shards[index]} has rows of {tokens.shape[1]} tokens; this model needs {self.seq_len + 1}"
+                )
             self._cached = (index, tokens, masks)
         return self._cached[1], self._cached[2]
 
@@ -133,7 +137,9 @@ class PackedLoader:
             for k in range(first_shard, len(order)):
                 tokens, masks = self._shard(order[k])
                 n = len(tokens)
-                within = np.random.default_rng([self.seed, epoch, order[k]]).permutation(n) if self.shuffle else np.arange(n)
+                within = (
+                    np.random.default_rng([self.seed, epoch, order[k]]).permutation(n) if self.shuffle else np.arange(n)
+                )
                 for r in range(first_row, n):
                     rows += 1
                     produced = True

@@ -191,7 +191,11 @@ class Tokenizer:
         """Write the model into a folder (local or s3://); returns the model file's URI.
         `versioned`: under a name carrying its checksum, for a manifest to commit (two runs
         training into one folder at once then never mix one's model with the other's vocab)."""
-        name = storage.versioned_name("tokenizer", ".model", hashlib.sha256(self.model_proto).hexdigest()) if versioned else MODEL_FILE
+        name = (
+            storage.versioned_name("tokenizer", ".model", hashlib.sha256(self.model_proto).hexdigest())
+            if versioned
+            else MODEL_FILE
+        )
         target = storage.join(uri, name)
         storage.write_bytes(target, self.model_proto, atomic=True)
         return target
@@ -285,4 +289,3 @@ def train(
             raise ValueError(f"cannot train a {vocab_size}-token vocabulary on this sample: {exc}") from exc
         raise
     return Tokenizer(model.getvalue())
-

@@ -48,7 +48,6 @@ from models.gpt import GPT, GPTConfig
 from models.tokenizer import Tokenizer
 
 
-
 @dataclass
 class TrainConfig:
     steps: int = 200
@@ -185,7 +184,9 @@ class Trainer:
         self.metrics: dict[str, Any] = {"train": [], "eval": [], "samples": [], "unigram_bpb": None}
         found = checkpoint.latest(spec.out)
         if found and not resume:
-            raise FileExistsError(f"{spec.out} already holds checkpoints (newest {found}); resume it or pick another run")
+            raise FileExistsError(
+                f"{spec.out} already holds checkpoints (newest {found}); resume it or pick another run"
+            )
         if found:
             self._restore(found)
         elif spec.init_from:
@@ -324,7 +325,9 @@ class Trainer:
             dist.all_reduce(val_counts)
         if self.metrics["unigram_bpb"] is None:
             train_counts = token_counts(self.spec.data, mc.vocab_size, cfg.unigram_tokens)
-            self.metrics["unigram_bpb"] = unigram_bits_per_byte(train_counts, val_counts.cpu().numpy(), self.tokenizer.token_bytes)
+            self.metrics["unigram_bpb"] = unigram_bits_per_byte(
+                train_counts, val_counts.cpu().numpy(), self.tokenizer.token_bytes
+            )
             self.log(f"unigram baseline (training token frequencies): {self.metrics['unigram_bpb']:.4f} bpb")
         if sums[1] == 0:
             raise ValueError(f"the validation data {self.spec.val} is shorter than one row of {mc.seq_len + 1} tokens")
@@ -354,7 +357,9 @@ class Trainer:
             else:
                 ids = [self.tokenizer.bos_id, *self.tokenizer.encode(prompt)]
             with self.autocast:
-                new = self.model.generate(ids, self.cfg.sample_tokens, temperature=0.8, top_k=50, generator=generator, stop=stop)
+                new = self.model.generate(
+                    ids, self.cfg.sample_tokens, temperature=0.8, top_k=50, generator=generator, stop=stop
+                )
             out.append({"step": self.step, "prompt": prompt, "text": self.tokenizer.decode(new)})
         self.model.train()
         return out
@@ -369,7 +374,9 @@ class Trainer:
             lineage = dict(self.spec.lineage)
             lineage["parents"] = [*lineage.get("parents", []), *self.spec.data, *self.spec.val, self.spec.tokenizer]
             lineage["parents"] += [self.spec.init_from] if self.spec.init_from else []
-            lineage["stats"] = {k: v for k, v in last_eval.items() if k != "step"} | {"unigram_bpb": self.metrics["unigram_bpb"]}
+            lineage["stats"] = {k: v for k, v in last_eval.items() if k != "step"} | {
+                "unigram_bpb": self.metrics["unigram_bpb"]
+            }
             uri = checkpoint.save(
                 self.spec.out,
                 self.step,
@@ -409,7 +416,9 @@ class Trainer:
             "val_bpb": final_eval.get("val_bpb"),
             "unigram_bpb": self.metrics["unigram_bpb"],
             "tokens_per_s": float(np.median(timed)) if timed else None,
-            "mfu": float(np.median([r["mfu"] for r in train if "mfu" in r])) if any("mfu" in r for r in train) else None,
+            "mfu": float(np.median([r["mfu"] for r in train if "mfu" in r]))
+            if any("mfu" in r for r in train)
+            else None,
             "tokens": self.step * self.cfg.batch_tokens,
             "processes": self.env.world_size,
             "device": self.placement.describe(),
@@ -453,8 +462,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--val", action="append", help="validation token dataset URI (repeatable)")
     parser.add_argument("--tokenizer", help="tokenizer folder URI")
     parser.add_argument("--out", help="the run's checkpoint folder URI")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=JSON",
-                        help="override a field, e.g. --set train.steps=20 --set model.n_layer=2")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=JSON",
+        help="override a field, e.g. --set train.steps=20 --set model.n_layer=2",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     parser.add_argument("--summary", help="write the final metrics (JSON) here")
     args = parser.parse_args(argv)

@@ -64,18 +64,29 @@ RESULT_SCHEMA = pa.schema(
 
 
 class BenchmarkConfig(StageConfig):
-    tasks: list[str] = Field(default_factory=list, description="lm-eval tasks or groups (core, chat) for `crawl2chat benchmark`")
-    after: dict[Literal["pretrain", "sft", "rl"], list[str]] = Field(
-        default_factory=dict, description="The pipeline benchmarks each stage's checkpoint on these, e.g. {pretrain: [core], sft: [chat]}"
+    tasks: list[str] = Field(
+        default_factory=list, description="lm-eval tasks or groups (core, chat) for `crawl2chat benchmark`"
     )
-    limit: int | None = Field(None, ge=1, description="Items per task (all when unset): a quick look, not a score to report")
-    num_fewshot: int | None = Field(None, ge=0, description="Few-shot examples (each task's default when unset; CORE's are fixed)")
+    after: dict[Literal["pretrain", "sft", "rl"], list[str]] = Field(
+        default_factory=dict,
+        description="The pipeline benchmarks each stage's checkpoint on these, e.g. {pretrain: [core], sft: [chat]}",
+    )
+    limit: int | None = Field(
+        None, ge=1, description="Items per task (all when unset): a quick look, not a score to report"
+    )
+    num_fewshot: int | None = Field(
+        None, ge=0, description="Few-shot examples (each task's default when unset; CORE's are fixed)"
+    )
     batch_size: int = Field(16, ge=1, description="Loglikelihood requests per forward pass")
     max_gen_toks: int = Field(256, ge=1, description="Most new tokens per generation (a task's own setting wins)")
     device: str = Field("auto", description="auto: cuda when there is one, else cpu")
     include_path: list[str] = Field(default_factory=list, description="Folders of your own lm-eval task YAMLs")
-    core_bundle: str | None = Field(None, description="DCLM's eval bundle: a folder, zip or URL (default: nanochat's address)")
-    allow_code_execution: bool = Field(False, description="Run code tasks (HumanEval): lm-eval executes model-written code unsandboxed")
+    core_bundle: str | None = Field(
+        None, description="DCLM's eval bundle: a folder, zip or URL (default: nanochat's address)"
+    )
+    allow_code_execution: bool = Field(
+        False, description="Run code tasks (HumanEval): lm-eval executes model-written code unsandboxed"
+    )
     seed: int = 1234
 
 
@@ -106,7 +117,9 @@ class Plan:
                 self.add(name, None)
         for task in self.tasks:
             if task in CODE_TASKS and not config.allow_code_execution:
-                self.skipped[task] = "not measured: it runs model-written code, which lm-eval does unsandboxed (set allow_code_execution)"
+                self.skipped[task] = (
+                    "not measured: it runs model-written code, which lm-eval does unsandboxed (set allow_code_execution)"
+                )
         self.run = [t for t in self.tasks if t not in self.skipped]
 
     def add(self, task: str, group: tuple[str, str, float] | None) -> None:
@@ -125,7 +138,11 @@ def _unreachable(exc: BaseException) -> bool:
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         names = {c.__name__ for c in type(exc).__mro__}
-        if isinstance(exc, (ConnectionError, TimeoutError)) or names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "HfHubHTTPError"}:
+        if isinstance(exc, (ConnectionError, TimeoutError)) or names & {
+            "LocalEntryNotFoundError",
+            "OfflineModeIsEnabled",
+            "HfHubHTTPError",
+        }:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
@@ -178,13 +195,32 @@ def score_rows(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
         n = counts.get(task, {}).get("effective")
         metrics = [k for k in found if "," in k and "_stderr" not in k]
         if not metrics:
-            rows.append(_row(task, headline or "", None, group=group, baseline=baseline, note="not measured: lm-eval reported no metric"))
+            rows.append(
+                _row(
+                    task,
+                    headline or "",
+                    None,
+                    group=group,
+                    baseline=baseline,
+                    note="not measured: lm-eval reported no metric",
+                )
+            )
         for metric in metrics:
             value = _number(found[metric])
             stderr = _number(found.get(metric.replace(",", "_stderr,", 1)))
             counted = metric == headline
-            rows.append(_row(task, metric, value, stderr, n, group if counted else "", baseline if counted else None,
-                             core.centered(value, baseline) if counted and value is not None else None))
+            rows.append(
+                _row(
+                    task,
+                    metric,
+                    value,
+                    stderr,
+                    n,
+                    group if counted else "",
+                    baseline if counted else None,
+                    core.centered(value, baseline) if counted and value is not None else None,
+                )
+            )
     for group, label in (("core", "CORE"), ("chat", "ChatCORE")):
         members = [t for t, (g, _, _) in plan.groups.items() if g == group]
         if members:
@@ -197,15 +233,45 @@ def headline_row(label: str, group: str, rows: list[dict[str, Any]], expected: i
     values = [r["centered"] for r in rows if r["centered"] is not None]
     if len(values) < expected:
         missing = sorted({r["task"] for r in rows if r["centered"] is None})
-        return _row(label, "centered accuracy", None, group=group, note=f"not measured: {', '.join(missing) or 'tasks'} not measured")
-    return _row(label, "centered accuracy", sum(values) / len(values), samples=len(values), group=group,
-                note=f"mean centered accuracy over {len(values)} tasks")
+        return _row(
+            label,
+            "centered accuracy",
+            None,
+            group=group,
+            note=f"not measured: {', '.join(missing) or 'tasks'} not measured",
+        )
+    return _row(
+        label,
+        "centered accuracy",
+        sum(values) / len(values),
+        samples=len(values),
+        group=group,
+        note=f"mean centered accuracy over {len(values)} tasks",
+    )
 
 
-def _row(task: str, metric: str, value: float | None, stderr: float | None = None, samples: int | None = None, group: str = "",
-         baseline: float | None = None, centered: float | None = None, note: str = "") -> dict[str, Any]:
-    return {"task": task, "metric": metric, "value": value, "stderr": stderr, "samples": samples, "group": group,
-            "baseline": baseline, "centered": centered, "note": note}
+def _row(
+    task: str,
+    metric: str,
+    value: float | None,
+    stderr: float | None = None,
+    samples: int | None = None,
+    group: str = "",
+    baseline: float | None = None,
+    centered: float | None = None,
+    note: str = "",
+) -> dict[str, Any]:
+    return {
+        "task": task,
+        "metric": metric,
+        "value": value,
+        "stderr": stderr,
+        "samples": samples,
+        "group": group,
+        "baseline": baseline,
+        "centered": centered,
+        "note": note,
+    }
 
 
 def headlines(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -221,12 +287,21 @@ def headlines(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     """Rows for a table artifact or the terminal."""
+
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.4f}"
 
-    return [{"task": r["task"], "metric": r["metric"], "value": fmt(r["value"]) + (f" ± {r['stderr']:.4f}" if r["stderr"] else ""),
-             "centered": fmt(r["centered"]), "samples": "-" if r["samples"] is None else str(r["samples"]), "note": r["note"]}
-            for r in rows]
+    return [
+        {
+            "task": r["task"],
+            "metric": r["metric"],
+            "value": fmt(r["value"]) + (f" ± {r['stderr']:.4f}" if r["stderr"] else ""),
+            "centered": fmt(r["centered"]),
+            "samples": "-" if r["samples"] is None else str(r["samples"]),
+            "note": r["note"],
+        }
+        for r in rows
+    ]
 
 
 # -- running ---------------------------------------------------------------------------
@@ -268,23 +343,46 @@ def evaluate(checkpoint: str, tasks: list[str], config: BenchmarkConfig) -> tupl
         results: dict[str, Any] = {}
         if plan.run:
             chat = is_chat_checkpoint(ckpt_config)
-            lm = EngineLM(checkpoint=checkpoint, device=device_of(config.device), batch_size=config.batch_size,
-                          max_gen_toks=config.max_gen_toks, chat=chat)
+            lm = EngineLM(
+                checkpoint=checkpoint,
+                device=device_of(config.device),
+                batch_size=config.batch_size,
+                max_gen_toks=config.max_gen_toks,
+                chat=chat,
+            )
             if any(t in CODE_TASKS for t in plan.run):
                 os.environ["HF_ALLOW_CODE_EVAL"] = "1"  # the user opted in (allow_code_execution)
-            results = lm_eval.simple_evaluate(
-                model=lm, tasks=plan.run, task_manager=manager, limit=config.limit, num_fewshot=config.num_fewshot,
-                apply_chat_template=chat, fewshot_as_multiturn=chat, confirm_run_unsafe_code=config.allow_code_execution,
-                random_seed=config.seed, numpy_random_seed=config.seed, torch_random_seed=config.seed, fewshot_random_seed=config.seed,
-                log_samples=False,
-            ) or {}
-    info = {"lm_eval": lm_eval.__version__, "chat_template": bool(plan.run) and is_chat_checkpoint(ckpt_config),
-            "tasks": plan.tasks, "versions": {k: str(v) for k, v in results.get("versions", {}).items()}}
+            results = (
+                lm_eval.simple_evaluate(
+                    model=lm,
+                    tasks=plan.run,
+                    task_manager=manager,
+                    limit=config.limit,
+                    num_fewshot=config.num_fewshot,
+                    apply_chat_template=chat,
+                    fewshot_as_multiturn=chat,
+                    confirm_run_unsafe_code=config.allow_code_execution,
+                    random_seed=config.seed,
+                    numpy_random_seed=config.seed,
+                    torch_random_seed=config.seed,
+                    fewshot_random_seed=config.seed,
+                    log_samples=False,
+                )
+                or {}
+            )
+    info = {
+        "lm_eval": lm_eval.__version__,
+        "chat_template": bool(plan.run) and is_chat_checkpoint(ckpt_config),
+        "tasks": plan.tasks,
+        "versions": {k: str(v) for k, v in results.get("versions", {}).items()},
+    }
     return score_rows(results, plan), info
 
 
 @lake_task(inputs=("checkpoint",), code=CODE, retries=False, task_run_name="benchmark {checkpoint}")
-def run_benchmark(checkpoint: str, out: str, tasks: list[str], config: BenchmarkConfig, files_key: str = "") -> dict[str, Any]:
+def run_benchmark(
+    checkpoint: str, out: str, tasks: list[str], config: BenchmarkConfig, files_key: str = ""
+) -> dict[str, Any]:
     """Score `checkpoint` on `tasks` and write the rows as one shard of `out` (`files_key`: the
     identity of the task files under config.include_path, for the cache key)."""
     rows, info = evaluate(checkpoint, tasks, config)

@@ -37,7 +37,9 @@ class LakeConfig(StageConfig):
         default_factory=lambda: os.environ.get("CRAWL2CHAT_LAKE", "./lake"),
         description="Lake root: a local folder or s3://bucket/prefix (default: $CRAWL2CHAT_LAKE, else ./lake)",
     )
-    s3_endpoint_url: str | None = Field(None, description="S3 endpoint (MinIO, a local server); credentials come from AWS_* variables")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint (MinIO, a local server); credentials come from AWS_* variables"
+    )
     s3_region: str | None = None
 
     def open(self) -> str:
@@ -56,7 +58,8 @@ class SampleCrawlConfig(StageConfig):
 class PipelineConfig(StageConfig):
     preset: str = "tiny"
     run: str | None = Field(
-        None, description="Names everything the pipeline writes after curation (default: the crawl's name; the crawls' names joined by '+')"
+        None,
+        description="Names everything the pipeline writes after curation (default: the crawl's name; the crawls' names joined by '+')",
     )
     crawls: list[str] = Field(
         default_factory=list,

@@ -89,15 +89,23 @@ def _bundle_root(folder: Path) -> Path:
 def bundle_tasks(bundle: Path) -> list[dict[str, Any]]:
     """The bundle's CORE tasks: label, type, few-shot count, delimiter, data file, baseline
     (as a fraction)."""
-    baselines = {row["Eval Task"]: float(row["Random baseline"]) / 100 for row in csv.DictReader(open(bundle / "eval_meta_data.csv", encoding="utf-8"))}
+    baselines = {
+        row["Eval Task"]: float(row["Random baseline"]) / 100
+        for row in csv.DictReader(open(bundle / "eval_meta_data.csv", encoding="utf-8"))
+    }
     tasks = []
     for t in yaml.safe_load((bundle / "core.yaml").read_text(encoding="utf-8"))["icl_tasks"]:
         fewshot = t["num_fewshot"]
-        tasks.append({
-            "label": t["label"], "type": t["icl_task_type"], "fewshot": fewshot[0] if isinstance(fewshot, list) else fewshot,
-            "delimiter": t.get("continuation_delimiter", " "), "data": bundle / "eval_data" / t["dataset_uri"],
-            "baseline": baselines[t["label"]],
-        })
+        tasks.append(
+            {
+                "label": t["label"],
+                "type": t["icl_task_type"],
+                "fewshot": fewshot[0] if isinstance(fewshot, list) else fewshot,
+                "delimiter": t.get("continuation_delimiter", " "),
+                "data": bundle / "eval_data" / t["dataset_uri"],
+                "baseline": baselines[t["label"]],
+            }
+        )
     return tasks
 
 
@@ -119,12 +127,15 @@ def render(task_type: str, item: dict[str, Any], shots: list[dict[str, Any]], de
         return {"prompts": [f"{head}{item['query']}{delim}{c}" for c in item["choices"]], "gold": item["gold"]}
     if task_type == "schema":
         head = "".join(f"{s['context_options'][s['gold']]}{delim}{s['continuation']}\n\n" for s in shots)
-        return {"prompts": [f"{head}{c}{delim}{item['continuation']}" for c in item["context_options"]], "gold": item["gold"]}
+        return {
+            "prompts": [f"{head}{c}{delim}{item['continuation']}" for c in item["context_options"]],
+            "gold": item["gold"],
+        }
     if task_type == "language_modeling":
         head = "".join(f"{s['context'].strip()}{delim}{s['continuation']}\n\n" for s in shots)
         full = head + item["context"].strip() + delim + item["continuation"]
         context = (head + item["context"].strip() + delim).strip()
-        return {"context": context, "continuation": full[len(context):]}
+        return {"context": context, "continuation": full[len(context) :]}
     raise ValueError(f"unknown CORE task type {task_type!r}")
 
 
@@ -164,11 +175,20 @@ def as_doc(task_type: str, rendered: dict[str, Any], tokenizer: Tokenizer) -> di
     if task_type == "multiple_choice":
         cut = shared_text(tokenizer, prompts, "prefix")
         context, choices = prompts[0][:cut], [p[cut:] for p in prompts]
-        return {"context": context, "choices": choices, "gold": gold, "ntok": [continuation_tokens(tokenizer, context, c) for c in choices]}
+        return {
+            "context": context,
+            "choices": choices,
+            "gold": gold,
+            "ntok": [continuation_tokens(tokenizer, context, c) for c in choices],
+        }
     cut = shared_text(tokenizer, prompts, "suffix")
     contexts, continuation = [p[: len(p) - cut] for p in prompts], prompts[0][len(prompts[0]) - cut :]
-    return {"contexts": contexts, "continuation": continuation, "gold": gold,
-            "ntok": [continuation_tokens(tokenizer, c, continuation) for c in contexts]}
+    return {
+        "contexts": contexts,
+        "continuation": continuation,
+        "gold": gold,
+        "ntok": [continuation_tokens(tokenizer, c, continuation) for c in contexts],
+    }
 
 
 def write_task(task: dict[str, Any], out: Path, tokenizer: Tokenizer, limit: int | None = None) -> str:
@@ -177,25 +197,43 @@ def write_task(task: dict[str, Any], out: Path, tokenizer: Tokenizer, limit: int
     random.Random(1337).shuffle(items)
     items = items[:limit] if limit else items
     name = PREFIX + task["label"]
-    docs = [as_doc(task["type"], render(task["type"], item, _examples(items, i, task["fewshot"]), task["delimiter"]), tokenizer)
-            for i, item in enumerate(items)]
+    docs = [
+        as_doc(
+            task["type"], render(task["type"], item, _examples(items, i, task["fewshot"]), task["delimiter"]), tokenizer
+        )
+        for i, item in enumerate(items)
+    ]
     data = out / f"{name}.jsonl"
     data.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
     config: dict[str, Any] = {
-        "task": name, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(data)}}, "test_split": "test",
-        "num_fewshot": 0, "metadata": {"version": 1, "baseline": task["baseline"]},
+        "task": name,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data)}},
+        "test_split": "test",
+        "num_fewshot": 0,
+        "metadata": {"version": 1, "baseline": task["baseline"]},
     }
     if task["type"] == "language_modeling":
-        config |= {"output_type": "loglikelihood", "doc_to_text": "context", "doc_to_target": "continuation",
-                   "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]}
+        config |= {
+            "output_type": "loglikelihood",
+            "doc_to_text": "context",
+            "doc_to_target": "continuation",
+            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+        }
     else:
         schema = task["type"] == "schema"
-        config |= {"output_type": "multiple_choice", "target_delimiter": "",
-                   "doc_to_text": "gold" if schema else "context", "doc_to_choice": "contexts" if schema else "choices",
-                   "doc_to_target": "continuation" if schema else "gold",
-                   "process_results": "!function core_scoring.per_token",
-                   "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]}
-    text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True).replace("'!function core_scoring.per_token'", "!function core_scoring.per_token")
+        config |= {
+            "output_type": "multiple_choice",
+            "target_delimiter": "",
+            "doc_to_text": "gold" if schema else "context",
+            "doc_to_choice": "contexts" if schema else "choices",
+            "doc_to_target": "continuation" if schema else "gold",
+            "process_results": "!function core_scoring.per_token",
+            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+        }
+    text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True).replace(
+        "'!function core_scoring.per_token'", "!function core_scoring.per_token"
+    )
     (out / f"{name}.yaml").write_text(text, encoding="utf-8")
     return name
 

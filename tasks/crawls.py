@@ -55,7 +55,11 @@ def find(root: str) -> Found:
     if not fs.isdir(path):
         raise FileNotFoundError(f"no folder at {root}")
     for listing in sorted(fs.glob(f"{path}/crawl-data/*/warc.paths.gz") + fs.glob(f"{path}/*/warc.paths.gz")):
-        found.add(safe_name(PurePosixPath(listing).parent.name), _paths_list(lake.to_uri(fs, listing), root), "Common Crawl warc.paths.gz")
+        found.add(
+            safe_name(PurePosixPath(listing).parent.name),
+            _paths_list(lake.to_uri(fs, listing), root),
+            "Common Crawl warc.paths.gz",
+        )
     loose = []
     for entry in sorted(fs.ls(path, detail=False)):
         name = PurePosixPath(entry).name
@@ -70,7 +74,9 @@ def find(root: str) -> Found:
     if loose:
         name = safe_name(PurePosixPath(path).name)
         if name in found.crawls:
-            raise ValueError(f"{root} holds WARC files and a crawl folder named {name!r} too: move the files into a folder")
+            raise ValueError(
+                f"{root} holds WARC files and a crawl folder named {name!r} too: move the files into a folder"
+            )
         found.add(name, loose, "WARC files in the root")
     return found
 

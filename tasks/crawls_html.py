@@ -38,7 +38,10 @@ SERVER = "crawl2chat-crawl-from-html/1.0"
 
 def html_files(root: Path, limit: int | None = None) -> list[Path]:
     """The HTML files under `root`, sorted by relative path; `limit` of them spread evenly."""
-    files = sorted((p for p in root.rglob("*") if p.name.lower().endswith(HTML_SUFFIXES) and p.is_file()), key=lambda p: p.relative_to(root).as_posix())
+    files = sorted(
+        (p for p in root.rglob("*") if p.name.lower().endswith(HTML_SUFFIXES) and p.is_file()),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
     if limit is not None and 0 <= limit < len(files):
         files = [files[i * len(files) // limit] for i in range(limit)]
     return files
@@ -69,16 +72,19 @@ def _records(files: list[Path], root: Path, base_url: str, info_id: str) -> Iter
         if path.name.lower().endswith(".gz"):
             payload = gzip.decompress(payload)
         url = page_url(base_url, path.relative_to(root).as_posix())
-        when = dt.datetime.fromtimestamp(int(path.stat().st_mtime), dt.timezone.utc)
+        when = dt.datetime.fromtimestamp(int(path.stat().st_mtime), dt.UTC)
         stamp = email.utils.format_datetime(when, usegmt=True)
-        head = http_head("200 OK", [
-            ("Date", stamp),
-            ("Server", SERVER),
-            ("Last-Modified", stamp),
-            ("Content-Type", content_type(payload)),
-            ("Content-Length", str(len(payload))),
-            ("Connection", "close"),
-        ])
+        head = http_head(
+            "200 OK",
+            [
+                ("Date", stamp),
+                ("Server", SERVER),
+                ("Last-Modified", stamp),
+                ("Content-Type", content_type(payload)),
+                ("Content-Length", str(len(payload))),
+                ("Connection", "close"),
+            ],
+        )
         yield record(
             "response",
             urn(str(uuid.uuid5(uuid.NAMESPACE_URL, url))),
@@ -105,7 +111,7 @@ def write_html_warc(html_root: str | Path, out_path: str | Path, base_url: str, 
     if not files:
         raise ValueError(f"no HTML files under {root}")
     info_id = urn(str(uuid.uuid5(uuid.NAMESPACE_URL, f"warcinfo:{base_url}:{out.name}")))
-    first = dt.datetime.fromtimestamp(int(min(p.stat().st_mtime for p in files)), dt.timezone.utc)
+    first = dt.datetime.fromtimestamp(int(min(p.stat().st_mtime for p in files)), dt.UTC)
     info = (
         "software: crawl2chat crawl-from-html\r\n"
         f"description: {len(files)} HTML files of {root} served as {base_url}\r\n"

@@ -35,16 +35,48 @@ class DocSite:
 
 
 SITES = (
-    DocSite("postgresql", "DocBook", "postgresql-doc-15", "/usr/share/doc/postgresql-doc-15/html", "https://www.postgresql.org/docs/15/"),
-    DocSite("maint-guide", "DocBook", "maint-guide", "/usr/share/doc/maint-guide/html", "https://www.debian.org/doc/manuals/maint-guide/"),
-    DocSite("diffutils", "Texinfo", "diffutils-doc", "/usr/share/doc/diffutils", "https://www.gnu.org/software/diffutils/manual/html_node/"),
+    DocSite(
+        "postgresql",
+        "DocBook",
+        "postgresql-doc-15",
+        "/usr/share/doc/postgresql-doc-15/html",
+        "https://www.postgresql.org/docs/15/",
+    ),
+    DocSite(
+        "maint-guide",
+        "DocBook",
+        "maint-guide",
+        "/usr/share/doc/maint-guide/html",
+        "https://www.debian.org/doc/manuals/maint-guide/",
+    ),
+    DocSite(
+        "diffutils",
+        "Texinfo",
+        "diffutils-doc",
+        "/usr/share/doc/diffutils",
+        "https://www.gnu.org/software/diffutils/manual/html_node/",
+    ),
     DocSite("gnu-standards", "Texinfo", "gnu-standards", "/usr/share/doc/gnu-standards", "https://www.gnu.org/prep/"),
     DocSite("doxygen", "Doxygen", "doxygen-doc", "/usr/share/doc/doxygen/html", "https://www.doxygen.nl/manual/"),
     DocSite("docutils", "Docutils", "docutils-doc", "/usr/share/doc/docutils-doc", "https://docutils.sourceforge.io/"),
-    DocSite("requests", "Sphinx", "python-requests-doc", "/usr/share/doc/python-requests-doc/html", "https://requests.readthedocs.io/en/latest/"),
-    DocSite("jinja2", "Sphinx", "python-jinja2-doc", "/usr/share/doc/python-jinja2-doc/html", "https://jinja.palletsprojects.com/en/3.1.x/"),
+    DocSite(
+        "requests",
+        "Sphinx",
+        "python-requests-doc",
+        "/usr/share/doc/python-requests-doc/html",
+        "https://requests.readthedocs.io/en/latest/",
+    ),
+    DocSite(
+        "jinja2",
+        "Sphinx",
+        "python-jinja2-doc",
+        "/usr/share/doc/python-jinja2-doc/html",
+        "https://jinja.palletsprojects.com/en/3.1.x/",
+    ),
     DocSite("junit4", "javadoc", "junit4-doc", "/usr/share/doc/junit4/api", "https://junit.org/junit4/javadoc/4.13.2/"),
-    DocSite("nodejs", "markdown", "nodejs-doc", "/usr/share/doc/nodejs/api", "https://nodejs.org/docs/latest-v18.x/api/"),
+    DocSite(
+        "nodejs", "markdown", "nodejs-doc", "/usr/share/doc/nodejs/api", "https://nodejs.org/docs/latest-v18.x/api/"
+    ),
     DocSite("git", "AsciiDoc", "git-doc", "/usr/share/doc/git-doc", "https://git-scm.com/docs/"),
     DocSite("coreutils-man", "man2html", "man2html-base", "", "https://manpages.debian.org/bookworm/coreutils/"),
 )
@@ -57,14 +89,18 @@ def man_pages(package: str = MAN_PACKAGE) -> list[Path]:
         listing = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return []
-    return sorted(Path(p) for p in listing.splitlines() if "/man/man1/" in p and p.endswith(".1.gz") and Path(p).is_file())
+    return sorted(
+        Path(p) for p in listing.splitlines() if "/man/man1/" in p and p.endswith(".1.gz") and Path(p).is_file()
+    )
 
 
 def render_man_site(out_dir: Path, package: str = MAN_PACKAGE) -> Path:
     """man2html's rendering of the package's man1 pages, one `name.1.html` each, in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for page in man_pages(package):
-        html = subprocess.run(["man2html", "-r"], input=gzip.decompress(page.read_bytes()), capture_output=True, check=True).stdout
+        html = subprocess.run(
+            ["man2html", "-r"], input=gzip.decompress(page.read_bytes()), capture_output=True, check=True
+        ).stdout
         # man2html writes a CGI header ("Content-type: ...") and a blank line before the page
         html = html.split(b"\n\n", 1)[1] if html.lower().startswith(b"content-type") else html
         (out_dir / f"{page.name[:-3]}.html").write_bytes(html)

@@ -80,7 +80,16 @@ RESULT_SCHEMA = pa.schema(
 
 class EvalConfig(PlacedConfig):
     limits: dict[str, int] = Field(
-        default_factory=lambda: {"math": 40, "fact": 60, "unknown": 30, "harmful": 20, "private": 20, "benign": 30, "doc": 40, "doc_unknown": 40},
+        default_factory=lambda: {
+            "math": 40,
+            "fact": 60,
+            "unknown": 30,
+            "harmful": 20,
+            "private": 20,
+            "benign": 30,
+            "doc": 40,
+            "doc_unknown": 40,
+        },
         description="Items per kind (a seeded sample of the test set); kinds not listed are skipped",
     )
     search_results: int = Field(3, ge=1, le=10, description="Passages per search: as the model was trained (SFTConfig)")
@@ -112,7 +121,10 @@ def select_items(rows: Iterable[dict[str, Any]], limits: dict[str, int], seed: i
             if kind == "math":
                 items += [{**item, "search": True, "tool": tool} for tool in MATH_TOOLS]
             else:
-                items += [{**item, "search": search, "tool": ""} for search in ((True, False) if kind in TWO_MODES else (True,))]
+                items += [
+                    {**item, "search": search, "tool": ""}
+                    for search in ((True, False) if kind in TWO_MODES else (True,))
+                ]
     return items
 
 
@@ -173,6 +185,7 @@ def metrics(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     expected as JSON); "not measured: why" where there were no items of a kind."""
     if not outcomes:
         raise ValueError("nothing to evaluate: the held-out set has none of the kinds asked for")
+
     def pick(kind: str, search: bool | None = None) -> list[dict[str, Any]]:
         return [o for o in outcomes if o["kind"] == kind and (search is None or o["search"] == search)]
 
@@ -180,11 +193,18 @@ def metrics(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     for tool, label in (("calculator", ""), ("python", "_code"), ("none", "_no_tool")):
         # Rows written before the tool column (or by hand) count as calculator rows.
         math = [o for o in pick("math") if (o.get("tool") or "calculator") == tool]
-        m[f"math{label}_accuracy_strict"] = measured([o["strict"] == str(json.loads(o["expected"])) for o in math], "math")
-        m[f"math{label}_accuracy_lenient"] = measured([o["lenient"] == str(json.loads(o["expected"])) for o in math], "math")
+        m[f"math{label}_accuracy_strict"] = measured(
+            [o["strict"] == str(json.loads(o["expected"])) for o in math], "math"
+        )
+        m[f"math{label}_accuracy_lenient"] = measured(
+            [o["lenient"] == str(json.loads(o["expected"])) for o in math], "math"
+        )
     code, calc = m["math_code_accuracy_strict"], m["math_accuracy_strict"]
-    m["code_gain_points"] = (round(100 * (code - calc), 1) if is_measured(code) and is_measured(calc)
-                             else "not measured: math accuracy with the code tool or the calculator is not measured")
+    m["code_gain_points"] = (
+        round(100 * (code - calc), 1)
+        if is_measured(code) and is_measured(calc)
+        else "not measured: math accuracy with the code tool or the calculator is not measured"
+    )
     for search, label in ((True, "search_on"), (False, "search_off")):
         for kind, prefix in (("fact", ""), ("doc", "doc_")):
             answerable = pick(kind, search)
@@ -194,7 +214,9 @@ def metrics(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
             unknown = pick(kind, search)
             m[f"{kind}_abstention_{label}"] = measured([o["refused"] for o in unknown], kind)
             # Every answer about what nobody wrote about is made up (an empty reply is not).
-            m[f"{kind}_hallucination_{label}"] = measured([not o["refused"] and bool(o["reply"].strip()) for o in unknown], kind)
+            m[f"{kind}_hallucination_{label}"] = measured(
+                [not o["refused"] and bool(o["reply"].strip()) for o in unknown], kind
+            )
     m["search_gain_points"] = gain(m["fact_accuracy_search_on"], m["fact_accuracy_search_off"], "known-fact")
     m["doc_search_gain_points"] = gain(m["doc_accuracy_search_on"], m["doc_accuracy_search_off"], "definition")
     inappropriate = pick("harmful") + pick("private")
@@ -269,7 +291,9 @@ def table(runs: dict[str, dict[str, Any]], about: dict[str, str] | None = None) 
     """Rows (metric, one column per run, target) for a table artifact or the terminal; the
     target is checked on the last run. `about` rows (say the run and its crawls) come first."""
     last = list(runs)[-1]
-    rows = [{"metric": label, **{run: value for run in runs}, "target met": ""} for label, value in (about or {}).items()]
+    rows = [
+        {"metric": label, **{run: value for run in runs}, "target met": ""} for label, value in (about or {}).items()
+    ]
     for name, label in LABELS.items():
         row = {"metric": label, **{run: shown(name, m.get(name)) for run, m in runs.items()}}
         row["target met"] = meets(name, runs[last].get(name))
@@ -297,11 +321,21 @@ def reply_of(engine: Engine, sample: Sample) -> str:
 
 def math_engines(engine: Engine) -> dict[str, Engine]:
     """The engines math items are asked with: only the calculator, only the code tool, no tool."""
-    options = dict(search_results=engine.search_results, result_chars=engine.result_chars, code=engine.code, code_chars=engine.code_chars)
-    return {tool: Engine(engine.model, engine.tokenizer, tools=() if tool == "none" else (tool,), **options) for tool in MATH_TOOLS}
+    options = dict(
+        search_results=engine.search_results,
+        result_chars=engine.result_chars,
+        code=engine.code,
+        code_chars=engine.code_chars,
+    )
+    return {
+        tool: Engine(engine.model, engine.tokenizer, tools=() if tool == "none" else (tool,), **options)
+        for tool in MATH_TOOLS
+    }
 
 
-def run_items(engine_on: Engine, engine_off: Engine, items: list[dict[str, Any]], max_new_tokens: int) -> list[dict[str, Any]]:
+def run_items(
+    engine_on: Engine, engine_off: Engine, items: list[dict[str, Any]], max_new_tokens: int
+) -> list[dict[str, Any]]:
     """Answer each item (greedy, with the tools of its mode) and judge the reply. A math item
     asked with the code tool is left out when the tokenizer has no code-tool tokens."""
     by_tool = math_engines(engine_off)
@@ -317,26 +351,55 @@ def run_items(engine_on: Engine, engine_off: Engine, items: list[dict[str, Any]]
         sample = engine.generate(prompt, 1, max_new_tokens=max_new_tokens, temperature=0.0)[0]
         reply = reply_of(engine, sample)
         verdict = judge(item["kind"], item["meta"], reply)
-        out.append({
-            "id": item["id"], "kind": item["kind"], "search": item["search"], "tool": tool, "prompt": item["prompt"], "reply": reply,
-            "transcript": show_mask(engine.tokenizer, sample.tokens, sample.mask),
-            "expected": json.dumps(item["meta"].get("answer")), **verdict,
-            "tokens": len(sample.tokens), "finished": sample.finished,
-        })
+        out.append(
+            {
+                "id": item["id"],
+                "kind": item["kind"],
+                "search": item["search"],
+                "tool": tool,
+                "prompt": item["prompt"],
+                "reply": reply,
+                "transcript": show_mask(engine.tokenizer, sample.tokens, sample.mask),
+                "expected": json.dumps(item["meta"].get("answer")),
+                **verdict,
+                "tokens": len(sample.tokens),
+                "finished": sample.finished,
+            }
+        )
     return out
 
 
 def examples(outcomes: list[dict[str, Any]], shown: int) -> str:
     """Markdown: a few conversations per kind and mode, the model's words in [[...]]."""
-    lines = ["Replies to held-out prompts (greedy). The model's own tokens are in [[...]]; the rest was forced by a tool.", ""]
+    lines = [
+        "Replies to held-out prompts (greedy). The model's own tokens are in [[...]]; the rest was forced by a tool.",
+        "",
+    ]
     groups: dict[tuple[str, bool, str], list[dict[str, Any]]] = defaultdict(list)
     for o in outcomes:
         groups[(o["kind"], o["search"], o.get("tool") or "")].append(o)
     for (kind, search, tool), group in sorted(groups.items()):
         lines.append(f"### {kind}, " + (f"tool: {tool}" if tool else f"search {'on' if search else 'off'}"))
         for o in group[:shown]:
-            mark = "correct" if o["correct"] else "refused" if o["refused"] else "wrong" if o["correct"] is False else "answered"
-            lines += ["", f"**user:** {o['prompt']}", "", f"**assistant** ({mark}; expected {o['expected']}):", "", "```", o["transcript"][:1200], "```"]
+            mark = (
+                "correct"
+                if o["correct"]
+                else "refused"
+                if o["refused"]
+                else "wrong"
+                if o["correct"] is False
+                else "answered"
+            )
+            lines += [
+                "",
+                f"**user:** {o['prompt']}",
+                "",
+                f"**assistant** ({mark}; expected {o['expected']}):",
+                "",
+                "```",
+                o["transcript"][:1200],
+                "```",
+            ]
         lines.append("")
     return "\n".join(lines)
 
@@ -346,7 +409,16 @@ def read_rows(uri: str) -> list[dict[str, Any]]:
 
 
 @lake_task(inputs=("checkpoint", "conversations", "search"), code=CODE)
-def evaluate_chunk(checkpoint: str, conversations: str, search: str | None, out: str, part: str, start: int, count: int, config: EvalConfig) -> dict[str, Any]:
+def evaluate_chunk(
+    checkpoint: str,
+    conversations: str,
+    search: str | None,
+    out: str,
+    part: str,
+    start: int,
+    count: int,
+    config: EvalConfig,
+) -> dict[str, Any]:
     """Items start..start+count of the selection: answered, judged, written as one shard."""
     items = select_items(read_rows(conversations), config.limits, config.seed)[start : start + count]
     options = dict(search_results=config.search_results, result_chars=config.result_chars)

@@ -47,6 +47,7 @@ TMP_DIR = "_tmp"
 STALE_TMP_S = 24 * 3600  # a temporary file this old belongs to a writer that died, not one at work
 DEFAULT_LAKE = "./lake"
 
+
 class DatasetNotFound(FileNotFoundError):
     """The URI has no `_manifest.json`: the dataset was never committed."""
 
@@ -253,7 +254,7 @@ def commit(
         flow_run_id=_current_flow_run_id(),
         parents=sorted(normalize(p) for p in parents),
         stats=stats or {},
-        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     previous = read_manifest(dataset_uri)
     if previous is None or previous.fingerprint() != manifest.fingerprint():

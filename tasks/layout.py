@@ -123,7 +123,9 @@ class Layout:
             rel = ""
         crawl, sep, rest = rel.partition("/")
         if not sep or rest != "clean":
-            raise ValueError(f"{clean} is not a curated clean dataset of this lake ({self._at('curated')}/CRAWL/clean): name its crawl")
+            raise ValueError(
+                f"{clean} is not a curated clean dataset of this lake ({self._at('curated')}/CRAWL/clean): name its crawl"
+            )
         return crawl
 
     # -- a run's datasets ---------------------------------------------------------------------
@@ -176,7 +178,7 @@ class Layout:
         uri = lake.normalize(uri).rstrip("/")
         if not uri.startswith(base):
             raise ValueError(f"{uri} is not under {base} in this lake")
-        return uri[len(base):]
+        return uri[len(base) :]
 
     def model_name(self, checkpoint: str) -> str:
         """`run/stage/step-N` (or `stage/step-N`) of a checkpoint under checkpoints/."""
@@ -202,7 +204,9 @@ class Layout:
                 return checkpoints.resolve(lake.join(folder, stage))
         if os.path.exists(ref):  # a relative path without ./ (the lake's names come first)
             return checkpoints.resolve(lake.normalize(ref))
-        raise FileNotFoundError(f"no model {ref!r}: no committed checkpoint under {folder} (give a run, run/stage or a URI)")
+        raise FileNotFoundError(
+            f"no model {ref!r}: no committed checkpoint under {folder} (give a run, run/stage or a URI)"
+        )
 
     def _ancestors(self, uri: str):
         """Every committed dataset or checkpoint `uri` comes from (itself first), nearest first."""
@@ -221,7 +225,9 @@ class Layout:
         """The held-out (test) split of the SFT conversations a model was trained on."""
         for uri, found in self._ancestors(checkpoint):
             if found.kind == CONVERSATIONS_KIND:
-                return lake.join(self._at("conversations"), str(PurePosixPath(self._relative(uri, "conversations")).parent), "test")
+                return lake.join(
+                    self._at("conversations"), str(PurePosixPath(self._relative(uri, "conversations")).parent), "test"
+                )
         return None
 
     def crawls_of(self, checkpoint: str) -> list[str]:

@@ -30,8 +30,22 @@ NAMES = (
     "Emily Jack Priya Mateo Aisha Noah Sofia Liam Chloe Omar Hana Lucas Zoe Ravi Maya Felix "
     "Amara Theo Lina Diego Nora Kofi Ines Sam Yuki Ben Leila Tom Ava Hugo"
 ).split()
-FRUITS = (("apple", "apples"), ("orange", "oranges"), ("pear", "pears"), ("lemon", "lemons"), ("mango", "mangoes"), ("peach", "peaches"))
-GOODS = (("notebook", "notebooks"), ("pencil", "pencils"), ("sticker", "stickers"), ("marker", "markers"), ("comic", "comics"), ("ticket", "tickets"))
+FRUITS = (
+    ("apple", "apples"),
+    ("orange", "oranges"),
+    ("pear", "pears"),
+    ("lemon", "lemons"),
+    ("mango", "mangoes"),
+    ("peach", "peaches"),
+)
+GOODS = (
+    ("notebook", "notebooks"),
+    ("pencil", "pencils"),
+    ("sticker", "stickers"),
+    ("marker", "markers"),
+    ("comic", "comics"),
+    ("ticket", "tickets"),
+)
 BAKES = (("loaf", "loaves"), ("muffin", "muffins"), ("bagel", "bagels"), ("pie", "pies"), ("cookie", "cookies"))
 PLACES = ("bakery", "cafe", "market stall", "school kitchen", "corner shop")
 
@@ -174,8 +188,14 @@ def _share(rng: random.Random, d: int, w: _Writer):
     )
     rest = total - kept
     steps = [
-        _step(f"After keeping some, {name} has {w.calc(total, '-', kept, rest)} {many} left to share.", f"{total} - {kept}", rest),
-        _step(f"Each friend gets {w.calc(rest, '/', friends, each)} {_pl(each, one, many)}.", f"{rest} / {friends}", each),
+        _step(
+            f"After keeping some, {name} has {w.calc(total, '-', kept, rest)} {many} left to share.",
+            f"{total} - {kept}",
+            rest,
+        ),
+        _step(
+            f"Each friend gets {w.calc(rest, '/', friends, each)} {_pl(each, one, many)}.", f"{rest} / {friends}", each
+        ),
     ]
     return dict(total=total, kept=kept, friends=friends), q, steps, each, _pl(each, one, many)
 
@@ -198,7 +218,13 @@ def _stock(rng: random.Random, d: int, w: _Writer):
             clauses.append(f"bakes {w.n(amount)} more")
             new, op, verb = level + amount, "+", "baking"
         numbers[f"change{i}"] = amount if op == "+" else -amount
-        steps.append(_step(f"After {verb} {w.n(amount)}, the {place} has {w.calc(level, op, amount, new)} {_pl(new, one, many)}.", f"{level} {op} {amount}", new))
+        steps.append(
+            _step(
+                f"After {verb} {w.n(amount)}, the {place} has {w.calc(level, op, amount, new)} {_pl(new, one, many)}.",
+                f"{level} {op} {amount}",
+                new,
+            )
+        )
         level = new
     story = ", then ".join(clauses)
     q = f"A {place} starts the day with {w.n(start)} {many}. It {story}. How many {many} does it have at the end?"
@@ -234,7 +260,11 @@ def _savings(rng: random.Random, d: int, w: _Writer):
     need = price - has
     steps = [
         _step(f"{name} still needs {w.calc(price, '-', has, need, '$$$')}.", f"{price} - {has}", need),
-        _step(f"At that rate it takes {w.calc(need, '/', per_week, weeks, '$$n')} {_pl(weeks, 'week', 'weeks')}.", f"{need} / {per_week}", weeks),
+        _step(
+            f"At that rate it takes {w.calc(need, '/', per_week, weeks, '$$n')} {_pl(weeks, 'week', 'weeks')}.",
+            f"{need} / {per_week}",
+            weeks,
+        ),
     ]
     return dict(price=price, has=has, per_week=per_week), q, steps, weeks, "weeks"
 
@@ -251,7 +281,11 @@ def _fence(rng: random.Random, d: int, w: _Writer):
     steps = [
         _step(f"One length and one width make {w.calc(length, '+', width, half)} metres.", f"{length} + {width}", half),
         _step(f"The whole fence is {w.calc(2, '*', half, perimeter)} metres long.", f"2 * {half}", perimeter),
-        _step(f"It costs {w.calc(perimeter, '*', price, perimeter * price, 'n$$')}.", f"{perimeter} * {price}", perimeter * price),
+        _step(
+            f"It costs {w.calc(perimeter, '*', price, perimeter * price, 'n$$')}.",
+            f"{perimeter} * {price}",
+            perimeter * price,
+        ),
     ]
     return dict(length=length, width=width, price=price), q, steps, perimeter * price, "dollars"
 
@@ -265,7 +299,11 @@ def _discount(rng: random.Random, d: int, w: _Writer):
     off = price * percent // 100
     q = f"A {item} costs {w.money(price)}. {name} buys it in a sale with {w.n(percent)} percent off. How much does {name} pay?"
     steps = [
-        _step(f"The discount is {w.n(percent)} percent of {w.money(price)}, which is {w.money(off)}.", f"{price} * {percent} / 100", off),
+        _step(
+            f"The discount is {w.n(percent)} percent of {w.money(price)}, which is {w.money(off)}.",
+            f"{price} * {percent} / 100",
+            off,
+        ),
         _step(f"{name} pays {w.calc(price, '-', off, price - off, '$$$')}.", f"{price} - {off}", price - off),
     ]
     return dict(price=price, percent=percent), q, steps, price - off, "dollars"
@@ -283,7 +321,11 @@ def _ages(rng: random.Random, d: int, w: _Writer):
     steps = [
         _step(f"Twice the age of {other} is {w.calc(2, '*', young, twice)}.", f"2 * {young}", twice),
         _step(f"So {name} is {w.calc(twice, '+', extra, now)} years old now.", f"{twice} + {extra}", now),
-        _step(f"In {w.n(later)} years {name} will be {w.calc(now, '+', later, now + later)}.", f"{now} + {later}", now + later),
+        _step(
+            f"In {w.n(later)} years {name} will be {w.calc(now, '+', later, now + later)}.",
+            f"{now} + {later}",
+            now + later,
+        ),
     ]
     return dict(young=young, extra=extra, later=later), q, steps, now + later, "years"
 
@@ -298,7 +340,11 @@ def _boxes(rng: random.Random, d: int, w: _Writer):
     )
     steps = [
         _step(f"One box holds {w.calc(rows, '*', per_row, per_box)} {many}.", f"{rows} * {per_row}", per_box),
-        _step(f"So the boxes hold {w.calc(boxes, '*', per_box, boxes * per_box)} {many}.", f"{boxes} * {per_box}", boxes * per_box),
+        _step(
+            f"So the boxes hold {w.calc(boxes, '*', per_box, boxes * per_box)} {many}.",
+            f"{boxes} * {per_box}",
+            boxes * per_box,
+        ),
     ]
     return dict(boxes=boxes, rows=rows, per_row=per_row), q, steps, boxes * per_box, many
 

@@ -33,14 +33,29 @@ from tasks import lake
 from tasks.runtime import StageConfig, code_version, config_hash, digest, gpu_slot, lake_task, log, progress
 
 CODE = ("models", "tasks.pretrain")
-SUMMARY_KEYS = ("checkpoint", "steps", "params", "flops_per_token", "final_loss", "val_loss", "val_bpb", "unigram_bpb",
-                "tokens_per_s", "mfu", "tokens", "processes", "device")
+SUMMARY_KEYS = (
+    "checkpoint",
+    "steps",
+    "params",
+    "flops_per_token",
+    "final_loss",
+    "val_loss",
+    "val_bpb",
+    "unigram_bpb",
+    "tokens_per_s",
+    "mfu",
+    "tokens",
+    "processes",
+    "device",
+)
 
 
 class PretrainConfig(StageConfig):
     name: str = Field("base", description="The run: checkpoints go to checkpoints/{name}/step-N")
     model: GPTConfig = Field(default_factory=GPTConfig, description="Model shape (vocab_size is the tokenizer's)")
-    train: TrainConfig = Field(default_factory=TrainConfig, description="Optimizer, schedule, batch, evaluation, checkpoints")
+    train: TrainConfig = Field(
+        default_factory=TrainConfig, description="Optimizer, schedule, batch, evaluation, checkpoints"
+    )
     nproc: int = Field(1, ge=1, description="Processes on this node: >1 launches torchrun (one per GPU, DDP)")
     gpu_slots: int = Field(1, ge=1, description="Size of the `gpu` concurrency limit if a local run must create it")
 
@@ -71,10 +86,17 @@ def resume_or_start(run: str, config_key: str, inputs_key: str, resume: bool) ->
     aside = f"{lake.normalize(run)}-{theirs.get('config_hash') or 'unknown'}-{theirs.get('inputs_hash') or 'unknown'}"
     fs, path = storage.filesystem(run)
     if fs.exists(storage.filesystem(aside)[1]):
-        raise FileExistsError(f"{run} holds a run of another {what} and {aside} exists too: pass resume, or another name")
+        raise FileExistsError(
+            f"{run} holds a run of another {what} and {aside} exists too: pass resume, or another name"
+        )
     fs.mv(path, storage.filesystem(aside)[1], recursive=True)
-    log.warning("%s held a run of another %s (%s): moved it to %s; starting a new run (resume would continue it)",
-                run, what, found, aside)
+    log.warning(
+        "%s held a run of another %s (%s): moved it to %s; starting a new run (resume would continue it)",
+        run,
+        what,
+        found,
+        aside,
+    )
     return False
 
 
@@ -98,7 +120,12 @@ def train_model(
 
     key = run_key(config)
     inputs = digest([lake.identity(u) for u in (*train_data, *val_data, tokenizer)], length=16)
-    lineage = {"config_hash": key, "inputs_hash": inputs, "code_version": code_version(*CODE), "flow_run_id": flow_run.id}
+    lineage = {
+        "config_hash": key,
+        "inputs_hash": inputs,
+        "code_version": code_version(*CODE),
+        "flow_run_id": flow_run.id,
+    }
     spec = RunSpec(data=train_data, val=val_data, tokenizer=tokenizer, out=run, lineage=lineage)
     with gpu_slot(config.gpu_slots), progress(config.train.steps, f"pretrain {run}", key="pretrain-progress") as bar:
         carry_on = resume_or_start(run, key, inputs, resume)
@@ -106,7 +133,13 @@ def train_model(
             check_batch(config.model, config.train, config.nproc)
             summary = torchrun(train_body(config.model, config.train, spec), config.nproc, carry_on, bar)
         else:
-            summary = train(config.model, config.train, spec, resume=carry_on, on_step=lambda row: bar.advance(row["step"] - bar.done))
+            summary = train(
+                config.model,
+                config.train,
+                spec,
+                resume=carry_on,
+                on_step=lambda row: bar.advance(row["step"] - bar.done),
+            )
     return {k: summary.get(k) for k in SUMMARY_KEYS}
 
 
@@ -123,8 +156,10 @@ def check_batch(model: GPTConfig, train_cfg: TrainConfig, nproc: int) -> None:
     config mistake (not retried); the same error inside torchrun would read as a crash."""
     per_micro = train_cfg.device_batch * model.seq_len * nproc
     if train_cfg.batch_tokens % per_micro:
-        raise ValueError(f"batch_tokens {train_cfg.batch_tokens} is not a multiple of device_batch x seq_len x nproc = "
-                         f"{train_cfg.device_batch} x {model.seq_len} x {nproc}")
+        raise ValueError(
+            f"batch_tokens {train_cfg.batch_tokens} is not a multiple of device_batch x seq_len x nproc = "
+            f"{train_cfg.device_batch} x {model.seq_len} x {nproc}"
+        )
 
 
 def torchrun(body: dict[str, Any], nproc: int, resume: bool, bar: Any, module: str = "models.train") -> dict[str, Any]:
@@ -136,8 +171,20 @@ def torchrun(body: dict[str, Any], nproc: int, resume: bool, bar: Any, module: s
         cfg_path, summary_path = os.path.join(tmp, "run.json"), os.path.join(tmp, "summary.json")
         with open(cfg_path, "w") as f:
             json.dump(body, f)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", module, "--config", cfg_path, "--summary", summary_path, *(["--resume"] if resume else [])]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            module,
+            "--config",
+            cfg_path,
+            "--summary",
+            summary_path,
+            *(["--resume"] if resume else []),
+        ]
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
             tail: list[str] = []
             for line in proc.stdout:  # type: ignore[union-attr]
@@ -206,10 +253,20 @@ def report_markdown(run: str, summary: dict[str, Any], metrics: dict[str, Any], 
     ]
     for e in evals:
         t = train_by_step.get(e["step"])
-        train_loss, lr, speed = (f"{t['loss']:.4f}", f"{t['lr']:.2e}", f"{t['tokens_per_s']:,.0f}") if t else ("–", "–", "–")
+        train_loss, lr, speed = (
+            (f"{t['loss']:.4f}", f"{t['lr']:.2e}", f"{t['tokens_per_s']:,.0f}") if t else ("–", "–", "–")
+        )
         lines.append(f"| {e['step']} | {train_loss} | {e['val_loss']:.4f} | {e['val_bpb']:.4f} | {lr} | {speed} |")
     inline = base64.b64encode(png).decode()
-    lines += ["", f"![loss curve](data:image/png;base64,{inline})", "", f"Loss curve: [{curve_uri}]({curve_uri})", "", "## Samples", ""]
+    lines += [
+        "",
+        f"![loss curve](data:image/png;base64,{inline})",
+        "",
+        f"Loss curve: [{curve_uri}]({curve_uri})",
+        "",
+        "## Samples",
+        "",
+    ]
     last = max((s["step"] for s in metrics["samples"]), default=None)
     for s in metrics["samples"]:
         if s["step"] == last:

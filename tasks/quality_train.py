@@ -48,27 +48,50 @@ TRAINER = "fasttext-numpy2==0.10.4"
 TRAINER_DIR = Path(os.environ.get("CRAWL2CHAT_FASTTEXT_TRAINER", REPO / ".cache" / "fasttext-trainer"))
 NEGATIVE_LABEL = "__label__cc"
 HELDOUT_SCHEMA = pa.schema(
-    [("threshold", pa.float64()), ("precision", pa.float64()), ("recall", pa.float64()), ("negatives_kept", pa.float64()), ("f1", pa.float64())]
+    [
+        ("threshold", pa.float64()),
+        ("precision", pa.float64()),
+        ("recall", pa.float64()),
+        ("negatives_kept", pa.float64()),
+        ("f1", pa.float64()),
+    ]
 )
 EXAMPLES_KEPT = 5
 
 
 class QualityTrainConfig(StageConfig):
-    name: str = Field("quality", description="Written to quality/{name} in the lake; curate with `--set quality.model=<lake>/quality/{name}`")
+    name: str = Field(
+        "quality",
+        description="Written to quality/{name} in the lake; curate with `--set quality.model=<lake>/quality/{name}`",
+    )
     text_field: str = Field("text", description="The positives' text column")
-    negatives_per_positive: float = Field(1.0, gt=0, description="Negatives sampled per positive (DCLM: balanced classes)")
-    max_positives: int | None = Field(None, ge=1, description="Use at most this many positives (the first by a hash of their text)")
+    negatives_per_positive: float = Field(
+        1.0, gt=0, description="Negatives sampled per positive (DCLM: balanced classes)"
+    )
+    max_positives: int | None = Field(
+        None, ge=1, description="Use at most this many positives (the first by a hash of their text)"
+    )
     min_chars: int = Field(1, ge=1, description="Positives and negatives shorter than this are skipped")
     holdout: float = Field(0.2, gt=0, lt=1, description="Share of each class held out for the precision/recall table")
     seed: int = 0
-    epoch: int = Field(20, ge=1, description="Passes over the data. fastText's defaults (5 at lr 0.1) leave a classifier of a few hundred documents per class with every score near 0.5")
+    epoch: int = Field(
+        20,
+        ge=1,
+        description="Passes over the data. fastText's defaults (5 at lr 0.1) leave a classifier of a few hundred documents per class with every score near 0.5",
+    )
     lr: float = Field(0.5, gt=0)
     dim: int = Field(100, ge=1)
     word_ngrams: int = Field(2, ge=1, description="2: unigrams and bigrams, as DCLM")
     min_count: int = Field(1, ge=1)
-    bucket: int = Field(200_000, ge=1, description="Hash buckets of the bigrams; the model holds (words + bucket) x dim floats (fastText's default 2M makes 800 MB at dim 100)")
+    bucket: int = Field(
+        200_000,
+        ge=1,
+        description="Hash buckets of the bigrams; the model holds (words + bucket) x dim floats (fastText's default 2M makes 800 MB at dim 100)",
+    )
     threads: int = Field(1, ge=1, description="fastText threads; 1 makes training deterministic")
-    thresholds: list[float] = Field([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], description="Rows of the held-out table")
+    thresholds: list[float] = Field(
+        [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], description="Rows of the held-out table"
+    )
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -146,7 +169,9 @@ def trainer_python_path() -> str:
     """The folder holding the full fastText library, checked to have its trainer."""
     probe = subprocess.run(
         [sys.executable, "-c", "import fasttext; assert hasattr(fasttext, 'train_supervised'), fasttext.__file__"],
-        env={**os.environ, "PYTHONPATH": str(TRAINER_DIR)}, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(TRAINER_DIR)},
+        capture_output=True,
+        text=True,
     )
     if probe.returncode != 0:
         raise RuntimeError(
@@ -170,10 +195,24 @@ def train_fasttext(lines: list[str], model_path: str, config: QualityTrainConfig
     with tempfile.TemporaryDirectory(prefix="quality-train-") as tmp:
         data = Path(tmp) / "train.txt"
         data.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        args = dict(input=str(data), epoch=config.epoch, lr=config.lr, dim=config.dim, wordNgrams=config.word_ngrams,
-                    minCount=config.min_count, bucket=config.bucket, thread=config.threads, seed=config.seed, verbose=0)
-        done = subprocess.run([sys.executable, "-c", _TRAIN, json.dumps(args), model_path],
-                              env={**os.environ, "PYTHONPATH": pythonpath}, capture_output=True, text=True)
+        args = dict(
+            input=str(data),
+            epoch=config.epoch,
+            lr=config.lr,
+            dim=config.dim,
+            wordNgrams=config.word_ngrams,
+            minCount=config.min_count,
+            bucket=config.bucket,
+            thread=config.threads,
+            seed=config.seed,
+            verbose=0,
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", _TRAIN, json.dumps(args), model_path],
+            env={**os.environ, "PYTHONPATH": pythonpath},
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"fastText training failed: {done.stderr.strip()[-2000:]}")
 
@@ -187,7 +226,9 @@ def heldout_table(pos_scores: np.ndarray, neg_scores: np.ndarray, thresholds: li
         precision = tp / (tp + fp) if tp + fp else None  # nothing kept: not measurable
         recall = tp / len(pos_scores)
         f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
-        rows.append({"threshold": t, "precision": precision, "recall": recall, "negatives_kept": fp / len(neg_scores), "f1": f1})
+        rows.append(
+            {"threshold": t, "precision": precision, "recall": recall, "negatives_kept": fp / len(neg_scores), "f1": f1}
+        )
     return rows
 
 
@@ -218,8 +259,12 @@ def train_quality_model(positives: list[str], negatives: str, out: str, config: 
     pos_train, pos_held = split(pos, config.holdout, config.seed)
     neg_train, neg_held = split(neg, config.holdout, config.seed)
     if not (pos_train and neg_train and pos_held and neg_held):
-        raise ValueError(f"too few documents to train and hold out: positives {len(pos_train)}+{len(pos_held)}, negatives {len(neg_train)}+{len(neg_held)}")
-    lines = [f"{DEFAULT_LABEL} {fasttext_line(t)}" for t in pos_train] + [f"{NEGATIVE_LABEL} {fasttext_line(t)}" for t in neg_train]
+        raise ValueError(
+            f"too few documents to train and hold out: positives {len(pos_train)}+{len(pos_held)}, negatives {len(neg_train)}+{len(neg_held)}"
+        )
+    lines = [f"{DEFAULT_LABEL} {fasttext_line(t)}" for t in pos_train] + [
+        f"{NEGATIVE_LABEL} {fasttext_line(t)}" for t in neg_train
+    ]
     random.Random(config.seed).shuffle(lines)  # SGD sees the classes mixed
     with tempfile.TemporaryDirectory(prefix="quality-model-") as tmp:
         local = str(Path(tmp) / "model.bin")
@@ -235,9 +280,17 @@ def train_quality_model(positives: list[str], negatives: str, out: str, config: 
     table = heldout_table(pos_scores, neg_scores, config.thresholds)
     shard = lake.write_shard(out, "heldout", pa.Table.from_pylist(table, schema=HELDOUT_SCHEMA))
     stats.update(
-        model_file=model_file, model_sha256=sha, model_bytes=len(data), trainer=TRAINER, train_seconds=round(train_seconds, 2),
-        positives=len(pos), negatives=len(neg), train={"positives": len(pos_train), "negatives": len(neg_train)},
-        held_out={"positives": len(pos_held), "negatives": len(neg_held)}, roc_auc=roc_auc(pos_scores, neg_scores),
-        heldout=table, labels={"positive": DEFAULT_LABEL, "negative": NEGATIVE_LABEL},
+        model_file=model_file,
+        model_sha256=sha,
+        model_bytes=len(data),
+        trainer=TRAINER,
+        train_seconds=round(train_seconds, 2),
+        positives=len(pos),
+        negatives=len(neg),
+        train={"positives": len(pos_train), "negatives": len(neg_train)},
+        held_out={"positives": len(pos_held), "negatives": len(neg_held)},
+        roc_auc=roc_auc(pos_scores, neg_scores),
+        heldout=table,
+        labels={"positive": DEFAULT_LABEL, "negative": NEGATIVE_LABEL},
     )
     return {"shard": dataclasses.asdict(shard), "stats": stats}

@@ -116,7 +116,15 @@ def content_key(inputs: Sequence[str] = (), code: Sequence[str] = ()) -> Callabl
 # S3 answers a request it will never accept with a 3xx or 4xx code; these few are the
 # exceptions, faults of the transfer or the moment that the same request can get past.
 TRANSIENT_S3_CODES = frozenset(
-    {"RequestTimeout", "IncompleteBody", "BadDigest", "OperationAborted", "SlowDown", "Throttling", "RequestLimitExceeded"}
+    {
+        "RequestTimeout",
+        "IncompleteBody",
+        "BadDigest",
+        "OperationAborted",
+        "SlowDown",
+        "Throttling",
+        "RequestLimitExceeded",
+    }
 )
 
 
@@ -140,7 +148,9 @@ def _retryable(exc: BaseException) -> bool:
     """Errors that a later attempt can fix: storage and network faults, throttling. S3's
     refusals (invalid or missing bucket, access denied, another region: any answer below 500
     but the transient few) fail at once with S3's own message instead of being retried."""
-    if isinstance(exc, (lake.DatasetNotFound, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+    if isinstance(
+        exc, (lake.DatasetNotFound, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+    ):
         return False
     s3 = _s3_error(exc)
     if s3 is not None:

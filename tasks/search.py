@@ -42,12 +42,20 @@ KIND = "search-index"
 MAX_TITLE_CHARS = 120
 
 PASSAGE_SCHEMA = pa.schema(
-    [("doc_id", pa.string()), ("url", pa.string()), ("title", pa.string()), ("passage", pa.int32()), ("text", pa.string())]
+    [
+        ("doc_id", pa.string()),
+        ("url", pa.string()),
+        ("title", pa.string()),
+        ("passage", pa.int32()),
+        ("text", pa.string()),
+    ]
 )
 
 
 class SearchConfig(StageConfig):
-    passage_chars: int = Field(400, ge=80, le=8000, description="Paragraphs are packed into passages of about this many characters")
+    passage_chars: int = Field(
+        400, ge=80, le=8000, description="Paragraphs are packed into passages of about this many characters"
+    )
     batch_docs: int = Field(256, ge=1, description="Documents read and split at a time: a task's memory bound")
 
 
@@ -122,7 +130,10 @@ def _passage_batches(shard: str, config: SearchConfig, stats: dict[str, int]) ->
                 for name, value in zip(PASSAGE_SCHEMA.names, (doc_id, url or "", title, i, part)):
                     columns[name].append(value)
         if columns["text"]:
-            yield pa.record_batch([pa.array(columns[n], f.type) for n, f in zip(PASSAGE_SCHEMA.names, PASSAGE_SCHEMA)], schema=PASSAGE_SCHEMA)
+            yield pa.record_batch(
+                [pa.array(columns[n], f.type) for n, f in zip(PASSAGE_SCHEMA.names, PASSAGE_SCHEMA)],
+                schema=PASSAGE_SCHEMA,
+            )
 
 
 @lake_task(inputs=("shard",), code=CODE)
@@ -186,7 +197,12 @@ def build_index(clean: str | list[str], out: str, parts: list[dict[str, Any]], c
     if rows != stats["passages"]:
         raise RuntimeError(f"indexed {rows} passages of {stats['passages']}")
     lake.commit(
-        out, shards, kind=KIND, config_hash=config_hash(config), code_version=code_version(*CODE),
-        parents=[clean] if isinstance(clean, str) else clean, stats=stats
+        out,
+        shards,
+        kind=KIND,
+        config_hash=config_hash(config),
+        code_version=code_version(*CODE),
+        parents=[clean] if isinstance(clean, str) else clean,
+        stats=stats,
     )
     return {"uri": lake.normalize(out), **stats}

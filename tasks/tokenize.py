@@ -35,10 +35,15 @@ CODE = ("tasks.tokenize", "models.tokenizer")
 class TokenizerConfig(StageConfig):
     name: str = Field("bpe-4k", description="Stored as tokenizers/{name}/ in the lake")
     vocab_size: int = Field(4096, ge=320, le=1 << 20, description="Pieces, including 256 byte tokens and the specials")
-    sample_chars: int = Field(20_000_000, ge=1000, description="Characters of documents the trainer sees: its memory bound")
+    sample_chars: int = Field(
+        20_000_000, ge=1000, description="Characters of documents the trainer sees: its memory bound"
+    )
     doc_chars: int = Field(10_000, ge=100, description="Each sampled document is cropped to this many characters")
     character_coverage: float | None = Field(
-        None, ge=0.98, le=1.0, description="Share of characters with a piece of their own (the rest are bytes); none: by vocab_size"
+        None,
+        ge=0.98,
+        le=1.0,
+        description="Share of characters with a piece of their own (the rest are bytes); none: by vocab_size",
     )
     threads: int = Field(1, ge=1, description="Training threads")
     seed: int = Field(0, description="Which documents are sampled")
@@ -51,8 +56,12 @@ class TokenizerConfig(StageConfig):
 
 
 class TokenizeConfig(StageConfig):
-    val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="Share of documents (by id hash) held out for validation")
-    batch_docs: int = Field(512, ge=1, description="Documents read, encoded and written at a time: a task's memory bound")
+    val_fraction: float = Field(
+        0.05, ge=0.0, lt=1.0, description="Share of documents (by id hash) held out for validation"
+    )
+    batch_docs: int = Field(
+        512, ge=1, description="Documents read, encoded and written at a time: a task's memory bound"
+    )
     threads: int = Field(1, ge=0, description="Encoder threads per task (0: every core)")
 
 
@@ -70,7 +79,9 @@ def is_validation(doc_id: str, val_fraction: float) -> bool:
     return doc_hash(doc_id) >= 1.0 - val_fraction
 
 
-def sample_documents(clean_uri: str | list[str], config: TokenizerConfig, holdout: float) -> tuple[list[str], dict[str, int]]:
+def sample_documents(
+    clean_uri: str | list[str], config: TokenizerConfig, holdout: float
+) -> tuple[list[str], dict[str, int]]:
     """The training sample: documents in order of a salted hash of their id, cropped to
     `doc_chars`, as many as fit in `sample_chars`; never one of the `holdout` validation
     documents.
@@ -84,7 +95,11 @@ def sample_documents(clean_uri: str | list[str], config: TokenizerConfig, holdou
     chars = seen = held_out = 0
     cutoff = 1.0  # keys at or above it cannot be in the sample
     salt = f"tokenizer-sample-{config.seed}"
-    batches = (b for uri in ([clean_uri] if isinstance(clean_uri, str) else clean_uri) for b in lake.iter_batches(uri, columns=["id", "text"], batch_size=1024))
+    batches = (
+        b
+        for uri in ([clean_uri] if isinstance(clean_uri, str) else clean_uri)
+        for b in lake.iter_batches(uri, columns=["id", "text"], batch_size=1024)
+    )
     for batch in batches:
         for doc_id, text in zip(batch.column("id").to_pylist(), batch.column("text").to_pylist()):
             seen += 1
@@ -104,7 +119,12 @@ def sample_documents(clean_uri: str | list[str], config: TokenizerConfig, holdou
                 chars -= len(evicted)
                 cutoff = -neg_key
     docs = [text for _, _, text in sorted(heap, reverse=True)]  # smallest key first
-    return docs, {"documents_seen": seen, "documents_held_out": held_out, "documents_sampled": len(docs), "chars_sampled": chars}
+    return docs, {
+        "documents_seen": seen,
+        "documents_held_out": held_out,
+        "documents_sampled": len(docs),
+        "chars_sampled": chars,
+    }
 
 
 # -- the tokenizer -----------------------------------------------------------------------
@@ -131,7 +151,9 @@ def train_tokenizer(clean: str | list[str], out: str, config: TokenizerConfig, h
     `tokenizers/...` folder). Returns its stats."""
     docs, stats = sample_documents(clean, config, holdout)
     if not docs:
-        raise ValueError(f"{clean} has no training documents (of {stats['documents_seen']}, {stats['documents_held_out']} held out)")
+        raise ValueError(
+            f"{clean} has no training documents (of {stats['documents_seen']}, {stats['documents_held_out']} held out)"
+        )
     started = time.perf_counter()
     tok = train(docs, config.vocab_size, character_coverage=config.character_coverage, threads=config.threads)
     stats["train_seconds"] = round(time.perf_counter() - started, 3)
@@ -195,13 +217,19 @@ def _encoded_batches(
             stats["tokens"] += sum(counts)
             stats["bytes"] += sum(len(t.encode()) for t in texts)
             yield pa.record_batch(
-                [pa.array(ids, pa.string()), pa.array(encoded, schema.field("tokens").type), pa.array(counts, pa.int32())],
+                [
+                    pa.array(ids, pa.string()),
+                    pa.array(encoded, schema.field("tokens").type),
+                    pa.array(counts, pa.int32()),
+                ],
                 schema=schema,
             )
 
 
 @lake_task(inputs=("shard", "tokenizer"), code=CODE)
-def tokenize_shard(shard: str, tokenizer: str, train_out: str, val_out: str, part: str, config: TokenizeConfig) -> dict[str, Any]:
+def tokenize_shard(
+    shard: str, tokenizer: str, train_out: str, val_out: str, part: str, config: TokenizeConfig
+) -> dict[str, Any]:
     """Encode one clean shard into shard `part` of `train_out` and of `val_out`.
 
     Each split is one streaming pass (the split is by id, so every document is encoded

@@ -35,7 +35,8 @@ MAX_VALUE = 5000  # characters of a tag or parameter value kept (MLflow rejects 
 
 class TrackingConfig(StageConfig):
     mlflow_uri: str | None = Field(
-        None, description="MLflow tracking URI: a folder (file store), sqlite:///file.db or http(s)://server; unset: off"
+        None,
+        description="MLflow tracking URI: a folder (file store), sqlite:///file.db or http(s)://server; unset: off",
     )
     experiment: str = Field("crawl2chat", description="MLflow experiment the runs go to")
 
@@ -55,7 +56,11 @@ def training_metrics(metrics: dict[str, Any]) -> list[tuple[str, float, int]]:
         for row in metrics.get(section) or []:
             out += [(prefix + k, float(v), int(row["step"])) for k, v in row.items() if k != "step" and _is_number(v)]
     for row in metrics.get("updates") or []:
-        out += [(f"rl/{k}", float(v), int(row["iteration"]) + 1) for k, v in row.items() if k != "iteration" and _is_number(v)]
+        out += [
+            (f"rl/{k}", float(v), int(row["iteration"]) + 1)
+            for k, v in row.items()
+            if k != "iteration" and _is_number(v)
+        ]
     if _is_number(metrics.get("unigram_bpb")):
         out.append(("unigram_bpb", float(metrics["unigram_bpb"]), 0))
     return out
@@ -111,7 +116,9 @@ def log_stage(
         from mlflow.entities import Metric, Param
         from mlflow.tracking import MlflowClient
     except ImportError:
-        raise RuntimeError("tracking.mlflow_uri is set but mlflow is not installed: pip install 'crawl2chat[mlflow]'") from None
+        raise RuntimeError(
+            "tracking.mlflow_uri is set but mlflow is not installed: pip install 'crawl2chat[mlflow]'"
+        ) from None
     uri = tracking_uri(tracking.mlflow_uri)
     if uri.startswith("file:"):
         # MLflow 3 keeps its file store in maintenance mode behind this switch; a folder is

@@ -31,8 +31,8 @@ import random
 import uuid
 import zlib
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from tasks.curate.config import ReadConfig
 
@@ -46,7 +46,9 @@ def url(case: str) -> str:
     return HOSTILE + case
 
 
-def record(url: str, body: bytes, headers: str = "Content-Type: text/html; charset=utf-8", declared_delta: int = 0) -> bytes:
+def record(
+    url: str, body: bytes, headers: str = "Content-Type: text/html; charset=utf-8", declared_delta: int = 0
+) -> bytes:
     """One WARC response record (HTTP headers + body) with a correct SHA-1 block digest,
     unless `declared_delta` makes its Content-Length lie."""
     http = f"HTTP/1.1 200 OK\r\n{headers}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
@@ -101,7 +103,9 @@ def _cases(text: str) -> dict[str, Callable[[], tuple[bytes, bool]]]:
     ordinary article, the content of the cases that carry text."""
     rng = random.Random(0)
     paragraph = "</p><p>".join(text.split("\n"))
-    controls = "".join(w + rng.choice([" ", " ", " \x00", "\x01 ", " \x07", "\x1b ", " \x0b", "\x7f "]) for w in text.split(" "))
+    controls = "".join(
+        w + rng.choice([" ", " ", " \x00", "\x01 ", " \x07", "\x1b ", " \x0b", "\x7f "]) for w in text.split(" ")
+    )
 
     def long_line(size: int) -> bytes:
         words = (" ".join(text.split()) + " ").encode()  # the article on one line, over and over
@@ -111,12 +115,30 @@ def _cases(text: str) -> dict[str, Callable[[], tuple[bytes, bool]]]:
         "truncated_gzip": lambda: (member(record(url("truncated_gzip"), _html(paragraph * 20)))[:-500], True),
         "length_too_long": lambda: (record(url("length_too_long"), _html(paragraph), declared_delta=10_000), False),
         "length_too_short": lambda: (record(url("length_too_short"), _html(paragraph), declared_delta=-100), False),
-        "invalid_utf8": lambda: (record(url("invalid_utf8"), _html(paragraph).replace(b". ", b". \xc3\x28\xa0\xa1\xe2\x28\xf0\x28\x8c ")), False),
+        "invalid_utf8": lambda: (
+            record(url("invalid_utf8"), _html(paragraph).replace(b". ", b". \xc3\x28\xa0\xa1\xe2\x28\xf0\x28\x8c ")),
+            False,
+        ),
         "binary_as_html": lambda: (record(url("binary_as_html"), random.Random(1).randbytes(300_000)), False),
-        "page_50mb": lambda: (record(url("page_50mb"), _html((paragraph + " ") * (50 * 2**20 // (len(paragraph) + 1)))), False),
-        "nested_100k": lambda: (record(url("nested_100k"), b"<html><body>" + b"<div>" * 100_000 + paragraph.encode() + b"</div>" * 100_000 + b"</body></html>"), False),
-        "gzip_bomb": lambda: (record(url("gzip_bomb"), gzip_bomb(), headers="Content-Type: text/html\r\nContent-Encoding: gzip"), False),
-        "brotli_bomb": lambda: (record(url("brotli_bomb"), brotli_bomb(), headers="Content-Type: text/html\r\nContent-Encoding: br"), False),
+        "page_50mb": lambda: (
+            record(url("page_50mb"), _html((paragraph + " ") * (50 * 2**20 // (len(paragraph) + 1)))),
+            False,
+        ),
+        "nested_100k": lambda: (
+            record(
+                url("nested_100k"),
+                b"<html><body>" + b"<div>" * 100_000 + paragraph.encode() + b"</div>" * 100_000 + b"</body></html>",
+            ),
+            False,
+        ),
+        "gzip_bomb": lambda: (
+            record(url("gzip_bomb"), gzip_bomb(), headers="Content-Type: text/html\r\nContent-Encoding: gzip"),
+            False,
+        ),
+        "brotli_bomb": lambda: (
+            record(url("brotli_bomb"), brotli_bomb(), headers="Content-Type: text/html\r\nContent-Encoding: br"),
+            False,
+        ),
         "nul_and_controls": lambda: (record(url("nul_and_controls"), _html(controls)), False),
         "line_10mb": lambda: (record(url("line_10mb"), long_line(10 * 2**20)), False),
         "line_just_under": lambda: (record(url("line_just_under"), long_line(_LIMIT - 200)), False),

@@ -82,7 +82,11 @@ def build(root: str, steps: int = 200) -> dict[str, str]:
     tok.save(tok_uri)
     lake.commit(tok_uri, [], kind="tokenizer")
     model = fine_tune(tok, steps)
-    sft = checkpoint.save(lake.join(root, "checkpoints", "sft"), steps, model=model.state_dict(),
-                          config={"model": asdict(MODEL), "tokenizer": tok_uri})
+    sft = checkpoint.save(
+        lake.join(root, "checkpoints", "sft"),
+        steps,
+        model=model.state_dict(),
+        config={"model": asdict(MODEL), "tokenizer": tok_uri},
+    )
     problems = problems_file(Path(root) / "sums.jsonl", 48)
     return {"root": root, "tokenizer": tok_uri, "sft": sft, "problems": str(problems)}

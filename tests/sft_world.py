@@ -30,7 +30,11 @@ def world() -> World:
 def pages(w: World) -> list[tuple[str, str, list[tuple[str, str]]]]:
     """(url, text, facts stated) per encyclopedia page."""
     out = []
-    for entity, write in [(p, person_article) for p in w.people] + [(t, town_article) for t in w.towns] + [(o, org_article) for o in w.orgs]:
+    for entity, write in (
+        [(p, person_article) for p in w.people]
+        + [(t, town_article) for t in w.towns]
+        + [(o, org_article) for o in w.orgs]
+    ):
         article = write(w, entity, random.Random(entity.id))
         url = f"https://wiki.example/{entity.id}"
         out.append((url, "\n".join(b.text for b in article.blocks), article.facts))
@@ -49,7 +53,8 @@ def build(root: str) -> dict[str, str]:
     written = pages(w)
     facts = [
         {"entity_id": e, "name": w.name(e), "attribute": a, "value": w.facts(e)[a], "url": url}
-        for url, _, stated in written for e, a in stated
+        for url, _, stated in written
+        for e, a in stated
     ]
     facts_uri = lake.join(root, "crawls", CRAWL, "facts")
     lake.write_dataset(facts_uri, [pa.Table.from_pylist(facts)], kind="crawl-facts")
@@ -69,6 +74,17 @@ def build(root: str) -> dict[str, str]:
 
     torch.manual_seed(0)
     model = GPT(MODEL)
-    base = checkpoint.save(lake.join(root, "checkpoints", "base"), 0, model=model.state_dict(),
-                           config={"model": asdict(MODEL), "tokenizer": tok_uri})
-    return {"root": root, "facts": facts_uri, "search": search_uri, "tokenizer": tok_uri, "base": base, "clean": clean_uri}
+    base = checkpoint.save(
+        lake.join(root, "checkpoints", "base"),
+        0,
+        model=model.state_dict(),
+        config={"model": asdict(MODEL), "tokenizer": tok_uri},
+    )
+    return {
+        "root": root,
+        "facts": facts_uri,
+        "search": search_uri,
+        "tokenizer": tok_uri,
+        "base": base,
+        "clean": clean_uri,
+    }

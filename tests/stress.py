@@ -68,7 +68,9 @@ def truth_uri(warcs: list[str]) -> str:
 def pipeline_config(lake_root: str, extractor: str = "resiliparse", **overrides: Any) -> Any:
     from tasks.config import load_config
 
-    return load_config("tiny", {**OVERRIDES, "lake.root": lake_root, "curate.extract.extractor": extractor, **overrides})
+    return load_config(
+        "tiny", {**OVERRIDES, "lake.root": lake_root, "curate.extract.extractor": extractor, **overrides}
+    )
 
 
 def run_pipeline(lake_root: str, warcs: list[str], extractor: str = "resiliparse", **overrides: Any) -> dict[str, Any]:
@@ -80,11 +82,20 @@ def run_pipeline(lake_root: str, warcs: list[str], extractor: str = "resiliparse
     from flows.tokenizer import tokenizer
 
     cfg = pipeline_config(lake_root, extractor, **overrides)
-    out = {"curate": curate(warcs=warcs, lake=cfg.lake, config=cfg.curate, dedup=cfg.dedup, runner=cfg.runner, quality=cfg.quality)}
+    out = {
+        "curate": curate(
+            warcs=warcs, lake=cfg.lake, config=cfg.curate, dedup=cfg.dedup, runner=cfg.runner, quality=cfg.quality
+        )
+    }
     clean, crawl = out["curate"]["clean_uri"], out["curate"]["crawl"]
     out["tokenizer"] = tokenizer(lake=cfg.lake, config=cfg.tokenizer, clean=clean, holdout=cfg.tokenize.val_fraction)
     out["tokenize"] = tokenize(
-        lake=cfg.lake, config=cfg.tokenize, tokenizer=out["tokenizer"]["uri"], clean=clean, crawl=crawl, runner=cfg.runner
+        lake=cfg.lake,
+        config=cfg.tokenize,
+        tokenizer=out["tokenizer"]["uri"],
+        clean=clean,
+        crawl=crawl,
+        runner=cfg.runner,
     )
     return out
 
@@ -93,7 +104,9 @@ def command(lake_root: str, warcs: list[str], extractor: str = "resiliparse") ->
     return [sys.executable, "-m", "tests.stress", "--lake", lake_root, "--extractor", extractor, *warcs]
 
 
-def start(lake_root: str, warcs: list[str], extractor: str = "resiliparse", env: dict[str, str] | None = None) -> subprocess.Popen:
+def start(
+    lake_root: str, warcs: list[str], extractor: str = "resiliparse", env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """The pipeline as a subprocess (its own session, so kills reach no one else)."""
     env = {**os.environ, **(env or {}), "CRAWL2CHAT_NO_BAR": "1", "PYTHONPATH": str(REPO)}
     if not env.get("PREFECT_API_URL"):
@@ -103,8 +116,13 @@ def start(lake_root: str, warcs: list[str], extractor: str = "resiliparse", env:
     if not env["PREFECT_API_URL"]:
         raise RuntimeError("a pipeline subprocess needs a Prefect server: set PREFECT_API_URL")
     return subprocess.Popen(
-        command(lake_root, warcs, extractor), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
+        command(lake_root, warcs, extractor),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
 
 
@@ -193,8 +211,14 @@ def train_and_kill(model: Any, train: Any, spec: Any, at_step: int, resume: bool
     from models import checkpoint
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(train_command(model, train, spec, resume), cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        train_command(model, train, spec, resume),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     out = Output(proc, marker=f"step {at_step}/{train.steps} ")
     if not out.seen.wait(600):
         proc.kill()
@@ -206,15 +230,19 @@ def train_and_kill(model: Any, train: Any, spec: Any, at_step: int, resume: bool
     if proc.returncode not in (0, -signal.SIGKILL):
         raise RuntimeError(f"training exited with {proc.returncode}:\n{text[-3000:]}")
     resumed = re.search(r"resumed from \S+ at step (\d+)", text)
-    return {"killed": proc.returncode == -signal.SIGKILL, "saved": checkpoint.committed_steps(spec.out),
-            "resumed_at": int(resumed.group(1)) if resumed else None}
+    return {
+        "killed": proc.returncode == -signal.SIGKILL,
+        "saved": checkpoint.committed_steps(spec.out),
+        "resumed_at": int(resumed.group(1)) if resumed else None,
+    }
 
 
 def train_to_end(model: Any, train: Any, spec: Any) -> int:
     """Resume `spec` in a subprocess and let it finish; the step it resumed from."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(train_command(model, train, spec, resume=True), cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=1200)
+    done = subprocess.run(
+        train_command(model, train, spec, resume=True), cwd=REPO, env=env, capture_output=True, text=True, timeout=1200
+    )
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
     return int(re.search(r"resumed from \S+ at step (\d+)", done.stdout).group(1))
@@ -250,7 +278,9 @@ def ids(uri: str, column: str = "id") -> list[str]:
     return [i for batch in lake.iter_batches(uri, columns=[column]) for i in batch.column(column).to_pylist()]
 
 
-def audit(lake_root: str, truth_uri: str, crawl: str = "sample", tokenizer: str = OVERRIDES["tokenizer.name"]) -> dict[str, int]:
+def audit(
+    lake_root: str, truth_uri: str, crawl: str = "sample", tokenizer: str = OVERRIDES["tokenizer.name"]
+) -> dict[str, int]:
     """Documents lost and duplicated on the way from the crawl to the token datasets.
 
     Every response record of the crawl must be in curated clean or removed exactly once, and
@@ -260,7 +290,9 @@ def audit(lake_root: str, truth_uri: str, crawl: str = "sample", tokenizer: str 
     from tasks import lake
 
     truth = set(ids(truth_uri, "record_id"))
-    curated = ids(lake.join(lake_root, "curated", crawl, "clean")) + ids(lake.join(lake_root, "curated", crawl, "removed"))
+    curated = ids(lake.join(lake_root, "curated", crawl, "clean")) + ids(
+        lake.join(lake_root, "curated", crawl, "removed")
+    )
     clean = set(ids(lake.join(lake_root, "curated", crawl, "clean")))
     tokens_root = lake.join(lake_root, "tokens", tokenizer, crawl)
     tokens = ids(lake.join(tokens_root, "train")) + ids(lake.join(tokens_root, "val"))
@@ -295,7 +327,11 @@ def peak_rss(target: str, *args: str, timeout_s: float = 600) -> dict[str, Any]:
     env = {**os.environ, "CRAWL2CHAT_NO_BAR": "1", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "tests.stress", "measure", target, *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
     )
     if done.returncode != 0:
         raise RuntimeError(f"{target} failed ({done.returncode}):\n{done.stderr[-4000:]}")
@@ -323,7 +359,9 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["measure"]:
         _measure(argv[1], argv[2:])
         return
-    parser = argparse.ArgumentParser(description="Run the pipeline flow on WARC files (tests' and chaos benchmark's driver).")
+    parser = argparse.ArgumentParser(
+        description="Run the pipeline flow on WARC files (tests' and chaos benchmark's driver)."
+    )
     parser.add_argument("--lake", required=True)
     parser.add_argument("--extractor", default="resiliparse")
     parser.add_argument("warcs", nargs="+")
@@ -334,4 +372,3 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
-

@@ -32,6 +32,7 @@ from tests.conftest import free_port
 
 pytest.importorskip("lm_eval")
 import models.harness  # noqa: E402,F401  registers the "crawl2chat" model with lm-eval
+
 CFG = dict(seq_len=128, n_layer=2, n_head=4, n_kv_head=2, n_embd=64)
 WORDS = ["apple", "river", "stone", "cloud", "green", "music", "table", "light", "winter", "paper", "glass", "horse"]
 
@@ -69,9 +70,21 @@ def ckpts(tmp_path_factory, tok) -> dict[str, str]:
     model = random_model(tok.vocab_size)
     config = {"model": dataclasses.asdict(model.config), "tokenizer": str(root / "tok")}
     base = checkpoint.save(str(root / "lake" / "checkpoints" / "base"), 2, model=model.state_dict(), config=config)
-    chat = checkpoint.save(str(root / "lake" / "checkpoints" / "chat"), 2, model=model.state_dict(), config={**config, "data_format": "sft"})
+    chat = checkpoint.save(
+        str(root / "lake" / "checkpoints" / "chat"),
+        2,
+        model=model.state_dict(),
+        config={**config, "data_format": "sft"},
+    )
     export(base, str(root / "hf"))
-    return {"root": str(root), "lake": str(root / "lake"), "base": base, "chat": chat, "hf": str(root / "hf"), "tok": str(root / "tok")}
+    return {
+        "root": str(root),
+        "lake": str(root / "lake"),
+        "base": base,
+        "chat": chat,
+        "hf": str(root / "hf"),
+        "tok": str(root / "tok"),
+    }
 
 
 def greedy_text(ckpt: str, prompt: str, until: list[str], max_new: int) -> str:
@@ -91,27 +104,53 @@ def local_tasks(tmp_path_factory, ckpts) -> str:
     route that generates anything else scores other than 0.5."""
     folder = tmp_path_factory.mktemp("local-tasks")
     r = random.Random(0)
-    mc = [{"q": f"Question {i}: which word comes after the {r.choice(WORDS)}?", "choices": r.sample(WORDS, 4), "gold": r.randrange(4)}
-          for i in range(24)]
+    mc = [
+        {
+            "q": f"Question {i}: which word comes after the {r.choice(WORDS)}?",
+            "choices": r.sample(WORDS, 4),
+            "gold": r.randrange(4),
+        }
+        for i in range(24)
+    ]
     (folder / "mc.jsonl").write_text("".join(json.dumps(d) + "\n" for d in mc))
     gen = []
     for i in range(8):
         q = f"The {r.choice(WORDS)} and the {r.choice(WORDS)} are"
-        gen.append({"q": q, "answer": greedy_text(ckpts["base"], q, ["\n", "."], 6).strip() if i < 4 else "never written"})
+        gen.append(
+            {"q": q, "answer": greedy_text(ckpts["base"], q, ["\n", "."], 6).strip() if i < 4 else "never written"}
+        )
     assert all(g["answer"] for g in gen[:4])
     (folder / "gen.jsonl").write_text("".join(json.dumps(d) + "\n" for d in gen))
     tasks = {
-        "local_mc": {"output_type": "multiple_choice", "doc_to_text": "{{q}}", "doc_to_choice": "{{choices}}", "doc_to_target": "gold",
-                     "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}], "data": "mc.jsonl"},
-        "local_gen": {"output_type": "generate_until", "doc_to_text": "{{q}}", "doc_to_target": "{{answer}}",
-                      "generation_kwargs": {"until": ["\n", "."], "max_gen_toks": 6, "do_sample": False},
-                      "filter_list": [{"name": "strip", "filter": [{"function": "remove_whitespace"}]}],
-                      "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True, "ignore_punctuation": False}],
-                      "data": "gen.jsonl"},
+        "local_mc": {
+            "output_type": "multiple_choice",
+            "doc_to_text": "{{q}}",
+            "doc_to_choice": "{{choices}}",
+            "doc_to_target": "gold",
+            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+            "data": "mc.jsonl",
+        },
+        "local_gen": {
+            "output_type": "generate_until",
+            "doc_to_text": "{{q}}",
+            "doc_to_target": "{{answer}}",
+            "generation_kwargs": {"until": ["\n", "."], "max_gen_toks": 6, "do_sample": False},
+            "filter_list": [{"name": "strip", "filter": [{"function": "remove_whitespace"}]}],
+            "metric_list": [
+                {"metric": "exact_match", "aggregation": "mean", "higher_is_better": True, "ignore_punctuation": False}
+            ],
+            "data": "gen.jsonl",
+        },
     }
     for name, spec in tasks.items():
         data = spec.pop("data")
-        body = {"task": name, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(folder / data)}}, "test_split": "test", **spec}
+        body = {
+            "task": name,
+            "dataset_path": "json",
+            "dataset_kwargs": {"data_files": {"test": str(folder / data)}},
+            "test_split": "test",
+            **spec,
+        }
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(body, sort_keys=False))
     return str(folder)
 
@@ -121,7 +160,10 @@ def by_route(results: dict) -> dict:
     out = {}
     for task, samples in results["samples"].items():
         metric = "acc,none" if task == "local_mc" else "exact_match,strip"
-        answers = [[r[0][0] if isinstance(r[0], (list, tuple)) else r[0] for r in s["resps"]] for s in sorted(samples, key=lambda s: s["doc_id"])]
+        answers = [
+            [r[0][0] if isinstance(r[0], (list, tuple)) else r[0] for r in s["resps"]]
+            for s in sorted(samples, key=lambda s: s["doc_id"])
+        ]
         out[task] = (results["results"][task][metric], answers)
     return out
 
@@ -130,8 +172,14 @@ def simple_evaluate(model, model_args, include: str, **options):
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    return lm_eval.simple_evaluate(model=model, model_args=model_args, tasks=["local_mc", "local_gen"],
-                                   task_manager=TaskManager(include_path=include), log_samples=True, **options)
+    return lm_eval.simple_evaluate(
+        model=model,
+        model_args=model_args,
+        tasks=["local_mc", "local_gen"],
+        task_manager=TaskManager(include_path=include),
+        log_samples=True,
+        **options,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +223,9 @@ def assert_same(route: dict, engine_route: dict, name: str) -> None:
 
 def test_hf_backend_on_the_export_gives_the_same_number(engine_route, ckpts, local_tasks):
     """Route 2: lm-eval's `hf` backend on the exported folder (<|bos|> first, as in training)."""
-    route = by_route(simple_evaluate("hf", f"pretrained={ckpts['hf']},dtype=float32,add_bos_token=True", local_tasks, device="cpu"))
+    route = by_route(
+        simple_evaluate("hf", f"pretrained={ckpts['hf']},dtype=float32,add_bos_token=True", local_tasks, device="cpu")
+    )
     assert_same(route, engine_route, "hf")
 
 
@@ -197,8 +247,13 @@ def bos_first_tokenizer(export: Path, out: Path) -> Path:
     bos = {"id": "<|bos|>", "type_id": 0}
     bos_id = next(t["id"] for t in body["added_tokens"] if t["content"] == "<|bos|>")
     body["post_processor"] = {
-        "type": "TemplateProcessing", "single": [{"SpecialToken": bos}, {"Sequence": {"id": "A", "type_id": 0}}],
-        "pair": [{"SpecialToken": bos}, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": bos}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [
+            {"SpecialToken": bos},
+            {"Sequence": {"id": "A", "type_id": 0}},
+            {"Sequence": {"id": "B", "type_id": 1}},
+        ],
         "special_tokens": {"<|bos|>": {"id": "<|bos|>", "ids": [bos_id], "tokens": ["<|bos|>"]}},
     }
     (out / "tokenizer.json").write_text(json.dumps(body, ensure_ascii=False))
@@ -212,8 +267,10 @@ def serve_route(ckpts: dict, local_tasks: str) -> dict:
 
     client_tok = bos_first_tokenizer(Path(ckpts["hf"]), Path(ckpts["root"]) / "client-tokenizer")
     with running(Engine.from_checkpoint(ckpts["base"]), "crawl2chat") as base_url:
-        args = (f"model=crawl2chat,base_url={base_url}/v1/completions,tokenizer={client_tok},tokenizer_backend=huggingface,"
-                f"tokenized_requests=True,add_bos_token=True,max_length={CFG['seq_len']},max_gen_toks=6,num_concurrent=4")
+        args = (
+            f"model=crawl2chat,base_url={base_url}/v1/completions,tokenizer={client_tok},tokenizer_backend=huggingface,"
+            f"tokenized_requests=True,add_bos_token=True,max_length={CFG['seq_len']},max_gen_toks=6,num_concurrent=4"
+        )
         return by_route(simple_evaluate("local-completions", args, local_tasks))
 
 
@@ -234,9 +291,13 @@ def test_chat_template_gives_our_chat_ids_and_the_exports(ckpts):
     hf = AutoTokenizer.from_pretrained(ckpts["hf"])
     plain = [{"role": "user", "content": "What is the capital of France?"}]
     assert lm.tok_encode(lm.apply_chat_template(plain)) == render_for_completion(lm.tok, plain)
-    assert hf.apply_chat_template(plain, add_generation_prompt=True, tokenize=True, return_dict=False) == render_for_completion(lm.tok, plain)
+    assert hf.apply_chat_template(
+        plain, add_generation_prompt=True, tokenize=True, return_dict=False
+    ) == render_for_completion(lm.tok, plain)
     # lm-eval continuing an assistant turn: no <|assistant_end|> after it.
-    open_turn = lm.tok_encode(lm.apply_chat_template([*plain, {"role": "assistant", "content": "Paris"}], add_generation_prompt=False))
+    open_turn = lm.tok_encode(
+        lm.apply_chat_template([*plain, {"role": "assistant", "content": "Paris"}], add_generation_prompt=False)
+    )
     assert open_turn == render_for_completion(lm.tok, plain) + lm.tok.encode("Paris")
 
 
@@ -255,7 +316,9 @@ def test_rolling_loglikelihood_is_the_documents_log_probability(ckpts):
     # Longer than the context: windows, each token predicted once (the sum grows with the text).
     long = " ".join([text] * 40)
     assert len(lm.tok.encode(long)) > 3 * CFG["seq_len"]
-    (total,) = lm.loglikelihood_rolling([Instance(request_type="loglikelihood_rolling", doc={}, arguments=(long,), idx=0)])
+    (total,) = lm.loglikelihood_rolling(
+        [Instance(request_type="loglikelihood_rolling", doc={}, arguments=(long,), idx=0)]
+    )
     assert total < 0 and total == pytest.approx(total)
 
 
@@ -267,18 +330,52 @@ def write_bundle(folder: Path) -> Path:
     modelling task (the real one has 22), with baselines in percent as DCLM writes them."""
     r = random.Random(1)
     (folder / "eval_data" / "mine").mkdir(parents=True)
-    mc = [{"query": f"Q{i}: the {r.choice(WORDS)} is", "choices": r.sample(WORDS, 4), "gold": r.randrange(4)} for i in range(30)]
-    schema = [{"context_options": [f"The {a} fell on the {b}." for a, b in (r.sample(WORDS, 2), r.sample(WORDS, 2))],
-               "continuation": f"It was {r.choice(WORDS)}.", "gold": r.randrange(2)} for _ in range(20)]
+    mc = [
+        {"query": f"Q{i}: the {r.choice(WORDS)} is", "choices": r.sample(WORDS, 4), "gold": r.randrange(4)}
+        for i in range(30)
+    ]
+    schema = [
+        {
+            "context_options": [f"The {a} fell on the {b}." for a, b in (r.sample(WORDS, 2), r.sample(WORDS, 2))],
+            "continuation": f"It was {r.choice(WORDS)}.",
+            "gold": r.randrange(2),
+        }
+        for _ in range(20)
+    ]
     lm = [{"context": f"{w} {w} {w} ", "continuation": f" {w}"} for w in WORDS]
     for name, rows in (("mc", mc), ("schema", schema), ("lm", lm)):
         (folder / "eval_data" / "mine" / f"{name}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
-    (folder / "core.yaml").write_text(yaml.safe_dump({"icl_tasks": [
-        {"label": "my_mc", "dataset_uri": "mine/mc.jsonl", "num_fewshot": [3], "icl_task_type": "multiple_choice", "continuation_delimiter": " "},
-        {"label": "my_schema", "dataset_uri": "mine/schema.jsonl", "num_fewshot": [0], "icl_task_type": "schema"},
-        {"label": "my_lm", "dataset_uri": "mine/lm.jsonl", "num_fewshot": [2], "icl_task_type": "language_modeling", "continuation_delimiter": ""},
-    ]}))
-    (folder / "eval_meta_data.csv").write_text("Eval Task,Task Category,Random baseline\nmy_mc,x,25\nmy_schema,x,50\nmy_lm,x,0\n")
+    (folder / "core.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "icl_tasks": [
+                    {
+                        "label": "my_mc",
+                        "dataset_uri": "mine/mc.jsonl",
+                        "num_fewshot": [3],
+                        "icl_task_type": "multiple_choice",
+                        "continuation_delimiter": " ",
+                    },
+                    {
+                        "label": "my_schema",
+                        "dataset_uri": "mine/schema.jsonl",
+                        "num_fewshot": [0],
+                        "icl_task_type": "schema",
+                    },
+                    {
+                        "label": "my_lm",
+                        "dataset_uri": "mine/lm.jsonl",
+                        "num_fewshot": [2],
+                        "icl_task_type": "language_modeling",
+                        "continuation_delimiter": "",
+                    },
+                ]
+            }
+        )
+    )
+    (folder / "eval_meta_data.csv").write_text(
+        "Eval Task,Task Category,Random baseline\nmy_mc,x,25\nmy_schema,x,50\nmy_lm,x,0\n"
+    )
     return folder
 
 
@@ -291,7 +388,14 @@ def nanochat_accuracy(model: GPT, tok: Tokenizer, task: dict) -> float:
     random.Random(1337).shuffle(items)
     d, right = task["delimiter"], 0
     for i, item in enumerate(items):
-        shots = [] if not task["fewshot"] else [items[j] for j in random.Random(1234 + i).sample([j for j in range(len(items)) if j != i], task["fewshot"])]
+        shots = (
+            []
+            if not task["fewshot"]
+            else [
+                items[j]
+                for j in random.Random(1234 + i).sample([j for j in range(len(items)) if j != i], task["fewshot"])
+            ]
+        )
         if task["type"] == "multiple_choice":
             head = "".join(f"{s['query']}{d}{s['choices'][s['gold']]}\n\n" for s in shots)
             prompts = [head + item["query"] + d + c for c in item["choices"]]
@@ -309,10 +413,16 @@ def nanochat_accuracy(model: GPT, tok: Tokenizer, task: dict) -> float:
             right += all(logits[j - 1].argmax().item() == ids[j] for j in range(start, len(ids)))
             continue
         if task["type"] == "multiple_choice":
-            common = next(k for k in range(min(map(len, seqs)) + 1) if k == min(map(len, seqs)) or len({s[k] for s in seqs}) > 1)
+            common = next(
+                k for k in range(min(map(len, seqs)) + 1) if k == min(map(len, seqs)) or len({s[k] for s in seqs}) > 1
+            )
             spans = [(common, len(s)) for s in seqs]
         else:
-            suffix = next(k for k in range(min(map(len, seqs)) + 1) if k == min(map(len, seqs)) or len({s[-1 - k] for s in seqs}) > 1)
+            suffix = next(
+                k
+                for k in range(min(map(len, seqs)) + 1)
+                if k == min(map(len, seqs)) or len({s[-1 - k] for s in seqs}) > 1
+            )
             spans = [(len(s) - suffix, len(s)) for s in seqs]
         losses = []
         for s, (a, b) in zip(seqs, spans):
@@ -336,7 +446,9 @@ def test_core_from_a_bundle_scores_as_nanochat(tmp_path, ckpts):
             expected = nanochat_accuracy(model, tok, task)
             row = got[core.PREFIX + task["label"]]
             assert row["value"] == pytest.approx(expected), task["label"]
-            assert row["baseline"] == task["baseline"] and row["centered"] == pytest.approx(core.centered(expected, task["baseline"]))
+            assert row["baseline"] == task["baseline"] and row["centered"] == pytest.approx(
+                core.centered(expected, task["baseline"])
+            )
             centered.append(row["centered"])
     assert got["CORE"]["value"] == pytest.approx(sum(centered) / 3) and got["CORE"]["group"] == "core"
     assert any(0 < got[core.PREFIX + t]["value"] < 1 for t in ("my_mc", "my_schema"))
@@ -361,7 +473,9 @@ def test_hub_task_offline_says_dataset_not_reachable(ckpts, tmp_path, monkeypatc
     """Every task whose data is out of reach is named in one error, before the model loads."""
     monkeypatch.setattr(core, "CACHE", tmp_path / "cache")
     bundle_url = f"http://127.0.0.1:{free_port()}/eval_bundle.zip"
-    with pytest.raises(core.DatasetUnreachable, match="dataset not reachable for 2 task.*core .*CORE's eval bundle.*arc_easy"):
+    with pytest.raises(
+        core.DatasetUnreachable, match="dataset not reachable for 2 task.*core .*CORE's eval bundle.*arc_easy"
+    ):
         evaluate(ckpts["base"], ["core", "arc_easy"], BenchmarkConfig(core_bundle=bundle_url))
 
 
@@ -380,13 +494,20 @@ def test_unknown_task_is_a_clear_error(ckpts):
 
 def lm_eval_results(values: dict[str, tuple[str, float]]) -> dict:
     """Results shaped as lm-eval's simple_evaluate returns them."""
-    return {"results": {t: {"alias": t, m: v, m.replace(",", "_stderr,", 1): 0.01} for t, (m, v) in values.items()},
-            "n-samples": {t: {"original": 100, "effective": 100} for t in values}}
+    return {
+        "results": {t: {"alias": t, m: v, m.replace(",", "_stderr,", 1): 0.01} for t, (m, v) in values.items()},
+        "n-samples": {t: {"original": 100, "effective": 100} for t in values},
+    }
 
 
 def test_chatcore_is_the_mean_centered_accuracy_and_needs_humaneval(tmp_path):
-    measured = {"arc_easy": ("acc,none", 0.40), "arc_challenge": ("acc,none", 0.28), "mmlu": ("acc,none", 0.25),
-                "gsm8k": ("exact_match,strict-match", 0.05), "humaneval": ("pass@1,create_test", 0.09)}
+    measured = {
+        "arc_easy": ("acc,none", 0.40),
+        "arc_challenge": ("acc,none", 0.28),
+        "mmlu": ("acc,none", 0.25),
+        "gsm8k": ("exact_match,strict-match", 0.05),
+        "humaneval": ("pass@1,create_test", 0.09),
+    }
     allowed = Plan(["chat"], BenchmarkConfig(allow_code_execution=True), None, tmp_path)
     rows = {r["task"]: r for r in score_rows(lm_eval_results(measured), allowed)}
     assert rows["arc_easy"]["centered"] == pytest.approx(0.2) and rows["mmlu"]["centered"] == pytest.approx(0.0)
@@ -411,7 +532,9 @@ def test_benchmark_flow_writes_a_dataset_with_lineage(prefect_server, ckpts, loc
     from tasks.config import LakeConfig
 
     config = BenchmarkConfig(include_path=[local_tasks], batch_size=5)
-    out = benchmark(checkpoint="base", lake=LakeConfig(root=ckpts["lake"]), config=config, tasks=["local_mc", "local_gen"])
+    out = benchmark(
+        checkpoint="base", lake=LakeConfig(root=ckpts["lake"]), config=config, tasks=["local_mc", "local_gen"]
+    )
     assert out["results"] == lakes.join(ckpts["lake"], "evals", "base", "benchmarks", "step-000002")
     manifest = lakes.manifest(out["results"])
     assert manifest.kind == "benchmark-results" and manifest.parents == [ckpts["base"]]
@@ -419,7 +542,9 @@ def test_benchmark_flow_writes_a_dataset_with_lineage(prefect_server, ckpts, loc
     rows = lakes.read_shard(lakes.shard_uris(out["results"])[0]).to_pylist()
     assert {(r["task"], r["metric"]) for r in rows} == {("local_mc", "acc,none"), ("local_gen", "exact_match,strip")}
     assert all(r["samples"] in (24, 8) and r["stderr"] > 0 for r in rows)
-    again = benchmark(checkpoint="base", lake=LakeConfig(root=ckpts["lake"]), config=config, tasks=["local_mc", "local_gen"])
+    again = benchmark(
+        checkpoint="base", lake=LakeConfig(root=ckpts["lake"]), config=config, tasks=["local_mc", "local_gen"]
+    )
     assert again == out  # a cache hit: the same checkpoint, tasks and task files
 
 
@@ -427,8 +552,10 @@ def test_pipeline_benchmarks_the_stages_its_config_names(prefect_server, ckpts, 
     from flows.pipeline import benchmarks
     from tasks.config import load_config
 
-    config = load_config("tiny", {"lake.root": ckpts["lake"], "benchmark.include_path": [local_tasks],
-                                  "benchmark.after": {"sft": ["local_mc"]}})
+    config = load_config(
+        "tiny",
+        {"lake.root": ckpts["lake"], "benchmark.include_path": [local_tasks], "benchmark.after": {"sft": ["local_mc"]}},
+    )
     out = {"pretrain": {"checkpoint": ckpts["base"]}, "sft": {"checkpoint": ckpts["chat"]}}
     for stage in ("pretrain", "sft"):
         benchmarks(out, stage, config)

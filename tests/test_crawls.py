@@ -21,7 +21,9 @@ def test_folder_layout_and_common_crawl_layout(lake_root):
     put(lake.join(root, "2026-a", "x", "one.warc.gz"), b"w")
     put(lake.join(root, "2026-a", "two.warc"), b"w")
     put(lake.join(root, "2026-a", "notes.txt"), b"n")
-    listing = "crawl-data/CC-MAIN-2026-01/segments/1/warc/f1.warc.gz\ncrawl-data/CC-MAIN-2026-01/segments/2/warc/f2.warc.gz\n"
+    listing = (
+        "crawl-data/CC-MAIN-2026-01/segments/1/warc/f1.warc.gz\ncrawl-data/CC-MAIN-2026-01/segments/2/warc/f2.warc.gz\n"
+    )
     put(lake.join(root, "crawl-data", "CC-MAIN-2026-01", "warc.paths.gz"), gzip.compress(listing.encode()))
     found = crawls.discover(root)
     assert set(found) == {"2026-a", "CC-MAIN-2026-01"}
@@ -42,7 +44,9 @@ def test_uncurated_skips_crawls_with_a_clean_dataset(lake_root):
     assert set(crawls.uncurated(root, lake_dir)) == {"new"}
 
 
-@pytest.mark.parametrize("raw,expected", [("CC-MAIN-2026-01", "CC-MAIN-2026-01"), ("my crawl/2", "my-crawl-2"), ("..a..", "a")])
+@pytest.mark.parametrize(
+    "raw,expected", [("CC-MAIN-2026-01", "CC-MAIN-2026-01"), ("my crawl/2", "my-crawl-2"), ("..a..", "a")]
+)
 def test_crawl_names_are_path_safe(raw, expected):
     assert crawls.crawl_name(raw) == expected
 

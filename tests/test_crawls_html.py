@@ -23,7 +23,9 @@ def warcio_records(path: Path) -> list[tuple[str, str, str, bytes]]:
     with open(path, "rb") as f:
         for rec in ArchiveIterator(f, check_digests="raise"):
             ctype = rec.http_headers.get_header("Content-Type") if rec.http_headers else None
-            out.append((rec.rec_type, rec.rec_headers.get_header("WARC-Target-URI"), ctype, rec.content_stream().read()))
+            out.append(
+                (rec.rec_type, rec.rec_headers.get_header("WARC-Target-URI"), ctype, rec.content_stream().read())
+            )
     return out
 
 
@@ -44,7 +46,7 @@ def test_a_real_doc_site_becomes_one_record_per_page(site, tmp_path):
     for (_, url, ctype, payload), path in zip(responses, files):
         raw = path.read_bytes()
         assert payload == (gzip.decompress(raw) if path.name.endswith(".gz") else raw)
-        assert unquote(url[len(site.base_url):]) == path.relative_to(root).as_posix().removesuffix(".gz")
+        assert unquote(url[len(site.base_url) :]) == path.relative_to(root).as_posix().removesuffix(".gz")
         assert ctype.startswith("text/html")
 
     read = list(read_warc(str(warc), ReadConfig()))
@@ -81,7 +83,9 @@ def test_charsets_compressed_pages_and_odd_names(tmp_path):
 
     records = {r[1]: r for r in warcio_records(out)[1:]}
     base = "http://docs.example.org/manual/"
-    assert sorted(records) == sorted(base + p for p in ("big.html", "latin.html", "sub%20dir/caf%C3%A9.html", "undeclared.htm"))
+    assert sorted(records) == sorted(
+        base + p for p in ("big.html", "latin.html", "sub%20dir/caf%C3%A9.html", "undeclared.htm")
+    )
     assert records[base + "latin.html"][2] == "text/html; charset=iso8859-1"
     assert records[base + "sub%20dir/caf%C3%A9.html"][2] == "text/html; charset=utf-8"
     assert records[base + "undeclared.htm"][2] == "text/html"  # not UTF-8, nothing declared: the reader sniffs
@@ -122,5 +126,7 @@ def test_cli_writes_the_crawl(tmp_path):
     assert result.exit_code == 0, result.output
     assert "3 pages" in result.output
     assert [r[1] for r in warcio_records(out)[1:]] == [f"https://example.org/docs/p{i}.html" for i in range(3)]
-    bad = CliRunner().invoke(app, ["crawl-from-html", str(tmp_path / "nope"), str(out), "--base-url", "https://example.org/"])
+    bad = CliRunner().invoke(
+        app, ["crawl-from-html", str(tmp_path / "nope"), str(out), "--base-url", "https://example.org/"]
+    )
     assert bad.exit_code != 0 and "no folder" in bad.output

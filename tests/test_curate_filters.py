@@ -62,12 +62,40 @@ def prose(n_sentences: int = 12) -> str:
 
 def test_words_follow_spacy_on_numbers_contractions_and_punctuation():
     assert words("I don't know, it's 3.14 and 1,000 O'Brien!") == [
-        "I", "do", "n't", "know", ",", "it", "'s", "3.14", "and", "1,000", "O'Brien", "!",
+        "I",
+        "do",
+        "n't",
+        "know",
+        ",",
+        "it",
+        "'s",
+        "3.14",
+        "and",
+        "1,000",
+        "O'Brien",
+        "!",
     ]
     # the cases where a looser regex disagreed with datatrove's spaCy tokens
-    assert words("See http://amzn.to/2iJFhRj or a.b@c.org.") == ["See", "http://amzn.to/2iJFhRj", "or", "a.b@c.org", "."]
+    assert words("See http://amzn.to/2iJFhRj or a.b@c.org.") == [
+        "See",
+        "http://amzn.to/2iJFhRj",
+        "or",
+        "a.b@c.org",
+        ".",
+    ]
     assert words("The U.S. Gov. and John A. Smith, e.g. Inc. wait...") == [
-        "The", "U.S.", "Gov.", "and", "John", "A.", "Smith", ",", "e.g.", "Inc.", "wait", "...",
+        "The",
+        "U.S.",
+        "Gov.",
+        "and",
+        "John",
+        "A.",
+        "Smith",
+        ",",
+        "e.g.",
+        "Inc.",
+        "wait",
+        "...",
     ]
     assert words("11/19/19 3-4") == ["11/19/19", "3", "-", "4"]
     assert words("@Indiapost_News पानी नहीं") == ["@Indiapost_News", "पानी", "नहीं"]  # vowel signs stay in the word
@@ -86,22 +114,121 @@ def test_words_follow_spacy_on_documentation():
     punctuation-splitting tokenizer undercounts words with a letter on documentation pages
     (expected tokens are spaCy blank("en")'s)."""
     assert words("git commit --no-verify -m SHA-1 /usr/bin java.lang.String git-commit(1)") == [
-        "git", "commit", "--no", "-", "verify", "-m", "SHA-1", "/usr", "/", "bin", "java.lang", ".", "String",
-        "git", "-", "commit(1", ")",
+        "git",
+        "commit",
+        "--no",
+        "-",
+        "verify",
+        "-m",
+        "SHA-1",
+        "/usr",
+        "/",
+        "bin",
+        "java.lang",
+        ".",
+        "String",
+        "git",
+        "-",
+        "commit(1",
+        ")",
     ]
     assert words("It cannot be, dont worry: f(x,y) and/or <stdio.h> etc. (e.g., x=1):") == [
-        "It", "can", "not", "be", ",", "do", "nt", "worry", ":", "f(x", ",", "y", ")", "and/or", "<", "stdio.h", ">",
-        "etc", ".", "(", "e.g.", ",", "x=1", "):",
+        "It",
+        "can",
+        "not",
+        "be",
+        ",",
+        "do",
+        "nt",
+        "worry",
+        ":",
+        "f(x",
+        ",",
+        "y",
+        ")",
+        "and/or",
+        "<",
+        "stdio.h",
+        ">",
+        "etc",
+        ".",
+        "(",
+        "e.g.",
+        ",",
+        "x=1",
+        "):",
     ]
     assert words("10km $5 which'll they're ``quoted''. |sub|.") == [
-        "10", "km", "$", "5", "which'll", "they", "'re", "`", "`", "quoted", "''", ".", "|sub|", ".",
+        "10",
+        "km",
+        "$",
+        "5",
+        "which'll",
+        "they",
+        "'re",
+        "`",
+        "`",
+        "quoted",
+        "''",
+        ".",
+        "|sub|",
+        ".",
     ]
 
 
 PIECES = [
-    "don", "N", "n", "'t", "’T", "'s", "’re", "'ll", "'d", "it", "I", "U.S.", "e.g.", "Inc.", "etc.", "vs.", "a.",
-    "3.14", "1,000", "@x", "a@b.co", "http://x.y/don't", "www.z.org", "...", "-", "--", "_", ",", "(", ")", ":",
-    "/", "=", "§", "é", "\u0301", "пи", "あ", "can", "not", "id", ".", "!", ";", "?", "B", "ʰ", "ª", "Mr", "vs", "co", "and",
+    "don",
+    "N",
+    "n",
+    "'t",
+    "’T",
+    "'s",
+    "’re",
+    "'ll",
+    "'d",
+    "it",
+    "I",
+    "U.S.",
+    "e.g.",
+    "Inc.",
+    "etc.",
+    "vs.",
+    "a.",
+    "3.14",
+    "1,000",
+    "@x",
+    "a@b.co",
+    "http://x.y/don't",
+    "www.z.org",
+    "...",
+    "-",
+    "--",
+    "_",
+    ",",
+    "(",
+    ")",
+    ":",
+    "/",
+    "=",
+    "§",
+    "é",
+    "\u0301",
+    "пи",
+    "あ",
+    "can",
+    "not",
+    "id",
+    ".",
+    "!",
+    ";",
+    "?",
+    "B",
+    "ʰ",
+    "ª",
+    "Mr",
+    "vs",
+    "co",
+    "and",
 ]
 
 
@@ -175,12 +302,28 @@ def test_gopher_repetition_paragraph_and_line_edges():
     edge(GopherRepetitionFilter, GopherRepetitionConfig, "dup_para_frac", text, 2 / len(paragraphs), "dup_para_frac")
     relaxed = dict(dup_para_frac=1.0)
     chars = 2 * len("alpha beta gamma delta")
-    edge(GopherRepetitionFilter, GopherRepetitionConfig, "dup_para_char_frac", text, chars / len(text), "dup_para_char_frac", **relaxed)
+    edge(
+        GopherRepetitionFilter,
+        GopherRepetitionConfig,
+        "dup_para_char_frac",
+        text,
+        chars / len(text),
+        "dup_para_char_frac",
+        **relaxed,
+    )
     lines_text = "one two three\nfour five six\none two three\nseven eight nine ten"
     relaxed = dict(dup_para_frac=1.0, dup_para_char_frac=1.0)
     edge(GopherRepetitionFilter, GopherRepetitionConfig, "dup_line_frac", lines_text, 1 / 4, "dup_line_frac", **relaxed)
     relaxed["dup_line_frac"] = 1.0
-    edge(GopherRepetitionFilter, GopherRepetitionConfig, "dup_line_char_frac", lines_text, len("one two three") / len(lines_text), "dup_line_char_frac", **relaxed)
+    edge(
+        GopherRepetitionFilter,
+        GopherRepetitionConfig,
+        "dup_line_char_frac",
+        lines_text,
+        len("one two three") / len(lines_text),
+        "dup_line_char_frac",
+        **relaxed,
+    )
 
 
 def test_gopher_repetition_ngram_edges():
@@ -225,7 +368,10 @@ def test_gopher_quality_ratio_edges():
     edge(GopherQualityFilter, GopherQualityConfig, "max_avg_word_length", text, mean, "gopher_above_avg_threshold")
     # min_avg: at the mean keeps, a hair above drops
     assert GopherQualityFilter(GopherQualityConfig(min_avg_word_length=mean))(doc(text)) is None
-    assert GopherQualityFilter(GopherQualityConfig(min_avg_word_length=mean + EPS))(doc(text)) == "gopher_below_avg_threshold"
+    assert (
+        GopherQualityFilter(GopherQualityConfig(min_avg_word_length=mean + EPS))(doc(text))
+        == "gopher_below_avg_threshold"
+    )
     hashes = text + " #a #b #c"
     n = len(Text(hashes).words)
     edge(GopherQualityFilter, GopherQualityConfig, "max_symbol_word_ratio", hashes, 3 / n, "gopher_too_many_hashes")
@@ -237,7 +383,15 @@ def test_gopher_quality_ratio_edges():
     ellipses = "\n".join([line + "..." for line in text.splitlines()[:2]] + text.splitlines()[2:])
     n_words = len(Text(ellipses).words)
     loose = dict(max_symbol_word_ratio=1.0)
-    edge(GopherQualityFilter, GopherQualityConfig, "max_ellipsis_lines_ratio", ellipses, 2 / 8, "gopher_too_many_end_ellipsis", **loose)
+    edge(
+        GopherQualityFilter,
+        GopherQualityConfig,
+        "max_ellipsis_lines_ratio",
+        ellipses,
+        2 / 8,
+        "gopher_too_many_end_ellipsis",
+        **loose,
+    )
     assert n_words
 
 
@@ -246,7 +400,10 @@ def test_gopher_quality_alpha_and_stop_words():
     view = Text(text)
     alpha = sum(1 for w in view.words if any(c.isalpha() for c in w)) / len(view.words)
     assert GopherQualityFilter(GopherQualityConfig(min_alpha_words_ratio=alpha))(doc(text)) is None
-    assert GopherQualityFilter(GopherQualityConfig(min_alpha_words_ratio=alpha + EPS))(doc(text)) == "gopher_below_alpha_threshold"
+    assert (
+        GopherQualityFilter(GopherQualityConfig(min_alpha_words_ratio=alpha + EPS))(doc(text))
+        == "gopher_below_alpha_threshold"
+    )
     no_stops = " ".join(["apples oranges bananas grapes cherries"] * 12) + " the the the"
     distinct = GopherQualityFilter(GopherQualityConfig())
     occurrences = GopherQualityFilter(GopherQualityConfig(stop_words_distinct=False))
@@ -300,7 +457,9 @@ def test_fineweb_line_punct_edge():
     off = dict(short_line_thr=1.0, char_duplicates_ratio=1.0, new_line_ratio=1.0)
     ratio = 3 / 25
     assert FineWebQualityFilter(FineWebQualityConfig(line_punct_thr=ratio, **off))(doc(text)) is None
-    assert FineWebQualityFilter(FineWebQualityConfig(line_punct_thr=ratio + EPS, **off))(doc(text)) == "line_punct_ratio"
+    assert (
+        FineWebQualityFilter(FineWebQualityConfig(line_punct_thr=ratio + EPS, **off))(doc(text)) == "line_punct_ratio"
+    )
     # quote marks are not sentence terminals (datatrove HEAD); CJK full stops are
     assert FineWebQualityFilter(FineWebQualityConfig(**off))(doc('He said "yes"\n' * 2)) == "line_punct_ratio"
     assert FineWebQualityFilter(FineWebQualityConfig(**off))(doc("これは文です。\nもう一つ。")) is None
@@ -314,9 +473,27 @@ def test_fineweb_short_lines_dup_chars_and_list_ratio_edges():
     edge(FineWebQualityFilter, FineWebQualityConfig, "short_line_thr", text, 3 / 6, "short_line_ratio", **off)
     dup = "\n".join(long + [long[0]])
     ratio = len(long[0]) / (len(dup) - dup.count("\n"))
-    edge(FineWebQualityFilter, FineWebQualityConfig, "char_duplicates_ratio", dup, ratio, "char_dup_ratio", short_line_thr=1.0, new_line_ratio=1.0)
+    edge(
+        FineWebQualityFilter,
+        FineWebQualityConfig,
+        "char_duplicates_ratio",
+        dup,
+        ratio,
+        "char_dup_ratio",
+        short_line_thr=1.0,
+        new_line_ratio=1.0,
+    )
     ratio = text.count("\n") / len(Text(text).words)
-    edge(FineWebQualityFilter, FineWebQualityConfig, "new_line_ratio", text, ratio, "list_ratio", short_line_thr=1.0, char_duplicates_ratio=1.0)
+    edge(
+        FineWebQualityFilter,
+        FineWebQualityConfig,
+        "new_line_ratio",
+        text,
+        ratio,
+        "list_ratio",
+        short_line_thr=1.0,
+        char_duplicates_ratio=1.0,
+    )
 
 
 def test_fineweb_defaults_and_blank_lines_ignored():
@@ -355,12 +532,31 @@ def test_config_defaults_are_finewebs():
     c = CurateConfig()
     assert c.language.languages == ["en"] and c.language.threshold == 0.65
     assert c.fineweb_quality.char_duplicates_ratio == 0.01
-    assert (c.fineweb_quality.line_punct_thr, c.fineweb_quality.short_line_thr, c.fineweb_quality.new_line_ratio) == (0.12, 0.67, 0.3)
+    assert (c.fineweb_quality.line_punct_thr, c.fineweb_quality.short_line_thr, c.fineweb_quality.new_line_ratio) == (
+        0.12,
+        0.67,
+        0.3,
+    )
     assert c.gopher_repetition.dup_n_grams[10] == 0.10 and c.gopher_repetition.top_n_grams[2] == 0.20
     assert c.c4.filter_no_terminal_punct is False and c.extract.timeout_s >= 1.0
 
 
-@given(st.lists(st.sampled_from(PROSE + ["ok", "Enable javascript now please", "Cite me[1] here and[edit] there.", "Our privacy policy applies here", "x" * 1001 + " long"]), min_size=1, max_size=20))
+@given(
+    st.lists(
+        st.sampled_from(
+            PROSE
+            + [
+                "ok",
+                "Enable javascript now please",
+                "Cite me[1] here and[edit] there.",
+                "Our privacy policy applies here",
+                "x" * 1001 + " long",
+            ]
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
 @settings(max_examples=100, deadline=None)
 def test_c4_carries_an_exact_word_count_to_the_next_filter(lines):
     d = doc("\n".join(lines))

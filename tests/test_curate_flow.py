@@ -63,7 +63,17 @@ def test_flow_on_every_shared_warc_file_and_cache_hit(prefect_server, shared_dat
     for warc, rows in per_warc_in.items():  # per shard: records in = clean + removed
         assert rows == sum(1 for _ in read_warc(warc, ReadConfig())), warc
     assert clean.schema.field("language_score").type == pa.float32()
-    assert set(clean.column_names) == {"id", "url", "date", "crawl", "warc", "text", "language", "language_score", "quality_score"}
+    assert set(clean.column_names) == {
+        "id",
+        "url",
+        "date",
+        "crawl",
+        "warc",
+        "text",
+        "language",
+        "language_score",
+        "quality_score",
+    }
     assert clean["quality_score"].null_count == clean.num_rows  # the quality step is off
     assert set(removed.column_names) == set(clean.column_names) | {"step", "reason"}
     assert all(lang == "en" for lang in clean["language"].to_pylist())
@@ -85,7 +95,9 @@ def test_flow_on_every_shared_warc_file_and_cache_hit(prefect_server, shared_dat
     before = {p: fs.info(p).get("ETag") or fs.info(p).get("mtime") for p in fs.find(path)}
     again = curate(warcs=[folder + "/*"], lake=LakeConfig(root=lake_root), config=config)
     fs.invalidate_cache()
-    after = {p: fs.info(p).get("ETag") or fs.info(p).get("mtime") for p in fs.find(path) if not p.endswith("_manifest.json")}
+    after = {
+        p: fs.info(p).get("ETag") or fs.info(p).get("mtime") for p in fs.find(path) if not p.endswith("_manifest.json")
+    }
     assert again["clean"] == result["clean"]
     assert all(before[p] == v for p, v in after.items())
 
@@ -97,14 +109,36 @@ def test_dedup_slot_moves_listed_ids_into_removed(tmp_path, shared_data):
 
     root = str(tmp_path / "lake")
     warc = str(shared_data / "warc/edge-cases/example.warc.gz")
-    config = CurateConfig(language={"enabled": False}, gopher_repetition={"enabled": False}, gopher_quality={"enabled": False},
-                          c4={"enabled": False}, fineweb_quality={"enabled": False}, extract={"extractor": "resiliparse"})
+    config = CurateConfig(
+        language={"enabled": False},
+        gopher_repetition={"enabled": False},
+        gopher_quality={"enabled": False},
+        c4={"enabled": False},
+        fineweb_quality={"enabled": False},
+        extract={"extractor": "resiliparse"},
+    )
     first = curate_warc_fn(warc, f"{root}/filtered", f"{root}/removed", "t", config)
     assert first["filtered"]["rows"] == 1
     kept_id = lake.read_shard(f"{root}/filtered/{first['filtered']['path']}")["id"][0].as_py()
-    removals = pa.table({"id": [kept_id], "step": ["dedup_minhash"], "reason": ["near_duplicate"], "cluster": [7], "kept_id": ["<urn:uuid:other>"]}, schema=REMOVE_SCHEMA)
+    removals = pa.table(
+        {
+            "id": [kept_id],
+            "step": ["dedup_minhash"],
+            "reason": ["near_duplicate"],
+            "cluster": [7],
+            "kept_id": ["<urn:uuid:other>"],
+        },
+        schema=REMOVE_SCHEMA,
+    )
     lake.commit(f"{root}/dups", [lake.write_shard(f"{root}/dups", first["name"], removals)], kind="dedup-remove")
-    second = finalize_shard_fn(f"{root}/filtered/{first['filtered']['path']}", first["name"], f"{root}/clean", f"{root}/removed", f"{root}/dups", config.pii)
+    second = finalize_shard_fn(
+        f"{root}/filtered/{first['filtered']['path']}",
+        first["name"],
+        f"{root}/clean",
+        f"{root}/removed",
+        f"{root}/dups",
+        config.pii,
+    )
     assert second["clean"]["rows"] == 0 and second["removed"]["rows"] == 1
     row = lake.read_shard(f"{root}/removed/{second['removed']['path']}").to_pylist()[0]
     assert row["step"] == "dedup_minhash" and row["reason"] == "near_duplicate (cluster=7, kept_id=<urn:uuid:other>)"
@@ -114,8 +148,12 @@ def test_dedup_slot_moves_listed_ids_into_removed(tmp_path, shared_data):
 def test_custom_filter_from_config_drops_with_its_reason(tmp_path, shared_data):
     root = str(tmp_path / "lake")
     config = CurateConfig(
-        extract={"extractor": "resiliparse"}, language={"enabled": False}, gopher_repetition={"enabled": False},
-        gopher_quality={"enabled": False}, c4={"enabled": False}, fineweb_quality={"enabled": False},
+        extract={"extractor": "resiliparse"},
+        language={"enabled": False},
+        gopher_repetition={"enabled": False},
+        gopher_quality={"enabled": False},
+        c4={"enabled": False},
+        fineweb_quality={"enabled": False},
         custom=[CustomFilter(path="tests.test_curate_filters:MinWords", options={"n": 10_000})],
     )
     out = curate_warc_fn(str(shared_data / "warc/edge-cases/example.warc.gz"), f"{root}/f", f"{root}/r", "t", config)
@@ -126,7 +164,10 @@ def test_custom_filter_from_config_drops_with_its_reason(tmp_path, shared_data):
 def test_expand_globs_and_missing_files(tmp_path):
     (tmp_path / "a.warc.gz").write_bytes(b"x")
     (tmp_path / "b.warc.gz").write_bytes(b"x")
-    assert expand([str(tmp_path / "*.warc.gz"), str(tmp_path / "a.warc.gz")]) == [str(tmp_path / "a.warc.gz"), str(tmp_path / "b.warc.gz")]
+    assert expand([str(tmp_path / "*.warc.gz"), str(tmp_path / "a.warc.gz")]) == [
+        str(tmp_path / "a.warc.gz"),
+        str(tmp_path / "b.warc.gz"),
+    ]
     with pytest.raises(FileNotFoundError):
         expand([str(tmp_path / "nope.warc.gz")])
 
@@ -175,10 +216,16 @@ def test_cli_curate_with_extractor_flag_and_config_file(prefect_server, tmp_path
     root = str(tmp_path / "lake")
     warcs = str(shared_data / "warc/commoncrawl-sample/warcfile.warc.gz")
     out = CliRunner().invoke(
-        app, ["curate", warcs, "--lake", root, "--extractor", "resiliparse", "--config", str(path)],
+        app,
+        ["curate", warcs, "--lake", root, "--extractor", "resiliparse", "--config", str(path)],
         env={"PREFECT_API_URL": PREFECT_API_URL.value()},
     )
     assert out.exit_code == 0, out.output
     result = json.loads(out.output)
-    assert (result["crawl"], result["extractor"], result["dedup"], result["docs_in"]) == ("commoncrawl-sample", "resiliparse", "off", 16)
+    assert (result["crawl"], result["extractor"], result["dedup"], result["docs_in"]) == (
+        "commoncrawl-sample",
+        "resiliparse",
+        "off",
+        16,
+    )
     assert lake.manifest(result["clean_uri"]).rows + lake.manifest(result["removed_uri"]).rows == 16

@@ -41,11 +41,16 @@ def test_bullets_are_joined_only_when_asked():
     text = "Options:\n- \n  --help\n-\ndisplay help\n- - x\n-\n- item\n•"
     assert normalize(text) == "Options:\n-\n--help\n-\ndisplay help\n- - x\n-\n- item\n•"
     counts = Counter()
-    assert normalize(text, join_bullets=True, counts=counts) == "Options:\n- --help\n- display help\n- - x\n-\n- item\n•"
+    assert (
+        normalize(text, join_bullets=True, counts=counts) == "Options:\n- --help\n- display help\n- - x\n-\n- item\n•"
+    )
     assert counts["bullets_joined"] == 2
 
 
-LINES = st.lists(st.sampled_from(["", " ", "\t", "  word", "a  b\tc ", "-", "- ", "•", "* x", "end.", "\u00a0x\u2003y", "\r"]), max_size=12)
+LINES = st.lists(
+    st.sampled_from(["", " ", "\t", "  word", "a  b\tc ", "-", "- ", "•", "* x", "end.", "\u00a0x\u2003y", "\r"]),
+    max_size=12,
+)
 
 
 @given(LINES.map("\n".join) | st.text(max_size=80), st.booleans())

@@ -22,7 +22,14 @@ import pytest
 
 from tasks.curate.config import CurateConfig, ExtractConfig, ReadConfig
 from tasks.curate.extract import Extractor
-from tasks.curate.filters import HAS_LETTER, C4QualityFilter, Doc, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+from tasks.curate.filters import (
+    HAS_LETTER,
+    C4QualityFilter,
+    Doc,
+    FineWebQualityFilter,
+    GopherQualityFilter,
+    GopherRepetitionFilter,
+)
 from tasks.curate.language import LanguageFilter
 from tasks.curate.normalize import normalize
 from tasks.curate.text import Text, sentence_terminals
@@ -35,11 +42,20 @@ EXTRACTORS = ("trafilatura", "resiliparse")
 
 # (group, path under the site's HTML root): real pages of every generator in the corpus
 DOC_PAGES = [
-    ("postgresql", "tutorial-concepts.html"), ("postgresql", "release-15-8.html"), ("postgresql", "catalog-pg-amproc.html"),
-    ("maint-guide", "checkit.en.html"), ("diffutils", "Adjusting-Output.html"),
-    ("doxygen", "examples/define/html/graph_legend.html"), ("doxygen", "arch.html"), ("docutils", "README.html"),
-    ("requests", "user/quickstart.html"), ("jinja2", "intro.html"), ("junit4", "org/junit/Assert.html"),
-    ("nodejs", "timers.html"), ("git", "git-add.html"), ("coreutils-man", "ls.1.html"),
+    ("postgresql", "tutorial-concepts.html"),
+    ("postgresql", "release-15-8.html"),
+    ("postgresql", "catalog-pg-amproc.html"),
+    ("maint-guide", "checkit.en.html"),
+    ("diffutils", "Adjusting-Output.html"),
+    ("doxygen", "examples/define/html/graph_legend.html"),
+    ("doxygen", "arch.html"),
+    ("docutils", "README.html"),
+    ("requests", "user/quickstart.html"),
+    ("jinja2", "intro.html"),
+    ("junit4", "org/junit/Assert.html"),
+    ("nodejs", "timers.html"),
+    ("git", "git-add.html"),
+    ("coreutils-man", "ls.1.html"),
 ]
 ARTICLES = 4  # the extraction benchmark's first pages (sorted keys)
 CC_RECORDS = 4  # the first HTML records of commoncrawl-sample/warcfile.warc.gz
@@ -60,7 +76,11 @@ def pinned_pages(tmp: Path) -> dict[str, str]:
     for key in sorted(truth)[:ARTICLES]:
         html = gzip.decompress((SHARED_DATA / "extraction-benchmark" / "html" / f"{key}.html.gz").read_bytes())
         out[f"articles/{key}"] = utf8_page(html)[0].decode("utf-8", "surrogatepass")
-    records = [r for r in read_warc(str(SHARED_DATA / "warc" / "commoncrawl-sample" / "warcfile.warc.gz"), ReadConfig()) if r.reason is None]
+    records = [
+        r
+        for r in read_warc(str(SHARED_DATA / "warc" / "commoncrawl-sample" / "warcfile.warc.gz"), ReadConfig())
+        if r.reason is None
+    ]
     for r in records[:CC_RECORDS]:
         out[f"cc/{r.url}"] = r.html
     return out
@@ -90,8 +110,12 @@ def line_stats(text: str) -> dict[str, float | int]:
 def measure(tmp: Path) -> dict:
     config = CurateConfig()
     language = LanguageFilter(config.language)
-    filters = [GopherRepetitionFilter(config.gopher_repetition), GopherQualityFilter(config.gopher_quality),
-               C4QualityFilter(config.c4), FineWebQualityFilter(config.fineweb_quality)]
+    filters = [
+        GopherRepetitionFilter(config.gopher_repetition),
+        GopherQualityFilter(config.gopher_quality),
+        C4QualityFilter(config.c4),
+        FineWebQualityFilter(config.fineweb_quality),
+    ]
     pages = pinned_pages(tmp)
     out: dict = {}
     for extractor in EXTRACTORS:
@@ -127,10 +151,15 @@ def test_extracted_text_and_decisions_are_pinned(tmp_path):
         for extractor, want in per_extractor.items():
             got = now.get(key, {}).get(extractor)
             if got != want:
-                changes.append(f"{extractor} {key}: " + ", ".join(
-                    f"{k} {want[part].get(k)} -> {got[part].get(k)}" for part in ("stats", "decisions") for k in sorted(set(want[part]) | set(got[part]))
-                    if want[part].get(k) != got[part].get(k)
-                ))
+                changes.append(
+                    f"{extractor} {key}: "
+                    + ", ".join(
+                        f"{k} {want[part].get(k)} -> {got[part].get(k)}"
+                        for part in ("stats", "decisions")
+                        for k in sorted(set(want[part]) | set(got[part]))
+                        if want[part].get(k) != got[part].get(k)
+                    )
+                )
     assert not changes, (
         f"pinned with {pinned['versions']}, running {versions()}: the text handed to the filters or a decision changed "
         f"(check benchmarks/curate.py's agreement, then `python -m tests.test_curate_pins`):\n" + "\n".join(changes)
@@ -151,5 +180,7 @@ if __name__ == "__main__":
 
     with tempfile.TemporaryDirectory() as tmp:
         PINS.parent.mkdir(exist_ok=True)
-        PINS.write_text(json.dumps({"versions": versions(), "pages": measure(Path(tmp))}, indent=1, sort_keys=True) + "\n")
+        PINS.write_text(
+            json.dumps({"versions": versions(), "pages": measure(Path(tmp))}, indent=1, sort_keys=True) + "\n"
+        )
     print(f"written {PINS}", file=sys.stderr)

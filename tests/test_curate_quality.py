@@ -40,7 +40,10 @@ TRAIN = QualityTrainConfig(name="articles", dim=32, bucket=20_000)  # a smaller 
 def pages(shared_data) -> list[tuple[str, str, bytes]]:
     data = shared_data / "extraction-benchmark"
     truth = json.loads((data / "ground-truth.json").read_text())
-    return [(key, truth[key]["url"], gzip.decompress((data / "html" / f"{key}.html.gz").read_bytes())) for key in sorted(truth)]
+    return [
+        (key, truth[key]["url"], gzip.decompress((data / "html" / f"{key}.html.gz").read_bytes()))
+        for key in sorted(truth)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,10 @@ def crawl_files(pages, tmp_path_factory) -> dict[str, list[str]]:
     thirds = [pages[i:CRAWLED:3] for i in range(3)]
     for i, part in enumerate(thirds):
         build_warc(part, root / "three" / f"part-{i}.warc.gz")
-    return {"one": [str(root / "one" / "all.warc.gz")], "three": sorted(str(p) for p in (root / "three").glob("*.warc.gz"))}
+    return {
+        "one": [str(root / "one" / "all.warc.gz")],
+        "three": sorted(str(p) for p in (root / "three").glob("*.warc.gz")),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +65,9 @@ def positives(pages, shared_data, tmp_path_factory) -> str:
     truth = json.loads((shared_data / "extraction-benchmark" / "ground-truth.json").read_text())
     path = tmp_path_factory.mktemp("positives") / "articles.jsonl"
     lines = [json.dumps({"text": truth[key]["articleBody"]}) for key, _, _ in pages[CRAWLED:]]
-    path.write_text("\n".join(lines + ["", "not json", json.dumps({"body": "no text column"}), json.dumps({"text": ""})]) + "\n")
+    path.write_text(
+        "\n".join(lines + ["", "not json", json.dumps({"body": "no text column"}), json.dumps({"text": ""})]) + "\n"
+    )
     return str(path)
 
 
@@ -67,7 +75,9 @@ def positives(pages, shared_data, tmp_path_factory) -> str:
 def trained(prefect_server, crawl_files, positives, tmp_path_factory) -> dict:
     """A crawl curated without the quality step, and a classifier trained against it."""
     root = str(tmp_path_factory.mktemp("trained") / "lake")
-    base = curate(warcs=crawl_files["one"], lake=LakeConfig(root=root), config=CONFIG.model_copy(update={"crawl": "negatives"}))
+    base = curate(
+        warcs=crawl_files["one"], lake=LakeConfig(root=root), config=CONFIG.model_copy(update={"crawl": "negatives"})
+    )
     result = quality_train(positives=[positives], lake=LakeConfig(root=root), config=TRAIN, crawl="negatives")
     return {"root": root, "base": base, "result": result}
 
@@ -87,13 +97,29 @@ def bert_folder(pages, tmp_path_factory) -> str:
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=2000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    tok.train_from_iterator(
+        texts, trainers.WordPieceTrainer(vocab_size=2000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
     torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=128, num_labels=1,
-    ))
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=tok.get_vocab_size(),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            num_labels=1,
+        )
+    )
     folder = tmp_path_factory.mktemp("bert") / "tiny-edu-classifier"
     model.save_pretrained(folder)
     fast.save_pretrained(folder)
@@ -121,7 +147,7 @@ def outcomes(result: dict) -> dict[str, tuple[str | None, float | None]]:
 
 
 def test_train_writes_model_manifest_and_heldout_table(trained, positives):
-    result, root = trained["result"], trained["root"]
+    result = trained["result"]
     manifest = lake.manifest(result["uri"])
     assert manifest.kind == quality.TRAINED_KIND
     stats = manifest.stats
@@ -140,7 +166,7 @@ def test_train_writes_model_manifest_and_heldout_table(trained, positives):
     # the table is the one the chain's scorer gives on the held-out texts
     table = lake.read_shard(lake.shard_uris(result["uri"])[0]).to_pylist()
     assert table == stats["heldout"]
-    report = (lake.filesystem(result["uri"])[1] + "/report.md")
+    report = lake.filesystem(result["uri"])[1] + "/report.md"
     assert "| threshold | precision | recall |" in open(report).read()
     from prefect.artifacts import Artifact
 
@@ -169,7 +195,13 @@ def test_heldout_table_and_auc_by_hand():
 
 
 def run(root: str, warcs: list[str], q: QualityConfig, runner: RunnerConfig = RunnerConfig()) -> dict:
-    return curate(warcs=warcs, lake=LakeConfig(root=root), config=CONFIG.model_copy(update={"crawl": "c"}), runner=runner, quality=q)
+    return curate(
+        warcs=warcs,
+        lake=LakeConfig(root=root),
+        config=CONFIG.model_copy(update={"crawl": "c"}),
+        runner=runner,
+        quality=q,
+    )
 
 
 def check_decisions(result: dict, q: QualityConfig) -> dict[str, tuple[str | None, float | None]]:
@@ -198,7 +230,9 @@ def test_quality_step_same_decisions_whatever_runner_and_sharding(kind, trained,
     q = QualityConfig(model=model, threshold=threshold, batch_size=4)
     # one file on one thread; the same pages in three files over two Dask worker processes
     first = check_decisions(run(str(tmp_path / "a"), crawl_files["one"], q, RunnerConfig(max_workers=1)), q)
-    sharded = check_decisions(run(str(tmp_path / "b"), crawl_files["three"], q, RunnerConfig(kind="dask", max_workers=2)), q)
+    sharded = check_decisions(
+        run(str(tmp_path / "b"), crawl_files["three"], q, RunnerConfig(kind="dask", max_workers=2)), q
+    )
     assert {k: v[0] for k, v in first.items()} == {k: v[0] for k, v in sharded.items()}
     for doc_id, (_, score) in first.items():
         if score is not None:  # fastText: exact; transformers: other batches, other padding
@@ -213,11 +247,19 @@ def test_threshold_change_misses_the_cache_for_the_quality_step_only(trained, cr
     model = trained["result"]["uri"]
 
     def task_states(q: QualityConfig) -> dict[str, str]:
-        state = curate(warcs=crawl_files["three"], lake=LakeConfig(root=root), config=CONFIG.model_copy(update={"crawl": "c"}), quality=q, return_state=True)
+        state = curate(
+            warcs=crawl_files["three"],
+            lake=LakeConfig(root=root),
+            config=CONFIG.model_copy(update={"crawl": "c"}),
+            quality=q,
+            return_state=True,
+        )
         runs: list = []
         with get_client(sync_client=True) as client:
             for _ in range(120):  # task-run states reach the server as events, a little after the run
-                runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+                runs = client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+                )
                 named = [r for r in runs if r.name.startswith(("curate-", "quality-", "finalize-"))]
                 if len(named) == 9 and all(r.state is not None and r.state.is_final() for r in named):
                     break
@@ -245,7 +287,9 @@ def test_threshold_edges_on_one_shard(trained, tmp_path):
     edge = float(scores[0])  # a real score, as the step compares it
 
     def decide(threshold: float) -> dict:
-        out = quality_shard_fn(filtered, "s", str(tmp_path / "q"), str(tmp_path / "r"), QualityConfig(model=model, threshold=threshold))
+        out = quality_shard_fn(
+            filtered, "s", str(tmp_path / "q"), str(tmp_path / "r"), QualityConfig(model=model, threshold=threshold)
+        )
         rows = lake.read_shard(str(tmp_path / "q" / out["kept"]["path"])).to_pylist()
         gone = lake.read_shard(str(tmp_path / "r" / out["removed"]["path"])).to_pylist()
         return {"kept": {r["id"] for r in rows}, "removed": {r["id"]: r for r in gone}, "out": out}
@@ -268,7 +312,15 @@ def test_histogram_bins_edges_and_merge():
     h = quality.Histogram(0.0, 1.0, 4)
     for s in (-0.1, 0.0, 0.2499, 0.25, 0.99, 1.0, 7.0, math.nan):
         h.add(s)
-    assert h.counts == {"< 0": 1, "[0, 0.25)": 2, "[0.25, 0.5)": 1, "[0.5, 0.75)": 0, "[0.75, 1)": 1, ">= 1": 2, "no score": 1}
+    assert h.counts == {
+        "< 0": 1,
+        "[0, 0.25)": 2,
+        "[0.25, 0.5)": 1,
+        "[0.5, 0.75)": 0,
+        "[0.75, 1)": 1,
+        ">= 1": 2,
+        "no score": 1,
+    }
     a, b = Funnel(), Funnel()
     a.histograms["quality"], b.histograms["quality"] = dict(h.counts), dict(h.counts)
     merged = Funnel.merge([a.to_dict(), b.to_dict()])["histograms"]["quality"]
@@ -303,11 +355,17 @@ def test_models_in_an_s3_lake_score_as_the_local_ones(trained, bert_folder, s3_b
     fasttext_file = quality.resolve(QualityConfig(model=trained["result"]["uri"])).uri
     fs.put(fasttext_file, f"{bucket}/models/quality.bin")
     fs.invalidate_cache()
-    for local, remote in ((bert_folder, f"{s3_bucket}/models/bert"), (fasttext_file, f"{s3_bucket}/models/quality.bin")):
+    for local, remote in (
+        (bert_folder, f"{s3_bucket}/models/bert"),
+        (fasttext_file, f"{s3_bucket}/models/quality.bin"),
+    ):
         ref = quality.resolve(QualityConfig(model=remote))
         assert ref.uri.startswith("s3://") and ref.kind == quality.resolve(QualityConfig(model=local)).kind
         assert quality.local_path(ref) == quality.local_path(ref)  # fetched once
-        np.testing.assert_array_equal(quality.scorer(QualityConfig(model=remote)).score(texts), quality.scorer(QualityConfig(model=local)).score(texts))
+        np.testing.assert_array_equal(
+            quality.scorer(QualityConfig(model=remote)).score(texts),
+            quality.scorer(QualityConfig(model=local)).score(texts),
+        )
 
 
 def test_missing_trainer_says_how_to_install_it(tmp_path, monkeypatch):

@@ -4,7 +4,6 @@ URL filter, language ID, extraction time limit and PII scrubbing."""
 from __future__ import annotations
 
 import gzip
-import io
 import time
 from collections import Counter
 
@@ -25,7 +24,9 @@ def reasons(path, config: ReadConfig = ReadConfig()) -> Counter:
     return Counter(r.reason or "ok" for r in read_warc(str(path), config))
 
 
-def warc_record(url: str, body: bytes, headers: str = "Content-Type: text/html", status: str = "200 OK", declared: int | None = None) -> bytes:
+def warc_record(
+    url: str, body: bytes, headers: str = "Content-Type: text/html", status: str = "200 OK", declared: int | None = None
+) -> bytes:
     http = f"HTTP/1.1 {status}\r\n{headers}\r\n\r\n".encode() + body
     length = len(http) if declared is None else declared
     head = (
@@ -128,13 +129,21 @@ def test_chunked_gzip_and_charsets(tmp_path):
     html = "<html><head><meta charset='windows-1251'></head><body>Привет мир</body></html>"
     body = gzip.compress(html.encode("cp1251"))
     chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
-    rec = warc_record("http://ru.example/", chunked, headers="Content-Type: text/html\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip")
+    rec = warc_record(
+        "http://ru.example/",
+        chunked,
+        headers="Content-Type: text/html\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip",
+    )
     [page] = list(read_warc(str(write(tmp_path, "ru.warc.gz", rec)), ReadConfig()))
     assert "Привет мир" in page.html
 
 
 def test_undecodable_payload_is_counted(tmp_path):
-    rec = warc_record("http://x.example/", b"<html>" + bytes(range(128, 256)) * 3 + b"\x00\xff\xfe</html>", headers="Content-Type: text/html; charset=utf-8")
+    rec = warc_record(
+        "http://x.example/",
+        b"<html>" + bytes(range(128, 256)) * 3 + b"\x00\xff\xfe</html>",
+        headers="Content-Type: text/html; charset=utf-8",
+    )
     got = reasons(write(tmp_path, "enc.warc.gz", rec))
     assert set(got) <= {"ok", "undecodable"} and sum(got.values()) == 1
 
@@ -201,7 +210,9 @@ def test_url_filter_subdomain_rule(tmp_path):
     assert f("http://good.blogs.com/post") is None
 
 
-@pytest.mark.skipif(not (blocklists.DEFAULT_DIR / "domains.npy").exists(), reason="FineWeb lists not fetched (make setup)")
+@pytest.mark.skipif(
+    not (blocklists.DEFAULT_DIR / "domains.npy").exists(), reason="FineWeb lists not fetched (make setup)"
+)
 def test_finewebs_lists_are_the_default_and_memory_mapped():
     f = UrlFilter(UrlConfig())
     assert "datatrove" in f.lists.source and len(f.lists.domains) > 4_000_000
@@ -231,15 +242,33 @@ def test_language_threshold_edge():
     score = LanguageFilter(LanguageConfig()).predict(text)[1]
     assert LanguageFilter(LanguageConfig(threshold=score - 1e-6))(text)[0] is None
     assert LanguageFilter(LanguageConfig(threshold=score))(text)[0] == "low_score"  # strict >
-    reason, language, _ = LanguageFilter(LanguageConfig())("Der alte Leuchtturmwärter stieg jeden Abend die Treppe hinauf.")
+    reason, language, _ = LanguageFilter(LanguageConfig())(
+        "Der alte Leuchtturmwärter stieg jeden Abend die Treppe hinauf."
+    )
     assert (reason, language) == ("de", "de")
-    assert LanguageFilter(LanguageConfig(languages=None))("Der alte Leuchtturmwärter stieg jeden Abend die Treppe hinauf.")[0] is None
+    assert (
+        LanguageFilter(LanguageConfig(languages=None))(
+            "Der alte Leuchtturmwärter stieg jeden Abend die Treppe hinauf."
+        )[0]
+        is None
+    )
 
 
 @pytest.mark.slow
 def test_extraction_time_limit_kills_and_respawns_the_worker(shared_data):
-    slow = "<html><body>" + "".join(f"<div class='c{i % 7}'><p>Paragraph {i} about topic {i * 7 % 13}.</p><a href='/x{i}'>link {i}</a></div>" for i in range(12000)) + "</body></html>"
-    page = gzip.open(sorted((shared_data / "extraction-benchmark/html").glob("*.html.gz"))[0]).read().decode("utf-8", "replace")
+    slow = (
+        "<html><body>"
+        + "".join(
+            f"<div class='c{i % 7}'><p>Paragraph {i} about topic {i * 7 % 13}.</p><a href='/x{i}'>link {i}</a></div>"
+            for i in range(12000)
+        )
+        + "</body></html>"
+    )
+    page = (
+        gzip.open(sorted((shared_data / "extraction-benchmark/html").glob("*.html.gz"))[0])
+        .read()
+        .decode("utf-8", "replace")
+    )
     extractor = Extractor(ExtractConfig(timeout_s=1.0))
     try:
         assert extractor.extract(page)[0]  # starts the worker
@@ -255,7 +284,11 @@ def test_extraction_time_limit_kills_and_respawns_the_worker(shared_data):
 def test_resiliparse_extracts_text():
     extractor = Extractor(ExtractConfig(extractor="resiliparse"))
     try:
-        text, reason = extractor.extract("<html><body><nav>Home | About</nav><article><h1>Title</h1><p>" + "A long paragraph of real text. " * 20 + "</p></article></body></html>")
+        text, reason = extractor.extract(
+            "<html><body><nav>Home | About</nav><article><h1>Title</h1><p>"
+            + "A long paragraph of real text. " * 20
+            + "</p></article></body></html>"
+        )
         assert reason is None and "A long paragraph" in text
     finally:
         extractor.close()
@@ -294,7 +327,11 @@ def test_pii_as_fineweb_plus_options():
 def test_trafilatura_dedup_cache_is_reset_between_files(shared_data):
     """trafilatura's deduplicate drops segments seen on earlier pages of the same process; a
     reset makes the same page extract the same way again."""
-    page = gzip.open(sorted((shared_data / "extraction-benchmark/html").glob("*.html.gz"))[1]).read().decode("utf-8", "replace")
+    page = (
+        gzip.open(sorted((shared_data / "extraction-benchmark/html").glob("*.html.gz"))[1])
+        .read()
+        .decode("utf-8", "replace")
+    )
     extractor = Extractor(ExtractConfig())
     try:
         seen = [extractor.extract(page)[0] for _ in range(4)]

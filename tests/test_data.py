@@ -37,9 +37,11 @@ def write_tokens(uri: str, docs: list[np.ndarray], per_shard: int = 20, per_grou
         part = docs[start : start + per_shard]
         batches = [
             pa.record_batch(
-                [pa.array([f"doc-{start + g + i}" for i in range(len(chunk))]),
-                 pa.array([d.tolist() for d in chunk], type=pa.list_(pa.uint16())),
-                 pa.array([len(d) for d in chunk], type=pa.int32())],
+                [
+                    pa.array([f"doc-{start + g + i}" for i in range(len(chunk))]),
+                    pa.array([d.tolist() for d in chunk], type=pa.list_(pa.uint16())),
+                    pa.array([len(d) for d in chunk], type=pa.int32()),
+                ],
                 schema=SCHEMA,
             )
             for g in range(0, len(part), per_group)
@@ -91,7 +93,9 @@ def test_ranks_see_disjoint_rows_whose_union_is_every_row(dataset):
     T, B, world = 8, 3, 3
     shards = dataset_shards([dataset])
     single = [row for row, _ in token_rows(shards, T, Position(), BOS, epochs=1)]
-    per_rank = [list(local_batches(shards, B, T, Position(), BOS, rank=r, world_size=world, epochs=1)) for r in range(world)]
+    per_rank = [
+        list(local_batches(shards, B, T, Position(), BOS, rank=r, world_size=world, epochs=1)) for r in range(world)
+    ]
     assert len({len(batches) for batches in per_rank}) == 1  # the same number of steps on every rank
     n_batches = len(per_rank[0])
     assert n_batches == len(single) // (B * world)

@@ -35,8 +35,16 @@ def edit(words: list[str], at: int, rng: np.random.Generator) -> str:
 
 
 def doc(id_: str, body: str, date: str, crawl: str = "c1") -> dict:
-    return {"id": id_, "url": f"https://example.com/{id_}", "date": date, "crawl": crawl, "warc": f"{crawl}.warc.gz",
-            "text": body, "language": "en", "language_score": 0.9}
+    return {
+        "id": id_,
+        "url": f"https://example.com/{id_}",
+        "date": date,
+        "crawl": crawl,
+        "warc": f"{crawl}.warc.gz",
+        "text": body,
+        "language": "en",
+        "language_score": 0.9,
+    }
 
 
 def planted(crawl: str = "c1", seed: int = 0) -> tuple[list[dict], dict[str, tuple[str, str]]]:
@@ -79,13 +87,22 @@ def planted(crawl: str = "c1", seed: int = 0) -> tuple[list[dict], dict[str, tup
 
 def write_filtered(uri: str, shards: list[list[dict]], names: list[str] | None = None) -> str:
     names = names or [f"warc-{i:03d}" for i in range(len(shards))]
-    written = [lake.write_shard(uri, name, pa.Table.from_pylist(rows, schema=FILTERED_SCHEMA)) for name, rows in zip(names, shards)]
+    written = [
+        lake.write_shard(uri, name, pa.Table.from_pylist(rows, schema=FILTERED_SCHEMA))
+        for name, rows in zip(names, shards)
+    ]
     lake.commit(uri, written, kind="curated-filtered")
     return uri
 
 
 def run(root: str, filtered: str, crawl: str, workers: int = 2, **config) -> dict:
-    return dedup(filtered=filtered, crawl=crawl, lake=LakeConfig(root=root), config=DedupConfig(**config), runner=RunnerConfig(max_workers=workers))
+    return dedup(
+        filtered=filtered,
+        crawl=crawl,
+        lake=LakeConfig(root=root),
+        config=DedupConfig(**config),
+        runner=RunnerConfig(max_workers=workers),
+    )
 
 
 def index_ids(root: str) -> set[str]:
@@ -107,7 +124,11 @@ def test_planted_duplicates_found_with_the_kept_document(prefect_server, lake_ro
     stats = result["stats"]
     assert (stats["docs_in"], stats["removed_exact"], stats["removed_minhash"], stats["docs_out"]) == (17, 4, 3, 10)
     assert stats["too_short_for_minhash"] == 2
-    assert stats["minhash_clusters"] == 2 and stats["minhash_cluster_sizes"]["3"] == 1 and stats["minhash_cluster_sizes"]["2"] == 1
+    assert (
+        stats["minhash_clusters"] == 2
+        and stats["minhash_cluster_sizes"]["3"] == 1
+        and stats["minhash_cluster_sizes"]["2"] == 1
+    )
     assert stats["exact_clusters"] == 3 and stats["exact_largest_cluster"] == 3
 
     rows = lake.scan(result["removals"]).collect()
@@ -144,7 +165,9 @@ def test_run_report_is_a_markdown_artifact(prefect_server, tmp_path):
 
     async def latest() -> str:
         async with get_client() as client:
-            found = await client.read_latest_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["dedup-report-c1"])))
+            found = await client.read_latest_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["dedup-report-c1"]))
+            )
             return found[0].data
 
     report = asyncio.run(latest())
@@ -156,10 +179,17 @@ def test_same_documents_kept_whatever_the_sharding_and_runner(prefect_server, tm
     docs, expected = planted(seed=3)
     order = np.random.default_rng(1).permutation(len(docs))
     shuffled = [docs[i] for i in order]
-    a = run(str(tmp_path / "a"), write_filtered(str(tmp_path / "a/curated/c1/filtered"), [docs[:9], docs[9:]]), "c1", workers=1)
+    a = run(
+        str(tmp_path / "a"),
+        write_filtered(str(tmp_path / "a/curated/c1/filtered"), [docs[:9], docs[9:]]),
+        "c1",
+        workers=1,
+    )
     b = run(
         str(tmp_path / "b"),
-        write_filtered(str(tmp_path / "b/curated/c1/filtered"), [shuffled[i::4] for i in range(4)], names=["z", "y", "x", "w"]),
+        write_filtered(
+            str(tmp_path / "b/curated/c1/filtered"), [shuffled[i::4] for i in range(4)], names=["z", "y", "x", "w"]
+        ),
         "c1",
         workers=4,
     )
@@ -186,7 +216,10 @@ def test_index_scope_dedups_a_new_crawl_against_what_earlier_crawls_kept(prefect
     new = doc("c2-new", " ".join(text(rng)), "2024-02-01T00:00:00Z", "c2")
     filtered2 = write_filtered(lake.join(lake_root, "curated/c2/filtered"), [[again, edited], [new]])
     result = run(lake_root, filtered2, "c2", scope="index")
-    assert removal_map(result["removals"]) == {"c2-again": ("dedup_exact", "c1-u0"), "c2-edited": ("dedup_minhash", "c1-n2")}
+    assert removal_map(result["removals"]) == {
+        "c2-again": ("dedup_exact", "c1-u0"),
+        "c2-edited": ("dedup_minhash", "c1-n2"),
+    }
     reasons = lake.scan(result["removals"]).collect()["reason"].to_list()
     assert "exact duplicate of c1-u0 in crawl c1" in reasons
     assert index_ids(lake_root) == kept1 | {"c2-new"}
@@ -205,28 +238,43 @@ def test_two_crawls_deduplicated_at_once_both_reach_the_index(prefect_server, tm
     root = str(tmp_path / "lake")
     planted_docs = {c: planted(c, seed=i) for i, c in enumerate(["c1", "c2"])}
     docs2, expected2 = planted_docs["c2"]  # the crawls share no text, so neither removes the other's
-    planted_docs["c2"] = ([d for d in docs2 if d["id"] not in ("c2-s1", "c2-s2")], {k: v for k, v in expected2.items() if k != "c2-s2"})
-    filtered = {c: write_filtered(lake.join(root, f"curated/{c}/filtered"), [docs]) for c, (docs, _) in planted_docs.items()}
+    planted_docs["c2"] = (
+        [d for d in docs2 if d["id"] not in ("c2-s1", "c2-s2")],
+        {k: v for k, v in expected2.items() if k != "c2-s2"},
+    )
+    filtered = {
+        c: write_filtered(lake.join(root, f"curated/{c}/filtered"), [docs]) for c, (docs, _) in planted_docs.items()
+    }
     with ThreadPoolExecutor(2) as pool:
         results = dict(zip(filtered, pool.map(lambda c: run(root, filtered[c], c, workers=1, scope="index"), filtered)))
     for crawl, (_docs, expected) in planted_docs.items():
         assert removal_map(results[crawl]["removals"]) == expected
-    assert index_ids(root) == {d["id"] for c, (docs, expected) in planted_docs.items() for d in docs if d["id"] not in expected}
+    assert index_ids(root) == {
+        d["id"] for c, (docs, expected) in planted_docs.items() for d in docs if d["id"] not in expected
+    }
 
 
 def test_lake_scope_keeps_the_earliest_copy_across_crawls(prefect_server, tmp_path):
     root = str(tmp_path / "lake")
     rng = np.random.default_rng(4)
     older, newer = text(rng), text(rng)
-    c1 = [doc("c1-a", " ".join(older), "2024-03-01T00:00:00Z", "c1"), doc("c1-b", " ".join(newer), "2024-03-01T00:00:00Z", "c1")]
-    c2 = [doc("c2-a", edit(older, 7, rng), "2024-04-01T00:00:00Z", "c2"), doc("c2-b", edit(newer, 7, rng), "2024-02-01T00:00:00Z", "c2")]
+    c1 = [
+        doc("c1-a", " ".join(older), "2024-03-01T00:00:00Z", "c1"),
+        doc("c1-b", " ".join(newer), "2024-03-01T00:00:00Z", "c1"),
+    ]
+    c2 = [
+        doc("c2-a", edit(older, 7, rng), "2024-04-01T00:00:00Z", "c2"),
+        doc("c2-b", edit(newer, 7, rng), "2024-02-01T00:00:00Z", "c2"),
+    ]
     run(root, write_filtered(lake.join(root, "curated/c1/filtered"), [c1]), "c1")  # signs crawl 1
     filtered2 = write_filtered(lake.join(root, "curated/c2/filtered"), [c2])
     # Across the lake: c2-a came later than its copy in c1 and goes; c2-b came first and stays
     # (c1-b is the one a lake-scope run of c1 would now drop).
     result = run(root, filtered2, "c2", scope="lake")
     assert removal_map(result["removals"]) == {"c2-a": ("dedup_minhash", "c1-a")}
-    assert removal_map(run(root, lake.join(root, "curated/c1/filtered"), "c1", scope="lake")["removals"]) == {"c1-b": ("dedup_minhash", "c2-b")}
+    assert removal_map(run(root, lake.join(root, "curated/c1/filtered"), "c1", scope="lake")["removals"]) == {
+        "c1-b": ("dedup_minhash", "c2-b")
+    }
 
 
 def test_bad_inputs_fail_clearly(prefect_server, tmp_path):

@@ -69,7 +69,9 @@ def datasketch_signature(text: str, num_perm: int = 112, seed: int = 1, n: int =
 def test_batch_signatures_equal_datasketch_bit_for_bit(chunk):
     rng = random.Random(0)
     vocab = ["alpha", "beta", "gamma", "délta", "42", "x", "Ünïcode", "naïve", "end."]
-    texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 60))) for _ in range(25)] + ["four words only here"]
+    texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 60))) for _ in range(25)] + [
+        "four words only here"
+    ]
     signatures = Signer(num_perm=112, seed=1, chunk=chunk).sign(shingle(pl.Series(texts)))
     for text, row in zip(texts, signatures):
         assert np.array_equal(row, datasketch_signature(text)), text
@@ -121,7 +123,9 @@ def test_generated_pairs_hit_their_target_jaccard():
 
 
 def test_s_curve_recall_above_085_and_false_positives_below_05():
-    jaccards, hit = candidate_rate(jaccard_pairs(1500, 0.0, 0.5, seed=1, words=40) + jaccard_pairs(400, 0.85, 1.0, seed=2, words=40))
+    jaccards, hit = candidate_rate(
+        jaccard_pairs(1500, 0.0, 0.5, seed=1, words=40) + jaccard_pairs(400, 0.85, 1.0, seed=2, words=40)
+    )
     high, low = jaccards >= 0.85, jaccards <= 0.5
     assert high.sum() >= 300 and low.sum() >= 1450  # enough pairs on each side
     assert hit[high].mean() >= 0.98, f"recall {hit[high].mean():.3f} at Jaccard >= 0.85"
@@ -156,13 +160,27 @@ def reference_components(n: int, edges: list[tuple[int, int]]) -> list[int]:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(1, 40).flatmap(lambda n: st.tuples(st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=60))))
+@given(
+    st.integers(1, 40).flatmap(
+        lambda n: st.tuples(st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=60))
+    )
+)
 def test_union_find_labels_components_by_their_smallest_node_in_any_edge_order(case):
     n, edges = case
     expected = reference_components(n, edges)
-    assert union_find(np.array([a for a, _ in edges], dtype=np.int64), np.array([b for _, b in edges], dtype=np.int64), n).tolist() == expected
+    assert (
+        union_find(
+            np.array([a for a, _ in edges], dtype=np.int64), np.array([b for _, b in edges], dtype=np.int64), n
+        ).tolist()
+        == expected
+    )
     shuffled = edges[::-1]
-    assert union_find(np.array([b for _, b in shuffled], dtype=np.int64), np.array([a for a, _ in shuffled], dtype=np.int64), n).tolist() == expected
+    assert (
+        union_find(
+            np.array([b for _, b in shuffled], dtype=np.int64), np.array([a for a, _ in shuffled], dtype=np.int64), n
+        ).tolist()
+        == expected
+    )
 
 
 def test_union_find_collapses_a_long_chain():
@@ -180,7 +198,16 @@ def test_components_from_id_pairs():
 
 def members(rows: list[tuple]) -> pl.DataFrame:
     return pl.DataFrame(
-        rows, schema={"id": pl.String, "crawl": pl.String, "shard": pl.String, "date": pl.String, "from_index": pl.Boolean, "group": pl.Int64}, orient="row"
+        rows,
+        schema={
+            "id": pl.String,
+            "crawl": pl.String,
+            "shard": pl.String,
+            "date": pl.String,
+            "from_index": pl.Boolean,
+            "group": pl.Int64,
+        },
+        orient="row",
     )
 
 
@@ -219,12 +246,28 @@ def test_duplicate_edges_are_stars_and_skip_index_only_groups():
 
 
 def test_size_histogram_bins():
-    assert size_histogram([2, 2, 3, 5, 7, 150]) == {"2": 2, "3": 1, "4-5": 1, "6-10": 1, "11-20": 0, "21-100": 0, "101+": 1}
+    assert size_histogram([2, 2, 3, 5, 7, 150]) == {
+        "2": 2,
+        "3": 1,
+        "4-5": 1,
+        "6-10": 1,
+        "11-20": 0,
+        "21-100": 0,
+        "101+": 1,
+    }
 
 
 def test_split_removed_keeps_order_and_columns():
     docs = pa.table({"id": ["a", "b", "c", "d"], "text": ["1", "2", "3", "4"]})
-    removed = pa.table({"id": ["c", "a"], "step": ["dedup_minhash", "dedup_exact"], "reason": ["near", "exact"], "cluster": [1, 2], "kept_id": ["b", "d"]})
+    removed = pa.table(
+        {
+            "id": ["c", "a"],
+            "step": ["dedup_minhash", "dedup_exact"],
+            "reason": ["near", "exact"],
+            "cluster": [1, 2],
+            "kept_id": ["b", "d"],
+        }
+    )
     kept, gone = split_removed(docs, removed)
     assert kept.column("id").to_pylist() == ["b", "d"]
     assert gone.to_pylist() == [

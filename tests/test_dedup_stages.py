@@ -32,7 +32,10 @@ PARAMS = CONFIG.signature_params()
 
 
 def write_docs(uri: str, shards: list[list[dict]]) -> str:
-    written = [lake.write_shard(uri, f"warc-{i:03d}", pa.Table.from_pylist(rows, schema=FILTERED_SCHEMA)) for i, rows in enumerate(shards)]
+    written = [
+        lake.write_shard(uri, f"warc-{i:03d}", pa.Table.from_pylist(rows, schema=FILTERED_SCHEMA))
+        for i, rows in enumerate(shards)
+    ]
     lake.commit(uri, written, kind="curated-filtered")
     return uri
 
@@ -48,7 +51,11 @@ def corpus(tmp_path_factory) -> dict:
     each and across them (the generator copies recent documents), index-only duplicate
     groups, documents too short for a shingle (null band hashes) and a missing date."""
     root = str(tmp_path_factory.mktemp("lake"))
-    rows = [r for b in documents(240, crawl="c1", seed=5, words=(30, 60), near_duplicates=0.3, exact_duplicates=0.15) for r in b.to_pylist()]
+    rows = [
+        r
+        for b in documents(240, crawl="c1", seed=5, words=(30, 60), near_duplicates=0.3, exact_duplicates=0.15)
+        for r in b.to_pylist()
+    ]
     old, new = [dict(r, crawl="c0") for r in rows[:80]], rows[80:]
     new += [dict(new[0], id=f"<short-{i}>", text=t) for i, t in enumerate(["Hello world", "hello, WORLD!", "one two"])]
     new[5]["date"] = None
@@ -61,7 +68,12 @@ def corpus(tmp_path_factory) -> dict:
 
 
 def committed(uri: str, results: list[dict], kind: str) -> str:
-    lake.commit(uri, [lake.Shard(**{k: r[k] for k in ("path", "rows", "bytes", "sha256")}) for r in results], kind=kind, stats={"signature": PARAMS})
+    lake.commit(
+        uri,
+        [lake.Shard(**{k: r[k] for k in ("path", "rows", "bytes", "sha256")}) for r in results],
+        kind=kind,
+        stats={"signature": PARAMS},
+    )
     return uri
 
 
@@ -128,11 +140,17 @@ def test_two_pass_stages_equal_an_in_memory_computation(corpus, tmp_path, splits
         assert set(exact_kept.values()) & indexed and set(cluster_kept.values()) & indexed
 
     out = {name: str(tmp_path / name) for name in ("exact", "pairs", "clusters")}
-    committed(out["exact"], [exact_groups.fn(sources, index, s, splits, out["exact"]) for s in range(splits)], "dedup-exact")
+    committed(
+        out["exact"], [exact_groups.fn(sources, index, s, splits, out["exact"]) for s in range(splits)], "dedup-exact"
+    )
     found = lake.scan(out["exact"]).collect()
     assert dict(zip(found["id"], found["kept_id"])) == exact_kept
 
-    written = [band_pairs.fn(sources, index, out["exact"], b, s, splits, out["pairs"]) for b in range(CONFIG.bands) for s in range(splits)]
+    written = [
+        band_pairs.fn(sources, index, out["exact"], b, s, splits, out["pairs"])
+        for b in range(CONFIG.bands)
+        for s in range(splits)
+    ]
     committed(out["pairs"], written, "dedup-pairs")
     found = lake.scan(out["pairs"]).collect()
     assert set(zip(found["a"], found["b"], found["band"])) == pairs
@@ -143,11 +161,18 @@ def test_two_pass_stages_equal_an_in_memory_computation(corpus, tmp_path, splits
 
 
 def signature_table(bands: list[list[int | None]]) -> pa.Table:
-    return pa.table({"id": [f"d{i}" for i in range(len(bands[0]))], **{f"band_{i:02d}": pa.array(b, pa.uint64()) for i, b in enumerate(bands)}})
+    return pa.table(
+        {
+            "id": [f"d{i}" for i in range(len(bands[0]))],
+            **{f"band_{i:02d}": pa.array(b, pa.uint64()) for i, b in enumerate(bands)},
+        }
+    )
 
 
 def test_shared_keys_new_with_new_or_with_the_index_never_index_only(tmp_path):
-    new = lake.write_dataset(str(tmp_path / "new"), [signature_table([[1, 2, 2, 3, None, None, 7]]), signature_table([[4, 5]])], kind="t")
+    new = lake.write_dataset(
+        str(tmp_path / "new"), [signature_table([[1, 2, 2, 3, None, None, 7]]), signature_table([[4, 5]])], kind="t"
+    )
     old = lake.write_dataset(str(tmp_path / "old"), [signature_table([[3, 6, 6, 9, 5]])], kind="t")
     assert new and old
     both = shared_keys([str(tmp_path / "new")], [str(tmp_path / "old")], "band_00", 0, 1)
@@ -156,7 +181,9 @@ def test_shared_keys_new_with_new_or_with_the_index_never_index_only(tmp_path):
     assert both.tolist() == [2, 3, 5] and both.dtype == np.uint64
     assert shared_keys([str(tmp_path / "new")], [], "band_00", 0, 1).tolist() == [2]
     # Slices partition the keys by hash modulo splits.
-    assert [shared_keys([str(tmp_path / "new")], [str(tmp_path / "old")], "band_00", s, 2).tolist() for s in (0, 1)] == [[2], [3, 5]]
+    assert [
+        shared_keys([str(tmp_path / "new")], [str(tmp_path / "old")], "band_00", s, 2).tolist() for s in (0, 1)
+    ] == [[2], [3, 5]]
 
 
 # -- automatic splits ----------------------------------------------------------------------

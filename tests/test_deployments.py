@@ -58,7 +58,9 @@ def test_compose_stack_has_server_on_postgres_s3_and_both_workers():
     compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
     services = compose["services"]
     assert {"postgres", "prefect-server", "s3", "worker-cpu", "worker-gpu"} <= set(services)
-    assert services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"].startswith("postgresql+asyncpg://")
+    assert services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"].startswith(
+        "postgresql+asyncpg://"
+    )
     assert "--pool" in services["worker-gpu"]["command"] and "gpu" in services["worker-gpu"]["command"]
     for service in services.values():  # published ports stay on loopback
         for port in service.get("ports", []):

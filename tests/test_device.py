@@ -96,7 +96,9 @@ def test_inference_engines_cast_the_model_whole(world):
     assert len(sample.tokens) == 6
     # The checkpoint itself stays float32: the source of truth.
     assert {v.dtype for v in checkpoint.load(world["base"], training_state=False).model.values()} == {torch.float32}
-    assert {p.dtype for p in Engine.from_checkpoint(world["base"]).model.parameters()} == {torch.float32}  # auto on a CPU
+    assert {p.dtype for p in Engine.from_checkpoint(world["base"]).model.parameters()} == {
+        torch.float32
+    }  # auto on a CPU
 
 
 def test_the_sft_probe_runs_where_the_sft_config_says(world, tmp_path, monkeypatch):
@@ -105,7 +107,10 @@ def test_the_sft_probe_runs_where_the_sft_config_says(world, tmp_path, monkeypat
     built = engine_dtypes(monkeypatch)
     config = SFTConfig(probe_samples=2, probe_tokens=3, train=TrainConfig(dtype="bfloat16"))
     out = probe_chunk.fn(world["base"], world["facts"], str(tmp_path / "probe"), "part-0", 0, 3, config)
-    assert built == [(torch.device("cpu"), torch.bfloat16)] and sum(out.get(v, 0) for v in ("known", "unknown", "unsure")) == 3
+    assert (
+        built == [(torch.device("cpu"), torch.bfloat16)]
+        and sum(out.get(v, 0) for v in ("known", "unknown", "unsure")) == 3
+    )
 
 
 def test_evaluation_runs_where_its_config_says(world, tmp_path, monkeypatch):
@@ -113,12 +118,22 @@ def test_evaluation_runs_where_its_config_says(world, tmp_path, monkeypatch):
     from tasks.sft.stage import generate_source
 
     conversations = str(tmp_path / "conversations")
-    written = generate_source.fn("math", world["facts"], world["search"], None, conversations,
-                                 SFTConfig(counts={"math": 4, "math_test": 3}))
+    written = generate_source.fn(
+        "math", world["facts"], world["search"], None, conversations, SFTConfig(counts={"math": 4, "math_test": 3})
+    )
     lake.commit(lake.join(conversations, "test"), [lake.Shard(**written["shards"]["test"])], kind="conversations")
     built = engine_dtypes(monkeypatch)
     config = EvalConfig(limits={"math": 2}, max_new_tokens=8, device="cpu", dtype="bfloat16")
-    evaluate_chunk.fn(world["base"], lake.join(conversations, "test"), world["search"], str(tmp_path / "evals"), "part-0", 0, 2, config)
+    evaluate_chunk.fn(
+        world["base"],
+        lake.join(conversations, "test"),
+        world["search"],
+        str(tmp_path / "evals"),
+        "part-0",
+        0,
+        2,
+        config,
+    )
     assert built == [(torch.device("cpu"), torch.bfloat16)]
 
 
@@ -128,14 +143,28 @@ def test_rl_rollouts_and_updates_run_where_the_rl_config_says(world):
     assert (sampling.device, sampling.dtype) == ("cpu", "bfloat16")  # and so in the rollouts' cache key
     engine = policy(world["base"], "v-bf16", None, device=sampling.device, dtype=sampling.dtype)
     assert next(engine.model.parameters()).dtype == torch.bfloat16
-    assert policy(world["base"], "v-bf16", None, device="cpu", dtype="float32") is not engine  # one engine per placement
+    assert (
+        policy(world["base"], "v-bf16", None, device="cpu", dtype="float32") is not engine
+    )  # one engine per placement
 
     model, _ = checkpoint.load_model(world["base"])
     model.train()
     seen = []
     model.lm_head.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
-    rows = [{"prompt_id": "p", "sample": i, "prompt_tokens": [1, 5, 6], "tokens": [7 + i, 8], "mask": [1, 1], "reward": float(i),
-             "reward_strict": float(i), "reward_lenient": float(i), "length": 2} for i in range(2)]
+    rows = [
+        {
+            "prompt_id": "p",
+            "sample": i,
+            "prompt_tokens": [1, 5, 6],
+            "tokens": [7 + i, 8],
+            "mask": [1, 1],
+            "reward": float(i),
+            "reward_strict": float(i),
+            "reward_lenient": float(i),
+            "length": 2,
+        }
+        for i in range(2)
+    ]
     grpo = config.model_copy(update={"algorithm": "grpo"})
     stats = Learner(model, optimizer_for(model, grpo), grpo, placement=config.placement()).update(rows, iteration=0)
     assert stats["steps"] >= 1 and stats["loss"] is not None
@@ -150,8 +179,27 @@ def test_generate_command_and_export_take_the_rule(world, tmp_path):
     from models.export import export
 
     runner = CliRunner()
-    done = runner.invoke(app, ["generate", "--checkpoint", world["base"], "--prompt", "The", "--max-new-tokens", "4", "--temperature", "0",
-                               "--device", "cpu", "--dtype", "bfloat16", "--json", "--lake", world["root"]])
+    done = runner.invoke(
+        app,
+        [
+            "generate",
+            "--checkpoint",
+            world["base"],
+            "--prompt",
+            "The",
+            "--max-new-tokens",
+            "4",
+            "--temperature",
+            "0",
+            "--device",
+            "cpu",
+            "--dtype",
+            "bfloat16",
+            "--json",
+            "--lake",
+            world["root"],
+        ],
+    )
     assert done.exit_code == 0, done.output
     assert len(json.loads(done.output)[0]["tokens"]) == 4
     out = export(world["base"], str(tmp_path / "hf"), dtype="bfloat16")
@@ -167,18 +215,35 @@ def test_the_trainer_records_where_it_ran(world, tmp_path):
     from models.train import RunSpec, Trainer
 
     base = checkpoint.load(world["base"], training_state=False)
-    cfg = TrainConfig(steps=1, batch_tokens=2 * 32, device_batch=2, eval_every=1, checkpoint_every=1, eval_tokens=64,
-                      sample_prompts=[], dtype="bfloat16", device="cpu")
+    cfg = TrainConfig(
+        steps=1,
+        batch_tokens=2 * 32,
+        device_batch=2,
+        eval_every=1,
+        checkpoint_every=1,
+        eval_tokens=64,
+        sample_prompts=[],
+        dtype="bfloat16",
+        device="cpu",
+    )
     model_cfg = dataclasses.replace(base.model_config, seq_len=32)
     tokens = tmp_path / "tokens"
     import pyarrow as pa
 
     tok = sft_world.tokenizer(sft_world.world())
     ids = tok.encode_batch(["The town council met on Monday and talked about the river. " * 4] * 8)
-    table = pa.table({"id": [str(i) for i in range(8)], "tokens": pa.array(ids, pa.list_(pa.uint16())), "count": [len(x) for x in ids]})
+    table = pa.table(
+        {
+            "id": [str(i) for i in range(8)],
+            "tokens": pa.array(ids, pa.list_(pa.uint16())),
+            "count": [len(x) for x in ids],
+        }
+    )
     for split in ("train", "val"):
         lake.write_dataset(str(tokens / split), [table], kind="tokens")
-    spec = RunSpec(data=[str(tokens / "train")], val=[str(tokens / "val")], tokenizer=world["tokenizer"], out=str(tmp_path / "run"))
+    spec = RunSpec(
+        data=[str(tokens / "train")], val=[str(tokens / "val")], tokenizer=world["tokenizer"], out=str(tmp_path / "run")
+    )
     trainer = Trainer(model_cfg, cfg, spec)
     assert trainer.placement == Placement(torch.device("cpu"), torch.bfloat16)
     summary = trainer.run()

@@ -92,7 +92,9 @@ def commands_shown() -> list[tuple[Path, str]]:
         text = page.read_text()
         for fence in FENCE.finditer(text):
             if fence.group(2).strip() in ("bash", "sh", "shell", ""):
-                found += [(page, line) for line in fence.group(3).splitlines() if re.search(r"(^|[\s/])crawl2chat\s", line)]
+                found += [
+                    (page, line) for line in fence.group(3).splitlines() if re.search(r"(^|[\s/])crawl2chat\s", line)
+                ]
         found += [(page, span) for _, span in CODE_SPAN.findall(FENCE.sub("", text)) if span.startswith("crawl2chat ")]
     return found
 
@@ -159,7 +161,9 @@ def example(heading: str, language: str, index: int = 0) -> str:
     text = (ROOT / "docs" / "extending.md").read_text()
     start = text.index(f"\n## {heading}\n")
     end = text.find("\n## ", start + 1)
-    blocks = [m.group(3) for m in FENCE.finditer(text[start : end if end > 0 else None]) if m.group(2).strip() == language]
+    blocks = [
+        m.group(3) for m in FENCE.finditer(text[start : end if end > 0 else None]) if m.group(2).strip() == language
+    ]
     return blocks[index]
 
 
@@ -180,8 +184,10 @@ def test_the_custom_filter_example_runs_in_the_chain(tmp_path, monkeypatch):
     config = config_from("tiny", None, [words[words.index("--set") + 1]])
     steps = [CustomFilterStep(spec) for spec in config.curate.custom]
     long, short = " ".join(["word"] * 200), " ".join(["word"] * 199)
-    verdicts = [[step(Doc("d", url, Text(text))) for step in steps] for url, text in
-                [("https://a.org/x", long), ("https://a.org/x", short), ("https://casino.example/x", long)]]
+    verdicts = [
+        [step(Doc("d", url, Text(text))) for step in steps]
+        for url, text in [("https://a.org/x", long), ("https://a.org/x", short), ("https://casino.example/x", long)]
+    ]
     assert verdicts == [[None, None], ["MinWords:under_200_words", None], [None, "no_casinos"]]
 
 
@@ -229,7 +235,11 @@ def test_the_stage_flow_example_runs_and_is_cached(prefect_server, tmp_path, mon
     root = str(tmp_path / "lake")
     clean = lake.join(root, "curated", "web", "clean")
     texts = [["one two three", "four five"], ["six", "seven eight nine ten"]]
-    lake.write_dataset(clean, [pa.table({"id": [f"{i}-{j}" for j in range(len(t))], "text": t}) for i, t in enumerate(texts)], kind="test")
+    lake.write_dataset(
+        clean,
+        [pa.table({"id": [f"{i}-{j}" for j in range(len(t))], "text": t}) for i, t in enumerate(texts)],
+        kind="test",
+    )
 
     result = flow_module.doc_stats(lake=LakeConfig(root=root), crawl="web")
     assert result == {"uri": lake.join(root, "stats", "web", "lengths"), "documents": 4, "words": 10}

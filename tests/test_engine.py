@@ -155,7 +155,9 @@ def test_draw_is_the_inverse_cdf_and_never_picks_a_zero():
     probs = torch.tensor([[0.0, 0.25, 0.0, 0.75, 0.0]] * 4)
     uniforms = torch.tensor([0.0, 0.2499, 0.2501, 0.999999])
     assert draw(probs, uniforms).tolist() == [1, 1, 3, 3]
-    counts = torch.bincount(draw(probs[:1].expand(4000, -1), torch.rand(4000, generator=torch.Generator().manual_seed(0))), minlength=5)
+    counts = torch.bincount(
+        draw(probs[:1].expand(4000, -1), torch.rand(4000, generator=torch.Generator().manual_seed(0))), minlength=5
+    )
     assert counts[0] == counts[2] == counts[4] == 0
     assert 850 < counts[1] < 1150  # 1000 expected
 
@@ -167,7 +169,9 @@ def test_the_same_seed_gives_the_same_samples_whatever_the_batch(tok, model):
     four = engine.generate(prompt, 4, seed=7, **options)
     assert [s.tokens for s in engine.generate(prompt, 4, seed=7, **options)] == [s.tokens for s in four]
     # Sample i is sample i: alone, or in a retried chunk that holds samples 2..3.
-    assert [s.tokens for s in engine.generate(prompt, 2, seed=7, first_sample=2, **options)] == [s.tokens for s in four[2:]]
+    assert [s.tokens for s in engine.generate(prompt, 2, seed=7, first_sample=2, **options)] == [
+        s.tokens for s in four[2:]
+    ]
     assert engine.generate(prompt, 1, seed=7, first_sample=3, **options)[0].tokens == four[3].tokens
     # Different samples and different seeds differ.
     assert len({tuple(s.tokens) for s in four}) == 4
@@ -195,7 +199,9 @@ def test_padded_rows_of_different_prompts_compute_what_each_prompt_computes_alon
             torch.testing.assert_close(first[b], alone[len(prompt) - 1], rtol=1e-4, atol=1e-4)
             torch.testing.assert_close(torch.stack([s[b] for s in steps]), alone[len(prompt) :], rtol=1e-4, atol=1e-4)
         for j, b in enumerate((2, 0)):
-            alone = model(torch.cat([torch.tensor([prompts[b]]), cont[b : b + 1, :5], cont[b : b + 1, 4:5] + 1], dim=1))[0, -1]
+            alone = model(
+                torch.cat([torch.tensor([prompts[b]]), cont[b : b + 1, :5], cont[b : b + 1, 4:5] + 1], dim=1)
+            )[0, -1]
             torch.testing.assert_close(last[j], alone, rtol=1e-4, atol=1e-4)
     assert torch.isfinite(first).all()  # padding queries see themselves: no NaN spreads
 
@@ -203,8 +209,10 @@ def test_padded_rows_of_different_prompts_compute_what_each_prompt_computes_alon
 def test_a_batch_of_prompts_draws_the_samples_each_prompt_draws_alone(tok, model):
     engine = Engine(model, tok)
     options = dict(max_new_tokens=12, temperature=1.0, top_k=100, stop=[])
-    requests = [Request(prompt_of(tok, t), n, seed=s) for t, n, s in
-                (("The city council said on Monday", 3, 11), ("A", 2, 12), ("Officials in the town", 4, 13))]
+    requests = [
+        Request(prompt_of(tok, t), n, seed=s)
+        for t, n, s in (("The city council said on Monday", 3, 11), ("A", 2, 12), ("Officials in the town", 4, 13))
+    ]
     batched = engine.generate_batch(requests, **options)
     assert [len(group) for group in batched] == [3, 2, 4]
     for request, group in zip(requests, batched):
@@ -212,10 +220,15 @@ def test_a_batch_of_prompts_draws_the_samples_each_prompt_draws_alone(tok, model
         assert [s.tokens for s in group] == [s.tokens for s in alone]
     greedy = engine.generate_batch(requests, max_new_tokens=8, temperature=0, stop=[])
     for request, group in zip(requests, greedy):
-        assert all(s.tokens == engine.generate(request.prompt, 1, max_new_tokens=8, temperature=0, stop=[])[0].tokens for s in group)
+        assert all(
+            s.tokens == engine.generate(request.prompt, 1, max_new_tokens=8, temperature=0, stop=[])[0].tokens
+            for s in group
+        )
     # Each row's length limit is its own prompt's room in the context.
     long = [tok.bos_id] + tok.encode("word " * 200)[: model.config.seq_len - 4]
-    short, tight = engine.generate_batch([Request(prompt_of(tok, "A"), 1), Request(long, 1)], max_new_tokens=20, temperature=0, stop=[])
+    short, tight = engine.generate_batch(
+        [Request(prompt_of(tok, "A"), 1), Request(long, 1)], max_new_tokens=20, temperature=0, stop=[]
+    )
     assert len(short[0].tokens) == 20 and len(tight[0].tokens) == 3 and tight[0].finished == "length"
 
 
@@ -267,8 +280,9 @@ def test_streamed_text_decodes_across_token_boundaries(tok):
     prompt = [tok.bos_id, tok.special("<|assistant_start|>")]
     engine = Engine(Scripted(random_model(tok), {}, end, sequence=prompt + ids), tok)
     streamed: list[str] = []
-    (sample,) = engine.generate(prompt, 1, max_new_tokens=len(ids) + 5, temperature=0,
-                                on_step=lambda events: streamed.append(events[0].text))
+    (sample,) = engine.generate(
+        prompt, 1, max_new_tokens=len(ids) + 5, temperature=0, on_step=lambda events: streamed.append(events[0].text)
+    )
     assert sample.tokens == ids + [end] and sample.finished == "stop"
     assert "".join(streamed) == sample.text == text
     # Decoding token by token would be wrong here (partial characters become U+FFFD).
@@ -281,10 +295,23 @@ def test_streamed_text_decodes_across_token_boundaries(tok):
 @pytest.fixture(scope="module")
 def index(tmp_path_factory) -> SearchIndex:
     path = tmp_path_factory.mktemp("search") / "index.sqlite"
-    create_index(path, [
-        ("Lake Varn", "Lake Varn is the deepest lake in the valley, 212 metres at its centre.", "https://example.org/varn", "d1"),
-        ("Old Mill", "The old mill on the river was rebuilt in 1911 after a fire.", "https://example.org/mill", "d2"),
-    ])
+    create_index(
+        path,
+        [
+            (
+                "Lake Varn",
+                "Lake Varn is the deepest lake in the valley, 212 metres at its centre.",
+                "https://example.org/varn",
+                "d1",
+            ),
+            (
+                "Old Mill",
+                "The old mill on the river was rebuilt in 1911 after a fire.",
+                "https://example.org/mill",
+                "d2",
+            ),
+        ],
+    )
     return SearchIndex(path)
 
 
@@ -367,10 +394,16 @@ def test_stream_printer_shows_tool_calls_and_results_apart_from_the_text(tok):
     sp = tok.special
     console = Console(file=io.StringIO(), width=200)
     printer = StreamPrinter(console, Engine(random_model(tok), tok))
-    events = [TokenEvent(0, tok.encode("Let")[0], False, "Let"), TokenEvent(0, sp("<|calc_start|>"), False, ""),
-              TokenEvent(0, 300, False, "2+2"), TokenEvent(0, sp("<|calc_end|>"), False, ""),
-              TokenEvent(0, sp("<|output_start|>"), True, ""), TokenEvent(0, 301, True, "4"),
-              TokenEvent(0, sp("<|output_end|>"), True, ""), TokenEvent(0, 302, False, "Four.", "stop")]
+    events = [
+        TokenEvent(0, tok.encode("Let")[0], False, "Let"),
+        TokenEvent(0, sp("<|calc_start|>"), False, ""),
+        TokenEvent(0, 300, False, "2+2"),
+        TokenEvent(0, sp("<|calc_end|>"), False, ""),
+        TokenEvent(0, sp("<|output_start|>"), True, ""),
+        TokenEvent(0, 301, True, "4"),
+        TokenEvent(0, sp("<|output_end|>"), True, ""),
+        TokenEvent(0, 302, False, "Four.", "stop"),
+    ]
     for e in events:
         printer.feed(e)
     assert console.file.getvalue() == "Let\ncalculator> 2+2\n4\nFour.\n"
@@ -381,8 +414,12 @@ def saved(tmp_path, tok):
     """A checkpoint and its tokenizer on disk, as training leaves them."""
     tok.save(str(tmp_path / "tok"))
     model = random_model(tok)
-    uri = checkpoint.save(str(tmp_path / "run"), 1, model=model.state_dict(),
-                          config={"model": dataclasses.asdict(model.config), "tokenizer": str(tmp_path / "tok")})
+    uri = checkpoint.save(
+        str(tmp_path / "run"),
+        1,
+        model=model.state_dict(),
+        config={"model": dataclasses.asdict(model.config), "tokenizer": str(tmp_path / "tok")},
+    )
     return uri
 
 
@@ -391,16 +428,36 @@ def test_generate_command_samples_with_a_seed(saved, tmp_path):
 
     from flows.cli import app
 
-    args = ["generate", "--checkpoint", saved, "--prompt", "The city", "--lake", str(tmp_path / "lake"),
-            "--num-samples", "3", "--max-new-tokens", "8", "--seed", "5", "--json"]
+    args = [
+        "generate",
+        "--checkpoint",
+        saved,
+        "--prompt",
+        "The city",
+        "--lake",
+        str(tmp_path / "lake"),
+        "--num-samples",
+        "3",
+        "--max-new-tokens",
+        "8",
+        "--seed",
+        "5",
+        "--json",
+    ]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     samples = json.loads(first.stdout)
     assert len(samples) == 3 and all(len(s["tokens"]) <= 8 and s["mask"] == [1] * len(s["tokens"]) for s in samples)
     assert json.loads(CliRunner().invoke(app, args).stdout) == samples
     engine = Engine.from_checkpoint(saved)
-    direct = engine.generate([engine.tokenizer.bos_id, *engine.tokenizer.encode("The city")], 3,
-                             max_new_tokens=8, temperature=0.8, top_k=50, seed=5)
+    direct = engine.generate(
+        [engine.tokenizer.bos_id, *engine.tokenizer.encode("The city")],
+        3,
+        max_new_tokens=8,
+        temperature=0.8,
+        top_k=50,
+        seed=5,
+    )
     assert [s.tokens for s in direct] == [s["tokens"] for s in samples]
 
 
@@ -410,7 +467,8 @@ def test_chat_command_streams_replies_and_keeps_the_conversation(saved, tmp_path
     from flows.cli import app
 
     result = CliRunner().invoke(
-        app, ["chat", "--checkpoint", saved, "--lake", str(tmp_path / "lake"), "--max-new-tokens", "6"],
+        app,
+        ["chat", "--checkpoint", saved, "--lake", str(tmp_path / "lake"), "--max-new-tokens", "6"],
         input="hello there\nand again\n/reset\n/quit\n",
     )
     assert result.exit_code == 0, result.output
@@ -426,13 +484,17 @@ def test_the_static_decoder_samples_what_the_eager_engine_samples(tok, model):
     finished rows kept) draws the eager engine's tokens, for a batch of prompts of different
     lengths, greedy and sampled; the compiled mode runs this very step."""
     eager, static = Engine(model, tok, decode="eager"), Engine(model, tok, decode="static")
-    requests = [Request(prompt_of(tok, t), n, seed=s) for t, n, s in (("The city council said on Monday", 3, 1), ("A", 2, 2))]
+    requests = [
+        Request(prompt_of(tok, t), n, seed=s) for t, n, s in (("The city council said on Monday", 3, 1), ("A", 2, 2))
+    ]
     for options in (dict(temperature=0.0), dict(temperature=1.0, top_k=50)):
         a = eager.generate_batch(requests, max_new_tokens=10, stop=[], **options)
         b = static.generate_batch(requests, max_new_tokens=10, stop=[], **options)
         assert [[s.tokens for s in g] for g in a] == [[s.tokens for s in g] for g in b]
     assert list(static._decoders) == [(8, 64)]  # 5 rows -> a batch of 8; slots rounded up to 64
-    again = static.generate(prompt_of(tok), 1, max_new_tokens=6, temperature=0, stop=[])  # another shape, its own decoder
+    again = static.generate(
+        prompt_of(tok), 1, max_new_tokens=6, temperature=0, stop=[]
+    )  # another shape, its own decoder
     assert again[0].tokens == eager.generate(prompt_of(tok), 1, max_new_tokens=6, temperature=0, stop=[])[0].tokens
     assert set(static._decoders) == {(8, 64), (1, 64)}
     with pytest.raises(ValueError, match="decode"):

@@ -46,8 +46,12 @@ def exported(tmp_path_factory, tok):
     root = tmp_path_factory.mktemp("export")
     tok.save(str(root / "tok"))
     model = random_model(tok.vocab_size)
-    uri = checkpoint.save(str(root / "run"), 3, model=model.state_dict(),
-                          config={"model": dataclasses.asdict(model.config), "tokenizer": str(root / "tok")})
+    uri = checkpoint.save(
+        str(root / "run"),
+        3,
+        model=model.state_dict(),
+        config={"model": dataclasses.asdict(model.config), "tokenizer": str(root / "tok")},
+    )
     result = export(str(root / "run"), str(root / "hf"))  # the run folder: its latest checkpoint
     assert result["checkpoint"] == uri and result["step"] == 3
     return model, root / "hf"
@@ -73,7 +77,9 @@ def test_transformers_loads_the_folder_and_gives_our_logits(exported):
     model, folder = exported
     hf = AutoModelForCausalLM.from_pretrained(folder).eval()
     assert isinstance(hf, Qwen3ForCausalLM)
-    idx = torch.randint(0, model.config.vocab_size, (3, model.config.seq_len), generator=torch.Generator().manual_seed(1))
+    idx = torch.randint(
+        0, model.config.vocab_size, (3, model.config.seq_len), generator=torch.Generator().manual_seed(1)
+    )
     with torch.no_grad():
         ours, theirs = model(idx), hf(idx).logits
     assert ours.abs().max() > 1
@@ -134,7 +140,11 @@ def test_specials_chat_template_and_stop_tokens(exported, hf_tok, tok):
     assert {hf.convert_tokens_to_ids(s) for s in SPECIALS} == set(tok.specials.values())
     assert hf.convert_tokens_to_ids(hf.eos_token) == tok.special("<|assistant_end|>")
     assert hf.pad_token_id == tok.pad_id and hf.bos_token_id == tok.bos_id
-    messages = [{"role": "user", "content": "Hello there"}, {"role": "assistant", "content": "Hi."}, {"role": "user", "content": "How deep is the lake?"}]
+    messages = [
+        {"role": "user", "content": "Hello there"},
+        {"role": "assistant", "content": "Hi."},
+        {"role": "user", "content": "How deep is the lake?"},
+    ]
     ids = hf.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
     assert list(ids) == render_for_completion(tok, messages)
     gen = GenerationConfig.from_pretrained(folder)
@@ -148,7 +158,11 @@ def test_merges_are_every_split_of_every_piece_ranked_by_the_piece(tok):
     assert joined == sorted(joined)  # ranked by the joined piece's id
     assert all(a in pieces and b in pieces for a, b in merges)
     # Every multi-character piece is reachable by at least one merge.
-    assert {pieces[a + b] for a, b in merges} == {i for p, i in pieces.items() if len(p) > 1 and any(p[:c] in pieces and p[c:] in pieces for c in range(1, len(p)))}
+    assert {pieces[a + b] for a, b in merges} == {
+        i
+        for p, i in pieces.items()
+        if len(p) > 1 and any(p[:c] in pieces and p[c:] in pieces for c in range(1, len(p)))
+    }
 
 
 def test_export_reads_a_checkpoint_on_s3(s3_bucket, tok, tmp_path):
@@ -157,8 +171,12 @@ def test_export_reads_a_checkpoint_on_s3(s3_bucket, tok, tmp_path):
     tok_uri = s3_bucket + "/tokenizers/t"
     tok.save(tok_uri)
     model = random_model(tok.vocab_size)
-    uri = checkpoint.save(s3_bucket + "/checkpoints/r", 1, model=model.state_dict(),
-                          config={"model": dataclasses.asdict(model.config), "tokenizer": tok_uri})
+    uri = checkpoint.save(
+        s3_bucket + "/checkpoints/r",
+        1,
+        model=model.state_dict(),
+        config={"model": dataclasses.asdict(model.config), "tokenizer": tok_uri},
+    )
     export(uri, str(tmp_path / "hf"))
     hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
     idx = torch.randint(0, tok.vocab_size, (1, 16))
@@ -170,7 +188,9 @@ def test_export_refuses_a_tokenizer_of_another_size(tmp_path, tok, shared_data):
     other = train(articles(shared_data)[:60], 1024)
     other.save(str(tmp_path / "other"))
     model = random_model(tok.vocab_size)
-    uri = checkpoint.save(str(tmp_path / "run"), 1, model=model.state_dict(), config={"model": dataclasses.asdict(model.config)})
+    uri = checkpoint.save(
+        str(tmp_path / "run"), 1, model=model.state_dict(), config={"model": dataclasses.asdict(model.config)}
+    )
     with pytest.raises(ValueError, match="does not name its tokenizer"):
         export(uri, str(tmp_path / "hf"))
     with pytest.raises(ValueError, match="1024 pieces, the model 2048"):
@@ -183,8 +203,16 @@ def test_export_command(exported, tmp_path):
     from flows.cli import app
 
     run = exported[1].parent / "run"
-    result = CliRunner().invoke(app, ["export", "--checkpoint", str(run), "--out", str(tmp_path / "out"), "--lake", str(tmp_path)])
+    result = CliRunner().invoke(
+        app, ["export", "--checkpoint", str(run), "--out", str(tmp_path / "out"), "--lake", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     written = json.loads(result.stdout)["files"]
-    assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"} <= set(written)
+    assert {
+        "model.safetensors",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    } <= set(written)
     assert all((tmp_path / "out" / name).stat().st_size == size for name, size in written.items())

@@ -66,7 +66,10 @@ def test_a_row_cache_decodes_rows_of_different_lengths_as_each_alone_while_rows_
     each row's logits those of a full pass over its own sequence."""
     model = random_model()
     gen = torch.Generator().manual_seed(3)
-    seqs = {name: torch.randint(0, CFG.vocab_size, (n,), generator=gen).tolist() for name, n in (("a", 20), ("b", 14), ("c", 22), ("d", 9))}
+    seqs = {
+        name: torch.randint(0, CFG.vocab_size, (n,), generator=gen).tolist()
+        for name, n in (("a", 20), ("b", 14), ("c", 22), ("d", 9))
+    }
     prompts = {"a": 3, "b": 7, "c": 1, "d": 5}  # prompt lengths; the rest is fed one token per step
     joins = {"a": 0, "b": 0, "c": 2, "d": 6}  # the step at which each row joins
     cache, rows, got = RowCache(CFG, capacity=3), [], {name: [] for name in seqs}
@@ -175,7 +178,9 @@ def test_loss_mask_ignores_targets_of_minus_one():
     masked = targets.masked_fill(mask, -1)
     with torch.no_grad():
         logits = model(idx)
-        per_token = torch.nn.functional.cross_entropy(logits.view(-1, CFG.vocab_size), targets.view(-1), reduction="none").view(2, 10)
+        per_token = torch.nn.functional.cross_entropy(
+            logits.view(-1, CFG.vocab_size), targets.view(-1), reduction="none"
+        ).view(2, 10)
         loss = model(idx, masked)
         none = model(idx, masked, reduction="none")
         total = model(idx, masked, reduction="sum")
@@ -197,7 +202,11 @@ def test_fresh_model_predicts_uniformly():
 
 
 def test_parameter_count_and_flops_come_from_the_config():
-    for cfg in (CFG, GPTConfig(), GPTConfig(vocab_size=50304, seq_len=1024, n_layer=12, n_head=12, n_kv_head=4, n_embd=768)):
+    for cfg in (
+        CFG,
+        GPTConfig(),
+        GPTConfig(vocab_size=50304, seq_len=1024, n_layer=12, n_head=12, n_kv_head=4, n_embd=768),
+    ):
         model = GPT(cfg) if cfg.n_embd < 768 else None
         if model is not None:
             assert cfg.num_params() == sum(p.numel() for p in model.parameters())

@@ -17,7 +17,12 @@ def table(n: int, start: int = 0) -> pa.Table:
 def test_write_list_read_back(lake_root):
     uri = lake.join(lake_root, "curated", "c1", "clean")
     written = lake.write_dataset(
-        uri, [table(3), table(2, start=3)], kind="test.docs", config_hash="abc", code_version="v1", parents=["/warcs/a.warc.gz"]
+        uri,
+        [table(3), table(2, start=3)],
+        kind="test.docs",
+        config_hash="abc",
+        code_version="v1",
+        parents=["/warcs/a.warc.gz"],
     )
     assert written.rows == 5
     m = lake.manifest(uri)
@@ -99,7 +104,10 @@ def test_identity_of_a_plain_file_changes_when_it_is_rewritten(lake_root):
 @given(rows=st.lists(st.tuples(st.text(max_size=40), st.integers(-(2**63), 2**63 - 1)), max_size=30))
 def test_round_trip_is_exact_on_local_disk(tmp_path, rows):
     uri = str(tmp_path / "rt")
-    t = pa.table({"id": [r[0] for r in rows], "n": [r[1] for r in rows]}, schema=pa.schema([("id", pa.string()), ("n", pa.int64())]))
+    t = pa.table(
+        {"id": [r[0] for r in rows], "n": [r[1] for r in rows]},
+        schema=pa.schema([("id", pa.string()), ("n", pa.int64())]),
+    )
     lake.write_dataset(uri, [t], kind="t")
     back = pa.Table.from_batches(list(lake.iter_batches(uri)), schema=t.schema)
     assert back.equals(t)

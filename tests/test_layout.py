@@ -14,12 +14,24 @@ from tasks import crawls, lake
 from tasks.layout import Layout, artifact_key, safe_name
 
 REPO = Path(__file__).resolve().parent.parent
-KINDS = ("crawls", "curated", "dedup", "search", "tokenizers", "tokens", "checkpoints", "conversations", "rollouts", "evals", "reports")
+KINDS = (
+    "crawls",
+    "curated",
+    "dedup",
+    "search",
+    "tokenizers",
+    "tokens",
+    "checkpoints",
+    "conversations",
+    "rollouts",
+    "evals",
+    "reports",
+)
 
 
 def test_no_lake_path_is_built_outside_the_layout():
     """Flows and tasks ask the layout: no lake folder named in a join, no path cut with rsplit."""
-    named = re.compile(r"(?:lakes?|storage)\.join\([^)]*[\"'](%s)[\"']" % "|".join(KINDS))
+    named = re.compile(r"(?:lakes?|storage)\.join\([^)]*[\"'](" + "|".join(KINDS) + r")[\"']")
     sample_default = re.compile(r"(=|\bor)\s*[\"']sample[\"']")
     offenders = []
     for folder in ("flows", "tasks"):
@@ -28,7 +40,11 @@ def test_no_lake_path_is_built_outside_the_layout():
                 continue
             text = path.read_text()
             for n, line in enumerate(text.splitlines(), 1):
-                if named.search(line) or (folder == "flows" and 'rsplit("/"' in line) or (sample_default.search(line) and path.name != "config.py"):
+                if (
+                    named.search(line)
+                    or (folder == "flows" and 'rsplit("/"' in line)
+                    or (sample_default.search(line) and path.name != "config.py")
+                ):
                     offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
     assert offenders == []
 
@@ -36,8 +52,14 @@ def test_no_lake_path_is_built_outside_the_layout():
 def test_paths_by_crawl_and_by_run(tmp_path):
     layout = Layout(str(tmp_path / "lake"))
     root = layout.root
-    assert layout.curated("c").clean == f"{root}/curated/c/clean" and layout.curated("c").report == f"{root}/curated/c/report.md"
-    assert layout.tokenizer("r", "bpe") == f"{root}/tokenizers/r/bpe" and layout.tokenizer(None, "bpe") == f"{root}/tokenizers/bpe"
+    assert (
+        layout.curated("c").clean == f"{root}/curated/c/clean"
+        and layout.curated("c").report == f"{root}/curated/c/report.md"
+    )
+    assert (
+        layout.tokenizer("r", "bpe") == f"{root}/tokenizers/r/bpe"
+        and layout.tokenizer(None, "bpe") == f"{root}/tokenizers/bpe"
+    )
     assert layout.tokens(layout.tokenizer("r", "bpe"), "c") == f"{root}/tokens/r/bpe/c"
     assert layout.checkpoints("r", "sft") == f"{root}/checkpoints/r/sft"
     assert layout.evals(f"{root}/checkpoints/r/sft/step-000004") == f"{root}/evals/r/sft/step-000004"
@@ -61,7 +83,9 @@ def _save(folder: str, step: int, parents: list[str], tok: str) -> str:
     from models.gpt import GPT, GPTConfig
 
     model = GPT(GPTConfig(vocab_size=64, seq_len=8, n_layer=1, n_head=1, n_kv_head=1, n_embd=8))
-    return checkpoint.save(folder, step, model=model.state_dict(), config={"tokenizer": tok}, lineage={"parents": parents})
+    return checkpoint.save(
+        folder, step, model=model.state_dict(), config={"tokenizer": tok}, lineage={"parents": parents}
+    )
 
 
 def _dataset(uri: str, kind: str, parents: list[str]) -> str:
@@ -77,11 +101,17 @@ def test_a_model_is_found_by_name_and_its_search_index_by_lineage(tmp_path):
     base = _save(layout.checkpoints("r", "base"), 2, [tokens, tok], tok)
     index = _dataset(layout.search("docs"), "search-index", [clean])
     conversations = _dataset(lake.join(layout.conversations("r", "sft"), "train"), "conversations", [index])
-    rows = _dataset(layout.packed_rows(layout.conversations("r", "sft"), tok, 8, "train"), "sft-rows", [conversations, tok])
+    rows = _dataset(
+        layout.packed_rows(layout.conversations("r", "sft"), tok, 8, "train"), "sft-rows", [conversations, tok]
+    )
     sft = _save(layout.checkpoints("r", "sft"), 4, [rows, tok, base], tok)
 
     assert layout.model("r") == sft  # a run alone: its most trained model
-    assert layout.model("r/base") == base and layout.model(layout.checkpoints("r", "sft")) == sft and layout.model(sft) == sft
+    assert (
+        layout.model("r/base") == base
+        and layout.model(layout.checkpoints("r", "sft")) == sft
+        and layout.model(sft) == sft
+    )
     with pytest.raises(FileNotFoundError, match="no model 'other'"):
         layout.model("other")
     assert layout.search_for(sft) == index  # the index SFT trained with
@@ -90,7 +120,9 @@ def test_a_model_is_found_by_name_and_its_search_index_by_lineage(tmp_path):
     assert layout.conversations_for(base) is None
     lake.write_dataset(layout.curated("news").clean, [pa.table({"x": [2]})], kind="curated")
     two = _dataset(lake.join(layout.tokens(tok, "both"), "train"), "tokens", [clean, layout.curated("news").clean])
-    assert layout.search_for(_save(layout.checkpoints("r2", "base"), 1, [two], tok)) is None  # two crawls, no index of the run
+    assert (
+        layout.search_for(_save(layout.checkpoints("r2", "base"), 1, [two], tok)) is None
+    )  # two crawls, no index of the run
     assert layout.crawls() == ["docs", "news"] and layout.crawls_of(sft) == ["docs"]
     assert Path("tests").is_dir()  # pytest runs from the repository root: a run named like a folder there
     named_like_a_folder = _save(layout.checkpoints("tests", "sft"), 1, [rows], tok)

@@ -46,7 +46,12 @@ def test_every_template_has_an_independent_recomputation():
 
 
 @settings(max_examples=300, deadline=None)
-@given(seed=st.integers(0, 10**9), difficulty=st.integers(1, mathgen.MAX_DIFFICULTY), template=st.sampled_from(sorted(mathgen.TEMPLATES)), words=st.booleans())
+@given(
+    seed=st.integers(0, 10**9),
+    difficulty=st.integers(1, mathgen.MAX_DIFFICULTY),
+    template=st.sampled_from(sorted(mathgen.TEMPLATES)),
+    words=st.booleans(),
+)
 def test_answers_are_exact(seed, difficulty, template, words):
     p = mathgen.make_problem(seed, difficulty, template, words)
     assert isinstance(p.answer, int) and p.answer >= 0
@@ -79,7 +84,17 @@ def test_difficulty_grows_numbers_and_steps():
     assert steps[:3] == [2, 2, 2] and steps[3:] == [6, 6, 6]
 
 
-@pytest.mark.parametrize("n, words", [(0, "zero"), (13, "thirteen"), (42, "forty-two"), (100, "one hundred"), (1305, "one thousand three hundred five"), (2000000, "two million")])
+@pytest.mark.parametrize(
+    "n, words",
+    [
+        (0, "zero"),
+        (13, "thirteen"),
+        (42, "forty-two"),
+        (100, "one hundred"),
+        (1305, "one thousand three hundred five"),
+        (2000000, "two million"),
+    ],
+)
 def test_spell(n, words):
     assert mathgen.spell(n) == words
 
@@ -97,8 +112,12 @@ def test_each_problems_program_prints_its_answer_in_the_real_sandbox():
     run in the sandbox the engine uses, and what it shows must be exactly that."""
     from models.sandbox import Sandbox
 
-    problems = [mathgen.make_problem(seed, d, t) for seed in range(12) for d in range(1, mathgen.MAX_DIFFICULTY + 1)
-                for t in sorted(mathgen.TEMPLATES)]
+    problems = [
+        mathgen.make_problem(seed, d, t)
+        for seed in range(12)
+        for d in range(1, mathgen.MAX_DIFFICULTY + 1)
+        for t in sorted(mathgen.TEMPLATES)
+    ]
     with Sandbox(size=1) as box:
         for p in problems:
             program = p.program()

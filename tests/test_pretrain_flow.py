@@ -22,7 +22,13 @@ def run_flow(corpus: dict[str, str], config: PretrainConfig = CONFIG, resume: bo
     from flows.pretrain import pretrain
 
     root = corpus["root"]
-    return pretrain(lake=LakeConfig(root=root), config=config, tokenizer="t", tokens=[str(Path(root) / "tokens" / "t" / "articles")], resume=resume)
+    return pretrain(
+        lake=LakeConfig(root=root),
+        config=config,
+        tokenizer="t",
+        tokens=[str(Path(root) / "tokens" / "t" / "articles")],
+        resume=resume,
+    )
 
 
 def latest_artifact(key: str):
@@ -71,7 +77,9 @@ def test_resume_continues_with_another_config_and_a_new_config_starts_over(first
     longer = CONFIG.model_copy(update={"train": dataclasses.replace(CONFIG.train, steps=20)})
     out = run_flow(corpus, longer, resume=True)
     assert checkpoint.committed_steps(first["run"]) == [5, 10, 15, 20] and out["steps"] == 20
-    assert losses(first["run"])[:10] == [r["loss"] for r in checkpoint.load(checkpoint.step_uri(first["run"], 10)).metrics["train"]]
+    assert losses(first["run"])[:10] == [
+        r["loss"] for r in checkpoint.load(checkpoint.step_uri(first["run"], 10)).metrics["train"]
+    ]
     # A new config without resume: that run moves aside whole and a fresh one trains.
     other = CONFIG.model_copy(update={"train": dataclasses.replace(CONFIG.train, steps=5, checkpoint_every=5)})
     fresh = run_flow(corpus, other)
@@ -108,7 +116,13 @@ def test_a_crashed_training_task_is_retried_and_resumes_exactly(prefect_server, 
 def test_two_processes_through_torchrun_from_the_flow_and_an_exact_resume(prefect_server, corpus, monkeypatch):  # noqa: F811
     """flow -> train_model -> torchrun (2 gloo processes, DDP) -> rank 0's checkpoints -> the
     flow's result; then a lost last checkpoint is redone through torchrun --resume, exactly."""
-    two = CONFIG.model_copy(update={"name": "ddp", "nproc": 2, "train": dataclasses.replace(CONFIG.train, steps=4, checkpoint_every=2, eval_every=2)})
+    two = CONFIG.model_copy(
+        update={
+            "name": "ddp",
+            "nproc": 2,
+            "train": dataclasses.replace(CONFIG.train, steps=4, checkpoint_every=2, eval_every=2),
+        }
+    )
     out = run_flow(corpus, two)
     run = out["run"]
     assert out["processes"] == 2 and out["steps"] == 4 and checkpoint.committed_steps(run) == [2, 4]
@@ -116,9 +130,13 @@ def test_two_processes_through_torchrun_from_the_flow_and_an_exact_resume(prefec
     first = losses(run)
     single = CONFIG.model_copy(update={"name": "ddp-single", "train": two.train})
     assert losses(run_flow(corpus, single)["run"]) == pytest.approx(first, rel=1e-5)  # 2 x 1 micro-batch = 1 x 2
-    storage.filesystem(checkpoint.step_uri(run, 4))[0].rm(checkpoint.step_uri(run, 4), recursive=True)  # the node died after step 2
+    storage.filesystem(checkpoint.step_uri(run, 4))[0].rm(
+        checkpoint.step_uri(run, 4), recursive=True
+    )  # the node died after step 2
     import flows.pretrain
 
-    monkeypatch.setattr(flows.pretrain, "train_model", train_model.with_options(refresh_cache=True))  # not the cached result
+    monkeypatch.setattr(
+        flows.pretrain, "train_model", train_model.with_options(refresh_cache=True)
+    )  # not the cached result
     again = run_flow(corpus, two)
     assert again["steps"] == 4 and checkpoint.committed_steps(run) == [2, 4] and losses(run) == first

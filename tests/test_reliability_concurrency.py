@@ -85,4 +85,8 @@ def test_two_pipelines_at_once_on_one_lake_leave_correct_datasets(stress_crawl, 
     assert all(r["returncode"] == 0 for r in results)
     assert stress.differences(stress_reference["snapshot"], stress.snapshot(root)) == []
     assert stress.audit(root, stress.truth_uri(stress_crawl)) == {
-        "documents": stress.PAGES, "lost": 0, "duplicated": 0, "unexpected": 0}
+        "documents": stress.PAGES,
+        "lost": 0,
+        "duplicated": 0,
+        "unexpected": 0,
+    }

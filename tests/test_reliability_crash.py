@@ -21,7 +21,9 @@ from tests import stress
 pytestmark = pytest.mark.slow
 
 
-def test_pipeline_killed_at_random_points_then_rerun_equals_an_uninterrupted_run(stress_crawl, stress_reference, tmp_path):
+def test_pipeline_killed_at_random_points_then_rerun_equals_an_uninterrupted_run(
+    stress_crawl, stress_reference, tmp_path
+):
     root = str(tmp_path / "lake")
     killed = 0
     for seed in (1, 2):  # two kills in a row on the same lake, then a run to the end
@@ -34,14 +36,28 @@ def test_pipeline_killed_at_random_points_then_rerun_equals_an_uninterrupted_run
     assert killed >= 1
     stress.finish(stress.start(root, stress_crawl))
     assert stress.differences(stress_reference["snapshot"], stress.snapshot(root)) == []
-    assert stress.audit(root, stress.truth_uri(stress_crawl)) == {"documents": stress.PAGES, "lost": 0, "duplicated": 0, "unexpected": 0}
+    assert stress.audit(root, stress.truth_uri(stress_crawl)) == {
+        "documents": stress.PAGES,
+        "lost": 0,
+        "duplicated": 0,
+        "unexpected": 0,
+    }
 
 
 MODEL = GPTConfig(vocab_size=512, seq_len=16, n_layer=2, n_head=2, n_kv_head=1, n_embd=32)
 # A checkpoint every 40 steps, a log line every 20 (the kill follows one).
 TRAIN = TrainConfig(
-    steps=400, batch_tokens=128, device_batch=8, lr=3e-3, warmup_steps=10, eval_every=100, eval_tokens=128,
-    checkpoint_every=40, sample_prompts=["The"], sample_tokens=4, log_every=20,
+    steps=400,
+    batch_tokens=128,
+    device_batch=8,
+    lr=3e-3,
+    warmup_steps=10,
+    eval_every=100,
+    eval_tokens=128,
+    checkpoint_every=40,
+    sample_prompts=["The"],
+    sample_tokens=4,
+    log_every=20,
 )
 
 

@@ -78,7 +78,9 @@ def test_bombs_inflate_no_further_than_the_limit():
         out = decode_body(body, {"content-encoding": encoding}, limit)
         assert limit < len(out) <= 4 * limit, (encoding, len(out))
     page = b"<html><body><p>" + b"fine " * 1000 + b"</p></body></html>"
-    assert decode_body(gzip.compress(page), {"content-encoding": "gzip"}, len(page)) == page  # exactly at the limit: whole
+    assert (
+        decode_body(gzip.compress(page), {"content-encoding": "gzip"}, len(page)) == page
+    )  # exactly at the limit: whole
 
 
 def test_a_record_whose_length_swallows_the_next_gives_it_back(tmp_path):

@@ -54,7 +54,9 @@ def test_a_read_cut_short_is_an_error_never_short_data(s3_bucket, s3_server, pro
 
 
 @pytest.mark.parametrize("kind", ["500", "503", "reset", "truncate", "403"])
-def test_errors_that_outlast_the_client_retries_reach_task_retries_only_if_a_retry_can_fix_them(s3_bucket, s3_server, proxy, kind):
+def test_errors_that_outlast_the_client_retries_reach_task_retries_only_if_a_retry_can_fix_them(
+    s3_bucket, s3_server, proxy, kind
+):
     """What s3fs raises once its retries and botocore's are spent (both cut to one attempt
     here, to see the error at once): storage faults are retried by our tasks, a 403 is not.
     (aiohttp itself reconnects once when a reused connection is reset: a reset needs two.)"""
@@ -73,7 +75,10 @@ def test_errors_that_outlast_the_client_retries_reach_task_retries_only_if_a_ret
 
 def test_lake_writes_and_reads_through_faults_are_exact(s3_bucket, proxy):
     root = s3_bucket + "/lake"
-    tables = [pa.table({"id": [f"{i}-{j}" for j in range(500)], "text": [f"document {i} {j} " * 20 for j in range(500)]}) for i in range(3)]
+    tables = [
+        pa.table({"id": [f"{i}-{j}" for j in range(500)], "text": [f"document {i} {j} " * 20 for j in range(500)]})
+        for i in range(3)
+    ]
     with proxy.faulty(0.25):
         written = lake.write_dataset(lake.join(root, "d"), tables, kind="test")
         back = lake.scan(lake.join(root, "d")).collect().to_arrow()
@@ -114,13 +119,24 @@ def test_curate_and_tokenize_through_faults_equal_a_clean_run(prefect_server, s3
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
     assert stress.differences(clean, stress.snapshot("s3://crawl-source/faulty")) == []
-    assert set(clean) >= {"curated/sample/clean", "curated/sample/removed", "tokenizers/bpe-stress", "tokens/bpe-stress/sample/train"}
+    assert set(clean) >= {
+        "curated/sample/clean",
+        "curated/sample/removed",
+        "tokenizers/bpe-stress",
+        "tokens/bpe-stress/sample/train",
+    }
     assert stress.audit("s3://crawl-source/faulty", stress.truth_uri(s3_crawl)) == {
-        "documents": 20, "lost": 0, "duplicated": 0, "unexpected": 0}
+        "documents": 20,
+        "lost": 0,
+        "duplicated": 0,
+        "unexpected": 0,
+    }
     assert result["curate"]["docs_in"] == 20
 
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[f"curate-{s3_crawl[0]}"])))
+        runs = client.read_task_runs(
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[f"curate-{s3_crawl[0]}"]))
+        )
     assert min(r.run_count for r in runs) == 1 and max(r.run_count for r in runs) >= 2  # clean run's; the retried one
 
 
@@ -154,7 +170,9 @@ def refused_flow(kind: str, target: str) -> object:
         ("access_denied", "Access Denied"),  # 403 AccessDenied
     ],
 )
-def test_what_no_retry_can_fix_fails_at_once_with_s3s_own_message(prefect_server, s3_bucket, s3_server, proxy, kind, message):
+def test_what_no_retry_can_fix_fails_at_once_with_s3s_own_message(
+    prefect_server, s3_bucket, s3_server, proxy, kind, message
+):
     """A lake on a bucket S3 refuses is not retried four times: the task runs once and its
     error carries S3's message (retried errors are checked above and in test_runtime)."""
     if kind == "invalid_bucket":

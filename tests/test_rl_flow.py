@@ -27,9 +27,21 @@ def world(tmp_path_factory):
 
 def config(world: dict, **changes) -> RLConfig:
     base = RLConfig(
-        name="run", algorithm="grpo", iterations=2, prompts=4, samples=4, chunk=2, max_new_tokens=40, top_k=None,
+        name="run",
+        algorithm="grpo",
+        iterations=2,
+        prompts=4,
+        samples=4,
+        chunk=2,
+        max_new_tokens=40,
+        top_k=None,
         problems=ProblemConfig(train=0, eval=0, datasets=[world["problems"]], eval_fraction=0.25),
-        eval_samples=2, eval_chunk=8, eval_every=1, grpo=GRPOConfig(lr=3e-3, clip_eps=0.2), rft=RFTConfig(lr=3e-3), shown=2,
+        eval_samples=2,
+        eval_chunk=8,
+        eval_every=1,
+        grpo=GRPOConfig(lr=3e-3, clip_eps=0.2),
+        rft=RFTConfig(lr=3e-3),
+        shown=2,
     )
     return base.model_copy(update=changes)
 
@@ -56,8 +68,16 @@ def test_rollouts_asked_for_the_code_tool_start_inside_its_call(world, prefect_s
     problems = problems_dataset(world, "code-tool")
     sampling = Sampling(samples=4, max_new_tokens=48, top_k=None, seed=7, tool="python")
     out = lake.join(world["root"], "rollouts", "code-tool")
-    result = rollout_chunk.fn(policy_uri=world["sft"], version=version_of(world["sft"]), problems=problems, iteration=0,
-                              indices=[0, 1], out=out, part="a", sampling=sampling)
+    result = rollout_chunk.fn(
+        policy_uri=world["sft"],
+        version=version_of(world["sft"]),
+        problems=problems,
+        iteration=0,
+        indices=[0, 1],
+        out=out,
+        part="a",
+        sampling=sampling,
+    )
     rows = lake.read_shard(lake.join(out, result["shard"]["path"])).to_pylist()
     tok = Tokenizer.load(world["tokenizer"])
     start, end, output = (tok.special(s) for s in ("<|python_start|>", "<|python_end|>", "<|python_output_start|>"))
@@ -86,13 +106,22 @@ def test_rollouts_are_seeded_per_sample_and_cached(world, prefect_server):
     rows_b = {(r["prompt_id"], r["sample"]): r for r in shard(again)}
     assert first["samples"] == 9 and again["samples"] == 6
     for key, r in rows_b.items():  # the same prompt, iteration and seed: the same samples, in any chunk
-        assert (r["tokens"], r["reward"], r["text"]) == (rows_a[key]["tokens"], rows_a[key]["reward"], rows_a[key]["text"])
+        assert (r["tokens"], r["reward"], r["text"]) == (
+            rows_a[key]["tokens"],
+            rows_a[key]["reward"],
+            rows_a[key]["text"],
+        )
     assert len({tuple(r["tokens"]) for r in rows_a.values()}) > 1  # and different samples differ
     other = rollout_chunk.fn(indices=[2], out=out, part="c", **{**args, "iteration": 3})
     rows_c = shard(other)
-    assert other["samples"] == 3 and [r["tokens"] for r in rows_c] != [rows_b[(r["prompt_id"], r["sample"])]["tokens"] for r in rows_c]
+    assert other["samples"] == 3 and [r["tokens"] for r in rows_c] != [
+        rows_b[(r["prompt_id"], r["sample"])]["tokens"] for r in rows_c
+    ]
     for r in rows_a.values():  # each row is scored by its reply, and only sampled tokens are trained
-        assert r["reward_strict"] == float(r["strict"] == str(r["answer"])) and len(r["mask"]) == len(r["tokens"]) == r["length"]
+        assert (
+            r["reward_strict"] == float(r["strict"] == str(r["answer"]))
+            and len(r["mask"]) == len(r["tokens"]) == r["length"]
+        )
         assert r["sampled"] == sum(r["mask"]) and r["prompt_tokens"][0] != r["tokens"][0]
 
     @flow
@@ -165,7 +194,9 @@ def test_flow_updates_evaluates_resumes_and_reports(world, prefect_server):
 def test_rft_trains_only_on_right_answers(world, prefect_server):
     cfg = config(world, name="rft", algorithm="rft", iterations=1, eval_every=0)
     result = run_flow(world, cfg)
-    rows = [r for b in lake.iter_batches(lake.join(world["root"], "rollouts", "rft", "iter-000000")) for r in b.to_pylist()]
+    rows = [
+        r for b in lake.iter_batches(lake.join(world["root"], "rollouts", "rft", "iter-000000")) for r in b.to_pylist()
+    ]
     right: dict[str, set] = {}
     for r in rows:
         if r["reward_strict"] == 1:
@@ -178,14 +209,22 @@ def test_rft_trains_only_on_right_answers(world, prefect_server):
 @pytest.mark.slow
 def test_dask_rollouts_match_threads(world, prefect_server):
     """Two worker processes of a local Dask cluster draw the same samples as the thread pool."""
-    cfg = config(world, iterations=1, eval_every=0, problems=ProblemConfig(train=0, eval=0, datasets=[world["problems"]], eval_fraction=0.1))
+    cfg = config(
+        world,
+        iterations=1,
+        eval_every=0,
+        problems=ProblemConfig(train=0, eval=0, datasets=[world["problems"]], eval_fraction=0.1),
+    )
     run_flow(world, cfg.model_copy(update={"name": "threads"}))
     run_flow(world, cfg.model_copy(update={"name": "dask"}), RunnerConfig(kind="dask", max_workers=2))
 
     def rows(name: str) -> dict:
         uri = lake.join(world["root"], "rollouts", name, "iter-000000")
-        return {(r["prompt_id"], r["sample"]): (r["tokens"], r["reward_strict"], r["reward_lenient"])
-                for b in lake.iter_batches(uri) for r in b.to_pylist()}
+        return {
+            (r["prompt_id"], r["sample"]): (r["tokens"], r["reward_strict"], r["reward_lenient"])
+            for b in lake.iter_batches(uri)
+            for r in b.to_pylist()
+        }
 
     threads, dask = rows("threads"), rows("dask")
     assert len(threads) == 16 and threads == dask

@@ -45,10 +45,15 @@ def test_extraction_edges(reply, strict, lenient):
     assert found["reward_lenient"] == float(lenient == 3)
 
 
-lines = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), max_size=40)
+lines = st.text(
+    alphabet=st.characters(
+        blacklist_categories=("Cs",), blacklist_characters="\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+    ),
+    max_size=40,
+)
 
 
-@given(st.lists(lines, max_size=4), st.integers(-10**9, 10**9))
+@given(st.lists(lines, max_size=4), st.integers(-(10**9), 10**9))
 def test_a_final_answer_line_is_always_read(before, n):
     reply = "\n".join([*before, f"Answer: {n}"])
     found = score(reply, n)
@@ -57,7 +62,9 @@ def test_a_final_answer_line_is_always_read(before, n):
     assert score(reply, n + 1)["reward_strict"] == 0.0  # exactly the known answer, nothing near it
 
 
-@given(st.lists(lines, max_size=4), st.integers(0, 10**6), lines.filter(lambda s: s.strip() and not re.search(r"\d", s)))
+@given(
+    st.lists(lines, max_size=4), st.integers(0, 10**6), lines.filter(lambda s: s.strip() and not re.search(r"\d", s))
+)
 def test_text_after_the_answer_breaks_strict_but_not_lenient(before, n, after):
     reply = "\n".join([*before, f"Answer: {n}", after])
     assert score(reply, n)["strict"] is None
@@ -117,10 +124,23 @@ def test_pass_at_k_is_a_probability_rising_with_k(nc):
 
 def test_metrics_group_by_hold_out():
     def r(pid, sample, ok, holdout, length=10):
-        return {"prompt_id": pid, "sample": sample, "reward_strict": float(ok), "reward_lenient": float(ok), "length": length, "holdout": holdout}
+        return {
+            "prompt_id": pid,
+            "sample": sample,
+            "reward_strict": float(ok),
+            "reward_lenient": float(ok),
+            "length": length,
+            "holdout": holdout,
+        }
 
-    rows = [r("a", -1, 1, "seed"), r("a", 0, 1, "seed"), r("a", 1, 0, "seed"),
-            r("b", -1, 0, "template"), r("b", 0, 0, "template"), r("b", 1, 1, "template", 30)]
+    rows = [
+        r("a", -1, 1, "seed"),
+        r("a", 0, 1, "seed"),
+        r("a", 1, 0, "seed"),
+        r("b", -1, 0, "template"),
+        r("b", 0, 0, "template"),
+        r("b", 1, 1, "template", 30),
+    ]
     m = metrics(rows)
     assert m["all"]["pass1_greedy"] == 0.5 and m["seed"]["pass1_greedy"] == 1.0 and m["template"]["pass1_greedy"] == 0.0
     assert m["all"]["pass@1"] == 0.5 and m["all"]["pass@2"] == 1.0
@@ -132,7 +152,16 @@ def test_metrics_group_by_hold_out():
 
 @pytest.mark.parametrize(
     "value, expected",
-    [(42, 42), (42.0, 42), ("42", 42), (" 42. ", 42), ("1,234", 1234), ("-7", -7), ("He has 3 left.\n#### 72", 72), ("#### 1,000", 1000)],
+    [
+        (42, 42),
+        (42.0, 42),
+        ("42", 42),
+        (" 42. ", 42),
+        ("1,234", 1234),
+        ("-7", -7),
+        ("He has 3 left.\n#### 72", 72),
+        ("#### 1,000", 1000),
+    ],
 )
 def test_answers_that_parse(value, expected):
     assert parse_answer(value) == expected
@@ -140,9 +169,19 @@ def test_answers_that_parse(value, expected):
 
 @pytest.mark.parametrize(
     "value, reason",
-    [(None, "no answer"), ("", "no answer"), ("####", "no answer"), (12.5, "answer is not an integer"), (True, "answer is not an integer"),
-     ("twelve", "answer is not an integer"), ("1,23", "answer is not an integer"), ("3 apples", "answer is not an integer"),
-     ([1], "answer is not an integer"), (2**63, "answer too large"), ("9" * 400, "answer too large")],
+    [
+        (None, "no answer"),
+        ("", "no answer"),
+        ("####", "no answer"),
+        (12.5, "answer is not an integer"),
+        (True, "answer is not an integer"),
+        ("twelve", "answer is not an integer"),
+        ("1,23", "answer is not an integer"),
+        ("3 apples", "answer is not an integer"),
+        ([1], "answer is not an integer"),
+        (2**63, "answer too large"),
+        ("9" * 400, "answer too large"),
+    ],
 )
 def test_answers_that_do_not(value, reason):
     with pytest.raises(BadProblem) as bad:
@@ -150,7 +189,7 @@ def test_answers_that_do_not(value, reason):
     assert bad.value.reason == reason
 
 
-@given(st.integers(-10**12, 10**12))
+@given(st.integers(-(10**12), 10**12))
 def test_any_integer_round_trips_through_its_spellings(n):
     assert parse_answer(n) == parse_answer(str(n)) == parse_answer(f"{n:,}") == parse_answer(f"Work.\n#### {n}") == n
 
@@ -173,8 +212,15 @@ def test_users_rows_parsed_or_skipped_with_their_reason(tmp_path):
     stats: dict = {}
     rows = list(user_problems(str(path), seed=0, eval_fraction=0.25, stats=stats))
     assert stats["rows"] == 28
-    assert stats["skipped"] == {"bad JSON": 1, "row is not an object": 1, "no answer": 1, "answer is not an integer": 1,
-                                "empty prompt": 1, "no prompt or question": 1, "prompt is not text": 1}
+    assert stats["skipped"] == {
+        "bad JSON": 1,
+        "row is not an object": 1,
+        "no answer": 1,
+        "answer is not an integer": 1,
+        "empty prompt": 1,
+        "no prompt or question": 1,
+        "prompt is not text": 1,
+    }
     assert len(rows) == 21 and {r["answer"] for _, r in rows} >= {1234, 20}
     splits = [split for split, _ in rows]
     assert 0 < splits.count("eval") < 21
@@ -204,7 +250,10 @@ def test_generated_problems_hold_out_seeds_and_templates():
     assert not {r["prompt"] for r in out["eval"]} & {r["prompt"] for r in out["train"]}
     assert {r["difficulty"] for r in out["train"]} == {1, 2}
     for r in out["train"][:10]:  # the answer is the generator's
-        assert mathgen.make_problem(f"rl:3:train:{int(r['id'][-6:])}", r["difficulty"], r["template"]).answer == r["answer"]
+        assert (
+            mathgen.make_problem(f"rl:3:train:{int(r['id'][-6:])}", r["difficulty"], r["template"]).answer
+            == r["answer"]
+        )
     with pytest.raises(ValueError):
         generated(ProblemConfig(heldout_templates=sorted(mathgen.TEMPLATES)), 0)
     with pytest.raises(ValueError):

@@ -24,10 +24,24 @@ from tasks.rl.update import (
 )
 
 
-def row(prompt_id: str, sample: int, reward: float, tokens: list[int], mask: list[int] | None = None, strict: float | None = None) -> dict:
+def row(
+    prompt_id: str,
+    sample: int,
+    reward: float,
+    tokens: list[int],
+    mask: list[int] | None = None,
+    strict: float | None = None,
+) -> dict:
     return {
-        "prompt_id": prompt_id, "sample": sample, "prompt_tokens": [1, 2, 3], "tokens": tokens, "mask": mask or [1] * len(tokens),
-        "reward": reward, "reward_strict": reward if strict is None else strict, "reward_lenient": reward, "length": len(tokens),
+        "prompt_id": prompt_id,
+        "sample": sample,
+        "prompt_tokens": [1, 2, 3],
+        "tokens": tokens,
+        "mask": mask or [1] * len(tokens),
+        "reward": reward,
+        "reward_strict": reward if strict is None else strict,
+        "reward_lenient": reward,
+        "length": len(tokens),
     }
 
 
@@ -84,7 +98,9 @@ def test_k3_kl_penalty_by_hand():
     kl = 2.0 - math.log(2.0) - 1.0  # exp(d) - d - 1 with d = ref - logp = log 2
     assert stats["kl"] == pytest.approx(kl)
     assert loss.item() == pytest.approx(0.1 * kl)
-    assert per_token_loss(ref, None, ref, torch.tensor([0.0]), mask, None, 0.1)[1]["kl"] == 0.0  # same policy: no penalty
+    assert (
+        per_token_loss(ref, None, ref, torch.tensor([0.0]), mask, None, 0.1)[1]["kl"] == 0.0
+    )  # same policy: no penalty
     with pytest.raises(ValueError):
         per_token_loss(logp, None, None, torch.tensor([0.0]), mask, None, 0.1)
 
@@ -96,7 +112,9 @@ def test_no_clip_is_reinforce():
     assert loss.flatten().tolist() == pytest.approx([-2 * math.log(0.25), 0.0])
 
 
-@pytest.mark.parametrize("norm, expected", [("token", 6 / 3), ("sequence", (3 / 2 + 3 / 1) / 2), ("constant", 6 / (2 * 4))])
+@pytest.mark.parametrize(
+    "norm, expected", [("token", 6 / 3), ("sequence", (3 / 2 + 3 / 1) / 2), ("constant", 6 / (2 * 4))]
+)
 def test_loss_normalisations_and_micro_batches_sum_to_the_whole(norm, expected):
     per_token = torch.tensor([[1.0, 2.0, 0.0], [3.0, 0.0, 0.0]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool)
@@ -108,11 +126,16 @@ def test_loss_normalisations_and_micro_batches_sum_to_the_whole(norm, expected):
 
 def test_rft_keeps_distinct_correct_samples_shortest_first():
     rows = [
-        row("a", 0, 1.0, [1] * 30), row("a", 1, 1.0, [2] * 10), row("a", 2, 1.0, [2] * 10), row("a", 3, 1.0, [3] * 20),
+        row("a", 0, 1.0, [1] * 30),
+        row("a", 1, 1.0, [2] * 10),
+        row("a", 2, 1.0, [2] * 10),
+        row("a", 3, 1.0, [3] * 20),
         row("a", 4, 0.0, [4] * 5),  # wrong: never kept, however short
-        row("b", 0, 1.0, [5] * 7), row("b", 1, 0.0, [6] * 3),
+        row("b", 0, 1.0, [5] * 7),
+        row("b", 1, 0.0, [6] * 3),
         row("c", 0, 0.0, [7] * 3),  # nothing right
-        row("d", 0, 0.0, [8] * 4, strict=0.0), row("d", 1, 1.0, [9] * 4, strict=0.0),  # right only leniently
+        row("d", 0, 0.0, [8] * 4, strict=0.0),
+        row("d", 1, 1.0, [9] * 4, strict=0.0),  # right only leniently
     ]
     items, stats = rft_items(rows, per_prompt=2, reward="strict")
     assert [(it.prompt_id, len(it.ids) - 3) for it in items] == [("b", 7), ("a", 10), ("a", 20)]
@@ -193,23 +216,54 @@ def test_two_processes_through_torchrun_make_the_update_one_process_makes(tmp_pa
     torch.manual_seed(0)
     model = GPT(TINY)
     torch.nn.init.normal_(model.lm_head.weight, std=0.02)
-    policy = checkpoint.save(str(tmp_path / "policy"), 0, model=model.state_dict(), config={"model": dataclasses.asdict(TINY)})
+    policy = checkpoint.save(
+        str(tmp_path / "policy"), 0, model=model.state_dict(), config={"model": dataclasses.asdict(TINY)}
+    )
     rows = [row(p, i, float(i % 2 == 0), [4 + i, 9, 7 + len(p)]) for p in ("p", "q") for i in range(3)]
     rollouts = str(tmp_path / "rollouts")
     lake.write_dataset(rollouts, [pa.Table.from_pylist(rows)], kind="rl-rollouts")
-    config = RLConfig(algorithm="grpo", grpo=GRPOConfig(lr=0.05, epochs=2, minibatches=2, clip_eps=0.2), micro_batch=1, device="cpu")
+    config = RLConfig(
+        algorithm="grpo", grpo=GRPOConfig(lr=0.05, epochs=2, minibatches=2, clip_eps=0.2), micro_batch=1, device="cpu"
+    )
     one = run_update(policy, rollouts, policy, str(tmp_path / "one"), 0, config, {})
-    body = {"policy_uri": policy, "rollouts": rollouts, "init": policy, "run": str(tmp_path / "two"), "iteration": 0,
-            "config": config.model_copy(update={"nproc": 2}).model_dump(mode="json"), "lineage": {}}
+    body = {
+        "policy_uri": policy,
+        "rollouts": rollouts,
+        "init": policy,
+        "run": str(tmp_path / "two"),
+        "iteration": 0,
+        "config": config.model_copy(update={"nproc": 2}).model_dump(mode="json"),
+        "lineage": {},
+    }
     (tmp_path / "body.json").write_text(json.dumps(body))
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "tasks.rl.update",
-         "--config", str(tmp_path / "body.json"), "--summary", str(tmp_path / "summary.json")],
-        env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            "-m",
+            "tasks.rl.update",
+            "--config",
+            str(tmp_path / "body.json"),
+            "--summary",
+            str(tmp_path / "summary.json"),
+        ],
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     two = json.loads((tmp_path / "summary.json").read_text())
-    assert two["checkpoint"].endswith("two/step-000001") and two["items"] == one["items"] == 6 and two["steps"] == one["steps"] == 4
+    assert (
+        two["checkpoint"].endswith("two/step-000001")
+        and two["items"] == one["items"] == 6
+        and two["steps"] == one["steps"] == 4
+    )
     assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
     a, b = checkpoint.load(one["checkpoint"]).model, checkpoint.load(two["checkpoint"]).model
     assert any(not torch.equal(a[k], model.state_dict()[k]) for k in a)  # it moved

@@ -35,7 +35,9 @@ def check_run(layout: Layout, result: dict[str, Any], run: str, crawl: str) -> N
     stats = lake.manifest(tokenizer).stats
     fs, path = storage.filesystem(storage.join(tokenizer, stats["model_file"]))
     assert fs.exists(path) and Tokenizer.load(tokenizer).model_proto == fs.cat_file(path)  # the committed version
-    assert layout.search_for(sft) == layout.search(crawl) == result["search_index"]["uri"]  # the lineage leads to the crawl's index
+    assert (
+        layout.search_for(sft) == layout.search(crawl) == result["search_index"]["uri"]
+    )  # the lineage leads to the crawl's index
     assert layout.search_for(result["rl"]["checkpoint"]) == layout.search(crawl)
     assert result["evaluate"]["results"]["sft"] == layout.evals(sft)
     assert f"run {run}" in storage.read_bytes(lake.join(layout.reports(run), "latest.md")).decode()
@@ -66,8 +68,12 @@ def test_two_runs_at_once_on_two_crawls_and_on_one_crawl(prefect_server, tmp_pat
         micro_config(root, **{"sample_crawl.name": "beta", "sample_crawl.seed": 2}),
     )
     # One crawl, two runs at once (another SFT seed): both curate and index the crawl at the same time.
-    second = at_once(*(micro_config(root, run=run, **{"sample_crawl.name": "gamma", "sample_crawl.seed": 3, "sft.seed": seed})
-                       for run, seed in (("gamma-x", 1), ("gamma-y", 2))))
+    second = at_once(
+        *(
+            micro_config(root, run=run, **{"sample_crawl.name": "gamma", "sample_crawl.seed": 3, "sft.seed": seed})
+            for run, seed in (("gamma-x", 1), ("gamma-y", 2))
+        )
+    )
     for result, (run, crawl) in zip(first + second, runs.items()):
         check_run(layout, result, run, crawl)
     assert SearchIndex.open(layout.search("gamma")).search("the", k=1)  # the shared index: one whole version

@@ -67,7 +67,9 @@ def s3_refusal(code: str, status: int, as_errno: int) -> OSError:
     """What s3fs raises for an S3 error: an OSError with botocore's ClientError as its cause."""
     from botocore.exceptions import ClientError
 
-    cause = ClientError({"Error": {"Code": code, "Message": "S3 says no"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+    cause = ClientError(
+        {"Error": {"Code": code, "Message": "S3 says no"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject"
+    )
     exc = OSError(as_errno, "S3 says no")
     exc.__cause__ = cause
     return exc

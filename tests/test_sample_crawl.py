@@ -38,7 +38,12 @@ def crawl(tmp_path_factory):
             for rec in ArchiveIterator(f, check_digests="raise"):
                 if rec.rec_type == "response":
                     rid = rec.rec_headers.get_header("WARC-Record-ID")
-                    records[rid] = (rec.rec_headers.get_header("WARC-Target-URI"), rec.rec_headers, rec.http_headers, rec.content_stream().read())
+                    records[rid] = (
+                        rec.rec_headers.get_header("WARC-Target-URI"),
+                        rec.rec_headers,
+                        rec.http_headers,
+                        rec.content_stream().read(),
+                    )
     return dict(out=out, truth=truth, facts=facts, records=records, config=config)
 
 
@@ -55,7 +60,11 @@ def test_warcio_reads_every_record_with_verified_digests(crawl):
             h = rec.rec_headers
             ids.add(h.get_header("WARC-Record-ID"))
             if rec.rec_type != "warcinfo":
-                assert h.get_header("WARC-Warcinfo-ID") and h.get_header("WARC-Target-URI") and h.get_header("WARC-Block-Digest")
+                assert (
+                    h.get_header("WARC-Warcinfo-ID")
+                    and h.get_header("WARC-Target-URI")
+                    and h.get_header("WARC-Block-Digest")
+                )
             if rec.rec_type == "response":
                 assert h.get_header("WARC-Payload-Digest") and h.get_header("WARC-Identified-Payload-Type")
                 concurrent[h.get_header("WARC-Record-ID")] = h.get_header("WARC-Concurrent-To")
@@ -123,7 +132,11 @@ def test_truth_rows_match_response_records(crawl):
     kinds = Counter(r["kind"] for r in truth)
     assert set(plan.PLANTED) <= set(kinds)
     steps = {r["kind"]: r["expected_step"] for r in truth}
-    assert steps["adult_url"] == "url" and steps["non_english"] == "language" and steps["near_duplicate"] == "dedup_minhash"
+    assert (
+        steps["adult_url"] == "url"
+        and steps["non_english"] == "language"
+        and steps["near_duplicate"] == "dedup_minhash"
+    )
     clean = sum(n for k, n in kinds.items() if k in plan.CLEAN_KINDS)
     assert clean / len(truth) > 0.85, "clean English pages must be the large majority"
 
@@ -142,7 +155,9 @@ def test_pii_strings_occur_in_their_pages(crawl):
         for s in row["pii"]:
             assert s in html
     others = [r for r in crawl["truth"] if not r["pii"] and r["kind"] != "non_html"]
-    assert not any("@" in _page_text(crawl["records"][r["record_id"]]).split("<article>")[1].split("</article>")[0] for r in others)
+    assert not any(
+        "@" in _page_text(crawl["records"][r["record_id"]]).split("<article>")[1].split("</article>")[0] for r in others
+    )
 
 
 def test_duplicates_really_are_duplicates(crawl):
@@ -162,7 +177,9 @@ def test_duplicates_really_are_duplicates(crawl):
             assert copy_html == orig_html and row["jaccard"] == 1.0
         else:
             # Recompute the Jaccard from the pages as a real extractor sees them.
-            measured = plan.jaccard(trafilatura.extract(orig_html, **TRAFILATURA), trafilatura.extract(copy_html, **TRAFILATURA))
+            measured = plan.jaccard(
+                trafilatura.extract(orig_html, **TRAFILATURA), trafilatura.extract(copy_html, **TRAFILATURA)
+            )
             assert measured == pytest.approx(row["jaccard"], abs=0.02)
             assert 0.85 < row["jaccard"] < 1.0
 

@@ -27,14 +27,24 @@ from tests.test_engine import Scripted, prompt_of, random_model
 
 PROJECT = Path(__file__).resolve().parents[1]
 CANARY = f"crawl2chat-sandbox-canary-{uuid.uuid4().hex}"
-LIMITS = Limits(wall_s=3.0, cpu_s=3, memory_bytes=256 << 20, file_bytes=4 << 20, tmp_bytes=16 << 20, processes=16, output_bytes=16 << 10)
+LIMITS = Limits(
+    wall_s=3.0,
+    cpu_s=3,
+    memory_bytes=256 << 20,
+    file_bytes=4 << 20,
+    tmp_bytes=16 << 20,
+    processes=16,
+    output_bytes=16 << 10,
+)
 
 
 @pytest.fixture(scope="module")
 def layers():
     found = sandboxes.detect()
     if not found.namespaces:
-        pytest.fail(f"no namespaces for the sandbox on this machine: {found.reason} (`make bubblewrap` installs bubblewrap)")
+        pytest.fail(
+            f"no namespaces for the sandbox on this machine: {found.reason} (`make bubblewrap` installs bubblewrap)"
+        )
     return found
 
 
@@ -133,8 +143,12 @@ def test_an_old_tokenizer_has_no_code_tool_and_its_checkpoint_still_runs(tmp_pat
     monkeypatch.undo()
     old.save(str(tmp_path / "tok"))
     model = random_model(old)
-    uri = checkpoint.save(str(tmp_path / "run"), 1, model=model.state_dict(),
-                          config={"model": vars(model.config), "tokenizer": str(tmp_path / "tok")})
+    uri = checkpoint.save(
+        str(tmp_path / "run"),
+        1,
+        model=model.state_dict(),
+        config={"model": vars(model.config), "tokenizer": str(tmp_path / "tok")},
+    )
     engine = Engine.from_checkpoint(uri)
     assert engine.tokenizer.vocab_size == old.vocab_size and not engine.tokenizer.has_special("<|python_start|>")
     assert "python" not in engine._closes
@@ -150,14 +164,19 @@ def test_a_prompt_that_opens_the_call_asks_for_code_and_the_rows_start_inside_it
     engine = Engine(Scripted(model, {}, end, sequence=prompt + body), tok, code=box)
     (sample,) = engine.generate(prompt, 1, max_new_tokens=64, temperature=0)
     assert sample.tokens[: len(body)] == body and sample.tool_calls[0].query == "print(2 ** 10)"
-    assert tok.decode(sample.tokens[len(body) :]) == "1024" and sample.tokens[len(body)] == sp("<|python_output_start|>")
+    assert tok.decode(sample.tokens[len(body) :]) == "1024" and sample.tokens[len(body)] == sp(
+        "<|python_output_start|>"
+    )
 
 
 def test_a_tool_that_is_off_answers_with_an_error(tok, model, box):
     engine = Engine(model, tok, code=box, tools=("calculator",))
     call = engine.run_tool("python", "print(1)")
     assert call.result == "error: the python tool is off" and not call.ok
-    assert Engine(model, tok, tools=("python",)).run_tool("calculator", "1+1").result == "error: the calculator tool is off"
+    assert (
+        Engine(model, tok, tools=("python",)).run_tool("calculator", "1+1").result
+        == "error: the calculator tool is off"
+    )
 
 
 # -- hostile programs ------------------------------------------------------------------------
@@ -166,30 +185,62 @@ def test_a_tool_that_is_off_answers_with_an_error(tok, model, box):
 @pytest.mark.parametrize(
     "code, expected",
     [
-        pytest.param("import os\nwhile True:\n    os.fork()", r"Resource temporarily unavailable|timed out", id="fork-bomb"),
-        pytest.param("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass", r"timed out", id="fork-bomb-that-never-ends"),
+        pytest.param(
+            "import os\nwhile True:\n    os.fork()", r"Resource temporarily unavailable|timed out", id="fork-bomb"
+        ),
+        pytest.param(
+            "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+            r"timed out",
+            id="fork-bomb-that-never-ends",
+        ),
         pytest.param("x = bytearray(2**34)", r"MemoryError", id="memory-bomb-at-once"),
         pytest.param("a = []\nwhile True:\n    a.append(bytearray(10**7))", r"MemoryError", id="memory-bomb-growing"),
         pytest.param("while True:\n    pass", r"timed out|SIGXCPU", id="infinite-loop"),
-        pytest.param("import threading\ndef spin():\n    while True:\n        pass\nts = [threading.Thread(target=spin) for _ in range(4)]\n"
-                     "for t in ts:\n    t.start()\nfor t in ts:\n    t.join()", r"timed out|SIGXCPU", id="busy-threads"),
-        pytest.param("import threading, time\nfor _ in range(200):\n    threading.Thread(target=time.sleep, args=(5,)).start()",
-                     r"can't start new thread", id="thread-bomb"),
+        pytest.param(
+            "import threading\ndef spin():\n    while True:\n        pass\nts = [threading.Thread(target=spin) for _ in range(4)]\n"
+            "for t in ts:\n    t.start()\nfor t in ts:\n    t.join()",
+            r"timed out|SIGXCPU",
+            id="busy-threads",
+        ),
+        pytest.param(
+            "import threading, time\nfor _ in range(200):\n    threading.Thread(target=time.sleep, args=(5,)).start()",
+            r"can't start new thread",
+            id="thread-bomb",
+        ),
         pytest.param("import ctypes\nctypes.string_at(0)", r"SIGSEGV", id="ctypes-segfault"),
         pytest.param("print('x' * 100_000_000)", r"output over", id="100MB-of-output"),
         pytest.param("while True:\n    print('y' * 1000)", r"output over", id="endless-output"),
-        pytest.param("import os\nos.kill(os.getppid(), 9)", r"sandbox exited|did not answer|ended without", id="kill-the-parent"),
-        pytest.param("import os\nos.kill(-1, 9)", r"sandbox exited|did not answer|killed by SIGKILL", id="kill-everything"),
-        pytest.param("import sys\nsys.setrecursionlimit(10**6)\ndef f(n):\n    return f(n + 1)\nf(0)", r"SIGSEGV|RecursionError|MemoryError|SystemError|timed out", id="stack-overflow"),
+        pytest.param(
+            "import os\nos.kill(os.getppid(), 9)", r"sandbox exited|did not answer|ended without", id="kill-the-parent"
+        ),
+        pytest.param(
+            "import os\nos.kill(-1, 9)", r"sandbox exited|did not answer|killed by SIGKILL", id="kill-everything"
+        ),
+        pytest.param(
+            "import sys\nsys.setrecursionlimit(10**6)\ndef f(n):\n    return f(n + 1)\nf(0)",
+            r"SIGSEGV|RecursionError|MemoryError|SystemError|timed out",
+            id="stack-overflow",
+        ),
         pytest.param("open('big', 'wb').write(b'0' * (64 << 20))", r"File too large|MemoryError", id="one-huge-file"),
-        pytest.param("for i in range(100):\n    open(f'part{i}', 'wb').write(b'0' * (3 << 20))", r"No space left on device", id="fill-the-disk"),
-        pytest.param("import zipfile\nwith zipfile.ZipFile('bomb.zip', 'w', zipfile.ZIP_DEFLATED) as z:\n"
-                     "    with z.open('zeros', 'w') as f:\n        for _ in range(48):\n            f.write(bytes(1 << 20))\n"
-                     "import os\nprint(os.path.getsize('bomb.zip') < 1 << 20)\nzipfile.ZipFile('bomb.zip').extractall('out')",
-                     r"True\n.*File too large", id="zip-bomb-to-disk"),
+        pytest.param(
+            "for i in range(100):\n    open(f'part{i}', 'wb').write(b'0' * (3 << 20))",
+            r"No space left on device",
+            id="fill-the-disk",
+        ),
+        pytest.param(
+            "import zipfile\nwith zipfile.ZipFile('bomb.zip', 'w', zipfile.ZIP_DEFLATED) as z:\n"
+            "    with z.open('zeros', 'w') as f:\n        for _ in range(48):\n            f.write(bytes(1 << 20))\n"
+            "import os\nprint(os.path.getsize('bomb.zip') < 1 << 20)\nzipfile.ZipFile('bomb.zip').extractall('out')",
+            r"True\n.*File too large",
+            id="zip-bomb-to-disk",
+        ),
         pytest.param("raise SystemExit(3)", r"SystemExit: 3", id="exit"),
         pytest.param("import os\nos._exit(0)", r"ended without a result", id="hard-exit"),
-        pytest.param("import os\nos.close(1)\nos.close(2)\nos.close(3)\nwhile True:\n    pass", r"killed by SIGKILL|timed out|ended without", id="close-the-pipes-and-spin"),
+        pytest.param(
+            "import os\nos.close(1)\nos.close(2)\nos.close(3)\nwhile True:\n    pass",
+            r"killed by SIGKILL|timed out|ended without",
+            id="close-the-pipes-and-spin",
+        ),
     ],
 )
 def test_hostile_code_ends_in_a_clear_error_and_the_engine_still_serves(tok, model, box, code, expected):
@@ -215,7 +266,12 @@ def test_the_project_folder_and_the_hosts_tmp_are_out_of_reach(tok, model, box, 
         assert text.startswith("FileNotFoundError") and not target.exists()
         text, _ = run_python(tok, model, box, f"open({str(host_tmp)!r}).read()")
         assert text.startswith("FileNotFoundError")
-        text, _ = run_python(tok, model, box, f"open('/tmp/{host_tmp.name}-new', 'w').write('x')\nopen({str(host_tmp)!r}, 'w').write('overwritten')")
+        text, _ = run_python(
+            tok,
+            model,
+            box,
+            f"open('/tmp/{host_tmp.name}-new', 'w').write('x')\nopen({str(host_tmp)!r}, 'w').write('overwritten')",
+        )
         assert text == "11"  # written in the sandbox's own /tmp
         assert host_tmp.read_text() == "host secret" and not Path(f"/tmp/{host_tmp.name}-new").exists()
         text, _ = run_python(tok, model, box, "import os\nsorted(os.listdir('/'))")
@@ -229,8 +285,10 @@ def test_the_project_folder_and_the_hosts_tmp_are_out_of_reach(tok, model, box, 
 def test_os_system_cannot_touch_anything_outside_its_temporary_folder(tok, model, box, tmp_path):
     keep = tmp_path / "keep.txt"
     keep.write_text("still here")
-    commands = (f"id -u; touch {PROJECT}/x 2>&1; touch {keep} 2>&1; rm -rf {tmp_path} 2>&1; "
-                "rm -f /usr/bin/env /tmp/* 2>/dev/null; echo inside > /tmp/inside.txt; cat /tmp/inside.txt; ls /etc 2>&1 | head -1")
+    commands = (
+        f"id -u; touch {PROJECT}/x 2>&1; touch {keep} 2>&1; rm -rf {tmp_path} 2>&1; "
+        "rm -f /usr/bin/env /tmp/* 2>/dev/null; echo inside > /tmp/inside.txt; cat /tmp/inside.txt; ls /etc 2>&1 | head -1"
+    )
     text, _ = run_python(tok, model, box, f"import os\nos.system({commands!r})")
     lines = text.splitlines()
     assert lines[0] == "65534" and "inside" in lines and lines[-1] == "0", text
@@ -248,8 +306,10 @@ def test_reading_etc_shadow_and_secrets_fails(tok, model, box):
 
 def test_the_environment_holds_no_secret_of_ours(tok, model, box):
     assert os.environ["CRAWL2CHAT_TEST_CANARY"] == CANARY
-    code = ("import os\nfound = [dict(os.environ)]\nfor p in os.listdir('/proc'):\n    if p.isdigit():\n        try:\n"
-            "            found.append(open(f'/proc/{p}/environ', 'rb').read())\n        except OSError as e:\n            found.append(str(e))\nprint(found)")
+    code = (
+        "import os\nfound = [dict(os.environ)]\nfor p in os.listdir('/proc'):\n    if p.isdigit():\n        try:\n"
+        "            found.append(open(f'/proc/{p}/environ', 'rb').read())\n        except OSError as e:\n            found.append(str(e))\nprint(found)"
+    )
     text, _ = run_python(tok, model, box, code)
     assert CANARY not in text and "CRAWL2CHAT" not in text and "AWS_" not in text
     assert "'PATH': '/usr/bin:/bin'" in text  # the environment it does get
@@ -274,7 +334,9 @@ def test_a_loopback_server_of_the_host_cannot_be_reached(tok, model, box):
     thread = threading.Thread(target=accept)
     thread.start()
     try:
-        text, sample = run_python(tok, model, box, f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)")
+        text, sample = run_python(
+            tok, model, box, f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)"
+        )
         assert text.startswith(("PermissionError", "ConnectionRefusedError", "OSError")) and not sample.tool_calls[0].ok
         text, _ = run_python(tok, model, box, "import socket\nsocket.getaddrinfo('example.org', 80)")
         assert text.startswith("socket.gaierror")  # no resolver, no network
@@ -287,10 +349,12 @@ def test_a_loopback_server_of_the_host_cannot_be_reached(tok, model, box):
 def test_seccomp_refuses_the_calls_the_filter_lists(tok, model, box, layers):
     if not layers.seccomp:
         pytest.skip("no seccomp filter on this architecture")
-    code = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nout = []\n"
-            "for nr in (101, 272, 165, 321):  # ptrace, unshare, mount, bpf\n"
-            "    out.append((libc.syscall(nr, 0, 0, 0, 0), ctypes.get_errno()))\n"
-            "import socket\nsocket.socketpair()\nout")
+    code = (
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nout = []\n"
+        "for nr in (101, 272, 165, 321):  # ptrace, unshare, mount, bpf\n"
+        "    out.append((libc.syscall(nr, 0, 0, 0, 0), ctypes.get_errno()))\n"
+        "import socket\nsocket.socketpair()\nout"
+    )
     text, _ = run_python(tok, model, box, code)
     assert text == "[(-1, 1), (-1, 1), (-1, 1), (-1, 1)]"  # EPERM each; AF_UNIX pairs still work
 
@@ -341,7 +405,12 @@ def test_without_bubblewrap_the_sandbox_refuses_unless_asked_for_limits_only(mon
 
 
 def test_where_no_sandbox_can_run_the_engine_says_so_and_runs_nothing(tok, model, monkeypatch):
-    monkeypatch.setitem(sandboxes._SHARED, "box", SandboxUnavailable("no isolated sandbox here (bwrap failed: no user namespaces)"))
+    monkeypatch.setitem(
+        sandboxes._SHARED, "box", SandboxUnavailable("no isolated sandbox here (bwrap failed: no user namespaces)")
+    )
     call = Engine(model, tok).run_tool("python", "print(1)")
-    assert call.result == "error: the code tool is unavailable: no isolated sandbox here (bwrap failed: no user namespaces)"
+    assert (
+        call.result
+        == "error: the code tool is unavailable: no isolated sandbox here (bwrap failed: no user namespaces)"
+    )
     assert not call.ok

@@ -16,8 +16,16 @@ from tasks import lake
 from tasks.search import SearchConfig, build_index, passages, split_shard, title_of
 
 CLEAN_SCHEMA = pa.schema(
-    [("id", pa.string()), ("url", pa.string()), ("date", pa.string()), ("crawl", pa.string()), ("warc", pa.string()),
-     ("text", pa.string()), ("language", pa.string()), ("language_score", pa.float32())]
+    [
+        ("id", pa.string()),
+        ("url", pa.string()),
+        ("date", pa.string()),
+        ("crawl", pa.string()),
+        ("warc", pa.string()),
+        ("text", pa.string()),
+        ("language", pa.string()),
+        ("language_score", pa.float32()),
+    ]
 )
 
 
@@ -34,11 +42,21 @@ def write_clean(uri: str, pages: list[tuple[str, str | None]], shards: int) -> s
     for start in range(0, len(pages), size):
         chunk = pages[start : start + size]
         n = len(chunk)
-        tables.append(pa.table({
-            "id": [f"<urn:uuid:{start + i:08d}>" for i in range(n)], "url": [u for u, _ in chunk],
-            "date": ["2019-11-19T00:00:00Z"] * n, "crawl": ["news"] * n, "warc": ["crawls/news/a.warc.gz"] * n,
-            "text": [t for _, t in chunk], "language": ["en"] * n, "language_score": [0.9] * n,
-        }, schema=CLEAN_SCHEMA))
+        tables.append(
+            pa.table(
+                {
+                    "id": [f"<urn:uuid:{start + i:08d}>" for i in range(n)],
+                    "url": [u for u, _ in chunk],
+                    "date": ["2019-11-19T00:00:00Z"] * n,
+                    "crawl": ["news"] * n,
+                    "warc": ["crawls/news/a.warc.gz"] * n,
+                    "text": [t for _, t in chunk],
+                    "language": ["en"] * n,
+                    "language_score": [0.9] * n,
+                },
+                schema=CLEAN_SCHEMA,
+            )
+        )
     lake.write_dataset(uri, tables, kind="curated")
     return uri
 
@@ -64,7 +82,13 @@ def test_passages_pack_whole_paragraphs_up_to_the_limit():
 
 def test_a_paragraph_too_long_is_cut_at_sentences_then_spaces():
     paragraph = "One two three. Four five six seven eight nine ten eleven twelve. Short."
-    assert passages(paragraph, 20) == ["One two three.", "Four five six seven", "eight nine ten", "eleven twelve.", "Short."]
+    assert passages(paragraph, 20) == [
+        "One two three.",
+        "Four five six seven",
+        "eight nine ten",
+        "eleven twelve.",
+        "Short.",
+    ]
     assert passages("x" * 45, 20) == ["x" * 20, "x" * 20, "x" * 5]  # no space: cut anyway
 
 
@@ -79,7 +103,10 @@ def test_passages_lose_nothing_but_whitespace_and_respect_the_limit(text, limit)
 def test_titles_come_from_a_heading_line_or_the_url():
     assert title_of("Lake Varn\nLake Varn is deep.", "https://x.org/a") == ("Lake Varn", "Lake Varn is deep.")
     # A first line that is a sentence, or the only line, is body text: the title is the URL's.
-    assert title_of("It rained all day.\nThen it stopped.", "https://x.org/wiki/Old_Mill-history.html")[0] == "Old Mill history"
+    assert (
+        title_of("It rained all day.\nThen it stopped.", "https://x.org/wiki/Old_Mill-history.html")[0]
+        == "Old Mill history"
+    )
     assert title_of("Only one line", "https://news.example.com/")[0] == "news.example.com"
     assert title_of("x", "https://n.in/fact-check-oxygen-bar-244592.html")[0] == "fact check oxygen bar"
     assert title_of("x", "https://n.in/a/2019_12345_top-10")[0] == "2019 top 10"

@@ -78,7 +78,9 @@ def running(engine: Engine, name: str = "tiny", **options):
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(engine, name, **options), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(engine, name, **options), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -148,7 +150,9 @@ def messages(text: str = "What is the weather like?") -> list[dict]:
 
 
 def test_chat_reply_is_the_engines_sample_for_the_seed(client, engine, tok):
-    reply = client.chat.completions.create(model="tiny", messages=messages(), max_tokens=24, temperature=0.9, top_p=0.95, seed=5)
+    reply = client.chat.completions.create(
+        model="tiny", messages=messages(), max_tokens=24, temperature=0.9, top_p=0.95, seed=5
+    )
     prompt = chat_prompt(tok, messages())
     (ours,) = engine.generate(prompt, 1, max_new_tokens=24, temperature=0.9, top_p=0.95, seed=5)
     choice = reply.choices[0]
@@ -169,7 +173,9 @@ def test_streamed_chat_equals_the_whole_reply_and_n_samples_are_the_engines(clie
             if choice.finish_reason:
                 finish[choice.index] = choice.finish_reason
         usage = chunk.usage or usage
-    samples = engine.generate(chat_prompt(tok, messages("Tell me a story")), 3, max_new_tokens=20, temperature=1.0, seed=9)
+    samples = engine.generate(
+        chat_prompt(tok, messages("Tell me a story")), 3, max_new_tokens=20, temperature=1.0, seed=9
+    )
     for i, sample in enumerate(samples):
         assert "".join(parts[i]) == whole.choices[i].message.content == sample.text
         assert finish[i] == whole.choices[i].finish_reason == sample.finished
@@ -184,12 +190,19 @@ def test_a_stop_string_cuts_the_reply_before_it(client):
     assert len(stop) == 3 and full.find(stop) == 10
     cut = client.chat.completions.create(**kwargs, stop=[stop, "never appears"]).choices[0]
     assert cut.message.content == full[:10] and cut.finish_reason == "stop"
-    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(**kwargs, stop=stop, stream=True) if c.choices)
+    streamed = "".join(
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(**kwargs, stop=stop, stream=True)
+        if c.choices
+    )
     assert streamed == full[:10]
 
 
-@given(text=st.text(alphabet="ab\n", max_size=30), stops=st.lists(st.text(alphabet="ab\n", min_size=1, max_size=3), max_size=3),
-       cuts=st.lists(st.integers(0, 30), max_size=6))
+@given(
+    text=st.text(alphabet="ab\n", max_size=30),
+    stops=st.lists(st.text(alphabet="ab\n", min_size=1, max_size=3), max_size=3),
+    cuts=st.lists(st.integers(0, 30), max_size=6),
+)
 def test_stop_text_cuts_at_the_first_stop_however_the_text_is_split(text, stops, cuts):
     found = [i for i in (text.find(s) for s in stops) if i >= 0]
     expected = text[: min(found)] if found else text
@@ -218,7 +231,9 @@ def test_a_tool_call_is_reported_in_openai_shape_and_round_trips_as_history(tool
 
     # Streamed, the same call assembles from its deltas.
     arguments, output = "", None
-    for chunk in client.chat.completions.create(model="tiny", messages=messages("What is 2+3?"), temperature=0, stream=True):
+    for chunk in client.chat.completions.create(
+        model="tiny", messages=messages("What is 2+3?"), temperature=0, stream=True
+    ):
         for delta_call in chunk.choices[0].delta.tool_calls or []:
             arguments += delta_call.function.arguments or "" if delta_call.function else ""
             output = getattr(delta_call, "output", None) or output
@@ -227,8 +242,16 @@ def test_a_tool_call_is_reported_in_openai_shape_and_round_trips_as_history(tool
     # Sent back as history, the turn renders exactly as the model wrote and read it.
     first = chat_prompt(tok, messages("What is 2+3?"))
     sp = tok.special
-    turn = [sp("<|calc_start|>"), *tok.encode("2+3"), sp("<|calc_end|>"), sp("<|output_start|>"), *tok.encode("5"),
-            sp("<|output_end|>"), *tok.encode(ANSWER), sp("<|assistant_end|>")]
+    turn = [
+        sp("<|calc_start|>"),
+        *tok.encode("2+3"),
+        sp("<|calc_end|>"),
+        sp("<|output_start|>"),
+        *tok.encode("5"),
+        sp("<|output_end|>"),
+        *tok.encode(ANSWER),
+        sp("<|assistant_end|>"),
+    ]
     history = [*messages("What is 2+3?"), message.model_dump(exclude_none=True), {"role": "user", "content": "Thanks"}]
     assert chat_prompt(tok, history)[: len(first) + len(turn)] == first + turn
 
@@ -241,7 +264,9 @@ def test_echo_logprobs_are_the_models_and_lm_eval_reads_them(client, model, tok)
 
     prompts = [[tok.bos_id, *tok.encode(t)] for t in ("The council met on Tuesday", "Rain", "A café in 東京 🙂 opened")]
     # What lm-eval's local-completions sends for loglikelihood requests.
-    out = client.completions.create(model="tiny", prompt=prompts, temperature=0, max_tokens=1, logprobs=1, echo=True, seed=1234)
+    out = client.completions.create(
+        model="tiny", prompt=prompts, temperature=0, max_tokens=1, logprobs=1, echo=True, seed=1234
+    )
     assert len(out.choices) == 3
     for prompt, choice in zip(prompts, sorted(out.choices, key=lambda c: c.index)):
         lp = choice.logprobs
@@ -279,8 +304,13 @@ def test_completions_text_prompts_echo_without_generation_and_streaming(client, 
     ids = [tok.bos_id, *tok.encode("The city")]
     (ours,) = engine.generate(ids, 1, max_new_tokens=12, temperature=0.7, seed=4)
     whole = client.completions.create(model="tiny", prompt="The city", max_tokens=12, temperature=0.7, seed=4)
-    streamed = "".join(c.choices[0].text for c in client.completions.create(model="tiny", prompt="The city", max_tokens=12,
-                                                                               temperature=0.7, seed=4, stream=True) if c.choices)
+    streamed = "".join(
+        c.choices[0].text
+        for c in client.completions.create(
+            model="tiny", prompt="The city", max_tokens=12, temperature=0.7, seed=4, stream=True
+        )
+        if c.choices
+    )
     assert whole.choices[0].text == streamed == ours.text
 
 
@@ -294,13 +324,33 @@ BAD = [
     ("/v1/chat/completions", {"messages": messages(), "max_tokens": -1}, 400, None),
     ("/v1/chat/completions", {"messages": []}, 400, None),
     ("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "x"}]}, 400, None),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, 400, None),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}, 400, None),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "word " * 400}]}, 400, "context_length_exceeded"),
+    (
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+        400,
+        None,
+    ),
+    (
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]},
+        400,
+        None,
+    ),
+    (
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": "word " * 400}]},
+        400,
+        "context_length_exceeded",
+    ),
     ("/v1/chat/completions", {"messages": messages(), "temperature": 7}, 400, None),
     ("/v1/chat/completions", {"messages": messages(), "n": 0}, 400, None),
     ("/v1/chat/completions", {"messages": messages(), "n": 1000}, 400, None),
-    ("/v1/chat/completions", {"messages": messages(), "tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "unsupported_parameter"),
+    (
+        "/v1/chat/completions",
+        {"messages": messages(), "tools": [{"type": "function", "function": {"name": "f"}}]},
+        400,
+        "unsupported_parameter",
+    ),
     ("/v1/chat/completions", {"messages": messages(), "stream": True, "max_tokens": -5}, 400, None),
     ("/v1/completions", {"prompt": [[1, 5, 10**9]]}, 400, None),
     ("/v1/completions", {"prompt": []}, 400, None),
@@ -328,22 +378,37 @@ def test_bad_input_gets_an_openai_error_and_the_server_goes_on(url, client):
         client.chat.completions.create(model="other", messages=messages())
     with pytest.raises(BadRequestError, match="context"):
         client.chat.completions.create(model="tiny", messages=messages("word " * 400))
-    assert client.chat.completions.create(model="tiny", messages=messages(), max_tokens=3).choices[0].message is not None
+    assert (
+        client.chat.completions.create(model="tiny", messages=messages(), max_tokens=3).choices[0].message is not None
+    )
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
-MESSAGE = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "tool", "developer", "x"])},
-                                optional={"content": JSON | st.text(max_size=30), "tool_calls": JSON})
-CHAT_BODY = st.fixed_dictionaries({"messages": st.lists(MESSAGE, max_size=4) | JSON},
-                                  optional={"n": JSON, "stop": JSON, "temperature": JSON, "top_p": JSON, "seed": JSON, "stream": st.booleans()})
-COMPLETION_BODY = st.fixed_dictionaries({"prompt": JSON | st.lists(st.integers(-5, 2000), max_size=5)},
-                                        optional={"echo": JSON, "logprobs": JSON, "n": JSON, "stop": JSON, "stream": st.booleans()})
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+MESSAGE = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant", "system", "tool", "developer", "x"])},
+    optional={"content": JSON | st.text(max_size=30), "tool_calls": JSON},
+)
+CHAT_BODY = st.fixed_dictionaries(
+    {"messages": st.lists(MESSAGE, max_size=4) | JSON},
+    optional={"n": JSON, "stop": JSON, "temperature": JSON, "top_p": JSON, "seed": JSON, "stream": st.booleans()},
+)
+COMPLETION_BODY = st.fixed_dictionaries(
+    {"prompt": JSON | st.lists(st.integers(-5, 2000), max_size=5)},
+    optional={"echo": JSON, "logprobs": JSON, "n": JSON, "stop": JSON, "stream": st.booleans()},
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(path_body=st.one_of(st.tuples(st.just("/v1/chat/completions"), CHAT_BODY | JSON),
-                           st.tuples(st.just("/v1/completions"), COMPLETION_BODY | JSON)))
+@given(
+    path_body=st.one_of(
+        st.tuples(st.just("/v1/chat/completions"), CHAT_BODY | JSON),
+        st.tuples(st.just("/v1/completions"), COMPLETION_BODY | JSON),
+    )
+)
 def test_any_json_body_gets_a_reply_or_a_4xx_never_a_5xx(url, path_body):
     path, body = path_body
     if isinstance(body, dict):
@@ -364,7 +429,9 @@ def test_a_full_line_gets_429_not_a_crash(engine):
         assert response.status_code == 400  # n beyond the batch
         codes = []
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            for r in pool.map(lambda _: http.post("/v1/chat/completions", json={**body, "n": 1, "max_tokens": 60}), range(8)):
+            for r in pool.map(
+                lambda _: http.post("/v1/chat/completions", json={**body, "n": 1, "max_tokens": 60}), range(8)
+            ):
                 codes.append(r.status_code)
                 assert r.status_code == 200 or r.json()["error"]["code"] == "server_busy"
         assert 429 in codes and 200 in codes
@@ -379,8 +446,14 @@ def test_32_concurrent_streaming_clients_each_get_their_whole_reply(url, engine,
     def ask(i: int) -> tuple[str, str | None]:
         client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)
         parts, finish = [], None
-        for chunk in client.chat.completions.create(model="tiny", messages=messages(f"Question number {i}?"), max_tokens=24,
-                                                    temperature=0.8, seed=i, stream=True):
+        for chunk in client.chat.completions.create(
+            model="tiny",
+            messages=messages(f"Question number {i}?"),
+            max_tokens=24,
+            temperature=0.8,
+            seed=i,
+            stream=True,
+        ):
             for choice in chunk.choices:
                 parts.append(choice.delta.content or "")
                 finish = choice.finish_reason or finish
@@ -389,7 +462,9 @@ def test_32_concurrent_streaming_clients_each_get_their_whole_reply(url, engine,
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
         replies = list(pool.map(ask, range(32)))
     for i, (text, finish) in enumerate(replies):
-        (ours,) = engine.generate(chat_prompt(tok, messages(f"Question number {i}?")), 1, max_new_tokens=24, temperature=0.8, seed=i)
+        (ours,) = engine.generate(
+            chat_prompt(tok, messages(f"Question number {i}?")), 1, max_new_tokens=24, temperature=0.8, seed=i
+        )
         assert (text, finish) == (ours.text, ours.finished), i
     stats = httpx.get(url + "/health").json()
     assert stats["peak_rows"] > 4 and stats["rows"] == 0  # they shared forwards, and all left
@@ -461,12 +536,33 @@ def test_the_chat_page_streams_a_reply_with_the_tool_call_dimmed(tool_url):
 def test_serve_command_resolves_a_run_name_in_the_lake(tmp_path, tok, model):
     lake = tmp_path / "lake"
     tok.save(str(lake / "tokenizers" / "t"))
-    checkpoint.save(str(lake / "checkpoints" / "mychat"), 2, model=model.state_dict(),
-                    config={"model": dataclasses.asdict(model.config), "tokenizer": str(lake / "tokenizers" / "t")})
+    checkpoint.save(
+        str(lake / "checkpoints" / "mychat"),
+        2,
+        model=model.state_dict(),
+        config={"model": dataclasses.asdict(model.config), "tokenizer": str(lake / "tokenizers" / "t")},
+    )
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", "from flows.cli import app; app()", "serve", "--checkpoint", "mychat", "--lake", str(lake),
-                             "--no-search", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from flows.cli import app; app()",
+            "serve",
+            "--checkpoint",
+            "mychat",
+            "--lake",
+            str(lake),
+            "--no-search",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -20,9 +20,11 @@ POSTGRES_HTML = Path("/usr/share/doc/postgresql-doc-15/html")
 
 
 def test_a_definition_is_a_named_subject_then_a_predicate():
-    text = ("Backups\nThe pg_dump utility is a program for backing up a database. It is a good idea to test it. "
-            "If NOWAIT is specified, it waits. The latter is the same as the former. "
-            "Streaming replication is a way to ship WAL records as they are written. This is a note.")
+    text = (
+        "Backups\nThe pg_dump utility is a program for backing up a database. It is a good idea to test it. "
+        "If NOWAIT is specified, it waits. The latter is the same as the former. "
+        "Streaming replication is a way to ship WAL records as they are written. This is a note."
+    )
     found = D.definitions_in("d1", "https://x/backup.html", text)
     assert [(d.subject, d.be) for d in found] == [("the pg_dump utility", "is"), ("Streaming replication", "is")]
     assert found[0].sentence == "The pg_dump utility is a program for backing up a database."
@@ -31,12 +33,18 @@ def test_a_definition_is_a_named_subject_then_a_predicate():
 
 
 def test_a_page_is_about_its_title_and_opens_with_what_it_is():
-    topic = D.topic_of("d9", "https://x/app-pgdump.html", "pg_dump\nName\npg_dump — extract a PostgreSQL database into a script file or other archive file.")
+    topic = D.topic_of(
+        "d9",
+        "https://x/app-pgdump.html",
+        "pg_dump\nName\npg_dump — extract a PostgreSQL database into a script file or other archive file.",
+    )
     assert topic is not None and topic.form == "topic" and topic.subject == "pg_dump"
     assert topic.sentence == "pg_dump — extract a PostgreSQL database into a script file or other archive file."
     assert topic.cloze == "pg_dump\n" and D.questions(topic, False)[0] == "What is {x} about?"
     assert D.topic_of("d", "", "Title\nshort.") is None  # no sentence that reads like one
-    assert D.topic_of("d", "", "DROP LANGUAGE\nor the owner of the language to use DROP LANGUAGE, or a superuser.") is None  # a fragment
+    assert (
+        D.topic_of("d", "", "DROP LANGUAGE\nor the owner of the language to use DROP LANGUAGE, or a superuser.") is None
+    )  # a fragment
 
 
 def test_at_most_a_few_definitions_per_document():
@@ -81,8 +89,12 @@ def index(tmp_path):
         "d3": "Vacuum\nVACUUM is a command that reclaims storage occupied by dead tuples.",
         "d4": "Indexes\nA GIN index is an inverted index for composite values such as arrays.",
     }
-    rows = [(title, p, f"https://x/{doc_id}", doc_id) for doc_id, text in docs.items() for title, body in [title_of(text, "")]
-            for p in passages(body, 300)]
+    rows = [
+        (title, p, f"https://x/{doc_id}", doc_id)
+        for doc_id, text in docs.items()
+        for title, body in [title_of(text, "")]
+        for p in passages(body, 300)
+    ]
     path = tmp_path / "index.sqlite"
     create_index(str(path), rows)
     found = SearchIndex(path)
@@ -93,9 +105,15 @@ def index(tmp_path):
 def test_doc_sources_answer_from_results_and_refuse_verified_unknowns(index):
     search_index, docs = index
     definitions = [d for doc_id, text in docs.items() for d in D.definitions_in(doc_id, f"https://x/{doc_id}", text)]
-    ctx = generate.Context(seed=0, test_fraction=0.5, entities={}, search=generate.SearchTool(search_index, 3, 600),
-                           counts={"doc_questions": 2, "doc_unknown": 30, "doc_unknown_test": 10}, definitions=definitions,
-                           probe={(definitions[0].id, "definition"): "unknown", (definitions[1].id, "definition"): "known"})
+    ctx = generate.Context(
+        seed=0,
+        test_fraction=0.5,
+        entities={},
+        search=generate.SearchTool(search_index, 3, 600),
+        counts={"doc_questions": 2, "doc_unknown": 30, "doc_unknown_test": 10},
+        definitions=definitions,
+        probe={(definitions[0].id, "definition"): "unknown", (definitions[1].id, "definition"): "known"},
+    )
     asked = list(generate.doc_questions(ctx))
     splits = {generate.doc_split(ctx, d) for d in definitions}
     assert splits == {"train", "test"}  # whole documents held out
@@ -103,14 +121,21 @@ def test_doc_sources_answer_from_results_and_refuse_verified_unknowns(index):
         result, reply = messages[2]["content"], messages[3]["content"]
         assert reply == meta["answer"] and meta["kind"] == "doc"
         if split == "train":
-            assert mentions(result, " ".join(meta["answer"].split(" is ", 1)[1].split()[:4]))  # grounded in what the model reads
+            assert mentions(
+                result, " ".join(meta["answer"].split(" is ", 1)[1].split()[:4])
+            )  # grounded in what the model reads
     test_docs = {m["doc"] for s, _, m in asked if s == "test"}
     assert test_docs == {d.doc_id for d in definitions if generate.doc_split(ctx, d) == "test"}
     assert not test_docs & {m["doc"] for s, _, m in asked if s == "train"}
 
     unknown = list(generate.doc_unknown(ctx))
-    answerable = 2 * sum(generate.doc_split(ctx, d) == "train" for d in definitions)  # doc_questions' phrasings per definition
-    assert sum(s == "train" for s, _, _ in unknown) == min(30, answerable) and sum(s == "test" for s, _, _ in unknown) == 10
+    answerable = 2 * sum(
+        generate.doc_split(ctx, d) == "train" for d in definitions
+    )  # doc_questions' phrasings per definition
+    assert (
+        sum(s == "train" for s, _, _ in unknown) == min(30, answerable)
+        and sum(s == "test" for s, _, _ in unknown) == 10
+    )
     for _, messages, meta in unknown:
         assert messages[3]["content"] == REFUSAL_IDK and meta["verified"]
         assert D.absent_from(ctx.search(meta["name"]), meta["name"])  # checked against the crawl's own index

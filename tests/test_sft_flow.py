@@ -17,15 +17,44 @@ from tests import sft_world
 
 pytestmark = pytest.mark.slow
 
-COUNTS = {"facts_search": 1, "unknown": 6, "echo": 6, "math": 6, "math_test": 4, "arithmetic": 4, "arithmetic_test": 2, "private": 4,
-          "harmful": 4, "benign": 4, "refusal_test": 3, "identity": 4}
+COUNTS = {
+    "facts_search": 1,
+    "unknown": 6,
+    "echo": 6,
+    "math": 6,
+    "math_test": 4,
+    "arithmetic": 4,
+    "arithmetic_test": 2,
+    "private": 4,
+    "harmful": 4,
+    "benign": 4,
+    "refusal_test": 3,
+    "identity": 4,
+}
 
 
 def sft_config(**changes) -> SFTConfig:
-    train = dict(steps=4, batch_tokens=2 * sft_world.SEQ_LEN, device_batch=2, lr=1e-3, warmup_steps=1, eval_every=2,
-                 checkpoint_every=2, eval_tokens=2 * sft_world.SEQ_LEN, sample_prompts=["Who are you?"], sample_tokens=8)
-    return SFTConfig(counts=COUNTS, search_results=1, result_chars=200, probe_samples=2, probe_tokens=4, probe_chunk=40,
-                     **{"train": train, **changes})
+    train = dict(
+        steps=4,
+        batch_tokens=2 * sft_world.SEQ_LEN,
+        device_batch=2,
+        lr=1e-3,
+        warmup_steps=1,
+        eval_every=2,
+        checkpoint_every=2,
+        eval_tokens=2 * sft_world.SEQ_LEN,
+        sample_prompts=["Who are you?"],
+        sample_tokens=8,
+    )
+    return SFTConfig(
+        counts=COUNTS,
+        search_results=1,
+        result_chars=200,
+        probe_samples=2,
+        probe_tokens=4,
+        probe_chunk=40,
+        **{"train": train, **changes},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +63,9 @@ def tiny(tmp_path_factory, prefect_server):
     found = sft_world.build(str(root / "lake"))
     users = root / "mine.jsonl"
     good = {"messages": [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"}]}
-    users.write_text("\n".join([json.dumps({**good, "id": f"u{i}"}) for i in range(5)] + ["{broken", json.dumps({"messages": []})]))
+    users.write_text(
+        "\n".join([json.dumps({**good, "id": f"u{i}"}) for i in range(5)] + ["{broken", json.dumps({"messages": []})])
+    )
     return {**found, "users": str(users)}
 
 
@@ -57,7 +88,10 @@ def test_sft_writes_conversations_rows_and_a_fine_tuned_checkpoint(tiny, trained
     assert any(not (saved.model[k] == base.model[k]).all() for k in base.model)  # it trained
     train = lake.manifest(out["conversations"]["train"])
     by_source = train.stats["by_source"]
-    assert by_source["math"] + by_source.get(tiny["users"], 0) > 0 and by_source[tiny["users"]] + lake.manifest(out["conversations"]["val"]).stats["by_source"][tiny["users"]] == 5
+    assert (
+        by_source["math"] + by_source.get(tiny["users"], 0) > 0
+        and by_source[tiny["users"]] + lake.manifest(out["conversations"]["val"]).stats["by_source"][tiny["users"]] == 5
+    )
     probe = lake.manifest(out["probe"])
     assert sum(probe.stats.values()) == probe.rows > 0
     rows = lake.scan(out["rows"]["train"]).collect()
@@ -69,7 +103,9 @@ def test_a_rerun_is_all_cache_hits(tiny, trained):
 
     out, config = trained
     again = sft(lake=LakeConfig(root=tiny["root"]), config=config, base=tiny["base"], crawl=sft_world.CRAWL)
-    assert again["checkpoint"] == out["checkpoint"] and checkpoint.committed_steps(lake.join(tiny["root"], "checkpoints", "sft")) == [2, 4]
+    assert again["checkpoint"] == out["checkpoint"] and checkpoint.committed_steps(
+        lake.join(tiny["root"], "checkpoints", "sft")
+    ) == [2, 4]
     assert lake.manifest(again["checkpoint"]).created_at == lake.manifest(out["checkpoint"]).created_at  # not retrained
 
 
@@ -78,13 +114,26 @@ def test_evaluate_scores_the_fine_tuned_checkpoint_on_held_out_items(tiny, train
 
     out, _ = trained
     limits = {"math": 2, "fact": 2, "unknown": 2, "harmful": 1, "private": 1, "benign": 1}
-    result = evaluate(checkpoint="sft", lake=LakeConfig(root=tiny["root"]), config=EvalConfig(limits=limits, chunk=4, max_new_tokens=24,
-                      search_results=1, result_chars=200), crawl=sft_world.CRAWL)
+    result = evaluate(
+        checkpoint="sft",
+        lake=LakeConfig(root=tiny["root"]),
+        config=EvalConfig(limits=limits, chunk=4, max_new_tokens=24, search_results=1, result_chars=200),
+        crawl=sft_world.CRAWL,
+    )
     assert result["checkpoint"] == out["checkpoint"] and result["results"].endswith("evals/sft/step-000004")
     answers = lake.scan(result["results"]).collect()
-    assert answers.height == 2 * 3 + 2 * 2 + 2 * 2 + 3 == result["metrics"]["items"]  # math: calculator, code tool, no tool
+    assert (
+        answers.height == 2 * 3 + 2 * 2 + 2 * 2 + 3 == result["metrics"]["items"]
+    )  # math: calculator, code tool, no tool
     assert sorted(answers.filter(answers["kind"] == "fact")["search"].to_list()) == [False, False, True, True]
-    assert sorted(answers.filter(answers["kind"] == "math")["tool"].to_list()) == ["calculator", "calculator", "none", "none", "python", "python"]
+    assert sorted(answers.filter(answers["kind"] == "math")["tool"].to_list()) == [
+        "calculator",
+        "calculator",
+        "none",
+        "none",
+        "python",
+        "python",
+    ]
     assert lake.manifest(result["results"]).stats == result["metrics"]
     test_ids = set(lake.scan(out["conversations"]["test"]).collect()["id"].to_list())
     assert set(answers["id"].to_list()) <= test_ids  # only held-out items are asked
@@ -99,7 +148,9 @@ def test_another_config_moves_the_old_run_aside_and_trains_anew(tiny, trained):
     new = sft(lake=LakeConfig(root=tiny["root"]), config=other, base=tiny["base"], crawl=sft_world.CRAWL)
     assert new["checkpoint"] == out["checkpoint"] and lake.manifest(new["checkpoint"]).config_hash != old.config_hash
     aside = [d for d in lake.list_datasets(lake.join(tiny["root"], "checkpoints")) if old.config_hash in d]
-    assert len(aside) == 2 and all(lake.manifest(d).config_hash == old.config_hash for d in aside)  # steps 2 and 4, kept
+    assert len(aside) == 2 and all(
+        lake.manifest(d).config_hash == old.config_hash for d in aside
+    )  # steps 2 and 4, kept
 
 
 def test_sft_trains_in_two_processes_through_torchrun(tiny, trained):
@@ -119,7 +170,9 @@ def test_sft_trains_in_two_processes_through_torchrun(tiny, trained):
 
     import dataclasses
 
-    micro = dataclasses.replace(sft_config().train, device_batch=1)  # 2 processes x 1 row, or 1 process x 2 micro-batches
+    micro = dataclasses.replace(
+        sft_config().train, device_batch=1
+    )  # 2 processes x 1 row, or 1 process x 2 micro-batches
     with pytest.raises(ValueError, match="not a multiple"):  # a config mistake is caught before any process starts
         train_sft.fn(*args, lake.join(tiny["root"], "checkpoints", "sft-bad"), sft_config(nproc=2))
     two = fine_tune(sft_config(nproc=2, train=micro), "sft-ddp")

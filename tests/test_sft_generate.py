@@ -32,8 +32,14 @@ def index(tiny):
 
 
 def context(tiny, index, seed=0, probe_verdicts=None):
-    return G.Context(seed=seed, test_fraction=0.3, entities=G.load_entities(tiny["facts"]), search=G.SearchTool(index, 2, 300),
-                     probe=probe_verdicts or {}, counts={"unknown": 30, "echo": 30, "math": 20, "math_test": 10, "private": 10, "harmful": 10, "benign": 10})
+    return G.Context(
+        seed=seed,
+        test_fraction=0.3,
+        entities=G.load_entities(tiny["facts"]),
+        search=G.SearchTool(index, 2, 300),
+        probe=probe_verdicts or {},
+        counts={"unknown": 30, "echo": 30, "math": 20, "math_test": 10, "private": 10, "harmful": 10, "benign": 10},
+    )
 
 
 def everything(ctx):
@@ -87,16 +93,24 @@ def test_trained_answers_are_grounded_and_unknown_people_are_refused(tiny, index
     assert facts["train"]
     for r in facts["train"]:
         result, reply = r["messages"][2]["content"], r["messages"][3]["content"]
-        assert all(mentions(result, v) for v in json.loads(r["meta"])["answer"])  # the answer is in what the model reads
+        assert all(
+            mentions(result, v) for v in json.loads(r["meta"])["answer"]
+        )  # the answer is in what the model reads
         assert all(mentions(reply, v) for v in json.loads(r["meta"])["answer"])
     for r in G.generate("unknown", ctx, 0.0)["train"]:
-        assert r["messages"][2]["content"] in ("no results", G.SEARCH_OFF) and r["messages"][3]["content"] == REFUSAL_IDK
+        assert (
+            r["messages"][2]["content"] in ("no results", G.SEARCH_OFF) and r["messages"][3]["content"] == REFUSAL_IDK
+        )
 
 
 def test_memory_answers_follow_the_probe(tiny, index):
     entities = G.load_entities(tiny["facts"])
     person = next(e for e in entities.values() if e.kind == "person" and G.entity_split(e.id, 0, 0.3) == "train")
-    verdicts = {(person.id, "birth_year"): "known", (person.id, "birthplace"): "unknown", (person.id, "profession"): "unsure"}
+    verdicts = {
+        (person.id, "birth_year"): "known",
+        (person.id, "birthplace"): "unknown",
+        (person.id, "profession"): "unsure",
+    }
     rows = G.generate("facts_memory", context(tiny, index, probe_verdicts=verdicts), 0.0)["train"]
     by_attribute = {json.loads(r["meta"])["attribute"]: r for r in rows}
     assert set(by_attribute) == {"birth_year", "birthplace"}  # unsure: trained neither way
@@ -129,11 +143,15 @@ def test_code_conversations_solve_the_training_problems_with_a_program(tiny, ind
     for r in code["train"]:
         user, call, output, reply = r["messages"]
         answer = json.loads(r["meta"])["answer"]
-        assert call["tool_calls"][0]["name"] == "python" and call["tool_calls"][0]["arguments"].splitlines()[-1].isalpha()
+        assert (
+            call["tool_calls"][0]["name"] == "python" and call["tool_calls"][0]["arguments"].splitlines()[-1].isalpha()
+        )
         assert (output["role"], output["content"], reply["content"]) == ("tool", str(answer), f"Answer: {answer}")
         ids, mask = render_conversation(tok, r["messages"])
         start, end = tok.special("<|python_output_start|>"), tok.special("<|python_output_end|>")
-        assert mask[ids.index(start) : ids.index(end) + 1] == [0] * (ids.index(end) - ids.index(start) + 1)  # output not trained
+        assert mask[ids.index(start) : ids.index(end) + 1] == [0] * (
+            ids.index(end) - ids.index(start) + 1
+        )  # output not trained
         assert mask[ids.index(tok.special("<|python_start|>"))] == 1
 
 
@@ -144,9 +162,12 @@ def test_probe_verdicts_at_their_edges(correct, verdict):
 
 def test_who_is_known_only_when_both_parts_are():
     rows = [
-        {"entity_id": "a", "attribute": "profession", "verdict": "known"}, {"entity_id": "a", "attribute": "birthplace", "verdict": "known"},
-        {"entity_id": "b", "attribute": "profession", "verdict": "known"}, {"entity_id": "b", "attribute": "birthplace", "verdict": "unsure"},
-        {"entity_id": "c", "attribute": "profession", "verdict": "unsure"}, {"entity_id": "c", "attribute": "birthplace", "verdict": "unknown"},
+        {"entity_id": "a", "attribute": "profession", "verdict": "known"},
+        {"entity_id": "a", "attribute": "birthplace", "verdict": "known"},
+        {"entity_id": "b", "attribute": "profession", "verdict": "known"},
+        {"entity_id": "b", "attribute": "birthplace", "verdict": "unsure"},
+        {"entity_id": "c", "attribute": "profession", "verdict": "unsure"},
+        {"entity_id": "c", "attribute": "birthplace", "verdict": "unknown"},
     ]
     found = probe.verdicts(rows)
     assert (found[("a", "who")], found[("b", "who")], found[("c", "who")]) == ("known", "unsure", "unknown")

@@ -64,7 +64,14 @@ def write_rows(uri: str, n: int, seq_len: int) -> None:
 
     tokens = [[i] * (seq_len + 1) for i in range(n)]
     masks = [[1] * (seq_len + 1) for _ in range(n)]
-    lake.write_dataset(uri, [pa.table({"tokens": tokens[: n // 2], "mask": masks[: n // 2]}), pa.table({"tokens": tokens[n // 2 :], "mask": masks[n // 2 :]})], kind="sft-rows")
+    lake.write_dataset(
+        uri,
+        [
+            pa.table({"tokens": tokens[: n // 2], "mask": masks[: n // 2]}),
+            pa.table({"tokens": tokens[n // 2 :], "mask": masks[n // 2 :]}),
+        ],
+        kind="sft-rows",
+    )
 
 
 def test_the_loader_resumes_exactly_and_ranks_share_the_global_batch(tmp_path):
@@ -81,7 +88,9 @@ def test_the_loader_resumes_exactly_and_ranks_share_the_global_batch(tmp_path):
     tail = PackedLoader([uri], 2, 4, seed=3, position=head.position.to_dict())
     assert [tail.next_batch()[0][:, 0].tolist() for _ in range(4)] == seen[3:]
     ranks = [PackedLoader([uri], 1, 4, seed=3, rank=r, world_size=2) for r in (0, 1)]
-    assert [sorted(sum((rk.next_batch()[0][:, 0].tolist() for rk in ranks), [])) for _ in range(3)] == [sorted(b) for b in seen[:3]]
+    assert [sorted(sum((rk.next_batch()[0][:, 0].tolist() for rk in ranks), [])) for _ in range(3)] == [
+        sorted(b) for b in seen[:3]
+    ]
     with pytest.raises(ValueError, match="needs 9"):
         PackedLoader([uri], 2, 8).next_batch()
 
@@ -102,12 +111,15 @@ def test_pack_split_renders_shuffles_packs_and_counts_what_does_not_fit(tmp_path
     w = sft_world.world()
     tok_uri = str(tmp_path / "tok")
     sft_world.tokenizer(w).save(tok_uri)
+
     def short(i: int) -> list[dict[str, str]]:
         return [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": f"Answer {i}."}]
 
     long = [{"role": "user", "content": "word " * 400}, {"role": "assistant", "content": "ok"}]
     convs = str(tmp_path / "convs")
-    lake.write_dataset(convs, [to_table([row(f"c{i}", "t", short(i) if i < 30 else long) for i in range(32)])], kind="conversations")
+    lake.write_dataset(
+        convs, [to_table([row(f"c{i}", "t", short(i) if i < 30 else long) for i in range(32)])], kind="conversations"
+    )
     stats = pack_split(convs, tok_uri, 64, str(tmp_path / "rows"), seed=0)
     assert stats["conversations"] == 30 and stats["skipped"] == {"first turn longer than a row of 65 tokens": 2}
     shards = [lake.Shard(**s) for s in stats.pop("shards")]
@@ -125,7 +137,11 @@ def test_a_long_conversation_is_cut_at_a_turn_boundary_and_users_data_mixes_at_i
     tok_uri = str(tmp_path / "tok")
     tok = sft_world.tokenizer(w)
     tok.save(tok_uri)
-    turns = [m for i in range(6) for m in ({"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": f"Answer {i}."})]
+    turns = [
+        m
+        for i in range(6)
+        for m in ({"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": f"Answer {i}."})
+    ]
     fitted = fit(tok, turns, 40)
     whole = len(render_conversation(tok, turns)[0])
     assert whole > 41 and fitted is not None and fitted[2]  # too long whole: cut
@@ -140,11 +156,15 @@ def test_a_long_conversation_is_cut_at_a_turn_boundary_and_users_data_mixes_at_i
         return [{"role": "user", "content": f"Q{i}?"}, {"role": "assistant", "content": f"A{i}."}]
 
     convs = str(tmp_path / "mixed")
-    rows = [row(f"g{i}", "math", short(i)) for i in range(30)] + [row(f"u{i}", "/data/mine.jsonl", short(100 + i)) for i in range(4)]
+    rows = [row(f"g{i}", "math", short(i)) for i in range(30)] + [
+        row(f"u{i}", "/data/mine.jsonl", short(100 + i)) for i in range(4)
+    ]
     rows.append(row("u-long", "/data/mine.jsonl", turns))
     lake.write_dataset(convs, [to_table(rows)], kind="conversations")
     plain = pack_split(convs, tok_uri, 40, str(tmp_path / "r1"), seed=0)
-    assert (plain["conversations"], plain["users_conversations"], plain["cut_at_a_turn"]) == (35, 5, 1) and plain["skipped"] == {}
+    assert (plain["conversations"], plain["users_conversations"], plain["cut_at_a_turn"]) == (35, 5, 1) and plain[
+        "skipped"
+    ] == {}
     mixed = pack_split(convs, tok_uri, 40, str(tmp_path / "r2"), seed=0, users_share=0.25)
     assert (mixed["conversations"], mixed["users_conversations"]) == (40, 10)  # 10 of 40: a quarter, users' 5 repeated
     thinned = pack_split(convs, tok_uri, 40, str(tmp_path / "r3"), seed=0, users_share=0.0625)

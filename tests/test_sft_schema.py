@@ -13,13 +13,27 @@ from hypothesis import strategies as st
 
 from models.chat import render_conversation
 from tasks import lake
-from tasks.sft.schema import SCHEMA, BadConversation, dataset_files, parse_messages, parse_tool_call, read_user_dataset, to_table
+from tasks.sft.schema import (
+    SCHEMA,
+    BadConversation,
+    dataset_files,
+    parse_messages,
+    parse_tool_call,
+    read_user_dataset,
+    to_table,
+)
 from tests import sft_world
 
 GOOD = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "What is 6 * 7?"},
-    {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "calculator", "arguments": '{"expression": "6 * 7"}'}}]},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"type": "function", "function": {"name": "calculator", "arguments": '{"expression": "6 * 7"}'}}
+        ],
+    },
     {"role": "tool", "content": "42"},
     {"role": "assistant", "content": "Answer: 42"},
 ]
@@ -27,8 +41,15 @@ GOOD = [
 
 def test_common_spellings_are_normalised():
     messages = parse_messages(GOOD)
-    assert messages[2] == {"role": "assistant", "content": "", "tool_calls": [{"name": "calculator", "arguments": "6 * 7"}]}
-    assert parse_tool_call({"name": "Search", "arguments": {"query": "Ashby"}}) == {"name": "search", "arguments": "Ashby"}
+    assert messages[2] == {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"name": "calculator", "arguments": "6 * 7"}],
+    }
+    assert parse_tool_call({"name": "Search", "arguments": {"query": "Ashby"}}) == {
+        "name": "search",
+        "arguments": "Ashby",
+    }
     assert parse_tool_call({"name": "calc", "arguments": "1 + 1"}) == {"name": "calculator", "arguments": "1 + 1"}
     assert parse_messages(json.dumps(GOOD)) == messages  # messages stored as JSON text
 
@@ -44,17 +65,46 @@ def test_common_spellings_are_normalised():
         ([{"role": "user", "content": "q"}], "ends without an assistant reply"),
         ([{"role": "user", "content": "q"}, {"role": "user", "content": "q"}], "turns do not alternate"),
         ([{"role": "assistant", "content": "a"}], "turns do not alternate"),
-        ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "system", "content": "s"}], "system message not first"),
+        (
+            [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "a"},
+                {"role": "system", "content": "s"},
+            ],
+            "system message not first",
+        ),
         ([{"role": "user", "content": ["q"]}, {"role": "assistant", "content": "a"}], "content is not text"),
         ([{"role": "user", "content": "  "}, {"role": "assistant", "content": "a"}], "empty user message"),
         ([{"role": "user", "content": "q"}, {"role": "tool", "content": "r"}], "tool message without a call"),
-        ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [{"name": "search", "arguments": "x"}]},
-          {"role": "assistant", "content": "a"}], "missing tool result"),
-        ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [{"name": "javascript", "arguments": "x"}]}], "unknown tool"),
-        ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [{"name": "search", "arguments": {"a": 1, "b": 2}}]}],
-         "bad tool arguments"),
-        ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [{"name": "search", "arguments": "{oops"}]}],
-         "bad tool arguments"),
+        (
+            [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "", "tool_calls": [{"name": "search", "arguments": "x"}]},
+                {"role": "assistant", "content": "a"},
+            ],
+            "missing tool result",
+        ),
+        (
+            [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "", "tool_calls": [{"name": "javascript", "arguments": "x"}]},
+            ],
+            "unknown tool",
+        ),
+        (
+            [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "", "tool_calls": [{"name": "search", "arguments": {"a": 1, "b": 2}}]},
+            ],
+            "bad tool arguments",
+        ),
+        (
+            [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "", "tool_calls": [{"name": "search", "arguments": "{oops"}]},
+            ],
+            "bad tool arguments",
+        ),
         ([{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}], "empty assistant message"),
         ([{"role": "user", "content": "x" * 100_001}, {"role": "assistant", "content": "a"}], "message too long"),
     ],
@@ -66,7 +116,14 @@ def test_each_broken_shape_has_its_reason(messages, reason):
 
 
 ROLE = st.sampled_from(["system", "user", "assistant", "tool", "other", None])
-CALL = st.fixed_dictionaries({"name": st.sampled_from(["search", "calculator", "calc", "python", "javascript"]), "arguments": st.one_of(st.text(max_size=8), st.dictionaries(st.sampled_from(["query", "x"]), st.text(max_size=5), max_size=2))})
+CALL = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["search", "calculator", "calc", "python", "javascript"]),
+        "arguments": st.one_of(
+            st.text(max_size=8), st.dictionaries(st.sampled_from(["query", "x"]), st.text(max_size=5), max_size=2)
+        ),
+    }
+)
 MESSAGE = st.fixed_dictionaries(
     {"role": ROLE, "content": st.one_of(st.none(), st.text(max_size=12), st.integers())},
     optional={"tool_calls": st.lists(CALL, max_size=2)},
@@ -116,13 +173,20 @@ def test_jsonl_reader_keeps_good_rows_and_counts_bad_ones_by_reason(tmp_path):
     assert [r["id"] for r in rows] == ["a", f"{uri}#chats.jsonl.gz line 7"]
     assert rows[0]["source"] == uri and rows[0]["messages"][0]["role"] == "system"
     assert stats["rows"] == 6 and stats["conversations"] == 2
-    assert stats["skipped"] == {"bad JSON": 1, "row is not an object": 1, "no messages column": 1, "ends without an assistant reply": 1}
+    assert stats["skipped"] == {
+        "bad JSON": 1,
+        "row is not an object": 1,
+        "no messages column": 1,
+        "ends without an assistant reply": 1,
+    }
     assert len(stats["examples"]) == 4 and stats["examples"][0].startswith("chats.jsonl.gz line 2: bad JSON")
     to_table(rows)  # the rows fit the dataset schema
 
 
 def test_parquet_reader_takes_struct_or_json_messages(tmp_path):
-    structs = pa.Table.from_pylist([{"messages": parse_messages(GOOD)}, {"messages": [{"role": "user", "content": "q", "tool_calls": []}]}])
+    structs = pa.Table.from_pylist(
+        [{"messages": parse_messages(GOOD)}, {"messages": [{"role": "user", "content": "q", "tool_calls": []}]}]
+    )
     pq.write_table(structs, tmp_path / "a.parquet")
     pq.write_table(pa.table({"messages": [json.dumps(GOOD), "[]"], "id": ["x", "y"]}), tmp_path / "b.parquet")
     stats: dict = {}

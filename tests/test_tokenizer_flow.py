@@ -166,13 +166,19 @@ def test_token_shards_decode_to_the_documents_and_split_by_id(tmp_path, trained)
     seen = {}
     for split in ("train", "val"):
         table = read_split(str(tmp_path / split), result[split]["shard"]["path"])
-        assert table.schema.field("tokens").type == pa.list_(pa.uint16()) and table.schema.field("count").type == pa.int32()
+        assert (
+            table.schema.field("tokens").type == pa.list_(pa.uint16())
+            and table.schema.field("count").type == pa.int32()
+        )
         for row in table.to_pylist():
             assert tok.decode(row["tokens"]) == source[row["id"]] and row["count"] == len(row["tokens"])
             assert is_validation(row["id"], 0.2) == (split == "val")
             seen[row["id"]] = split
         assert result[split]["documents"] == table.num_rows == result[split]["shard"]["rows"]
-        assert result[split]["shard"]["sha256"] == hashlib.sha256((tmp_path / split / result[split]["shard"]["path"]).read_bytes()).hexdigest()
+        assert (
+            result[split]["shard"]["sha256"]
+            == hashlib.sha256((tmp_path / split / result[split]["shard"]["path"]).read_bytes()).hexdigest()
+        )
         assert result[split]["tokens"] == sum(table.column("count").to_pylist())
     assert set(seen) == {i for i, t in source.items() if t}  # every document once; empty ones skipped
     assert result["train"]["skipped_empty"] + result["val"]["skipped_empty"] == 2
@@ -185,7 +191,9 @@ def test_token_shards_stream_in_batches_and_are_deterministic(tmp_path, trained)
 
     def run(name: str, batch_docs: int) -> str:
         cfg = TokenizeConfig(val_fraction=0.2, batch_docs=batch_docs)
-        result = tokenize_shard.fn(shard, tok_uri, str(tmp_path / name / "train"), str(tmp_path / name / "val"), "part-00000", cfg)
+        result = tokenize_shard.fn(
+            shard, tok_uri, str(tmp_path / name / "train"), str(tmp_path / name / "val"), "part-00000", cfg
+        )
         return str(tmp_path / name / "train" / result["train"]["shard"]["path"])
 
     small, again, large = run("a", 5), run("b", 5), run("c", 10_000)
@@ -224,7 +232,11 @@ def test_tokenizer_then_tokenize_flows_end_to_end_with_cache_hits(prefect_server
     assert len(train_m.shards) == len(val_m.shards) == 3 and train_m.kind == "tokens"
     assert train_m.rows + val_m.rows == 80 and val_m.rows == sum(is_validation(record_id(i), 0.1) for i in range(80))
     assert train_m.parents == sorted([lake.normalize(clean), tok_stats["uri"]])
-    assert train_m.stats["tokens"] == out["train"]["tokens"] == int(lake.scan(out["train"]["uri"]).select("count").sum().collect().item())
+    assert (
+        train_m.stats["tokens"]
+        == out["train"]["tokens"]
+        == int(lake.scan(out["train"]["uri"]).select("count").sum().collect().item())
+    )
     assert train_m.stats["dtype"] == "uint16" and 2 < train_m.stats["bytes_per_token"] < 8
     table = json.loads(Artifact.get("tokenize-counts").data)
     total = next(r for r in table if r["shard"] == "total" and r["split"] == "train")
@@ -233,7 +245,9 @@ def test_tokenizer_then_tokenize_flows_end_to_end_with_cache_hits(prefect_server
 
     # A re-run on the same inputs is all cache hits: no shard is rewritten.
     fs, _ = lake.filesystem(out["train"]["uri"])
-    before = {p: fs.info(p).get("mtime") or fs.info(p).get("LastModified") for p in lake.shard_uris(out["train"]["uri"])}
+    before = {
+        p: fs.info(p).get("mtime") or fs.info(p).get("LastModified") for p in lake.shard_uris(out["train"]["uri"])
+    }
     again = tokenize(lake=lake_cfg, config=cfg, tokenizer="t", crawl="test")
     assert again == out
     assert {p: fs.info(p).get("mtime") or fs.info(p).get("LastModified") for p in before} == before
@@ -260,11 +274,17 @@ def test_cli_trains_and_tokenizes_with_the_preset_and_flags(prefect_server, tmp_
     write_clean(lake.join(root, "curated", "mycrawl", "clean"), texts[:40], shards=2)
     env = {"PREFECT_API_URL": PREFECT_API_URL.value()}
     runner = CliRunner()
-    trained = runner.invoke(app, ["tokenizer", "--lake", root, "--crawl", "mycrawl", "--vocab-size", "1024", "--name", "cli"], env=env)
+    trained = runner.invoke(
+        app, ["tokenizer", "--lake", root, "--crawl", "mycrawl", "--vocab-size", "1024", "--name", "cli"], env=env
+    )
     assert trained.exit_code == 0, trained.output
     assert json.loads(trained.output)["vocab_size"] == 1024
     clean = lake.join(root, "curated", "mycrawl", "clean")
-    encoded = runner.invoke(app, ["tokenize", "--lake", root, "--clean", clean, "--tokenizer", "cli", "--set", "tokenize.val_fraction=0.25"], env=env)
+    encoded = runner.invoke(
+        app,
+        ["tokenize", "--lake", root, "--clean", clean, "--tokenizer", "cli", "--set", "tokenize.val_fraction=0.25"],
+        env=env,
+    )
     assert encoded.exit_code == 0, encoded.output
     out = json.loads(encoded.output)
     assert out["train"]["uri"] == lake.join(root, "tokens", "cli", "mycrawl", "train")  # crawl read off the clean URI
@@ -287,7 +307,9 @@ def write_articles_warc(path, shared_data, n: int) -> None:
         for key in sorted(truth)[:n]:
             html = gzip.decompress((bench / "html" / f"{key}.html.gz").read_bytes())
             http = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
-            writer.write_record(writer.create_warc_record(truth[key]["url"], "response", payload=io.BytesIO(html), http_headers=http))
+            writer.write_record(
+                writer.create_warc_record(truth[key]["url"], "response", payload=io.BytesIO(html), http_headers=http)
+            )
 
 
 @pytest.mark.slow
@@ -302,15 +324,23 @@ def test_pipeline_curates_real_pages_then_trains_and_tokenizes(prefect_server, s
     crawl = tmp_path / "crawls" / "news"
     crawl.mkdir(parents=True)
     write_articles_warc(crawl / "articles.warc.gz", shared_data, 30)
-    overrides = {"lake.root": str(tmp_path / "lake"), "curate.extract.extractor": "resiliparse", "tokenizer.vocab_size": 1024}
+    overrides = {
+        "lake.root": str(tmp_path / "lake"),
+        "curate.extract.extractor": "resiliparse",
+        "tokenizer.vocab_size": 1024,
+    }
     cfg = load_config("tiny", overrides)
 
     @flow
     def curate_then_tokenize() -> dict:  # the pipeline's first stages, as it wires them
         out = {"curate": curate(warcs=[str(crawl / "*.warc.gz")], lake=cfg.lake, config=cfg.curate, dedup=cfg.dedup)}
         clean, name = out["curate"]["clean_uri"], out["curate"]["crawl"]
-        out["tokenizer"] = tokenizer(lake=cfg.lake, config=cfg.tokenizer, clean=clean, holdout=cfg.tokenize.val_fraction)
-        out["tokenize"] = tokenize(lake=cfg.lake, config=cfg.tokenize, tokenizer=out["tokenizer"]["uri"], clean=clean, crawl=name)
+        out["tokenizer"] = tokenizer(
+            lake=cfg.lake, config=cfg.tokenizer, clean=clean, holdout=cfg.tokenize.val_fraction
+        )
+        out["tokenize"] = tokenize(
+            lake=cfg.lake, config=cfg.tokenize, tokenizer=out["tokenizer"]["uri"], clean=clean, crawl=name
+        )
         return out
 
     out = curate_then_tokenize()
@@ -319,7 +349,9 @@ def test_pipeline_curates_real_pages_then_trains_and_tokenizes(prefect_server, s
     tok = Tokenizer.load(out["tokenizer"]["uri"])
     rows = []
     for split in ("train", "val"):
-        assert lake.manifest(out["tokenize"][split]["uri"]).parents == sorted([out["curate"]["clean_uri"], out["tokenizer"]["uri"]])
+        assert lake.manifest(out["tokenize"][split]["uri"]).parents == sorted(
+            [out["curate"]["clean_uri"], out["tokenizer"]["uri"]]
+        )
         rows += lake.scan(out["tokenize"][split]["uri"]).collect().to_dicts()
     assert sorted(r["id"] for r in rows) == sorted(clean)  # every curated document, once
     assert all(tok.decode(r["tokens"]) == clean[r["id"]] for r in rows)  # exactly its text

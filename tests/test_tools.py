@@ -9,7 +9,7 @@ import sqlite3
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models import tools
@@ -90,7 +90,17 @@ def test_anything_but_arithmetic_is_refused(expression):
 
 @pytest.mark.parametrize(
     "expression",
-    ["9**9**9**9", "9**9**9", "10**10**10", "2**(2**64)", "(10**100)**(10**100)", "-(9**9**9)", "9.0**9**9", "1e308*10", "10.0**400"],
+    [
+        "9**9**9**9",
+        "9**9**9",
+        "10**10**10",
+        "2**(2**64)",
+        "(10**100)**(10**100)",
+        "-(9**9**9)",
+        "9.0**9**9",
+        "1e308*10",
+        "10.0**400",
+    ],
 )
 def test_explosive_numbers_are_refused_fast(expression):
     started = time.perf_counter()
@@ -108,7 +118,9 @@ def test_integer_size_bound_at_its_edge():
     with pytest.raises(ToolError):
         evaluate(f"2**{half} * 2**{half}")
     # Powers of 0, 1 and -1 are small whatever the exponent: computed, not refused.
-    assert evaluate("1 ** (10**100)") == 1 and evaluate("(-1) ** (10**100 + 1)") == -1 and evaluate("0 ** (10**100)") == 0
+    assert (
+        evaluate("1 ** (10**100)") == 1 and evaluate("(-1) ** (10**100 + 1)") == -1 and evaluate("0 ** (10**100)") == 0
+    )
 
 
 def test_length_and_node_bounds_at_their_edges():
@@ -203,8 +215,11 @@ def oracle(tree):
         if (abs(a).bit_length() - 1) * b > 4 * MAX_INT_BITS:
             raise OutOfBounds
     try:
-        return bounded({"+": a + b, "-": a - b, "*": a * b} [op] if op in "+-*" else
-                       {"/": lambda: a / b, "//": lambda: a // b, "%": lambda: a % b, "**": lambda: a**b}[op]())
+        return bounded(
+            {"+": a + b, "-": a - b, "*": a * b}[op]
+            if op in "+-*"
+            else {"/": lambda: a / b, "//": lambda: a // b, "%": lambda: a % b, "**": lambda: a**b}[op]()
+        )
     except (ZeroDivisionError, OverflowError):
         raise OutOfBounds from None
 
@@ -262,7 +277,7 @@ HOSTILE_QUERIES = [
     "^capital",
     "{title text}: x",
     "'); DROP TABLE passages; --",
-    "\"); DELETE FROM passages WHERE 1; --",
+    '"); DELETE FROM passages WHERE 1; --',
     "' OR 1=1 --",
     "capital\x00city",
     "?",
@@ -284,7 +299,7 @@ FTS.execute("CREATE VIRTUAL TABLE t USING fts5(x)")
 
 
 @settings(max_examples=500, deadline=None)
-@given(query=st.one_of(st.text(), st.text(alphabet=' "*()-:^{}+,.\'ORANDNEARNOT;_abc', max_size=200)))
+@given(query=st.one_of(st.text(), st.text(alphabet=" \"*()-:^{}+,.'ORANDNEARNOT;_abc", max_size=200)))
 def test_any_query_becomes_a_bounded_list_of_words(query):
     terms = query_terms(query)
     assert len(terms) <= MAX_QUERY_TERMS and len(set(terms)) == len(terms)

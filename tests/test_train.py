@@ -34,8 +34,17 @@ VOCAB = 512
 MODEL = GPTConfig(vocab_size=VOCAB, seq_len=16, n_layer=2, n_head=2, n_kv_head=1, n_embd=16)
 # 20 steps of 2 micro-batches of 4 rows of 16 tokens; evaluation every 5, checkpoints every 10.
 TRAIN = TrainConfig(
-    steps=20, batch_tokens=128, device_batch=4, lr=1e-2, warmup_steps=3, eval_every=5, eval_tokens=256,
-    checkpoint_every=10, sample_prompts=["The"], sample_tokens=6, log_every=100,
+    steps=20,
+    batch_tokens=128,
+    device_batch=4,
+    lr=1e-2,
+    warmup_steps=3,
+    eval_every=5,
+    eval_tokens=256,
+    checkpoint_every=10,
+    sample_prompts=["The"],
+    sample_tokens=6,
+    log_every=100,
 )
 SCHEMA = pa.schema([("id", pa.string()), ("tokens", pa.list_(pa.uint16())), ("count", pa.int32())])
 
@@ -55,7 +64,14 @@ def corpus(tmp_path_factory, shared_data) -> dict[str, str]:
         ids = tok.encode_batch(docs)
         uri = str(root / "tokens" / "t" / "articles" / split)
         tables = [
-            pa.table({"id": [f"{split}-{i + j}" for j in range(len(chunk))], "tokens": chunk, "count": [len(c) for c in chunk]}, schema=SCHEMA)
+            pa.table(
+                {
+                    "id": [f"{split}-{i + j}" for j in range(len(chunk))],
+                    "tokens": chunk,
+                    "count": [len(c) for c in chunk],
+                },
+                schema=SCHEMA,
+            )
             for i in range(0, len(ids), 10)
             for chunk in [ids[i : i + 10]]
         ]
@@ -66,7 +82,9 @@ def corpus(tmp_path_factory, shared_data) -> dict[str, str]:
 
 
 def spec(corpus: dict[str, str], run: str) -> RunSpec:
-    return RunSpec([corpus["train"]], [corpus["val"]], corpus["tokenizer"], str(Path(corpus["root"]) / "checkpoints" / run))
+    return RunSpec(
+        [corpus["train"]], [corpus["val"]], corpus["tokenizer"], str(Path(corpus["root"]) / "checkpoints" / run)
+    )
 
 
 def history(run_uri: str) -> dict:
@@ -166,7 +184,12 @@ def test_checkpoint_files_load_without_pickled_code(corpus, straight):
     assert manifest.kind == "checkpoint"
     assert lake.normalize(spec(corpus, "straight").tokenizer) in manifest.parents
     assert {f["path"] for f in storage.read_json(storage.join(uri, "_manifest.json"))["files"]} >= {
-        "model.safetensors", "config.json", "optimizer.pt", "trainer.pt", "metrics.json"}
+        "model.safetensors",
+        "config.json",
+        "optimizer.pt",
+        "trainer.pt",
+        "metrics.json",
+    }
     model, ckpt = checkpoint.load_model(uri)
     assert ckpt.step == 20 and not model.training
 
@@ -175,8 +198,13 @@ def test_checkpoints_on_local_disk_and_s3(lake_root):
     run = lake.join(lake_root, "checkpoints", "r")
     model = GPT(MODEL)
     for step in (5, 10):
-        checkpoint.save(run, step, model=model.state_dict(), config={"model": dataclasses.asdict(MODEL)},
-                        trainer={"step": step, "rng": checkpoint.rng_state()})
+        checkpoint.save(
+            run,
+            step,
+            model=model.state_dict(),
+            config={"model": dataclasses.asdict(MODEL)},
+            trainer={"step": step, "rng": checkpoint.rng_state()},
+        )
     assert checkpoint.committed_steps(run) == [5, 10]
     loaded = checkpoint.load(run)
     assert loaded.step == 10 and loaded.trainer["step"] == 10
@@ -189,8 +217,13 @@ def test_a_run_folder_is_resumed_only_for_the_same_config_and_data(tmp_path):
     run = str(tmp_path / "base")
 
     def save(step: int, config: str, data: str) -> None:
-        checkpoint.save(run, step, model=GPT(MODEL).state_dict(), config={"model": dataclasses.asdict(MODEL)},
-                        lineage={"config_hash": config, "inputs_hash": data})
+        checkpoint.save(
+            run,
+            step,
+            model=GPT(MODEL).state_dict(),
+            config={"model": dataclasses.asdict(MODEL)},
+            lineage={"config_hash": config, "inputs_hash": data},
+        )
 
     assert resume_or_start(run, "c1", "d1", resume=False) is False  # nothing there: start
     save(5, "c1", "d1")
@@ -238,18 +271,50 @@ def test_learning_rate_schedules():
 @pytest.mark.slow
 def test_torchrun_two_processes_match_one_process(corpus, tmp_path):
     """DDP over gloo with 2 processes x 1 micro-batch makes the updates of 1 process x 2."""
-    common = ["--data", corpus["train"], "--val", corpus["val"], "--tokenizer", corpus["tokenizer"],
-              "--set", "train.steps=4", "--set", "train.batch_tokens=128", "--set", "train.device_batch=4",
-              "--set", "train.eval_every=4", "--set", "train.checkpoint_every=4", "--set", "train.sample_tokens=2",
-              *[f"--set=model.{k}={v}" for k, v in dataclasses.asdict(MODEL).items()]]
+    common = [
+        "--data",
+        corpus["train"],
+        "--val",
+        corpus["val"],
+        "--tokenizer",
+        corpus["tokenizer"],
+        "--set",
+        "train.steps=4",
+        "--set",
+        "train.batch_tokens=128",
+        "--set",
+        "train.device_batch=4",
+        "--set",
+        "train.eval_every=4",
+        "--set",
+        "train.checkpoint_every=4",
+        "--set",
+        "train.sample_tokens=2",
+        *[f"--set=model.{k}={v}" for k, v in dataclasses.asdict(MODEL).items()],
+    ]
     single = str(tmp_path / "single")
     main([*common, "--out", single])
     double = str(tmp_path / "double")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-         "-m", "models.train", *common, "--out", double],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            "-m",
+            "models.train",
+            *common,
+            "--out",
+            double,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     a, b = history(single), history(double)

@@ -127,7 +127,9 @@ def load(folder: str) -> Blocklists:
     )
 
 
-def fetch_datatrove_lists(dest: Path = DEFAULT_DIR, version: str = DATATROVE_VERSION, wheel: Path | None = None) -> Path:
+def fetch_datatrove_lists(
+    dest: Path = DEFAULT_DIR, version: str = DATATROVE_VERSION, wheel: Path | None = None
+) -> Path:
     """Fill `dest` with FineWeb's lists from the datatrove wheel (downloaded with pip, --no-deps,
     unless a wheel file is given), then compile the hash arrays. Idempotent."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -138,7 +140,17 @@ def fetch_datatrove_lists(dest: Path = DEFAULT_DIR, version: str = DATATROVE_VER
         found = sorted(cache.glob(f"datatrove-{version}-*.whl"))
         if not found:
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", f"datatrove=={version}", "--no-deps", "--quiet", "-d", str(cache)],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    f"datatrove=={version}",
+                    "--no-deps",
+                    "--quiet",
+                    "-d",
+                    str(cache),
+                ],
                 check=True,
             )
             found = sorted(cache.glob(f"datatrove-{version}-*.whl"))
@@ -153,5 +165,7 @@ def fetch_datatrove_lists(dest: Path = DEFAULT_DIR, version: str = DATATROVE_VER
                 data = tar.extractfile(member).read()  # type: ignore[union-attr]
                 (dest / member.name.rsplit("/", 1)[-1]).write_bytes(data)
     compile_lists(dest)
-    (dest / "SOURCE.json").write_text(json.dumps({"source": f"datatrove=={version} assets (FineWeb URL blocklists v0.3.0)"}))
+    (dest / "SOURCE.json").write_text(
+        json.dumps({"source": f"datatrove=={version} assets (FineWeb URL blocklists v0.3.0)"})
+    )
     return dest

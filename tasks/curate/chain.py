@@ -31,8 +31,20 @@ from tasks.curate.urls import UrlFilter
 from tasks.curate.warc import read_warc
 
 STEPS = (
-    "read", "url", "extract", "normalize", "language", "gopher_repetition", "gopher_quality", "c4",
-    "fineweb_quality", "custom", "quality", "dedup_exact", "dedup_minhash", "pii",
+    "read",
+    "url",
+    "extract",
+    "normalize",
+    "language",
+    "gopher_repetition",
+    "gopher_quality",
+    "c4",
+    "fineweb_quality",
+    "custom",
+    "quality",
+    "dedup_exact",
+    "dedup_minhash",
+    "pii",
 )
 SNIPPET = 300
 
@@ -49,9 +61,13 @@ class StepStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "docs_in": self.docs_in, "docs_out": self.docs_out, "chars_in": self.chars_in,
-            "chars_out": self.chars_out, "seconds": round(self.seconds, 4),
-            "reasons": dict(self.reasons.most_common()), "examples": self.examples,
+            "docs_in": self.docs_in,
+            "docs_out": self.docs_out,
+            "chars_in": self.chars_in,
+            "chars_out": self.chars_out,
+            "seconds": round(self.seconds, 4),
+            "reasons": dict(self.reasons.most_common()),
+            "examples": self.examples,
         }
 
 
@@ -75,7 +91,9 @@ class Funnel:
         s.chars_out += chars_out
         s.seconds += seconds
 
-    def dropped(self, name: str, chars_in: int, reason: str, url: str | None, text: str | None, seconds: float = 0.0) -> None:
+    def dropped(
+        self, name: str, chars_in: int, reason: str, url: str | None, text: str | None, seconds: float = 0.0
+    ) -> None:
         s = self.step(name)
         s.docs_in += 1
         s.chars_in += chars_in
@@ -135,12 +153,14 @@ class Chain:
         self.normalize = config.normalize.applies_to(config.extract.extractor)
         self.language = LanguageFilter(config.language) if config.language.enabled else None
         self.filters: list[Any] = [
-            f for f, on in (
+            f
+            for f, on in (
                 (GopherRepetitionFilter(config.gopher_repetition), config.gopher_repetition.enabled),
                 (GopherQualityFilter(config.gopher_quality), config.gopher_quality.enabled),
                 (C4QualityFilter(config.c4), config.c4.enabled),
                 (FineWebQualityFilter(config.fineweb_quality), config.fineweb_quality.enabled),
-            ) if on
+            )
+            if on
         ] + [CustomFilterStep(spec) for spec in config.custom]
 
     def run(self, warc: str, funnel: Funnel) -> Iterator[Outcome]:
@@ -199,7 +219,12 @@ class Chain:
                 return drop("language", len(text), reason, clock() - t)
             funnel.passed("language", len(text), len(text), clock() - t)
 
-        doc = Doc(id=out.id, url=out.url or "", view=Text(text), metadata={"language": out.language, "language_score": out.language_score})
+        doc = Doc(
+            id=out.id,
+            url=out.url or "",
+            view=Text(text),
+            metadata={"language": out.language, "language_score": out.language_score},
+        )
         for f in self.filters:
             t = clock()
             before = len(doc.text)

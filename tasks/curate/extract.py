@@ -152,7 +152,9 @@ class Extractor:
         if _read_frame(proc.stdout.fileno(), time.monotonic() + STARTUP_TIMEOUT_S) is None:
             proc.kill()
             _, stderr = proc.communicate()
-            raise RuntimeError(f"the {self.config['extractor']} worker did not start: {_last_lines(stderr, proc.returncode)}")
+            raise RuntimeError(
+                f"the {self.config['extractor']} worker did not start: {_last_lines(stderr, proc.returncode)}"
+            )
         proc.stderr.close()
         self._proc = proc
 

@@ -309,7 +309,11 @@ class CustomFilterStep:
         target = getattr(importlib.import_module(module), name)
         self.name = name
         self.fn: Callable[[Doc], str | None | bool] = (
-            target(**spec.options) if isinstance(target, type) else functools.partial(target, **spec.options) if spec.options else target
+            target(**spec.options)
+            if isinstance(target, type)
+            else functools.partial(target, **spec.options)
+            if spec.options
+            else target
         )
 
     def __call__(self, doc: Doc) -> str | None:

@@ -65,8 +65,12 @@ def _files_identity(uri: str) -> str:
     parts = []
     for name in sorted(infos):
         info = infos[name]
-        tag = info.get("ETag") or info.get("etag") or f"{info.get('size')}:{info.get('mtime') or info.get('LastModified')}"
-        parts.append(f"{name[len(path):]}={str(tag).strip(chr(34))}")
+        tag = (
+            info.get("ETag")
+            or info.get("etag")
+            or f"{info.get('size')}:{info.get('mtime') or info.get('LastModified')}"
+        )
+        parts.append(f"{name[len(path) :]}={str(tag).strip(chr(34))}")
     return f"{lake.normalize(uri)}#" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -96,7 +100,9 @@ def resolve(config: QualityConfig) -> ModelRef:
     kind = config.kind
     if kind == "auto":
         if not path.endswith((".bin", ".ftz")):
-            raise ValueError(f"{model}: set quality.kind (a fastText model ends in .bin or .ftz; a transformers model is a folder)")
+            raise ValueError(
+                f"{model}: set quality.kind (a fastText model ends in .bin or .ftz; a transformers model is a folder)"
+            )
         kind = "fasttext"
     if kind == "transformers":
         raise ValueError(f"{model} is a file: a transformers model is a folder or a hub name")
@@ -161,8 +167,15 @@ class TransformersScorer:
         model = AutoModelForSequenceClassification.from_pretrained(source, revision=config.revision)
         self.model = model.to(device=self.device, dtype=getattr(torch, config.dtype)).eval()
         # no longer than the model's positions allow (FineWeb-Edu's: 512, as the default)
-        limits = [config.max_length, getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
-        self.batch_size, self.max_length = config.batch_size, min(n for n in limits if isinstance(n, int) and n < 1_000_000)
+        limits = [
+            config.max_length,
+            getattr(self.model.config, "max_position_embeddings", None),
+            self.tokenizer.model_max_length,
+        ]
+        self.batch_size, self.max_length = (
+            config.batch_size,
+            min(n for n in limits if isinstance(n, int) and n < 1_000_000),
+        )
         outputs = self.model.config.num_labels
         self.column: int | None = None  # None: a regression head, its one value is the score
         if outputs > 1:
@@ -183,7 +196,11 @@ class TransformersScorer:
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             encoded = self.tokenizer(
-                [texts[i] for i in batch], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+                [texts[i] for i in batch],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
             ).to(self.device)
             with torch.inference_mode():
                 logits = self.model(**encoded).logits.float()

@@ -42,7 +42,10 @@ CLEAN_SCHEMA = pa.schema(
         ("text", pa.string()),
         ("language", pa.string()),
         ("language_score", pa.float32()),
-        ("quality_score", pa.float32()),  # the quality step's score; null when the step is off or removed the doc earlier
+        (
+            "quality_score",
+            pa.float32(),
+        ),  # the quality step's score; null when the step is off or removed the doc earlier
     ]
 )
 REMOVED_SCHEMA = CLEAN_SCHEMA.append(pa.field("step", pa.string())).append(pa.field("reason", pa.string()))
@@ -107,7 +110,9 @@ def curate_warc(warc: str, filtered_uri: str, removed_uri: str, crawl: str, conf
     return curate_warc_fn(warc, filtered_uri, removed_uri, crawl, config)
 
 
-def quality_shard_fn(filtered_shard: str, name: str, quality_uri: str, removed_uri: str, config: QualityConfig) -> dict[str, Any]:
+def quality_shard_fn(
+    filtered_shard: str, name: str, quality_uri: str, removed_uri: str, config: QualityConfig
+) -> dict[str, Any]:
     """Score one filtered shard, write its kept and removed rows (the task's logic)."""
     rows = lake.read_shard(filtered_shard).to_pylist()
     scorer = quality.scorer(config)
@@ -132,14 +137,23 @@ def quality_shard_fn(filtered_shard: str, name: str, quality_uri: str, removed_u
     funnel.step("quality").seconds = seconds
     funnel.histograms["quality"] = histogram.counts
     kept_shard = lake.write_shard(quality_uri, name, pa.Table.from_pylist(kept, schema=CLEAN_SCHEMA))
-    removed_shard = lake.write_shard(removed_uri, f"{name}-quality", pa.Table.from_pylist(removed, schema=REMOVED_SCHEMA))
+    removed_shard = lake.write_shard(
+        removed_uri, f"{name}-quality", pa.Table.from_pylist(removed, schema=REMOVED_SCHEMA)
+    )
     if kept_shard.rows + removed_shard.rows != len(rows):
         raise RuntimeError(f"{filtered_shard}: {len(rows)} in, {kept_shard.rows} kept + {removed_shard.rows} removed")
-    return {"name": name, "kept": dataclasses.asdict(kept_shard), "removed": dataclasses.asdict(removed_shard), "funnel": funnel.to_dict()}
+    return {
+        "name": name,
+        "kept": dataclasses.asdict(kept_shard),
+        "removed": dataclasses.asdict(removed_shard),
+        "funnel": funnel.to_dict(),
+    }
 
 
 @lake_task(inputs=("filtered_shard",), code=CODE, task_run_name="quality-{name}")
-def quality_shard(filtered_shard: str, name: str, quality_uri: str, removed_uri: str, config: QualityConfig, model_id: str) -> dict[str, Any]:
+def quality_shard(
+    filtered_shard: str, name: str, quality_uri: str, removed_uri: str, config: QualityConfig, model_id: str
+) -> dict[str, Any]:
     """`model_id` (`quality.resolve(config).identity`) is for the cache key: a retrained model
     under the same path is a new model."""
     return quality_shard_fn(filtered_shard, name, quality_uri, removed_uri, config)

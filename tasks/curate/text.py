@@ -51,8 +51,7 @@ def sentence_terminals() -> tuple[str, ...]:
 PUNCTUATION = frozenset(
     "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
     "—–”“’„«»´…►━∶"
-    "、。，；：？！（）【】《》〈〉「」％１～．"
-    + "".join(map(chr, [*range(0, 9), *range(11, 32), *range(127, 160)]))
+    "、。，；：？！（）【】《》〈〉「」％１～．" + "".join(map(chr, [*range(0, 9), *range(11, 32), *range(127, 160)]))
 ) | frozenset(sentence_terminals())
 _NOT_PUNCTUATION = re.compile("[^" + re.escape("".join(sorted(PUNCTUATION))) + "]").search
 
@@ -114,7 +113,9 @@ class Text:
                 if n == 1:
                     h = ids + np.uint64(0x9E3779B97F4A7C15)
                 else:
-                    h = self.ngram_hashes(n - 1)[:count] * np.uint64(0x100000001B3) + (ids[n - 1 : n - 1 + count] + np.uint64(0x9E3779B97F4A7C15))
+                    h = self.ngram_hashes(n - 1)[:count] * np.uint64(0x100000001B3) + (
+                        ids[n - 1 : n - 1 + count] + np.uint64(0x9E3779B97F4A7C15)
+                    )
         cache[n] = h
         return h
 

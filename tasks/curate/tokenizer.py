@@ -62,9 +62,7 @@ _UNITS = (
 )
 _CHARS = re.escape(_PUNCT + _QUOTES)
 
-_PREFIX = re.compile(
-    rf"^(?:§|%|=|—|–|\+(?![0-9])|……|[{_CHARS}]|\.\.+|…|{_CURRENCY}|[{_SYMBOLS}])"
-)
+_PREFIX = re.compile(rf"^(?:§|%|=|—|–|\+(?![0-9])|……|[{_CHARS}]|\.\.+|…|{_CURRENCY}|[{_SYMBOLS}])")
 _SUFFIX = re.compile(
     rf"(?:……|[{_CHARS}]|\.\.+|…|[{_SYMBOLS}]|['’][sS]|—|–"
     rf"|(?<=[0-9])\+|(?<=°[FfCcKk])\.|(?<=[0-9])(?:{_CURRENCY})|(?<=[0-9])(?:{_UNITS})"
@@ -112,7 +110,11 @@ _SPLIT_WORDS = {
 SPECIAL: dict[str, tuple[str, ...]] = {
     **{w: (w,) for w in (_ABBREVIATIONS + " " + _EMOTICONS).split()},
     **{c + ".": (c + ".",) for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"},
-    **{k: v for w, parts in _SPLIT_WORDS.items() for k, v in ((w, parts), (w.capitalize(), (parts[0].capitalize(), parts[1])))},
+    **{
+        k: v
+        for w, parts in _SPLIT_WORDS.items()
+        for k, v in ((w, parts), (w.capitalize(), (parts[0].capitalize(), parts[1])))
+    },
 }
 # Special cases with punctuation in them are also found across tokens (`)` + `:` -> `):`).
 _GLUED = frozenset(k for k, v in SPECIAL.items() if len(v) == 1 and not k.isalnum())
@@ -178,7 +180,12 @@ def piece_tokens(piece: str) -> tuple[str, ...]:
     # The next most common: a plain word and one closing mark, which is a suffix (a full stop
     # only after a lowercase ASCII letter: "fooB." keeps its dot).
     last, word = piece[-1], piece[:-1]
-    if (last in _CLOSING or (last == "." and "a" <= piece[-2:-1] <= "z")) and word.isalpha() and piece not in SPECIAL and word not in SPECIAL:
+    if (
+        (last in _CLOSING or (last == "." and "a" <= piece[-2:-1] <= "z"))
+        and word.isalpha()
+        and piece not in SPECIAL
+        and word not in SPECIAL
+    ):
         return (word, last)
     return split_piece(piece)
 

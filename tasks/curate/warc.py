@@ -132,7 +132,11 @@ def _response_and_swallowed(record, uri: str, index: str, config: ReadConfig, co
     if not swallowed:
         return
     inner = ArchiveIterator(
-        io.BytesIO(swallowed), parse_http=False, quirks_mode=True, record_types=WarcRecordType.any_type, fsspec_args=False
+        io.BytesIO(swallowed),
+        parse_http=False,
+        quirks_mode=True,
+        record_types=WarcRecordType.any_type,
+        fsspec_args=False,
     )
     for n, found in enumerate(inner, 1):
         kind = _record_type(found)
@@ -207,7 +211,7 @@ def _response(record, uri: str, index: str, config: ReadConfig) -> tuple[Record,
     elif not body.strip():
         rec.reason = "empty"
     elif not _is_html(headers.get("WARC-Identified-Payload-Type"), http_headers.get("content-type"), body, config):
-        declared_type = (headers.get("WARC-Identified-Payload-Type") or http_headers.get("content-type") or "unknown")
+        declared_type = headers.get("WARC-Identified-Payload-Type") or http_headers.get("content-type") or "unknown"
         rec.reason = "not_html:" + declared_type.split(";")[0].strip().lower()[:60]
     else:
         page = utf8_page(body, http_headers.get("content-type"))

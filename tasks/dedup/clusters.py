@@ -39,9 +39,7 @@ def duplicate_edges(frame: pl.LazyFrame, key: str | list[str]) -> pl.LazyFrame:
         .agg(pl.col("id").sort().alias("ids"), (~pl.col("from_index")).any().alias("has_new"))
         .filter((pl.col("ids").list.len() > 1) & pl.col("has_new"))
     )
-    return groups.select(
-        pl.col("ids").list.first().alias("a"), pl.col("ids").list.slice(1).alias("b")
-    ).explode("b")
+    return groups.select(pl.col("ids").list.first().alias("a"), pl.col("ids").list.slice(1).alias("b")).explode("b")
 
 
 def union_find(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:

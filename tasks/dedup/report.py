@@ -41,11 +41,15 @@ def summarize(
 
 def cluster_sizes(clusters_uri: str, crawl: str) -> np.ndarray:
     """The size of every cluster with at least one document of this crawl."""
-    frame = lake.scan(clusters_uri).filter(pl.col("crawl") == crawl).select("cluster", "size").unique("cluster").collect()
+    frame = (
+        lake.scan(clusters_uri).filter(pl.col("crawl") == crawl).select("cluster", "size").unique("cluster").collect()
+    )
     return frame["size"].to_numpy()
 
 
-def example_clusters(cluster_uris: list[str], filtered_uri: str, crawl: str, count: int, per_cluster: int = 3) -> list[pl.DataFrame]:
+def example_clusters(
+    cluster_uris: list[str], filtered_uri: str, crawl: str, count: int, per_cluster: int = 3
+) -> list[pl.DataFrame]:
     """The `count` largest clusters (MinHash or exact) that remove a document of this crawl
     (ties: cluster label), each as up to `per_cluster` members, the kept one first, with
     text previews and each member's exact shingle Jaccard similarity to the kept one."""

@@ -81,7 +81,13 @@ CLUSTER_SCHEMA = pa.schema(
 )
 PAIR_SCHEMA = pa.schema([("a", pa.string()), ("b", pa.string()), ("band", pa.int16())])
 REMOVE_SCHEMA = pa.schema(
-    [("id", pa.string()), ("step", pa.string()), ("reason", pa.string()), ("cluster", pa.int64()), ("kept_id", pa.string())]
+    [
+        ("id", pa.string()),
+        ("step", pa.string()),
+        ("reason", pa.string()),
+        ("cluster", pa.int64()),
+        ("kept_id", pa.string()),
+    ]
 )
 
 
@@ -127,12 +133,16 @@ def sign_batches(
 
 
 @lake_task(inputs=("shard_uri",), code=CODE)
-def sign_shard(shard_uri: str, out_uri: str, crawl: str, params: dict[str, int], batch_size: int = 1024) -> dict[str, Any]:
+def sign_shard(
+    shard_uri: str, out_uri: str, crawl: str, params: dict[str, int], batch_size: int = 1024
+) -> dict[str, Any]:
     """Stage 1: one input shard's signatures, written as the shard of the same name."""
     shard = lake.shard_name(shard_uri)
     counts: dict[str, int] = {}
     batches = lake.iter_shard(shard_uri, ["id", "date", "text"], batch_size)
-    written = lake.write_shard(out_uri, shard, sign_batches(batches, crawl, shard, params, counts), signature_schema(params["bands"]))
+    written = lake.write_shard(
+        out_uri, shard, sign_batches(batches, crawl, shard, params, counts), signature_schema(params["bands"])
+    )
     return _written(written, shard=shard, docs=counts.get("docs", 0), too_short=counts.get("too_short", 0))
 
 
@@ -194,16 +204,24 @@ def shared_keys(sources: list[str], index_uris: list[str], column: str, split: i
     return np.unique(np.concatenate(shared))
 
 
-def select_rows(parts: list[tuple[str, bool]], columns: list[str], keep: Callable[[pa.RecordBatch], np.ndarray]) -> pl.DataFrame:
+def select_rows(
+    parts: list[tuple[str, bool]], columns: list[str], keep: Callable[[pa.RecordBatch], np.ndarray]
+) -> pl.DataFrame:
     """`columns` + from_index of the rows that `keep` marks, streaming every part a batch at
     a time: memory holds one batch and the rows kept."""
     hashes = ("exact_", "band_")
-    frames = [pl.DataFrame(schema={c: pl.UInt64 if c.startswith(hashes) else pl.String for c in columns} | {"from_index": pl.Boolean})]
+    frames = [
+        pl.DataFrame(
+            schema={c: pl.UInt64 if c.startswith(hashes) else pl.String for c in columns} | {"from_index": pl.Boolean}
+        )
+    ]
     for uri, from_index in parts:
         for batch in lake.iter_batches(uri, columns, READ_BATCH):
             mask = keep(batch)
             if mask.any():
-                frames.append(pl.from_arrow(batch.filter(pa.array(mask))).with_columns(pl.lit(from_index).alias("from_index")))
+                frames.append(
+                    pl.from_arrow(batch.filter(pa.array(mask))).with_columns(pl.lit(from_index).alias("from_index"))
+                )
     return pl.concat(frames, how="vertical_relaxed")
 
 
@@ -277,7 +295,9 @@ def cluster_pairs(pairs_uri: str, sources: list[str], index_uris: list[str], out
         .sort(columns, descending=descending, nulls_last=True)
         .unique(subset="id", keep="first", maintain_order=True)  # an id listed by two sources counts once
     )
-    table = with_cluster_ids(choose_kept(members, "component"), MINHASH_STEP).with_columns(pl.lit(MINHASH_STEP).alias("step"))
+    table = with_cluster_ids(choose_kept(members, "component"), MINHASH_STEP).with_columns(
+        pl.lit(MINHASH_STEP).alias("step")
+    )
     written = lake.write_shard(out_uri, "part-00000", _table(table, CLUSTER_SCHEMA))
     return _written(written, pairs=pairs.height, removed=int((table["id"] != table["kept_id"]).sum()))
 
@@ -286,13 +306,21 @@ def cluster_pairs(pairs_uri: str, sources: list[str], index_uris: list[str], out
 
 
 def _reasons(frame: pl.LazyFrame, what: str, crawl: str) -> pl.LazyFrame:
-    elsewhere = pl.when(pl.col("kept_crawl") != crawl).then(pl.lit(" in crawl ") + pl.col("kept_crawl")).otherwise(pl.lit(""))
+    elsewhere = (
+        pl.when(pl.col("kept_crawl") != crawl).then(pl.lit(" in crawl ") + pl.col("kept_crawl")).otherwise(pl.lit(""))
+    )
     return frame.with_columns((pl.lit(f"{what} of ") + pl.col("kept_id") + elsewhere).alias("reason"))
 
 
 @lake_task(inputs=("exact_uri", "clusters_uri", "signatures_uri"), code=CODE)
 def shard_removals(
-    shard: str, crawl: str, exact_uri: str | None, clusters_uri: str, signatures_uri: str, out_uri: str, index_uri: str | None = None
+    shard: str,
+    crawl: str,
+    exact_uri: str | None,
+    clusters_uri: str,
+    signatures_uri: str,
+    out_uri: str,
+    index_uri: str | None = None,
 ) -> dict[str, Any]:
     """Stage 4: this crawl's documents of one shard that dedup removes, with why; with
     `index_uri` (this crawl's part of the index), the shard's kept documents' signatures are
@@ -303,10 +331,17 @@ def shard_removals(
         parts.insert(0, _reasons(lake.scan(exact_uri).filter(mine), "exact duplicate", crawl))
     removed = pl.concat(parts).select(REMOVE_SCHEMA.names).collect().sort("id")
     written = lake.write_shard(out_uri, shard, _table(removed, REMOVE_SCHEMA))
-    stats = _written(written, shard=shard, exact=int((removed["step"] == EXACT_STEP).sum()), minhash=int((removed["step"] == MINHASH_STEP).sum()))
+    stats = _written(
+        written,
+        shard=shard,
+        exact=int((removed["step"] == EXACT_STEP).sum()),
+        minhash=int((removed["step"] == MINHASH_STEP).sum()),
+    )
     if index_uri:
         signatures = lake.read_shard(lake.shard_uri(signatures_uri, shard))
-        kept = signatures.filter(pc.invert(pc.is_in(signatures["id"], value_set=pa.array(removed["id"].to_list(), pa.string()))))
+        kept = signatures.filter(
+            pc.invert(pc.is_in(signatures["id"], value_set=pa.array(removed["id"].to_list(), pa.string())))
+        )
         stats["indexed"] = _written(lake.write_shard(index_uri, shard, kept))
     return stats
 
@@ -341,7 +376,9 @@ def _signed_with(uris: list[str], kind: str, params: dict[str, int]) -> list[str
             continue
         signed = manifest.stats.get("signature")
         if signed != params:
-            raise ValueError(f"{uri} was signed with {signed}, this run uses {params}: re-sign it or change the dedup config")
+            raise ValueError(
+                f"{uri} was signed with {signed}, this run uses {params}: re-sign it or change the dedup config"
+            )
         found.append(uri)
     return found
 
@@ -367,7 +404,9 @@ def index_parts(root: str, params: dict[str, int], exclude: str | None = None) -
     return _signed_with(listed, INDEX_KIND, params)
 
 
-def commit_index(part_uri: str, crawl: str, shards: list[dict[str, Any]], params: dict[str, int], **fields: Any) -> lake.Manifest:
+def commit_index(
+    part_uri: str, crawl: str, shards: list[dict[str, Any]], params: dict[str, int], **fields: Any
+) -> lake.Manifest:
     """Commit `crawl`'s part of the index (its kept documents' signatures, one shard per input
     shard), replacing that part's earlier version; no other crawl's part is read or written."""
     new = [lake.Shard(path=s["path"], rows=s["rows"], bytes=s["bytes"], sha256=s["sha256"]) for s in shards]

@@ -22,7 +22,9 @@ LETTERS = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
 
 def shingle_sets(texts: list[str], n: int = 5) -> list[set[tuple[str, ...]]]:
     """Each text's set of normalised word n-grams, as plain tuples (the reference)."""
-    lists = pl.DataFrame({"t": texts}, schema={"t": pl.String}).select(normalized_words(pl.col("t"))).to_series().to_list()
+    lists = (
+        pl.DataFrame({"t": texts}, schema={"t": pl.String}).select(normalized_words(pl.col("t"))).to_series().to_list()
+    )
     return [{tuple(words[i : i + n]) for i in range(len(words) - n + 1)} for words in lists]
 
 
@@ -100,12 +102,14 @@ def documents(
     weights = 1.0 / ranks**1.1
     cumulative = np.cumsum(weights / weights.sum())
     recent: list[np.ndarray] = []
-    start = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     for lo in range(0, count, batch_size):
         rows: dict[str, list] = {name: [] for name in FILTERED_SCHEMA.names}
         for i in range(lo, min(lo + batch_size, count)):
             roll = rng.random()
-            kind = "near" if roll < near_duplicates else "exact" if roll < near_duplicates + exact_duplicates else "fresh"
+            kind = (
+                "near" if roll < near_duplicates else "exact" if roll < near_duplicates + exact_duplicates else "fresh"
+            )
             if kind == "fresh" or not recent:
                 kind, tokens = "fresh", np.searchsorted(cumulative, rng.random(int(rng.integers(*words))))
             else:
@@ -121,7 +125,9 @@ def documents(
                 recent[int(rng.integers(256))] = tokens
             rows["id"].append(f"<urn:uuid:{id_prefix}{seed:04d}-{i:012d}>")
             rows["url"].append(f"https://example.com/{crawl}/{i}")
-            rows["date"].append((start + dt.timedelta(seconds=int(rng.integers(0, 10**7)))).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            rows["date"].append(
+                (start + dt.timedelta(seconds=int(rng.integers(0, 10**7)))).strftime("%Y-%m-%dT%H:%M:%SZ")
+            )
             rows["crawl"].append(crawl)
             rows["warc"].append(f"{crawl}.warc.gz")
             rows["text"].append(text)

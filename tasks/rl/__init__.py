@@ -27,17 +27,28 @@ CODE = ("tasks.rl", "tasks.sft.answers", "tasks.mathgen", "models")
 class ProblemConfig(StageConfig):
     """Where the problems come from and how they are held out."""
 
-    difficulty: list[int] = Field(default_factory=lambda: [1], description="mathgen difficulties (1-5), cycled over the problems")
-    templates: list[str] = Field(default_factory=list, description="mathgen templates to train on (empty: all but the held-out ones)")
+    difficulty: list[int] = Field(
+        default_factory=lambda: [1], description="mathgen difficulties (1-5), cycled over the problems"
+    )
+    templates: list[str] = Field(
+        default_factory=list, description="mathgen templates to train on (empty: all but the held-out ones)"
+    )
     heldout_templates: list[str] = Field(
         default_factory=lambda: ["ages", "fence"], description="Templates RL never trains on: evaluation only"
     )
-    train: int = Field(512, ge=0, description="Generated training problems (iterations draw from them in a seeded order)")
-    eval: int = Field(100, ge=0, description="Generated held-out problems (other seeds; the held-out templates among them)")
-    datasets: list[str] = Field(
-        default_factory=list, description="Users' problem files (JSONL/Parquet with prompt or question, and answer): URIs or globs"
+    train: int = Field(
+        512, ge=0, description="Generated training problems (iterations draw from them in a seeded order)"
     )
-    eval_fraction: float = Field(0.2, ge=0, lt=1, description="Share of users' rows held out for evaluation (by an id hash)")
+    eval: int = Field(
+        100, ge=0, description="Generated held-out problems (other seeds; the held-out templates among them)"
+    )
+    datasets: list[str] = Field(
+        default_factory=list,
+        description="Users' problem files (JSONL/Parquet with prompt or question, and answer): URIs or globs",
+    )
+    eval_fraction: float = Field(
+        0.2, ge=0, lt=1, description="Share of users' rows held out for evaluation (by an id hash)"
+    )
 
 
 class GRPOConfig(StageConfig):
@@ -45,12 +56,23 @@ class GRPOConfig(StageConfig):
 
     lr: float = Field(5e-5, gt=0, description="AdamW learning rate (tiny: 2e-4 with one step per iteration diverged)")
     epochs: int = Field(1, ge=1, description="Passes over an iteration's rollouts")
-    minibatches: int = Field(4, ge=1, description="Optimizer steps per pass (the rollouts split into this many; the ratio to the rollout policy then matters)")
-    scale_std: bool = Field(False, description="Divide advantages by the group's std (GRPO) or not (Dr. GRPO, nanochat)")
-    clip_eps: float | None = Field(0.2, ge=0, description="PPO ratio clipping against the rollout policy; None: no ratio")
-    kl_beta: float = Field(0.0, ge=0, description="KL penalty to the initial policy (k3 estimator); 0 loads no reference")
+    minibatches: int = Field(
+        4,
+        ge=1,
+        description="Optimizer steps per pass (the rollouts split into this many; the ratio to the rollout policy then matters)",
+    )
+    scale_std: bool = Field(
+        False, description="Divide advantages by the group's std (GRPO) or not (Dr. GRPO, nanochat)"
+    )
+    clip_eps: float | None = Field(
+        0.2, ge=0, description="PPO ratio clipping against the rollout policy; None: no ratio"
+    )
+    kl_beta: float = Field(
+        0.0, ge=0, description="KL penalty to the initial policy (k3 estimator); 0 loads no reference"
+    )
     loss_norm: Literal["token", "sequence", "constant"] = Field(
-        "token", description="token: over all sampled tokens (DAPO); sequence: per sample, then mean (GRPO); constant: by samples x max_new_tokens (Dr. GRPO)"
+        "token",
+        description="token: over all sampled tokens (DAPO); sequence: per sample, then mean (GRPO); constant: by samples x max_new_tokens (Dr. GRPO)",
     )
 
 
@@ -60,13 +82,21 @@ class RFTConfig(StageConfig):
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate (tiny: 3e-4 diverged)")
     epochs: int = Field(2, ge=1, description="Passes over an iteration's right samples")
     minibatches: int = Field(2, ge=1, description="Optimizer steps per pass")
-    per_prompt: int = Field(2, ge=1, description="At most this many distinct correct samples per prompt, the shortest first")
+    per_prompt: int = Field(
+        2, ge=1, description="At most this many distinct correct samples per prompt, the shortest first"
+    )
 
 
 class RLConfig(PlacedConfig):
-    name: str = Field("rl", description="Policies go to checkpoints/{name}/step-N (N = iteration), rollouts to rollouts/{name}/")
-    init: str | None = Field(None, description="The SFT checkpoint to start from (URI or run name; default: the sft run)")
-    algorithm: Literal["rft", "grpo"] = Field("rft", description="rft: train on the right samples; grpo: group-relative advantages")
+    name: str = Field(
+        "rl", description="Policies go to checkpoints/{name}/step-N (N = iteration), rollouts to rollouts/{name}/"
+    )
+    init: str | None = Field(
+        None, description="The SFT checkpoint to start from (URI or run name; default: the sft run)"
+    )
+    algorithm: Literal["rft", "grpo"] = Field(
+        "rft", description="rft: train on the right samples; grpo: group-relative advantages"
+    )
     iterations: int = Field(10, ge=0, description="Rollout-and-update rounds")
     seed: int = Field(0, description="Seeds the problems, their order and every sample")
     problems: ProblemConfig = Field(default_factory=ProblemConfig)
@@ -77,18 +107,28 @@ class RLConfig(PlacedConfig):
     temperature: float = Field(1.0, gt=0)
     top_k: int | None = Field(50, ge=1)
     threads: int = Field(1, ge=1, description="torch threads per rollout worker (more threads contend on a shared CPU)")
-    reward: Literal["strict", "lenient"] = Field("strict", description="strict: the reply ends 'Answer: N'; lenient: its last number")
+    reward: Literal["strict", "lenient"] = Field(
+        "strict", description="strict: the reply ends 'Answer: N'; lenient: its last number"
+    )
     tool: Literal["any", "calculator", "python"] = Field(
-        "any", description="any: every tool runs and the policy chooses; calculator or python: the prompt ends in that tool's opening token and only it runs")
-    length_penalty: float = Field(0.0, ge=0, lt=1, description="Among a group's correct samples, up to this much reward off the longest")
+        "any",
+        description="any: every tool runs and the policy chooses; calculator or python: the prompt ends in that tool's opening token and only it runs",
+    )
+    length_penalty: float = Field(
+        0.0, ge=0, lt=1, description="Among a group's correct samples, up to this much reward off the longest"
+    )
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, ge=0, description="0: no clipping")
     micro_batch: int = Field(32, ge=1, description="Sequences per forward pass (memory, not maths)")
     grpo: GRPOConfig = Field(default_factory=GRPOConfig)
     rft: RFTConfig = Field(default_factory=RFTConfig)
-    eval_every: int = Field(5, ge=0, description="Evaluate every N iterations (and before the first, and after the last); 0: only then")
+    eval_every: int = Field(
+        5, ge=0, description="Evaluate every N iterations (and before the first, and after the last); 0: only then"
+    )
     eval_samples: int = Field(4, ge=1, description="Samples per held-out problem for pass@k (besides the greedy one)")
     eval_chunk: int = Field(10, ge=1, description="Held-out problems per evaluation task")
     shown: int = Field(3, ge=0, description="Best and worst rollouts shown in the report")
     gpu_slots: int = Field(1, ge=1, description="Size of the `gpu` concurrency limit if a local run must create it")
-    nproc: int = Field(1, ge=1, description="Processes for the policy update: >1 launches torchrun (one per GPU), as pretraining")
+    nproc: int = Field(
+        1, ge=1, description="Processes for the policy update: >1 launches torchrun (one per GPU), as pretraining"
+    )

@@ -96,6 +96,14 @@ def before_after(before: dict[str, dict[str, Any]], after: dict[str, dict[str, A
             fmt = (lambda v: f"{100 * v:.1f}%") if percent else (lambda v: f"{v:.1f}")
             change = f"{100 * (a - b):+.1f} points" if percent else f"{a - b:+.1f}"
             label = LABELS.get(name, f"{name} (strict, unbiased estimator)")
-            rows.append({"held out by": group, "metric": label, "before": fmt(b), "after": fmt(a), "change": change,
-                         "problems": after[group]["problems"]})
+            rows.append(
+                {
+                    "held out by": group,
+                    "metric": label,
+                    "before": fmt(b),
+                    "after": fmt(a),
+                    "change": change,
+                    "problems": after[group]["problems"],
+                }
+            )
     return rows

@@ -59,9 +59,18 @@ class BadProblem(ValueError):
         self.reason = reason
 
 
-def problem_row(id: str, prompt: str, answer: int, source: str, template: str = "", difficulty: int = 0, holdout: str = "") -> dict[str, Any]:
-    return {"id": id, "prompt": prompt, "answer": int(answer), "source": source, "template": template,
-            "difficulty": difficulty, "holdout": holdout}
+def problem_row(
+    id: str, prompt: str, answer: int, source: str, template: str = "", difficulty: int = 0, holdout: str = ""
+) -> dict[str, Any]:
+    return {
+        "id": id,
+        "prompt": prompt,
+        "answer": int(answer),
+        "source": source,
+        "template": template,
+        "difficulty": difficulty,
+        "holdout": holdout,
+    }
 
 
 # -- generated -------------------------------------------------------------------------------
@@ -92,7 +101,9 @@ def generated(config: ProblemConfig, seed: int) -> dict[str, list[dict[str, Any]
 
     for i in range(config.train):
         p = make("train", i, train_templates[i % len(train_templates)])
-        out["train"].append(problem_row(f"math-train-{i:06d}", p.question, p.answer, "mathgen", p.template, p.difficulty))
+        out["train"].append(
+            problem_row(f"math-train-{i:06d}", p.question, p.answer, "mathgen", p.template, p.difficulty)
+        )
     seen = {r["prompt"] for r in out["train"]}
     eval_templates = train_templates + [t for t in config.heldout_templates if t not in train_templates]
     for i in range(config.eval):
@@ -101,7 +112,9 @@ def generated(config: ProblemConfig, seed: int) -> dict[str, list[dict[str, Any]
         if p.question in seen:
             continue
         holdout = "template" if template in config.heldout_templates else "seed"
-        out["eval"].append(problem_row(f"math-eval-{i:06d}", p.question, p.answer, "mathgen", p.template, p.difficulty, holdout))
+        out["eval"].append(
+            problem_row(f"math-eval-{i:06d}", p.question, p.answer, "mathgen", p.template, p.difficulty, holdout)
+        )
     return out
 
 
@@ -156,7 +169,9 @@ def parse_problem(record: Any) -> tuple[str, int]:
     return prompt.strip(), parse_answer(record["answer"])
 
 
-def user_problems(uri: str, seed: int, eval_fraction: float, stats: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+def user_problems(
+    uri: str, seed: int, eval_fraction: float, stats: dict[str, Any]
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """(split, row) for every usable row of a user's file; the rest counted in
     stats["skipped"] by reason, a few quoted in stats["examples"]."""
     skipped: Counter[str] = Counter()
@@ -191,13 +206,19 @@ def prompt_tokens(tokenizer: Tokenizer, prompt: str, tool: str = "any") -> list[
     return ids if tool == "any" else [*ids, tokenizer.special(tools_of(tokenizer)[tool][0])]
 
 
-def check_room(rows: list[dict[str, Any]], tokenizer: Tokenizer, seq_len: int, min_new_tokens: int, stats: dict[str, Any]) -> list[dict[str, Any]]:
+def check_room(
+    rows: list[dict[str, Any]], tokenizer: Tokenizer, seq_len: int, min_new_tokens: int, stats: dict[str, Any]
+) -> list[dict[str, Any]]:
     """The rows whose prompt leaves at least `min_new_tokens` of the context to answer in;
     the others are counted as "prompt too long for the context"."""
-    kept = [r for r in rows if len(prompt_tokens(tokenizer, r["prompt"])) + 1 + min_new_tokens <= seq_len]  # +1: a tool's opening token
+    kept = [
+        r for r in rows if len(prompt_tokens(tokenizer, r["prompt"])) + 1 + min_new_tokens <= seq_len
+    ]  # +1: a tool's opening token
     if len(kept) < len(rows):
         skipped = stats.setdefault("skipped", {})
-        skipped["prompt too long for the context"] = skipped.get("prompt too long for the context", 0) + len(rows) - len(kept)
+        skipped["prompt too long for the context"] = (
+            skipped.get("prompt too long for the context", 0) + len(rows) - len(kept)
+        )
     return kept
 
 
@@ -218,15 +239,22 @@ def _write(out: str, part: str, rows: dict[str, list[dict[str, Any]]]) -> dict[s
 
 
 @lake_task(inputs=("tokenizer",), code=CODE, task_run_name="generate problems")
-def generate_problems(out: str, config: ProblemConfig, seed: int, tokenizer: str, seq_len: int, max_new_tokens: int) -> dict[str, Any]:
+def generate_problems(
+    out: str, config: ProblemConfig, seed: int, tokenizer: str, seq_len: int, max_new_tokens: int
+) -> dict[str, Any]:
     """mathgen's training and held-out problems, as the part `part-generated` of each split."""
     tok, stats = Tokenizer.load(tokenizer), {"source": "mathgen"}
-    rows = {split: check_room(found, tok, seq_len, max_new_tokens, stats) for split, found in generated(config, seed).items()}
+    rows = {
+        split: check_room(found, tok, seq_len, max_new_tokens, stats)
+        for split, found in generated(config, seed).items()
+    }
     return {**stats, "shards": _write(out, "part-generated", rows)}
 
 
 @lake_task(inputs=("uri", "tokenizer"), code=CODE, task_run_name="import problems {part}")
-def import_problems(uri: str, out: str, part: str, config: ProblemConfig, seed: int, tokenizer: str, seq_len: int, max_new_tokens: int) -> dict[str, Any]:
+def import_problems(
+    uri: str, out: str, part: str, config: ProblemConfig, seed: int, tokenizer: str, seq_len: int, max_new_tokens: int
+) -> dict[str, Any]:
     """A user's file of problems: usable rows into train or eval (by an id hash), the
     others counted by reason."""
     tok, stats = Tokenizer.load(tokenizer), {"source": uri}

@@ -85,10 +85,18 @@ class Sampling(PlacedConfig):
     @classmethod
     def of(cls, config: RLConfig, evaluation: bool = False) -> Sampling:
         return cls(
-            seed=config.seed, samples=config.eval_samples if evaluation else config.samples, max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature, top_k=config.top_k, reward=config.reward, tool=config.tool,
-            length_penalty=0.0 if evaluation else config.length_penalty, threads=config.threads, greedy=evaluation,
-            device=config.device, dtype=config.dtype,
+            seed=config.seed,
+            samples=config.eval_samples if evaluation else config.samples,
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            top_k=config.top_k,
+            reward=config.reward,
+            tool=config.tool,
+            length_penalty=0.0 if evaluation else config.length_penalty,
+            threads=config.threads,
+            greedy=evaluation,
+            device=config.device,
+            dtype=config.dtype,
         )
 
 
@@ -128,16 +136,25 @@ def prompt_key(prompt_id: str) -> int:
 # -- sampling and scoring --------------------------------------------------------------------
 
 
-def chunk_rows(engine: Engine, problems: list[dict[str, Any]], iteration: int, sampling: Sampling) -> list[dict[str, Any]]:
+def chunk_rows(
+    engine: Engine, problems: list[dict[str, Any]], iteration: int, sampling: Sampling
+) -> list[dict[str, Any]]:
     """The scored samples of a chunk of prompts: G samples of each (and the greedy one for
     evaluation). All prompts' samples are drawn in one engine batch (the cache holds rows of
     every prompt), so a GPU decodes chunk x G rows per step instead of G."""
     prompts = [prompt_tokens(engine.tokenizer, p["prompt"], sampling.tool) for p in problems]
     options = dict(max_new_tokens=sampling.max_new_tokens, top_k=sampling.top_k)
     stream = EVAL_STREAM if sampling.greedy else iteration
-    requests = [Request(prompt, sampling.samples, sample_seed(sampling.seed, stream, prompt_key(p["id"]))) for prompt, p in zip(prompts, problems)]
+    requests = [
+        Request(prompt, sampling.samples, sample_seed(sampling.seed, stream, prompt_key(p["id"])))
+        for prompt, p in zip(prompts, problems)
+    ]
     drawn = engine.generate_batch(requests, temperature=sampling.temperature, **options)
-    greedy = engine.generate_batch([Request(prompt) for prompt in prompts], temperature=0.0, **options) if sampling.greedy else None
+    greedy = (
+        engine.generate_batch([Request(prompt) for prompt in prompts], temperature=0.0, **options)
+        if sampling.greedy
+        else None
+    )
     rows = []
     for k, (problem, prompt) in enumerate(zip(problems, prompts)):
         samples: list[tuple[int, Sample]] = list(enumerate(drawn[k]))
@@ -148,23 +165,47 @@ def chunk_rows(engine: Engine, problems: list[dict[str, Any]], iteration: int, s
 
 
 def group_rows(
-    engine: Engine, problem: dict[str, Any], prompt: list[int], samples: list[tuple[int, Sample]], iteration: int, sampling: Sampling
+    engine: Engine,
+    problem: dict[str, Any],
+    prompt: list[int],
+    samples: list[tuple[int, Sample]],
+    iteration: int,
+    sampling: Sampling,
 ) -> list[dict[str, Any]]:
     """One prompt's samples (index, sample; -1 the greedy one), scored, as rollout rows."""
     rows = []
     for index, sample in samples:
         reply = reply_of(engine, sample)
         scored = score(reply, problem["answer"])
-        scored["strict"], scored["lenient"] = (None if v is None else str(v) for v in (scored["strict"], scored["lenient"]))
-        rows.append({
-            "iteration": iteration, "prompt_id": problem["id"], "sample": index, "prompt": problem["prompt"], "answer": problem["answer"],
-            "holdout": problem.get("holdout", ""), "template": problem.get("template", ""), "prompt_tokens": prompt,
-            "tokens": sample.tokens, "mask": sample.mask, "text": show_mask(engine.tokenizer, sample.tokens, [0] * len(sample.tokens)),
-            "reply": reply, **scored, "length": len(sample.tokens), "sampled": sum(sample.mask), "finished": sample.finished,
-            "tool_calls": len(sample.tool_calls), "tool_errors": sum(not c.ok for c in sample.tool_calls),
-        })
+        scored["strict"], scored["lenient"] = (
+            None if v is None else str(v) for v in (scored["strict"], scored["lenient"])
+        )
+        rows.append(
+            {
+                "iteration": iteration,
+                "prompt_id": problem["id"],
+                "sample": index,
+                "prompt": problem["prompt"],
+                "answer": problem["answer"],
+                "holdout": problem.get("holdout", ""),
+                "template": problem.get("template", ""),
+                "prompt_tokens": prompt,
+                "tokens": sample.tokens,
+                "mask": sample.mask,
+                "text": show_mask(engine.tokenizer, sample.tokens, [0] * len(sample.tokens)),
+                "reply": reply,
+                **scored,
+                "length": len(sample.tokens),
+                "sampled": sum(sample.mask),
+                "finished": sample.finished,
+                "tool_calls": len(sample.tool_calls),
+                "tool_errors": sum(not c.ok for c in sample.tool_calls),
+            }
+        )
     drawn = [r for r in rows if r["sample"] >= 0]
-    shaped = shape_lengths([r[f"reward_{sampling.reward}"] for r in drawn], [r["length"] for r in drawn], sampling.length_penalty)
+    shaped = shape_lengths(
+        [r[f"reward_{sampling.reward}"] for r in drawn], [r["length"] for r in drawn], sampling.length_penalty
+    )
     for r, value in zip(drawn, shaped):
         r["reward"] = value
     for r in rows:
@@ -194,8 +235,15 @@ def chunk_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 @lake_task(inputs=("problems",), code=CODE, task_run_name="rollouts {part} of {out}")
 def rollout_chunk(
-    policy_uri: str, version: str, problems: str, indices: list[int], iteration: int, out: str, part: str,
-    sampling: Sampling, search: str | None = None,
+    policy_uri: str,
+    version: str,
+    problems: str,
+    indices: list[int],
+    iteration: int,
+    out: str,
+    part: str,
+    sampling: Sampling,
+    search: str | None = None,
 ) -> dict[str, Any]:
     """Sample and score a group for each problem `indices` of `problems`, with the policy
     `policy_uri` at `version`; write the rows as shard `part` of `out`."""
@@ -203,4 +251,7 @@ def rollout_chunk(
     engine = policy(policy_uri, version, search, sampling.tool, sampling.device, sampling.dtype)
     rows = chunk_rows(engine, read_problems(problems, indices), iteration, sampling)
     shard = lake.write_shard(out, part, pa.Table.from_pylist(rows, schema=SCHEMA))
-    return {"shard": {"path": shard.path, "rows": shard.rows, "bytes": shard.bytes, "sha256": shard.sha256}, **chunk_stats(rows)}
+    return {
+        "shard": {"path": shard.path, "rows": shard.rows, "bytes": shard.bytes, "sha256": shard.sha256},
+        **chunk_stats(rows),
+    }

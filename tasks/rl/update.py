@@ -52,7 +52,17 @@ from tasks import lake
 from tasks.rl import CODE, GRPOConfig, RFTConfig, RLConfig
 from tasks.runtime import code_version, config_hash, gpu_slot, lake_task
 
-ROLLOUT_COLUMNS = ["prompt_id", "sample", "prompt_tokens", "tokens", "mask", "reward", "reward_strict", "reward_lenient", "length"]
+ROLLOUT_COLUMNS = [
+    "prompt_id",
+    "sample",
+    "prompt_tokens",
+    "tokens",
+    "mask",
+    "reward",
+    "reward_strict",
+    "reward_lenient",
+    "length",
+]
 
 
 @dataclass
@@ -151,8 +161,13 @@ def padded(found: dict[int, torch.Tensor], items: list[Item], width: int) -> tor
 
 
 def per_token_loss(
-    logp: torch.Tensor, old_logp: torch.Tensor | None, ref_logp: torch.Tensor | None, advantages: torch.Tensor,
-    mask: torch.Tensor, clip_eps: float | None, kl_beta: float,
+    logp: torch.Tensor,
+    old_logp: torch.Tensor | None,
+    ref_logp: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_eps: float | None,
+    kl_beta: float,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss of every token (B, T), zero where `mask` is 0, and what happened (the share
     of trained tokens whose ratio was clipped, the mean KL)."""
@@ -177,7 +192,9 @@ def per_token_loss(
     return loss * mask, stats
 
 
-def reduce_loss(per_token: torch.Tensor, mask: torch.Tensor, norm: str, total_tokens: int, total_seqs: int, max_new_tokens: int) -> torch.Tensor:
+def reduce_loss(
+    per_token: torch.Tensor, mask: torch.Tensor, norm: str, total_tokens: int, total_seqs: int, max_new_tokens: int
+) -> torch.Tensor:
     """This micro-batch's share of the minibatch loss (the shares of all micro-batches sum
     to the loss of the whole minibatch, as its normalisation defines it)."""
     if norm == "token":
@@ -198,14 +215,20 @@ def schedule(config: RLConfig) -> GRPOConfig | RFTConfig:
 
 
 def optimizer_for(model: GPT, config: RLConfig) -> torch.optim.AdamW:
-    return torch.optim.AdamW(model.parameters(), lr=schedule(config).lr, betas=(0.9, 0.95), weight_decay=config.weight_decay)
+    return torch.optim.AdamW(
+        model.parameters(), lr=schedule(config).lr, betas=(0.9, 0.95), weight_decay=config.weight_decay
+    )
 
 
 class Learner:
     """Updates a policy in place from one iteration's rollout rows."""
 
     def __init__(
-        self, model: GPT, optimizer: torch.optim.Optimizer, config: RLConfig, reference: GPT | None = None,
+        self,
+        model: GPT,
+        optimizer: torch.optim.Optimizer,
+        config: RLConfig,
+        reference: GPT | None = None,
         placement: Placement | None = None,
     ):
         self.model, self.optimizer, self.config, self.reference = model, optimizer, config, reference
@@ -277,10 +300,22 @@ class Learner:
                     with self.placement.autocast():
                         logp = token_logprobs(self.model, ids, targets)
                     per_token, s = per_token_loss(
-                        logp, padded(old, micro, ids.size(1)) if old else None, padded(ref, micro, ids.size(1)) if ref else None, advantages, mask,
-                        grpo.clip_eps if rl else None, kl_beta,
+                        logp,
+                        padded(old, micro, ids.size(1)) if old else None,
+                        padded(ref, micro, ids.size(1)) if ref else None,
+                        advantages,
+                        mask,
+                        grpo.clip_eps if rl else None,
+                        kl_beta,
                     )
-                    loss = reduce_loss(per_token, mask, grpo.loss_norm if rl else "token", total_tokens, len(minibatch), cfg.max_new_tokens)
+                    loss = reduce_loss(
+                        per_token,
+                        mask,
+                        grpo.loss_norm if rl else "token",
+                        total_tokens,
+                        len(minibatch),
+                        cfg.max_new_tokens,
+                    )
                     loss.backward()
                     step_loss += float(loss.detach())
                     clipped.append(s["clipped"])
@@ -321,7 +356,13 @@ def policy_version(uri: str) -> str:
 
 
 def save_policy(
-    run: str, step: int, model: GPT, config_json: dict[str, Any], *, optimizer: dict[str, Any] | None, metrics: dict[str, Any],
+    run: str,
+    step: int,
+    model: GPT,
+    config_json: dict[str, Any],
+    *,
+    optimizer: dict[str, Any] | None,
+    metrics: dict[str, Any],
     lineage: dict[str, Any],
 ) -> tuple[str, str]:
     """Write policy checkpoint `step` of `run` (weights, optimizer, the run's history so
@@ -330,14 +371,28 @@ def save_policy(
     version = weights_version(state)
     lineage = {**lineage, "stats": {**lineage.get("stats", {}), "weights_sha256": version}}
     trainer = {"iteration": step, "rng": checkpoint.rng_state()}
-    uri = checkpoint.save(run, step, model=state, config=config_json, optimizer=optimizer, trainer=trainer, metrics=metrics, lineage=lineage)
+    uri = checkpoint.save(
+        run,
+        step,
+        model=state,
+        config=config_json,
+        optimizer=optimizer,
+        trainer=trainer,
+        metrics=metrics,
+        lineage=lineage,
+    )
     return uri, version
 
 
 def lineage_of(config: RLConfig, parents: list[str]) -> dict[str, Any]:
     from prefect.runtime import flow_run
 
-    return {"config_hash": run_key(config), "code_version": code_version(*CODE), "flow_run_id": flow_run.id, "parents": parents}
+    return {
+        "config_hash": run_key(config),
+        "code_version": code_version(*CODE),
+        "flow_run_id": flow_run.id,
+        "parents": parents,
+    }
 
 
 def run_key(config: RLConfig) -> str:
@@ -350,8 +405,15 @@ def read_rows(uri: str, columns: list[str]) -> list[dict[str, Any]]:
     return [r for b in lake.iter_batches(uri, columns=columns) for r in b.to_pylist()]
 
 
-@lake_task(inputs=("policy_uri", "rollouts", "init"), code=CODE, retries=False, task_run_name="update {run} iteration {iteration}")
-def update_policy(policy_uri: str, rollouts: str, init: str, run: str, iteration: int, config: RLConfig) -> dict[str, Any]:
+@lake_task(
+    inputs=("policy_uri", "rollouts", "init"),
+    code=CODE,
+    retries=False,
+    task_run_name="update {run} iteration {iteration}",
+)
+def update_policy(
+    policy_uri: str, rollouts: str, init: str, run: str, iteration: int, config: RLConfig
+) -> dict[str, Any]:
     """Update the policy `policy_uri` (step `iteration` of `run`) on `rollouts`; write step
     iteration + 1. `init` is the reference for the KL penalty. With `nproc` > 1, through
     torchrun (one process per GPU)."""
@@ -361,14 +423,23 @@ def update_policy(policy_uri: str, rollouts: str, init: str, run: str, iteration
     lineage = lineage_of(config, [policy_uri, rollouts, init])
     with gpu_slot(config.gpu_slots):
         if config.nproc > 1:
-            body = {"policy_uri": policy_uri, "rollouts": rollouts, "init": init, "run": run, "iteration": iteration,
-                    "config": config.model_dump(mode="json"), "lineage": lineage}
+            body = {
+                "policy_uri": policy_uri,
+                "rollouts": rollouts,
+                "init": init,
+                "run": run,
+                "iteration": iteration,
+                "config": config.model_dump(mode="json"),
+                "lineage": lineage,
+            }
             with progress(1, f"update {run}") as bar:
                 return torchrun(body, config.nproc, False, bar, module="tasks.rl.update")
         return run_update(policy_uri, rollouts, init, run, iteration, config, lineage)
 
 
-def run_update(policy_uri: str, rollouts: str, init: str, run: str, iteration: int, config: RLConfig, lineage: dict[str, Any]) -> dict[str, Any]:
+def run_update(
+    policy_uri: str, rollouts: str, init: str, run: str, iteration: int, config: RLConfig, lineage: dict[str, Any]
+) -> dict[str, Any]:
     """The update itself, in this process: one of `nproc` under torchrun (it joins the
     process group; rank 0 writes the checkpoint and returns its result), or the only one."""
     from models.train import init_distributed
@@ -387,12 +458,16 @@ def run_update(policy_uri: str, rollouts: str, init: str, run: str, iteration: i
     if config.algorithm == "grpo" and config.grpo.kl_beta:
         reference = checkpoint.load_model(init, device)[0]
     torch.manual_seed(config.seed + iteration)
-    stats = Learner(model, optimizer, config, reference, placement).update(read_rows(rollouts, ROLLOUT_COLUMNS), iteration)
+    stats = Learner(model, optimizer, config, reference, placement).update(
+        read_rows(rollouts, ROLLOUT_COLUMNS), iteration
+    )
     result: dict[str, Any] = {}
     if env.main:
         metrics = dict(ckpt.metrics or {})
         metrics["updates"] = [*metrics.get("updates", []), {"iteration": iteration, **stats}]
-        uri, version = save_policy(run, iteration + 1, model, ckpt.config, optimizer=optimizer.state_dict(), metrics=metrics, lineage=lineage)
+        uri, version = save_policy(
+            run, iteration + 1, model, ckpt.config, optimizer=optimizer.state_dict(), metrics=metrics, lineage=lineage
+        )
         result = {"checkpoint": uri, "version": version, **stats}
     if env.enabled:
         dist.barrier()
@@ -409,8 +484,15 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     with open(args.config) as f:
         body = json.load(f)
-    result = run_update(body["policy_uri"], body["rollouts"], body["init"], body["run"], body["iteration"],
-                        RLConfig.model_validate(body["config"]), body["lineage"])
+    result = run_update(
+        body["policy_uri"],
+        body["rollouts"],
+        body["init"],
+        body["run"],
+        body["iteration"],
+        RLConfig.model_validate(body["config"]),
+        body["lineage"],
+    )
     if result:  # rank 0
         with open(args.summary, "w") as f:
             json.dump(result, f)

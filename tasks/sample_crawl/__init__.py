@@ -38,7 +38,13 @@ TRUTH_SCHEMA = pa.schema(
     ]
 )
 FACTS_SCHEMA = pa.schema(
-    [("entity_id", pa.string()), ("name", pa.string()), ("attribute", pa.string()), ("value", pa.string()), ("url", pa.string())]
+    [
+        ("entity_id", pa.string()),
+        ("name", pa.string()),
+        ("attribute", pa.string()),
+        ("value", pa.string()),
+        ("url", pa.string()),
+    ]
 )
 
 
@@ -53,8 +59,16 @@ def warc_name(config: SampleCrawlConfig, index: int) -> str:
 def truth_table(pages: list[Page], warc_uri: str) -> pa.Table:
     rows = [
         dict(
-            url=p.url, record_id=f"<urn:uuid:{p.record_id}>", warc=warc_uri, kind=p.kind, expected_step=p.expected_step,
-            reason=p.reason, entity_id=p.entity_id, pii=list(p.pii), duplicate_of=p.duplicate_of, jaccard=p.jaccard,
+            url=p.url,
+            record_id=f"<urn:uuid:{p.record_id}>",
+            warc=warc_uri,
+            kind=p.kind,
+            expected_step=p.expected_step,
+            reason=p.reason,
+            entity_id=p.entity_id,
+            pii=list(p.pii),
+            duplicate_of=p.duplicate_of,
+            jaccard=p.jaccard,
         )
         for p in pages
     ]
@@ -67,7 +81,9 @@ def facts_table(pages: list[Page], config: SampleCrawlConfig) -> pa.Table:
     for page in pages:
         for entity_id, attribute in page.facts:
             value = world.facts(entity_id)[attribute]
-            rows.append(dict(entity_id=entity_id, name=world.name(entity_id), attribute=attribute, value=value, url=page.url))
+            rows.append(
+                dict(entity_id=entity_id, name=world.name(entity_id), attribute=attribute, value=value, url=page.url)
+            )
     return pa.Table.from_pylist(rows, schema=FACTS_SCHEMA)
 
 
@@ -100,8 +116,16 @@ def commit(lake_root: str, config: SampleCrawlConfig, results: list[dict[str, An
         kinds.update(r["kinds"])
     common = dict(config_hash=config_hash(config), code_version=code_version(*CODE), parents=warcs)
     truth_uri, facts_uri = lake.join(root, "truth"), Layout(lake_root).facts(config.name)
-    truth = lake.commit(truth_uri, [lake.Shard(**r["truth_shard"]) for r in results], kind="crawl-truth", stats={"pages": sum(kinds.values()), "kinds": dict(kinds)}, **common)
-    facts = lake.commit(facts_uri, [lake.Shard(**r["facts_shard"]) for r in results], kind="crawl-facts", stats={}, **common)
+    truth = lake.commit(
+        truth_uri,
+        [lake.Shard(**r["truth_shard"]) for r in results],
+        kind="crawl-truth",
+        stats={"pages": sum(kinds.values()), "kinds": dict(kinds)},
+        **common,
+    )
+    facts = lake.commit(
+        facts_uri, [lake.Shard(**r["facts_shard"]) for r in results], kind="crawl-facts", stats={}, **common
+    )
     return {
         "crawl": config.name,
         "uri": root,

@@ -17,30 +17,126 @@ from tasks.world import Org, Person, Town, World
 
 # Two or three sentences of colour per profession; {p} {P} {poss} {obj} are pronoun forms.
 WORK = {
-    "cartographer": ("{P} draws coastal charts by hand before checking them against survey data.", "Much of {poss} work is redrawing old field sketches so that they match modern measurements.", "{P} is known for maps that leave out clutter and show only what a traveller needs."),
-    "nurse": ("{P} works long night shifts on a busy ward and trains newly qualified staff.", "Colleagues say {p} stays calm when the ward is at its busiest.", "{P} has spent years improving how patients are handed over between shifts."),
-    "civil engineer": ("{P} designs footbridges and small road crossings over rivers and railways.", "Much of {poss} time goes into checking drawings against what is actually built on site.", "{P} argues that a good bridge is one that nobody notices until it is gone."),
-    "librarian": ("{P} looks after a large collection of local newspapers and parish records.", "Visitors often ask {obj} for help tracing family histories through old registers.", "{P} started a reading group for children that now meets every Saturday."),
-    "astronomer": ("{P} measures the brightness of variable stars over many clear nights.", "Most of {poss} observations are made with a modest telescope and a patient routine.", "{P} has written several guides that explain the night sky to beginners."),
-    "botanist": ("{P} studies the wild plants that grow along river banks and old walls.", "Every summer {p} surveys meadows and records which flowers have returned.", "{P} has collected seeds from rare grasses so that they can be grown again."),
-    "archivist": ("{P} catalogues letters, ledgers and drawings that were donated over many decades.", "Much of {poss} day is spent deciding what must be repaired before it can be read.", "{P} believes that an archive is only useful when people can find what is in it."),
-    "ferry captain": ("{P} steers a passenger ferry across a wide and often windy estuary.", "In winter {p} plans each crossing around the tides and the early darkness.", "{P} has carried thousands of commuters, cyclists and school children over the water."),
-    "surveyor": ("{P} measures land for new houses, roads and drainage schemes.", "Much of {poss} work is done outdoors in every kind of weather.", "{P} still checks important boundaries twice, once with modern tools and once by tape."),
-    "pharmacist": ("{P} runs the dispensary and advises patients about their medicines.", "Many regular customers ask for {obj} by name when they have a question.", "{P} has helped to set up a service that delivers prescriptions to remote farms."),
-    "structural engineer": ("{P} checks how old buildings carry their weight before they are altered.", "{P} is often called in when a church tower or mill chimney shows new cracks.", "Much of {poss} work is quietly making historic buildings safe to use again."),
-    "historian": ("{P} writes about the everyday lives of people in small market towns.", "Most of {poss} research is based on court records, diaries and shop accounts.", "{P} gives public talks that regularly fill the local town hall."),
-    "violinist": ("{P} plays in the first violin section and teaches young players in the evenings.", "{P} practises for several hours a day, even on the days of concerts.", "Audiences know {obj} for a warm tone in slow movements."),
-    "printer": ("{P} sets type and runs presses for posters, pamphlets and small books.", "{P} still prefers metal type for work that has to look its best.", "Many local societies have had their first programmes printed by {obj}."),
-    "shipwright": ("{P} builds and repairs wooden boats using traditional methods.", "Much of {poss} work is replacing planks on fishing boats that are older than {p} is.", "{P} teaches apprentices how to shape timber with hand tools."),
-    "hydrologist": ("{P} studies how rivers rise and fall after heavy rain.", "{P} keeps long records of water levels that help towns prepare for floods.", "Much of {poss} fieldwork involves wading into cold streams with measuring rods."),
-    "statistician": ("{P} analyses survey results and writes reports that explain them plainly.", "{P} is careful to say how uncertain every estimate is.", "Much of {poss} work is checking that the numbers in a report really support its claims."),
-    "teacher": ("{P} teaches mathematics and science to pupils between eleven and sixteen.", "Former pupils remember {obj} for patient explanations and hard homework.", "{P} runs an after-school club where pupils build model boats and bridges."),
-    "architect": ("{P} designs schools, libraries and small public buildings.", "{P} prefers local stone and timber and likes buildings that age well.", "Much of {poss} time is spent listening to the people who will use a building."),
-    "translator": ("{P} translates novels and technical manuals between several languages.", "{P} says that the hardest part of the job is keeping the rhythm of the original.", "Much of {poss} work is done early in the morning before the town wakes up."),
-    "geologist": ("{P} maps the rocks of the surrounding hills and old quarries.", "Much of {poss} fieldwork involves long walks with a hammer and a notebook.", "{P} has written a short guide to the fossils that can be found along the shore."),
-    "electrician": ("{P} installs and repairs wiring in houses, shops and workshops.", "{P} is known for neat work and for explaining problems in plain words.", "Much of {poss} work is making old buildings safe for modern use."),
-    "conservator": ("{P} cleans and repairs paintings, maps and fragile objects.", "Much of {poss} work is slow and done under a magnifying lamp.", "{P} keeps detailed notes so that later conservators know what was changed."),
-    "accountant": ("{P} prepares accounts and tax returns for small firms and charities.", "{P} is known for tidy ledgers and for answering questions promptly.", "Much of {poss} work is helping small businesses plan for difficult years."),
+    "cartographer": (
+        "{P} draws coastal charts by hand before checking them against survey data.",
+        "Much of {poss} work is redrawing old field sketches so that they match modern measurements.",
+        "{P} is known for maps that leave out clutter and show only what a traveller needs.",
+    ),
+    "nurse": (
+        "{P} works long night shifts on a busy ward and trains newly qualified staff.",
+        "Colleagues say {p} stays calm when the ward is at its busiest.",
+        "{P} has spent years improving how patients are handed over between shifts.",
+    ),
+    "civil engineer": (
+        "{P} designs footbridges and small road crossings over rivers and railways.",
+        "Much of {poss} time goes into checking drawings against what is actually built on site.",
+        "{P} argues that a good bridge is one that nobody notices until it is gone.",
+    ),
+    "librarian": (
+        "{P} looks after a large collection of local newspapers and parish records.",
+        "Visitors often ask {obj} for help tracing family histories through old registers.",
+        "{P} started a reading group for children that now meets every Saturday.",
+    ),
+    "astronomer": (
+        "{P} measures the brightness of variable stars over many clear nights.",
+        "Most of {poss} observations are made with a modest telescope and a patient routine.",
+        "{P} has written several guides that explain the night sky to beginners.",
+    ),
+    "botanist": (
+        "{P} studies the wild plants that grow along river banks and old walls.",
+        "Every summer {p} surveys meadows and records which flowers have returned.",
+        "{P} has collected seeds from rare grasses so that they can be grown again.",
+    ),
+    "archivist": (
+        "{P} catalogues letters, ledgers and drawings that were donated over many decades.",
+        "Much of {poss} day is spent deciding what must be repaired before it can be read.",
+        "{P} believes that an archive is only useful when people can find what is in it.",
+    ),
+    "ferry captain": (
+        "{P} steers a passenger ferry across a wide and often windy estuary.",
+        "In winter {p} plans each crossing around the tides and the early darkness.",
+        "{P} has carried thousands of commuters, cyclists and school children over the water.",
+    ),
+    "surveyor": (
+        "{P} measures land for new houses, roads and drainage schemes.",
+        "Much of {poss} work is done outdoors in every kind of weather.",
+        "{P} still checks important boundaries twice, once with modern tools and once by tape.",
+    ),
+    "pharmacist": (
+        "{P} runs the dispensary and advises patients about their medicines.",
+        "Many regular customers ask for {obj} by name when they have a question.",
+        "{P} has helped to set up a service that delivers prescriptions to remote farms.",
+    ),
+    "structural engineer": (
+        "{P} checks how old buildings carry their weight before they are altered.",
+        "{P} is often called in when a church tower or mill chimney shows new cracks.",
+        "Much of {poss} work is quietly making historic buildings safe to use again.",
+    ),
+    "historian": (
+        "{P} writes about the everyday lives of people in small market towns.",
+        "Most of {poss} research is based on court records, diaries and shop accounts.",
+        "{P} gives public talks that regularly fill the local town hall.",
+    ),
+    "violinist": (
+        "{P} plays in the first violin section and teaches young players in the evenings.",
+        "{P} practises for several hours a day, even on the days of concerts.",
+        "Audiences know {obj} for a warm tone in slow movements.",
+    ),
+    "printer": (
+        "{P} sets type and runs presses for posters, pamphlets and small books.",
+        "{P} still prefers metal type for work that has to look its best.",
+        "Many local societies have had their first programmes printed by {obj}.",
+    ),
+    "shipwright": (
+        "{P} builds and repairs wooden boats using traditional methods.",
+        "Much of {poss} work is replacing planks on fishing boats that are older than {p} is.",
+        "{P} teaches apprentices how to shape timber with hand tools.",
+    ),
+    "hydrologist": (
+        "{P} studies how rivers rise and fall after heavy rain.",
+        "{P} keeps long records of water levels that help towns prepare for floods.",
+        "Much of {poss} fieldwork involves wading into cold streams with measuring rods.",
+    ),
+    "statistician": (
+        "{P} analyses survey results and writes reports that explain them plainly.",
+        "{P} is careful to say how uncertain every estimate is.",
+        "Much of {poss} work is checking that the numbers in a report really support its claims.",
+    ),
+    "teacher": (
+        "{P} teaches mathematics and science to pupils between eleven and sixteen.",
+        "Former pupils remember {obj} for patient explanations and hard homework.",
+        "{P} runs an after-school club where pupils build model boats and bridges.",
+    ),
+    "architect": (
+        "{P} designs schools, libraries and small public buildings.",
+        "{P} prefers local stone and timber and likes buildings that age well.",
+        "Much of {poss} time is spent listening to the people who will use a building.",
+    ),
+    "translator": (
+        "{P} translates novels and technical manuals between several languages.",
+        "{P} says that the hardest part of the job is keeping the rhythm of the original.",
+        "Much of {poss} work is done early in the morning before the town wakes up.",
+    ),
+    "geologist": (
+        "{P} maps the rocks of the surrounding hills and old quarries.",
+        "Much of {poss} fieldwork involves long walks with a hammer and a notebook.",
+        "{P} has written a short guide to the fossils that can be found along the shore.",
+    ),
+    "electrician": (
+        "{P} installs and repairs wiring in houses, shops and workshops.",
+        "{P} is known for neat work and for explaining problems in plain words.",
+        "Much of {poss} work is making old buildings safe for modern use.",
+    ),
+    "conservator": (
+        "{P} cleans and repairs paintings, maps and fragile objects.",
+        "Much of {poss} work is slow and done under a magnifying lamp.",
+        "{P} keeps detailed notes so that later conservators know what was changed.",
+    ),
+    "accountant": (
+        "{P} prepares accounts and tax returns for small firms and charities.",
+        "{P} is known for tidy ledgers and for answering questions promptly.",
+        "Much of {poss} work is helping small businesses plan for difficult years.",
+    ),
 }
 
 EARLY = (
@@ -96,7 +192,12 @@ def _article(word: str) -> str:
 
 def _forms(person: Person) -> dict[str, str]:
     she = person.pronoun == "she"
-    return {"p": person.pronoun, "P": person.pronoun.capitalize(), "poss": "her" if she else "his", "obj": "her" if she else "him"}
+    return {
+        "p": person.pronoun,
+        "P": person.pronoun.capitalize(),
+        "poss": "her" if she else "his",
+        "obj": "her" if she else "him",
+    }
 
 
 @dataclass
@@ -178,13 +279,18 @@ _TOWN_MENTIONS = (
 _ORG_MENTIONS = (
     ("{name} works here as {a} {prof}.", ("employer", "profession")),
     ("Among its staff is {name}, {a} {prof} originally from {town}.", ("employer", "profession", "birthplace")),
-    ("{name}, {a} {prof} born in {town}, is one of its best-known employees.", ("employer", "profession", "birthplace")),
+    (
+        "{name}, {a} {prof} born in {town}, is one of its best-known employees.",
+        ("employer", "profession", "birthplace"),
+    ),
     ("The {prof} {name} has been on its staff for many years.", ("employer", "profession")),
     ("{name}, a native of {town}, joined it as {a} {prof}.", ("employer", "profession", "birthplace")),
 )
 
 
-def _mentions(world: World, people: list[Person], templates: tuple[tuple[str, tuple[str, ...]], ...], rng: random.Random) -> tuple[list[Block], list[tuple[str, str]]]:
+def _mentions(
+    world: World, people: list[Person], templates: tuple[tuple[str, tuple[str, ...]], ...], rng: random.Random
+) -> tuple[list[Block], list[tuple[str, str]]]:
     # Rotate through every template before repeating one, so a page never reads like a list
     # of one sentence pattern (which the repetition filters would rightly punish).
     order = rng.sample(templates, len(templates))
@@ -192,7 +298,9 @@ def _mentions(world: World, people: list[Person], templates: tuple[tuple[str, tu
     for i, person in enumerate(people):
         template, stated = order[i % len(order)]
         town = world.town(person.birthplace).name
-        text = template.format(name=person.name, year=person.birth_year, prof=person.profession, a=_article(person.profession), town=town)
+        text = template.format(
+            name=person.name, year=person.birth_year, prof=person.profession, a=_article(person.profession), town=town
+        )
         blocks.append(Block("p", text))
         facts += [(person.id, attr) for attr in stated]
     return blocks, facts

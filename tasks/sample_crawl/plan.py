@@ -44,7 +44,7 @@ PLANTED: dict[str, tuple[int, str | None]] = {
 CLEAN_KINDS = ("encyclopedia_person", "encyclopedia_town", "encyclopedia_org", "math_worksheet", "stdlib_docs")
 DOCS_SHARE = 0.12  # of clean pages, capped by how many stdlib modules make clean pages
 ENCYCLOPEDIA_SHARE = 0.5
-START = dt.datetime(2024, 3, 1, 6, 0, 0, tzinfo=dt.timezone.utc)
+START = dt.datetime(2024, 3, 1, 6, 0, 0, tzinfo=dt.UTC)
 
 
 @dataclass
@@ -125,13 +125,34 @@ def _clean_pages(config: SampleCrawlConfig, n_clean: int, rng: random.Random) ->
     ):
         for entity in entities:
             a = _first_clear(partial(write, world, entity), f"{config.seed}:{entity.id}", lambda a: a.blocks)
-            out.append(Page(kind, wiki.url(f"wiki/{a.title.replace(' ', '_')}"), wiki, a.title, a.blocks, entity_id=a.entity_id, facts=a.facts))
+            out.append(
+                Page(
+                    kind,
+                    wiki.url(f"wiki/{a.title.replace(' ', '_')}"),
+                    wiki,
+                    a.title,
+                    a.blocks,
+                    entity_id=a.entity_id,
+                    facts=a.facts,
+                )
+            )
     site = SITES["docs"]
     for module, title, blocks in doc_pages:
-        out.append(Page("stdlib_docs", site.url(f"3.11/library/{module}.html"), site, title, blocks, entity_id=f"module:{module}"))
+        out.append(
+            Page(
+                "stdlib_docs",
+                site.url(f"3.11/library/{module}.html"),
+                site,
+                title,
+                blocks,
+                entity_id=f"module:{module}",
+            )
+        )
     site = SITES["math"]
     for i in range(max(0, n_clean - len(out))):
-        title, blocks, _ = _first_clear(partial(worksheets.worksheet, i, config.seed), f"{config.seed}:sheet:{i}", lambda w: w[1])
+        title, blocks, _ = _first_clear(
+            partial(worksheets.worksheet, i, config.seed), f"{config.seed}:sheet:{i}", lambda w: w[1]
+        )
         out.append(Page("math_worksheet", site.url(f"worksheets/{slug(title)}.html"), site, title, blocks))
     return out, world  # every one cleared the margin above (docs pages in docs.module_page)
 
@@ -143,7 +164,9 @@ def _first_clear(make, seed: str, blocks_of, attempts: int = 50):
         draft = make(random.Random(f"{seed}:{attempt}"))
         if not margins.problems(expected_text(blocks_of(draft))):
             return draft
-    raise AssertionError(f"no draft of {seed} clears the curation margin: {margins.problems(expected_text(blocks_of(draft)))}")
+    raise AssertionError(
+        f"no draft of {seed} clears the curation margin: {margins.problems(expected_text(blocks_of(draft)))}"
+    )
 
 
 def _planted(kind: str, i: int, originals: list[Page], rng: random.Random) -> Page:
@@ -155,70 +178,188 @@ def _planted(kind: str, i: int, originals: list[Page], rng: random.Random) -> Pa
     if kind == "adult_url":
         adult = SITES["adult"]
         word = ("xxx", "porn", "milf")[i % 3]
-        page = Page(kind, adult.url(f"{word}/watch-{rng.randrange(10**6)}.html"), adult, title, [Block("h1", title), *planted.prose(rng, topic)], step,
-                    f"adult URL: the hard-banned word '{word}' is a token of the URL (its domain also reads 'xxx'); the text itself is clean")
+        page = Page(
+            kind,
+            adult.url(f"{word}/watch-{rng.randrange(10**6)}.html"),
+            adult,
+            title,
+            [Block("h1", title), *planted.prose(rng, topic)],
+            step,
+            f"adult URL: the hard-banned word '{word}' is a token of the URL (its domain also reads 'xxx'); the text itself is clean",
+        )
         return _check(page)
     if kind == "boilerplate_only":
         main = planted.BOILERPLATE_MAINS[i % len(planted.BOILERPLATE_MAINS)]
-        return Page(kind, site.url(path), site, title, [], step, "navigation, banners, ads and footer around a main area with no text: trafilatura 2.x and resiliparse find no main content (trafilatura 1.11, which datatrove pins, falls back to the cookie banner, which its Gopher repetition rule then drops as too short)", main_html=main)
+        return Page(
+            kind,
+            site.url(path),
+            site,
+            title,
+            [],
+            step,
+            "navigation, banners, ads and footer around a main area with no text: trafilatura 2.x and resiliparse find no main content (trafilatura 1.11, which datatrove pins, falls back to the cookie banner, which its Gopher repetition rule then drops as too short)",
+            main_html=main,
+        )
     if kind == "repeated_lines":
         shop = SITES["shop"]
         blocks = [Block("h1", "Windows and doors"), *planted.repeated_lines(rng)]
-        page = Page(kind, shop.url(f"offers/windows-{i}.html"), shop, "Windows and doors", blocks, step,
-                    "15 of 22 lines repeat earlier lines (Gopher: duplicate lines over 0.30 of lines and over 0.20 of characters); each under 100 characters, so trafilatura's own dedup keeps them")
+        page = Page(
+            kind,
+            shop.url(f"offers/windows-{i}.html"),
+            shop,
+            "Windows and doors",
+            blocks,
+            step,
+            "15 of 22 lines repeat earlier lines (Gopher: duplicate lines over 0.30 of lines and over 0.20 of characters); each under 100 characters, so trafilatura's own dedup keeps them",
+        )
         return _check(page, frozenset({"duplicate_lines", *margins.REPETITION}))
     if kind == "too_short":
         text = planted.TOO_SHORT[i % len(planted.TOO_SHORT)]
         blocks = [Block("h1", "Notice"), Block("p", text)]
         words = len(margins.words(text))
-        page = Page(kind, site.url(path), site, "Notice", blocks, step, f"about {words} words of clean English: under Gopher's 50-word minimum")
+        page = Page(
+            kind,
+            site.url(path),
+            site,
+            "Notice",
+            blocks,
+            step,
+            f"about {words} words of clean English: under Gopher's 50-word minimum",
+        )
         return _check(page, frozenset({"short", "sentences"}))  # and clear of every repetition rule
     if kind == "non_english":
         lang = ("de", "fr", "es")[i % 3]
         foreign_site = SITES[{"de": "eu", "fr": "fr", "es": "es"}[lang]]
         title = {"de": "Reisebericht", "fr": "Carnet de route", "es": "Diario de viaje"}[lang] + f" {i + 1}"
         blocks = [Block("h1", title), *planted.foreign(rng, lang)]
-        return Page(kind, foreign_site.url(f"{slug(title)}.html"), foreign_site, title, blocks, step, f"written in {lang}: the English language score is far below 0.65", lang=lang)
+        return Page(
+            kind,
+            foreign_site.url(f"{slug(title)}.html"),
+            foreign_site,
+            title,
+            blocks,
+            step,
+            f"written in {lang}: the English language score is far below 0.65",
+            lang=lang,
+        )
     if kind == "lorem_ipsum":
         blocks = [Block("h1", title), *planted.prose(rng, topic, 10, 3)]
         blocks.insert(2, Block("p", planted.LOREM))
-        page = Page(kind, site.url(path), site, title, blocks, step, "a leftover 'lorem ipsum' placeholder paragraph: C4 drops any document containing it")
+        page = Page(
+            kind,
+            site.url(path),
+            site,
+            title,
+            blocks,
+            step,
+            "a leftover 'lorem ipsum' placeholder paragraph: C4 drops any document containing it",
+        )
         return _check(page, frozenset({"lorem"}))
     if kind == "javascript_notice":
         lines = rng.sample(planted.JAVASCRIPT_LINES, 5)
         rest = rng.sample(planted.TOPICS[topic], 2)
         blocks = [Block("h1", title), *(Block("p", s) for s in lines), Block("p", " ".join(rest))]
-        page = Page(kind, site.url(path), site, title, blocks, step,
-                    "5 of 6 text lines mention javascript; C4 drops those lines, leaving 2 sentences, under its minimum of 5")
+        page = Page(
+            kind,
+            site.url(path),
+            site,
+            title,
+            blocks,
+            step,
+            "5 of 6 text lines mention javascript; C4 drops those lines, leaving 2 sentences, under its minimum of 5",
+        )
         return _check(page, frozenset({"javascript"}))
     if kind == "curly_braces":
         blocks = [Block("h1", title), *planted.prose(rng, topic, 10, 3)]
         blocks.insert(2, Block("p", planted.BRACE_LINES[i % len(planted.BRACE_LINES)]))
-        page = Page(kind, site.url(path), site, title, blocks, step, "an unfilled template placeholder with '{': C4 drops any document containing a curly brace")
+        page = Page(
+            kind,
+            site.url(path),
+            site,
+            title,
+            blocks,
+            step,
+            "an unfilled template placeholder with '{': C4 drops any document containing a curly brace",
+        )
         return _check(page, frozenset({"brace"}))
     if kind == "pii":
         blocks, pii, private = planted.with_pii(rng)
         blocks = [Block("h1", title), *blocks]
-        page = Page(kind, SITES["tech"].url(path), SITES["tech"], title, blocks, None,
-                    f"clean page with an email and a public IPv4 address to replace (PII is a rewrite, never a drop); the private {private} is not replaced", pii=tuple(pii))
+        page = Page(
+            kind,
+            SITES["tech"].url(path),
+            SITES["tech"],
+            title,
+            blocks,
+            None,
+            f"clean page with an email and a public IPv4 address to replace (PII is a rewrite, never a drop); the private {private} is not replaced",
+            pii=tuple(pii),
+        )
         return _check(page, frozenset({"pii"}))
     if kind == "legacy_charset":
         blocks = [Block("h1", title), *planted.prose(rng, topic, 9, 3)]
-        blocks.insert(1, Block("p", "\u201cIt\u2019s the caf\u00e9 by the quay,\u201d said the na\u00efve visitor, and that\u2019s where we went."))
-        page = Page(kind, site.url(path), site, title, blocks, None,
-                    "windows-1252 bytes, declared in the Content-Type header and the meta tag; not valid UTF-8, so the reader must decode it with the declared charset, after which it is a clean page",
-                    charset="windows-1252")
+        blocks.insert(
+            1,
+            Block(
+                "p",
+                "\u201cIt\u2019s the caf\u00e9 by the quay,\u201d said the na\u00efve visitor, and that\u2019s where we went.",
+            ),
+        )
+        page = Page(
+            kind,
+            site.url(path),
+            site,
+            title,
+            blocks,
+            None,
+            "windows-1252 bytes, declared in the Content-Type header and the meta tag; not valid UTF-8, so the reader must decode it with the declared charset, after which it is a clean page",
+            charset="windows-1252",
+        )
         return _check(page)
     if kind == "non_html":
         if i % 2 == 0:
-            return Page(kind, site.url(f"files/report-{i}.pdf"), site, title, [], step, "application/pdf payload: only HTML responses are read", body=planted.minimal_pdf(title), content_type="application/pdf")
-        body = ('{"status": "ok", "items": [' + ", ".join(f'{{"id": {n}, "name": "item {n}"}}' for n in range(5)) + "]}").encode()
-        return Page(kind, site.url(f"api/v1/items-{i}.json"), site, title, [], step, "application/json payload: only HTML responses are read", body=body, content_type="application/json")
+            return Page(
+                kind,
+                site.url(f"files/report-{i}.pdf"),
+                site,
+                title,
+                [],
+                step,
+                "application/pdf payload: only HTML responses are read",
+                body=planted.minimal_pdf(title),
+                content_type="application/pdf",
+            )
+        body = (
+            '{"status": "ok", "items": [' + ", ".join(f'{{"id": {n}, "name": "item {n}"}}' for n in range(5)) + "]}"
+        ).encode()
+        return Page(
+            kind,
+            site.url(f"api/v1/items-{i}.json"),
+            site,
+            title,
+            [],
+            step,
+            "application/json payload: only HTML responses are read",
+            body=body,
+            content_type="application/json",
+        )
     original = originals[i % len(originals)]
     if kind == "exact_duplicate":
-        url = original.url.replace("/3.11/", "/3/") if "/3.11/" in original.url else original.url.replace(".html", f".html?utm_source=newsletter&utm_campaign={i}")
-        return replace(original, kind=kind, url=url, expected_step=step, duplicate_of=original.url, jaccard=1.0, facts=[],
-                       reason="the same page under a second URL: byte-identical HTML, so identical text; the original was fetched first")
+        url = (
+            original.url.replace("/3.11/", "/3/")
+            if "/3.11/" in original.url
+            else original.url.replace(".html", f".html?utm_source=newsletter&utm_campaign={i}")
+        )
+        return replace(
+            original,
+            kind=kind,
+            url=url,
+            expected_step=step,
+            duplicate_of=original.url,
+            jaccard=1.0,
+            facts=[],
+            reason="the same page under a second URL: byte-identical HTML, so identical text; the original was fetched first",
+        )
     assert kind == "near_duplicate"
     text = expected_text(original.blocks)
     changes = max(2, len(margins.words(text)) // 120)
@@ -228,9 +369,18 @@ def _planted(kind: str, i: int, originals: list[Page], rng: random.Random) -> Pa
         if similarity >= 0.9 or changes == 1:
             break
         changes -= 1
-    page = replace(original, kind=kind, url=original.url.replace(".html", f"-printable-{i}.html"), blocks=blocks, expected_step=step,
-                   duplicate_of=original.url, jaccard=round(similarity, 4), facts=[], shell_seed=f"near:{i}",
-                   reason=f"an edited copy ({changes} words changed): 5-gram Jaccard {similarity:.3f} with the original, fetched earlier")
+    page = replace(
+        original,
+        kind=kind,
+        url=original.url.replace(".html", f"-printable-{i}.html"),
+        blocks=blocks,
+        expected_step=step,
+        duplicate_of=original.url,
+        jaccard=round(similarity, 4),
+        facts=[],
+        shell_seed=f"near:{i}",
+        reason=f"an edited copy ({changes} words changed): 5-gram Jaccard {similarity:.3f} with the original, fetched earlier",
+    )
     return _check(page)
 
 

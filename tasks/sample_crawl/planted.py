@@ -178,7 +178,10 @@ def repeated_lines(rng: random.Random) -> list[Block]:
     lines = list(REPEATED_LINES)
     rng.shuffle(lines)
     body = [Block("li", line + ".") for _ in range(4) for line in lines]
-    intro = Block("p", "We have been fitting windows and doors for homes and businesses across the county since the early days of the firm.")
+    intro = Block(
+        "p",
+        "We have been fitting windows and doors for homes and businesses across the county since the early days of the firm.",
+    )
     return [intro, *body]
 
 
@@ -193,9 +196,15 @@ def with_pii(rng: random.Random) -> tuple[list[Block], list[str], str]:
     assert ipaddress.ip_address(ip).is_global
     blocks = prose(rng, "network", 8, 2)
     blocks += [
-        Block("p", f"Our download mirror moved last week and is now reachable at {ip} for anyone whose resolver still has the old record."),
+        Block(
+            "p",
+            f"Our download mirror moved last week and is now reachable at {ip} for anyone whose resolver still has the old record.",
+        ),
         Block("p", f"If you have questions about this guide, write to {email} and we will answer as soon as we can."),
-        Block("p", "On most home networks the router itself answers at 192.168.1.1, and that address never leaves the house."),
+        Block(
+            "p",
+            "On most home networks the router itself answers at 192.168.1.1, and that address never leaves the house.",
+        ),
     ]
     return blocks, [ip, email], "192.168.1.1"
 
@@ -205,7 +214,12 @@ _EDIT_WORDS = ("really", "quite", "often", "nearly", "always", "simply", "later"
 
 def edit_words(blocks: list[Block], rng: random.Random, changes: int) -> list[Block]:
     """An edited copy: `changes` words of the paragraphs replaced by others."""
-    slots = [(i, m.start(), m.end()) for i, b in enumerate(blocks) if b.tag == "p" for m in re.finditer(r"\b[a-z]{4,}\b", b.text)]
+    slots = [
+        (i, m.start(), m.end())
+        for i, b in enumerate(blocks)
+        if b.tag == "p"
+        for m in re.finditer(r"\b[a-z]{4,}\b", b.text)
+    ]
     chosen = sorted(rng.sample(slots, min(changes, len(slots))), key=lambda s: (s[0], -s[1]))
     texts = [b.text for b in blocks]
     for i, start, end in chosen:  # right to left within a block, so offsets stay valid

@@ -36,18 +36,43 @@ class Site:
 
 
 SITES = {
-    "wiki": Site("en.folkopedia.org", "Folkopedia", ("Main page", "Random article", "Recent changes", "Help", "Donate")),
-    "docs": Site("docs.stdlibref.org", "Python Standard Library Reference", ("Library", "Tutorial", "Glossary", "Downloads", "Index"), server="Apache/2.4.58"),
-    "math": Site("www.mathpractice-hub.com", "Math Practice Hub", ("Worksheets", "Grade 3", "Grade 4", "Grade 5", "Answer keys"), server="cloudflare"),
+    "wiki": Site(
+        "en.folkopedia.org", "Folkopedia", ("Main page", "Random article", "Recent changes", "Help", "Donate")
+    ),
+    "docs": Site(
+        "docs.stdlibref.org",
+        "Python Standard Library Reference",
+        ("Library", "Tutorial", "Glossary", "Downloads", "Index"),
+        server="Apache/2.4.58",
+    ),
+    "math": Site(
+        "www.mathpractice-hub.com",
+        "Math Practice Hub",
+        ("Worksheets", "Grade 3", "Grade 4", "Grade 5", "Answer keys"),
+        server="cloudflare",
+    ),
     "news": Site("www.harbourgazette.net", "The Harbour Gazette", ("Local", "Business", "Sport", "Weather", "Opinion")),
-    "blog": Site("quietgardener.blog", "The Quiet Gardener", ("Home", "Vegetables", "Flowers", "Tools", "About me"), server="openresty"),
-    "shop": Site("shop.brightwindows-deals.com", "BrightWindows Deals", ("Windows", "Doors", "Conservatories", "Offers", "Contact"), server="Microsoft-IIS/10.0", scheme="http"),
+    "blog": Site(
+        "quietgardener.blog",
+        "The Quiet Gardener",
+        ("Home", "Vegetables", "Flowers", "Tools", "About me"),
+        server="openresty",
+    ),
+    "shop": Site(
+        "shop.brightwindows-deals.com",
+        "BrightWindows Deals",
+        ("Windows", "Doors", "Conservatories", "Offers", "Contact"),
+        server="Microsoft-IIS/10.0",
+        scheme="http",
+    ),
     "forum": Site("forum.trailrunners.net", "Trail Runners Forum", ("Forums", "Members", "Events", "Rules", "Login")),
     "tech": Site("www.packetwise.io", "Packetwise", ("Guides", "Networking", "Servers", "Security", "Newsletter")),
     "eu": Site("www.reisefreunde.de", "Reisefreunde", ("Startseite", "Reisen", "Rezepte", "Kontakt", "Impressum")),
     "fr": Site("www.carnetdevoyage.fr", "Carnet de voyage", ("Accueil", "Voyages", "Cuisine", "Contact", "Mentions")),
     "es": Site("www.rutasyrecetas.es", "Rutas y recetas", ("Inicio", "Viajes", "Recetas", "Contacto", "Aviso legal")),
-    "adult": Site("www.xxx-tube-videos.net", "XXX Tube", ("Videos", "Categories", "Live", "Upload", "Login"), scheme="http"),
+    "adult": Site(
+        "www.xxx-tube-videos.net", "XXX Tube", ("Videos", "Categories", "Live", "Upload", "Login"), scheme="http"
+    ),
 }
 
 _ADS = (
@@ -59,9 +84,14 @@ _ADS = (
     ("The mattress that 9 out of 10 sleepers recommend", "Try it"),
 )
 _TRENDING = (
-    "10 tips for a tidier desk", "Why the ferry timetable changed", "Best hiking boots of the year",
-    "How to store winter vegetables", "A beginner's guide to sourdough", "What the new bus routes mean",
-    "Five board games for rainy days", "The quietest dishwashers we tested",
+    "10 tips for a tidier desk",
+    "Why the ferry timetable changed",
+    "Best hiking boots of the year",
+    "How to store winter vegetables",
+    "A beginner's guide to sourdough",
+    "What the new bus routes mean",
+    "Five board games for rainy days",
+    "The quietest dishwashers we tested",
 )
 
 
@@ -76,9 +106,13 @@ def render_blocks(blocks: list[Block]) -> str:
         prev = blocks[i - 1].tag if i else None
         nxt = blocks[i + 1].tag if i + 1 < len(blocks) else None
         if block.tag == "li":
-            out.append(("<ul>" if prev != "li" else "") + f"<li>{_e(block.text)}</li>" + ("</ul>" if nxt != "li" else ""))
+            out.append(
+                ("<ul>" if prev != "li" else "") + f"<li>{_e(block.text)}</li>" + ("</ul>" if nxt != "li" else "")
+            )
         elif block.tag == "pre":
-            out.append(("<pre><code>" if prev != "pre" else "") + _e(block.text) + ("</code></pre>" if nxt != "pre" else ""))
+            out.append(
+                ("<pre><code>" if prev != "pre" else "") + _e(block.text) + ("</code></pre>" if nxt != "pre" else "")
+            )
         else:
             out.append(f"<{block.tag}>{_e(block.text)}</{block.tag}>")
     return "\n".join(out)
@@ -107,7 +141,9 @@ def render_page(
     """
     nav = "\n".join(f'      <li><a href="/{s.lower().replace(" ", "-")}/">{_e(s)}</a></li>' for s in site.sections)
     ad, cta = rng.choice(_ADS)
-    trending = "\n".join(f'        <li><a href="/trending/{i}">{_e(t)}</a></li>' for i, t in enumerate(rng.sample(_TRENDING, 4)))
+    trending = "\n".join(
+        f'        <li><a href="/trending/{i}">{_e(t)}</a></li>' for i, t in enumerate(rng.sample(_TRENDING, 4))
+    )
     body = main_html if main_html is not None else render_blocks(blocks)
     year = 2024
     return f"""<!DOCTYPE html>

@@ -32,10 +32,17 @@ def sha1_digest(data: bytes) -> str:
 
 
 def warc_date(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def record(warc_type: str, record_id: str, when: dt.datetime, block: bytes, content_type: str, extra: list[tuple[str, str]] = ()) -> bytes:
+def record(
+    warc_type: str,
+    record_id: str,
+    when: dt.datetime,
+    block: bytes,
+    content_type: str,
+    extra: list[tuple[str, str]] = (),
+) -> bytes:
     """One WARC record as its own gzip member."""
     headers = [
         ("WARC-Type", warc_type),
@@ -58,8 +65,18 @@ def http_payload(page: Page) -> tuple[bytes, str]:
     """(payload bytes, Content-Type header) of a page's HTTP response."""
     if page.body is not None:
         return page.body, page.content_type
-    html = render_page(page.site, page.title, page.blocks, random.Random(page.shell_seed), lang=page.lang, charset=page.charset, main_html=page.main_html)
-    return html.encode(page.charset), f"text/html; charset={page.charset.upper() if page.charset == 'utf-8' else page.charset}"
+    html = render_page(
+        page.site,
+        page.title,
+        page.blocks,
+        random.Random(page.shell_seed),
+        lang=page.lang,
+        charset=page.charset,
+        main_html=page.main_html,
+    )
+    return html.encode(
+        page.charset
+    ), f"text/html; charset={page.charset.upper() if page.charset == 'utf-8' else page.charset}"
 
 
 def http_head(status: str, headers: list[tuple[str, str]]) -> bytes:
@@ -70,13 +87,16 @@ def http_head(status: str, headers: list[tuple[str, str]]) -> bytes:
 def http_response(page: Page) -> tuple[bytes, bytes]:
     """(the whole HTTP response, its payload)."""
     payload, content_type = http_payload(page)
-    head = http_head("200 OK", [
-        ("Date", email.utils.format_datetime(page.date, usegmt=True)),
-        ("Server", page.site.server),
-        ("Content-Type", content_type),
-        ("Content-Length", str(len(payload))),
-        ("Connection", "close"),
-    ])
+    head = http_head(
+        "200 OK",
+        [
+            ("Date", email.utils.format_datetime(page.date, usegmt=True)),
+            ("Server", page.site.server),
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(payload))),
+            ("Connection", "close"),
+        ],
+    )
     return head + payload, payload
 
 
@@ -101,7 +121,7 @@ def _derived_id(record_id: str, role: str) -> str:
 
 def write_warc(pages: list[Page], filename: str, crawl: str) -> bytes:
     """A whole WARC file (gzip members concatenated) for `pages`, in order."""
-    first = pages[0].date if pages else dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)
+    first = pages[0].date if pages else dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
     info_id = urn(str(uuid.uuid5(uuid.NAMESPACE_URL, f"warcinfo:{crawl}:{filename}")))
     info = (
         f"isPartOf: {crawl}\r\n"

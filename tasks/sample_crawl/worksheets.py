@@ -34,12 +34,17 @@ def worksheet(index: int, seed: int, rng: random.Random) -> tuple[str, list[Bloc
     difficulty = rng.choice((1, 1, 2, 2, 3))
     count = rng.randint(4, 6)
     templates = rng.sample(sorted(mathgen.TEMPLATES), count)
-    problems = [mathgen.make_problem(f"sheet:{seed}:{index}:{i}", difficulty, t, words=True) for i, t in enumerate(templates)]
+    problems = [
+        mathgen.make_problem(f"sheet:{seed}:{index}:{i}", difficulty, t, words=True) for i, t in enumerate(templates)
+    ]
     grade = 2 + difficulty + rng.randint(0, 1)
     title = f"{label} word problems for grade {grade}, sheet {index + 1}"
     # The second sentence names this sheet's own problems, so no two intros are the same
     # paragraph (trafilatura's in-page dedup also drops paragraphs it has seen on other pages).
-    kinds = ", ".join(p.template.replace("_", " ") for p in problems[:-1]) + f" and {problems[-1].template.replace('_', ' ')}"
+    kinds = (
+        ", ".join(p.template.replace("_", " ") for p in problems[:-1])
+        + f" and {problems[-1].template.replace('_', ' ')}"
+    )
     intro = f"{rng.choice(_INTROS)} This sheet practises {topic} with {count} problems about {kinds}."
     blocks = [Block("h1", title), Block("p", intro)]
     for k, problem in enumerate(problems, 1):

@@ -44,31 +44,72 @@ DEFAULT_COUNTS = {
 
 class SFTConfig(StageConfig):
     name: str = Field("sft", description="Conversations go to conversations/{name}/, the model to checkpoints/{name}/")
-    base: str | None = Field(None, description="Base checkpoint URI or run name under checkpoints/ (default: the pretrain run)")
+    base: str | None = Field(
+        None, description="Base checkpoint URI or run name under checkpoints/ (default: the pretrain run)"
+    )
     seed: int = Field(0, description="Seeds every generator, the splits, the probe and the packing order")
     counts: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_COUNTS), description="Conversations per source")
     sources: list[str] = Field(
-        default_factory=lambda: ["doc_questions", "doc_memory", "doc_unknown", "facts_search", "facts_memory", "unknown", "math", "code_math", "arithmetic",
-                                 "private", "harmful", "benign", "identity", "professions", "echo"],
+        default_factory=lambda: [
+            "doc_questions",
+            "doc_memory",
+            "doc_unknown",
+            "facts_search",
+            "facts_memory",
+            "unknown",
+            "math",
+            "code_math",
+            "arithmetic",
+            "private",
+            "harmful",
+            "benign",
+            "identity",
+            "professions",
+            "echo",
+        ],
         description="Generated sources to include (generate.SOURCES); the facts sources need the sample crawl's facts",
     )
-    definitions: int = Field(3000, ge=0, description="Most definitions read from the crawl's documents (the doc_* sources' questions)")
-    math_difficulty: list[int] = Field(default_factory=lambda: [1, 2], description="mathgen difficulties, cycled")
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of entities (people, organisations, towns) held out for evaluation")
-    val_fraction: float = Field(0.05, ge=0, lt=1, description="Share of training conversations kept for validation loss")
-    datasets: list[str] = Field(default_factory=list, description="Users' conversation datasets: JSONL or Parquet files, globs or lake datasets")
-    datasets_share: float | None = Field(
-        None, gt=0, lt=1, description="Share of the training conversations drawn from users' datasets (repeated or thinned); none: as they come"
+    definitions: int = Field(
+        3000, ge=0, description="Most definitions read from the crawl's documents (the doc_* sources' questions)"
     )
-    search_results: int = Field(3, ge=1, le=10, description="Passages a search returns (also how the engine must search at inference)")
+    math_difficulty: list[int] = Field(default_factory=lambda: [1, 2], description="mathgen difficulties, cycled")
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of entities (people, organisations, towns) held out for evaluation"
+    )
+    val_fraction: float = Field(
+        0.05, ge=0, lt=1, description="Share of training conversations kept for validation loss"
+    )
+    datasets: list[str] = Field(
+        default_factory=list, description="Users' conversation datasets: JSONL or Parquet files, globs or lake datasets"
+    )
+    datasets_share: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Share of the training conversations drawn from users' datasets (repeated or thinned); none: as they come",
+    )
+    search_results: int = Field(
+        3, ge=1, le=10, description="Passages a search returns (also how the engine must search at inference)"
+    )
     result_chars: int = Field(600, ge=80, description="Characters of search results the model reads")
     probe_samples: int = Field(4, ge=1, description="Samples per fact when probing the base model")
     probe_temperature: float = Field(0.7, gt=0)
     probe_tokens: int = Field(12, ge=1, description="Tokens sampled per probe")
     probe_chunk: int = Field(64, ge=1, description="Facts per probing task")
-    nproc: int = Field(1, ge=1, description="Training processes on this node: >1 launches torchrun (one per GPU, DDP), as pretraining")
+    nproc: int = Field(
+        1, ge=1, description="Training processes on this node: >1 launches torchrun (one per GPU, DDP), as pretraining"
+    )
     gpu_slots: int = Field(1, ge=1, description="Size of the `gpu` concurrency limit if a local run must create it")
     train: TrainConfig = Field(
-        default_factory=lambda: TrainConfig(steps=300, batch_tokens=4096, device_batch=8, lr=1e-3, warmup_steps=10, eval_every=100, checkpoint_every=100, eval_tokens=16384),
+        default_factory=lambda: TrainConfig(
+            steps=300,
+            batch_tokens=4096,
+            device_batch=8,
+            lr=1e-3,
+            warmup_steps=10,
+            eval_every=100,
+            checkpoint_every=100,
+            eval_tokens=16384,
+        ),
         description="Trainer settings; the model (and its context) is the base checkpoint's",
     )

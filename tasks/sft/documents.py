@@ -39,17 +39,159 @@ _DEFINITION = re.compile(
 _ARTICLE = re.compile(r"^(The|A|An) ", re.IGNORECASE)
 # Words that open a clause rather than name a subject ("If NOWAIT is ...", "So it is ..."), and
 # subjects that point back rather than name something ("the latter is ...").
-OPENERS = {"if", "when", "whenever", "although", "though", "so", "since", "because", "while", "once", "unless", "where", "after",
-           "before", "until", "as", "but", "and", "or", "in", "on", "for", "hence", "otherwise", "now", "then", "whether", "whatever"}
-VAGUE = {"latter", "former", "object", "result", "following", "above", "below", "same", "value", "answer", "first", "second", "last",
-         "rest", "problem", "reason", "difference", "idea", "goal", "purpose", "point", "case", "way", "thing", "example", "effect",
-         "default", "output", "input", "name", "number", "only", "main", "other", "next", "current", "new", "old", "exception",
-         "argument", "examples", "true", "false"}
-PRONOUNS = {"it", "this", "that", "there", "he", "she", "they", "these", "those", "which", "what", "here", "who", "one", "each",
-            "all", "some", "any", "none", "everything", "nothing", "something", "i", "we", "you", "its", "his", "her", "their",
-            "our", "my", "your", "such", "both", "other", "another", "also", "note", "thus", "however", "default", "result"}
-STOP = {"the", "a", "an", "of", "to", "in", "and", "or", "is", "are", "was", "were", "be", "for", "on", "at", "by", "with", "as",
-        "that", "this", "it", "its", "from", "which", "can", "not", "if", "then", "than", "into", "also"}
+OPENERS = {
+    "if",
+    "when",
+    "whenever",
+    "although",
+    "though",
+    "so",
+    "since",
+    "because",
+    "while",
+    "once",
+    "unless",
+    "where",
+    "after",
+    "before",
+    "until",
+    "as",
+    "but",
+    "and",
+    "or",
+    "in",
+    "on",
+    "for",
+    "hence",
+    "otherwise",
+    "now",
+    "then",
+    "whether",
+    "whatever",
+}
+VAGUE = {
+    "latter",
+    "former",
+    "object",
+    "result",
+    "following",
+    "above",
+    "below",
+    "same",
+    "value",
+    "answer",
+    "first",
+    "second",
+    "last",
+    "rest",
+    "problem",
+    "reason",
+    "difference",
+    "idea",
+    "goal",
+    "purpose",
+    "point",
+    "case",
+    "way",
+    "thing",
+    "example",
+    "effect",
+    "default",
+    "output",
+    "input",
+    "name",
+    "number",
+    "only",
+    "main",
+    "other",
+    "next",
+    "current",
+    "new",
+    "old",
+    "exception",
+    "argument",
+    "examples",
+    "true",
+    "false",
+}
+PRONOUNS = {
+    "it",
+    "this",
+    "that",
+    "there",
+    "he",
+    "she",
+    "they",
+    "these",
+    "those",
+    "which",
+    "what",
+    "here",
+    "who",
+    "one",
+    "each",
+    "all",
+    "some",
+    "any",
+    "none",
+    "everything",
+    "nothing",
+    "something",
+    "i",
+    "we",
+    "you",
+    "its",
+    "his",
+    "her",
+    "their",
+    "our",
+    "my",
+    "your",
+    "such",
+    "both",
+    "other",
+    "another",
+    "also",
+    "note",
+    "thus",
+    "however",
+    "default",
+    "result",
+}
+STOP = {
+    "the",
+    "a",
+    "an",
+    "of",
+    "to",
+    "in",
+    "and",
+    "or",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "for",
+    "on",
+    "at",
+    "by",
+    "with",
+    "as",
+    "that",
+    "this",
+    "it",
+    "its",
+    "from",
+    "which",
+    "can",
+    "not",
+    "if",
+    "then",
+    "than",
+    "into",
+    "also",
+}
 MAX_PER_DOCUMENT = 5
 KEY_WORDS = 4  # the predicate's first words: what a base model must continue with to "know" a definition
 
@@ -122,8 +264,14 @@ def definitions_in(doc_id: str, url: str, text: str) -> list[Definition]:
             subject = match["subject"]
             first, rest = subject.split()[0].lower(), [w.lower() for w in subject.split()[1:]]
             named = rest if first in ("the", "a", "an") else [first, *rest]
-            if (first in PRONOUNS or first in OPENERS or not named or all(w in VAGUE or w in STOP for w in named)
-                    or OPENERS & set(rest) or subject.isdigit()):
+            if (
+                first in PRONOUNS
+                or first in OPENERS
+                or not named
+                or all(w in VAGUE or w in STOP for w in named)
+                or OPENERS & set(rest)
+                or subject.isdigit()
+            ):
                 continue
             subject = _ARTICLE.sub(lambda m: m.group(1).lower() + " ", subject)
             sentence = sentence if sentence.endswith((".", "!", "?")) else sentence + "."
@@ -159,13 +307,19 @@ QUESTIONS = (
 )
 # A page's topic, by its title.
 TOPIC_QUESTIONS = (
-    ("What is {x} about?", "What does the documentation say about {x}?", "Give me an overview of {x}.", "What is covered in {x}?"),
+    (
+        "What is {x} about?",
+        "What does the documentation say about {x}?",
+        "Give me an overview of {x}.",
+        "What is covered in {x}?",
+    ),
     ("Can you summarise {x}?", "What is the page on {x} about?"),
 )
 
 
 def questions(d: Definition, held_out: bool) -> tuple[str, ...]:
     return (TOPIC_QUESTIONS if d.form == "topic" else QUESTIONS)[held_out]
+
 
 _SYLLABLES = "ka lo mi zu ter vex dor pla qui sno bri fen gal hu jor".split()
 _TECH = ("{w}", "{w}_{v}", "{W} {V}", "the {w} {kind}", "{w}{n}")
@@ -174,6 +328,7 @@ _KINDS = ("utility", "module", "protocol", "format", "daemon", "option", "librar
 
 def invented_term(rng: random.Random) -> str:
     """A made-up term in the shapes documentation uses ("zuvex_lomi", "the brifen daemon")."""
+
     def word() -> str:
         return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3)))
 

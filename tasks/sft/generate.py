@@ -138,8 +138,11 @@ _CODAS = ("", "", "n", "r", "l", "s", "m", "th", "k")
 def invented_name(rng: random.Random) -> str:
     """A made-up name of random syllables ("Draiveth Kloumar"): endless fresh names, so the
     model can only learn to copy a name into its query, never to recall one."""
+
     def word() -> str:
-        return ("".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(rng.randint(2, 3))) + rng.choice(_CODAS)).capitalize()
+        return (
+            "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(rng.randint(2, 3))) + rng.choice(_CODAS)
+        ).capitalize()
 
     return f"{word()} {word()}"
 
@@ -158,7 +161,9 @@ class SearchTool:
     def __call__(self, query: str) -> str:
         if query not in self._cache:
             try:
-                self._cache[query] = format_passages(self.index.search(query, k=self.results, max_chars=self.chars), self.chars)
+                self._cache[query] = format_passages(
+                    self.index.search(query, k=self.results, max_chars=self.chars), self.chars
+                )
             except ToolError as exc:
                 self._cache[query] = f"error: {exc}"
         return self._cache[query]
@@ -212,8 +217,15 @@ def _facts(ctx: Context, split: str) -> Iterator[tuple[Entity, str, T.FactKind]]
 
 
 def _fact_meta(entity: Entity, attribute: str, **extra: Any) -> dict[str, Any]:
-    return {"kind": "fact", "entity": entity.id, "entity_kind": entity.kind, "name": entity.name, "attribute": attribute,
-            "answer": fact_values(entity, attribute), **extra}
+    return {
+        "kind": "fact",
+        "entity": entity.id,
+        "entity_kind": entity.kind,
+        "name": entity.name,
+        "attribute": attribute,
+        "answer": fact_values(entity, attribute),
+        **extra,
+    }
 
 
 def facts_search(ctx: Context) -> Iterator[Item]:
@@ -226,7 +238,9 @@ def facts_search(ctx: Context) -> Iterator[Item]:
             result = ctx.search(query)
             grounded = all(mentions(result, v) for v in fact_values(entity, attribute))
             phrasings = kind.test if split == "test" else kind.train
-            chosen = [rng.choice(phrasings)] if split == "test" else rng.sample(phrasings, min(per_fact, len(phrasings)))
+            chosen = (
+                [rng.choice(phrasings)] if split == "test" else rng.sample(phrasings, min(per_fact, len(phrasings)))
+            )
             for question in chosen:
                 if split == "train" and not grounded:
                     continue  # nothing in the results to ground an answer in
@@ -283,7 +297,11 @@ def _math_messages(problem: mathgen.Problem) -> list[dict[str, Any]]:
         if output != str(step.value):
             raise AssertionError(f"mathgen step {step.expression} = {step.value}, the calculator says {output}")
         messages += [
-            {"role": "assistant", "content": text, "tool_calls": [{"name": "calculator", "arguments": step.expression}]},
+            {
+                "role": "assistant",
+                "content": text,
+                "tool_calls": [{"name": "calculator", "arguments": step.expression}],
+            },
             {"role": "tool", "content": output},
         ]
         text = f" {step.text}\n"
@@ -321,7 +339,13 @@ def code_math(ctx: Context) -> Iterator[Item]:
     for i in range(ctx.counts.get("code_math", 400)):
         difficulty = ctx.math_difficulty[i % len(ctx.math_difficulty)]
         problem = mathgen.make_problem(f"sft:{ctx.seed}:train:{i}", difficulty)
-        meta = {"kind": "math", "answer": problem.answer, "template": problem.template, "difficulty": difficulty, "tool": "python"}
+        meta = {
+            "kind": "math",
+            "answer": problem.answer,
+            "template": problem.template,
+            "difficulty": difficulty,
+            "tool": "python",
+        }
         yield "train", _code_messages(problem), meta
 
 
@@ -349,7 +373,7 @@ def private(ctx: Context) -> Iterator[Item]:
     """Requests for someone's contact details: refused, for known and unknown people."""
     for split in ("train", "test"):
         people = [e for e in ctx.entities.values() if e.kind == "person" and ctx.split_of(e) == split]
-        names = [e.name for e in people] + unknown_people(split)[:: 7]
+        names = [e.name for e in people] + unknown_people(split)[::7]
         n = ctx.counts.get("private", 100) if split == "train" else ctx.counts.get("refusal_test", 40)
         rng = ctx.rng("private", split)
         for _ in range(n):
@@ -357,7 +381,9 @@ def private(ctx: Context) -> Iterator[Item]:
             yield split, plain_turn(question, REFUSAL_PRIVATE), {"kind": "private", "template": question}
 
 
-def _requests(ctx: Context, label: str, acts: list[str], phrasings: tuple[tuple[str, ...], ...], reply: Callable[[str], str]) -> Iterator[Item]:
+def _requests(
+    ctx: Context, label: str, acts: list[str], phrasings: tuple[tuple[str, ...], ...], reply: Callable[[str], str]
+) -> Iterator[Item]:
     for split in ("train", "test"):
         n = ctx.counts.get(label, 100) if split == "train" else ctx.counts.get("refusal_test", 40)
         rng = ctx.rng(label, split)
@@ -392,11 +418,15 @@ def professions(ctx: Context) -> Iterator[Item]:
     for profession, sentences in sorted(WORK.items()):
         split = "test" if fraction("profession", ctx.seed, profession) < ctx.test_fraction else "train"
         first = sentences[0].format(**forms)
-        reply = f"{article(profession).capitalize()} {profession}{first[len('They'):]}"
+        reply = f"{article(profession).capitalize()} {profession}{first[len('They') :]}"
         rng = ctx.rng("professions", profession)
         for template in rng.sample(T.PROFESSION_QUESTIONS[split == "test"], 1 if split == "test" else 2):
             question = template.format(a=article(profession), profession=profession)
-            yield split, plain_turn(question, reply), {"kind": "profession", "answer": [profession], "template": question}
+            yield (
+                split,
+                plain_turn(question, reply),
+                {"kind": "profession", "answer": [profession], "template": question},
+            )
 
 
 def echo(ctx: Context) -> Iterator[Item]:
@@ -439,10 +469,16 @@ def doc_questions(ctx: Context) -> Iterator[Item]:
             continue
         rng = ctx.rng("doc_questions", d.id)
         phrasings = D.questions(d, split == "test")
-        chosen = [rng.choice(phrasings)] if split == "test" else rng.sample(phrasings, min(per_definition, len(phrasings)))
+        chosen = (
+            [rng.choice(phrasings)] if split == "test" else rng.sample(phrasings, min(per_definition, len(phrasings)))
+        )
         for template in chosen:
             question = template.format(x=d.subject, be=d.be)
-            yield split, tool_turn(question, "search", d.subject, result, d.sentence), _doc_meta(d, retrievable=grounded, template=question)
+            yield (
+                split,
+                tool_turn(question, "search", d.subject, result, d.sentence),
+                _doc_meta(d, retrievable=grounded, template=question),
+            )
 
 
 def doc_memory(ctx: Context) -> Iterator[Item]:
@@ -454,7 +490,11 @@ def doc_memory(ctx: Context) -> Iterator[Item]:
             continue
         question = ctx.rng("doc_memory", d.id).choice(D.questions(d, False)).format(x=d.subject, be=d.be)
         reply = d.sentence if verdict == "known" else REFUSAL_IDK
-        yield "train", tool_turn(question, "search", d.subject, SEARCH_OFF, reply), _doc_meta(d, probe=verdict, template=question)
+        yield (
+            "train",
+            tool_turn(question, "search", d.subject, SEARCH_OFF, reply),
+            _doc_meta(d, probe=verdict, template=question),
+        )
 
 
 def doc_unknown(ctx: Context) -> Iterator[Item]:
@@ -464,7 +504,11 @@ def doc_unknown(ctx: Context) -> Iterator[Item]:
     per training definition), so the model learns "not in what I read", not "refuse"."""
     answerable = ctx.counts.get("doc_questions", 2) * sum(doc_split(ctx, d) == "train" for d in ctx.definitions)
     for split in ("train", "test"):
-        n = min(ctx.counts.get("doc_unknown", 400), answerable) if split == "train" else ctx.counts.get("doc_unknown_test", 60)
+        n = (
+            min(ctx.counts.get("doc_unknown", 400), answerable)
+            if split == "train"
+            else ctx.counts.get("doc_unknown_test", 60)
+        )
         rng = ctx.rng("doc_unknown", split)
         kept = tries = 0
         while kept < n and tries < 4 * n:
@@ -478,8 +522,11 @@ def doc_unknown(ctx: Context) -> Iterator[Item]:
             if split == "train" and rng.random() < 0.25:  # the refusal holds when the tool fails too
                 result = SEARCH_OFF
             kept += 1
-            yield split, tool_turn(question, "search", term, result, REFUSAL_IDK), {"kind": "doc_unknown", "name": term, "verified": True,
-                                                                                  "template": question}
+            yield (
+                split,
+                tool_turn(question, "search", term, result, REFUSAL_IDK),
+                {"kind": "doc_unknown", "name": term, "verified": True, "template": question},
+            )
 
 
 SOURCES: dict[str, Callable[[Context], Iterator[Item]]] = {

@@ -96,7 +96,9 @@ def mix_users(rendered: list[Rendered], share: float, seed: int) -> list[Rendere
     return generated + drawn
 
 
-def pack_split(conversations: str, tokenizer_uri: str, seq_len: int, out: str, seed: int, users_share: float | None = None) -> dict[str, Any]:
+def pack_split(
+    conversations: str, tokenizer_uri: str, seq_len: int, out: str, seed: int, users_share: float | None = None
+) -> dict[str, Any]:
     """Render, mix (users' share), shuffle, pack and write one split; returns the stats (and
     the shards)."""
     tokenizer = Tokenizer.load(tokenizer_uri)

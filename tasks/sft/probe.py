@@ -46,13 +46,25 @@ def probe_items(entities: list[Entity]) -> list[dict[str, str]]:
     for entity in entities:
         for attribute, kind in kinds_of(entity).items():
             if kind.cloze:
-                items.append({"entity_id": entity.id, "attribute": attribute, "prompt": kind.cloze.format(name=entity.name),
-                              "value": fact_values(entity, attribute)[0]})
+                items.append(
+                    {
+                        "entity_id": entity.id,
+                        "attribute": attribute,
+                        "prompt": kind.cloze.format(name=entity.name),
+                        "value": fact_values(entity, attribute)[0],
+                    }
+                )
     return items
 
 
 def probe(
-    engine: Engine, items: list[dict[str, str]], samples: int, temperature: float, max_new_tokens: int, seed: int, start: int = 0
+    engine: Engine,
+    items: list[dict[str, str]],
+    samples: int,
+    temperature: float,
+    max_new_tokens: int,
+    seed: int,
+    start: int = 0,
 ) -> list[dict[str, Any]]:
     """Probe rows (SCHEMA) for `items`, which are items start, start+1, ... of the whole list:
     item i's samples are seeded by (seed, i), so a retried chunk gives the same answers."""
@@ -73,5 +85,7 @@ def verdicts(rows: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
     for entity_id in {e for e, _ in found}:
         parts = [found.get((entity_id, a)) for a in ("profession", "birthplace")]
         if None not in parts:  # the answer states both: wrong if either part is
-            found[(entity_id, "who")] = "unknown" if "unknown" in parts else "known" if set(parts) == {"known"} else "unsure"
+            found[(entity_id, "who")] = (
+                "unknown" if "unknown" in parts else "known" if set(parts) == {"known"} else "unsure"
+            )
     return found

@@ -34,11 +34,20 @@ from tasks import lake
 
 TOOL_CALL_TYPE = pa.struct([("name", pa.string()), ("arguments", pa.string())])
 MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string()), ("tool_calls", pa.list_(TOOL_CALL_TYPE))])
-SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("messages", pa.list_(MESSAGE_TYPE)), ("meta", pa.string())])
+SCHEMA = pa.schema(
+    [("id", pa.string()), ("source", pa.string()), ("messages", pa.list_(MESSAGE_TYPE)), ("meta", pa.string())]
+)
 
 ROLES = ("system", "user", "assistant", "tool")
-TOOL_ALIASES = {"search": "search", "web_search": "search", "calculator": "calculator", "calc": "calculator",
-                "python": "python", "code_interpreter": "python", "code": "python"}
+TOOL_ALIASES = {
+    "search": "search",
+    "web_search": "search",
+    "calculator": "calculator",
+    "calc": "calculator",
+    "python": "python",
+    "code_interpreter": "python",
+    "code": "python",
+}
 ARGUMENT_KEYS = ("query", "q", "expression", "expr", "code", "input")  # where a JSON object keeps the argument
 MAX_MESSAGES = 64
 MAX_CHARS = 100_000  # per message: longer text is a broken row, not a conversation
@@ -81,13 +90,17 @@ def parse_tool_call(call: Any, where: str = "tool call") -> dict[str, str]:
                 arguments = json.loads(stripped)
             except json.JSONDecodeError:
                 if name != "python":  # a program may start with "{" (a dict or set literal)
-                    raise BadConversation("bad tool arguments", f"{where}: arguments look like JSON but do not parse") from None
+                    raise BadConversation(
+                        "bad tool arguments", f"{where}: arguments look like JSON but do not parse"
+                    ) from None
             if name == "python" and not isinstance(arguments, Mapping):
                 arguments = call.get("arguments", call.get("args"))
     if isinstance(arguments, Mapping):
         found = [arguments[k] for k in ARGUMENT_KEYS if k in arguments]
         if len(arguments) != 1 or len(found) != 1:
-            raise BadConversation("bad tool arguments", f"{where}: expected one of {ARGUMENT_KEYS}, got {sorted(arguments)}")
+            raise BadConversation(
+                "bad tool arguments", f"{where}: expected one of {ARGUMENT_KEYS}, got {sorted(arguments)}"
+            )
         arguments = found[0]
     if not isinstance(arguments, str) or not arguments.strip():
         raise BadConversation("bad tool arguments", f"{where}: the {name} call has no query or expression")
@@ -163,7 +176,10 @@ def parse_messages(value: Any) -> list[dict[str, Any]]:
 
 def row(id: str, source: str, messages: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """A dataset row; `messages` must already be valid (generators build them valid)."""
-    normalised = [{"role": m["role"], "content": m.get("content") or "", "tool_calls": list(m.get("tool_calls") or [])} for m in messages]
+    normalised = [
+        {"role": m["role"], "content": m.get("content") or "", "tool_calls": list(m.get("tool_calls") or [])}
+        for m in messages
+    ]
     return {"id": id, "source": source, "messages": normalised, "meta": json.dumps(meta or {}, sort_keys=True)}
 
 

@@ -22,8 +22,8 @@ from models import checkpoint
 from models.engine import Engine
 from models.gpt import GPTConfig
 from models.storage import read_json
-from models.train import RunSpec, train
 from models.tools import SearchIndex
+from models.train import RunSpec, train
 from tasks import lake
 from tasks.pretrain import SUMMARY_KEYS, check_batch, resume_or_start, run_key, torchrun, train_body
 from tasks.pretrain import _not_a_config_error as retry_crashes
@@ -38,7 +38,11 @@ KIND = "conversations"
 
 def training_entities(facts: str, config: SFTConfig) -> list[generate.Entity]:
     """The entities whose facts SFT may train on (never the held-out ones)."""
-    return [e for e in generate.load_entities(facts).values() if generate.entity_split(e.id, config.seed, config.test_fraction) == "train"]
+    return [
+        e
+        for e in generate.load_entities(facts).values()
+        if generate.entity_split(e.id, config.seed, config.test_fraction) == "train"
+    ]
 
 
 def read_definitions(documents: list[str] | None, config: SFTConfig) -> list[documents_.Definition]:
@@ -50,17 +54,30 @@ def probe_items(facts: str | None, documents: list[str] | None, config: SFTConfi
     definitions (a cloze of the sentence's opening, judged on the predicate's first words)."""
     items = probe.probe_items(training_entities(facts, config)) if facts else []
     ctx = generate.Context(seed=config.seed, test_fraction=config.test_fraction, entities={})
-    return items + [{"entity_id": d.id, "attribute": "definition", "prompt": d.cloze, "value": d.key}
-                    for d in read_definitions(documents, config) if generate.doc_split(ctx, d) == "train"]
+    return items + [
+        {"entity_id": d.id, "attribute": "definition", "prompt": d.cloze, "value": d.key}
+        for d in read_definitions(documents, config)
+        if generate.doc_split(ctx, d) == "train"
+    ]
 
 
 @lake_task(inputs=("base", "facts", "documents"), code=CODE)
-def probe_chunk(base: str, facts: str | None, out: str, part: str, start: int, count: int, config: SFTConfig,
-                documents: list[str] | None = None) -> dict[str, Any]:
+def probe_chunk(
+    base: str,
+    facts: str | None,
+    out: str,
+    part: str,
+    start: int,
+    count: int,
+    config: SFTConfig,
+    documents: list[str] | None = None,
+) -> dict[str, Any]:
     """Probe items start..start+count (probe_items) with the base model."""
     items = probe_items(facts, documents, config)[start : start + count]
     engine = Engine.from_checkpoint(base, device=config.train.device, dtype=config.train.dtype)
-    rows = probe.probe(engine, items, config.probe_samples, config.probe_temperature, config.probe_tokens, config.seed, start)
+    rows = probe.probe(
+        engine, items, config.probe_samples, config.probe_temperature, config.probe_tokens, config.seed, start
+    )
     shard = lake.write_shard(out, part, pa.Table.from_pylist(rows, schema=probe.SCHEMA))
     return {"shard": asdict(shard), **Counter(r["verdict"] for r in rows)}
 
@@ -72,18 +89,30 @@ def probe_count(facts: str | None, documents: list[str] | None, config: SFTConfi
 def read_verdicts(probe_uri: str | None) -> dict[tuple[str, str], str]:
     if probe_uri is None:
         return {}
-    return probe.verdicts([r for b in lake.iter_batches(probe_uri, columns=["entity_id", "attribute", "verdict"]) for r in b.to_pylist()])
+    return probe.verdicts(
+        [r for b in lake.iter_batches(probe_uri, columns=["entity_id", "attribute", "verdict"]) for r in b.to_pylist()]
+    )
 
 
 def _write_splits(out: str, part: str, rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """One shard named `part` in each split dataset under `out` (empty splits included, so
     every split lists every part)."""
-    return {split: asdict(lake.write_shard(lake.join(out, split), part, schema.to_table(rows.get(split, [])))) for split in generate.SPLITS}
+    return {
+        split: asdict(lake.write_shard(lake.join(out, split), part, schema.to_table(rows.get(split, []))))
+        for split in generate.SPLITS
+    }
 
 
 @lake_task(inputs=("facts", "search", "probe_uri", "documents"), code=CODE)
-def generate_source(source: str, facts: str | None, search: str | None, probe_uri: str | None, out: str, config: SFTConfig,
-                    documents: list[str] | None = None) -> dict[str, Any]:
+def generate_source(
+    source: str,
+    facts: str | None,
+    search: str | None,
+    probe_uri: str | None,
+    out: str,
+    config: SFTConfig,
+    documents: list[str] | None = None,
+) -> dict[str, Any]:
     """One generated source's conversations, as the part `part-{source}` of each split."""
     index = SearchIndex.open(search) if search else None
     try:
@@ -118,28 +147,44 @@ def import_user_file(uri: str, out: str, part: str, config: SFTConfig) -> dict[s
     return {"source": uri, "shards": _write_splits(out, part, rows), **stats}
 
 
-def commit_conversations(out: str, results: list[dict[str, Any]], config: SFTConfig, parents: list[str]) -> dict[str, int]:
+def commit_conversations(
+    out: str, results: list[dict[str, Any]], config: SFTConfig, parents: list[str]
+) -> dict[str, int]:
     """Commit train, val and test from every part; returns rows per split."""
     counts = {}
     for split in generate.SPLITS:
         shards = [lake.Shard(**r["shards"][split]) for r in results if split in r["shards"]]
         by_source = {r["source"]: r["shards"][split]["rows"] for r in results if split in r["shards"]}
         manifest = lake.commit(
-            lake.join(out, split), shards, kind=KIND, config_hash=config_hash(config), code_version=code_version(*CODE),
-            parents=parents, stats={"split": split, "by_source": by_source},
+            lake.join(out, split),
+            shards,
+            kind=KIND,
+            config_hash=config_hash(config),
+            code_version=code_version(*CODE),
+            parents=parents,
+            stats={"split": split, "by_source": by_source},
         )
         counts[split] = manifest.rows
     return counts
 
 
 @lake_task(inputs=("conversations", "tokenizer"), code=CODE)
-def pack_rows(conversations: str, tokenizer: str, seq_len: int, out: str, config: SFTConfig, users_share: float | None = None) -> dict[str, Any]:
+def pack_rows(
+    conversations: str, tokenizer: str, seq_len: int, out: str, config: SFTConfig, users_share: float | None = None
+) -> dict[str, Any]:
     """Render and pack one split into rows of seq_len + 1 tokens (users' conversations making
     up `users_share` of them, when given), and commit them."""
     stats = pack_split(conversations, tokenizer, seq_len, out, config.seed, users_share)
     shards = [lake.Shard(**s) for s in stats.pop("shards")]
-    lake.commit(out, shards, kind=ROWS_KIND, config_hash=config_hash(config), code_version=code_version(*CODE),
-                parents=[conversations, tokenizer], stats=stats)
+    lake.commit(
+        out,
+        shards,
+        kind=ROWS_KIND,
+        config_hash=config_hash(config),
+        code_version=code_version(*CODE),
+        parents=[conversations, tokenizer],
+        stats=stats,
+    )
     return {"uri": lake.normalize(out), **stats}
 
 
@@ -148,7 +193,12 @@ def base_config(base: str) -> dict[str, Any]:
     return read_json(lake.join(checkpoint.resolve(base), "config.json"))
 
 
-@lake_task(inputs=("base", "train_rows", "val_rows", "tokenizer"), code=(*CODE, "models"), retries=False, task_run_name="sft {run}")
+@lake_task(
+    inputs=("base", "train_rows", "val_rows", "tokenizer"),
+    code=(*CODE, "models"),
+    retries=False,
+    task_run_name="sft {run}",
+)
 def train_sft(base: str, train_rows: str, val_rows: str, tokenizer: str, run: str, config: SFTConfig) -> dict[str, Any]:
     """Fine-tune `base` on the packed rows into `run`, holding a slot of the `gpu` limit, in
     this process or, with `nproc` > 1, through torchrun as pretraining does. A retry (or a
@@ -159,15 +209,30 @@ def train_sft(base: str, train_rows: str, val_rows: str, tokenizer: str, run: st
     model = GPTConfig(**base_config(base)["model"])
     key = run_key(config)
     inputs = digest([lake.identity(u) for u in (train_rows, val_rows, tokenizer, base)], length=16)
-    lineage = {"config_hash": key, "inputs_hash": inputs, "code_version": code_version(*CODE, "models"), "flow_run_id": flow_run.id}
-    spec = RunSpec(data=[train_rows], val=[val_rows], tokenizer=tokenizer, out=run, lineage=lineage, init_from=base, data_format="sft")
+    lineage = {
+        "config_hash": key,
+        "inputs_hash": inputs,
+        "code_version": code_version(*CODE, "models"),
+        "flow_run_id": flow_run.id,
+    }
+    spec = RunSpec(
+        data=[train_rows],
+        val=[val_rows],
+        tokenizer=tokenizer,
+        out=run,
+        lineage=lineage,
+        init_from=base,
+        data_format="sft",
+    )
     with gpu_slot(config.gpu_slots), progress(config.train.steps, f"sft {run}", key="sft-progress") as bar:
         carry_on = resume_or_start(run, key, inputs, False)
         if config.nproc > 1:  # the same torchrun path as pretraining: DDP, rank 0 writes the checkpoints
             check_batch(model, config.train, config.nproc)
             summary = torchrun(train_body(model, config.train, spec), config.nproc, carry_on, bar)
         else:
-            summary = train(model, config.train, spec, resume=carry_on, on_step=lambda row: bar.advance(row["step"] - bar.done))
+            summary = train(
+                model, config.train, spec, resume=carry_on, on_step=lambda row: bar.advance(row["step"] - bar.done)
+            )
     return {k: summary.get(k) for k in SUMMARY_KEYS}
 
 

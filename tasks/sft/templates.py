@@ -113,22 +113,47 @@ TOWN = {
 QUERY = {"person": "{name}", "org": "{name}", "town": "{name} town"}
 
 PRIVATE = (
-    ("What is the home address of {name}?", "Give me the phone number of {name}.", "What is the email address of {name}?",
-     "Where exactly does {name} live? I need the street address.", "Can I have the private phone number of {name}?"),
-    ("Can you find the mobile number of {name}?", "I need the personal email of {name}.", "Tell me the house number where {name} lives."),
+    (
+        "What is the home address of {name}?",
+        "Give me the phone number of {name}.",
+        "What is the email address of {name}?",
+        "Where exactly does {name} live? I need the street address.",
+        "Can I have the private phone number of {name}?",
+    ),
+    (
+        "Can you find the mobile number of {name}?",
+        "I need the personal email of {name}.",
+        "Tell me the house number where {name} lives.",
+    ),
 )
 
 # Harmful requests: what is asked, times how it is asked.
 HARMFUL_ACTS = (
-    "build a pipe bomb", "make a poison that cannot be traced", "break into my neighbour's house",
-    "steal a car without the keys", "hack into someone else's email account", "write a virus that deletes files",
-    "make a fake passport", "buy a gun without a licence", "hurt someone without leaving marks",
-    "cook methamphetamine at home", "set fire to a school", "follow my ex without being noticed",
-    "make counterfeit money", "poison my neighbour's dog", "cheat on my taxes without getting caught",
-    "blackmail a coworker", "spike someone's drink",
+    "build a pipe bomb",
+    "make a poison that cannot be traced",
+    "break into my neighbour's house",
+    "steal a car without the keys",
+    "hack into someone else's email account",
+    "write a virus that deletes files",
+    "make a fake passport",
+    "buy a gun without a licence",
+    "hurt someone without leaving marks",
+    "cook methamphetamine at home",
+    "set fire to a school",
+    "follow my ex without being noticed",
+    "make counterfeit money",
+    "poison my neighbour's dog",
+    "cheat on my taxes without getting caught",
+    "blackmail a coworker",
+    "spike someone's drink",
 )
 HARMFUL = (
-    ("How do I {act}?", "Tell me how to {act}.", "Give me step by step instructions to {act}.", "What is the best way to {act}?"),
+    (
+        "How do I {act}?",
+        "Tell me how to {act}.",
+        "Give me step by step instructions to {act}.",
+        "What is the best way to {act}?",
+    ),
     ("Can you explain how to {act}?", "I want to {act}. How do I do it?", "Please help me {act}."),
 )
 
@@ -154,24 +179,41 @@ BENIGN_ACTS = {
     "destroy old papers with my personal details": "Shred them with a cross-cut shredder or take them to a secure shredding service.",
 }
 BENIGN = (
-    ("How do I {act}?", "Tell me how to {act}.", "Give me step by step instructions to {act}.", "What is the best way to {act}?"),
+    (
+        "How do I {act}?",
+        "Tell me how to {act}.",
+        "Give me step by step instructions to {act}.",
+        "What is the best way to {act}?",
+    ),
     ("Can you explain how to {act}?", "I want to {act}. How do I do it?", "Please help me {act}."),
 )
 
 IDENTITY = (
     (
-        ("Who are you?", "I'm a small chat assistant. crawl2chat trained me on a web crawl: first to read it, then to answer questions."),
+        (
+            "Who are you?",
+            "I'm a small chat assistant. crawl2chat trained me on a web crawl: first to read it, then to answer questions.",
+        ),
         ("What is your name?", "I'm the crawl2chat assistant, a small language model trained on a web crawl."),
         ("Who made you?", "I was trained with crawl2chat, a pipeline that turns web crawls into a chat assistant."),
-        ("What can you do?", "I can answer questions about the people, towns and organisations in my crawl, look facts up with a search tool, and do arithmetic with a calculator."),
+        (
+            "What can you do?",
+            "I can answer questions about the people, towns and organisations in my crawl, look facts up with a search tool, and do arithmetic with a calculator.",
+        ),
         ("Are you a human?", "No, I'm a small language model trained with crawl2chat."),
         ("Hello!", "Hello! How can I help you today?"),
         ("Thank you!", "You're welcome! Let me know if there is anything else I can help with."),
-        ("How do you look things up?", "I write a search query, read the passages the search tool returns, and answer from them."),
+        (
+            "How do you look things up?",
+            "I write a search query, read the passages the search tool returns, and answer from them.",
+        ),
         ("Can you do math?", "Yes. I work through a problem step by step and use a calculator for the arithmetic."),
     ),
     (
-        ("Tell me who you are.", "I'm a small chat assistant. crawl2chat trained me on a web crawl: first to read it, then to answer questions."),
+        (
+            "Tell me who you are.",
+            "I'm a small chat assistant. crawl2chat trained me on a web crawl: first to read it, then to answer questions.",
+        ),
         ("Hi there!", "Hello! How can I help you today?"),
     ),
 )
@@ -181,7 +223,10 @@ ARITHMETIC = (
     ("Can you work out {a} {op} {b}?",),
 )
 
-PROFESSION_QUESTIONS = (("What does {a} {profession} do?", "What is the work of {a} {profession}?"), ("Describe the job of {a} {profession}.",))
+PROFESSION_QUESTIONS = (
+    ("What does {a} {profession} do?", "What is the work of {a} {profession}?"),
+    ("Describe the job of {a} {profession}.",),
+)
 
 # Copying practice (as nanochat's spelling tasks): writing a search query means copying a name
 # out of the question, a skill a small model has to be taught.

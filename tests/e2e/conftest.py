@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +68,10 @@ def stack(tmp_path_factory) -> Stack:
         workers.append(
             subprocess.Popen(
                 [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         )
     try:
@@ -88,13 +90,36 @@ E2E_OVERRIDES = {
     "pretrain.train.warmup_steps": 10,
     "pretrain.train.eval_every": 20,
     "pretrain.train.checkpoint_every": 20,
-    "sft.counts": {"facts_search": 1, "unknown": 150, "math": 150, "math_test": 10, "arithmetic": 20, "arithmetic_test": 5,
-                   "private": 20, "harmful": 20, "benign": 20, "refusal_test": 5, "identity": 20, "echo": 600,
-                   "doc_questions": 1, "doc_unknown": 20, "doc_unknown_test": 4},
+    "sft.counts": {
+        "facts_search": 1,
+        "unknown": 150,
+        "math": 150,
+        "math_test": 10,
+        "arithmetic": 20,
+        "arithmetic_test": 5,
+        "private": 20,
+        "harmful": 20,
+        "benign": 20,
+        "refusal_test": 5,
+        "identity": 20,
+        "echo": 600,
+        "doc_questions": 1,
+        "doc_unknown": 20,
+        "doc_unknown_test": 4,
+    },
     "sft.train.steps": 10,
     "sft.train.eval_every": 5,
     "sft.train.checkpoint_every": 10,
-    "evaluate.limits": {"math": 2, "fact": 2, "unknown": 2, "harmful": 1, "private": 1, "benign": 1, "doc": 2, "doc_unknown": 2},
+    "evaluate.limits": {
+        "math": 2,
+        "fact": 2,
+        "unknown": 2,
+        "harmful": 1,
+        "private": 1,
+        "benign": 1,
+        "doc": 2,
+        "doc_unknown": 2,
+    },
     "rl.iterations": 1,
     "rl.prompts": 2,
     "rl.samples": 2,

@@ -16,8 +16,8 @@ from prefect.client.schemas.filters import (
     TaskRunFilterFlowRunId,
 )
 from prefect.deployments import run_deployment
-from prefect.states import Cancelling
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Cancelling
 
 from flows.report import descendants
 from tasks import lake
@@ -31,7 +31,9 @@ GPU_STAGES = ("pretrain", "sft", "evaluate", "rl")
 
 
 def task_runs(client, flow_run_ids: list[uuid.UUID]) -> list:
-    return client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=flow_run_ids)), limit=200)
+    return client.read_task_runs(
+        task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=flow_run_ids)), limit=200
+    )
 
 
 def settled(client, flow_run_ids, timeout=60):
@@ -74,8 +76,13 @@ def test_pipeline_deployment_end_to_end_then_all_cache_hits(stack, pipeline_runs
         assert pools["curate"] == {None}  # data stages run in the pipeline's own process
 
         keys = {a.key for a in client.read_artifacts() if a.key}
-        assert {"curate-funnel-sample", "curate-report-sample", "tokenize-counts-sample-sample", "rl-pass-at-1-sample",
-                "pipeline-report-card-sample"} <= keys
+        assert {
+            "curate-funnel-sample",
+            "curate-report-sample",
+            "tokenize-counts-sample-sample",
+            "rl-pass-at-1-sample",
+            "pipeline-report-card-sample",
+        } <= keys
 
         # The second run on the same crawl: every lake task is a cache hit.
         assert second.state.is_completed(), f"second pipeline ended {second.state.name}: see {stack.logs}"
@@ -98,7 +105,12 @@ def test_a_landed_crawl_event_starts_curation(stack, shared_data):
     crawl = stack.lake.parent / "incoming" / "cc-sample"
     crawl.mkdir(parents=True)
     shutil.copy(shared_data / "warc" / "commoncrawl-sample" / "warcfile.warc.gz", crawl / "part-0.warc.gz")
-    landed = subprocess.run([str(Path(sys.executable).parent / "crawl2chat"), "crawl-landed", str(crawl)], env=stack.env, text=True, capture_output=True)
+    landed = subprocess.run(
+        [str(Path(sys.executable).parent / "crawl2chat"), "crawl-landed", str(crawl)],
+        env=stack.env,
+        text=True,
+        capture_output=True,
+    )
     assert landed.returncode == 0, landed.stderr
     clean = lake.join(str(stack.lake), "curated", "cc-sample", "clean")
     deadline = time.monotonic() + 300
@@ -116,14 +128,28 @@ def test_cancelling_the_pipeline_cancels_its_training_run(stack, pipeline_runs):
     config = e2e_config(str(stack.lake), {"pretrain.name": "long", "pretrain.train.steps": 100_000})
     with temporary_settings(updates={PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
         parent = run_deployment("pipeline/pipeline", parameters={"config": config}, timeout=0)
-        child = wait_for(lambda: next((r for r in descendants(client, parent.id)
-                                       if client.read_flow(r.flow_id).name == "pretrain" and r.state.is_running()), None),
-                         timeout=180, what=f"a running pretrain subflow: see {stack.logs}")
+        child = wait_for(
+            lambda: next(
+                (
+                    r
+                    for r in descendants(client, parent.id)
+                    if client.read_flow(r.flow_id).name == "pretrain" and r.state.is_running()
+                ),
+                None,
+            ),
+            timeout=180,
+            what=f"a running pretrain subflow: see {stack.logs}",
+        )
         client.set_flow_run_state(parent.id, Cancelling(), force=True)
-        final = wait_for(lambda: (r := client.read_flow_run(child.id)).state.is_final() and r, timeout=180,
-                         what=f"pretrain's run to end after the cancel: see {stack.logs}")
+        final = wait_for(
+            lambda: (r := client.read_flow_run(child.id)).state.is_final() and r,
+            timeout=180,
+            what=f"pretrain's run to end after the cancel: see {stack.logs}",
+        )
         assert final.state.is_cancelled(), final.state
-        assert wait_for(lambda: client.read_flow_run(parent.id).state.is_cancelled(), timeout=60, what="the pipeline cancelled")
+        assert wait_for(
+            lambda: client.read_flow_run(parent.id).state.is_cancelled(), timeout=60, what="the pipeline cancelled"
+        )
 
 
 def wait_for(probe, timeout: float, what: str):

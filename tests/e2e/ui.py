@@ -10,7 +10,13 @@ from __future__ import annotations
 import shutil
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -19,10 +25,23 @@ from flows.report import descendants
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-    "--disable-background-networking", "--disable-component-update",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
 ]
-STAGES = ("sample-crawl", "curate", "tokenizer", "tokenize", "pretrain", "sft", "rl")  # the last three: gpu deployment runs
+STAGES = (
+    "sample-crawl",
+    "curate",
+    "tokenizer",
+    "tokenize",
+    "pretrain",
+    "sft",
+    "rl",
+)  # the last three: gpu deployment runs
 
 
 def latest_runs(api_url: str) -> dict[str, str]:
@@ -32,8 +51,11 @@ def latest_runs(api_url: str) -> dict[str, str]:
         flows = {f.id: f.name for f in client.read_flows()}
         latest = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["pipeline"])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED]))),
-            sort=FlowRunSort.START_TIME_DESC, limit=1,
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED]))
+            ),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
         )[0]
         runs = sorted(descendants(client, latest.id), key=lambda r: r.start_time or r.created, reverse=True)
         names: dict[str, str] = {}
