@@ -3,8 +3,8 @@
     python benchmarks/chaos.py [--pages 120] [--files 4] [--rates 0.05,0.15] [--kills 5]
                                [--training-kills 3] [--seed 0] [--quick]
 
-Starts what it needs on loopback: a moto S3 server behind tests/faults.py's fault proxy, and a
-Prefect server (unless PREFECT_API_URL names one). The pipeline is tests/stress.py's: the real
+Starts what it needs on loopback: a moto S3 server behind tests/support/faults.py's fault proxy, and a
+Prefect server (unless PREFECT_API_URL names one). The pipeline is tests/support/stress.py's: the real
 curate (with dedup), tokenizer and tokenize flows, tiny preset.
 
 1. Storage faults. The sample crawl on S3; a clean run; then one run per `--rates` entry with
@@ -18,7 +18,7 @@ curate (with dedup), tokenizer and tokenize flows, tiny preset.
    the same for training (`python -m models.train`, resumed each time), whose losses must
    equal an uninterrupted run's.
 3. Concurrency. Two pipelines at once on one local lake, and on one S3 lake.
-4. Bad input. Each case of the hostile corpus (tests/hostile.py) in its own fresh process:
+4. Bad input. Each case of the hostile corpus (tests/support/hostile.py) in its own fresh process:
    the curate shard task's peak memory (VmHWM) and its extractor worker's; the sample crawl's
    own WARC files for comparison.
 
@@ -45,9 +45,9 @@ os.environ.setdefault("CRAWL2CHAT_NO_BAR", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests import hostile, stress  # noqa: E402
 from tests.conftest import FAKE_KEY_ID, FAKE_SECRET, free_port  # noqa: E402
-from tests.faults import FaultProxy  # noqa: E402
+from tests.support import hostile, stress  # noqa: E402
+from tests.support.faults import FaultProxy  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out" / "chaos.json"
 
@@ -252,7 +252,7 @@ def bad_input(tally: Tally, work: Path, shared_data: Path, sample_warcs: list[st
         alone = work / "one" / case
         alone.mkdir(parents=True, exist_ok=True)
         (alone / path.name).symlink_to(path)
-        measured = stress.peak_rss("tests.hostile:curate_corpus", str(alone), str(work / "one-out" / case))
+        measured = stress.peak_rss("tests.support.hostile:curate_corpus", str(alone), str(work / "one-out" / case))
         outcome = next(iter(measured["result"]["cases"].values()))
         mine = (
             outcome["outcomes"].get(hostile.url(case), "")
@@ -308,7 +308,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="chaos-"))
     from flows import server
 
-    # Prefect is imported by now (tests.hostile imports the curate config): in-process flows
+    # Prefect is imported by now (tests.support.hostile imports the curate config): in-process flows
     # find the server through `server.connected`, subprocesses through the environment.
     started_server = None if os.environ.get("PREFECT_API_URL") else work / "prefect"
     if started_server is not None:

@@ -103,8 +103,8 @@ def lake_root(request, tmp_path):
 
 @pytest.fixture(scope="session")
 def stress_crawl(tmp_path_factory) -> list[str]:
-    """The sample crawl's WARC files, written once outside every lake (tests/stress.py)."""
-    from tests import stress
+    """The sample crawl's WARC files, written once outside every lake (tests/support/stress.py)."""
+    from tests.support import stress
 
     return stress.source_crawl(str(tmp_path_factory.mktemp("stress-crawl")))
 
@@ -115,7 +115,7 @@ def stress_reference(prefect_server, stress_crawl, tmp_path_factory) -> dict:
     snapshot of every dataset it committed, and how long it took."""
     import time
 
-    from tests import stress
+    from tests.support import stress
 
     root = str(tmp_path_factory.mktemp("stress-reference") / "lake")
     started = time.monotonic()

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from models.chat import render_conversation, render_for_completion, show_mask
 from models.tokenizer import SPECIALS, Tokenizer
-from tests import sft_world
+from tests.support import sft_world
 
 
 @pytest.fixture(scope="module")

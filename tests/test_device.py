@@ -26,7 +26,7 @@ from tasks.rl import RLConfig
 from tasks.rl.rollouts import Sampling, policy
 from tasks.rl.update import Learner, optimizer_for
 from tasks.sft import SFTConfig
-from tests import sft_world
+from tests.support import sft_world
 
 
 def test_the_rule_on_a_machine_without_a_gpu():

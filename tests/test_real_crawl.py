@@ -2,7 +2,7 @@
 git manuals, installed by `make doc-sites`) as WARC files, every stage on it, and an
 evaluation that must measure what it claims to on a crawl with no ground truth.
 
-The model is small and briefly trained (tests/micro.py, with enough SFT steps to learn the
+The model is small and briefly trained (tests/support/micro.py, with enough SFT steps to learn the
 refusal), so the figures themselves are not judged here: docs/real-crawls.md has the measured
 run on the tiny preset. What is judged: every metric is a number or says why it is not
 measured; the crawl's own held-out definitions and verified unknowns are measured; the held-out
@@ -21,7 +21,7 @@ from tasks.crawls_html import write_html_warc
 from tasks.evaluate import LABELS, read_rows
 from tasks.layout import Layout
 from tasks.sft.schema import meta_of
-from tests.micro import micro_config
+from tests.support.micro import micro_config
 
 SITES = (
     ("/usr/share/doc/postgresql-doc-15/html", "https://www.postgresql.org/docs/15/", 70),

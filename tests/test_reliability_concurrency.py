@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from tasks import lake
-from tests import stress
+from tests.support import stress
 
 
 def test_a_commit_never_breaks_a_shard_another_run_is_writing(lake_root):

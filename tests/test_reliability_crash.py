@@ -16,7 +16,7 @@ from models import checkpoint
 from models.gpt import GPTConfig
 from models.train import RunSpec, TrainConfig, train
 from tasks import lake
-from tests import stress
+from tests.support import stress
 
 pytestmark = pytest.mark.slow
 

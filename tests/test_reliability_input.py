@@ -1,4 +1,4 @@
-"""Bad input: the hostile corpus of tests/hostile.py through the curate task, in a fresh process.
+"""Bad input: the hostile corpus of tests/support/hostile.py through the curate task, in a fresh process.
 
 No case crashes its task; each hostile record is counted (in `removed`, with its step and
 reason, or kept when it is readable text); the real pages around it come out exactly as they
@@ -14,7 +14,7 @@ import pytest
 
 from tasks.curate.config import ReadConfig
 from tasks.curate.warc import decode_body, read_warc
-from tests import hostile, stress
+from tests.support import hostile, stress
 
 # Peak resident memory (VmHWM) of the process running a curate shard task on any case, and of
 # its extractor worker (stated in docs/reliability.md). Measured: 292 and 225 MiB; before
@@ -39,7 +39,9 @@ def curated(shared_data, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("hostile")
     pages, text = hostile.real_pages(shared_data)
     hostile.write_corpus(folder, pages, text)
-    out = stress.peak_rss("tests.hostile:curate_corpus", str(folder), str(tmp_path_factory.mktemp("hostile-lake")))
+    out = stress.peak_rss(
+        "tests.support.hostile:curate_corpus", str(folder), str(tmp_path_factory.mktemp("hostile-lake"))
+    )
     return out
 
 

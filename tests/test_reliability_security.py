@@ -364,7 +364,7 @@ LOOPBACK = ("127.0.0.1", "::1")
 @pytest.mark.slow
 def test_the_local_dask_cluster_and_everything_this_test_run_started_listen_on_loopback(s3_server):
     from tasks.runtime import RunnerConfig, task_runner
-    from tests.faults import FaultProxy
+    from tests.support.faults import FaultProxy
 
     with FaultProxy(s3_server) as proxy, task_runner(RunnerConfig(kind="dask", max_workers=1)) as runner:
         address = runner.client.scheduler.address  # starts the local cluster

@@ -1,4 +1,4 @@
-"""Storage faults: the real S3 protocol (s3fs -> tests/faults.py's proxy -> moto) failing a share
+"""Storage faults: the real S3 protocol (s3fs -> tests/support/faults.py's proxy -> moto) failing a share
 of requests with the errors S3 returns (500 InternalError, 503 SlowDown, connection resets,
 bodies cut short).
 
@@ -19,8 +19,8 @@ from prefect import flow
 
 from tasks import lake
 from tasks.runtime import _retryable, lake_task
-from tests import stress
-from tests.faults import FaultProxy
+from tests.support import stress
+from tests.support.faults import FaultProxy
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from tasks.rl.problems import SCHEMA, to_table, user_problems
 from tasks.rl.rollouts import Sampling, rollout_chunk
 from tasks.rl.update import weights_version
 from tasks.runtime import RunnerConfig, in_lake
-from tests import rl_world
+from tests.support import rl_world
 
 
 @pytest.fixture(scope="module")

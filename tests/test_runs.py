@@ -2,7 +2,7 @@
 own tokenizer, tokens, checkpoints, conversations, rollouts, evals, reports and artifacts, and
 the datasets they share (the crawl's curation and search index) stay whole.
 
-Every stage runs, for real, on sample crawls with a one-layer model (tests/micro.py)."""
+Every stage runs, for real, on sample crawls with a one-layer model (tests/support/micro.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from models.tokenizer import Tokenizer
 from models.tools import SearchIndex
 from tasks import lake
 from tasks.layout import Layout, artifact_key
-from tests.micro import micro_config
+from tests.support.micro import micro_config
 
 
 def at_once(*configs: Any) -> list[dict[str, Any]]:

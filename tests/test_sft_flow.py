@@ -13,7 +13,7 @@ from tasks import lake
 from tasks.config import LakeConfig
 from tasks.evaluate import EvalConfig
 from tasks.sft import SFTConfig
-from tests import sft_world
+from tests.support import sft_world
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from tasks.sft import generate as G
 from tasks.sft import probe
 from tasks.sft import templates as T
 from tasks.sft.answers import REFUSAL_IDK, extract_answer, mentions
-from tests import sft_world
+from tests.support import sft_world
 
 
 @pytest.fixture(scope="module")

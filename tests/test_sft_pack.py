@@ -14,7 +14,7 @@ from models.sft_data import PackedLoader, pack, shift
 from tasks import lake
 from tasks.sft.pack import fit, pack_split
 from tasks.sft.schema import row, to_table
-from tests import sft_world
+from tests.support import sft_world
 
 PAD = 99
 

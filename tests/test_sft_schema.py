@@ -22,7 +22,7 @@ from tasks.sft.schema import (
     read_user_dataset,
     to_table,
 )
-from tests import sft_world
+from tests.support import sft_world
 
 GOOD = [
     {"role": "system", "content": "Be brief."},

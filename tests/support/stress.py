@@ -5,7 +5,7 @@ Shared by tests/test_reliability_*.py and benchmarks/chaos.py:
 - `source_crawl`: the deterministic sample crawl, written once outside any lake under test, so
   every run reads the same WARC URIs and curated shards (which record their source URI) can be
   compared byte for byte across lakes.
-- `run_pipeline` / `python -m tests.stress --lake L WARC...`: the pipeline's data stages, the
+- `run_pipeline` / `python -m tests.support.stress --lake L WARC...`: the pipeline's data stages, the
   real curate (with dedup), tokenizer and tokenize flows with the tiny preset, in this process
   or as a subprocess (which needs PREFECT_API_URL).
 - `snapshot`: every committed dataset of a lake as {dataset: {shard: sha256 of its bytes}},
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Small enough for a test, big enough for every stage to have several shards and tasks.
 PAGES, FILES = 40, 3
 # Settings that make a run's output depend on its input alone: a per-document extraction
@@ -101,7 +101,7 @@ def run_pipeline(lake_root: str, warcs: list[str], extractor: str = "resiliparse
 
 
 def command(lake_root: str, warcs: list[str], extractor: str = "resiliparse") -> list[str]:
-    return [sys.executable, "-m", "tests.stress", "--lake", lake_root, "--extractor", extractor, *warcs]
+    return [sys.executable, "-m", "tests.support.stress", "--lake", lake_root, "--extractor", extractor, *warcs]
 
 
 def start(
@@ -321,12 +321,12 @@ def differences(a: dict[str, dict[str, str]], b: dict[str, dict[str, str]]) -> l
 
 
 def peak_rss(target: str, *args: str, timeout_s: float = 600) -> dict[str, Any]:
-    """Run `python -m tests.stress measure TARGET ARGS` (TARGET is `module:function`) in a
+    """Run `python -m tests.support.stress measure TARGET ARGS` (TARGET is `module:function`) in a
     fresh process and return the function's result with `peak_rss_mb`: that process's peak
     resident memory (VmHWM; ru_maxrss would count the parent's memory at fork)."""
     env = {**os.environ, "CRAWL2CHAT_NO_BAR": "1", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "tests.stress", "measure", target, *args],
+        [sys.executable, "-m", "tests.support.stress", "measure", target, *args],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -189,13 +189,13 @@ def curate_corpus(folder: str, out: str) -> dict[str, Any]:
     """Each corpus file through the curate task's logic (`curate_warc_fn`, default config):
     case -> documents in, and url -> [step, reason] of every document ([None, None]: kept);
     and the extractor worker's peak memory (VmHWM, read after each file; a worker killed
-    for a timeout inside a file is not seen). Run by tests/stress.py's `peak_rss` in a fresh
+    for a timeout inside a file is not seen). Run by tests/support/stress.py's `peak_rss` in a fresh
     process, which adds that process's own peak."""
     from tasks import lake
     from tasks.curate.config import CurateConfig
     from tasks.curate.extract import extractor_for
     from tasks.curate.stage import curate_warc_fn
-    from tests.stress import vm_hwm_mb
+    from tests.support.stress import vm_hwm_mb
 
     config = CurateConfig()
     worker = extractor_for(config.extract)
