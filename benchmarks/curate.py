@@ -57,7 +57,7 @@ from tasks.curate.filters import (  # noqa: E402
 from tasks.curate.language import LanguageFilter, model_path  # noqa: E402
 from tasks.curate.normalize import normalize  # noqa: E402
 from tasks.curate.text import Text  # noqa: E402
-from tasks.curate.tokenizer import piece_tokens  # noqa: E402
+from tasks.curate.tokenizer import clear_cache  # noqa: E402
 from tasks.curate.urls import UrlFilter  # noqa: E402
 from tasks.curate.warc import read_warc  # noqa: E402
 from tasks.doc_sites import SITES, site_warc  # noqa: E402
@@ -174,7 +174,7 @@ def _children_cpu() -> float:
 
 
 def run_ours(warcs: list[Path], extractor: str) -> dict:
-    piece_tokens.cache_clear()  # every round starts cold, as datatrove's fresh process does
+    clear_cache()  # every round starts cold, as datatrove's fresh process does
     config = CurateConfig(extract={"extractor": extractor})
     chain = Chain(config)
     chain.extractor.extract("<html><body><p>warm up</p></body></html>")  # start the worker first

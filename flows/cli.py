@@ -770,6 +770,6 @@ def serve_cmd(
     from flows.serve import serve
 
     engine = _engine(preset, lake, checkpoint, search, no_search, device, dtype)
-    model_name = name or checkpoint.rstrip("/").rsplit("/", 1)[-1]
+    model_name = name or checkpoint.strip("/")  # what the user typed: a run, run/stage or a URI
     typer.echo(f"Serving {model_name!r} on http://{host}:{port}/  (OpenAI API at http://{host}:{port}/v1)", err=True)
     serve(engine, model_name, host=host, port=port, capacity=max_batch, max_waiting=max_waiting)

@@ -77,10 +77,12 @@ def watch(crawl_root: str, config: PipelineConfig = PipelineConfig(), wait: bool
             started.append({"crawl": name, "warc_files": len(warcs), "flow_run": "in process", "state": "Completed"})
         log.info("started the pipeline for crawl %s (%d WARC files)", name, len(warcs))
     if wait and deployment is not None:
-        from prefect.flow_runs import wait_for_flow_run
+        from prefect.flow_runs import wait_for_flow_run  # a coroutine function: run it to the end here
+        from prefect.utilities.asyncutils import run_coro_as_sync
 
         for entry in started:
-            entry["state"] = wait_for_flow_run(uuid.UUID(entry["flow_run"]), timeout=None, log_states=True).state.name
+            finished = run_coro_as_sync(wait_for_flow_run(uuid.UUID(entry["flow_run"]), timeout=None, log_states=True))
+            entry["state"] = finished.state.name if finished.state else ""
     if started:
         create_table_artifact(started, key="watch-started", description=f"New crawls under {crawl_root}")
     else:

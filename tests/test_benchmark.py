@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -218,7 +219,17 @@ def assert_same(route: dict, engine_route: dict, name: str) -> None:
             for a, b in zip(ours[1], theirs[1]):
                 assert b == pytest.approx(a, abs=1e-3), name
         else:
-            assert theirs[1] == ours[1], name
+            assert [[invalid_bytes_as_one(t) for t in g] for g in theirs[1]] == [
+                [invalid_bytes_as_one(t) for t in g] for g in ours[1]
+            ], name
+
+
+def invalid_bytes_as_one(text: str) -> str:
+    """A random model emits byte tokens that are not UTF-8. We decode them as Python does (each
+    invalid sequence one U+FFFD, the valid bytes beside it kept); HF's ByteFallback decoder
+    turns every byte of a run that fails into U+FFFD. Same ids, so compare words with a
+    U+FFFD as one mark."""
+    return re.sub(r"\S*\ufffd\S*", "\ufffd", text)
 
 
 def test_hf_backend_on_the_export_gives_the_same_number(engine_route, ckpts, local_tasks):

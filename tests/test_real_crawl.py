@@ -95,6 +95,7 @@ def test_the_pipeline_on_a_real_crawl_measures_every_metric(prefect_server, real
                 "doc_unknown_test": 20,
                 "unknown": 20,
                 "math": 10,
+                "code_math": 10,
                 "math_test": 4,
                 "arithmetic": 5,
                 "arithmetic_test": 2,

@@ -43,6 +43,7 @@ def clean_table(texts: list[str | None], start: int = 0) -> pa.Table:
             "text": texts,
             "language": ["en"] * n,
             "language_score": [0.9] * n,
+            "quality_score": [None] * n,
         },
         schema=CLEAN_SCHEMA,
     )

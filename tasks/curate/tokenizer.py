@@ -172,9 +172,26 @@ def _affix_len(regex: re.Pattern, text: str, at_end: bool) -> int:
     return 0 if m is None else (len(text) - m.start() if at_end else m.end())
 
 
-@lru_cache(maxsize=1 << 17)
+CACHED_PIECE_CHARS = 64  # longer pieces (hostile input: megabytes without a space) are not cached
+
+
 def piece_tokens(piece: str) -> tuple[str, ...]:
-    """The tokens of one whitespace-free piece of text (cached)."""
+    """The tokens of one whitespace-free piece of text: cached when short, so the cache holds
+    words, never the long runs a hostile page is made of (131,072 of those would be gigabytes)."""
+    return _cached_piece_tokens(piece) if len(piece) <= CACHED_PIECE_CHARS else _piece_tokens(piece)
+
+
+@lru_cache(maxsize=1 << 17)
+def _cached_piece_tokens(piece: str) -> tuple[str, ...]:
+    return _piece_tokens(piece)
+
+
+def clear_cache() -> None:
+    """Forget every cached piece (benchmarks start each round cold, as a fresh process does)."""
+    _cached_piece_tokens.cache_clear()
+
+
+def _piece_tokens(piece: str) -> tuple[str, ...]:
     if piece.isalpha() and piece not in SPECIAL:  # most pieces: a plain word, which no rule cuts
         return (piece,)
     # The next most common: a plain word and one closing mark, which is a suffix (a full stop

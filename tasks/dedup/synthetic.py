@@ -133,4 +133,5 @@ def documents(
             rows["text"].append(text)
             rows["language"].append("en")
             rows["language_score"].append(0.9)
+            rows["quality_score"].append(None)  # not scored (the quality step is off)
         yield pa.RecordBatch.from_pydict(rows, schema=FILTERED_SCHEMA)
