@@ -7,7 +7,7 @@ The quality step's own benchmark is benchmarks/quality.py (docs/quality.md).
 The corpus is real HTML of many generators, each group one WARC file:
 - the 181 article pages of ../shared/data/extraction-benchmark ("articles", with ground truth);
 - the real Common Crawl and ClueWeb records of ../shared/data/warc/commoncrawl-sample;
-- one site per documentation generator from Debian's doc packages (`make doc-sites`;
+- one site per documentation generator from Debian's doc packages (`make system-packages`;
   tasks/doc_sites.py): DocBook, Texinfo, Doxygen, Docutils, Sphinx, javadoc, markdown,
   AsciiDoc, man2html, up to N pages each, spread over the site.
 
@@ -120,7 +120,7 @@ def corpus(per_site: int, articles_limit: int | None) -> dict[str, dict]:
             groups[site.name] = {
                 "generator": site.generator,
                 "warc": None,
-                "missing": f"not measured: {site.package} is not installed (make doc-sites)",
+                "missing": f"not measured: {site.package} is not installed (make system-packages)",
             }
             continue
         warc, _ = site_warc(site, WORK / "docs", limit=per_site)

@@ -25,15 +25,16 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: configs import this module's names, and a
+    import torch  # curate worker that never runs a model should not pay torch's ~400 MB for them
 
 Device = str  # "auto", "cpu", "cuda", "cuda:N", "mps"
 Dtype = Literal["auto", "float32", "bfloat16"]
 DEVICE_HELP = "auto: the GPU (the local rank's under torchrun) when there is one, else cpu; or cpu, cuda, cuda:N, mps"
 DTYPE_HELP = "auto: bfloat16 on a GPU that has it, else float32; or float32, bfloat16"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPES = ("float32", "bfloat16")  # torch's names for them
 # Dense (not 2:4-sparse) bf16 tensor-core peak FLOP/s by GPU name, from NVIDIA's datasheets,
 # for MFU. The first key contained in the device's name counts, so variants come first.
 PEAK_BF16_FLOPS = {
@@ -63,12 +64,14 @@ class Placement:
 
     @property
     def reduced(self) -> bool:
-        return self.dtype != torch.float32
+        return self.dtype.itemsize < 4  # bfloat16 (or float16): not float32
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """The training forward's precision: bf16 matmuls over float32 weights, or nothing."""
         if not self.reduced:
             return contextlib.nullcontext()
+        import torch
+
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def for_inference(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -76,6 +79,8 @@ class Placement:
         return model.to(device=self.device, dtype=self.dtype).eval()
 
     def describe(self) -> str:
+        import torch
+
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else self.device.type
         return f"{self.device} ({name}), {str(self.dtype).removeprefix('torch.')}"
 
@@ -84,6 +89,8 @@ def peak_flops(device: torch.device) -> float | None:
     """The GPU's dense bf16 peak FLOP/s looked up by its name; None on a CPU or an unknown card."""
     if device.type != "cuda":
         return None
+    import torch
+
     return peak_flops_of(torch.cuda.get_device_name(device))
 
 
@@ -93,12 +100,16 @@ def peak_flops_of(name: str) -> float | None:
 
 def default_device() -> torch.device:
     """The GPU when there is one (the local rank's under torchrun), else the CPU."""
+    import torch
+
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     return torch.device("cpu")
 
 
 def bf16_supported(device: torch.device) -> bool:
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     return device.type == "mps"
@@ -106,6 +117,8 @@ def bf16_supported(device: torch.device) -> bool:
 
 def resolve(device: Device = "auto", dtype: Dtype = "auto") -> Placement:
     """The placement a config asks for (see the module's docstring for the rule)."""
+    import torch
+
     chosen = default_device() if device == "auto" else torch.device(device)
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"the config asks for device {device!r} but torch sees no CUDA device")
@@ -115,4 +128,4 @@ def resolve(device: Device = "auto", dtype: Dtype = "auto") -> Placement:
         return Placement(chosen, torch.bfloat16 if bf16_supported(chosen) else torch.float32)
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose auto, float32 or bfloat16")
-    return Placement(chosen, DTYPES[dtype])
+    return Placement(chosen, getattr(torch, dtype))

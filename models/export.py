@@ -35,6 +35,7 @@ import json
 from typing import Any
 
 import safetensors.torch
+import torch
 
 from models import checkpoint, storage
 from models.device import DTYPES
@@ -152,7 +153,7 @@ def export(checkpoint_uri: str, out: str, tokenizer_uri: str | None = None, dtyp
         raise ValueError(f"tokenizer has {tok.vocab_size} pieces, the model {cfg.vocab_size}")
     sp = tok.special
     ids = {"bos_token_id": tok.bos_id, "eos_token_id": sp("<|assistant_end|>"), "pad_token_id": tok.pad_id}
-    weights = {k: v.to(DTYPES[dtype]).contiguous() for k, v in to_hf(ckpt.model, cfg).items()}
+    weights = {k: v.to(getattr(torch, dtype)).contiguous() for k, v in to_hf(ckpt.model, cfg).items()}
     files = {
         "model.safetensors": safetensors.torch.save(weights, metadata={"format": "pt"}),
         "config.json": _json({**hf_config(cfg), "torch_dtype": dtype, "dtype": dtype, **ids}),

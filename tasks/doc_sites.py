@@ -1,7 +1,7 @@
 """Real documentation sites, one or two per HTML generator, from Debian's documentation packages.
 
 The curate agreement corpus (tests, benchmarks/curate.py) is real HTML of many kinds: each site
-here is a package's installed HTML tree (`make doc-sites` installs them), served under the URL
+here is a package's installed HTML tree (`make system-packages` installs them), served under the URL
 the project publishes it at. Man pages have no HTML in the package: `man2html` (man2html-base)
 renders the man1 pages of a package that every Debian system has.
 

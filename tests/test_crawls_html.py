@@ -32,7 +32,7 @@ def warcio_records(path: Path) -> list[tuple[str, str, str, bytes]]:
 @pytest.mark.parametrize("site", SITES, ids=lambda s: s.name)
 def test_a_real_doc_site_becomes_one_record_per_page(site, tmp_path):
     if not site.available():
-        pytest.fail(f"{site.package} is not installed: run `make doc-sites`")
+        pytest.fail(f"{site.package} is not installed: run `make system-packages`")
     warc, count = site_warc(site, tmp_path, limit=40)
     root = Path(site.root) if site.root else tmp_path / f"{site.name}-html"
     files = html_files(root, limit=40)
@@ -59,7 +59,7 @@ def test_a_real_doc_site_becomes_one_record_per_page(site, tmp_path):
 def test_the_same_folder_gives_the_same_bytes_and_limit_spreads_over_the_site(tmp_path):
     site = next(s for s in SITES if s.name == "postgresql")
     if not site.available():
-        pytest.fail("postgresql-doc-15 is not installed: run `make doc-sites`")
+        pytest.fail("postgresql-doc-15 is not installed: run `make system-packages`")
     a = write_html_warc(site.root, tmp_path / "a.warc.gz", site.base_url, limit=10)
     b = write_html_warc(site.root, tmp_path / "b.warc.gz", site.base_url, limit=10)
     assert a == b == 10

@@ -68,7 +68,7 @@ def pinned_pages(tmp: Path) -> dict[str, str]:
     for group, rel in DOC_PAGES:
         site = sites[group]
         if not site.available():
-            pytest.fail(f"{site.package} is not installed: run `make doc-sites`")
+            pytest.fail(f"{site.package} is not installed: run `make system-packages`")
         root = Path(site.root) if site.generator != "man2html" else render_man_site(tmp / "man")
         page = utf8_page((root / rel).read_bytes())
         out[f"{group}/{rel}"] = page[0].decode("utf-8", "surrogatepass")

@@ -1,5 +1,5 @@
 """The pipeline past SFT on a real crawl: real documentation HTML (Debian's PostgreSQL and
-git manuals, installed by `make doc-sites`) as WARC files, every stage on it, and an
+git manuals, installed by `make system-packages`) as WARC files, every stage on it, and an
 evaluation that must measure what it claims to on a crawl with no ground truth.
 
 The model is small and briefly trained (tests/support/micro.py, with enough SFT steps to learn the
@@ -42,7 +42,7 @@ DOC_METRICS = (
 def real_crawl(tmp_path_factory) -> Path:
     missing = [root for root, _, _ in SITES if not Path(root).is_dir()]
     if missing:
-        pytest.fail(f"documentation packages missing ({missing}): run `make doc-sites`")
+        pytest.fail(f"documentation packages missing ({missing}): run `make system-packages`")
     folder = tmp_path_factory.mktemp("crawls") / "pgdocs"
     for root, url, limit in SITES:
         write_html_warc(
@@ -78,14 +78,14 @@ def test_the_pipeline_on_a_real_crawl_measures_every_metric(prefect_server, real
             "evaluate.result_chars": 300,
             "sft.val_fraction": 0.2,
             "sft.train": {
-                "steps": 150,
+                "steps": 300,
                 "batch_tokens": 2048,
                 "device_batch": 8,
                 "lr": 0.005,
                 "warmup_steps": 10,
-                "eval_every": 150,
+                "eval_every": 300,
                 "eval_tokens": 512,
-                "checkpoint_every": 150,
+                "checkpoint_every": 300,
                 "sample_prompts": ["Hi"],
                 "sample_tokens": 4,
             },

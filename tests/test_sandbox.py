@@ -43,7 +43,7 @@ def layers():
     found = sandboxes.detect()
     if not found.namespaces:
         pytest.fail(
-            f"no namespaces for the sandbox on this machine: {found.reason} (`make bubblewrap` installs bubblewrap)"
+            f"no namespaces for the sandbox on this machine: {found.reason} (`make system-packages` installs bubblewrap)"
         )
     return found
 

@@ -64,7 +64,7 @@ def test_overlap_counts_content_words_of_the_span():
     assert D.overlap("anything", "the a of") == 0.0
 
 
-@pytest.mark.skipif(not POSTGRES_HTML.is_dir(), reason="postgresql-doc-15 is not installed (make doc-sites)")
+@pytest.mark.skipif(not POSTGRES_HTML.is_dir(), reason="postgresql-doc-15 is not installed (make system-packages)")
 def test_real_documentation_pages_define_things():
     """On real HTML (PostgreSQL's manual, extracted as curation does), definitions are found and
     every one is a sentence of its page; nothing about the pages is assumed."""
