@@ -47,7 +47,7 @@ from models.engine import Engine
 from models.tokenizer import Tokenizer
 
 PAGE = Path(__file__).with_name("chat.html")
-ARGUMENT = {"search": "query", "calculator": "expression"}  # a tool's one argument, by name
+ARGUMENT = {"search": "query", "calculator": "expression", "python": "code"}  # a tool's one argument, by name
 MAX_STOPS = 8
 MAX_LOGPROBS = 20
 
@@ -227,7 +227,7 @@ def chat_prompt(tok: Tokenizer, messages: Sequence[Any]) -> list[int]:
 
 
 class StopText:
-    """Cuts a stream of text at the first of some stop strings, holding back any tail that
+    """Cuts a stream of text at the first stop string to complete, holding back any tail that
     could be the start of one (so a stop string split across tokens is still caught)."""
 
     def __init__(self, stops: Sequence[str]):
@@ -237,10 +237,12 @@ class StopText:
         if self.hit:
             return ""
         text = self.held + text
-        found = [i for i in (text.find(s) for s in self.stops) if i >= 0]
+        # The stop that completes first (as if the text came a character at a time: however it
+        # is split, generation ends there), and of those ending together the one starting first.
+        found = [(i + len(s), i) for s in self.stops if (i := text.find(s)) >= 0]
         if found:
             self.hit, self.held = True, ""
-            return text[: min(found)]
+            return text[: min(found)[1]]
         keep = max(
             (k for s in self.stops for k in range(min(len(s) - 1, len(text)), 0, -1) if text.endswith(s[:k])), default=0
         )

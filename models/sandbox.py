@@ -346,6 +346,11 @@ class WorkerDied(RuntimeError):
     """The sandboxed interpreter stopped answering (killed by the code, or a failure)."""
 
 
+class NotDelivered(WorkerDied):
+    """The interpreter was gone before it took the code: the code never ran, so another
+    interpreter may run it."""
+
+
 class Worker:
     """One sandboxed interpreter (models/sandbox_server.py) and the pipes to it."""
 
@@ -404,7 +409,7 @@ class Worker:
                 data = data[os.write(fd, data) :]
             except (BrokenPipeError, BlockingIOError) as exc:
                 if isinstance(exc, BrokenPipeError):
-                    raise WorkerDied("the sandbox exited") from None
+                    raise NotDelivered("the sandbox exited") from None
 
     def _read(self, n: int, deadline: float) -> bytes:
         fd = self.proc.stdout.fileno()
@@ -530,7 +535,14 @@ class Sandbox:
         except SandboxUnavailable as exc:
             return Result("", None, f"error: {exc}", "killed")
         try:
-            result = worker.run(code)
+            try:
+                result = worker.run(code)
+            except NotDelivered:  # a warm interpreter that died idle: the code goes to a new one, once
+                worker.close()
+                worker = Worker(self.layers, self.limits)
+                result = worker.run(code)
+        except SandboxUnavailable as exc:
+            return Result("", None, f"error: {exc}", "killed")
         except WorkerDied as exc:
             worker.close()
             self._refill()

@@ -204,8 +204,9 @@ def test_a_stop_string_cuts_the_reply_before_it(client):
     cuts=st.lists(st.integers(0, 30), max_size=6),
 )
 def test_stop_text_cuts_at_the_first_stop_however_the_text_is_split(text, stops, cuts):
-    found = [i for i in (text.find(s) for s in stops) if i >= 0]
-    expected = text[: min(found)] if found else text
+    # The first stop to complete (generation ends there); of those ending together, the longest.
+    found = [(i + len(s), i) for s in stops if (i := text.find(s)) >= 0]
+    expected = text[: min(found)[1]] if found else text
     stop, out, last = StopText(stops), [], 0
     for cut in sorted(cuts) + [len(text)]:
         out.append(stop.push(text[last:cut]))
@@ -580,3 +581,12 @@ def test_serve_command_resolves_a_run_name_in_the_lake(tmp_path, tok, model):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_every_engine_tool_has_its_argument_in_the_api():
+    """A tool call streams as OpenAI's function arguments: every tool the engine runs (the code
+    tool included) needs its argument's name, or a model that calls it fails the request."""
+    from flows.serve import ARGUMENT
+    from models.chat import TOOL_TOKENS
+
+    assert set(ARGUMENT) == set(TOOL_TOKENS)

@@ -174,7 +174,9 @@ def test_watch_runs_two_new_crawls_in_parallel_each_in_its_own_run(stack, pipeli
 
     crawl_lake = str(tmp_path / "landing")  # the sample crawl writer lays crawls out as {root}/crawls/{name}/*.warc.gz
     for name, seed in (("landed-a", 11), ("landed-b", 12)):
-        config = SampleCrawlConfig(name=name, seed=seed, pages=80, files=1)
+        config = SampleCrawlConfig(
+            name=name, seed=seed, pages=240, files=1
+        )  # enough clean documents for a validation split
         commit(crawl_lake, config, [write_file(crawl_lake, config, i) for i in range(len(files(config)))])
     crawl_root = lake.join(crawl_lake, "crawls")
     config = PipelineConfig.model_validate(e2e_config(str(stack.lake)))
