@@ -27,27 +27,11 @@ from models import checkpoint, storage
 from models.chat import TOOL_TOKENS
 from models.engine import Engine
 from models.gpt import GPT, GPTConfig
-from models.tokenizer import Tokenizer, train
+from models.tokenizer import SPECIALS, Tokenizer, train
 from models.tools import SearchIndex, create_index
 from tests.conftest import FAKE_KEY_ID, FAKE_SECRET
 
 REPO = Path(__file__).resolve().parents[1]
-SPECIALS = (
-    "<|bos|>",
-    "<|user_start|>",
-    "<|user_end|>",
-    "<|assistant_start|>",
-    "<|assistant_end|>",
-    "<|search_start|>",
-    "<|search_end|>",
-    "<|result_start|>",
-    "<|result_end|>",
-    "<|calc_start|>",
-    "<|calc_end|>",
-    "<|output_start|>",
-    "<|output_end|>",
-    "<|pad|>",
-)
 
 
 # -- the model and its tools ---------------------------------------------------------------
