@@ -274,3 +274,42 @@ def test_items_are_a_seeded_sample_per_kind_with_both_search_modes_for_facts():
         list(reversed(rows)), {"fact": 3, "math": 2}, seed=0
     )  # order of the input does not matter
     assert [i["id"] for i in select_items(rows, {"fact": 3}, seed=1)] != [i["id"] for i in items[:6]]
+
+
+def test_held_out_families_are_sampled_and_scored_apart():
+    rows = [
+        {
+            "id": f"math-{h}-{i}",
+            "messages": [{"role": "user", "content": f"q {h} {i}"}],
+            "meta": json.dumps({"kind": "math", "answer": 7, **({"heldout": True} if h else {})}),
+        }
+        for h in (0, 1)
+        for i in range(5)
+    ]
+    items = select_items(rows, {"math": 2}, seed=0)
+    # Each group gets its own sample of limits[kind]: 2 in-distribution + 2 held-out problems, 3 tools each.
+    assert sorted((i["heldout"], i["tool"]) for i in items) == sorted(
+        (h, t) for h in (False, True) for t in ("calculator", "python", "none") for _ in range(2)
+    )
+    outcomes = [
+        {
+            "kind": "math",
+            "heldout": i["heldout"],
+            "search": True,
+            "tool": i["tool"],
+            "expected": "7",
+            "refused": False,
+            "correct": None,
+            "lenient": None,
+            "reply": "",
+            "strict": "7" if i["heldout"] else "8",
+        }
+        for i in items
+    ]
+    m = metrics(outcomes)
+    assert (m["math_accuracy_strict"], m["heldout_math_accuracy_strict"]) == (0.0, 1.0)
+    assert m["heldout_fact_accuracy_search_on"].startswith("not measured: no held-out-family known-fact items")
+    assert meets("heldout_math_accuracy_strict", 0.25).startswith("yes")
+    assert meets("heldout_math_accuracy_strict", 0.2499).startswith("NO")
+    # Rows from before the column count as in-distribution.
+    assert metrics([{k: v for k, v in o.items() if k != "heldout"} for o in outcomes])["math_accuracy_strict"] == 0.5
