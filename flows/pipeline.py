@@ -28,7 +28,7 @@ from flows.search_index import search_index
 from flows.sft import sft
 from flows.tokenize import tokenize
 from flows.tokenizer import tokenizer
-from tasks import lake
+from models import lake
 from tasks.config import PipelineConfig
 from tasks.layout import Layout, safe_name
 

@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
+from models import lake
 from models.tokenizer import Tokenizer, train
-from tasks import lake
-from tasks.runtime import StageConfig, code_version, config_hash, lake_task
+from tasks.runtime import StageConfig, code_version, config_hash, flow_run_id, lake_task
 
 CODE = ("tasks.tokenize", "models.tokenizer")
 
@@ -172,6 +172,7 @@ def train_tokenizer(clean: str | list[str], out: str, config: TokenizerConfig, h
         out,
         [shard],
         kind="tokenizer",
+        flow_run_id=flow_run_id(),
         config_hash=config_hash(config),
         code_version=code_version(*CODE),
         parents=[clean] if isinstance(clean, str) else clean,
@@ -257,6 +258,7 @@ def commit_tokens(
         uri,
         [lake.Shard(**p["shard"]) for p in parts],
         kind="tokens",
+        flow_run_id=flow_run_id(),
         config_hash=config_hash(config),
         code_version=code_version(*CODE),
         parents=parents,

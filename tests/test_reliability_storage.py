@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 from prefect import flow
 
-from tasks import lake
+from models import lake
 from tasks.runtime import _retryable, lake_task
 from tests.support import stress
 from tests.support.faults import FaultProxy

@@ -13,8 +13,7 @@ from fastwarc.warc import ArchiveIterator as FastIterator
 from fastwarc.warc import WarcRecordType
 from warcio.archiveiterator import ArchiveIterator
 
-from models import storage
-from tasks import lake
+from models import lake, storage
 from tasks.config import LakeConfig, SampleCrawlConfig
 from tasks.sample_crawl import commit, plan, write_file
 from tasks.sample_crawl.margins import problems

@@ -29,9 +29,9 @@ from typing import Any
 import pyarrow as pa
 import torch
 
+from models import lake
 from models.chat import show_mask
 from models.engine import Engine, Request, Sample, sample_seed
-from tasks import lake
 from tasks.evaluate import reply_of
 from tasks.rl import CODE, RLConfig
 from tasks.rl.problems import prompt_tokens

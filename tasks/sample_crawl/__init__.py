@@ -13,11 +13,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from models import storage
-from tasks import lake
+from models import lake, storage
 from tasks.config import SampleCrawlConfig
 from tasks.layout import Layout
-from tasks.runtime import code_version, config_hash
+from tasks.runtime import code_version, config_hash, flow_run_id
 from tasks.sample_crawl.plan import PLANTED, Page, files
 from tasks.sample_crawl.plan import plan as crawl_plan
 from tasks.sample_crawl.warc import write_warc
@@ -114,7 +113,9 @@ def commit(lake_root: str, config: SampleCrawlConfig, results: list[dict[str, An
     kinds: Counter[str] = Counter()
     for r in results:
         kinds.update(r["kinds"])
-    common = dict(config_hash=config_hash(config), code_version=code_version(*CODE), parents=warcs)
+    common = dict(
+        config_hash=config_hash(config), code_version=code_version(*CODE), parents=warcs, flow_run_id=flow_run_id()
+    )
     truth_uri, facts_uri = lake.join(root, "truth"), Layout(lake_root).facts(config.name)
     truth = lake.commit(
         truth_uri,

@@ -37,8 +37,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from models import lake
 from models.tools import SearchIndex, ToolError, calculate, format_passages
-from tasks import lake, mathgen
+from tasks import mathgen
 from tasks.sft import documents as D
 from tasks.sft import templates as T
 from tasks.sft.answers import REFUSAL_HARMFUL, REFUSAL_IDK, REFUSAL_PRIVATE, format_answer, mentions

@@ -20,7 +20,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
 
 from flows.report import descendants
-from tasks import lake
+from models import lake
 from tests.e2e.conftest import e2e_config
 from tests.e2e.ui import check_ui, latest_runs
 from tests.test_reliability_security import LOOPBACK, listening, tree
