@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from models import lake
+from models.hashing import unit
 from models.tokenizer import Tokenizer, train
 from tasks.runtime import StageConfig, code_version, config_hash, flow_run_id, lake_task
 
@@ -70,8 +71,7 @@ class TokenizeConfig(StageConfig):
 
 def doc_hash(doc_id: str, salt: str = "") -> float:
     """A uniform number in [0, 1) that depends on the id (and salt) alone."""
-    h = hashlib.blake2b(f"{salt}\0{doc_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "big") / 2.0**64
+    return unit(f"{salt}\0{doc_id}")
 
 
 def is_validation(doc_id: str, val_fraction: float) -> bool:

@@ -31,13 +31,13 @@ entities asked with the held-out phrasings: the evaluation set (tasks/evaluate.p
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from models import lake
+from models.hashing import unit
 from models.tools import SearchIndex, ToolError, calculate, format_passages
 from tasks import mathgen
 from tasks.sft import documents as D
@@ -54,8 +54,7 @@ SPLITS = ("train", "val", "test")
 
 def fraction(*keys: object) -> float:
     """A number in [0, 1) fixed by the keys: how every split here is decided."""
-    digest = hashlib.blake2b("\x1f".join(map(str, keys)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
+    return unit("\x1f".join(map(str, keys)))
 
 
 def article(word: str) -> str:
