@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models import lake
+from models.engine import run_tool
 from models.hashing import unit
-from models.tools import SearchIndex, ToolError, calculate, format_passages
+from models.tools import SearchIndex, calculate
 from tasks import mathgen
 from tasks.sft import documents as D
 from tasks.sft import templates as T
@@ -46,9 +47,8 @@ from tasks.sft.answers import REFUSAL_HARMFUL, REFUSAL_IDK, REFUSAL_PRIVATE, for
 from tasks.sft.schema import row
 from tasks.world import UNKNOWN_FIRST_NAMES, UNKNOWN_SURNAMES
 
-# What the engine forces after a search call when it has no index (models/engine.py): the
-# "search off" condition. tests/test_sft_generate.py pins it against the real engine.
-SEARCH_OFF = "error: no search index is loaded"
+# What the engine forces after a search call when it has no index: the "search off" condition.
+SEARCH_OFF = run_tool("search", "", None).result
 SPLITS = ("train", "val", "test")
 
 
@@ -160,12 +160,7 @@ class SearchTool:
 
     def __call__(self, query: str) -> str:
         if query not in self._cache:
-            try:
-                self._cache[query] = format_passages(
-                    self.index.search(query, k=self.results, max_chars=self.chars), self.chars
-                )
-            except ToolError as exc:
-                self._cache[query] = f"error: {exc}"
+            self._cache[query] = run_tool("search", query, self.index, self.results, self.chars).result
         return self._cache[query]
 
 

@@ -53,8 +53,8 @@ def source_crawl(root: str, pages: int = PAGES, files: int = FILES, seed: int = 
     from tasks.config import SampleCrawlConfig
 
     config = SampleCrawlConfig(pages=pages, files=files, seed=seed)
-    results = [crawl.write_file(root, config, i) for i in range(files)]
-    crawl.commit(root, config, results)
+    results = [crawl.write_warc_file.fn(root, config, i) for i in range(files)]
+    crawl.commit_crawl.fn(root, config, results)
     return sorted(r["warc"] for r in results)
 
 
