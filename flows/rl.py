@@ -115,7 +115,7 @@ def start_or_resume(run: str, init: str, config: RLConfig) -> tuple[str, int, st
     a new step 0 holding the init weights. Returns (uri, step, version)."""
     found = checkpoint.latest(run)
     if found is not None:
-        theirs = storage.read_json(storage.join(found, storage.MANIFEST)).get("config_hash")
+        theirs = checkpoint.manifest(found).get("config_hash")
         if theirs != run_key(config):
             raise FileExistsError(
                 f"{run} holds policies of another RL configuration ({found}); use another name or remove them"

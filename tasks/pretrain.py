@@ -89,7 +89,7 @@ def resume_or_start(run: str, config_key: str, inputs_key: str, resume: bool) ->
     found = checkpoint.latest(run)
     if found is None:
         return False
-    theirs = storage.read_json(storage.join(found, storage.MANIFEST))
+    theirs = checkpoint.manifest(found)
     if (theirs.get("config_hash"), theirs.get("inputs_hash")) == (config_key, inputs_key) or resume:
         return True
     what = "configuration" if theirs.get("config_hash") != config_key else "token data or tokenizer"

@@ -47,7 +47,6 @@ import torch.distributed as dist
 from models import checkpoint, lake
 from models.device import Placement
 from models.gpt import GPT
-from models.storage import MANIFEST, join, read_json
 from tasks.rl import CODE, GRPOConfig, RFTConfig, RLConfig
 from tasks.runtime import code_version, config_hash, flow_run_id, gpu_slot, lake_task
 
@@ -351,7 +350,7 @@ def weights_version(state: dict[str, torch.Tensor]) -> str:
 
 def policy_version(uri: str) -> str:
     """The weights' SHA-256 recorded in a policy checkpoint's manifest."""
-    return read_json(join(uri, MANIFEST))["stats"]["weights_sha256"]
+    return checkpoint.manifest(uri)["stats"]["weights_sha256"]
 
 
 def save_policy(
