@@ -214,6 +214,8 @@ def lake_task(
     `retries` is a policy: STORAGE_RETRIES (the default: storage and network errors a retry
     can fix), CRASH_RETRIES (training that resumes from its checkpoints) or None (a task
     whose failure a retry would only repeat)."""
+    if isinstance(retries, bool):
+        raise TypeError("lake_task(retries=...) takes a policy (STORAGE_RETRIES, CRASH_RETRIES) or None, not a bool")
 
     def wrap(f: Callable[..., Any]) -> Any:
         options: dict[str, Any] = dict(

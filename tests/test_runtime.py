@@ -9,6 +9,8 @@ from prefect import flow
 
 from models import lake
 from tasks.runtime import (
+    CRASH_RETRIES,
+    STORAGE_RETRIES,
     RunnerConfig,
     _retryable,
     code_version,
@@ -16,6 +18,8 @@ from tasks.runtime import (
     flow_run_id,
     in_lake,
     lake_task,
+    retry_on_crashes,
+    retry_on_storage_errors,
     task_runner,
 )
 
@@ -86,6 +90,18 @@ def test_key_depends_on_identity_and_code_not_on_data(tmp_path):
     other = content_key(inputs=("src",), code=("tasks.runtime",))
     assert other(None, {"src": str(src), "n": 1}) != k1
     assert code_version("models.lake") == code_version("models.lake")
+
+
+def test_retries_are_a_named_policy():
+    def work(uri: str) -> dict:
+        return {}
+
+    storage, crash, none = (lake_task(retries=policy)(work) for policy in (STORAGE_RETRIES, CRASH_RETRIES, None))
+    assert lake_task(work).retries == storage.retries == 4 and storage.retry_condition_fn is retry_on_storage_errors
+    assert crash.retries == 2 and crash.retry_condition_fn is retry_on_crashes
+    assert none.retries == 0
+    with pytest.raises(TypeError, match="a policy"):
+        lake_task(retries=True)
 
 
 def test_only_storage_errors_are_retried():
