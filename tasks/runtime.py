@@ -3,11 +3,18 @@
 - Cache keys come from content identity, never from data: the task's name, a hash of the
   code it runs, a hash of its small parameters (configs, names), and the identity of each
   input URI (a dataset's manifest hash; a file's ETag or size+mtime). See `lake_task`.
-- Storage and network work retries with exponential backoff and jitter, but only on the
-  errors that retrying can fix (I/O, connection, throttling); a bug fails at once.
+- Retries are a policy named in the decorator: storage and network work retries with
+  exponential backoff and jitter, but only on the errors that retrying can fix (I/O,
+  connection, throttling), and a bug fails at once; training retries crashes and resumes.
 - Task results are small (URIs and stats) and are persisted in the lake under
   `_prefect/results`, so a cache hit works from any worker that sees the lake.
-- The task runner comes from the config: bounded threads by default, Dask to scale out.
+- Tasks are mapped with `run_mapped` on the runner the config names: bounded threads by
+  default, Dask to scale out.
+- This is the one module of tasks/ that imports Prefect. The storage layer below it
+  (models/lake.py) imports none: the flow run id a manifest records is read here
+  (`flow_run_id`) and passed in.
+
+docs/extending.md ("How a task is written") shows the convention on the tokenize stage.
 """
 
 from __future__ import annotations
