@@ -167,10 +167,9 @@ def crashes(
 
 
 def training_crashes(tally: Tally, work: Path, reference: str, kills: int, seed: int) -> None:
-    from models import checkpoint
+    from models import checkpoint, lake
     from models.gpt import GPTConfig
     from models.train import RunSpec, TrainConfig, train
-    from tasks import lake
 
     model = GPTConfig(vocab_size=512, seq_len=16, n_layer=2, n_head=2, n_kv_head=1, n_embd=32)
     config = TrainConfig(

@@ -57,7 +57,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from tasks import lake  # noqa: E402
+from models import lake  # noqa: E402
 from tasks.dedup import DedupConfig  # noqa: E402
 from tasks.dedup.minhash import Signer, band_hashes, candidate_probability, shingle  # noqa: E402
 from tasks.dedup.synthetic import documents, jaccard_pairs  # noqa: E402

@@ -99,7 +99,7 @@ def touch(out: str, first: int, count: int) -> dict:
     """A lake task with no work: one small shard for `count` pretend WARC files."""
     import pyarrow as pa
 
-    from tasks import lake
+    from models import lake
 
     table = pa.table({"warc": [f"file-{i:06d}" for i in range(first, first + count)], "bytes": [0] * count})
     shard = lake.write_shard(out, f"part-{first:06d}", table)
@@ -111,7 +111,7 @@ def fan_out(root: str, tasks: int, workers: int, threads: int, batch: int) -> di
     from prefect import unmapped
     from prefect.runtime import flow_run
 
-    from tasks import lake
+    from models import lake
     from tasks.runtime import RunnerConfig, gather, in_lake, lake_task, task_runner
 
     out = lake.join(root, "scale")

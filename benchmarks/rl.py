@@ -43,10 +43,10 @@ def peak_mb() -> float:
 def make_checkpoint(folder: str) -> str:
     """A tiny-preset-shaped GPT with random weights, with the sample tokenizer of a tiny lake
     (trained here on mathgen text)."""
-    from models import checkpoint
+    from models import checkpoint, lake
     from models.gpt import GPT, GPTConfig
     from models.tokenizer import train
-    from tasks import lake, mathgen
+    from tasks import mathgen
 
     texts = [p.question + "\n" + p.solution() for p in mathgen.problems(0, 400)]
     tok = train(texts, 1024)

@@ -51,8 +51,8 @@ def article_tokens(folder: Path) -> tuple[str, str]:
     """Token shards of the extraction benchmark's articles; returns (tokens folder, tokenizer)."""
     import pyarrow as pa
 
+    from models import lake
     from models.tokenizer import train as train_tokenizer
-    from tasks import lake
 
     truth = json.loads((DATA / "extraction-benchmark" / "ground-truth.json").read_text())
     texts = [truth[k]["articleBody"] for k in sorted(truth)]

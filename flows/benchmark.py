@@ -14,12 +14,12 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from flows.dispatch import record_result
-from tasks import lake as lakes
+from models import lake as lakes
 from tasks.benchmark import CODE, KIND, BenchmarkConfig, files_key, headlines, run_benchmark, table
 from tasks.config import LakeConfig
 from tasks.evaluate import markdown_table
 from tasks.layout import Layout, artifact_key
-from tasks.runtime import code_version, config_hash, declare, in_lake
+from tasks.runtime import code_version, config_hash, declare, flow_run_id, in_lake
 
 
 @flow(name="benchmark", log_prints=True, on_completion=[record_result])
@@ -44,6 +44,7 @@ def benchmark(
         out,
         [lakes.Shard(**result["shard"])],
         kind=KIND,
+        flow_run_id=flow_run_id(),
         config_hash=config_hash(config),
         code_version=code_version(*CODE),
         parents=[ckpt],

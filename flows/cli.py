@@ -146,7 +146,7 @@ def sample_crawl_cmd(
 
     cfg = config_from(preset, lake, sets, **{"sample_crawl.pages": pages, "sample_crawl.seed": seed})
     with server.connected():
-        show(sample_crawl(lake=cfg.lake, config=cfg.sample_crawl))
+        show(sample_crawl(lake=cfg.lake, config=cfg.sample_crawl, runner=cfg.runner))
 
 
 Crawl = Annotated[str | None, typer.Option(help="Crawl name: reads curated/{crawl}/clean")]

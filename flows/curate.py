@@ -18,7 +18,7 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks import lake as lakes
+from models import lake as lakes
 from tasks.config import LakeConfig
 from tasks.crawls import WARC_SUFFIXES
 from tasks.curate import quality as quality_models
@@ -27,7 +27,7 @@ from tasks.curate.config import CurateConfig, QualityConfig
 from tasks.curate.stage import curate_warc, finalize_shard, quality_shard
 from tasks.dedup import DedupConfig
 from tasks.layout import Layout, artifact_key, safe_name
-from tasks.runtime import RunnerConfig, code_version, config_hash, declare, in_lake, run_mapped
+from tasks.runtime import RunnerConfig, code_version, config_hash, declare, flow_run_id, in_lake, run_mapped
 
 KIND = "curated"
 GLOB_CHARS = "*?["
@@ -192,7 +192,9 @@ def curate(
     crawl = safe_name(config.crawl or default_crawl(warcs, uris))
     paths = Layout(root).curated(crawl)
     filtered_uri, removed_uri, clean_uri = paths.filtered, paths.removed, paths.clean
-    manifest = dict(config_hash=config_hash(config), code_version=code_version("tasks.curate"))
+    manifest = dict(
+        config_hash=config_hash(config), code_version=code_version("tasks.curate"), flow_run_id=flow_run_id()
+    )
 
     first = run_mapped(
         in_lake(root, curate_warc),

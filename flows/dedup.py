@@ -12,7 +12,7 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks import lake as lakes
+from models import lake as lakes
 from tasks.config import LakeConfig
 from tasks.dedup import DedupConfig, report
 from tasks.dedup.stages import (
@@ -31,7 +31,7 @@ from tasks.dedup.stages import (
     sign_shard,
 )
 from tasks.layout import Layout, artifact_key
-from tasks.runtime import RunnerConfig, code_version, config_hash, declare, in_lake, run_mapped
+from tasks.runtime import RunnerConfig, code_version, config_hash, declare, flow_run_id, in_lake, run_mapped
 
 
 def _shards(results: list[dict[str, Any]]) -> list[lakes.Shard]:
@@ -55,7 +55,7 @@ def dedup(
     filtered_uri = lakes.normalize(filtered)
     uri = {name: Layout(root).dedup(crawl, name) for name in ("signatures", "exact", "pairs", "clusters", "remove")}
     params = config.signature_params()
-    provenance = dict(config_hash=config_hash(config), code_version=code_version(*CODE))
+    provenance = dict(config_hash=config_hash(config), code_version=code_version(*CODE), flow_run_id=flow_run_id())
     inputs = lakes.shard_uris(filtered_uri)
     if not inputs:
         raise ValueError(f"{filtered_uri} has no shards: nothing to deduplicate")

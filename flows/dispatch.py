@@ -20,8 +20,8 @@ from prefect import Flow
 from prefect.runtime import deployment
 from pydantic_core import to_jsonable_python
 
+from models import lake
 from models.storage import read_json
-from tasks import lake
 from tasks.config import LakeConfig
 from tasks.layout import Layout
 

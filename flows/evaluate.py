@@ -14,7 +14,7 @@ from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.dispatch import record_result
-from tasks import lake as lakes
+from models import lake as lakes
 from tasks.config import LakeConfig
 from tasks.evaluate import (
     CODE,
@@ -29,7 +29,7 @@ from tasks.evaluate import (
     table,
 )
 from tasks.layout import Layout, artifact_key
-from tasks.runtime import RunnerConfig, code_version, config_hash, declare, in_lake, run_mapped
+from tasks.runtime import RunnerConfig, code_version, config_hash, declare, flow_run_id, in_lake, run_mapped
 
 
 @flow(name="evaluate", log_prints=True, on_completion=[record_result])
@@ -85,6 +85,7 @@ def evaluate(
         out,
         [lakes.Shard(**r["shard"]) for r in results],
         kind=KIND,
+        flow_run_id=flow_run_id(),
         config_hash=config_hash(config),
         code_version=code_version(*CODE),
         parents=[ckpt, conversations, search],

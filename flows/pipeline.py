@@ -28,7 +28,7 @@ from flows.search_index import search_index
 from flows.sft import sft
 from flows.tokenize import tokenize
 from flows.tokenizer import tokenizer
-from tasks import lake
+from models import lake
 from tasks.config import PipelineConfig
 from tasks.layout import Layout, safe_name
 
@@ -66,7 +66,7 @@ def pipeline(config: PipelineConfig = PipelineConfig(), warcs: list[str] | None 
     out: dict[str, Any] = {}
     curated = None
     if not warcs and not config.crawls:
-        out["sample_crawl"] = sample_crawl(lake=config.lake, config=config.sample_crawl)
+        out["sample_crawl"] = sample_crawl(lake=config.lake, config=config.sample_crawl, runner=config.runner)
         warcs = out["sample_crawl"]["warcs"]
     if warcs:
         out["curate"] = curate(

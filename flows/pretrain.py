@@ -16,7 +16,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.dispatch import record_result
-from tasks import lake as lakes
+from models import lake as lakes
 from tasks.config import LakeConfig
 from tasks.layout import Layout, artifact_key
 from tasks.pretrain import PretrainConfig, train_model, write_report

@@ -11,12 +11,12 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks import lake as lakes
+from models import lake as lakes
 from tasks.config import LakeConfig
 from tasks.curate.quality import TRAINED_KIND
 from tasks.layout import Layout
 from tasks.quality_train import CODE, QualityTrainConfig, train_quality_model
-from tasks.runtime import code_version, config_hash, declare, in_lake
+from tasks.runtime import code_version, config_hash, declare, flow_run_id, in_lake
 from tasks.sft.schema import dataset_files
 
 
@@ -74,6 +74,7 @@ def quality_train(
         out,
         [lakes.Shard(**result["shard"])],
         kind=TRAINED_KIND,
+        flow_run_id=flow_run_id(),
         parents=[*inputs, negatives],
         stats=stats,
         config_hash=config_hash(config),

@@ -23,7 +23,7 @@ from prefect.client.schemas.filters import (
 from prefect.runtime import flow_run
 from prefect.settings import get_current_settings
 
-from tasks import lake
+from models import lake
 from tasks.layout import Layout, artifact_key
 
 KEY = "pipeline-report-card"

@@ -23,7 +23,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.dispatch import record_result
 from models import checkpoint, storage
-from tasks import lake as lakes
+from models import lake as lakes
 from tasks.config import LakeConfig
 from tasks.layout import Layout, artifact_key
 from tasks.rl import CODE, RLConfig
@@ -32,7 +32,7 @@ from tasks.rl import problems as rl_problems
 from tasks.rl.report import report_markdown, reward_curve_png, rollout_markdown
 from tasks.rl.rollouts import Sampling, rollout_chunk
 from tasks.rl.update import lineage_of, policy_version, read_rows, run_key, save_policy, update_policy
-from tasks.runtime import RunnerConfig, code_version, declare, in_lake, run_mapped
+from tasks.runtime import RunnerConfig, code_version, declare, flow_run_id, in_lake, run_mapped
 from tasks.tracking import TrackingConfig, track
 
 
@@ -85,6 +85,7 @@ def problems_stage(
             uri,
             [lakes.Shard(**p["shards"][split]) for p in parts],
             kind="rl-problems",
+            flow_run_id=flow_run_id(),
             config_hash=run_key(config),
             code_version=code_version(*CODE),
             parents=[tokenizer, *files],
@@ -114,7 +115,7 @@ def start_or_resume(run: str, init: str, config: RLConfig) -> tuple[str, int, st
     a new step 0 holding the init weights. Returns (uri, step, version)."""
     found = checkpoint.latest(run)
     if found is not None:
-        theirs = storage.read_json(storage.join(found, storage.MANIFEST)).get("config_hash")
+        theirs = checkpoint.manifest(found).get("config_hash")
         if theirs != run_key(config):
             raise FileExistsError(
                 f"{run} holds policies of another RL configuration ({found}); use another name or remove them"
@@ -172,6 +173,7 @@ def rollouts(
         out,
         [lakes.Shard(**r["shard"]) for r in results],
         kind="rl-rollouts",
+        flow_run_id=flow_run_id(),
         config_hash=run_key(config),
         code_version=code_version(*CODE),
         parents=[policy[0], problems],

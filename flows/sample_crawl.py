@@ -1,8 +1,7 @@
 """The sample crawl: `crawls/{name}/*.warc.gz` plus its ground truth, from a seed.
 
 One task writes each WARC file (with its shards of the `truth` and `facts` datasets); one
-task commits both datasets. Both are cached on (config, code), so a re-run with the same
-config is all cache hits and rewrites nothing.
+task commits both datasets (tasks/sample_crawl).
 """
 
 from __future__ import annotations
@@ -12,33 +11,31 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
 
-from tasks import sample_crawl as crawl
 from tasks.config import LakeConfig, SampleCrawlConfig
-from tasks.runtime import RunnerConfig, declare, gather, in_lake, lake_task, task_runner
+from tasks.runtime import RunnerConfig, declare, in_lake, run_mapped
+from tasks.sample_crawl import commit_crawl, write_warc_file
 from tasks.sample_crawl.plan import PLANTED, files
 
 
-@lake_task(code=crawl.CODE)
-def write_warc_file(lake_root: str, config: SampleCrawlConfig, index: int) -> dict[str, Any]:
-    """WARC file `index` of the crawl, and its truth and facts shards."""
-    return crawl.write_file(lake_root, config, index)
-
-
-@lake_task(code=crawl.CODE)
-def commit_crawl(lake_root: str, config: SampleCrawlConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Make the truth and facts datasets visible, after every WARC file is written."""
-    return crawl.commit(lake_root, config, results)
-
-
-@flow(name="sample-crawl", log_prints=True, task_runner=task_runner(RunnerConfig()))
-def sample_crawl(lake: LakeConfig = LakeConfig(), config: SampleCrawlConfig = SampleCrawlConfig()) -> dict[str, Any]:
+@flow(name="sample-crawl", log_prints=True)
+def sample_crawl(
+    lake: LakeConfig = LakeConfig(),
+    config: SampleCrawlConfig = SampleCrawlConfig(),
+    runner: RunnerConfig = RunnerConfig(),
+) -> dict[str, Any]:
     """Write the deterministic sample crawl into `{lake}/crawls/{config.name}/`."""
     root = lake.open()
     n_files = len(files(config))
-    write, commit = in_lake(root, write_warc_file, commit_crawl)
-    futures = write.map(unmapped(root), unmapped(config), list(range(n_files)))
-    results = gather(futures, f"write {n_files} WARC files", key="sample-crawl-progress")
-    out = commit(root, config, results)
+    results = run_mapped(
+        in_lake(root, write_warc_file),
+        runner,
+        f"write {n_files} WARC files",
+        key="sample-crawl-progress",
+        lake_root=unmapped(root),
+        config=unmapped(config),
+        index=list(range(n_files)),
+    )
+    out = in_lake(root, commit_crawl)(root, config, results)
     declare(out["truth"], out["facts"])
 
     rows = [

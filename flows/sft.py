@@ -18,12 +18,12 @@ from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.dispatch import record_result
+from models import lake as lakes
 from models.chat import render_conversation, show_mask
 from models.tokenizer import Tokenizer
-from tasks import lake as lakes
 from tasks.config import LakeConfig
 from tasks.layout import Layout, artifact_key
-from tasks.runtime import RunnerConfig, code_version, config_hash, declare, in_lake, run_mapped
+from tasks.runtime import RunnerConfig, code_version, config_hash, declare, flow_run_id, in_lake, run_mapped
 from tasks.sft import CODE, SFTConfig, schema
 from tasks.sft.generate import DOC_SOURCES
 from tasks.sft.stage import (
@@ -141,6 +141,7 @@ def sft(
             probe_uri,
             [lakes.Shard(**p["shard"]) for p in probed],
             kind="sft-probe",
+            flow_run_id=flow_run_id(),
             config_hash=config_hash(config),
             code_version=code_version(*CODE),
             parents=[base, *(p for p in (facts,) if p), *documents],

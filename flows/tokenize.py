@@ -8,8 +8,8 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
 
+from models import lake as lakes
 from models.tokenizer import Tokenizer
-from tasks import lake as lakes
 from tasks.config import LakeConfig
 from tasks.layout import Layout, artifact_key
 from tasks.runtime import RunnerConfig, declare, in_lake, run_mapped

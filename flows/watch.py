@@ -18,7 +18,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from tasks import crawls, lake
+from models import lake
+from tasks import crawls
 from tasks.config import PipelineConfig
 
 PIPELINE_DEPLOYMENT = "pipeline/pipeline"

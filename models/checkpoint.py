@@ -140,7 +140,7 @@ def save(
     for name, data in files.items():
         write_bytes(join(uri, name), data)
     lineage = dict(lineage or {})
-    manifest = {
+    record = {
         "kind": "checkpoint",
         "step": step,
         "files": [{"path": name, "bytes": len(data)} for name, data in files.items()],
@@ -153,13 +153,20 @@ def save(
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **lineage,  # anything else the caller wants on record (e.g. its inputs' identity)
     }
-    commit(uri, manifest)
+    commit(uri, record)
     return uri
 
 
-def commit(uri: str, manifest: dict[str, Any]) -> None:
-    """Make the checkpoint at `uri` visible (atomic)."""
-    write_bytes(join(uri, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True).encode(), atomic=True)
+def commit(uri: str, record: dict[str, Any]) -> None:
+    """Make the checkpoint at `uri` visible by writing its manifest, `record` (atomic)."""
+    write_bytes(join(uri, MANIFEST), json.dumps(record, indent=2, sort_keys=True).encode(), atomic=True)
+
+
+def manifest(uri: str) -> dict[str, Any]:
+    """The manifest of a checkpoint (a checkpoint folder, or a run folder: its latest): its
+    step, files and the lake's lineage fields, with whatever else its trainer recorded
+    (`inputs_hash`, an RL policy's `stats.weights_sha256`)."""
+    return read_json(join(resolve(uri), MANIFEST))
 
 
 @dataclass
@@ -186,7 +193,7 @@ def load(uri: str, *, training_state: bool = True, device: torch.device | str = 
     """Load a checkpoint (a checkpoint folder, or a run folder: its latest). Without
     `training_state`, only the weights and config (what inference and SFT need)."""
     uri = resolve(uri)
-    manifest = read_json(join(uri, MANIFEST))
+    step = manifest(uri)["step"]
     model = safetensors.torch.load(read_bytes(join(uri, "model.safetensors")))
     model = {k: v.to(device) for k, v in model.items()}
 
@@ -198,7 +205,7 @@ def load(uri: str, *, training_state: bool = True, device: torch.device | str = 
     metrics = read_json(join(uri, "metrics.json")) if _exists(join(uri, "metrics.json")) else None
     return Checkpoint(
         uri,
-        manifest["step"],
+        step,
         read_json(join(uri, "config.json")),
         model,
         state("optimizer.pt"),

@@ -31,7 +31,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from models.storage import filesystem, shard_uris
+from models.lake import shard_uris
+from models.storage import filesystem
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,6 @@ How it runs:
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import deque
 from collections.abc import Callable, Collection, Generator, Sequence
@@ -55,6 +54,7 @@ from models.chat import tools_of
 from models.decode import StaticDecoder, bucket_rows, bucket_slots, compiled
 from models.device import resolve
 from models.gpt import KVCache, StackedLayer
+from models.hashing import seed63
 from models.sandbox import Sandbox, SandboxUnavailable
 from models.tokenizer import StreamDecoder, Tokenizer
 from models.tools import SearchIndex, ToolError, calculate, format_passages
@@ -75,8 +75,7 @@ TOOLS = ("search", "calculator", "python")
 def sample_seed(*keys: int) -> int:
     """A 63-bit seed from integers (e.g. run seed, prompt index, sample index): independent
     streams for different keys, the same stream for the same keys on any machine."""
-    digest = hashlib.blake2b("/".join(str(int(k)) for k in keys).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
+    return seed63("/".join(str(int(k)) for k in keys))
 
 
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:

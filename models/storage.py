@@ -1,10 +1,9 @@
 """The few storage operations models/ needs, on local disk or s3:// alike (fsspec).
 
-models/ never imports tasks/ (imports point flows -> tasks -> models), so the trainer and the
-data loader cannot use tasks/lake.py; they read a dataset's `_manifest.json` and write
-checkpoints with these helpers, which follow the same rules as the lake: local paths are
-absolute, a manifest-like file is written atomically (rename on disk, one PUT on S3).
-The S3 endpoint comes from AWS_ENDPOINT_URL (which tasks.lake.configure_storage sets).
+The bottom of the storage layer: URIs (local paths are absolute), filesystems and whole-file
+reads and writes, atomic where asked (rename on disk, one PUT on S3). Lake datasets (shards
+and manifests) are built on these in models/lake.py; checkpoints in models/checkpoint.py.
+The S3 endpoint comes from AWS_ENDPOINT_URL (which models.lake.configure_storage sets).
 """
 
 from __future__ import annotations
@@ -95,22 +94,3 @@ def versioned_name(stem: str, suffix: str, data_sha256: str) -> str:
     """A file name that carries its content's checksum (`tokenizer.3f2a....model`): two writers
     of one folder never replace each other's file, and the manifest names the one it commits."""
     return f"{stem}.{data_sha256[:16]}{suffix}"
-
-
-def committed_file(folder: str, stat: str, default: str) -> str:
-    """The URI of the file a folder's manifest commits under `stats[stat]` (a versioned name),
-    else `default` in the folder (written before files were versioned, or by hand)."""
-    try:
-        name = read_json(join(folder, MANIFEST)).get("stats", {}).get(stat)
-    except (FileNotFoundError, NotADirectoryError):
-        name = None
-    return join(folder, name or default)
-
-
-def shard_uris(dataset_uri: str) -> list[str]:
-    """The Parquet shards a committed lake dataset lists in its manifest, in order."""
-    try:
-        manifest = read_json(join(dataset_uri, MANIFEST))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no dataset at {dataset_uri} (no {MANIFEST}: never committed)") from None
-    return [join(dataset_uri, shard["path"]) for shard in manifest["shards"]]

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import sentencepiece as spm
 
-from models import storage
+from models import lake, storage
 
 # Ids 1..18, in this order (id 0 is sentencepiece's mandatory <unk>, never produced with
 # byte fallback). <|bos|> marks a document boundary; the rest frame chat turns and tools.
@@ -204,7 +204,7 @@ class Tokenizer:
     def load(cls, uri: str) -> Tokenizer:
         """Read a tokenizer from its folder (`tokenizers/{name}`: the model file its manifest
         commits) or its model file."""
-        target = uri if uri.endswith(".model") else storage.committed_file(uri, "model_file", MODEL_FILE)
+        target = uri if uri.endswith(".model") else lake.committed_file(uri, "model_file", MODEL_FILE)
         try:
             return cls(storage.read_bytes(target))
         except FileNotFoundError:

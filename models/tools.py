@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from models import storage
+from models import lake, storage
 
 
 class ToolError(ValueError):
@@ -201,7 +201,7 @@ class SearchIndex:
         downloaded once into a local cache, keyed by the folder's manifest (so a rebuilt index
         is fetched again)."""
         uri = storage.normalize(uri)
-        file_uri = uri if uri.endswith(".sqlite") else storage.committed_file(uri, "index_file", INDEX_FILE)
+        file_uri = uri if uri.endswith(".sqlite") else lake.committed_file(uri, "index_file", INDEX_FILE)
         if not storage.is_remote(file_uri):
             return cls(file_uri)
         folder = file_uri.rsplit("/", 1)[0]

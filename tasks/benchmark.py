@@ -32,7 +32,8 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field
 
-from tasks import core, lake
+from models import lake
+from tasks import core
 from tasks.runtime import StageConfig, digest, lake_task
 
 KIND = "benchmark-results"
@@ -379,7 +380,7 @@ def evaluate(checkpoint: str, tasks: list[str], config: BenchmarkConfig) -> tupl
     return score_rows(results, plan), info
 
 
-@lake_task(inputs=("checkpoint",), code=CODE, retries=False, task_run_name="benchmark {checkpoint}")
+@lake_task(inputs=("checkpoint",), code=CODE, retries=None, task_run_name="benchmark {checkpoint}")
 def run_benchmark(
     checkpoint: str, out: str, tasks: list[str], config: BenchmarkConfig, files_key: str = ""
 ) -> dict[str, Any]:

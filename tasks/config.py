@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import Field
 
-from tasks import lake
+from models import lake
 from tasks.benchmark import BenchmarkConfig
 from tasks.curate.config import CurateConfig, QualityConfig
 from tasks.dedup import DedupConfig

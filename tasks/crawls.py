@@ -15,7 +15,7 @@ import gzip
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from tasks import lake
+from models import lake
 from tasks.layout import Layout, safe_name
 
 WARC_SUFFIXES = (".warc.gz", ".warc")

@@ -48,10 +48,10 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
+from models import lake
 from models.chat import render_for_completion, show_mask
 from models.engine import Engine, Sample
 from models.tools import SearchIndex
-from tasks import lake
 from tasks.runtime import PlacedConfig, lake_task
 from tasks.sft.answers import extract_answer, is_refusal, mentions
 from tasks.sft.documents import overlap

@@ -31,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from tasks import lake
+from models import lake
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _KEY_UNSAFE = re.compile(r"[^a-z0-9-]+")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tasks import lake
+from models import lake
 
 
 @dataclass

@@ -26,11 +26,21 @@ from typing import Any
 
 from pydantic import Field
 
-from models import checkpoint, storage
+from models import checkpoint, lake, storage
 from models.gpt import GPTConfig
 from models.train import RunSpec, TrainConfig, train
-from tasks import lake
-from tasks.runtime import StageConfig, code_version, config_hash, digest, gpu_slot, lake_task, log, progress
+from tasks.runtime import (
+    CRASH_RETRIES,
+    StageConfig,
+    code_version,
+    config_hash,
+    digest,
+    flow_run_id,
+    gpu_slot,
+    lake_task,
+    log,
+    progress,
+)
 
 CODE = ("models", "tasks.pretrain")
 SUMMARY_KEYS = (
@@ -79,7 +89,7 @@ def resume_or_start(run: str, config_key: str, inputs_key: str, resume: bool) ->
     found = checkpoint.latest(run)
     if found is None:
         return False
-    theirs = storage.read_json(storage.join(found, storage.MANIFEST))
+    theirs = checkpoint.manifest(found)
     if (theirs.get("config_hash"), theirs.get("inputs_hash")) == (config_key, inputs_key) or resume:
         return True
     what = "configuration" if theirs.get("config_hash") != config_key else "token data or tokenizer"
@@ -100,31 +110,20 @@ def resume_or_start(run: str, config_key: str, inputs_key: str, resume: bool) ->
     return False
 
 
-def _not_a_config_error(task_: Any, task_run: Any, state: Any) -> bool:
-    """Retry crashes (a lost node, an NCCL or storage error); not mistakes a retry repeats."""
-    try:
-        state.result()
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError, KeyError):
-        return False
-    except Exception:
-        return True
-    return False
-
-
-@lake_task(inputs=("train_data", "val_data", "tokenizer"), code=CODE, retries=False, task_run_name="train {run}")
+@lake_task(
+    inputs=("train_data", "val_data", "tokenizer"), code=CODE, retries=CRASH_RETRIES, task_run_name="train {run}"
+)
 def train_model(
     train_data: list[str], val_data: list[str], tokenizer: str, run: str, config: PretrainConfig, resume: bool = False
 ) -> dict[str, Any]:
     """Train (or continue) `run` and return its final metrics."""
-    from prefect.runtime import flow_run
-
     key = run_key(config)
     inputs = digest([lake.identity(u) for u in (*train_data, *val_data, tokenizer)], length=16)
     lineage = {
         "config_hash": key,
         "inputs_hash": inputs,
         "code_version": code_version(*CODE),
-        "flow_run_id": flow_run.id,
+        "flow_run_id": flow_run_id(),
     }
     spec = RunSpec(data=train_data, val=val_data, tokenizer=tokenizer, out=run, lineage=lineage)
     with gpu_slot(config.gpu_slots), progress(config.train.steps, f"pretrain {run}", key="pretrain-progress") as bar:
@@ -141,9 +140,6 @@ def train_model(
                 on_step=lambda row: bar.advance(row["step"] - bar.done),
             )
     return {k: summary.get(k) for k in SUMMARY_KEYS}
-
-
-train_model = train_model.with_options(retries=2, retry_delay_seconds=10, retry_condition_fn=_not_a_config_error)
 
 
 def train_body(model: GPTConfig, train_cfg: TrainConfig, spec: RunSpec) -> dict[str, Any]:

@@ -35,8 +35,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from models import storage
-from tasks import lake
+from models import lake, storage
 from tasks.curate.quality import DEFAULT_LABEL, FastTextScorer, fasttext_line
 from tasks.runtime import StageConfig, lake_task
 from tasks.sft.schema import _records, dataset_files

@@ -3,11 +3,18 @@
 - Cache keys come from content identity, never from data: the task's name, a hash of the
   code it runs, a hash of its small parameters (configs, names), and the identity of each
   input URI (a dataset's manifest hash; a file's ETag or size+mtime). See `lake_task`.
-- Storage and network work retries with exponential backoff and jitter, but only on the
-  errors that retrying can fix (I/O, connection, throttling); a bug fails at once.
+- Retries are a policy named in the decorator: storage and network work retries with
+  exponential backoff and jitter, but only on the errors that retrying can fix (I/O,
+  connection, throttling), and a bug fails at once; training retries crashes and resumes.
 - Task results are small (URIs and stats) and are persisted in the lake under
   `_prefect/results`, so a cache hit works from any worker that sees the lake.
-- The task runner comes from the config: bounded threads by default, Dask to scale out.
+- Tasks are mapped with `run_mapped` on the runner the config names: bounded threads by
+  default, Dask to scale out.
+- This is the one module of tasks/ that imports Prefect. The storage layer below it
+  (models/lake.py) imports none: the flow run id a manifest records is read here
+  (`flow_run_id`) and passed in.
+
+docs/extending.md ("How a task is written") shows the convention on the tokenize stage.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,9 +37,9 @@ from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field
 
+from models import lake
 from models.device import DEVICE_HELP, DTYPE_HELP, Placement, resolve
 from models.storage import storage_options
-from tasks import lake
 from tasks.layout import Layout
 
 log = logging.getLogger("crawl2chat")
@@ -184,16 +191,38 @@ STORAGE_RETRIES: dict[str, Any] = dict(
 )
 
 
+def retry_on_crashes(task_: Any, task_run: Any, state: Any) -> bool:
+    """Retry crashes (a lost node, an NCCL or storage error); not mistakes a retry repeats."""
+    try:
+        state.result()
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, KeyError):
+        return False
+    except Exception:
+        return True
+    return False
+
+
+# A training run resumes from its newest checkpoint, so a retry after a crash loses at most
+# the steps since then; a fixed short wait, since what crashed is a node, not the storage.
+CRASH_RETRIES: dict[str, Any] = dict(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_on_crashes)
+
+
 def lake_task(
     fn: Callable[..., Any] | None = None,
     *,
     inputs: Sequence[str] = (),
     code: Sequence[str] = (),
-    retries: bool = True,
+    retries: Mapping[str, Any] | None = STORAGE_RETRIES,
     **task_kwargs: Any,
 ) -> Any:
     """`@task` with the project's conventions: content-identity cache key, persisted JSON
-    result, retries on storage errors. Tasks so decorated must return small JSON values."""
+    result, retries. Tasks so decorated must return small JSON values.
+
+    `retries` is a policy: STORAGE_RETRIES (the default: storage and network errors a retry
+    can fix), CRASH_RETRIES (training that resumes from its checkpoints) or None (a task
+    whose failure a retry would only repeat)."""
+    if isinstance(retries, bool):
+        raise TypeError("lake_task(retries=...) takes a policy (STORAGE_RETRIES, CRASH_RETRIES) or None, not a bool")
 
     def wrap(f: Callable[..., Any]) -> Any:
         options: dict[str, Any] = dict(
@@ -202,12 +231,23 @@ def lake_task(
             result_serializer="json",
             cache_result_in_memory=False,
         )
-        if retries:
-            options.update(STORAGE_RETRIES)
+        options.update(retries or {})
         options.update(task_kwargs)
         return task(**options)(f)
 
     return wrap(fn) if fn is not None else wrap
+
+
+def flow_run_id() -> str | None:
+    """The id of the flow run this code runs in (a manifest's and a checkpoint's `flow_run_id`),
+    or None outside one: a plain call from a notebook or a test. The storage layer
+    (models/lake.py) never asks Prefect; its callers pass this in."""
+    try:
+        from prefect.runtime import flow_run
+
+        return flow_run.id
+    except Exception:  # no Prefect context to read
+        return None
 
 
 # -- result storage ----------------------------------------------------------------------

@@ -32,10 +32,9 @@ from urllib.parse import unquote, urlsplit
 import pyarrow as pa
 from pydantic import Field
 
-from models import storage
+from models import lake, storage
 from models.tools import create_index
-from tasks import lake
-from tasks.runtime import StageConfig, code_version, config_hash, lake_task
+from tasks.runtime import StageConfig, code_version, config_hash, flow_run_id, lake_task
 
 CODE = ("tasks.search", "models.tools")
 KIND = "search-index"
@@ -200,6 +199,7 @@ def build_index(clean: str | list[str], out: str, parts: list[dict[str, Any]], c
         out,
         shards,
         kind=KIND,
+        flow_run_id=flow_run_id(),
         config_hash=config_hash(config),
         code_version=code_version(*CODE),
         parents=[clean] if isinstance(clean, str) else clean,

@@ -25,9 +25,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
+from models import lake
+from models.hashing import unit
 from models.tokenizer import Tokenizer, train
-from tasks import lake
-from tasks.runtime import StageConfig, code_version, config_hash, lake_task
+from tasks.runtime import StageConfig, code_version, config_hash, flow_run_id, lake_task
 
 CODE = ("tasks.tokenize", "models.tokenizer")
 
@@ -70,8 +71,7 @@ class TokenizeConfig(StageConfig):
 
 def doc_hash(doc_id: str, salt: str = "") -> float:
     """A uniform number in [0, 1) that depends on the id (and salt) alone."""
-    h = hashlib.blake2b(f"{salt}\0{doc_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "big") / 2.0**64
+    return unit(f"{salt}\0{doc_id}")
 
 
 def is_validation(doc_id: str, val_fraction: float) -> bool:
@@ -172,6 +172,7 @@ def train_tokenizer(clean: str | list[str], out: str, config: TokenizerConfig, h
         out,
         [shard],
         kind="tokenizer",
+        flow_run_id=flow_run_id(),
         config_hash=config_hash(config),
         code_version=code_version(*CODE),
         parents=[clean] if isinstance(clean, str) else clean,
@@ -257,6 +258,7 @@ def commit_tokens(
         uri,
         [lake.Shard(**p["shard"]) for p in parts],
         kind="tokens",
+        flow_run_id=flow_run_id(),
         config_hash=config_hash(config),
         code_version=code_version(*CODE),
         parents=parents,

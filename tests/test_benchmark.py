@@ -539,7 +539,7 @@ def test_chatcore_is_the_mean_centered_accuracy_and_needs_humaneval(tmp_path):
 
 def test_benchmark_flow_writes_a_dataset_with_lineage(prefect_server, ckpts, local_tasks, engine_route):
     from flows.benchmark import benchmark
-    from tasks import lake as lakes
+    from models import lake as lakes
     from tasks.config import LakeConfig
 
     config = BenchmarkConfig(include_path=[local_tasks], batch_size=5)

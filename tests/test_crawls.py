@@ -7,7 +7,8 @@ import gzip
 import pyarrow as pa
 import pytest
 
-from tasks import crawls, lake
+from models import lake
+from tasks import crawls
 
 
 def put(uri: str, data: bytes) -> None:

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from flows.curate import curate, expand
-from tasks import lake
+from models import lake
 from tasks.config import LakeConfig
 from tasks.curate.config import CurateConfig, CustomFilter, ReadConfig
 from tasks.curate.stage import curate_warc_fn, finalize_shard_fn

@@ -20,7 +20,7 @@ import pytest
 from benchmarks.curate import build_warc
 from flows.curate import curate
 from flows.quality import quality_train
-from tasks import lake
+from models import lake
 from tasks.config import LakeConfig
 from tasks.curate import quality
 from tasks.curate.chain import Funnel

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from models import lake
 from models.data import (
     Position,
     TokenLoader,
@@ -18,7 +19,6 @@ from models.data import (
     token_rows,
     unigram_bits_per_byte,
 )
-from tasks import lake
 
 BOS = 0
 SCHEMA = pa.schema([("id", pa.string()), ("tokens", pa.list_(pa.uint16())), ("count", pa.int32())])

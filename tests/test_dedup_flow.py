@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from flows.dedup import dedup
-from tasks import lake
+from models import lake
 from tasks.config import LakeConfig
 from tasks.dedup import DedupConfig
 from tasks.dedup.apply import removals, split_removed

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tasks import lake
+from models import lake
 from tasks.dedup import DedupConfig
 from tasks.dedup.stages import (
     band_columns,

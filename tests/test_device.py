@@ -15,12 +15,11 @@ import pytest
 import safetensors.torch
 import torch
 
-from models import checkpoint
+from models import checkpoint, lake
 from models.device import Placement, peak_flops, peak_flops_of, resolve
 from models.engine import Engine
 from models.gpt import GPT
 from models.train import TrainConfig, init_distributed
-from tasks import lake
 from tasks.evaluate import EvalConfig
 from tasks.rl import RLConfig
 from tasks.rl.rollouts import Sampling, policy

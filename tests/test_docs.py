@@ -221,7 +221,7 @@ def test_the_sft_source_example_generates_valid_rows(monkeypatch):
 
 
 def test_the_stage_flow_example_runs_and_is_cached(prefect_server, tmp_path, monkeypatch):
-    from tasks import lake
+    from models import lake
     from tasks.config import LakeConfig
 
     # The example's modules, loaded from a temporary folder instead of tasks/ and flows/.

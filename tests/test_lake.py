@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks import lake
+from models import lake
 
 
 def table(n: int, start: int = 0) -> pa.Table:
@@ -136,3 +139,24 @@ def test_shard_checksum_is_the_file_checksum(lake_root):
     shard = lake.write_shard(uri, "part-00000", table(5))
     fs, path = lake.filesystem(lake.join(uri, shard.path))
     assert hashlib.sha256(fs.cat_file(path)).hexdigest() == shard.sha256
+
+
+def test_the_storage_layer_imports_no_prefect():
+    """models/ (the trainer, the data loader) and tasks/ share one lake module, so it must be
+    importable where Prefect is not: flows -> tasks -> models, never back."""
+    probe = (
+        "import sys; import models.lake, models.storage, models.data, models.checkpoint; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('prefect', 'tasks', 'flows')); "
+        "assert not bad, bad"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_flow_run_is_recorded_as_passed_and_kept_by_an_identical_recommit(lake_root):
+    uri = lake.join(lake_root, "runs")
+    shard = lake.write_shard(uri, "part-00000", table(2))
+    assert lake.commit(uri, [shard], kind="t", flow_run_id="run-1").flow_run_id == "run-1"
+    assert lake.commit(uri, [shard], kind="t", flow_run_id="run-2").flow_run_id == "run-1", "same content, same record"
+    assert lake.commit(uri, [shard], kind="t2", flow_run_id="run-3").flow_run_id == "run-3"
+    assert lake.manifest(uri).flow_run_id == "run-3"

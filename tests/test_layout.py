@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from models import checkpoint
-from tasks import crawls, lake
+from models import checkpoint, lake
+from tasks import crawls
 from tasks.layout import Layout, artifact_key, safe_name
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from flows.pipeline import pipeline
-from tasks import lake
+from models import lake
 from tasks.crawls_html import write_html_warc
 from tasks.evaluate import LABELS, read_rows
 from tasks.layout import Layout

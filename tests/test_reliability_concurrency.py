@@ -12,7 +12,7 @@ import time
 import pyarrow as pa
 import pytest
 
-from tasks import lake
+from models import lake
 from tests.support import stress
 
 

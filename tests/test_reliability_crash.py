@@ -12,10 +12,9 @@ import random
 
 import pytest
 
-from models import checkpoint
+from models import checkpoint, lake
 from models.gpt import GPTConfig
 from models.train import RunSpec, TrainConfig, train
-from tasks import lake
 from tests.support import stress
 
 pytestmark = pytest.mark.slow

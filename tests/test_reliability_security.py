@@ -273,7 +273,7 @@ def test_the_s3_secret_never_reaches_the_server_or_the_lake(prefect_server, s3_b
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
 
     from flows.curate import curate
-    from tasks import lake
+    from models import lake
     from tasks.config import LakeConfig
     from tasks.curate.config import CurateConfig
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 from prefect import flow
 
-from tasks import lake
+from models import lake
 from tasks.runtime import _retryable, lake_task
 from tests.support import stress
 from tests.support.faults import FaultProxy
@@ -143,13 +143,13 @@ def test_curate_and_tokenize_through_faults_equal_a_clean_run(prefect_server, s3
 ATTEMPTS: list[str] = []
 
 
-@lake_task(retries=True)
+@lake_task()
 def write_a_dataset(root: str) -> str:
     ATTEMPTS.append(root)
     return lake.write_dataset(lake.join(root, "d"), [pa.table({"a": [1]})], kind="test")
 
 
-@lake_task(retries=True)
+@lake_task()
 def read_a_file(uri: str) -> int:
     ATTEMPTS.append(uri)
     fs, path = lake.filesystem(uri)

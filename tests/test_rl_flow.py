@@ -9,7 +9,7 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from tasks import lake
+from models import lake
 from tasks.config import LakeConfig
 from tasks.rl import GRPOConfig, ProblemConfig, RFTConfig, RLConfig
 from tasks.rl import rollouts as rl_rollouts

@@ -208,8 +208,7 @@ def test_two_processes_through_torchrun_make_the_update_one_process_makes(tmp_pa
 
     import pyarrow as pa
 
-    from models import checkpoint
-    from tasks import lake
+    from models import checkpoint, lake
     from tasks.rl.update import run_update
     from tests.conftest import free_port
 

@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 
 from flows.pipeline import pipeline
-from models import storage
+from models import lake, storage
 from models.tokenizer import Tokenizer
 from models.tools import SearchIndex
-from tasks import lake
 from tasks.layout import Layout, artifact_key
 from tests.support.micro import micro_config
 

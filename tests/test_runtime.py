@@ -7,13 +7,26 @@ from pathlib import Path
 import pytest
 from prefect import flow
 
-from tasks import lake
-from tasks.runtime import RunnerConfig, _retryable, code_version, content_key, in_lake, lake_task, task_runner
+from models import lake
+from tasks.runtime import (
+    CRASH_RETRIES,
+    STORAGE_RETRIES,
+    RunnerConfig,
+    _retryable,
+    code_version,
+    content_key,
+    flow_run_id,
+    in_lake,
+    lake_task,
+    retry_on_crashes,
+    retry_on_storage_errors,
+    task_runner,
+)
 
 CALLS: list[str] = []
 
 
-@lake_task(inputs=("src",), code=("tasks.lake",))
+@lake_task(inputs=("src",), code=("models.lake",))
 def count_lines(src: str, note: str) -> dict:
     CALLS.append(src)
     fs, path = lake.filesystem(src)
@@ -42,8 +55,32 @@ def test_cache_hit_on_same_input_and_work_on_changed_input(prefect_server, tmp_p
     assert len(CALLS) == 3, "a changed small parameter is a changed key"
 
 
+def test_a_commit_records_the_flow_run_that_made_it(prefect_server, tmp_path):
+    """The storage layer knows no Prefect: the flow run id reaches the manifest as an argument,
+    from a task of the flow as from the flow's own body."""
+    import pyarrow as pa
+
+    def write(uri: str) -> lake.Manifest:
+        shard = lake.write_shard(uri, "part-00000", pa.table({"id": ["x"]}))
+        return lake.commit(uri, [shard], kind="t", flow_run_id=flow_run_id())
+
+    in_task = lake_task(retries=None, persist_result=False, cache_key_fn=None)(lambda uri: write(uri).flow_run_id)
+
+    @flow
+    def make(root: str) -> str | None:
+        in_task(f"{root}/by-task")
+        write(f"{root}/by-flow")
+        return flow_run_id()
+
+    root = str(tmp_path / "lake")
+    run_id = make(root)
+    assert run_id is not None
+    assert lake.manifest(f"{root}/by-task").flow_run_id == lake.manifest(f"{root}/by-flow").flow_run_id == run_id
+    assert flow_run_id() is None, "outside a flow run there is none"
+
+
 def test_key_depends_on_identity_and_code_not_on_data(tmp_path):
-    key = content_key(inputs=("src",), code=("tasks.lake",))
+    key = content_key(inputs=("src",), code=("models.lake",))
     src = tmp_path / "f"
     src.write_text("hello")
     k1 = key(None, {"src": str(src), "n": 1})
@@ -52,7 +89,19 @@ def test_key_depends_on_identity_and_code_not_on_data(tmp_path):
     assert "/" not in k1
     other = content_key(inputs=("src",), code=("tasks.runtime",))
     assert other(None, {"src": str(src), "n": 1}) != k1
-    assert code_version("tasks.lake") == code_version("tasks.lake")
+    assert code_version("models.lake") == code_version("models.lake")
+
+
+def test_retries_are_a_named_policy():
+    def work(uri: str) -> dict:
+        return {}
+
+    storage, crash, none = (lake_task(retries=policy)(work) for policy in (STORAGE_RETRIES, CRASH_RETRIES, None))
+    assert lake_task(work).retries == storage.retries == 4 and storage.retry_condition_fn is retry_on_storage_errors
+    assert crash.retries == 2 and crash.retry_condition_fn is retry_on_crashes
+    assert none.retries == 0
+    with pytest.raises(TypeError, match="a policy"):
+        lake_task(retries=True)
 
 
 def test_only_storage_errors_are_retried():

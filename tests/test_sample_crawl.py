@@ -13,10 +13,9 @@ from fastwarc.warc import ArchiveIterator as FastIterator
 from fastwarc.warc import WarcRecordType
 from warcio.archiveiterator import ArchiveIterator
 
-from models import storage
-from tasks import lake
+from models import lake, storage
 from tasks.config import LakeConfig, SampleCrawlConfig
-from tasks.sample_crawl import commit, plan, write_file
+from tasks.sample_crawl import commit_crawl, plan, write_warc_file
 from tasks.sample_crawl.margins import problems
 from tasks.sample_crawl.site import expected_text
 from tasks.sample_crawl.warc import write_warc
@@ -29,7 +28,7 @@ def crawl(tmp_path_factory):
     """The default (tiny) crawl, written with the plain functions the flow maps."""
     root = str(tmp_path_factory.mktemp("lake"))
     config = SampleCrawlConfig()
-    out = commit(root, config, [write_file(root, config, i) for i in range(config.files)])
+    out = commit_crawl.fn(root, config, [write_warc_file.fn(root, config, i) for i in range(config.files)])
     truth = lake.scan(out["truth"]).collect().to_dicts()
     facts = lake.scan(out["facts"]).collect().to_dicts()
     records = {}  # response record id -> (url, headers, payload)

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models import lake
 from models.tools import INDEX_FILE, SearchIndex
-from tasks import lake
 from tasks.search import SearchConfig, build_index, passages, split_shard, title_of
 
 CLEAN_SCHEMA = pa.schema(

@@ -8,8 +8,7 @@ import json
 
 import pytest
 
-from models import checkpoint
-from tasks import lake
+from models import checkpoint, lake
 from tasks.config import LakeConfig
 from tasks.evaluate import EvalConfig
 from tasks.sft import SFTConfig

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from models import lake
 from models.chat import render_conversation
 from models.sft_data import PackedLoader, pack, shift
-from tasks import lake
 from tasks.sft.pack import fit, pack_split
 from tasks.sft.schema import row, to_table
 from tests.support import sft_world

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models import lake
 from models.chat import render_conversation
-from tasks import lake
 from tasks.sft.schema import (
     SCHEMA,
     BadConversation,

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from models import lake
 from models.tokenizer import Tokenizer
-from tasks import lake
 from tasks.curate.stage import CLEAN_SCHEMA
 from tasks.tokenize import (
     TokenizeConfig,

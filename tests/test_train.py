@@ -21,11 +21,10 @@ import pytest
 import safetensors.torch
 import torch
 
-from models import checkpoint, storage
+from models import checkpoint, lake, storage
 from models.gpt import GPT, GPTConfig
 from models.tokenizer import train as train_tokenizer
 from models.train import RunSpec, TrainConfig, learning_rate, main, train
-from tasks import lake
 from tasks.pretrain import resume_or_start
 from tasks.tokenize import vocab_table
 from tests.conftest import free_port

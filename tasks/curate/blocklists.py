@@ -15,7 +15,6 @@ text files when missing. `crawl2chat fetch-blocklists` (run by `make setup`) fil
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import json
 import os
@@ -29,16 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from models.hashing import hash64
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = REPO / ".cache" / "blocklists"
 FALLBACK_DIR = Path(__file__).resolve().parent / "blocklists"
 DATATROVE_VERSION = "0.10.1"
 ASSETS = "datatrove/assets/"
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
-
-
-def hash64(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
 def normalize_word(word: str) -> str:
@@ -54,7 +51,7 @@ def _entries(path: Path) -> list[str]:
 
 
 def hash_array(entries: list[str]) -> np.ndarray:
-    return np.unique(np.fromiter((hash64(e.lower()) for e in entries), dtype=np.uint64, count=len(entries)))
+    return np.unique(np.fromiter((hash64(e.lower(), "little") for e in entries), dtype=np.uint64, count=len(entries)))
 
 
 def _list_file(folder: Path, stem: str) -> Path:
@@ -84,7 +81,7 @@ class Blocklists:
     def contains(array: np.ndarray, text: str) -> bool:
         if not len(array):
             return False
-        h = np.uint64(hash64(text.lower()))
+        h = np.uint64(hash64(text.lower(), "little"))
         i = int(np.searchsorted(array, h))
         return i < len(array) and array[i] == h
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import lake
+from models import lake
 from tasks.curate.config import QualityConfig
 from tasks.runtime import digest
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from tasks import lake
+from models import lake
 from tasks.curate import quality
 from tasks.curate.chain import Chain, Funnel, Outcome
 from tasks.curate.config import CurateConfig, PiiConfig, QualityConfig

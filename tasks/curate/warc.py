@@ -29,7 +29,7 @@ from typing import IO
 
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
-from tasks import lake
+from models import lake
 from tasks.curate.config import ReadConfig
 
 NEXT_RECORD_RE = re.compile(rb"\r\n\r\nWARC/1\.[01]\r\n")  # a record's end, then the next one's version line

@@ -10,7 +10,7 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
-from tasks import lake
+from models import lake
 from tasks.dedup.stages import REMOVE_SCHEMA
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from tasks import lake
+from models import lake
 from tasks.dedup.clusters import size_histogram
 from tasks.dedup.minhash import shingle
 from tasks.dedup.stages import EXACT_STEP

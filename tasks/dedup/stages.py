@@ -35,13 +35,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks import lake
+from models import lake
 from tasks.dedup.clusters import KEEP_ORDER, MEMBER_COLUMNS, choose_kept, components, duplicate_edges, with_cluster_ids
 from tasks.dedup.minhash import Signer, band_hashes, exact_hash, shingle
 from tasks.layout import Layout
 from tasks.runtime import lake_task
 
-CODE = ("tasks.dedup", "tasks.lake")
+CODE = ("tasks.dedup", "models.lake")
 EXACT_STEP, MINHASH_STEP = "dedup_exact", "dedup_minhash"
 
 

@@ -28,9 +28,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from models import lake
 from models.chat import render_for_completion, tools_of
 from models.tokenizer import Tokenizer
-from tasks import lake, mathgen
+from tasks import mathgen
 from tasks.rl import CODE, ProblemConfig
 from tasks.runtime import lake_task
 from tasks.sft.generate import fraction

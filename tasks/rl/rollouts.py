@@ -21,7 +21,6 @@ lake) and redoes only the others.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -29,9 +28,10 @@ from typing import Any
 import pyarrow as pa
 import torch
 
+from models import lake
 from models.chat import show_mask
 from models.engine import Engine, Request, Sample, sample_seed
-from tasks import lake
+from models.hashing import seed63
 from tasks.evaluate import reply_of
 from tasks.rl import CODE, RLConfig
 from tasks.rl.problems import prompt_tokens
@@ -130,7 +130,7 @@ def policy(
 
 def prompt_key(prompt_id: str) -> int:
     """A prompt's id as an integer seed key (ids are strings; seeds are integers)."""
-    return int.from_bytes(hashlib.blake2b(prompt_id.encode(), digest_size=8).digest(), "big") >> 1
+    return seed63(prompt_id)
 
 
 # -- sampling and scoring --------------------------------------------------------------------

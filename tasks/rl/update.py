@@ -44,13 +44,11 @@ import safetensors.torch
 import torch
 import torch.distributed as dist
 
-from models import checkpoint
+from models import checkpoint, lake
 from models.device import Placement
 from models.gpt import GPT
-from models.storage import MANIFEST, join, read_json
-from tasks import lake
 from tasks.rl import CODE, GRPOConfig, RFTConfig, RLConfig
-from tasks.runtime import code_version, config_hash, gpu_slot, lake_task
+from tasks.runtime import code_version, config_hash, flow_run_id, gpu_slot, lake_task
 
 ROLLOUT_COLUMNS = [
     "prompt_id",
@@ -352,7 +350,7 @@ def weights_version(state: dict[str, torch.Tensor]) -> str:
 
 def policy_version(uri: str) -> str:
     """The weights' SHA-256 recorded in a policy checkpoint's manifest."""
-    return read_json(join(uri, MANIFEST))["stats"]["weights_sha256"]
+    return checkpoint.manifest(uri)["stats"]["weights_sha256"]
 
 
 def save_policy(
@@ -385,12 +383,10 @@ def save_policy(
 
 
 def lineage_of(config: RLConfig, parents: list[str]) -> dict[str, Any]:
-    from prefect.runtime import flow_run
-
     return {
         "config_hash": run_key(config),
         "code_version": code_version(*CODE),
-        "flow_run_id": flow_run.id,
+        "flow_run_id": flow_run_id(),
         "parents": parents,
     }
 
@@ -408,7 +404,7 @@ def read_rows(uri: str, columns: list[str]) -> list[dict[str, Any]]:
 @lake_task(
     inputs=("policy_uri", "rollouts", "init"),
     code=CODE,
-    retries=False,
+    retries=None,
     task_run_name="update {run} iteration {iteration}",
 )
 def update_policy(

@@ -1,8 +1,9 @@
 """The sample crawl: a deterministic, realistic WARC crawl with its ground truth.
 
-`write_file` writes one WARC file of the crawl plus its rows of the `truth` and `facts`
-datasets (one Parquet shard each); `commit` makes both datasets visible once every file is
-written. Both are plain functions: flows/sample_crawl.py maps them as Prefect tasks.
+`write_warc_file` writes one WARC file of the crawl plus its rows of the `truth` and `facts`
+datasets (one Parquet shard each); `commit_crawl` makes both datasets visible once every file
+is written. Both are lake tasks, cached on (config, code): a re-run with the same config is all
+cache hits and rewrites nothing. flows/sample_crawl.py maps the first and calls the second.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from models import storage
-from tasks import lake
+from models import lake, storage
 from tasks.config import SampleCrawlConfig
 from tasks.layout import Layout
-from tasks.runtime import code_version, config_hash
+from tasks.runtime import code_version, config_hash, flow_run_id, lake_task
 from tasks.sample_crawl.plan import PLANTED, Page, files
 from tasks.sample_crawl.plan import plan as crawl_plan
 from tasks.sample_crawl.warc import write_warc
@@ -87,7 +87,8 @@ def facts_table(pages: list[Page], config: SampleCrawlConfig) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=FACTS_SCHEMA)
 
 
-def write_file(lake_root: str, config: SampleCrawlConfig, index: int) -> dict[str, Any]:
+@lake_task(code=CODE)
+def write_warc_file(lake_root: str, config: SampleCrawlConfig, index: int) -> dict[str, Any]:
     """Write WARC file `index` and its truth and facts shards; return what the commit needs."""
     root = crawl_uri(lake_root, config.name)
     pages = files(config)[index]
@@ -107,14 +108,17 @@ def write_file(lake_root: str, config: SampleCrawlConfig, index: int) -> dict[st
     }
 
 
-def commit(lake_root: str, config: SampleCrawlConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
+@lake_task(code=CODE)
+def commit_crawl(lake_root: str, config: SampleCrawlConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
     """Make `truth` and `facts` visible, with the WARC files as their parents."""
     root = crawl_uri(lake_root, config.name)
     warcs = [r["warc"] for r in results]
     kinds: Counter[str] = Counter()
     for r in results:
         kinds.update(r["kinds"])
-    common = dict(config_hash=config_hash(config), code_version=code_version(*CODE), parents=warcs)
+    common = dict(
+        config_hash=config_hash(config), code_version=code_version(*CODE), parents=warcs, flow_run_id=flow_run_id()
+    )
     truth_uri, facts_uri = lake.join(root, "truth"), Layout(lake_root).facts(config.name)
     truth = lake.commit(
         truth_uri,

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tasks import lake
+from models import lake
 from tasks.search import title_of
 from tasks.sft.answers import words
 

@@ -31,30 +31,30 @@ entities asked with the held-out phrasings: the evaluation set (tasks/evaluate.p
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.tools import SearchIndex, ToolError, calculate, format_passages
-from tasks import lake, mathgen
+from models import lake
+from models.engine import run_tool
+from models.hashing import unit
+from models.tools import SearchIndex, calculate
+from tasks import mathgen
 from tasks.sft import documents as D
 from tasks.sft import templates as T
 from tasks.sft.answers import REFUSAL_HARMFUL, REFUSAL_IDK, REFUSAL_PRIVATE, format_answer, mentions
 from tasks.sft.schema import row
 from tasks.world import UNKNOWN_FIRST_NAMES, UNKNOWN_SURNAMES
 
-# What the engine forces after a search call when it has no index (models/engine.py): the
-# "search off" condition. tests/test_sft_generate.py pins it against the real engine.
-SEARCH_OFF = "error: no search index is loaded"
+# What the engine forces after a search call when it has no index: the "search off" condition.
+SEARCH_OFF = run_tool("search", "", None).result
 SPLITS = ("train", "val", "test")
 
 
 def fraction(*keys: object) -> float:
     """A number in [0, 1) fixed by the keys: how every split here is decided."""
-    digest = hashlib.blake2b("\x1f".join(map(str, keys)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
+    return unit("\x1f".join(map(str, keys)))
 
 
 def article(word: str) -> str:
@@ -160,12 +160,7 @@ class SearchTool:
 
     def __call__(self, query: str) -> str:
         if query not in self._cache:
-            try:
-                self._cache[query] = format_passages(
-                    self.index.search(query, k=self.results, max_chars=self.chars), self.chars
-                )
-            except ToolError as exc:
-                self._cache[query] = f"error: {exc}"
+            self._cache[query] = run_tool("search", query, self.index, self.results, self.chars).result
         return self._cache[query]
 
 

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from models import lake
 from models.chat import render_conversation
 from models.sft_data import pack
 from models.tokenizer import Tokenizer
-from tasks import lake
 
 ROWS_PER_SHARD = 8192
 KIND = "sft-rows"

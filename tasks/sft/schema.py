@@ -29,8 +29,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from models import lake
 from models.chat import TOOL_TOKENS
-from tasks import lake
 
 TOOL_CALL_TYPE = pa.struct([("name", pa.string()), ("arguments", pa.string())])
 MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string()), ("tool_calls", pa.list_(TOOL_CALL_TYPE))])

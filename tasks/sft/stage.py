@@ -18,16 +18,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from models import checkpoint
+from models import checkpoint, lake
 from models.engine import Engine
 from models.gpt import GPTConfig
 from models.storage import read_json
 from models.tools import SearchIndex
 from models.train import RunSpec, train
-from tasks import lake
 from tasks.pretrain import SUMMARY_KEYS, check_batch, resume_or_start, run_key, torchrun, train_body
-from tasks.pretrain import _not_a_config_error as retry_crashes
-from tasks.runtime import code_version, config_hash, digest, gpu_slot, lake_task, progress
+from tasks.runtime import CRASH_RETRIES, code_version, config_hash, digest, flow_run_id, gpu_slot, lake_task, progress
 from tasks.sft import CODE, SFTConfig, generate, probe, schema
 from tasks.sft import documents as documents_
 from tasks.sft.pack import KIND as ROWS_KIND
@@ -159,6 +157,7 @@ def commit_conversations(
             lake.join(out, split),
             shards,
             kind=KIND,
+            flow_run_id=flow_run_id(),
             config_hash=config_hash(config),
             code_version=code_version(*CODE),
             parents=parents,
@@ -180,6 +179,7 @@ def pack_rows(
         out,
         shards,
         kind=ROWS_KIND,
+        flow_run_id=flow_run_id(),
         config_hash=config_hash(config),
         code_version=code_version(*CODE),
         parents=[conversations, tokenizer],
@@ -196,7 +196,7 @@ def base_config(base: str) -> dict[str, Any]:
 @lake_task(
     inputs=("base", "train_rows", "val_rows", "tokenizer"),
     code=(*CODE, "models"),
-    retries=False,
+    retries=CRASH_RETRIES,
     task_run_name="sft {run}",
 )
 def train_sft(base: str, train_rows: str, val_rows: str, tokenizer: str, run: str, config: SFTConfig) -> dict[str, Any]:
@@ -204,8 +204,6 @@ def train_sft(base: str, train_rows: str, val_rows: str, tokenizer: str, run: st
     this process or, with `nproc` > 1, through torchrun as pretraining does. A retry (or a
     rerun after a crash) resumes from the run's newest checkpoint of the same configuration:
     the same batches, the same result."""
-    from prefect.runtime import flow_run
-
     model = GPTConfig(**base_config(base)["model"])
     key = run_key(config)
     inputs = digest([lake.identity(u) for u in (train_rows, val_rows, tokenizer, base)], length=16)
@@ -213,7 +211,7 @@ def train_sft(base: str, train_rows: str, val_rows: str, tokenizer: str, run: st
         "config_hash": key,
         "inputs_hash": inputs,
         "code_version": code_version(*CODE, "models"),
-        "flow_run_id": flow_run.id,
+        "flow_run_id": flow_run_id(),
     }
     spec = RunSpec(
         data=[train_rows],
@@ -234,6 +232,3 @@ def train_sft(base: str, train_rows: str, val_rows: str, tokenizer: str, run: st
                 model, config.train, spec, resume=carry_on, on_step=lambda row: bar.advance(row["step"] - bar.done)
             )
     return {k: summary.get(k) for k in SUMMARY_KEYS}
-
-
-train_sft = train_sft.with_options(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_crashes)

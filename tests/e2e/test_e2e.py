@@ -20,7 +20,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
 
 from flows.report import descendants
-from tasks import lake
+from models import lake
 from tests.e2e.conftest import e2e_config
 from tests.e2e.ui import check_ui, latest_runs
 from tests.test_reliability_security import LOOPBACK, listening, tree
@@ -170,14 +170,16 @@ def test_watch_runs_two_new_crawls_in_parallel_each_in_its_own_run(stack, pipeli
     from flows.watch import watch
     from tasks.config import PipelineConfig, SampleCrawlConfig
     from tasks.layout import Layout
-    from tasks.sample_crawl import commit, files, write_file
+    from tasks.sample_crawl import commit_crawl, files, write_warc_file
 
     crawl_lake = str(tmp_path / "landing")  # the sample crawl writer lays crawls out as {root}/crawls/{name}/*.warc.gz
     for name, seed in (("landed-a", 11), ("landed-b", 12)):
         config = SampleCrawlConfig(
             name=name, seed=seed, pages=240, files=1
         )  # enough clean documents for a validation split
-        commit(crawl_lake, config, [write_file(crawl_lake, config, i) for i in range(len(files(config)))])
+        commit_crawl.fn(
+            crawl_lake, config, [write_warc_file.fn(crawl_lake, config, i) for i in range(len(files(config)))]
+        )
     crawl_root = lake.join(crawl_lake, "crawls")
     config = PipelineConfig.model_validate(e2e_config(str(stack.lake)))
     with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):

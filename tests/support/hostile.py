@@ -191,7 +191,7 @@ def curate_corpus(folder: str, out: str) -> dict[str, Any]:
     and the extractor worker's peak memory (VmHWM, read after each file; a worker killed
     for a timeout inside a file is not seen). Run by tests/support/stress.py's `peak_rss` in a fresh
     process, which adds that process's own peak."""
-    from tasks import lake
+    from models import lake
     from tasks.curate.config import CurateConfig
     from tasks.curate.extract import extractor_for
     from tasks.curate.stage import curate_warc_fn

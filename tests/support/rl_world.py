@@ -12,11 +12,10 @@ from pathlib import Path
 
 import torch
 
-from models import checkpoint
+from models import checkpoint, lake
 from models.chat import render_conversation
 from models.gpt import GPT, GPTConfig
 from models.tokenizer import Tokenizer, train
-from tasks import lake
 
 MODEL = GPTConfig(vocab_size=320, seq_len=64, n_layer=2, n_head=2, n_kv_head=1, n_embd=48)
 

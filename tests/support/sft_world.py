@@ -10,10 +10,9 @@ from dataclasses import asdict
 import pyarrow as pa
 import torch
 
-from models import checkpoint
+from models import checkpoint, lake
 from models.gpt import GPT, GPTConfig
 from models.tokenizer import Tokenizer, train
-from tasks import lake
 from tasks.sample_crawl.encyclopedia import org_article, person_article, town_article
 from tasks.search import SearchConfig, build_index, split_shard
 from tasks.world import World, build_world

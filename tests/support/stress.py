@@ -53,14 +53,14 @@ def source_crawl(root: str, pages: int = PAGES, files: int = FILES, seed: int = 
     from tasks.config import SampleCrawlConfig
 
     config = SampleCrawlConfig(pages=pages, files=files, seed=seed)
-    results = [crawl.write_file(root, config, i) for i in range(files)]
-    crawl.commit(root, config, results)
+    results = [crawl.write_warc_file.fn(root, config, i) for i in range(files)]
+    crawl.commit_crawl.fn(root, config, results)
     return sorted(r["warc"] for r in results)
 
 
 def truth_uri(warcs: list[str]) -> str:
     """The ground-truth dataset beside a sample crawl's WARC files."""
-    from tasks import lake
+    from models import lake
 
     return lake.join(warcs[0].rsplit("/", 1)[0], "truth")
 
@@ -254,7 +254,7 @@ def train_to_end(model: Any, train: Any, spec: Any) -> int:
 def snapshot(root: str) -> dict[str, dict[str, str]]:
     """{dataset path under root: {shard path: sha256 of the shard's bytes}} for every
     committed dataset; a shard whose bytes disagree with its manifest's checksum is an error."""
-    from tasks import lake
+    from models import lake
 
     out: dict[str, dict[str, str]] = {}
     base = lake.normalize(root).rstrip("/") + "/"
@@ -273,7 +273,7 @@ def snapshot(root: str) -> dict[str, dict[str, str]]:
 
 def ids(uri: str, column: str = "id") -> list[str]:
     """One column of a dataset (document ids by default), streamed."""
-    from tasks import lake
+    from models import lake
 
     return [i for batch in lake.iter_batches(uri, columns=[column]) for i in batch.column(column).to_pylist()]
 
@@ -287,7 +287,7 @@ def audit(
     every clean document in the train or validation tokens exactly once (an empty text, which
     tokenize skips and counts, is allowed to be missing there).
     """
-    from tasks import lake
+    from models import lake
 
     truth = set(ids(truth_uri, "record_id"))
     curated = ids(lake.join(lake_root, "curated", crawl, "clean")) + ids(

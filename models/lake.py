@@ -9,8 +9,13 @@ files behind but never a half-visible dataset.
 Tasks pass dataset URIs around, never data. Everything here goes through fsspec, so the
 same code reads and writes `./lake` and `s3://bucket/prefix` (s3fs).
 
-The URI primitives (normalize, join, filesystem) live in models/storage.py, the lowest layer,
-so the trainer (which never imports tasks/) follows the same rules.
+Why here, in models/: this is the storage layer every other layer stands on. The trainer and
+its data loader (models/) read lake datasets, and models/ imports neither tasks/ nor Prefect,
+so the lake must live at or below models/ for tasks/ and models/ to share one copy of the
+shard, manifest and listing rules. It imports nothing from Prefect: who committed a dataset
+(the flow run id) is passed in by the caller (tasks.runtime.flow_run_id()). A top-level `lake`
+package would collide with the default lake folder, `./lake` in a checkout. The URI primitives
+(normalize, join, filesystem, atomic bytes) are in models/storage.py, below this module.
 
 Credentials are never parameters: s3fs takes them from the standard AWS variables or
 profile. Only the endpoint and region (not secret) may come from the config.
@@ -29,17 +34,17 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
-import polars as pl
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
-from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from models import storage
 from models.storage import MANIFEST, filesystem, is_remote, join, normalize
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["MANIFEST", "filesystem", "is_remote", "join", "normalize"]  # re-exported: the lake's URI rules
 
@@ -215,15 +220,6 @@ class Manifest:
         return cls(**body)
 
 
-def _current_flow_run_id() -> str | None:
-    try:
-        from prefect.runtime import flow_run
-
-        return flow_run.id
-    except Exception:  # outside Prefect: a plain call from a notebook or a test
-        return None
-
-
 def commit(
     dataset_uri: str,
     shards: list[Shard],
@@ -234,12 +230,14 @@ def commit(
     code_version: str = "",
     parents: Iterable[str] = (),
     stats: dict[str, Any] | None = None,
+    flow_run_id: str | None = None,
 ) -> Manifest:
     """Make a dataset visible by writing its manifest (atomically), after its shards.
 
     Shards are listed in name order so that the manifest does not depend on the order in
     which parallel tasks finished. Committing content identical to the current version
-    changes nothing. Stale temporary files (of writers that died) are removed.
+    changes nothing. Stale temporary files (of writers that died) are removed. `flow_run_id`
+    records which run made it (tasks.runtime.flow_run_id(); None outside a flow run).
     """
     fs, root = filesystem(dataset_uri)
     for shard in shards:
@@ -251,7 +249,7 @@ def commit(
         schema_version=schema_version,
         config_hash=config_hash,
         code_version=code_version,
-        flow_run_id=_current_flow_run_id(),
+        flow_run_id=flow_run_id,
         parents=sorted(normalize(p) for p in parents),
         stats=stats or {},
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -317,7 +315,7 @@ def read_manifest(dataset_uri: str) -> Manifest | None:
 def manifest(dataset_uri: str) -> Manifest:
     found = read_manifest(dataset_uri)
     if found is None:
-        raise DatasetNotFound(f"no dataset at {dataset_uri} (no {MANIFEST})")
+        raise DatasetNotFound(f"no dataset at {dataset_uri} (no {MANIFEST}: never committed)")
     return found
 
 
@@ -326,6 +324,7 @@ def exists(dataset_uri: str) -> bool:
 
 
 def shard_uris(dataset_uri: str) -> list[str]:
+    """The Parquet shards the dataset's manifest lists, in order."""
     return [join(dataset_uri, s.path) for s in manifest(dataset_uri).shards]
 
 
@@ -370,12 +369,24 @@ def iter_shard(shard_uri: str, columns: list[str] | None = None, batch_size: int
 
 def scan(dataset_uri: str) -> pl.LazyFrame:
     """A lazy polars frame over the committed shards (through fsspec, so s3fs on S3)."""
+    import polars as pl  # here: the trainer's processes, which read shards, need no polars
+    import pyarrow.dataset as pads
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
     fs, _ = filesystem(dataset_uri)
     paths = [filesystem(u)[1] for u in shard_uris(dataset_uri)]
     if not paths:
         raise DatasetNotFound(f"{dataset_uri} has no shards")
     ds = pads.dataset(paths, format="parquet", filesystem=PyFileSystem(FSSpecHandler(fs)))
     return pl.scan_pyarrow_dataset(ds)
+
+
+def committed_file(folder: str, stat: str, default: str) -> str:
+    """The URI of the file a folder's manifest commits under `stats[stat]` (a versioned name,
+    models.storage.versioned_name), else `default` in the folder (written before files were
+    versioned, or by hand)."""
+    found = read_manifest(folder)
+    return join(folder, (found.stats.get(stat) if found else None) or default)
 
 
 def list_datasets(prefix_uri: str) -> list[str]:
