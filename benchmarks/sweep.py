@@ -22,7 +22,8 @@ CPU/2 (both workers busy) and CPU seconds (one busy): the table's `idle≤` colu
 seconds, an upper bound of the idle wall time, and docs/sizing.md calibrates it against a measured
 `make demo`. The Prefect server's own CPU is not counted (it serves every stage of every setting).
 
-Results go to {lake}/sweep/{label}.json as each setting finishes; `--table` prints them all.
+Results go to {lake}/sweep/{label}.json as each setting finishes (a setting with a saved result is not
+run again: delete its file to measure it again); `--table` prints them all.
 """
 
 from __future__ import annotations
@@ -180,8 +181,28 @@ def prepare_tokenizer(overrides: dict[str, Any], lake: str, work: Path) -> dict[
     return result
 
 
+def training_slots(jobs: int) -> None:
+    """Size the server's `gpu` concurrency limit to `jobs`: a local run creates it with one slot,
+    which would make settings meant to run side by side take turns in every training stage."""
+    sys.path.insert(0, str(REPO))
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    from flows import server
+    from tasks.runtime import GPU_LIMIT, ensure_concurrency_limit
+
+    with server.connected():
+        if not ensure_concurrency_limit(GPU_LIMIT, jobs):
+            with get_client(sync_client=True) as client:
+                client.update_global_concurrency_limit(GPU_LIMIT, GlobalConcurrencyLimitUpdate(limit=jobs))
+
+
 def run_setting(label: str, overrides: dict[str, Any], lake: str, work: Path, tok: dict[str, Any]) -> dict[str, Any]:
     """Pretrain, SFT, evaluate (base and SFT) and RL under the run `sweep-{label}`; the results, saved."""
+    done = work / f"{label}.json"
+    if done.exists():  # a sweep run again goes on where it stopped; delete the file to measure again
+        print(f"{label}: measured before ({done})", flush=True)
+        return json.loads(done.read_text())
     run, logs, threads = f"sweep-{label}", work / "logs" / label, int(overrides.get("threads", 1))
     times = dict(tok["times"])
 
@@ -208,22 +229,24 @@ def run_setting(label: str, overrides: dict[str, Any], lake: str, work: Path, to
         "rl_before": rl["before"],
         "rl_after": rl["after"],
     }
-    (work / f"{label}.json").write_text(json.dumps(result, indent=2, default=str))
+    done.write_text(json.dumps(result, indent=2, default=str))
     return result
 
 
 # -- the table -----------------------------------------------------------------------------
 
 
-def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
+def flat_metrics(result: dict[str, Any]) -> dict[str, float | str]:
     """Every number evaluate and RL returned, as `sft.{metric}`, `base.{metric}`, `rl.{before|after}.{key}`."""
-    out: dict[str, float] = {}
+    out: dict[str, float | str] = {}
 
     def walk(prefix: str, value: Any) -> None:
         if isinstance(value, bool):
             return
         if isinstance(value, (int, float)):
             out[prefix] = float(value)
+        elif isinstance(value, str) and value.startswith("not measured"):
+            out[prefix] = "not measured"
         elif isinstance(value, dict):
             for k, v in value.items():
                 walk(f"{prefix}.{k}", v)
@@ -238,9 +261,11 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
 def _num(value: Any) -> str:
     if value is None:
         return "—"
-    if isinstance(value, float) and 0 <= value <= 1:
-        return f"{value:.3f}"
-    return f"{value:,.0f}" if isinstance(value, (int, float)) else str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3f}" if 0 <= value <= 1 else f"{value:.1f}"
 
 
 def table(results: list[dict[str, Any]], shared: dict[str, Any] | None = None) -> str:
@@ -302,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     if not grid:
         ap.error("give --setting label:key=value,... or --grid FILE")
     shared = prepare(lake, work)
+    training_slots(max(1, args.jobs))
     tokenizers = {}
     for overrides in grid.values():  # one at a time: settings that share a tokenizer must not train it twice
         run = tokenizer_run(overrides)

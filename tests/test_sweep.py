@@ -120,3 +120,22 @@ def test_table_mode_prints_the_saved_results(tmp_path, capsys):
     assert "| current |" in printed and "| sft.math_calculator | 0.500 |" in printed and "5 CPU s" in printed
     with pytest.raises(SystemExit):
         sweep.main(["--lake", str(tmp_path)])  # neither settings nor a grid
+
+
+def test_numbers_keep_their_precision_and_unmeasured_metrics_say_so():
+    flat = sweep.flat_metrics(
+        {"sft": {"math_accuracy_strict": 0.3667, "code_gain_points": 6.7, "fact_accuracy": "not measured: no facts"}}
+    )
+    assert flat == {
+        "sft.math_accuracy_strict": 0.3667,
+        "sft.code_gain_points": 6.7,
+        "sft.fact_accuracy": "not measured",
+    }
+    assert [sweep._num(v) for v in (0.3667, 6.7, -3.3, 1_900_000, None)] == ["0.367", "6.7", "-3.3", "1,900,000", "—"]
+
+
+def test_a_setting_measured_before_is_not_run_again(tmp_path):
+    saved = result("current", {}, 1, {"math_calculator": 0.5})
+    (tmp_path / "current.json").write_text(json.dumps(saved))
+    # No lake, no tokenizer, no CLI: a stage that ran would fail on them.
+    assert sweep.run_setting("current", {}, str(tmp_path / "absent"), tmp_path, {"times": {}}) == saved
