@@ -204,32 +204,35 @@ def run_setting(label: str, overrides: dict[str, Any], lake: str, work: Path, to
         print(f"{label}: measured before ({done})", flush=True)
         return json.loads(done.read_text())
     run, logs, threads = f"sweep-{label}", work / "logs" / label, int(overrides.get("threads", 1))
-    times = dict(tok["times"])
+    partial = work / f"{label}.partial.json"
+    result: dict[str, Any] = {"label": label, "overrides": overrides, "times": dict(tok["times"]), "partial": True}
 
-    def go(name: str, args: list[str]) -> dict[str, Any]:
-        result, times[name] = stage(f"{label} {name}", args, overrides, lake, logs / f"{name}.log", threads)
-        return result
+    def go(name: str, args: list[str], **keep: Any) -> dict[str, Any]:
+        """One stage; what it measured joins the result, saved as it goes (a stopped sweep keeps it)."""
+        out, result["times"][name] = stage(f"{label} {name}", args, overrides, lake, logs / f"{name}.log", threads)
+        result.update({key: pick(out) for key, pick in keep.items()})
+        partial.write_text(json.dumps(result, indent=2, default=str))
+        return out
 
-    pre = go("pretrain", ["pretrain", "--run", run, "--tokenizer", tok["tokenizer"], "--tokens", tok["tokens"]])
-    sft = go("sft", ["sft", "--run", run])
+    pre = go(
+        "pretrain",
+        ["pretrain", "--run", run, "--tokenizer", tok["tokenizer"], "--tokens", tok["tokens"]],
+        params=lambda o: o.get("params"),
+        val_bpb=lambda o: o.get("val_bpb"),
+        pretrain_tokens_per_s=lambda o: o.get("tokens_per_s"),
+    )
+    sft = go("sft", ["sft", "--run", run], sft_tokens_per_s=lambda o: o.get("tokens_per_s"))
     test = sft["conversations"]["test"]
-    base = go("eval_base", ["evaluate", "--checkpoint", pre["checkpoint"], "--conversations", test])
-    tuned = go("eval_sft", ["evaluate", "--checkpoint", sft["checkpoint"], "--conversations", test])
-    rl = go("rl", ["rl", "--run", run])
-    result = {
-        "label": label,
-        "overrides": overrides,
-        "times": times,
-        "params": pre.get("params"),
-        "val_bpb": pre.get("val_bpb"),
-        "pretrain_tokens_per_s": pre.get("tokens_per_s"),
-        "sft_tokens_per_s": sft.get("tokens_per_s"),
-        "base": base["metrics"],
-        "sft": tuned["metrics"],
-        "rl_before": rl["before"],
-        "rl_after": rl["after"],
-    }
+    go(
+        "eval_base",
+        ["evaluate", "--checkpoint", pre["checkpoint"], "--conversations", test],
+        base=lambda o: o["metrics"],
+    )
+    go("eval_sft", ["evaluate", "--checkpoint", sft["checkpoint"], "--conversations", test], sft=lambda o: o["metrics"])
+    go("rl", ["rl", "--run", run], rl_before=lambda o: o["before"], rl_after=lambda o: o["after"])
+    result["partial"] = False
     done.write_text(json.dumps(result, indent=2, default=str))
+    partial.unlink()
     return result
 
 
@@ -277,7 +280,7 @@ def table(results: list[dict[str, Any]], shared: dict[str, Any] | None = None) -
         t = r["times"]
         cpu = sum(v["cpu_s"] for v in t.values())
         cells = [
-            r["label"],
+            r["label"] + (" (partial)" if r.get("partial") else ""),
             ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["overrides"].items()) or "(preset)",
             *(f"{t[s]['wall_s']:.0f} / {t[s]['cpu_s']:.0f}" if s in t else "—" for s in STAGES),
             f"{sum(v['wall_s'] for v in t.values()):.0f}",
@@ -298,12 +301,15 @@ def table(results: list[dict[str, Any]], shared: dict[str, Any] | None = None) -
 
 
 def saved(work: Path) -> list[dict[str, Any]]:
-    skip = {"prepare.json"}
-    return [
-        json.loads(p.read_text())
-        for p in sorted(work.glob("*.json"))
-        if p.name not in skip and not p.name.startswith("sweep-tok")
-    ]
+    """Each setting's finished result, else what it measured before it stopped (`partial`)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(work.glob("*.json")):
+        label = path.name.removesuffix(".json").removesuffix(".partial")
+        if path.name == "prepare.json" or label.startswith("sweep-tok"):
+            continue
+        if label not in found or not path.name.endswith(".partial.json"):
+            found[label] = json.loads(path.read_text())
+    return list(found.values())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,9 +115,15 @@ def test_table_mode_prints_the_saved_results(tmp_path, capsys):
     (work / "prepare.json").write_text(json.dumps({"times": {"curate": {"wall_s": 1.0, "cpu_s": 5.0}}}))
     (work / "sweep-tok.json").write_text(json.dumps({"tokenizer": "t", "tokens": "k", "times": {}}))
     (work / "current.json").write_text(json.dumps(result("current", {}, 1, {"math_calculator": 0.5})))
+    (work / "current.partial.json").write_text(json.dumps({**result("current", {}, 9, {}), "partial": True}))
+    stopped = {"label": "deep", "overrides": {"pretrain.model.n_layer": 8}, "partial": True, "val_bpb": 0.6}
+    stopped["times"] = {"pretrain": {"wall_s": 30.0, "cpu_s": 12.0}}
+    (work / "deep.partial.json").write_text(json.dumps(stopped))
     assert sweep.main(["--table", "--lake", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "| current |" in printed and "| sft.math_calculator | 0.500 |" in printed and "5 CPU s" in printed
+    deep = next(line for line in printed.splitlines() if line.startswith("| deep (partial) |"))
+    assert "| — | — | 30 / 12 | — |" in deep and "| 0.6000 |" in deep  # the finished result beats a partial one
     with pytest.raises(SystemExit):
         sweep.main(["--lake", str(tmp_path)])  # neither settings nor a grid
 
@@ -139,3 +145,37 @@ def test_a_setting_measured_before_is_not_run_again(tmp_path):
     (tmp_path / "current.json").write_text(json.dumps(saved))
     # No lake, no tokenizer, no CLI: a stage that ran would fail on them.
     assert sweep.run_setting("current", {}, str(tmp_path / "absent"), tmp_path, {"times": {}}) == saved
+
+
+def test_a_setting_runs_the_stages_in_the_demos_order_and_keeps_what_a_stopped_run_measured(tmp_path, monkeypatch):
+    """The CLI is the boundary: a stand-in for `stage` answers as the commands' JSON does."""
+    calls = []
+    answers = {
+        "pretrain": {"checkpoint": "ck/base", "params": 1_900_000, "val_bpb": 0.55, "tokens_per_s": 6000.0},
+        "sft": {"checkpoint": "ck/sft", "conversations": {"test": "conv/test"}, "tokens_per_s": 5400.0},
+        "evaluate": {"metrics": {"math_accuracy_strict": 0.3}},
+        "rl": {"before": {"all": {"pass1_greedy": 0.2}}, "after": {"all": {"pass1_greedy": 0.4}}},
+    }
+
+    def fake_stage(name, args, overrides, lake, log, threads=1):
+        calls.append((args, threads))
+        if args[0] == "rl" and len(calls) < 6:
+            raise RuntimeError("rl exited 1")
+        return answers[args[0]], {"wall_s": 2.0, "cpu_s": 1.0}
+
+    monkeypatch.setattr(sweep, "stage", fake_stage)
+    tok = {"tokenizer": "tok/uri", "tokens": "tokens/uri", "times": {"tokenizer": {"wall_s": 1.0, "cpu_s": 1.0}}}
+    _, overrides = sweep.parse_setting("deep:layers=8,threads=2")
+    with pytest.raises(RuntimeError):
+        sweep.run_setting("deep", overrides, "lake", tmp_path, tok)
+    assert [a[0] for a, _ in calls] == ["pretrain", "sft", "evaluate", "evaluate", "rl"]
+    assert calls[0][0][-4:] == ["--tokenizer", "tok/uri", "--tokens", "tokens/uri"] and calls[0][1] == 2
+    assert calls[2][0][-4:] == ["--checkpoint", "ck/base", "--conversations", "conv/test"]
+    assert calls[3][0][-4:] == ["--checkpoint", "ck/sft", "--conversations", "conv/test"]
+    stopped = json.loads((tmp_path / "deep.partial.json").read_text())
+    assert stopped["partial"] and stopped["val_bpb"] == 0.55 and stopped["sft"] == {"math_accuracy_strict": 0.3}
+    assert "rl" not in stopped["times"] and not (tmp_path / "deep.json").exists()
+    finished = sweep.run_setting("deep", overrides, "lake", tmp_path, tok)
+    assert not finished["partial"] and finished["rl_after"] == {"all": {"pass1_greedy": 0.4}}
+    assert set(finished["times"]) == {"tokenizer", "pretrain", "sft", "eval_base", "eval_sft", "rl"}
+    assert not (tmp_path / "deep.partial.json").exists() and sweep.saved(tmp_path) == [finished]
