@@ -220,8 +220,10 @@ def run_setting(label: str, overrides: dict[str, Any], lake: str, work: Path, to
         params=lambda o: o.get("params"),
         val_bpb=lambda o: o.get("val_bpb"),
         pretrain_tokens_per_s=lambda o: o.get("tokens_per_s"),
+        pretrain_tokens=lambda o: o.get("tokens"),
     )
-    sft = go("sft", ["sft", "--run", run], sft_tokens_per_s=lambda o: o.get("tokens_per_s"))
+    # The crawl by name, as the pipeline gives it: without it `sft --run` leaves out the crawl's facts.
+    sft = go("sft", ["sft", "--run", run, "--crawl", CRAWL], sft_tokens_per_s=lambda o: o.get("tokens_per_s"))
     test = sft["conversations"]["test"]
     go(
         "eval_base",
@@ -274,7 +276,17 @@ def _num(value: Any) -> str:
 def table(results: list[dict[str, Any]], shared: dict[str, Any] | None = None) -> str:
     """Markdown: one row per setting (costs), then one row per metric with a column per setting."""
     shared_cpu = sum(t["cpu_s"] for t in (shared or {}).get("times", {}).values())
-    head = ["setting", "overrides", *(f"{s} s" for s in STAGES), "wall s", "CPU s", "idle≤ s", "params", "val bpb"]
+    head = [
+        "setting",
+        "overrides",
+        *(f"{s} s" for s in STAGES),
+        "wall s",
+        "CPU s",
+        "idle≤ s",
+        "params",
+        "val bpb",
+        "pretrain tokens/CPU-s",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         t = r["times"]
@@ -288,6 +300,10 @@ def table(results: list[dict[str, Any]], shared: dict[str, Any] | None = None) -
             f"{cpu + shared_cpu:.0f}",
             _num(r.get("params")),
             f"{r['val_bpb']:.4f}" if r.get("val_bpb") is not None else "—",
+            # Per CPU second: the steady figure on a shared machine (the stage's own tokens/s is per wall second).
+            _num(r["pretrain_tokens"] / t["pretrain"]["cpu_s"])
+            if r.get("pretrain_tokens") and "pretrain" in t
+            else "—",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     flats = [flat_metrics(r) for r in results]

@@ -82,6 +82,7 @@ def result(label, overrides, cpu, sft_metrics):
         "times": times,
         "params": 1_900_000,
         "val_bpb": 0.5481,
+        "pretrain_tokens": 614_400,
         "base": {"math_calculator": 0.0},
         "sft": sft_metrics,
         "rl_before": {"all": {"pass1_greedy": 0.18}},
@@ -101,7 +102,14 @@ def test_the_table_sums_stage_seconds_and_lists_every_metric_heldout_first():
     stages = len(sweep.STAGES)
     cells = [c.strip() for c in current.strip("|").split("|")]
     assert cells[1] == "(preset)" and cells[2] == "20 / 10"
-    assert cells[2 + stages :] == [f"{20 * stages}", f"{10 * stages}", f"{10 * stages + 60}", "1,900,000", "0.5481"]
+    assert cells[2 + stages :] == [
+        f"{20 * stages}",
+        f"{10 * stages}",
+        f"{10 * stages + 60}",
+        "1,900,000",
+        "0.5481",
+        "61,440",  # 614,400 tokens in 10 CPU seconds
+    ]
     assert "vocab_size=2048" in v2k and f"| {20 * stages + 60} |" in v2k
     metric_rows = [line for line in lines if line.startswith("| base.") or line.startswith("| sft.")]
     assert metric_rows[0] == "| sft.heldout_math | 0.250 | — |"  # held-out first; absent where not measured
@@ -170,6 +178,7 @@ def test_a_setting_runs_the_stages_in_the_demos_order_and_keeps_what_a_stopped_r
         sweep.run_setting("deep", overrides, "lake", tmp_path, tok)
     assert [a[0] for a, _ in calls] == ["pretrain", "sft", "evaluate", "evaluate", "rl"]
     assert calls[0][0][-4:] == ["--tokenizer", "tok/uri", "--tokens", "tokens/uri"] and calls[0][1] == 2
+    assert calls[1][0] == ["sft", "--run", "sweep-deep", "--crawl", "sample"]  # the facts come with the crawl's name
     assert calls[2][0][-4:] == ["--checkpoint", "ck/base", "--conversations", "conv/test"]
     assert calls[3][0][-4:] == ["--checkpoint", "ck/sft", "--conversations", "conv/test"]
     stopped = json.loads((tmp_path / "deep.partial.json").read_text())
