@@ -165,6 +165,8 @@ def prepare_tokenizer(overrides: dict[str, Any], lake: str, work: Path) -> dict[
     if done.exists():
         return json.loads(done.read_text())
     tok_keys = {k: v for k, v in overrides.items() if k.startswith("tokenizer.")}
+    if "tokenizer.vocab_size" in tok_keys:  # the preset's name says 4k
+        tok_keys.setdefault("tokenizer.name", f"bpe-{tok_keys['tokenizer.vocab_size']}")
     print(f"{run}: tokenizer and token shards", flush=True)
     tok, t1 = stage(
         "tokenizer", ["tokenizer", "--run", run, "--crawl", CRAWL], tok_keys, lake, work / "logs" / f"{run}.log"
