@@ -1,7 +1,7 @@
 """Size the demo model: run the tiny preset's training stages per setting and print what each costs and scores.
 
     python benchmarks/sweep.py --setting current: \\
-        --setting deep:layers=6,width=96,heads=4 --setting v2k:vocab=2048 [--jobs 2] [--lake lake/sweep]
+        --setting deep:layers=8,width=96,heads=4 --setting v2k:vocab=2048 [--jobs 2] [--lake lake/sweep]
     python benchmarks/sweep.py --grid grid.yaml        # {settings: {label: {key: value}}, base: {key: value}}
     python benchmarks/sweep.py --table --lake lake/sweep   # the table again, from the saved results
 
@@ -10,7 +10,7 @@ or a short name (ALIASES: layers, width, heads, vocab, seq, pretrain_steps, sft_
 plus `threads` (OMP_NUM_THREADS of the stage processes; `make demo` runs with 1).
 
 Every stage runs through the CLI (`crawl2chat STAGE --set key=value ...` on this checkout's code), each in its own
-process, as `make demo`'s pipeline runs it. What curation makes does not depend on the model, so the
+process, in `make demo`'s order. What curation makes does not depend on the model, so the
 sample crawl, curation and search index run once per lake; the tokenizer and token shards once per
 tokenizer setting; then per setting, under its own run (`sweep-{label}`): pretrain, SFT (conversations
 and training), evaluate of the base and the SFT model on the SFT test split, and RL.
@@ -19,8 +19,7 @@ The machine this runs on is usually shared, so beside wall seconds it records ea
 (os.wait4's rusage of the stage process and the children it waited for). `make demo` trains with one
 torch thread and maps tasks over two threads, so on an idle 2-core machine a stage takes between
 CPU/2 (both workers busy) and CPU seconds (one busy): the table's `idle≤` column is the sum of CPU
-seconds, an upper bound of the idle wall time, and docs/sizing.md calibrates it against a measured
-`make demo`. The Prefect server's own CPU is not counted (it serves every stage of every setting).
+seconds, an upper bound of the idle wall time (an extrapolation, not a measurement; docs/sizing.md). The Prefect server's own CPU is not counted (it serves every stage of every setting).
 
 Results go to {lake}/sweep/{label}.json as each setting finishes (a setting with a saved result is not
 run again: delete its file to measure it again); `--table` prints them all.
@@ -61,7 +60,8 @@ STAGES = ("tokenizer", "tokenize", "pretrain", "sft", "eval_base", "eval_sft", "
 
 
 def parse_overrides(text: str) -> dict[str, Any]:
-    """`layers=6,width=96` -> {'pretrain.model.n_layer': 6, 'pretrain.model.n_embd': 96}; values are YAML."""
+    """`layers=6,width=96` -> {"pretrain.model.n_layer": 6, "pretrain.model.n_embd": 96}; values are YAML
+    (a value with a comma in it, such as a mapping of several keys, goes in a --grid file)."""
     out: dict[str, Any] = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = item.partition("=")
@@ -275,6 +275,15 @@ def _num(value: Any) -> str:
     return f"{value:.3f}" if 0 <= value <= 1 else f"{value:.1f}"
 
 
+def described(overrides: dict[str, Any]) -> str:
+    """Overrides as they were given: short names where one applies, else the dotted key."""
+    short = {}
+    for key, value in overrides.items():
+        name = next((alias for alias, keys in ALIASES.items() if key in keys), key)
+        short.setdefault(name, value)
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in short.items()) or "(preset)"
+
+
 def table(results: list[dict[str, Any]], shared: dict[str, Any] | None = None) -> str:
     """Markdown: one row per setting (costs), then one row per metric with a column per setting."""
     shared_cpu = sum(t["cpu_s"] for t in (shared or {}).get("times", {}).values())
@@ -295,7 +304,7 @@ def table(results: list[dict[str, Any]], shared: dict[str, Any] | None = None) -
         cpu = sum(v["cpu_s"] for v in t.values())
         cells = [
             r["label"] + (" (partial)" if r.get("partial") else ""),
-            ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["overrides"].items()) or "(preset)",
+            described(r["overrides"]),
             *(f"{t[s]['wall_s']:.0f} / {t[s]['cpu_s']:.0f}" if s in t else "—" for s in STAGES),
             f"{sum(v['wall_s'] for v in t.values()):.0f}",
             f"{cpu:.0f}",

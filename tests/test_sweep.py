@@ -110,7 +110,7 @@ def test_the_table_sums_stage_seconds_and_lists_every_metric_heldout_first():
         "0.5481",
         "61,440",  # 614,400 tokens in 10 CPU seconds
     ]
-    assert "vocab_size=2048" in v2k and f"| {20 * stages + 60} |" in v2k
+    assert "| vocab=2048 |" in v2k and f"| {20 * stages + 60} |" in v2k
     metric_rows = [line for line in lines if line.startswith("| base.") or line.startswith("| sft.")]
     assert metric_rows[0] == "| sft.heldout_math | 0.250 | — |"  # held-out first; absent where not measured
     assert "| sft.math_calculator | 0.367 | 0.400 |" in metric_rows
@@ -188,3 +188,9 @@ def test_a_setting_runs_the_stages_in_the_demos_order_and_keeps_what_a_stopped_r
     assert not finished["partial"] and finished["rl_after"] == {"all": {"pass1_greedy": 0.4}}
     assert set(finished["times"]) == {"tokenizer", "pretrain", "sft", "eval_base", "eval_sft", "rl"}
     assert not (tmp_path / "deep.partial.json").exists() and sweep.saved(tmp_path) == [finished]
+
+
+def test_overrides_are_shown_as_they_were_given():
+    _, overrides = sweep.parse_setting("d:layers=8,heads=4,sft.train.steps=600,evaluate.limits={math: 3}")
+    assert sweep.described(overrides) == 'layers=8, heads=4, sft_steps=600, evaluate.limits={"math": 3}'
+    assert sweep.described({}) == "(preset)"
