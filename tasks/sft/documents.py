@@ -413,7 +413,16 @@ def definitions(cleans: list[str], limit: int) -> Iterator[Definition]:
 
 # Question phrasings: training ones, and held-out ones for the evaluation ({x} the subject, {be} its verb).
 QUESTIONS = (
-    ("What {be} {x}?", "Can you tell me what {x} {be}?", "Explain {x}.", "What do you know about {x}?"),
+    (
+        "What {be} {x}?",
+        "Can you tell me what {x} {be}?",
+        "Explain {x}.",
+        "What do you know about {x}?",
+        "Tell me what {x} {be}.",
+        "Define {x}.",
+        "What exactly {be} {x}?",
+        "Please explain what {x} {be}.",
+    ),
     ("Do you know what {x} {be}?", "I would like to know what {x} {be}.", "Describe {x}."),
 )
 # What a statement says about its subject.
@@ -423,6 +432,10 @@ STATEMENT_QUESTIONS = (
         "Tell me about {x}.",
         "What can you tell me about {x}?",
         "What do you know about {x}?",
+        "What does the manual say about {x}?",
+        "Can you explain {x}?",
+        "Give me the facts about {x}.",
+        "Give me a description of {x}.",
     ),
     ("What do the docs say about {x}?", "I would like to know about {x}."),
 )
@@ -433,6 +446,10 @@ TOPIC_QUESTIONS = (
         "What does the documentation say about {x}?",
         "Give me an overview of {x}.",
         "What is covered in {x}?",
+        "Summarise {x}.",
+        "Tell me about {x}.",
+        "What does the page {x} cover?",
+        "What is {x} about, in short?",
     ),
     ("Can you summarise {x}?", "What is the page on {x} about?"),
 )
