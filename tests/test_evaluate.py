@@ -193,6 +193,11 @@ def test_definitions_are_judged_by_overlap_with_the_documents_sentence():
     assert not judge("doc", meta, "I'm sorry, I don't believe I know. A utility for backing up a PostgreSQL database?")[
         "correct"
     ]
+    # the subject's words are given by the question: naming it back states nothing
+    given = {**meta, "subject": "pg_dump"}  # content words left: utility, backing, up, postgresql, database
+    assert not judge("doc", given, "pg_dump is a utility.")["correct"]  # 1 of 5 (3 of 7 counting pg, dump)
+    assert not judge("doc", given, "Pg_dump backs up pg_dump: a utility.")["correct"]  # 2 of 5
+    assert judge("doc", given, "pg_dump is a utility for backing up.")["correct"]  # 3 of 5
     outcomes = [
         *[
             outcome("doc", True, correct=c, refused=r)

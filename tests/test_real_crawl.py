@@ -73,9 +73,10 @@ def test_the_pipeline_on_a_real_crawl_measures_every_metric(prefect_server, real
             "pretrain.train.batch_tokens": 512,
             "pretrain.train.eval_tokens": 512,
             "sft.search_results": 2,
-            "sft.result_chars": 300,
+            "sft.result_chars": 400,  # held-out questions are asked where the results hold the answer
+            "sft.test_fraction": 0.3,  # a crawl of ~35 clean pages: enough held-out documents to ask about
             "evaluate.search_results": 2,
-            "evaluate.result_chars": 300,
+            "evaluate.result_chars": 400,
             "sft.val_fraction": 0.2,
             "sft.train": {
                 "steps": 300,
@@ -125,7 +126,7 @@ def test_the_pipeline_on_a_real_crawl_measures_every_metric(prefect_server, real
     sft = result["sft"]["checkpoint"]
     assert sft.startswith(layout.checkpoints("pgdocs", "sft")) and layout.search_for(sft) == layout.search("pgdocs")
 
-    # The held-out answerable items are sentences of the crawl's own clean documents.
+    # The held-out answerable items are spans of the crawl's own clean documents.
     texts = {
         r["id"]: " ".join(r["text"].split())
         for b in lake.iter_batches(layout.curated("pgdocs").clean, columns=["id", "text"])

@@ -48,7 +48,9 @@ def test_a_page_is_about_its_title_and_opens_with_what_it_is():
 
 
 def test_at_most_a_few_definitions_per_document():
-    text = "Title\n" + " ".join(f"Widget{i} is a thing number {i} of the catalogue." for i in range(10))
+    text = "Title\n" + " ".join(
+        f"Widget{i} is a thing number {i} of the catalogue." for i in range(D.MAX_PER_DOCUMENT + 5)
+    )
     assert len(D.definitions_in("d", "", text)) == D.MAX_PER_DOCUMENT
 
 
@@ -118,41 +120,142 @@ def test_doc_sources_answer_from_results_and_refuse_verified_unknowns(index):
     asked = list(generate.doc_questions(ctx))
     splits = {generate.doc_split(ctx, d) for d in definitions}
     assert splits == {"train", "test"}  # whole documents held out
-    for split, messages, meta in asked:
-        result, reply = messages[2]["content"], messages[3]["content"]
-        assert reply == meta["answer"] and meta["kind"] == "doc"
-        if split == "train":
-            assert mentions(
-                result, " ".join(meta["answer"].split(" is ", 1)[1].split()[:4])
-            )  # grounded in what the model reads
+    for _, messages, meta in asked:
+        query, result, reply = messages[1]["tool_calls"][0]["arguments"], messages[2]["content"], messages[3]["content"]
+        assert reply == meta["answer"] and meta["kind"] == "doc" and query == meta["subject"]
+        assert mentions(result, reply) and reply.rstrip(".") in meta["sentence"]  # a span the model can copy
     test_docs = {m["doc"] for s, _, m in asked if s == "test"}
     assert test_docs == {d.doc_id for d in definitions if generate.doc_split(ctx, d) == "test"}
     assert not test_docs & {m["doc"] for s, _, m in asked if s == "train"}
 
     unknown = list(generate.doc_unknown(ctx))
-    answerable = 2 * sum(
-        generate.doc_split(ctx, d) == "train" for d in definitions
-    )  # doc_questions' phrasings per definition
-    assert (
-        sum(s == "train" for s, _, _ in unknown) == min(30, answerable)
-        and sum(s == "test" for s, _, _ in unknown) == 10
-    )
+    trained = sum(s == "train" for s, _, _ in asked)
+    assert sum(s == "train" for s, _, _ in unknown) == min(30, trained)  # no more refusals than answers
+    assert sum(s == "test" for s, _, _ in unknown) == 10
     for _, messages, meta in unknown:
         assert messages[3]["content"] == REFUSAL_IDK and meta["verified"]
-        assert D.absent_from(ctx.search(meta["name"]), meta["name"])  # checked against the crawl's own index
+        term = meta["name"]
+        invented = [
+            w for w in D.content_words(term) if w not in D.content_words(" ".join(docs.values())) | set(D._KINDS)
+        ]
+        assert invented  # some word of it the crawl never uses ...
+        for word in invented:  # ... checked against the crawl's own index
+            assert ctx.search(word) == "no results" and not mentions(messages[2]["content"], word)
+    assert {m["form"] for _, _, m in unknown} == set(D.FORMS)  # asked as every answerable form is
     assert not {m["name"] for s, _, m in unknown if s == "test"} & {m["name"] for s, _, m in unknown if s == "train"}
 
     memory = list(generate.doc_memory(ctx))
     replies = {m["subject"]: msgs[3]["content"] for _, msgs, m in memory}
     for d, verdict in ((definitions[0], "unknown"), (definitions[1], "known")):
         if generate.doc_split(ctx, d) == "train":
-            assert replies[d.subject] == (REFUSAL_IDK if verdict == "unknown" else d.sentence)
+            assert replies[d.subject] == (REFUSAL_IDK if verdict == "unknown" else d.answer)
     assert all(msgs[2]["content"] == generate.SEARCH_OFF for _, msgs, _ in memory)
+
+
+def test_a_question_whose_answer_search_cannot_find_is_not_asked(index):
+    """The span must be in what searching the subject returns, held-out items included."""
+    search_index, docs = index
+    tool = generate.SearchTool(search_index, 1, 80)  # one short result: most answers are cut off
+    definitions = [d for doc_id, text in docs.items() for d in D.definitions_in(doc_id, f"https://x/{doc_id}", text)]
+    ctx = generate.Context(seed=0, test_fraction=0.5, entities={}, search=tool, definitions=definitions)
+    asked = {m["subject"] for _, _, m in generate.doc_questions(ctx)}
+    assert asked == {d.subject for d in definitions if mentions(tool(d.subject), d.answer)}
+    assert asked != {d.subject for d in definitions}
 
 
 def test_a_term_the_crawl_mentions_is_not_an_unknown(index):
     search_index, _ = index
     tool = generate.SearchTool(search_index, 3, 600)
+    ctx = generate.Context(seed=0, test_fraction=0.5, entities={}, search=tool)
     assert not D.absent_from(tool("vacuum"), "vacuum")
     assert not D.absent_from(tool("the GIN daemon"), "the GIN daemon")  # a known word in an invented frame
     assert D.absent_from(tool("zuvexlo"), "zuvexlo")
+    assert generate.verified_unknown(ctx, D.Invented("the zuvexlo index", ("zuvexlo",))) is not None
+    assert generate.verified_unknown(ctx, D.Invented("the GIN index", ("gin",))) is None
+    # an invented word the results of the whole term happen not to show, but the index holds
+    assert generate.verified_unknown(ctx, D.Invented("pg_dump zuvexlo", ("zuvexlo", "vacuum"))) is None
+
+
+def test_invented_terms_take_many_shapes_with_the_crawls_own_words():
+    vocabulary = D.vocabulary_of(["the pg_dump utility", "Streaming replication", "a GIN index"])
+    assert vocabulary == ["dump", "gin", "index", "replication", "streaming", "utility"]  # "pg": too short
+    rng = random.Random(0)
+    terms = [D.invented_term(rng, vocabulary) for _ in range(400)]
+    shapes = {
+        "underscore": any("_" in t.term for t in terms),
+        "hyphen": any("-" in t.term for t in terms),
+        "camel": any(
+            t.term[:1].isupper() and any(c.isupper() for c in t.term[1:]) and " " not in t.term for t in terms
+        ),
+        "two words": any(len(t.term.split()) == 2 for t in terms),
+        "the ... kind": any(t.term.startswith("the ") for t in terms),
+        "with a real word": any(set(D.words(t.term)) & set(vocabulary) for t in terms),
+        "digits": any(any(c.isdigit() for c in t.term) for t in terms),
+    }
+    assert all(shapes.values()), shapes
+    for t in terms:
+        assert t.new and all(w in D.words(t.term) for w in t.new)  # what must be absent is in the term
+        assert not set(t.new) & set(vocabulary)  # and is never one of the crawl's words
+    assert len({t.term for t in terms}) > 350
+    bare = {D.invented_term(random.Random(i)).term for i in range(50)}  # no vocabulary: invented words only
+    assert all(not set(D.words(t)) & set(vocabulary) - {"utility"} for t in bare)
+
+
+def test_the_answer_is_the_head_of_the_sentence():
+    d = D.definitions_in(
+        "d",
+        "",
+        "Title\nThe pg_dump utility is a program for backing up a database, which writes SQL or an archive.",
+    )[0]
+    assert d.answer == "The pg_dump utility is a program for backing up a database."
+    long = D.definitions_in(
+        "d", "", "Title\nA checkpoint is a point in the write-ahead log sequence at which all data files were updated."
+    )[0]
+    assert long.answer == "A checkpoint is a point in the write-ahead log sequence."  # 14 words, not ending on "at"
+    # the boundary comes after the subject, the verb and a few words: never an empty predicate
+    short = D.definitions_in("d", "", "Title\nVACUUM is a command (see below) that reclaims storage.")[0]
+    assert short.answer == "VACUUM is a command (see below) that reclaims storage."
+    assert D.head("one, two three four", 5) == "one, two three four"
+    assert D.head("a b, c", 0) == "a b"
+
+
+@given(st.text(max_size=400))
+def test_any_answer_is_a_span_of_the_document(text):
+    for d in D.definitions_in("d", "", text):
+        assert d.answer.rstrip(".") in " ".join(text.split())
+        assert d.answer.startswith(d.sentence.split(" ", 1)[0])
+
+
+def test_statements_say_what_a_subject_does():
+    found = D.definitions_in(
+        "d",
+        "",
+        "Title\npg_dump writes a script file that restores the database. "
+        "It writes SQL. Of the group can load the library. The server can be stopped with pg_ctl stop.",
+    )
+    assert [(d.subject, d.be, d.form) for d in found] == [
+        ("pg_dump", "writes", "statement"),
+        ("the server", "can", "statement"),
+    ]
+    assert D.questions(found[0], False)[0] == "What does the documentation say about {x}?"
+
+
+def test_judged_words_leave_out_the_subject():
+    span = "pg_dump is a utility for backing up a PostgreSQL database."
+    assert D.overlap("pg_dump pg_dump", span, "pg_dump") == 0.0  # naming the subject back answers nothing
+    assert D.overlap("a utility for backing up", span, "pg_dump") == 3 / 5  # utility backing up of 5
+    assert D.overlap("anything", "pg_dump is", "pg_dump") == 0.0
+
+
+def test_titles_that_are_cut_off_sentences_are_not_topics():
+    assert D.reads_like_title("CREATE TABLE") and D.reads_like_title("git-commit(1)")
+    for cut in ("It is a good idea to save the database server's log output", "Access to the table is restricted to"):
+        assert not D.reads_like_title(cut)
+    assert (
+        D.topic_of(
+            "d",
+            "",
+            "Access to the table pg_statistic is restricted to\nsuperusers, so that ordinary users cannot read it.",
+        )
+        is None
+    )

@@ -448,19 +448,28 @@ def doc_split(ctx: Context, definition: D.Definition) -> str:
 
 
 def _doc_meta(d: D.Definition, **extra: Any) -> dict[str, Any]:
-    return {"kind": "doc", "answer": d.sentence, "subject": d.subject, "doc": d.doc_id, "url": d.url, **extra}
+    return {
+        "kind": "doc",
+        "answer": d.answer,
+        "sentence": d.sentence,
+        "subject": d.subject,
+        "form": d.form,
+        "doc": d.doc_id,
+        "url": d.url,
+        **extra,
+    }
 
 
 def doc_questions(ctx: Context) -> Iterator[Item]:
-    """What a document defines, asked; the assistant searches and answers with the document's
-    sentence. Trained only where the results hold that sentence's predicate; the held-out
-    documents' questions are all kept (the evaluation's answerable items)."""
+    """What a document defines or says, asked; the assistant searches the subject and answers
+    with the head of the document's sentence, copied from the results. Kept only where the
+    results hold that whole span, in training and in the held-out set alike: a question whose
+    answer searching its subject cannot find tests retrieval luck, not answering from search."""
     per_definition = ctx.counts.get("doc_questions", 2)
     for d in ctx.definitions:
         split = doc_split(ctx, d)
         result = ctx.search(d.subject)
-        grounded = mentions(result, d.key)
-        if split == "train" and not grounded:
+        if not mentions(result, d.answer):
             continue
         rng = ctx.rng("doc_questions", d.id)
         phrasings = D.questions(d, split == "test")
@@ -471,8 +480,8 @@ def doc_questions(ctx: Context) -> Iterator[Item]:
             question = template.format(x=d.subject, be=d.be)
             yield (
                 split,
-                tool_turn(question, "search", d.subject, result, d.sentence),
-                _doc_meta(d, retrievable=grounded, template=question),
+                tool_turn(question, "search", d.subject, result, d.answer),
+                _doc_meta(d, retrievable=True, template=question),
             )
 
 
@@ -484,7 +493,7 @@ def doc_memory(ctx: Context) -> Iterator[Item]:
         if doc_split(ctx, d) != "train" or verdict == "unsure":
             continue
         question = ctx.rng("doc_memory", d.id).choice(D.questions(d, False)).format(x=d.subject, be=d.be)
-        reply = d.sentence if verdict == "known" else REFUSAL_IDK
+        reply = d.answer if verdict == "known" else REFUSAL_IDK
         yield (
             "train",
             tool_turn(question, "search", d.subject, SEARCH_OFF, reply),
@@ -492,12 +501,26 @@ def doc_memory(ctx: Context) -> Iterator[Item]:
         )
 
 
+def verified_unknown(ctx: Context, invented: D.Invented) -> str | None:
+    """The results of searching an invented term, where the crawl's own index holds none of
+    its invented words (each searched alone: the index matches any word it has); else None."""
+    result = ctx.search(invented.term)
+    if not D.absent_from(result, " ".join(invented.new)):
+        return None
+    if any(not D.absent_from(ctx.search(word), word) for word in invented.new):
+        return None
+    return result
+
+
 def doc_unknown(ctx: Context) -> Iterator[Item]:
-    """Invented terms asked like the documents' subjects and topics. Each is searched in the
-    crawl's own index and kept only where the results show none of its words: verified unknown
-    here. Training asks at most as many as the answerable questions (doc_questions' phrasings
-    per training definition), so the model learns "not in what I read", not "refuse"."""
-    answerable = ctx.counts.get("doc_questions", 2) * sum(doc_split(ctx, d) == "train" for d in ctx.definitions)
+    """Invented terms in many shapes, alone or inside the crawl's own words, asked in every
+    form the answerable questions take. Each is kept only where the crawl's own index holds
+    none of its invented words: verified unknown here. Training asks at most as many as
+    doc_questions' training conversations, so the model learns "not in what I read", not
+    "refuse"."""
+    answerable = sum(split == "train" for split, _, _ in doc_questions(ctx))
+    vocabulary = D.vocabulary_of([d.subject for d in ctx.definitions if doc_split(ctx, d) == "train"])
+    seen: set[str] = set()
     for split in ("train", "test"):
         n = (
             min(ctx.counts.get("doc_unknown", 400), answerable)
@@ -508,19 +531,22 @@ def doc_unknown(ctx: Context) -> Iterator[Item]:
         kept = tries = 0
         while kept < n and tries < 4 * n:
             tries += 1
-            term = D.invented_term(rng)
-            result = ctx.search(term)
-            if not D.absent_from(result, term):
+            invented = D.invented_term(rng, vocabulary)
+            if invented.term.lower() in seen:
                 continue
-            forms = D.QUESTIONS if rng.random() < 0.5 else D.TOPIC_QUESTIONS
-            question = rng.choice(forms[split == "test"]).format(x=term, be="is")
+            result = verified_unknown(ctx, invented)
+            if result is None:
+                continue
+            seen.add(invented.term.lower())
+            form = rng.choice(sorted(D.FORMS))
+            question = rng.choice(D.FORMS[form][split == "test"]).format(x=invented.term, be="is")
             if split == "train" and rng.random() < 0.25:  # the refusal holds when the tool fails too
                 result = SEARCH_OFF
             kept += 1
             yield (
                 split,
-                tool_turn(question, "search", term, result, REFUSAL_IDK),
-                {"kind": "doc_unknown", "name": term, "verified": True, "template": question},
+                tool_turn(question, "search", invented.term, result, REFUSAL_IDK),
+                {"kind": "doc_unknown", "name": invented.term, "verified": True, "form": form, "template": question},
             )
 
 
