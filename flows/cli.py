@@ -593,10 +593,15 @@ def demo_cmd(lake: Lake = None, sets: Sets = None) -> None:
 
         typer.echo("\nBefore and after SFT, on held-out conversations:\n" + markdown_table(result["evaluate"]["table"]))
     if result.get("rl", {}).get("after"):
+        from tasks.rl.evaluate import headline
+
         rl, metric = result["rl"], "pass1_greedy"
+        group, before = headline(rl["before"])
+        label = "held-out families" if group == "family" else "held-out problems"
         typer.echo(
-            f"\nRL: held-out pass@1 (greedy) {rl['before']['all'][metric]:.1%} -> {rl['after']['all'][metric]:.1%}; "
-            f"reward curve {rl['reward_curve']}"
+            f"\nRL: {label} pass@1 (greedy) {before[metric]:.1%} -> {rl['after'][group][metric]:.1%} "
+            f"(new seeds of training families: {rl['before'].get('seed', {}).get(metric, 0):.1%} -> "
+            f"{rl['after'].get('seed', {}).get(metric, 0):.1%}); reward curve {rl['reward_curve']}"
         )
     typer.echo(f"\nLake: {Path(cfg.lake.root).resolve()}")
     typer.echo(f"Runs, task lineage and artifacts: {server.ui_url(url)}/runs")

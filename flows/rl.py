@@ -215,10 +215,11 @@ def evaluation(
         runner,
         f"evaluate step {step}",
     )
-    m = stats["metrics"]["all"]
+    m, (group, judged) = stats["metrics"]["all"], rl_eval.headline(stats["metrics"])
     print(
-        f"step {step}: held-out pass@1 {m['pass1_greedy']:.3f} (lenient {m['pass1_greedy_lenient']:.3f}), "
-        f"pass@{config.eval_samples} {m.get(f'pass@{config.eval_samples}', 0):.3f}, mean length {m['length']:.1f}"
+        f"step {step}: held-out ({group}) pass@1 {judged['pass1_greedy']:.3f}; all held-out pass@1 {m['pass1_greedy']:.3f} "
+        f"(lenient {m['pass1_greedy_lenient']:.3f}), pass@{config.eval_samples} {m.get(f'pass@{config.eval_samples}', 0):.3f}, "
+        f"mean length {m['length']:.1f}"
     )
     return stats["metrics"]
 
@@ -351,9 +352,10 @@ def publish(
             key=artifact_key("rl-rollouts", name),
             description="best and worst rollouts",
         )
-    before, after = evals[0]["all"], evals[last]["all"]
+    group, before = rl_eval.headline(evals[0])
+    after = evals[last][group]
     print(
-        f"{config.name}: held-out pass@1 {before['pass1_greedy']:.3f} -> {after['pass1_greedy']:.3f} over {last} iterations; {curve_uri}"
+        f"{config.name}: held-out ({group}) pass@1 {before['pass1_greedy']:.3f} -> {after['pass1_greedy']:.3f} over {last} iterations; {curve_uri}"
     )
     return {
         "checkpoint": checkpoint.step_uri(run, last),

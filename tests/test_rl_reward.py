@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from models.tokenizer import train
 from tasks import mathgen
 from tasks.rl import ProblemConfig
-from tasks.rl.evaluate import ks, metrics, pass_at_k
+from tasks.rl.evaluate import headline, ks, metrics, pass_at_k
 from tasks.rl.problems import BadProblem, check_room, generated, parse_answer, parse_problem, user_problems
 from tasks.rl.reward import score, shape_lengths
 
@@ -137,14 +137,17 @@ def test_metrics_group_by_hold_out():
         r("a", -1, 1, "seed"),
         r("a", 0, 1, "seed"),
         r("a", 1, 0, "seed"),
-        r("b", -1, 0, "template"),
-        r("b", 0, 0, "template"),
-        r("b", 1, 1, "template", 30),
+        r("b", -1, 0, "family"),
+        r("b", 0, 0, "family"),
+        r("b", 1, 1, "family", 30),
     ]
     m = metrics(rows)
-    assert m["all"]["pass1_greedy"] == 0.5 and m["seed"]["pass1_greedy"] == 1.0 and m["template"]["pass1_greedy"] == 0.0
+    assert m["all"]["pass1_greedy"] == 0.5 and m["seed"]["pass1_greedy"] == 1.0 and m["family"]["pass1_greedy"] == 0.0
     assert m["all"]["pass@1"] == 0.5 and m["all"]["pass@2"] == 1.0
-    assert m["all"]["length"] == 15.0 and m["template"]["problems"] == 1
+    assert m["all"]["length"] == 15.0 and m["family"]["problems"] == 1
+    # A run is judged on the held-out families where it has them, else on all its held-out problems.
+    assert headline(m) == ("family", m["family"])
+    assert headline({"all": m["all"], "id": m["all"]}) == ("all", m["all"])
 
 
 # -- problems ---------------------------------------------------------------------------------
@@ -239,25 +242,34 @@ def test_prompts_without_room_to_answer_are_counted():
         parse_problem({"prompt": "x" * 5000, "answer": 1})
 
 
-def test_generated_problems_hold_out_seeds_and_templates():
-    config = ProblemConfig(difficulty=[1, 2], heldout_templates=["ages", "fence"], train=60, eval=40)
+def test_generated_problems_train_on_training_families_and_judge_on_heldout_ones():
+    config = ProblemConfig(difficulty=[1, 2], train=60, eval=40)
     out = generated(config, seed=3)
     assert out == generated(config, seed=3)  # a pure function of the config and seed
-    train_templates = {r["template"] for r in out["train"]}
-    assert train_templates == set(mathgen.TEMPLATES) - {"ages", "fence"}
-    assert {r["holdout"] for r in out["eval"]} == {"seed", "template"}
-    assert all((r["holdout"] == "template") == (r["template"] in {"ages", "fence"}) for r in out["eval"])
+    assert {r["template"] for r in out["train"]} == set(mathgen.TRAIN_FAMILIES)
+    assert {r["holdout"] for r in out["eval"]} == {"seed", "family"}
+    assert all((r["holdout"] == "family") == (r["template"] in mathgen.HELDOUT_FAMILIES) for r in out["eval"])
+    assert {r["template"] for r in out["eval"] if r["holdout"] == "family"} == set(mathgen.HELDOUT_FAMILIES)
+    assert sum(r["holdout"] == "family" for r in out["eval"]) == 20  # half the evaluation
     assert not {r["prompt"] for r in out["eval"]} & {r["prompt"] for r in out["train"]}
     assert {r["difficulty"] for r in out["train"]} == {1, 2}
     for r in out["train"][:10]:  # the answer is the generator's
-        assert (
-            mathgen.make_problem(f"rl:3:train:{int(r['id'][-6:])}", r["difficulty"], r["template"]).answer
-            == r["answer"]
-        )
-    with pytest.raises(ValueError):
-        generated(ProblemConfig(heldout_templates=sorted(mathgen.TEMPLATES)), 0)
-    with pytest.raises(ValueError):
-        generated(ProblemConfig(templates=["nope"]), 0)
+        p = mathgen.make_problem(f"rl:3:train:{int(r['id'][-6:])}", r["difficulty"], r["template"], words=None)
+        assert (p.question, p.answer) == (r["prompt"], r["answer"])
+    # No held-out family, nor a training problem with a held-out structure, in RL's training set.
+    heldout = {
+        mathgen.skeleton(p.question)
+        for p in (mathgen.make_problem(i, 1 + i % 2, f, None) for i in range(400) for f in mathgen.HELDOUT_FAMILIES)
+    }
+    assert (
+        not {mathgen.skeleton(r["prompt"]) for r in generated(ProblemConfig(train=2000, eval=0), 0)["train"]} & heldout
+    )
+    off = generated(ProblemConfig(heldout_families=False, train=10, eval=20), 0)
+    assert {r["holdout"] for r in off["eval"]} == {"seed"}
+    with pytest.raises(ValueError, match="held-out families"):
+        generated(ProblemConfig(families=["rate_time", "change"]), 0)
+    with pytest.raises(ValueError, match="unknown"):
+        generated(ProblemConfig(families=["nope"]), 0)
 
 
 def test_a_tool_choice_ends_the_prompt_in_that_tools_opening_token():

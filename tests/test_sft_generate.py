@@ -12,6 +12,7 @@ from models.engine import Engine
 from models.gpt import GPT
 from models.tokenizer import Tokenizer
 from models.tools import SearchIndex
+from tasks import mathgen
 from tasks.sft import generate as G
 from tasks.sft import probe
 from tasks.sft import templates as T
@@ -38,7 +39,16 @@ def context(tiny, index, seed=0, probe_verdicts=None):
         entities=G.load_entities(tiny["facts"]),
         search=G.SearchTool(index, 2, 300),
         probe=probe_verdicts or {},
-        counts={"unknown": 30, "echo": 30, "math": 20, "math_test": 10, "private": 10, "harmful": 10, "benign": 10},
+        counts={
+            "unknown": 30,
+            "echo": 30,
+            "math": 20,
+            "math_test": 10,
+            "math_heldout": 8,
+            "private": 10,
+            "harmful": 10,
+            "benign": 10,
+        },
     )
 
 
@@ -129,6 +139,13 @@ def test_math_conversations_use_the_real_calculator_and_end_in_the_answer_format
         assert calls and [str(int(eval(c))) for c in calls] == results  # noqa: S307 (digits and operators only)
         assert extract_answer(messages[-1]["content"]) == json.loads(r["meta"])["answer"]
         render_conversation(tok, messages)
+    # Training draws only the training families; the test split has new seeds of them and,
+    # marked heldout, the held-out families (which no training set draws from).
+    family = lambda r: json.loads(r["meta"])["template"]  # noqa: E731
+    assert {family(r) for r in rows["train"]} <= set(mathgen.TRAIN_FAMILIES)
+    heldout = [r for r in rows["test"] if json.loads(r["meta"]).get("heldout")]
+    assert {family(r) for r in heldout} == set(mathgen.HELDOUT_FAMILIES)
+    assert {family(r) for r in rows["test"] if r not in heldout} <= set(mathgen.TRAIN_FAMILIES)
 
 
 def test_code_conversations_solve_the_training_problems_with_a_program(tiny, index):

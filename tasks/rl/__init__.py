@@ -1,7 +1,8 @@
 """Reinforcement learning on problems with known answers: sample, score, reinforce the good.
 
     problems.py   problems with integer answers: generated (tasks/mathgen.py, a difficulty
-                  knob, held out by seed and by template) and users' datasets
+                  knob; trained on the training families only, judged on new seeds of
+                  them and on the held-out families) and users' datasets
     reward.py     the reward: the final answer (tasks/sft/answers.py) against the known one,
                   strict and lenient; the length shaping among correct samples
     rollouts.py   one task per chunk of prompts: a group of G samples per prompt from the
@@ -30,17 +31,19 @@ class ProblemConfig(StageConfig):
     difficulty: list[int] = Field(
         default_factory=lambda: [1], description="mathgen difficulties (1-5), cycled over the problems"
     )
-    templates: list[str] = Field(
-        default_factory=list, description="mathgen templates to train on (empty: all but the held-out ones)"
+    families: list[str] = Field(
+        default_factory=list,
+        description="mathgen training families to train on (empty: all of mathgen.TRAIN_FAMILIES)",
     )
-    heldout_templates: list[str] = Field(
-        default_factory=lambda: ["ages", "fence"], description="Templates RL never trains on: evaluation only"
+    heldout_families: bool = Field(
+        True,
+        description="Evaluate on mathgen's held-out families too (half the evaluation problems): families no training set draws from",
     )
     train: int = Field(
         512, ge=0, description="Generated training problems (iterations draw from them in a seeded order)"
     )
     eval: int = Field(
-        100, ge=0, description="Generated held-out problems (other seeds; the held-out templates among them)"
+        100, ge=0, description="Generated evaluation problems (other seeds; half of them held-out families)"
     )
     datasets: list[str] = Field(
         default_factory=list,

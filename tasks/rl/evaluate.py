@@ -10,8 +10,9 @@ the policy, not by the draw. From them:
   1 - C(n - c, k) / C(n, k) for c right ones, k = 1, 2, 4, ... up to n;
 - mean reward (the samples' strict and lenient rewards) and mean length in tokens;
 
-over all held-out problems and per kind of hold-out: `seed` (templates RL trains on, new
-numbers), `template` (templates RL never trains on), `id` (users' held-out rows).
+over all held-out problems and per kind of hold-out: `seed` (families RL trains on, new
+numbers and wording), `family` (mathgen's held-out families: structures no training set
+draws from, what RL is judged on), `id` (users' held-out rows).
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from collections import defaultdict
 from math import comb
 from typing import Any
 
-GROUPS = ("all", "seed", "template", "id")
+GROUPS = ("all", "seed", "family", "id")
+
+
+def headline(metrics: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """The group a run is judged on: the held-out families where there are any, else all."""
+    group = "family" if "family" in metrics else "all"
+    return group, metrics[group]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

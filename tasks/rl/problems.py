@@ -5,11 +5,11 @@ template, difficulty, and `holdout` (why an evaluation problem is new to the pol
 
 - generated: word problems from tasks/mathgen.py at the config's difficulties. Training
   problems come from the seed namespace `rl:{seed}:train:{i}`, evaluation problems from
-  `rl:{seed}:eval:{i}` (SFT's are `sft:...`, so no split shares a seed). Evaluation also
-  holds out whole templates: RL never trains on `heldout_templates`, and a held-out
-  problem is marked `holdout="template"` (new template) or `"seed"` (a template RL trains
-  on, with numbers it never saw). An evaluation problem whose text equals a training
-  problem's is dropped.
+  `rl:{seed}:eval:{i}` (SFT's are `sft:...`, so no split shares a seed). RL trains only on
+  mathgen's training families; evaluation alternates between them (`holdout="seed"`: a
+  family RL trains on, numbers and wording it never saw) and the held-out families
+  (`holdout="family"`: structures no training set, SFT, RL or pretraining, draws from).
+  An evaluation problem whose text equals a training problem's is dropped.
 - users' files: JSONL or Parquet rows with `prompt` (or `question`) and `answer`, by URI or
   glob, local or s3://. The answer is an integer, or text holding one (commas as thousands
   separators; GSM8K's "... #### 72" form: the number after ####). Every other row is
@@ -45,7 +45,7 @@ SCHEMA = pa.schema(
         ("source", pa.string()),
         ("template", pa.string()),
         ("difficulty", pa.int32()),
-        ("holdout", pa.string()),  # "" for training; seed, template or id for evaluation
+        ("holdout", pa.string()),  # "" for training; seed, family or id for evaluation
     ]
 )
 SPLITS = ("train", "eval")
@@ -77,44 +77,44 @@ def problem_row(
 # -- generated -------------------------------------------------------------------------------
 
 
-def training_templates(config: ProblemConfig) -> list[str]:
-    unknown = sorted(set(config.templates + config.heldout_templates) - set(mathgen.TEMPLATES))
+def training_families(config: ProblemConfig) -> list[str]:
+    """The families RL trains on: the config's, which must all be training families."""
+    unknown = sorted(set(config.families) - set(mathgen.FAMILIES))
     if unknown:
-        raise ValueError(f"unknown mathgen templates {unknown}; known: {sorted(mathgen.TEMPLATES)}")
-    chosen = config.templates or sorted(mathgen.TEMPLATES)
-    chosen = [t for t in chosen if t not in config.heldout_templates]
-    if not chosen and config.train:
-        raise ValueError("every template is held out: nothing left to train on")
-    return chosen
+        raise ValueError(f"unknown mathgen families {unknown}; known: {sorted(mathgen.TRAIN_FAMILIES)}")
+    heldout = sorted(set(config.families) & set(mathgen.HELDOUT_FAMILIES))
+    if heldout:
+        raise ValueError(f"{heldout} are held-out families: no training set may draw from them")
+    return list(config.families or mathgen.TRAIN_FAMILIES)
 
 
 def generated(config: ProblemConfig, seed: int) -> dict[str, list[dict[str, Any]]]:
-    """Training and evaluation problems from mathgen; templates and difficulties are cycled
-    so that every split is balanced over them."""
-    train_templates = training_templates(config)
+    """Training and evaluation problems from mathgen; families and difficulties are cycled
+    so that every split is balanced over them. Prompts are worded as users write them
+    (some numbers in words)."""
+    train_families = training_families(config)
     bad = [d for d in config.difficulty if not 1 <= d <= mathgen.MAX_DIFFICULTY]
     if bad or not config.difficulty:
         raise ValueError(f"difficulties must be 1..{mathgen.MAX_DIFFICULTY}, got {config.difficulty}")
     out: dict[str, list[dict[str, Any]]] = {"train": [], "eval": []}
 
-    def make(split: str, i: int, template: str) -> mathgen.Problem:
-        return mathgen.make_problem(f"rl:{seed}:{split}:{i}", config.difficulty[i % len(config.difficulty)], template)
+    def make(split: str, i: int, family: str) -> mathgen.Problem:
+        difficulty = config.difficulty[i % len(config.difficulty)]
+        return mathgen.make_problem(f"rl:{seed}:{split}:{i}", difficulty, family, words=None)
 
     for i in range(config.train):
-        p = make("train", i, train_templates[i % len(train_templates)])
-        out["train"].append(
-            problem_row(f"math-train-{i:06d}", p.question, p.answer, "mathgen", p.template, p.difficulty)
-        )
+        p = make("train", i, train_families[i % len(train_families)])
+        out["train"].append(problem_row(f"math-train-{i:06d}", p.question, p.answer, "mathgen", p.family, p.difficulty))
     seen = {r["prompt"] for r in out["train"]}
-    eval_templates = train_templates + [t for t in config.heldout_templates if t not in train_templates]
+    groups = [train_families] + ([list(mathgen.HELDOUT_FAMILIES)] if config.heldout_families else [])
     for i in range(config.eval):
-        template = eval_templates[i % len(eval_templates)]
-        p = make("eval", i, template)
+        families = groups[i % len(groups)]
+        p = make("eval", i, families[(i // len(groups)) % len(families)])
         if p.question in seen:
             continue
-        holdout = "template" if template in config.heldout_templates else "seed"
+        holdout = "family" if p.heldout else "seed"
         out["eval"].append(
-            problem_row(f"math-eval-{i:06d}", p.question, p.answer, "mathgen", p.template, p.difficulty, holdout)
+            problem_row(f"math-eval-{i:06d}", p.question, p.answer, "mathgen", p.family, p.difficulty, holdout)
         )
     return out
 

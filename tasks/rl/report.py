@@ -30,7 +30,7 @@ def reward_curve_png(history: list[dict[str, Any]], evals: dict[int, dict[str, d
     )
     ax_reward.legend()
     steps = sorted(evals)
-    for group, style in (("all", "o-"), ("seed", "^--"), ("template", "v:")):
+    for group, style in (("all", "o-"), ("seed", "^--"), ("family", "v:")):
         points = [(s, evals[s][group]["pass1_greedy"]) for s in steps if group in evals[s]]
         if points:
             ax_eval.plot(*zip(*points), style, label=f"pass@1 greedy, held out: {group}")

@@ -4,7 +4,8 @@ Numbers are written in words, as many worksheets for young readers do. That is a
 lets these pages survive curation: Gopher's quality rule drops a page when fewer than 80% of
 its tokens contain a letter, and a solution full of digits, `$` and `=` signs falls far below
 that (FineWeb loses most math pages this way). Each problem on a page uses a different
-template, so a page never repeats one sentence pattern.
+family, so a page never repeats one sentence pattern. Only the training families are printed
+(mathgen.TRAIN_FAMILIES): the held-out ones must stay unseen by pretraining too.
 """
 
 from __future__ import annotations
@@ -33,17 +34,16 @@ def worksheet(index: int, seed: int, rng: random.Random) -> tuple[str, list[Bloc
     topic, label = rng.choice(TOPICS)
     difficulty = rng.choice((1, 1, 2, 2, 3))
     count = rng.randint(4, 6)
-    templates = rng.sample(sorted(mathgen.TEMPLATES), count)
+    families = rng.sample(sorted(mathgen.TRAIN_FAMILIES), count)
     problems = [
-        mathgen.make_problem(f"sheet:{seed}:{index}:{i}", difficulty, t, words=True) for i, t in enumerate(templates)
+        mathgen.make_problem(f"sheet:{seed}:{index}:{i}", difficulty, f, words=True) for i, f in enumerate(families)
     ]
     grade = 2 + difficulty + rng.randint(0, 1)
     title = f"{label} word problems for grade {grade}, sheet {index + 1}"
     # The second sentence names this sheet's own problems, so no two intros are the same
     # paragraph (trafilatura's in-page dedup also drops paragraphs it has seen on other pages).
     kinds = (
-        ", ".join(p.template.replace("_", " ") for p in problems[:-1])
-        + f" and {problems[-1].template.replace('_', ' ')}"
+        ", ".join(p.family.replace("_", " ") for p in problems[:-1]) + f" and {problems[-1].family.replace('_', ' ')}"
     )
     intro = f"{rng.choice(_INTROS)} This sheet practises {topic} with {count} problems about {kinds}."
     blocks = [Block("h1", title), Block("p", intro)]

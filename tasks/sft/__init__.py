@@ -27,7 +27,8 @@ DEFAULT_COUNTS = {
     "unknown": 1200,  # half of them invented names (see generate.unknown)
     "math": 400,
     "code_math": 400,  # the same training problems, solved with the code tool
-    "math_test": 100,
+    "math_test": 100,  # new seeds of the training families
+    "math_heldout": 100,  # the held-out families (mathgen.HELDOUT_FAMILIES), test split only
     "arithmetic": 150,
     "arithmetic_test": 30,
     "private": 100,

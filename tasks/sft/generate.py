@@ -24,7 +24,8 @@ the real search index, the real calculator and the base model's knowledge probe:
 Splits are decided by hashes, never by position, so they are stable under any count:
 people, organisations and towns are held out whole (`test_fraction` of them never appear
 in training data), unknown names are held out by surname, every kind has held-out question
-phrasings (templates.py), and math problems are held out by seed. `val` is a hashed share
+phrasings (templates.py), and math problems are held out by seed and by whole family
+(tasks/mathgen.py's HELDOUT_FAMILIES, marked `heldout: true`). `val` is a hashed share
 of the training items (a loss to watch, same distribution); `test` holds the held-out
 entities asked with the held-out phrasings: the evaluation set (tasks/evaluate.py).
 """
@@ -304,19 +305,38 @@ def _math_messages(problem: mathgen.Problem) -> list[dict[str, Any]]:
     return messages
 
 
+def _math_meta(problem: mathgen.Problem, **extra: Any) -> dict[str, Any]:
+    meta = {"kind": "math", "answer": problem.answer, "template": problem.family, "difficulty": problem.difficulty}
+    return {**meta, "heldout": True, **extra} if problem.heldout else {**meta, **extra}
+
+
+def _training_problem(ctx: Context, i: int) -> mathgen.Problem:
+    """Training problem i: a training family, numbers written as users write them."""
+    return mathgen.make_problem(
+        f"sft:{ctx.seed}:train:{i}", ctx.math_difficulty[i % len(ctx.math_difficulty)], words=None
+    )
+
+
 def math(ctx: Context) -> Iterator[Item]:
-    """Word problems; the test split is problems of other seeds (the same ten templates),
-    minus any that happen to repeat a training question."""
+    """Word problems of the training families (mathgen.TRAIN_FAMILIES); the test split has
+    problems of other seeds from the same families, minus any that repeat a training
+    question, and (`math_heldout`) problems of the held-out families, which no training set
+    draws from, marked `heldout: true`."""
     seen: set[str] = set()
-    for split, n in (("train", ctx.counts.get("math", 400)), ("test", ctx.counts.get("math_test", 100))):
-        for i in range(n):
-            difficulty = ctx.math_difficulty[i % len(ctx.math_difficulty)]
-            problem = mathgen.make_problem(f"sft:{ctx.seed}:{split}:{i}", difficulty)
-            if split == "test" and problem.question in seen:
-                continue
-            seen.add(problem.question)
-            meta = {"kind": "math", "answer": problem.answer, "template": problem.template, "difficulty": difficulty}
-            yield split, _math_messages(problem), meta
+    for i in range(ctx.counts.get("math", 400)):
+        problem = _training_problem(ctx, i)
+        seen.add(problem.question)
+        yield "train", _math_messages(problem), _math_meta(problem)
+    difficulties = ctx.math_difficulty
+    for i in range(ctx.counts.get("math_test", 100)):
+        problem = mathgen.make_problem(f"sft:{ctx.seed}:test:{i}", difficulties[i % len(difficulties)], words=None)
+        if problem.question not in seen:
+            yield "test", _math_messages(problem), _math_meta(problem)
+    for i in range(ctx.counts.get("math_heldout", 100)):
+        family = mathgen.HELDOUT_FAMILIES[i % len(mathgen.HELDOUT_FAMILIES)]
+        difficulty = difficulties[(i // len(mathgen.HELDOUT_FAMILIES)) % len(difficulties)]
+        problem = mathgen.make_problem(f"sft:{ctx.seed}:heldout:{i}", difficulty, family, words=None)
+        yield "test", _math_messages(problem), _math_meta(problem)
 
 
 def _code_messages(problem: mathgen.Problem) -> list[dict[str, Any]]:
@@ -332,16 +352,8 @@ def code_math(ctx: Context) -> Iterator[Item]:
     No test split of its own: the evaluation asks `math`'s held-out problems with the code
     tool, with the calculator and with neither (tasks/evaluate.py)."""
     for i in range(ctx.counts.get("code_math", 400)):
-        difficulty = ctx.math_difficulty[i % len(ctx.math_difficulty)]
-        problem = mathgen.make_problem(f"sft:{ctx.seed}:train:{i}", difficulty)
-        meta = {
-            "kind": "math",
-            "answer": problem.answer,
-            "template": problem.template,
-            "difficulty": difficulty,
-            "tool": "python",
-        }
-        yield "train", _code_messages(problem), meta
+        problem = _training_problem(ctx, i)
+        yield "train", _code_messages(problem), _math_meta(problem, tool="python")
 
 
 def arithmetic(ctx: Context) -> Iterator[Item]:
