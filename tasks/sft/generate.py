@@ -40,10 +40,11 @@ from typing import Any
 from models.tools import SearchIndex, ToolError, calculate, format_passages
 from tasks import lake, mathgen
 from tasks.sft import documents as D
+from tasks.sft import questions as Q
 from tasks.sft import templates as T
 from tasks.sft.answers import REFUSAL_HARMFUL, REFUSAL_IDK, REFUSAL_PRIVATE, format_answer, mentions
 from tasks.sft.schema import row
-from tasks.world import UNKNOWN_FIRST_NAMES, UNKNOWN_SURNAMES
+from tasks.world import ORG_KINDS, TOWN_NAMES, UNKNOWN_FIRST_NAMES, UNKNOWN_SURNAMES
 
 # What the engine forces after a search call when it has no index (models/engine.py): the
 # "search off" condition. tests/test_sft_generate.py pins it against the real engine.
@@ -117,6 +118,11 @@ def answer_text(entity: Entity, attribute: str) -> str:
 
 def query_for(kind: str, name: str) -> str:
     return T.QUERY[kind].format(name=name)
+
+
+def asked(kind: str, name: str) -> str:
+    """How a question names an entity: "the Ashby Public Library" for an organisation or a thing."""
+    return f"the {name}" if kind in ("org", "thing") else name
 
 
 def entity_split(entity_id: str, seed: int, test_fraction: float) -> str:
@@ -228,62 +234,116 @@ def _fact_meta(entity: Entity, attribute: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _question(entity: Entity, attribute: str, rng: random.Random, heldout: bool) -> tuple[str, dict[str, Any]]:
+    """A question about an entity's attribute from the grammar (questions.py), and its meta."""
+    shape = rng.choice(Q.shapes(entity.kind, attribute, heldout))
+    name = asked(entity.kind, entity.name)
+    text = Q.compose(shape, name, rng)
+    return text, {"template": Q.skeleton(text, name), "heldout": heldout}
+
+
 def facts_search(ctx: Context) -> Iterator[Item]:
-    """Search, then answer from the results (training: only where they state the answer)."""
+    """Search, then answer from the results (training: only where they state the answer).
+
+    Training asks `counts["facts_search"]` questions per fact in the training grammar; the
+    test split asks every held-out fact twice: once in the training grammar, once in the
+    held-out one (meta "heldout": true)."""
     per_fact = ctx.counts.get("facts_search", 2)
     for split in ("train", "test"):
-        for entity, attribute, kind in _facts(ctx, split):
+        for entity, attribute, _ in _facts(ctx, split):
             rng = ctx.rng("facts_search", entity.id, attribute)
             query = query_for(entity.kind, entity.name)
             result = ctx.search(query)
             grounded = all(mentions(result, v) for v in fact_values(entity, attribute))
-            phrasings = kind.test if split == "test" else kind.train
-            chosen = (
-                [rng.choice(phrasings)] if split == "test" else rng.sample(phrasings, min(per_fact, len(phrasings)))
-            )
-            for question in chosen:
-                if split == "train" and not grounded:
-                    continue  # nothing in the results to ground an answer in
-                question = question.format(name=entity.name)
-                meta = _fact_meta(entity, attribute, query=query, retrievable=grounded, template=question)
+            if split == "train" and not grounded:
+                continue  # nothing in the results to ground an answer in
+            asks = [False] * per_fact if split == "train" else [False, True]
+            for heldout in asks:
+                question, shape = _question(entity, attribute, rng, heldout)
+                meta = _fact_meta(entity, attribute, query=query, retrievable=grounded, **shape)
                 yield split, tool_turn(question, "search", query, result, answer_text(entity, attribute)), meta
 
 
 def facts_memory(ctx: Context) -> Iterator[Item]:
     """The search tool fails: answer what the base model knew, refuse what it did not."""
-    for entity, attribute, kind in _facts(ctx, "train"):
+    for entity, attribute, _ in _facts(ctx, "train"):
         verdict = ctx.probe.get((entity.id, attribute), "unsure")
         if verdict == "unsure":
             continue
-        rng = ctx.rng("facts_memory", entity.id, attribute)
-        question = rng.choice(kind.train).format(name=entity.name)
+        question, shape = _question(entity, attribute, ctx.rng("facts_memory", entity.id, attribute), False)
         reply = answer_text(entity, attribute) if verdict == "known" else REFUSAL_IDK
-        meta = _fact_meta(entity, attribute, probe=verdict, template=question)
+        meta = _fact_meta(entity, attribute, probe=verdict, **shape)
         yield "train", tool_turn(question, "search", query_for(entity.kind, entity.name), SEARCH_OFF, reply), meta
 
 
-def unknown(ctx: Context) -> Iterator[Item]:
-    """People nobody wrote about: search finds nothing (or fails) and the assistant says so.
+THING_KINDS = ("Festival", "Prize", "Engine", "Cheese", "Dance", "Method", "Lamp", "Cipher", "Regatta", "Fund")
+# The share of each kind among unknown entities: people most, as users ask about people most.
+UNKNOWN_KINDS = (("person", 0.5), ("town", 0.15), ("org", 0.15), ("thing", 0.2))
 
-    Training asks about the training half of tasks/world.py's unused names and, as often,
-    about invented names, so that writing the query means copying the name from the
-    question; the test split asks about the held-out names. Every name is checked against
-    the crawl's own search index and skipped where the crawl mentions it."""
+
+def unknown_entity(kind: str, split: str, rng: random.Random) -> tuple[str, str]:
+    """(name, distinctive word(s)) of an entity of `kind` nobody wrote about, drawn for `split`.
+
+    People: tasks/world.py's unused pools (the test split has its own surnames), or invented
+    names; towns: the crawl's own naming (head + tail: "Cinderholm"), by a hash of the name
+    per split; organisations: such a town's name and an organisation kind ("Cinderholm
+    Observatory"); things: an invented word and what it is ("the Kloumar Regatta")."""
+    if kind == "person":
+        if split == "train" and rng.random() < 0.5:
+            name = invented_name(rng)
+            return name, name
+        name = rng.choice(unknown_people(split))
+        return name, name
+    if kind == "thing":
+        word = invented_name(rng).split()[0]
+        return f"{word} {rng.choice(THING_KINDS)}", word
+    towns = [t for t in TOWN_NAMES if (fraction("unknown-town", t) < 0.3) == (split == "test")]
+    town = rng.choice(towns)
+    if kind == "town":
+        return town, town
+    return f"{town} {rng.choice(ORG_KINDS)[0]}", town
+
+
+def unknown(ctx: Context) -> Iterator[Item]:
+    """People, towns, organisations and things nobody wrote about: search finds nothing about
+    them (no results, or passages about others) and the assistant says it does not know.
+
+    Each name is checked against the crawl's own search index, for the query and for its
+    distinctive words alone, and skipped where the crawl mentions it. Training asks in the
+    training grammar (and one in four with the tool failing: the refusal holds either way);
+    the test split asks its own names, half in the training grammar, half in the held-out
+    one (meta "heldout": true)."""
+    kinds = [k for k, _ in UNKNOWN_KINDS]
+    weights = [w for _, w in UNKNOWN_KINDS]
     for split in ("train", "test"):
-        names = unknown_people(split)
-        n = ctx.counts.get("unknown", 200) if split == "train" else len(names)
+        n = ctx.counts.get("unknown", 200) if split == "train" else ctx.counts.get("unknown_test", 120)
         rng = ctx.rng("unknown", split)
-        for i in range(n):
-            name = names[i] if split == "test" else names[(i // 2) % len(names)] if i % 2 == 0 else invented_name(rng)
-            query = query_for("person", name)
-            if not D.absent_from(ctx.search(query), name):
-                continue  # the crawl mentions this name: not an unknown person here
-            attribute = rng.choice(sorted(T.PERSON))
-            phrasings = T.PERSON[attribute].test if split == "test" else T.PERSON[attribute].train
-            question = rng.choice(phrasings).format(name=name)
-            # Training: one in four with the tool failing (the refusal holds either way).
-            result = SEARCH_OFF if split == "train" and rng.random() < 0.25 else ctx.search(query)
-            meta = {"kind": "unknown", "name": name, "attribute": attribute, "template": question}
+        kept = tries = 0
+        while kept < n and tries < 4 * n:
+            tries += 1
+            kind = rng.choices(kinds, weights)[0]
+            name, distinctive = unknown_entity(kind, split, rng)
+            query = query_for(kind, name)
+            found = ctx.search(query)
+            if not (D.absent_from(found, distinctive) and D.absent_from(ctx.search(distinctive), distinctive)):
+                continue  # the crawl mentions this name: not unknown here
+            heldout = split == "test" and kept % 2 == 1
+            attribute = rng.choice(sorted(Q.GRAMMARS[kind]))
+            shape = rng.choice(Q.shapes(kind, attribute, heldout))
+            named = asked(kind, name)
+            question = Q.compose(shape, named, rng)
+            result = SEARCH_OFF if split == "train" and rng.random() < 0.25 else found
+            kept += 1
+            meta = {
+                "kind": "unknown",
+                "entity_kind": kind,
+                "name": name,
+                "term": distinctive,  # the word(s) checked absent from the index
+                "attribute": attribute,
+                "template": Q.skeleton(question, named),
+                "heldout": heldout,
+                "verified": True,
+            }
             yield split, tool_turn(question, "search", query, result, REFUSAL_IDK), meta
 
 
@@ -442,7 +502,8 @@ def echo(ctx: Context) -> Iterator[Item]:
             paired = f"{rng.choice(people)[0]} {rng.choice(people)[1]}"
             name = paired if paired not in real else name
         question = rng.choice(T.ECHO[0]).format(name=name)
-        yield "train", plain_turn(question, name), {"kind": "echo", "template": question}
+        meta = {"kind": "echo", "name": name, "template": question}
+        yield "train", plain_turn(question, T.ECHO_REPLY.format(name=name)), meta
 
 
 # -- questions from the crawl's own documents (documents.py) ----------------------------------
