@@ -3,16 +3,18 @@
 Each `Source` builds one kind of conversation from what the crawl says (its `facts` dataset),
 the real search index, the real calculator and the base model's knowledge probe:
 
-- facts_search: a question about a person, an organisation or a town; the assistant
-  searches (<|search_start|> name <|search_end|>), reads the real results and answers from
-  them. Trained only where the results state the answer, so every trained answer is
-  grounded in what the model sees.
+- facts_search: a question about a person, an organisation or a town, composed by the
+  grammar of questions.py; the assistant searches (<|search_start|> name <|search_end|>,
+  the name in the question's own tokens), reads the real results and answers from them.
+  Trained only where the results state the answer, so every trained answer is grounded in
+  what the model sees (a span of the passages, copied into a fixed frame).
 - facts_memory: the same questions with the search tool failing (what the engine returns
   when no index is loaded). The answer is what the knowledge probe found (probe.py): the
   fact where the base model consistently knew it, "I'm sorry, I don't believe I know."
   where it consistently did not (Llama 3's recipe), nothing where it was unsure.
-- unknown: the same questions about people who appear nowhere in the crawl. The search
-  finds nothing ("no results"), or the tool fails; either way the answer is the refusal.
+- unknown: the same questions about people, towns, organisations and things that appear
+  nowhere in the crawl (checked in its index). The search finds nothing about them ("no
+  results", or passages about others), or the tool fails; either way the answer is the refusal.
 - math: word problems (tasks/mathgen.py) solved step by step, every step's arithmetic
   through the calculator (<|calc_start|> 3 * 4 <|calc_end|>, the real result forced after
   it), ending with "Answer: N" (tasks/sft/answers.py). arithmetic: bare sums the same way.
@@ -23,10 +25,12 @@ the real search index, the real calculator and the base model's knowledge probe:
 
 Splits are decided by hashes, never by position, so they are stable under any count:
 people, organisations and towns are held out whole (`test_fraction` of them never appear
-in training data), unknown names are held out by surname, every kind has held-out question
-phrasings (templates.py), and math problems are held out by seed. `val` is a hashed share
-of the training items (a loss to watch, same distribution); `test` holds the held-out
-entities asked with the held-out phrasings: the evaluation set (tasks/evaluate.py).
+in training data), unknown names are held out by surname (people), town name (towns and
+organisations) or invented word (things), questions about entities have held-out shapes
+(questions.py) and the other kinds held-out phrasings (templates.py), and math problems are
+held out by seed. `val` is a hashed share of the training items (a loss to watch, same
+distribution); `test` holds the held-out entities, asked in the training grammar and, meta
+"heldout": true, in the held-out one: the evaluation set (tasks/evaluate.py).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.tools import SearchIndex, ToolError, calculate, format_passages
+from models.tools import MAX_RESULTS, SearchIndex, ToolError, calculate, format_passages
 from tasks import lake, mathgen
 from tasks.sft import documents as D
 from tasks.sft import questions as Q
@@ -281,18 +285,25 @@ THING_KINDS = ("Festival", "Prize", "Engine", "Cheese", "Dance", "Method", "Lamp
 UNKNOWN_KINDS = (("person", 0.5), ("town", 0.15), ("org", 0.15), ("thing", 0.2))
 
 
-def unknown_entity(kind: str, split: str, rng: random.Random) -> tuple[str, str]:
+def unknown_entity(kind: str, split: str, rng: random.Random, people: list[list[str]]) -> tuple[str, str]:
     """(name, distinctive word(s)) of an entity of `kind` nobody wrote about, drawn for `split`.
 
-    People: tasks/world.py's unused pools (the test split has its own surnames), or invented
-    names; towns: the crawl's own naming (head + tail: "Cinderholm"), by a hash of the name
-    per split; organisations: such a town's name and an organisation kind ("Cinderholm
-    Observatory"); things: an invented word and what it is ("the Kloumar Regatta")."""
+    People: tasks/world.py's unused pools (the test split has its own surnames); in training
+    also invented names, and new pairings of the training people's first names and surnames
+    (`people`): "Harald Ibsen", where the crawl knows a Harald Hale and a Berit Ibsen. A model
+    that writes a name it has memorised instead of the one asked finds them; only copying the
+    name finds nothing, so these teach the query to be a copy. Towns: the crawl's own naming
+    (head + tail: "Cinderholm"), by a hash of the name per split; organisations: such a town's
+    name and an organisation kind ("Cinderholm Observatory"); things: an invented word and
+    what it is ("the Kloumar Regatta")."""
     if kind == "person":
-        if split == "train" and rng.random() < 0.5:
+        draw = rng.random() if split == "train" else 1.0
+        if draw < 1 / 3:
             name = invented_name(rng)
-            return name, name
-        name = rng.choice(unknown_people(split))
+        elif draw < 2 / 3 and people:
+            name = f"{rng.choice(people)[0]} {rng.choice(people)[1]}"
+        else:
+            name = rng.choice(unknown_people(split))
         return name, name
     if kind == "thing":
         word = invented_name(rng).split()[0]
@@ -302,6 +313,18 @@ def unknown_entity(kind: str, split: str, rng: random.Random) -> tuple[str, str]
     if kind == "town":
         return town, town
     return f"{town} {rng.choice(ORG_KINDS)[0]}", town
+
+
+def _absent(ctx: Context, query: str, name: str, distinctive: str) -> bool:
+    """Whether the crawl's index knows nothing of `name`: no word of `distinctive` in the
+    results for the query or for those words alone, and (a pairing of known words) the name
+    itself in none of the best passages for it."""
+    if distinctive != name:
+        return D.absent_from(ctx.search(query), distinctive) and D.absent_from(ctx.search(distinctive), distinctive)
+    if D.absent_from(ctx.search(query), name):
+        return True
+    hits = ctx.search.index.search(name, k=MAX_RESULTS, max_chars=8000)  # whole passages (passage_chars <= 8000)
+    return not any(mentions(f"{p.title}: {p.text}", name) for p in hits)
 
 
 def unknown(ctx: Context) -> Iterator[Item]:
@@ -315,6 +338,7 @@ def unknown(ctx: Context) -> Iterator[Item]:
     one (meta "heldout": true)."""
     kinds = [k for k, _ in UNKNOWN_KINDS]
     weights = [w for _, w in UNKNOWN_KINDS]
+    people = [e.name.split(" ", 1) for e in ctx.entities.values() if e.kind == "person" and ctx.split_of(e) == "train"]
     for split in ("train", "test"):
         n = ctx.counts.get("unknown", 200) if split == "train" else ctx.counts.get("unknown_test", 120)
         rng = ctx.rng("unknown", split)
@@ -322,11 +346,11 @@ def unknown(ctx: Context) -> Iterator[Item]:
         while kept < n and tries < 4 * n:
             tries += 1
             kind = rng.choices(kinds, weights)[0]
-            name, distinctive = unknown_entity(kind, split, rng)
+            name, distinctive = unknown_entity(kind, split, rng, people)
             query = query_for(kind, name)
-            found = ctx.search(query)
-            if not (D.absent_from(found, distinctive) and D.absent_from(ctx.search(distinctive), distinctive)):
+            if not _absent(ctx, query, name, distinctive):
                 continue  # the crawl mentions this name: not unknown here
+            found = ctx.search(query)
             heldout = split == "test" and kept % 2 == 1
             attribute = rng.choice(sorted(Q.GRAMMARS[kind]))
             shape = rng.choice(Q.shapes(kind, attribute, heldout))
