@@ -514,20 +514,26 @@ def professions(ctx: Context) -> Iterator[Item]:
 
 
 def echo(ctx: Context) -> Iterator[Item]:
-    """Names repeated back: invented ones, and new pairings of the crawl's first names and
-    surnames (no such person exists), so that after the first name the model must copy the
-    surname from the question rather than recall the one it has read most often."""
+    """Names repeated back, one to four at a time: invented ones, and new pairings of the
+    crawl's first names and surnames (no such person exists), so that after a first name the
+    model must copy the surname from the question rather than recall the one it has read
+    most often. Several names a row make most of the trained tokens copies (induction is
+    what a search query needs, and a tiny model forms it slowly)."""
     people = [e.name.split(" ", 1) for e in ctx.entities.values() if e.kind == "person" and ctx.split_of(e) == "train"]
     real = {e.name for e in ctx.entities.values()}
     rng = ctx.rng("echo")
     for i in range(ctx.counts.get("echo", 2000)):
-        name = invented_name(rng)
-        if people and i % 2:
-            paired = f"{rng.choice(people)[0]} {rng.choice(people)[1]}"
-            name = paired if paired not in real else name
-        question = rng.choice(T.ECHO[0]).format(name=name)
-        meta = {"kind": "echo", "name": name, "template": question}
-        yield "train", plain_turn(question, T.ECHO_REPLY.format(name=name)), meta
+        names = []
+        for j in range(rng.randint(1, 4)):
+            name = invented_name(rng)
+            if people and (i + j) % 2:
+                paired = f"{rng.choice(people)[0]} {rng.choice(people)[1]}"
+                name = paired if paired not in real else name
+            names.append(name)
+        said = ", ".join(names)
+        question = rng.choice(T.ECHO[0]).format(name=said)
+        meta = {"kind": "echo", "name": said, "template": question}
+        yield "train", plain_turn(question, T.ECHO_REPLY.format(name=said)), meta
 
 
 # -- questions from the crawl's own documents (documents.py) ----------------------------------

@@ -169,4 +169,4 @@ ECHO = (
     ("Repeat after me: {name}", "Please say {name}.", "Can you write the name {name}?", "Say {name} back to me."),
     ("Echo this name: {name}",),
 )
-ECHO_REPLY = "The name is {name}."  # the name after a space, in the question's own tokens
+ECHO_REPLY = "I heard: {name}."  # the names after a space, in the question's own tokens
