@@ -24,7 +24,8 @@ CODE = ("tasks.sft", "models.chat", "models.tools", "models.sft_data", "tasks.ma
 # by the evaluation's needs; see generate.py).
 DEFAULT_COUNTS = {
     "facts_search": 2,  # questions per fact (phrasings), not conversations
-    "unknown": 1200,  # half of them invented names (see generate.unknown)
+    "unknown": 1200,  # people, towns, organisations, things (see generate.unknown)
+    "unknown_test": 120,  # half in the held-out question shapes
     "math": 400,
     "code_math": 400,  # the same training problems, solved with the code tool
     "math_test": 100,  # new seeds of the training families
@@ -36,7 +37,7 @@ DEFAULT_COUNTS = {
     "benign": 100,
     "refusal_test": 40,
     "identity": 60,
-    "echo": 6000,
+    "echo": 4000,  # one to four names a row
     "doc_questions": 2,  # questions per definition a document states (phrasings)
     "doc_unknown": 400,
     "doc_unknown_test": 60,

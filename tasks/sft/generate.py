@@ -3,16 +3,18 @@
 Each `Source` builds one kind of conversation from what the crawl says (its `facts` dataset),
 the real search index, the real calculator and the base model's knowledge probe:
 
-- facts_search: a question about a person, an organisation or a town; the assistant
-  searches (<|search_start|> name <|search_end|>), reads the real results and answers from
-  them. Trained only where the results state the answer, so every trained answer is
-  grounded in what the model sees.
+- facts_search: a question about a person, an organisation or a town, composed by the
+  grammar of questions.py; the assistant searches (<|search_start|> name <|search_end|>,
+  the name in the question's own tokens), reads the real results and answers from them.
+  Trained only where the results state the answer, so every trained answer is grounded in
+  what the model sees (a span of the passages, copied into a fixed frame).
 - facts_memory: the same questions with the search tool failing (what the engine returns
   when no index is loaded). The answer is what the knowledge probe found (probe.py): the
   fact where the base model consistently knew it, "I'm sorry, I don't believe I know."
   where it consistently did not (Llama 3's recipe), nothing where it was unsure.
-- unknown: the same questions about people who appear nowhere in the crawl. The search
-  finds nothing ("no results"), or the tool fails; either way the answer is the refusal.
+- unknown: the same questions about people, towns, organisations and things that appear
+  nowhere in the crawl (checked in its index). The search finds nothing about them ("no
+  results", or passages about others), or the tool fails; either way the answer is the refusal.
 - math: word problems (tasks/mathgen.py) solved step by step, every step's arithmetic
   through the calculator (<|calc_start|> 3 * 4 <|calc_end|>, the real result forced after
   it), ending with "Answer: N" (tasks/sft/answers.py). arithmetic: bare sums the same way.
@@ -23,11 +25,13 @@ the real search index, the real calculator and the base model's knowledge probe:
 
 Splits are decided by hashes, never by position, so they are stable under any count:
 people, organisations and towns are held out whole (`test_fraction` of them never appear
-in training data), unknown names are held out by surname, every kind has held-out question
-phrasings (templates.py), and math problems are held out by seed and by whole family
-(tasks/mathgen.py's HELDOUT_FAMILIES, marked `heldout: true`). `val` is a hashed share
-of the training items (a loss to watch, same distribution); `test` holds the held-out
-entities asked with the held-out phrasings: the evaluation set (tasks/evaluate.py).
+in training data), unknown names are held out by surname (people), town name (towns and
+organisations) or invented word (things), questions about entities have held-out shapes
+(questions.py) and the other kinds held-out phrasings (templates.py), and math problems are
+held out by seed and by whole family (tasks/mathgen.py's HELDOUT_FAMILIES). `val` is a hashed
+share of the training items (a loss to watch, same distribution); `test` holds the held-out
+entities and problems, asked in the training grammar and, meta "heldout": true, in the held-out
+one (held-out question shapes, held-out math families): the evaluation set (tasks/evaluate.py).
 """
 
 from __future__ import annotations
@@ -40,13 +44,14 @@ from typing import Any
 from models import lake
 from models.engine import run_tool
 from models.hashing import unit
-from models.tools import SearchIndex, calculate
+from models.tools import MAX_RESULTS, SearchIndex, calculate
 from tasks import mathgen
 from tasks.sft import documents as D
+from tasks.sft import questions as Q
 from tasks.sft import templates as T
 from tasks.sft.answers import REFUSAL_HARMFUL, REFUSAL_IDK, REFUSAL_PRIVATE, format_answer, mentions
 from tasks.sft.schema import row
-from tasks.world import UNKNOWN_FIRST_NAMES, UNKNOWN_SURNAMES
+from tasks.world import ORG_KINDS, TOWN_NAMES, UNKNOWN_FIRST_NAMES, UNKNOWN_SURNAMES
 
 # What the engine forces after a search call when it has no index: the "search off" condition.
 SEARCH_OFF = run_tool("search", "", None).result
@@ -118,6 +123,11 @@ def answer_text(entity: Entity, attribute: str) -> str:
 
 def query_for(kind: str, name: str) -> str:
     return T.QUERY[kind].format(name=name)
+
+
+def asked(kind: str, name: str) -> str:
+    """How a question names an entity: "the Ashby Public Library" for an organisation or a thing."""
+    return f"the {name}" if kind in ("org", "thing") else name
 
 
 def entity_split(entity_id: str, seed: int, test_fraction: float) -> str:
@@ -224,62 +234,136 @@ def _fact_meta(entity: Entity, attribute: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _question(entity: Entity, attribute: str, rng: random.Random, heldout: bool) -> tuple[str, dict[str, Any]]:
+    """A question about an entity's attribute from the grammar (questions.py), and its meta."""
+    shape = rng.choice(Q.shapes(entity.kind, attribute, heldout))
+    name = asked(entity.kind, entity.name)
+    text = Q.compose(shape, name, rng)
+    return text, {"template": Q.skeleton(text, name), "heldout": heldout}
+
+
 def facts_search(ctx: Context) -> Iterator[Item]:
-    """Search, then answer from the results (training: only where they state the answer)."""
+    """Search, then answer from the results (training: only where they state the answer).
+
+    Training asks `counts["facts_search"]` questions per fact in the training grammar; the
+    test split asks every held-out fact twice: once in the training grammar, once in the
+    held-out one (meta "heldout": true)."""
     per_fact = ctx.counts.get("facts_search", 2)
     for split in ("train", "test"):
-        for entity, attribute, kind in _facts(ctx, split):
+        for entity, attribute, _ in _facts(ctx, split):
             rng = ctx.rng("facts_search", entity.id, attribute)
             query = query_for(entity.kind, entity.name)
             result = ctx.search(query)
             grounded = all(mentions(result, v) for v in fact_values(entity, attribute))
-            phrasings = kind.test if split == "test" else kind.train
-            chosen = (
-                [rng.choice(phrasings)] if split == "test" else rng.sample(phrasings, min(per_fact, len(phrasings)))
-            )
-            for question in chosen:
-                if split == "train" and not grounded:
-                    continue  # nothing in the results to ground an answer in
-                question = question.format(name=entity.name)
-                meta = _fact_meta(entity, attribute, query=query, retrievable=grounded, template=question)
+            if split == "train" and not grounded:
+                continue  # nothing in the results to ground an answer in
+            asks = [False] * per_fact if split == "train" else [False, True]
+            for heldout in asks:
+                question, shape = _question(entity, attribute, rng, heldout)
+                meta = _fact_meta(entity, attribute, query=query, retrievable=grounded, **shape)
                 yield split, tool_turn(question, "search", query, result, answer_text(entity, attribute)), meta
 
 
 def facts_memory(ctx: Context) -> Iterator[Item]:
     """The search tool fails: answer what the base model knew, refuse what it did not."""
-    for entity, attribute, kind in _facts(ctx, "train"):
+    for entity, attribute, _ in _facts(ctx, "train"):
         verdict = ctx.probe.get((entity.id, attribute), "unsure")
         if verdict == "unsure":
             continue
-        rng = ctx.rng("facts_memory", entity.id, attribute)
-        question = rng.choice(kind.train).format(name=entity.name)
+        question, shape = _question(entity, attribute, ctx.rng("facts_memory", entity.id, attribute), False)
         reply = answer_text(entity, attribute) if verdict == "known" else REFUSAL_IDK
-        meta = _fact_meta(entity, attribute, probe=verdict, template=question)
+        meta = _fact_meta(entity, attribute, probe=verdict, **shape)
         yield "train", tool_turn(question, "search", query_for(entity.kind, entity.name), SEARCH_OFF, reply), meta
 
 
-def unknown(ctx: Context) -> Iterator[Item]:
-    """People nobody wrote about: search finds nothing (or fails) and the assistant says so.
+THING_KINDS = ("Festival", "Prize", "Engine", "Cheese", "Dance", "Method", "Lamp", "Cipher", "Regatta", "Fund")
+# The share of each kind among unknown entities: people most, as users ask about people most.
+UNKNOWN_KINDS = (("person", 0.5), ("town", 0.15), ("org", 0.15), ("thing", 0.2))
 
-    Training asks about the training half of tasks/world.py's unused names and, as often,
-    about invented names, so that writing the query means copying the name from the
-    question; the test split asks about the held-out names. Every name is checked against
-    the crawl's own search index and skipped where the crawl mentions it."""
+
+def unknown_entity(kind: str, split: str, rng: random.Random, people: list[list[str]]) -> tuple[str, str]:
+    """(name, distinctive word(s)) of an entity of `kind` nobody wrote about, drawn for `split`.
+
+    People: tasks/world.py's unused pools (the test split has its own surnames); in training
+    also invented names, and new pairings of the training people's first names and surnames
+    (`people`): "Harald Ibsen", where the crawl knows a Harald Hale and a Berit Ibsen. A model
+    that writes a name it has memorised instead of the one asked finds them; only copying the
+    name finds nothing, so these teach the query to be a copy. Towns: the crawl's own naming
+    (head + tail: "Cinderholm"), by a hash of the name per split; organisations: such a town's
+    name and an organisation kind ("Cinderholm Observatory"); things: an invented word and
+    what it is ("the Kloumar Regatta")."""
+    if kind == "person":
+        draw = rng.random() if split == "train" else 1.0
+        if draw < 1 / 3:
+            name = invented_name(rng)
+        elif draw < 2 / 3 and people:
+            name = f"{rng.choice(people)[0]} {rng.choice(people)[1]}"
+        else:
+            name = rng.choice(unknown_people(split))
+        return name, name
+    if kind == "thing":
+        word = invented_name(rng).split()[0]
+        return f"{word} {rng.choice(THING_KINDS)}", word
+    towns = [t for t in TOWN_NAMES if (fraction("unknown-town", t) < 0.3) == (split == "test")]
+    town = rng.choice(towns)
+    if kind == "town":
+        return town, town
+    return f"{town} {rng.choice(ORG_KINDS)[0]}", town
+
+
+def _absent(ctx: Context, query: str, name: str, distinctive: str) -> bool:
+    """Whether the crawl's index knows nothing of `name`: no word of `distinctive` in the
+    results for the query or for those words alone, and (a pairing of known words) the name
+    itself in none of the best passages for it."""
+    if distinctive != name:
+        return D.absent_from(ctx.search(query), distinctive) and D.absent_from(ctx.search(distinctive), distinctive)
+    if D.absent_from(ctx.search(query), name):
+        return True
+    hits = ctx.search.index.search(name, k=MAX_RESULTS, max_chars=8000)  # whole passages (passage_chars <= 8000)
+    return not any(mentions(f"{p.title}: {p.text}", name) for p in hits)
+
+
+def unknown(ctx: Context) -> Iterator[Item]:
+    """People, towns, organisations and things nobody wrote about: search finds nothing about
+    them (no results, or passages about others) and the assistant says it does not know.
+
+    Each name is checked against the crawl's own search index, for the query and for its
+    distinctive words alone, and skipped where the crawl mentions it. Training asks in the
+    training grammar (and one in four with the tool failing: the refusal holds either way);
+    the test split asks its own names, half in the training grammar, half in the held-out
+    one (meta "heldout": true)."""
+    kinds = [k for k, _ in UNKNOWN_KINDS]
+    weights = [w for _, w in UNKNOWN_KINDS]
+    people = [e.name.split(" ", 1) for e in ctx.entities.values() if e.kind == "person" and ctx.split_of(e) == "train"]
     for split in ("train", "test"):
-        names = unknown_people(split)
-        n = ctx.counts.get("unknown", 200) if split == "train" else len(names)
+        n = ctx.counts.get("unknown", 200) if split == "train" else ctx.counts.get("unknown_test", 120)
         rng = ctx.rng("unknown", split)
-        for i in range(n):
-            name = names[i] if split == "test" else names[(i // 2) % len(names)] if i % 2 == 0 else invented_name(rng)
-            query = query_for("person", name)
-            if not D.absent_from(ctx.search(query), name):
-                continue  # the crawl mentions this name: not an unknown person here
-            attribute = rng.choice(sorted(T.PERSON))
-            phrasings = T.PERSON[attribute].test if split == "test" else T.PERSON[attribute].train
-            question = rng.choice(phrasings).format(name=name)
-            # Training: one in four with the tool failing (the refusal holds either way).
-            result = SEARCH_OFF if split == "train" and rng.random() < 0.25 else ctx.search(query)
-            meta = {"kind": "unknown", "name": name, "attribute": attribute, "template": question}
+        kept = tries = 0
+        while kept < n and tries < 4 * n:
+            tries += 1
+            kind = rng.choices(kinds, weights)[0]
+            name, distinctive = unknown_entity(kind, split, rng, people)
+            query = query_for(kind, name)
+            if not _absent(ctx, query, name, distinctive):
+                continue  # the crawl mentions this name: not unknown here
+            found = ctx.search(query)
+            heldout = split == "test" and kept % 2 == 1
+            attribute = rng.choice(sorted(Q.GRAMMARS[kind]))
+            shape = rng.choice(Q.shapes(kind, attribute, heldout))
+            named = asked(kind, name)
+            question = Q.compose(shape, named, rng)
+            result = SEARCH_OFF if split == "train" and rng.random() < 0.25 else found
+            kept += 1
+            meta = {
+                "kind": "unknown",
+                "entity_kind": kind,
+                "name": name,
+                "term": distinctive,  # the word(s) checked absent from the index
+                "attribute": attribute,
+                "template": Q.skeleton(question, named),
+                "heldout": heldout,
+                "verified": True,
+            }
             yield split, tool_turn(question, "search", query, result, REFUSAL_IDK), meta
 
 
@@ -437,19 +521,26 @@ def professions(ctx: Context) -> Iterator[Item]:
 
 
 def echo(ctx: Context) -> Iterator[Item]:
-    """Names repeated back: invented ones, and new pairings of the crawl's first names and
-    surnames (no such person exists), so that after the first name the model must copy the
-    surname from the question rather than recall the one it has read most often."""
+    """Names repeated back, one to four at a time: invented ones, and new pairings of the
+    crawl's first names and surnames (no such person exists), so that after a first name the
+    model must copy the surname from the question rather than recall the one it has read
+    most often. Several names a row make most of the trained tokens copies (induction is
+    what a search query needs, and a tiny model forms it slowly)."""
     people = [e.name.split(" ", 1) for e in ctx.entities.values() if e.kind == "person" and ctx.split_of(e) == "train"]
     real = {e.name for e in ctx.entities.values()}
     rng = ctx.rng("echo")
     for i in range(ctx.counts.get("echo", 2000)):
-        name = invented_name(rng)
-        if people and i % 2:
-            paired = f"{rng.choice(people)[0]} {rng.choice(people)[1]}"
-            name = paired if paired not in real else name
-        question = rng.choice(T.ECHO[0]).format(name=name)
-        yield "train", plain_turn(question, name), {"kind": "echo", "template": question}
+        names = []
+        for j in range(rng.randint(1, 4)):
+            name = invented_name(rng)
+            if people and (i + j) % 2:
+                paired = f"{rng.choice(people)[0]} {rng.choice(people)[1]}"
+                name = paired if paired not in real else name
+            names.append(name)
+        said = ", ".join(names)
+        question = rng.choice(T.ECHO[0]).format(name=said)
+        meta = {"kind": "echo", "name": said, "template": question}
+        yield "train", plain_turn(question, T.ECHO_REPLY.format(name=said)), meta
 
 
 # -- questions from the crawl's own documents (documents.py) ----------------------------------
