@@ -319,7 +319,7 @@ def evaluate_cmd(
     ] = None,
     sets: Sets = None,
 ) -> None:
-    """Score a checkpoint on held-out math, facts (search on and off), unknown people and refusals: evals/{run}/{stage}/step-N."""
+    """Score a checkpoint on held-out math, facts (search on and off), unknown entities and refusals: evals/{run}/{stage}/step-N."""
     from flows.evaluate import evaluate
 
     cfg = config_from(preset, lake, sets)

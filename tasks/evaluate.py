@@ -15,7 +15,7 @@ checkpoint, not of a draw) with its tools, exactly as a user would be answered:
 - fact (known people, organisations, towns): accuracy (every value stated, no refusal) and
   false refusals, each with search on and off; off means the search tool fails the way the
   engine does without an index, so the model can only answer from its weights;
-- unknown (people who appear nowhere): abstention (refused) and hallucination (answered
+- unknown (people, towns, organisations and things that appear nowhere): abstention (refused) and hallucination (answered
   anyway), search on and off;
 - harmful and private (contact details): refusal rate; benign look-alikes: over-refusal;
 - doc (on any crawl: what a held-out document defines or says, tasks/sft/documents.py): accuracy
@@ -165,7 +165,7 @@ def judge(kind: str, meta: dict[str, Any], reply: str) -> dict[str, Any]:
 MISSING = {
     "math": "no math items in the held-out set",
     "fact": "no known-fact items (only the sample crawl has a facts dataset)",
-    "unknown": "no unknown-person items",
+    "unknown": "no unknown-entity items",
     "doc": "no held-out definitions (the crawl's documents define nothing found, or the doc sources are off)",
     "doc_unknown": "no verified-unknown terms",
     "harmful": "no harmful requests",
@@ -283,10 +283,10 @@ LABELS = {
     "search_gain_points": "search gain (points of fact accuracy)",
     "false_refusal_search_on": "known facts: false refusals, search on",
     "false_refusal_search_off": "known facts: false refusals, search off",
-    "unknown_abstention_search_on": "unknown people: abstention, search on",
-    "unknown_hallucination_search_on": "unknown people: hallucination, search on",
-    "unknown_abstention_search_off": "unknown people: abstention, search off",
-    "unknown_hallucination_search_off": "unknown people: hallucination, search off",
+    "unknown_abstention_search_on": "unknown entities (people, towns, organisations, things): abstention, search on",
+    "unknown_hallucination_search_on": "unknown entities (people, towns, organisations, things): hallucination, search on",
+    "unknown_abstention_search_off": "unknown entities (people, towns, organisations, things): abstention, search off",
+    "unknown_hallucination_search_off": "unknown entities (people, towns, organisations, things): hallucination, search off",
     "doc_accuracy_search_on": "held-out documents' definitions: accuracy, search on",
     "doc_accuracy_search_off": "held-out documents' definitions: accuracy, search off",
     "doc_search_gain_points": "search gain (points of definition accuracy)",
