@@ -4,6 +4,7 @@
     templates.py  the words: question phrasings (training and held-out), answers, requests
     answers.py    the answer formats and their checks (extract_answer for RL, is_refusal)
     generate.py   the sources of generated conversations and their held-out splits
+    surface.py    surface variation of user turns: greetings, context, typos, casing, spacing
     documents.py  questions from what the crawl's documents define (any crawl, no ground truth)
     probe.py      knowledge probing of the base model (Llama 3's "I don't know" recipe)
     pack.py       render (models/chat.py) and pack conversations into training rows
@@ -75,6 +76,13 @@ class SFTConfig(StageConfig):
     math_difficulty: list[int] = Field(default_factory=lambda: [1, 2], description="mathgen difficulties, cycled")
     test_fraction: float = Field(
         0.2, gt=0, lt=1, description="Share of entities (people, organisations, towns) held out for evaluation"
+    )
+    surface_rate: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Share of generated rows whose user turn is varied as people type: greetings, context, typos, "
+        "casing, spacing (surface.py); 0 keeps every question clean",
     )
     val_fraction: float = Field(
         0.05, ge=0, lt=1, description="Share of training conversations kept for validation loss"

@@ -40,6 +40,7 @@ from typing import Any
 from models.tools import SearchIndex, ToolError, calculate, format_passages
 from tasks import lake, mathgen
 from tasks.sft import documents as D
+from tasks.sft import surface
 from tasks.sft import templates as T
 from tasks.sft.answers import REFUSAL_HARMFUL, REFUSAL_IDK, REFUSAL_PRIVATE, format_answer, mentions
 from tasks.sft.schema import row
@@ -549,13 +550,37 @@ SOURCES: dict[str, Callable[[Context], Iterator[Item]]] = {
 DOC_SOURCES = ("doc_questions", "doc_memory", "doc_unknown")
 
 
-def generate(source: str, ctx: Context, val_fraction: float) -> dict[str, list[dict[str, Any]]]:
+def copied_spans(messages: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
+    """What the assistant copies out of the question, which surface variation must leave as it
+    is: every tool call's argument (a search query carries the entity's name), the entity name
+    or subject the row is about, and any reply that repeats part of the question verbatim."""
+    question = messages[0]["content"]
+    spans = [call["arguments"] for m in messages for call in m.get("tool_calls") or []]
+    spans += [meta[key] for key in ("name", "subject", "query") if isinstance(meta.get(key), str)]
+    spans += [m["content"] for m in messages[1:] if m["role"] == "assistant" and m["content"].strip() in question]
+    return [s for s in spans if s.strip()]
+
+
+def with_surface(messages: list[dict[str, Any]], meta: dict[str, Any], rng: random.Random) -> tuple[list, dict]:
+    """The row with its first user turn varied (surface.py), and `surface` in its meta naming
+    the variations; meta["template"] keeps the clean question."""
+    text, chosen = surface.vary(messages[0]["content"], rng, copied_spans(messages, meta), bool(meta.get("heldout")))
+    return [{**messages[0], "content": text}, *messages[1:]], {**meta, "surface": chosen}
+
+
+def generate(
+    source: str, ctx: Context, val_fraction: float, surface_rate: float = 0.0
+) -> dict[str, list[dict[str, Any]]]:
     """Rows of one source by split. Row ids are `{source}-{n:06d}` in generation order, so the
-    same seed and inputs give identical rows; val is a hashed share of the training rows."""
+    same seed and inputs give identical rows; val is a hashed share of the training rows.
+    A `surface_rate` share of the rows (every split, chosen by id) gets its user turn varied
+    as people type (surface.py): greetings, context, typos, casing, spacing."""
     out: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
     for n, (split, messages, meta) in enumerate(SOURCES[source](ctx)):
         rid = f"{source}-{n:06d}"
         if split == "train" and fraction("val", ctx.seed, rid) < val_fraction:
             split = "val"
+        if messages and messages[0]["role"] == "user" and fraction("surface", ctx.seed, rid) < surface_rate:
+            messages, meta = with_surface(messages, meta, ctx.rng("surface", rid))
         out[split].append(row(rid, source, messages, {**meta, "split": split}))
     return out
