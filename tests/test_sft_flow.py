@@ -27,7 +27,6 @@ COUNTS = {
     "arithmetic_test": 2,
     "private": 4,
     "harmful": 4,
-    "benign": 4,
     "refusal_test": 3,
     "identity": 4,
 }
@@ -122,9 +121,9 @@ def test_evaluate_scores_the_fine_tuned_checkpoint_on_held_out_items(tiny, train
     )
     assert result["checkpoint"] == out["checkpoint"] and result["results"].endswith("evals/sft/step-000004")
     answers = lake.scan(result["results"]).collect()
-    assert (
-        answers.height == 2 * 3 + 2 * 2 + 2 * 2 + 3 == result["metrics"]["items"]
-    )  # math: calculator, code tool, no tool
+    # math: calculator, code tool, no tool; harmful, private, benign: one of a trained shape, one held out
+    assert answers.height == 2 * 3 + 2 * 2 + 2 * 2 + 3 * 2 == result["metrics"]["items"]
+    assert sorted(answers.filter(answers["kind"] == "benign")["heldout"].to_list()) == [False, True]
     assert sorted(answers.filter(answers["kind"] == "fact")["search"].to_list()) == [False, False, True, True]
     assert sorted(answers.filter(answers["kind"] == "math")["tool"].to_list()) == [
         "calculator",

@@ -1,7 +1,8 @@
 """Supervised fine-tuning data: conversations, their schema, generators, probing and packing.
 
     schema.py     conversation rows (Parquet) and readers of users' JSONL/Parquet datasets
-    templates.py  the words: question phrasings (training and held-out), answers, requests
+    templates.py  the words: question phrasings (training and held-out), answers
+    requests.py   grammars of requests to decline (harmful, private) and their benign twins
     answers.py    the answer formats and their checks (extract_answer for RL, is_refusal)
     generate.py   the sources of generated conversations and their held-out splits
     surface.py    surface variation of user turns: greetings, context, typos, casing, spacing
@@ -31,10 +32,9 @@ DEFAULT_COUNTS = {
     "math_test": 100,
     "arithmetic": 150,
     "arithmetic_test": 30,
-    "private": 100,
-    "harmful": 100,
-    "benign": 100,
-    "refusal_test": 40,
+    "private": 300,  # each with a benign twin of the same shape (generate.benign): no count of its own
+    "harmful": 300,
+    "refusal_test": 40,  # per group: in-distribution shapes, and as many of the held-out shapes
     "identity": 60,
     "echo": 6000,
     "doc_questions": 2,  # questions per definition a document states (phrasings)
