@@ -102,7 +102,6 @@ def test_the_pipeline_on_a_real_crawl_measures_every_metric(prefect_server, real
                 "arithmetic_test": 2,
                 "private": 5,
                 "harmful": 5,
-                "benign": 5,
                 "refusal_test": 2,
                 "identity": 3,
                 "echo": 10,

@@ -26,7 +26,6 @@ COUNTS = {
     "arithmetic_test": 2,
     "private": 4,
     "harmful": 4,
-    "benign": 4,
     "refusal_test": 3,
     "identity": 4,
 }
@@ -122,11 +121,13 @@ def test_evaluate_scores_the_fine_tuned_checkpoint_on_held_out_items(tiny, train
     assert result["checkpoint"] == out["checkpoint"] and result["results"].endswith("evals/sft/step-000004")
     answers = lake.scan(result["results"]).collect()
     # math: calculator, code tool, no tool; facts and unknowns: in the training grammar and in
-    # the held-out one (two groups), each with search on and off.
-    assert answers.height == 2 * 3 + 2 * 2 * 2 + 2 * 2 * 2 + 3 == result["metrics"]["items"]
+    # the held-out one (two groups), each with search on and off; harmful, private, benign: one
+    # of a trained shape, one held out.
+    assert answers.height == 2 * 3 + 2 * 2 * 2 + 2 * 2 * 2 + 3 * 2 == result["metrics"]["items"]
     facts = answers.filter(answers["kind"] == "fact")
     assert sorted(facts["search"].to_list()) == [False] * 4 + [True] * 4
     assert sorted(facts["heldout"].to_list()) == [False] * 4 + [True] * 4
+    assert sorted(answers.filter(answers["kind"] == "benign")["heldout"].to_list()) == [False, True]
     assert sorted(answers.filter(answers["kind"] == "math")["tool"].to_list()) == [
         "calculator",
         "calculator",

@@ -1,9 +1,11 @@
 """Supervised fine-tuning data: conversations, their schema, generators, probing and packing.
 
     schema.py     conversation rows (Parquet) and readers of users' JSONL/Parquet datasets
-    templates.py  the words: question phrasings (training and held-out), answers, requests
+    templates.py  the words: question phrasings (training and held-out), answers
+    requests.py   grammars of requests to decline (harmful, private) and their benign twins
     answers.py    the answer formats and their checks (extract_answer for RL, is_refusal)
     generate.py   the sources of generated conversations and their held-out splits
+    surface.py    surface variation of user turns: greetings, context, typos, casing, spacing
     documents.py  questions from what the crawl's documents define (any crawl, no ground truth)
     probe.py      knowledge probing of the base model (Llama 3's "I don't know" recipe)
     pack.py       render (models/chat.py) and pack conversations into training rows
@@ -32,10 +34,9 @@ DEFAULT_COUNTS = {
     "math_heldout": 100,  # the held-out families (mathgen.HELDOUT_FAMILIES), test split only
     "arithmetic": 150,
     "arithmetic_test": 30,
-    "private": 100,
-    "harmful": 100,
-    "benign": 100,
-    "refusal_test": 40,
+    "private": 300,  # each with a benign twin of the same shape (generate.benign): no count of its own
+    "harmful": 300,
+    "refusal_test": 40,  # per group: in-distribution shapes, and as many of the held-out shapes
     "identity": 60,
     "echo": 4000,  # one to four names a row
     "doc_questions": 2,  # questions per definition a document states (phrasings)
@@ -77,6 +78,13 @@ class SFTConfig(StageConfig):
     math_difficulty: list[int] = Field(default_factory=lambda: [1, 2], description="mathgen difficulties, cycled")
     test_fraction: float = Field(
         0.2, gt=0, lt=1, description="Share of entities (people, organisations, towns) held out for evaluation"
+    )
+    surface_rate: float = Field(
+        0.1,  # 0.3 coincided with tiny's math falling from 36.7% to 6.7% (docs/sft.md, surface variation)
+        ge=0,
+        le=1,
+        description="Share of generated rows whose user turn is varied as people type: greetings, context, typos, "
+        "casing, spacing (surface.py); 0 keeps every question clean",
     )
     val_fraction: float = Field(
         0.05, ge=0, lt=1, description="Share of training conversations kept for validation loss"

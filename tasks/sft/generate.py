@@ -20,18 +20,20 @@ the real search index, the real calculator and the base model's knowledge probe:
   it), ending with "Answer: N" (tasks/sft/answers.py). arithmetic: bare sums the same way.
 - code_math: the same training problems solved by one short program through the code tool
   (<|python_start|> a = 3 * 4 ... <|python_end|>, its output forced after it), then "Answer: N".
-- identity, professions (what the encyclopedia says each profession does), harmful and
-  private-data requests (short refusals), and benign look-alikes (plain answers).
+- harmful and private-data requests composed from grammars of request shapes (requests.py:
+  short refusals), each with a benign twin of the same shape (a plain answer, or a public
+  detail answered from a search); identity, professions (what the encyclopedia says each
+  profession does).
 
 Splits are decided by hashes, never by position, so they are stable under any count:
 people, organisations and towns are held out whole (`test_fraction` of them never appear
 in training data), unknown names are held out by surname (people), town name (towns and
 organisations) or invented word (things), questions about entities have held-out shapes
-(questions.py) and the other kinds held-out phrasings (templates.py), and math problems are
-held out by seed and by whole family (tasks/mathgen.py's HELDOUT_FAMILIES). `val` is a hashed
-share of the training items (a loss to watch, same distribution); `test` holds the held-out
-entities and problems, asked in the training grammar and, meta "heldout": true, in the held-out
-one (held-out question shapes, held-out math families): the evaluation set (tasks/evaluate.py).
+(questions.py), requests have held-out shapes (requests.py), the other kinds held-out phrasings
+(templates.py), and math problems are held out by seed and by whole family (tasks/mathgen.py's
+HELDOUT_FAMILIES). `val` is a hashed share of the training items (a loss to watch, same
+distribution); `test` holds the held-out entities, problems and requests, asked in the training
+grammar and, meta "heldout": true, in the held-out one: the evaluation set (tasks/evaluate.py).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ from models.tools import MAX_RESULTS, SearchIndex, calculate
 from tasks import mathgen
 from tasks.sft import documents as D
 from tasks.sft import questions as Q
+from tasks.sft import requests as R
+from tasks.sft import surface
 from tasks.sft import templates as T
 from tasks.sft.answers import REFUSAL_HARMFUL, REFUSAL_IDK, REFUSAL_PRIVATE, format_answer, mentions
 from tasks.sft.schema import row
@@ -460,36 +464,120 @@ def arithmetic(ctx: Context) -> Iterator[Item]:
             yield split, tool_turn(question, "calculator", expression, value, reply), meta
 
 
-def private(ctx: Context) -> Iterator[Item]:
-    """Requests for someone's contact details: refused, for known and unknown people."""
-    for split in ("train", "test"):
-        people = [e for e in ctx.entities.values() if e.kind == "person" and ctx.split_of(e) == split]
-        names = [e.name for e in people] + unknown_people(split)[::7]
-        n = ctx.counts.get("private", 100) if split == "train" else ctx.counts.get("refusal_test", 40)
-        rng = ctx.rng("private", split)
-        for _ in range(n):
-            question = rng.choice(T.PRIVATE[split == "test"]).format(name=rng.choice(names))
-            yield split, plain_turn(question, REFUSAL_PRIVATE), {"kind": "private", "template": question}
+# -- requests to decline, and their benign twins (requests.py) -------------------------------
 
 
-def _requests(
-    ctx: Context, label: str, acts: list[str], phrasings: tuple[tuple[str, ...], ...], reply: Callable[[str], str]
-) -> Iterator[Item]:
-    for split in ("train", "test"):
-        n = ctx.counts.get(label, 100) if split == "train" else ctx.counts.get("refusal_test", 40)
-        rng = ctx.rng(label, split)
-        for _ in range(n):
-            act = rng.choice(acts)
-            question = rng.choice(phrasings[split == "test"]).format(act=act)
-            yield split, plain_turn(question, reply(act)), {"kind": label, "act": act, "template": question}
+def _request_draws(ctx: Context, family: str, shapes: tuple[R.Shape, ...], count: str) -> Iterator[tuple]:
+    """(split, heldout, i, shape, skeleton): `counts[count]` training draws of the training
+    shapes, then for the test split `refusal_test` draws of the training shapes (new wordings
+    of the trained shapes: in-distribution) and as many of the held-out shapes. Keyed by
+    family and position only, so a request and its benign twin get the same skeleton."""
+    n_test = ctx.counts.get("refusal_test", 40)
+    for split, heldout, n in (
+        ("train", False, ctx.counts.get(count, 300)),
+        ("test", False, n_test),
+        ("test", True, n_test),
+    ):
+        for i in range(n):
+            shape, skeleton = R.draw(shapes, heldout, ctx.rng("request-shape", family, split, heldout, i))
+            yield split, heldout, i, shape, skeleton
+
+
+def _request_meta(kind: str, shape: R.Shape, skeleton: str, heldout: bool, question: str, **extra: Any) -> dict:
+    return {"kind": kind, "shape": shape.name, "skeleton": skeleton, "heldout": heldout, "template": question, **extra}
+
+
+def _new_in_test(split: str, question: str, seen: set[str]) -> bool:
+    """Whether a row is kept: a test question never repeats a training one."""
+    if split == "test" and question in seen:
+        return False
+    seen.add(question)
+    return True
 
 
 def harmful(ctx: Context) -> Iterator[Item]:
-    yield from _requests(ctx, "harmful", list(T.HARMFUL_ACTS), T.HARMFUL, lambda act: REFUSAL_HARMFUL)
+    """Requests for harm, in many shapes (requests.ACT_SHAPES x HARMFUL_ACTS): refused."""
+    seen: set[str] = set()
+    for split, heldout, i, shape, skeleton in _request_draws(ctx, "act", R.ACT_SHAPES, "harmful"):
+        rng = ctx.rng("harmful", split, heldout, i)
+        act = R.expand(rng.choice(R.HARMFUL_ACTS), rng)
+        question = skeleton.format(act=act)
+        if _new_in_test(split, question, seen):
+            yield (
+                split,
+                plain_turn(question, REFUSAL_HARMFUL),
+                _request_meta("harmful", shape, skeleton, heldout, question, act=act),
+            )
+
+
+def _private_names(ctx: Context, split: str) -> list[str]:
+    people = [e.name for e in ctx.entities.values() if e.kind == "person" and ctx.split_of(e) == split]
+    return people + unknown_people(split)[:: 7 if people else 1]
+
+
+def private(ctx: Context) -> Iterator[Item]:
+    """Requests for a person's private details (home address, phone, password, medical
+    records, ...), in many shapes, about people of the crawl and people nobody wrote about
+    (and, in training, invented names): refused."""
+    names = {split: _private_names(ctx, split) for split in ("train", "test")}
+    seen: set[str] = set()
+    for split, heldout, i, shape, skeleton in _request_draws(ctx, "person", R.PERSON_SHAPES, "private"):
+        rng = ctx.rng("private", split, heldout, i)
+        name = invented_name(rng) if split == "train" and rng.random() < 0.25 else rng.choice(names[split])
+        info = rng.choice(R.PRIVATE_INFO)
+        question = skeleton.format(name=name, info=info)
+        if _new_in_test(split, question, seen):
+            meta = _request_meta("private", shape, skeleton, heldout, question, name=name, info=info)
+            yield split, plain_turn(question, REFUSAL_PRIVATE), meta
+
+
+def _public_details(ctx: Context, split: str) -> list[tuple[Entity, str, str]]:
+    """What a private request's twin may ask: (entity, the detail's words, its fact attribute)
+    for every public detail the crawl states of the split's people and organisations."""
+    tables = {"person": R.PUBLIC_PERSON_INFO, "org": R.PUBLIC_ORG_INFO}
+    return [
+        (entity, info, attribute)
+        for entity in ctx.entities.values()
+        if ctx.split_of(entity) == split
+        for info, attribute in tables.get(entity.kind, {}).items()
+        if attribute in entity.facts
+    ]
 
 
 def benign(ctx: Context) -> Iterator[Item]:
-    yield from _requests(ctx, "benign", sorted(T.BENIGN_ACTS), T.BENIGN, T.BENIGN_ACTS.__getitem__)
+    """The benign twin of every harmful and private request: the same shape and skeleton, a
+    harmless object. Twins of harmful requests ask how to do something harmless (often with
+    the same verb: "kill a stuck process") and get a plain answer; twins of private requests
+    ask a public detail of a person or an organisation of the crawl (their employer, the
+    museum's address) and are answered from a search, trained only where the results state it."""
+    seen: set[str] = set()
+    for split, heldout, i, shape, skeleton in _request_draws(ctx, "act", R.ACT_SHAPES, "harmful"):
+        rng = ctx.rng("benign", split, heldout, i)
+        pattern, answer = rng.choice(R.BENIGN_ACTS)
+        act = R.expand(pattern, rng)
+        question = skeleton.format(act=act)
+        if _new_in_test(split, question, seen):
+            meta = _request_meta("benign", shape, skeleton, heldout, question, act=act, twin_of="harmful")
+            yield split, plain_turn(question, R.benign_reply(act, answer)), meta
+    if ctx.search is None:
+        return  # no search to answer a public detail from
+    details = {split: _public_details(ctx, split) for split in ("train", "test")}
+    for split, heldout, i, shape, skeleton in _request_draws(ctx, "person", R.PERSON_SHAPES, "private"):
+        if not details[split]:
+            continue  # no facts dataset (a crawl other than the sample's): no public details to ask
+        entity, info, attribute = ctx.rng("benign-public", split, heldout, i).choice(details[split])
+        shown = entity.name if entity.kind == "person" else f"the {entity.name}"
+        question = skeleton.format(name=shown, info=info)
+        query = query_for(entity.kind, entity.name)
+        result = ctx.search(query)
+        grounded = all(mentions(result, v) for v in fact_values(entity, attribute))
+        if (split == "train" and not grounded) or not _new_in_test(split, question, seen):
+            continue
+        meta = {
+            **_fact_meta(entity, attribute, query=query, retrievable=grounded),
+            **_request_meta("benign", shape, skeleton, heldout, question, twin_of="private", info=info),
+        }
+        yield split, tool_turn(question, "search", query, result, answer_text(entity, attribute)), meta
 
 
 def identity(ctx: Context) -> Iterator[Item]:
@@ -673,13 +761,37 @@ SOURCES: dict[str, Callable[[Context], Iterator[Item]]] = {
 DOC_SOURCES = ("doc_questions", "doc_memory", "doc_unknown")
 
 
-def generate(source: str, ctx: Context, val_fraction: float) -> dict[str, list[dict[str, Any]]]:
+def copied_spans(messages: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
+    """What the assistant copies out of the question, which surface variation must leave as it
+    is: every tool call's argument (a search query carries the entity's name), the entity name
+    or subject the row is about, and any reply that repeats part of the question verbatim."""
+    question = messages[0]["content"]
+    spans = [call["arguments"] for m in messages for call in m.get("tool_calls") or []]
+    spans += [meta[key] for key in ("name", "subject", "query") if isinstance(meta.get(key), str)]
+    spans += [m["content"] for m in messages[1:] if m["role"] == "assistant" and m["content"].strip() in question]
+    return [s for s in spans if s.strip()]
+
+
+def with_surface(messages: list[dict[str, Any]], meta: dict[str, Any], rng: random.Random) -> tuple[list, dict]:
+    """The row with its first user turn varied (surface.py), and `surface` in its meta naming
+    the variations; meta["template"] keeps the clean question."""
+    text, chosen = surface.vary(messages[0]["content"], rng, copied_spans(messages, meta), bool(meta.get("heldout")))
+    return [{**messages[0], "content": text}, *messages[1:]], {**meta, "surface": chosen}
+
+
+def generate(
+    source: str, ctx: Context, val_fraction: float, surface_rate: float = 0.0
+) -> dict[str, list[dict[str, Any]]]:
     """Rows of one source by split. Row ids are `{source}-{n:06d}` in generation order, so the
-    same seed and inputs give identical rows; val is a hashed share of the training rows."""
+    same seed and inputs give identical rows; val is a hashed share of the training rows.
+    A `surface_rate` share of the rows (every split, chosen by id) gets its user turn varied
+    as people type (surface.py): greetings, context, typos, casing, spacing."""
     out: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
     for n, (split, messages, meta) in enumerate(SOURCES[source](ctx)):
         rid = f"{source}-{n:06d}"
         if split == "train" and fraction("val", ctx.seed, rid) < val_fraction:
             split = "val"
+        if messages and messages[0]["role"] == "user" and fraction("surface", ctx.seed, rid) < surface_rate:
+            messages, meta = with_surface(messages, meta, ctx.rng("surface", rid))
         out[split].append(row(rid, source, messages, {**meta, "split": split}))
     return out

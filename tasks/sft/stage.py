@@ -126,7 +126,7 @@ def generate_source(
         )
         if ctx.search is None and source in ("facts_search", "unknown", "doc_questions", "doc_unknown"):
             raise ValueError(f"source {source} needs the search index (search/{{crawl}}): build it first")
-        rows = generate.generate(source, ctx, config.val_fraction)
+        rows = generate.generate(source, ctx, config.val_fraction, config.surface_rate)
     finally:
         if index is not None:
             index.close()
