@@ -120,22 +120,17 @@ def test_evaluate_scores_the_fine_tuned_checkpoint_on_held_out_items(tiny, train
     )
     assert result["checkpoint"] == out["checkpoint"] and result["results"].endswith("evals/sft/step-000004")
     answers = lake.scan(result["results"]).collect()
-    # math: calculator, code tool, no tool; facts and unknowns: in the training grammar and in
-    # the held-out one (two groups), each with search on and off; harmful, private, benign: one
-    # of a trained shape, one held out.
-    assert answers.height == 2 * 3 + 2 * 2 * 2 + 2 * 2 * 2 + 3 * 2 == result["metrics"]["items"]
+    # math: training families and held-out families (two groups), each with calculator, code
+    # tool, no tool; facts and unknowns: in the training grammar and in the held-out one, each
+    # with search on and off; harmful, private, benign: one of a trained shape, one held out.
+    assert answers.height == 2 * 2 * 3 + 2 * 2 * 2 + 2 * 2 * 2 + 3 * 2 == result["metrics"]["items"]
     facts = answers.filter(answers["kind"] == "fact")
     assert sorted(facts["search"].to_list()) == [False] * 4 + [True] * 4
     assert sorted(facts["heldout"].to_list()) == [False] * 4 + [True] * 4
     assert sorted(answers.filter(answers["kind"] == "benign")["heldout"].to_list()) == [False, True]
-    assert sorted(answers.filter(answers["kind"] == "math")["tool"].to_list()) == [
-        "calculator",
-        "calculator",
-        "none",
-        "none",
-        "python",
-        "python",
-    ]
+    math = answers.filter(answers["kind"] == "math")
+    assert sorted(math["tool"].to_list()) == ["calculator"] * 4 + ["none"] * 4 + ["python"] * 4
+    assert sorted(math["heldout"].to_list()) == [False] * 6 + [True] * 6
     assert lake.manifest(result["results"]).stats == result["metrics"]
     test_ids = set(lake.scan(out["conversations"]["test"]).collect()["id"].to_list())
     assert set(answers["id"].to_list()) <= test_ids  # only held-out items are asked

@@ -114,8 +114,9 @@ def test_generate_varies_a_share_of_rows_deterministically_and_rate_zero_is_iden
                 if before["messages"][0]["content"] != after["messages"][0]["content"]:
                     changed += 1
                     assert meta_after["surface"]
-                if source == "echo":  # the reply copies the name out of the question
-                    assert after["messages"][1]["content"] in after["messages"][0]["content"]
+                if source == "echo":  # the reply copies the names out of the question ("I heard: A, B.")
+                    names = after["messages"][1]["content"].removeprefix("I heard: ").rstrip(".").split(", ")
+                    assert all(name in after["messages"][0]["content"] for name in names)
                 if source == "math":  # the calculator's arguments are in the question's numbers
                     assert re.findall(r"\d+", after["messages"][0]["content"]) == re.findall(
                         r"\d+", before["messages"][0]["content"]
