@@ -393,7 +393,16 @@ class Worker:
         self.calls += 1
         deadline = time.monotonic() + self.limits.wall_s + MARGIN_S
         self._send({"code": code}, deadline)
-        reply = self._receive(deadline)
+        try:
+            taken = self._receive(deadline)
+        except WorkerDied as exc:  # gone before it read the code: it never ran
+            raise NotDelivered(f"{exc}{self._why()}") from None
+        if not taken.get("taken"):
+            raise WorkerDied(f"the sandbox sent {taken!r} instead of taking the code")
+        try:
+            reply = self._receive(deadline)
+        except WorkerDied as exc:
+            raise WorkerDied(f"{exc}{self._why()}") from None
         return Result(reply["output"], reply["value"], reply["error"], reply["status"], reply.get("seconds", 0.0))
 
     def _send(self, message: dict, deadline: float) -> None:
@@ -409,7 +418,7 @@ class Worker:
                 data = data[os.write(fd, data) :]
             except (BrokenPipeError, BlockingIOError) as exc:
                 if isinstance(exc, BrokenPipeError):
-                    raise NotDelivered("the sandbox exited") from None
+                    raise NotDelivered(f"the sandbox exited{self._why()}") from None
 
     def _read(self, n: int, deadline: float) -> bytes:
         fd = self.proc.stdout.fileno()
@@ -429,6 +438,13 @@ class Worker:
         if size > 4 * (self.limits.output_bytes + self.limits.value_chars * 2) + 4096:
             raise WorkerDied("the sandbox sent an oversized reply")
         return json.loads(self._read(size, deadline))
+
+    def _why(self) -> str:
+        """What a dead interpreter wrote to stderr, for the error message ("" while it runs)."""
+        if self.proc.poll() is None:
+            return ""
+        err = self._stderr()
+        return f" ({err})" if err else f" (exit status {self.proc.returncode})"
 
     def _stderr(self) -> str:
         try:

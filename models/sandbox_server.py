@@ -5,7 +5,9 @@ It is started as `python -I -S -c <this file's text> <settings as JSON>`, inside
 namespaces where they are available; it imports nothing but the standard library and nothing
 of the project (the sandbox has no view of the project's files). Protocol on stdin/stdout:
 messages of a 4-byte big-endian length and UTF-8 JSON. It first writes {"ready": true}; then
-for each request {"code": str} it replies {"output", "value", "error", "status", ...}.
+for each request {"code": str} it writes {"taken": true} as soon as it has read the code (so
+the caller knows whether a server that dies had the code: one that had not can be replaced
+and the code sent again) and then the reply {"output", "value", "error", "status", ...}.
 
 Per request: a fresh, empty work folder; a child forked with the resource limits set and fd
 0 on /dev/null, fds 1 and 2 on one output pipe and fd 3 on a result pipe (nothing else open:
@@ -289,6 +291,7 @@ def main():
         request = receive()
         if request is None:
             return
+        send({"taken": True})
         send(run(spawned, request["code"]))
         finish(spawned[0])
         sweep(spawned[0])  # after the reply: the caller does not wait for the clean-up

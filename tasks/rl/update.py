@@ -495,4 +495,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from models.train import exit_worker
+
     main(sys.argv[1:])
+    exit_worker()
