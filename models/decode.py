@@ -112,7 +112,7 @@ class StaticDecoder(nn.Module):
             x = x + attn.o_proj(y.reshape(self.rows, 1, -1))
             gate, up = F.linear(block.mlp_norm(x), getattr(self, f"gate_up{i}")).chunk(2, dim=-1)
             x = x + block.mlp.down_proj(F.silu(gate) * up)
-        return model.lm_head(model.norm(x))[:, 0]
+        return model.logits(x)[:, 0]
 
 
 def compiled(decoder: StaticDecoder) -> StaticDecoder:

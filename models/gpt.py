@@ -46,6 +46,12 @@ class GPTConfig:
     mlp_hidden: int = 0  # 0: 8/3 * n_embd rounded up to a multiple of 64 (SwiGLU's usual size)
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
+    # The output head is the token embedding (GPT-2's and small Qwen3's tying). Copying a token
+    # seen in the context then needs one generic map (attention's output back onto the same
+    # embedding); untied, the head must learn it token by token, which a model trained for
+    # minutes never does: on random tokens repeated at a fixed distance a 4 x 128 model copied 95%
+    # of them after 100 steps tied and 0% after 300 untied (docs/pretrain.md, Tied head).
+    tie_embeddings: bool = False
 
     # pydantic (the flows' config models embed this dataclass) rejects unknown keys.
     __pydantic_config__ = {"extra": "forbid"}
@@ -69,8 +75,8 @@ class GPTConfig:
         attn = d * q + 2 * d * kv + q * d + 2 * self.head_dim  # q, k, v, o + q/k norms
         mlp = 3 * d * self.mlp_hidden
         per_layer = attn + mlp + 2 * d  # + the two pre-norms
-        total = self.n_layer * per_layer + d + self.vocab_size * d  # + final norm + lm_head
-        return total + (self.vocab_size * d if embedding else 0)
+        total = self.n_layer * per_layer + d + self.vocab_size * d  # + final norm + the head's matmul
+        return total + (self.vocab_size * d if embedding and not self.tie_embeddings else 0)
 
     def flops_per_token(self, seq_len: int | None = None) -> int:
         """Training FLOPs (forward + backward) per token, the PaLM appendix-B way:
@@ -413,7 +419,8 @@ class GPT(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.n_embd)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.norm = RMSNorm(config.n_embd, config.norm_eps)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # Tied: no head of its own, the logits are read off the embedding (`logits`).
+        self.lm_head = None if config.tie_embeddings else nn.Linear(config.n_embd, config.vocab_size, bias=False)
         # Derived from the config, so not saved in checkpoints (persistent=False).
         cos, sin = rotary_table(config.head_dim, config.seq_len, config.rope_theta)
         self.register_buffer("cos", cos, persistent=False)
@@ -443,7 +450,9 @@ class GPT(nn.Module):
     def reset_parameters(self) -> None:
         """GPT-2's init (N(0, 0.02); the projections into the residual stream scaled by
         1/sqrt(2 * layers) so its variance does not grow with depth), with a zero head so
-        that training starts from the uniform distribution: loss ln(vocab_size) at step 0."""
+        that training starts from the uniform distribution: loss ln(vocab_size) at step 0.
+        (A tied head is the embedding: logits of std ~0.2 at step 0, a loss a few hundredths
+        above ln(vocab_size).)"""
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
         for name, p in self.named_parameters():
             if name.endswith("norm.weight"):
@@ -492,7 +501,7 @@ class GPT(nn.Module):
             x = block(x, cos, sin, kv_cache, None if stacked is None else stacked[i])
         if kv_cache is not None:
             kv_cache.advance(T)
-        logits = self.lm_head(self.norm(x))
+        logits = self.logits(x)
         if targets is None:
             return logits
         # The softmax in float32 even under bf16 autocast: it is where precision matters.
@@ -500,6 +509,12 @@ class GPT(nn.Module):
             logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1, reduction=reduction
         )
         return loss.view(targets.shape) if reduction == "none" else loss
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The next-token logits of the last layer's output `x`: the final norm, then the head
+        (the token embedding itself when tied)."""
+        weight = self.embed.weight if self.lm_head is None else self.lm_head.weight
+        return F.linear(self.norm(x), weight)
 
     @torch.no_grad()
     def generate(
@@ -562,6 +577,8 @@ def hf_names(config: GPTConfig) -> dict[str, str]:
     """Every parameter's name in our model -> its name in Qwen3ForCausalLM."""
     names = {}
     for ours, theirs in RENAMES:
+        if ours == "lm_head.weight" and config.tie_embeddings:
+            continue  # no head of our own: HF ties its lm_head to the embedding
         for i in range(config.n_layer) if "{i}" in ours else [0]:
             names[ours.format(i=i)] = theirs.format(i=i)
     return names
@@ -576,7 +593,8 @@ def to_hf(state_dict: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, t
 def from_hf(state_dict: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
     """The inverse of `to_hf`, for loading an exported model back."""
     ours = {theirs: mine for mine, theirs in hf_names(config).items()}
-    return {ours[k]: v for k, v in state_dict.items()}
+    tied = {"lm_head.weight"} if config.tie_embeddings else set()  # HF lists the tied head too
+    return {ours[k]: v for k, v in state_dict.items() if k not in tied}
 
 
 def hf_config(config: GPTConfig, **extra: object) -> dict[str, object]:
@@ -598,7 +616,7 @@ def hf_config(config: GPTConfig, **extra: object) -> dict[str, object]:
         rope_theta=config.rope_theta,  # older transformers read this key
         attention_bias=False,
         use_sliding_window=False,
-        tie_word_embeddings=False,
+        tie_word_embeddings=config.tie_embeddings,
         torch_dtype="float32",
         **extra,
     )
