@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.gpt import GPT, KVCache, apply_rotary
+from models.gpt import GPT, KVCache, apply_rotary, smear_keys
 
 SLOT_ROUNDING = 64  # cache slots are rounded up to a multiple: fewer distinct shapes to compile
 
@@ -103,6 +103,8 @@ class StaticDecoder(nn.Module):
             keys, values = self.k[i], self.v[i]
             keys.index_copy_(2, self.slot, k.transpose(1, 2))
             values.index_copy_(2, self.slot, v.transpose(1, 2))
+            if attn.key_smear is not None:
+                keys = smear_keys(keys, attn.key_smear, self.pad)
             # Grouped-query attention for one new token: the query heads of a key/value head
             # (HF's order: query head h reads kv head h // groups) stand in for a query
             # sequence, so every SDPA kernel takes it with a mask, no repeated cache.

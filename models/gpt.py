@@ -52,6 +52,12 @@ class GPTConfig:
     # minutes never does: on random tokens repeated at a fixed distance a 4 x 128 model copied 95%
     # of them after 100 steps tied and 0% after 300 untied (docs/pretrain.md, Tied head).
     tie_embeddings: bool = False
+    # Smeared keys (Olsson et al. 2022): each key is mixed with the previous position's, by a
+    # learnt share per key/value head. A query that matches token A then finds the position
+    # *after* an earlier A, so one layer can copy what followed it (an induction head); plain
+    # attention needs two layers to compose that, which minutes of training never formed. Not
+    # a Qwen3 model: such a checkpoint cannot be exported (docs/pretrain.md, Smeared keys).
+    smear_keys: bool = False
 
     # pydantic (the flows' config models embed this dataclass) rejects unknown keys.
     __pydantic_config__ = {"extra": "forbid"}
@@ -75,6 +81,7 @@ class GPTConfig:
         attn = d * q + 2 * d * kv + q * d + 2 * self.head_dim  # q, k, v, o + q/k norms
         mlp = 3 * d * self.mlp_hidden
         per_layer = attn + mlp + 2 * d  # + the two pre-norms
+        per_layer += self.n_kv_head if self.smear_keys else 0  # each head's share of the previous key
         total = self.n_layer * per_layer + d + self.vocab_size * d  # + final norm + the head's matmul
         return total + (self.vocab_size * d if embedding and not self.tie_embeddings else 0)
 
@@ -120,6 +127,19 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     """
     out = x * cos + x.roll(x.size(-1) // 2, dims=-1) * sin
     return out if out.dtype == x.dtype else out.to(x.dtype)
+
+
+def smear_keys(k: torch.Tensor, logit: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
+    """Keys (B, heads, slots, head_dim) each mixed with the previous slot's: (1 - a) k_j + a k_{j-1},
+    a = sigmoid(logit) per head. Slot 0, and a row's first slot `first[b]` (after its left
+    padding), have no previous key. Caches hold the keys as projected, and this runs on every
+    read, so a cached pass computes what a full pass does."""
+    a = torch.sigmoid(logit).to(k.dtype)[None, :, None, None]
+    prev = F.pad(k, (0, 0, 1, 0)).narrow(2, 0, k.size(2))
+    if first is not None:
+        slots = torch.arange(k.size(2), device=k.device)
+        prev = prev * (slots[None, :] != first[:, None]).to(k.dtype)[:, None, :, None]
+    return k + a * (prev - k)
 
 
 class KVCache:
@@ -309,6 +329,8 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(config.n_head * config.head_dim, d, bias=False)
         self.q_norm = RMSNorm(config.head_dim, config.norm_eps)
         self.k_norm = RMSNorm(config.head_dim, config.norm_eps)
+        # The logit of each key/value head's share of the previous key (`smear_keys`).
+        self.key_smear = nn.Parameter(torch.zeros(config.n_kv_head)) if config.smear_keys else None
 
     def project(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -348,6 +370,8 @@ class Attention(nn.Module):
         mask, causal = None, True
         if kv_cache is not None:
             k, v, mask, causal = kv_cache.attend(self.layer, k, v)
+        if self.key_smear is not None:  # on every key read: caches hold them as projected
+            k = smear_keys(k, self.key_smear, getattr(kv_cache, "pad_tensor", None))
         # One dtype for SDPA whatever autocast made of the norms, or a float32 cache holds.
         if q.dtype != v.dtype or k.dtype != v.dtype:  # (no .to call when equal: decoding makes thousands)
             q, k = q.to(v.dtype), k.to(v.dtype)
@@ -457,6 +481,8 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("norm.weight"):
                 nn.init.ones_(p)
+            elif name.endswith("key_smear"):
+                nn.init.zeros_(p)  # half of each key from the previous position, to start
             elif name == "lm_head.weight":
                 nn.init.zeros_(p)
             elif name.endswith(("o_proj.weight", "down_proj.weight")):
@@ -513,8 +539,8 @@ class GPT(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The next-token logits of the last layer's output `x`: the final norm, then the head
         (the token embedding itself when tied)."""
-        weight = self.embed.weight if self.lm_head is None else self.lm_head.weight
-        return F.linear(self.norm(x), weight)
+        h = self.norm(x)
+        return F.linear(h, self.embed.weight) if self.lm_head is None else self.lm_head(h)
 
     @torch.no_grad()
     def generate(
@@ -586,6 +612,7 @@ def hf_names(config: GPTConfig) -> dict[str, str]:
 
 def to_hf(state_dict: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
     """Our state dict under Qwen3ForCausalLM's names (tensors shared, not copied)."""
+    not_qwen3(config)
     names = hf_names(config)
     return {names[k]: v for k, v in state_dict.items()}
 
@@ -597,8 +624,18 @@ def from_hf(state_dict: dict[str, torch.Tensor], config: GPTConfig) -> dict[str,
     return {ours[k]: v for k, v in state_dict.items() if k not in tied}
 
 
+def not_qwen3(config: GPTConfig) -> None:
+    """Refuse, clearly, a model that no Qwen3 checkpoint can hold."""
+    if config.smear_keys:
+        raise ValueError(
+            "this model smears its keys (model.smear_keys), which Qwen3 has no weights for: it cannot be "
+            "exported to HuggingFace; train with smear_keys false to export"
+        )
+
+
 def hf_config(config: GPTConfig, **extra: object) -> dict[str, object]:
     """Keyword arguments of the `transformers.Qwen3Config` equivalent to `config`."""
+    not_qwen3(config)
     return dict(
         architectures=["Qwen3ForCausalLM"],
         model_type="qwen3",

@@ -45,6 +45,7 @@ killed, is discarded and replaced.
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import json
 import os
 import platform
@@ -503,8 +504,21 @@ class Sandbox:
         self._starting = 0
         self._lock = threading.Lock()
         self._closed = False
-        self._idle.append(Worker(self.layers, self.limits))  # fails here, clearly, if it cannot start
+        # Every interpreter is started by these long-lived threads. bwrap's --die-with-parent
+        # is PR_SET_PDEATHSIG, which fires when the *thread* that started the process exits:
+        # a worker started by a short-lived thread (a refill thread, a Prefect task's thread)
+        # was killed moments later, sometimes after it had taken the code.
+        self._starter = concurrent.futures.ThreadPoolExecutor(self.size, thread_name_prefix="sandbox-start")
+        self._idle.append(self._new_worker())  # fails here, clearly, if it cannot start
         self._refill()
+
+    def _new_worker(self) -> Worker:
+        """A fresh interpreter, started by the pool's own threads (see __init__)."""
+        try:
+            started = self._starter.submit(Worker, self.layers, self.limits)
+        except RuntimeError:  # shut down by close() in the meantime
+            raise SandboxUnavailable("the sandbox is closed") from None
+        return started.result()
 
     def _refill(self) -> None:
         """Start workers in the background until `size` are idle or starting."""
@@ -512,7 +526,7 @@ class Sandbox:
             missing = 0 if self._closed else self.size - len(self._idle) - self._starting
             self._starting += max(0, missing)
         for _ in range(max(0, missing)):
-            threading.Thread(target=self._start_one, daemon=True, name="sandbox-start").start()
+            self._starter.submit(self._start_one)
 
     def _start_one(self) -> None:
         try:
@@ -536,7 +550,7 @@ class Sandbox:
                 if worker.alive():
                     return worker
                 worker.close()
-        return Worker(self.layers, self.limits)  # none warm (all busy or starting): a cold one
+        return self._new_worker()  # none warm (all busy or starting): a cold one
 
     def run(self, code: str) -> Result:
         """Run `code` in a fresh child of a warm interpreter; never raises for what the code
@@ -555,7 +569,7 @@ class Sandbox:
                 result = worker.run(code)
             except NotDelivered:  # a warm interpreter that died idle: the code goes to a new one, once
                 worker.close()
-                worker = Worker(self.layers, self.limits)
+                worker = self._new_worker()
                 result = worker.run(code)
         except SandboxUnavailable as exc:
             return Result("", None, f"error: {exc}", "killed")
@@ -579,6 +593,7 @@ class Sandbox:
         with self._lock:
             self._closed = True
             workers, self._idle = list(self._idle), deque()
+        self._starter.shutdown(wait=False, cancel_futures=True)
         for worker in workers:
             worker.close()
 

@@ -12,6 +12,7 @@ from models.gpt import GPT, GPTConfig, KVCache, RowCache, from_hf, hf_config, hf
 
 # Grouped-query attention (4 query heads over 2 key/value heads) so every path is exercised.
 CFG = GPTConfig(vocab_size=67, seq_len=24, n_layer=2, n_head=4, n_kv_head=2, n_embd=32)
+SMEARED = dataclasses.replace(CFG, smear_keys=True, tie_embeddings=True)  # the tiny preset's two options
 
 
 def random_model(cfg: GPTConfig = CFG, seed: int = 0) -> GPT:
@@ -106,18 +107,84 @@ def test_a_tied_model_learns_to_copy_tokens_from_its_context_and_an_untied_one_d
     assert tied >= 0.6 and untied <= 0.1, (tied, untied)
 
 
+def test_smeared_keys_of_left_padded_rows_are_each_rows_own_and_such_a_model_cannot_be_exported():
+    """A row's first token has no previous key, whatever its left padding holds, so a padded
+    batch computes what each row computes alone; and export refuses the model clearly."""
+    model = random_model(SMEARED)
+    gen = torch.Generator().manual_seed(4)
+    short, long = torch.randint(0, 67, (5,), generator=gen), torch.randint(0, 67, (9,), generator=gen)
+    batch = torch.stack([torch.cat([torch.full((4,), 7), short]), long])  # row 0: 4 slots of padding
+    with torch.no_grad():
+        cache = KVCache(SMEARED, 2, 12, pad=[4, 0])
+        prefill = model(batch, kv_cache=cache)
+        step = model(torch.tensor([[3], [3]]), kv_cache=cache)[:, -1]
+        alone = [model(torch.cat([seq, torch.tensor([3])])[None])[0] for seq in (short, long)]
+    torch.testing.assert_close(prefill[0, 4:], alone[0][:-1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(prefill[1], alone[1][:-1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(step, torch.stack([alone[0][-1], alone[1][-1]]), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="smears its keys"):
+        to_hf(model.state_dict(), SMEARED)
+    with pytest.raises(ValueError, match="cannot be exported"):
+        hf_config(SMEARED)
+
+
+@pytest.mark.slow
+def test_smeared_keys_form_an_induction_head_in_the_steps_where_plain_attention_forms_none():
+    """Why the demo model smears its keys: copying what followed an earlier occurrence of the
+    current token, at whatever distance (a name into a query), needs an induction head. On
+    random tokens repeated at a random distance, 200 steps give the smeared model most of the
+    repeat (81% when written) and the plain one, same steps and seed, none."""
+    import random
+
+    def induction_accuracy(smear: bool) -> float:
+        cfg = GPTConfig(vocab_size=512, seq_len=48, n_layer=2, n_head=4, n_kv_head=4, n_embd=64)
+        cfg = dataclasses.replace(cfg, tie_embeddings=True, smear_keys=smear)
+        torch.manual_seed(0)
+        rng = random.Random(0)
+        model = GPT(cfg)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.003, betas=(0.9, 0.95))
+
+        def batch():
+            rows, masks = [], []
+            for _ in range(32):
+                n, gap1, gap2 = rng.randint(6, 14), rng.randint(0, 8), rng.randint(0, 8)
+                said = [rng.randrange(3, 512) for _ in range(n)]
+                row = [rng.randrange(3, 512) for _ in range(gap1)] + said + [rng.randrange(3, 512) for _ in range(gap2)]
+                again = len(row) + len(said)
+                row += said + [rng.randrange(3, 512) for _ in range(49 - again)]
+                rows.append(row)
+                masks.append([again - n < i < again for i in range(49)])  # the repeat, after its first token
+            x, mask = torch.tensor(rows), torch.tensor(masks)
+            return x[:, :-1], x[:, 1:], mask[:, 1:]
+
+        for step in range(200):
+            for group in optimizer.param_groups:
+                group["lr"] = 0.003 * min(1.0, (step + 1) / 30)
+            x, y, _ = batch()
+            optimizer.zero_grad()
+            model(x, y).backward()
+            optimizer.step()
+        x, y, mask = batch()
+        with torch.no_grad():
+            return (model(x).argmax(-1) == y)[mask].float().mean().item()
+
+    smeared, plain = induction_accuracy(True), induction_accuracy(False)
+    assert smeared >= 0.5 and plain <= 0.1, (smeared, plain)
+
+
 def test_hf_names_cover_every_parameter_once():
     names = hf_names(CFG)
     assert set(names) == set(GPT(CFG).state_dict())
     assert len(set(names.values())) == len(names)
 
 
-def test_cached_incremental_logits_equal_one_full_forward_pass():
-    model = random_model()
-    idx = torch.randint(0, CFG.vocab_size, (3, 20), generator=torch.Generator().manual_seed(2))
+@pytest.mark.parametrize("cfg", [CFG, SMEARED], ids=["plain", "smeared-keys"])
+def test_cached_incremental_logits_equal_one_full_forward_pass(cfg):
+    model = random_model(cfg)
+    idx = torch.randint(0, cfg.vocab_size, (3, 20), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         full = model(idx)
-        cache = KVCache(CFG, batch_size=3)
+        cache = KVCache(cfg, batch_size=3)
         # A prompt, then a chunk of several tokens after the cached prefix (needs the
         # offset causal mask), then single tokens.
         parts = [model(idx[:, :6], kv_cache=cache), model(idx[:, 6:11], kv_cache=cache)]
@@ -126,23 +193,24 @@ def test_cached_incremental_logits_equal_one_full_forward_pass():
     torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-5, atol=1e-5)
 
 
-def test_a_row_cache_decodes_rows_of_different_lengths_as_each_alone_while_rows_come_and_go():
+@pytest.mark.parametrize("cfg", [CFG, SMEARED], ids=["plain", "smeared-keys"])
+def test_a_row_cache_decodes_rows_of_different_lengths_as_each_alone_while_rows_come_and_go(cfg):
     """Continuous batching: rows at their own positions, joining and leaving between steps,
     each row's logits those of a full pass over its own sequence."""
-    model = random_model()
+    model = random_model(cfg)
     gen = torch.Generator().manual_seed(3)
     seqs = {
-        name: torch.randint(0, CFG.vocab_size, (n,), generator=gen).tolist()
+        name: torch.randint(0, cfg.vocab_size, (n,), generator=gen).tolist()
         for name, n in (("a", 20), ("b", 14), ("c", 22), ("d", 9))
     }
     prompts = {"a": 3, "b": 7, "c": 1, "d": 5}  # prompt lengths; the rest is fed one token per step
     joins = {"a": 0, "b": 0, "c": 2, "d": 6}  # the step at which each row joins
-    cache, rows, got = RowCache(CFG, capacity=3), [], {name: [] for name in seqs}
+    cache, rows, got = RowCache(cfg, capacity=3), [], {name: [] for name in seqs}
     with torch.no_grad():
         for step in range(40):
             for name, at in joins.items():
                 if at == step and cache.rows < cache.capacity:
-                    one = KVCache(CFG, 1, prompts[name])
+                    one = KVCache(cfg, 1, prompts[name])
                     got[name].append(model(torch.tensor([seqs[name][: prompts[name]]]), kv_cache=one)[0, -1])
                     cache.add(one)
                     rows.append(name)
@@ -164,17 +232,18 @@ def test_a_row_cache_decodes_rows_of_different_lengths_as_each_alone_while_rows_
             torch.testing.assert_close(torch.stack(got[name]), full, rtol=1e-5, atol=1e-5)
     assert cache.rows == 0
     with pytest.raises(ValueError, match="capacity"):
-        cache.add(KVCache(CFG, 1, 2), copies=4)
+        cache.add(KVCache(cfg, 1, 2), copies=4)
 
 
-def test_stacked_weights_give_the_training_paths_logits_with_and_without_the_cache():
-    model = random_model()  # every weight random, norm gains and head included
-    idx = torch.randint(0, CFG.vocab_size, (2, 12), generator=torch.Generator().manual_seed(3))
+@pytest.mark.parametrize("cfg", [CFG, SMEARED], ids=["plain", "smeared-keys"])
+def test_stacked_weights_give_the_training_paths_logits_with_and_without_the_cache(cfg):
+    model = random_model(cfg)  # every weight random, norm gains and head included
+    idx = torch.randint(0, cfg.vocab_size, (2, 12), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         plain = model(idx)
         stacked = model.stacked_weights()
         torch.testing.assert_close(model(idx, stacked=stacked), plain, rtol=1e-5, atol=1e-5)
-        cache = KVCache(CFG, 2)
+        cache = KVCache(cfg, 2)
         steps = [model(idx[:, :5], kv_cache=cache, stacked=stacked)]
         steps += [model(idx[:, t : t + 1], kv_cache=cache, stacked=stacked) for t in range(5, 12)]
     torch.testing.assert_close(torch.cat(steps, dim=1), plain, rtol=1e-5, atol=1e-5)

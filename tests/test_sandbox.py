@@ -434,3 +434,18 @@ def test_where_no_sandbox_can_run_the_engine_says_so_and_runs_nothing(tok, model
         == "error: the code tool is unavailable: no isolated sandbox here (bwrap failed: no user namespaces)"
     )
     assert not call.ok
+
+
+def test_interpreters_outlive_the_threads_that_asked_for_them(layers):
+    """bwrap's --die-with-parent fires when the *thread* that started it exits; the pool
+    starts every interpreter from threads of its own, so one asked for by a short-lived thread
+    (a Prefect task's) stays warm after that thread is gone, and refills stay alive."""
+    with Sandbox(size=2, limits=LIMITS) as pool:
+        done: dict[str, Result] = {}
+        asker = threading.Thread(target=lambda: done.setdefault("r", pool.run("print(1)")))
+        asker.start()
+        asker.join()
+        assert done["r"].ok
+        time.sleep(0.5)  # the asking thread has ended; a killed interpreter would be dead by now
+        assert len(pool._idle) == 2 and all(w.alive() for w in pool._idle)
+        assert pool.run("6 * 7").value == "42"
