@@ -386,15 +386,20 @@ def test_concurrent_calls_from_threads_each_get_their_own_answer(box):
 def test_an_interpreter_that_died_before_taking_the_code_is_replaced_and_the_code_runs(layers, monkeypatch):
     """A warm interpreter can die idle, after the pool's liveness check: the code it never
     took goes to a fresh one, once; a dead one on its own says it never had the code."""
-    with Sandbox(size=1, limits=LIMITS) as pool:
-        (worker,) = pool._idle
+
+    def kill(worker):  # bwrap first, then wait for the interpreter inside to be gone too
         worker.proc.kill()
         worker.proc.wait()
+        while os.read(worker.proc.stdout.fileno(), 4096):  # EOF: nothing inside holds its pipe
+            pass
+
+    with Sandbox(size=1, limits=LIMITS) as pool:
+        (worker,) = pool._idle
+        kill(worker)
         with pytest.raises(sandboxes.NotDelivered):
             worker.run("print(1)")
         dead = sandboxes.Worker(pool.layers, pool.limits)
-        dead.proc.kill()
-        dead.proc.wait()
+        kill(dead)
         pool._idle.clear()
         pool._idle.append(dead)
         monkeypatch.setattr(sandboxes.Worker, "alive", lambda self: self is not dead)
