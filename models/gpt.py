@@ -255,6 +255,7 @@ class RowCache:
         self._k = [self.k.select(0, i) for i in range(config.n_layer)]
         self._v = [self.v.select(0, i) for i in range(config.n_layer)]
         self.lengths: list[int] = []  # tokens held by each live row
+        self.pad_tensor = None  # every row starts at slot 0 (the interface KVCache shares)
         self._slots = torch.arange(capacity, device=device)
         self._step: tuple[torch.Tensor, int, torch.Tensor] | None = None
 
@@ -371,7 +372,7 @@ class Attention(nn.Module):
         if kv_cache is not None:
             k, v, mask, causal = kv_cache.attend(self.layer, k, v)
         if self.key_smear is not None:  # on every key read: caches hold them as projected
-            k = smear_keys(k, self.key_smear, getattr(kv_cache, "pad_tensor", None))
+            k = smear_keys(k, self.key_smear, None if kv_cache is None else kv_cache.pad_tensor)
         # One dtype for SDPA whatever autocast made of the norms, or a float32 cache holds.
         if q.dtype != v.dtype or k.dtype != v.dtype:  # (no .to call when equal: decoding makes thousands)
             q, k = q.to(v.dtype), k.to(v.dtype)

@@ -73,37 +73,48 @@ def test_a_tied_head_is_the_embedding_and_hf_qwen3_with_tied_embeddings_gives_ou
     assert set(hf_names(cfg)) == set(state)
 
 
+def copy_accuracy_after_training(cfg: GPTConfig, batches, steps: int, warmup: int) -> float:
+    """Train a fresh, seeded model of `cfg` for `steps` on rows from `batches()` (a new seeded
+    maker of (x, y, mask) batches), AdamW at 3e-3 after a linear warmup; then the share of the
+    masked targets of one more batch that it predicts."""
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.003, betas=(0.9, 0.95))
+    batch = batches()
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = 0.003 * min(1.0, (step + 1) / warmup)
+        x, y, _ = batch()
+        optimizer.zero_grad()
+        model(x, y).backward()
+        optimizer.step()
+    x, y, mask = batch()
+    with torch.no_grad():
+        return (model(x).argmax(-1) == y)[mask].float().mean().item()
+
+
 @pytest.mark.slow
 def test_a_tied_model_learns_to_copy_tokens_from_its_context_and_an_untied_one_does_not_yet():
     """Why the demo model ties its head: copying an unseen token needs attention's output
     mapped back onto that token, one generic map when tied, one per token when not. On
-    sequences of random tokens said twice (at a fixed distance), 120 steps make the tied model copy most of the
-    second half (86% when written); the untied one, same steps and seed, copies none."""
+    sequences of random tokens said twice (at a fixed distance), 120 steps make the tied model
+    copy most of the second half (86% when written); the untied one, same steps and seed, none."""
     cfg = GPTConfig(vocab_size=2048, seq_len=32, n_layer=2, n_head=4, n_kv_head=4, n_embd=64)
 
-    def copy_accuracy(tied: bool) -> float:
-        torch.manual_seed(0)
-        model = GPT(dataclasses.replace(cfg, tie_embeddings=tied))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=0.003, betas=(0.9, 0.95))
+    def said_twice():
         gen = torch.Generator().manual_seed(1)
+        mask = torch.zeros(32, 32, dtype=torch.bool)
+        mask[:, 16:31] = True  # the second half, after its first token
 
         def batch():
             half = torch.randint(3, cfg.vocab_size, (32, 16), generator=gen)
             seq = torch.cat([half, half, half[:, :1]], 1)
-            return seq[:, :-1], seq[:, 1:]
+            return seq[:, :-1], seq[:, 1:], mask
 
-        for step in range(120):
-            for group in optimizer.param_groups:
-                group["lr"] = 0.003 * min(1.0, (step + 1) / 20)
-            x, y = batch()
-            optimizer.zero_grad()
-            model(x, y).backward()
-            optimizer.step()
-        x, y = batch()
-        with torch.no_grad():
-            return (model(x)[:, 16:31].argmax(-1) == y[:, 16:31]).float().mean().item()
+        return batch
 
-    tied, untied = copy_accuracy(True), copy_accuracy(False)
+    tied = copy_accuracy_after_training(dataclasses.replace(cfg, tie_embeddings=True), said_twice, 120, 20)
+    untied = copy_accuracy_after_training(cfg, said_twice, 120, 20)
     assert tied >= 0.6 and untied <= 0.1, (tied, untied)
 
 
@@ -130,19 +141,15 @@ def test_smeared_keys_of_left_padded_rows_are_each_rows_own_and_such_a_model_can
 
 @pytest.mark.slow
 def test_smeared_keys_form_an_induction_head_in_the_steps_where_plain_attention_forms_none():
-    """Why the demo model smears its keys: copying what followed an earlier occurrence of the
-    current token, at whatever distance (a name into a query), needs an induction head. On
-    random tokens repeated at a random distance, 200 steps give the smeared model most of the
-    repeat (81% when written) and the plain one, same steps and seed, none."""
+    """What smeared keys are for (`model.smear_keys`, off in the presets: docs/sizing.md):
+    copying what followed an earlier occurrence of the current token, at whatever distance (a
+    name into a query), needs an induction head. On random tokens repeated at a random
+    distance, 200 steps give the smeared model most of the repeat (81% when written) and the
+    plain one, same steps and seed, none."""
     import random
 
-    def induction_accuracy(smear: bool) -> float:
-        cfg = GPTConfig(vocab_size=512, seq_len=48, n_layer=2, n_head=4, n_kv_head=4, n_embd=64)
-        cfg = dataclasses.replace(cfg, tie_embeddings=True, smear_keys=smear)
-        torch.manual_seed(0)
+    def said_again_later():
         rng = random.Random(0)
-        model = GPT(cfg)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=0.003, betas=(0.9, 0.95))
 
         def batch():
             rows, masks = [], []
@@ -157,18 +164,11 @@ def test_smeared_keys_form_an_induction_head_in_the_steps_where_plain_attention_
             x, mask = torch.tensor(rows), torch.tensor(masks)
             return x[:, :-1], x[:, 1:], mask[:, 1:]
 
-        for step in range(200):
-            for group in optimizer.param_groups:
-                group["lr"] = 0.003 * min(1.0, (step + 1) / 30)
-            x, y, _ = batch()
-            optimizer.zero_grad()
-            model(x, y).backward()
-            optimizer.step()
-        x, y, mask = batch()
-        with torch.no_grad():
-            return (model(x).argmax(-1) == y)[mask].float().mean().item()
+        return batch
 
-    smeared, plain = induction_accuracy(True), induction_accuracy(False)
+    cfg = GPTConfig(vocab_size=512, seq_len=48, n_layer=2, n_head=4, n_kv_head=4, n_embd=64, tie_embeddings=True)
+    smeared = copy_accuracy_after_training(dataclasses.replace(cfg, smear_keys=True), said_again_later, 200, 30)
+    plain = copy_accuracy_after_training(cfg, said_again_later, 200, 30)
     assert smeared >= 0.5 and plain <= 0.1, (smeared, plain)
 
 
