@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 1
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup demo test test-fast lint bench server worker clean system-packages fasttext-trainer
+.PHONY: setup demo test test-fast lint bench server worker clean system-packages fasttext-trainer fineweb-extractor
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,14 @@ $(FASTTEXT_TRAINER): | $(STAMP)
 	$(BIN)/pip install --quiet --no-deps --target .cache/fasttext-trainer fasttext-numpy2==0.10.4
 fasttext-trainer: $(FASTTEXT_TRAINER)
 
-setup: $(STAMP) $(BLOCKLISTS) $(FASTTEXT_TRAINER)
+# FineWeb's extractor (trafilatura 1.11), whose text FineWeb's filters judge, beside the project's
+# trafilatura 2.x (tasks/curate/fineweb_extractor.py).
+FINEWEB_EXTRACTOR := .cache/trafilatura-1.11/trafilatura-1.11.0.dist-info
+$(FINEWEB_EXTRACTOR): tasks/curate/fineweb_extractor.py | $(STAMP)
+	$(BIN)/crawl2chat install-fineweb-extractor
+fineweb-extractor: $(FINEWEB_EXTRACTOR)
+
+setup: $(STAMP) $(BLOCKLISTS) $(FASTTEXT_TRAINER) $(FINEWEB_EXTRACTOR)
 
 demo: setup system-packages
 	$(BIN)/crawl2chat demo

@@ -12,12 +12,14 @@ The corpus is real HTML of many generators, each group one WARC file:
   AsciiDoc, man2html, up to N pages each, spread over the site.
 
 Printed, per group and extractor: each filter's keep/drop agreement with datatrove, twice:
-"own text" (each side extracts the page itself: ours with the installed trafilatura and the
-normalize step, datatrove with its pinned trafilatura 1.11) and "same text" (both filters
-on datatrove's text: the filters alone). Then extraction quality on the articles (shingle
-precision/recall/F1 as the benchmark's evaluate.py defines it), and throughput: documents per
-CPU-second of both chains (read -> url -> extract -> language -> Gopher x2 -> C4 -> FineWeb) on
-the articles and on the documentation sites, with our seconds per step.
+"own text" (each side extracts the page itself: ours the text our chain's filters judge, which
+for trafilatura is FineWeb's 1.11 in its own folder, tasks/curate/fineweb_extractor.py;
+datatrove with its pinned trafilatura 1.11) and "same text" (both filters on datatrove's text:
+the filters alone). Then extraction quality on the articles (shingle precision/recall/F1 as the
+benchmark's evaluate.py defines it) of the text a kept page keeps, and throughput: documents
+per CPU-second of both chains (read -> url -> extract -> language -> Gopher x2 -> C4 ->
+FineWeb, and ours the kept pages' text) on the articles and on the documentation sites, with
+our seconds per step and how many pages both chains keep.
 
 datatrove runs in its own venv (.cache/anchor-venv: datatrove 0.10.1, spacy, aiohttp,
 resiliparse), created here on first use, driven through benchmarks/curate_anchor.py.
@@ -163,9 +165,11 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _worker(chain: Chain) -> tuple[int | None, float]:
-    proc = chain.extractor._proc
-    return (proc.pid, process_cpu(proc.pid)) if proc is not None and proc.poll() is None else (None, 0.0)
+def _workers_cpu(chain: Chain) -> dict[int, float]:
+    """CPU seconds of each live extraction worker (the extractor's and FineWeb's judge), by pid."""
+    workers = (w for w in (chain.extractor, chain.judge) if w is not None)
+    procs = [w._proc for w in workers if w._proc is not None and w._proc.poll() is None]
+    return {proc.pid: process_cpu(proc.pid) for proc in procs}
 
 
 def _children_cpu() -> float:
@@ -177,20 +181,22 @@ def run_ours(warcs: list[Path], extractor: str) -> dict:
     clear_cache()  # every round starts cold, as datatrove's fresh process does
     config = CurateConfig(extract={"extractor": extractor})
     chain = Chain(config)
-    chain.extractor.extract("<html><body><p>warm up</p></body></html>")  # start the worker first
+    for worker in filter(None, (chain.extractor, chain.judge)):  # start the workers first
+        worker.extract("<html><body><p>warm up</p></body></html>")
     funnel = Funnel(0)
-    pid, worker_cpu = _worker(chain)
+    workers = _workers_cpu(chain)
     start, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
     outcomes = [o for warc in warcs for o in chain.run(str(warc), funnel)]
     seconds = time.perf_counter() - start
-    # A worker killed for a timeout is reaped: its CPU shows in RUSAGE_CHILDREN (the first one's
-    # warm-up included, taken off here); the live worker's is read from /proc.
-    end_pid, end_cpu = _worker(chain)
-    extraction = _children_cpu() - children + end_cpu - worker_cpu
+    # A worker killed for a timeout is reaped: its CPU shows in RUSAGE_CHILDREN (the first ones'
+    # warm-up included, taken off here); the live workers' is read from /proc.
+    end = _workers_cpu(chain)
+    extraction = _children_cpu() - children + sum(end.values()) - sum(workers.values())
     return {
         "seconds": seconds,
         "cpu_seconds": time.process_time() - cpu + extraction,
-        "worker_restarts": chain.extractor.restarts + (end_pid != pid),
+        "worker_restarts": sum(w.restarts for w in (chain.extractor, chain.judge) if w is not None)
+        + len(set(workers) - set(end)),
         "docs": len(outcomes),
         "kept": [o.id for o in outcomes if o.step is None],
         "kept_texts": [o.text for o in outcomes if o.step is None],
@@ -199,18 +205,23 @@ def run_ours(warcs: list[Path], extractor: str) -> dict:
     }
 
 
-def our_texts(pages: list[tuple[str, str, bytes]], extractor: str) -> list[str]:
-    """Each page's text as our chain hands it to the filters: extracted (a fresh worker per
-    group, as the chain resets trafilatura's caches per WARC file), then normalized if the
-    config does. A generous time limit: quality should not depend on how loaded the machine is."""
+def our_texts(pages: list[tuple[str, str, bytes]], extractor: str) -> tuple[list[str], list[str]]:
+    """Each page's text as our chain hands it to FineWeb's filters (the judged text: trafilatura
+    1.11's when the config judges with it), and the text a kept page keeps (the extractor's,
+    normalized if the config does). Fresh workers per group, as the chain resets trafilatura's
+    caches per WARC file; a generous time limit: quality should not depend on the machine's load."""
     config = CurateConfig(extract={"extractor": extractor, "timeout_s": 60})
-    worker = Extractor(config.extract)
     shape = config.normalize.applies_to(extractor)
-    try:
-        texts = [(worker.extract(page)[0] or "").strip() for _, _, page in pages]
-    finally:
-        worker.close()
-    return [normalize(t, config.normalize.join_bullets) if t and shape else t for t in texts]
+
+    def texts(fineweb: bool) -> list[str]:
+        worker = Extractor(config.extract, fineweb)
+        try:
+            return [(worker.extract(page)[0] or "").strip() for _, _, page in pages]
+        finally:
+            worker.close()
+
+    kept = [normalize(t, config.normalize.join_bullets) if t and shape else t for t in texts(False)]
+    return (texts(True) if config.extract.judges_with_fineweb() else kept), kept
 
 
 def our_decisions(docs: list[dict], seconds: dict[str, float]) -> dict[str, dict[str, str | None]]:
@@ -271,7 +282,7 @@ def throughput(python: Path, name: str, warcs: list[Path], rounds: int, results:
     docs = sum(len(group_pages(w)) for w in warcs)
     print(f"\n{name}: {docs} pages in {len(warcs)} WARC file(s); best of {rounds} interleaved rounds")
     print(
-        f"{'extractor':<12} {'ours docs/s':>12} {'datatrove docs/s':>17} {'ratio':>7} {'ours peak MB':>13} {'dt peak MB':>11} {'kept ours/dt':>13}"
+        f"{'extractor':<12} {'ours docs/s':>12} {'datatrove docs/s':>17} {'ratio':>7} {'ours peak MB':>13} {'dt peak MB':>11} {'kept ours/dt (both)':>20}"
     )
     out = results["throughput"].setdefault(name, {"docs": docs})
     anchor_dir = warcs[0].parent
@@ -290,6 +301,7 @@ def throughput(python: Path, name: str, warcs: list[Path], rounds: int, results:
             "datatrove_peak_mb": theirs["peak_rss_mb"],
             "kept_ours": len(ours["kept"]),
             "kept_datatrove": len(theirs["kept"]),
+            "kept_by_both": len(set(ours["kept"]) & set(theirs["kept"])),
             "ours_seconds_by_step": {k: v["seconds"] for k, v in ours["funnel"]["steps"].items()},
             "datatrove_seconds_by_step": theirs["step_seconds"],
             "rounds": [
@@ -303,7 +315,7 @@ def throughput(python: Path, name: str, warcs: list[Path], rounds: int, results:
             ],
         }
         print(
-            f"{extractor:<12} {rate:>12.1f} {their_rate:>17.1f} {rate / their_rate:>6.1f}x {ours['peak_rss_mb']:>13.0f} {theirs['peak_rss_mb']:>11.0f} {len(ours['kept']):>6}/{len(theirs['kept'])}"
+            f"{extractor:<12} {rate:>12.1f} {their_rate:>17.1f} {rate / their_rate:>6.1f}x {ours['peak_rss_mb']:>13.0f} {theirs['peak_rss_mb']:>11.0f} {len(ours['kept']):>9}/{len(theirs['kept'])} ({out[extractor]['kept_by_both']})"
         )
         print(
             "   rounds, docs per CPU-second (wall-clock docs/s), ours vs datatrove: "
@@ -350,10 +362,10 @@ def agreement(python: Path, groups: dict[str, dict], results: dict) -> list[str]
         theirs_text[extractor] = anchor(python, "extract", str(jsonl), extractor)["texts"]
         ours_text[extractor] = {}
         for name, items in pages.items():
-            texts = our_texts(items, extractor)
-            ours_text[extractor].update({pid: t for (pid, _, _), t in zip(items, texts)})
+            judged, kept = our_texts(items, extractor)
+            ours_text[extractor].update({pid: t for (pid, _, _), t in zip(items, judged)})
             if name == "articles":
-                article_texts[extractor] = texts
+                article_texts[extractor] = kept
     urls = {pid: url for items in pages.values() for pid, url, _ in items}
     dt_docs = [
         {"id": f"{ex}:{pid}", "url": urls[pid], "text": t}
@@ -452,7 +464,7 @@ def main() -> None:
     results: dict = {"throughput": {}, "agreement": {}, "extraction": {}}
     if not args.skip_throughput:
         print("\nthroughput per core = documents per CPU-second of the process and its extraction worker")
-        print("(read -> url -> extract -> normalize -> language -> gopher x2 -> c4 -> fineweb)")
+        print("(read -> url -> extract -> language -> gopher x2 -> c4 -> fineweb; ours then the kept pages' text, kept_text)")
         extractors = args.extractors.split(",")
         if "articles" in args.corpora:
             throughput(python, "articles", [groups["articles"]["warc"]], args.rounds, results, extractors)

@@ -539,6 +539,18 @@ def fetch_blocklists_cmd(
     typer.echo(f"{folder}: {len(lists.domains):,} domains, {len(lists.urls):,} URLs ({lists.source})")
 
 
+@app.command("install-fineweb-extractor")
+def install_fineweb_extractor_cmd(
+    dest: Annotated[Path | None, typer.Option(help="Target folder (default .cache/trafilatura-1.11)")] = None,
+) -> None:
+    """Install FineWeb's extractor (trafilatura 1.11, pinned libraries) into a folder of its own:
+    FineWeb's filters judge its text (tasks/curate/fineweb_extractor.py)."""
+    from tasks.curate import fineweb_extractor
+
+    path = fineweb_extractor.install(dest)
+    typer.echo(f"{path}: {', '.join(fineweb_extractor.REQUIREMENTS)}")
+
+
 @app.command("pipeline")
 def pipeline_cmd(
     warcs: Annotated[

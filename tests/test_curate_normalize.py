@@ -64,11 +64,13 @@ def test_normalized_text_has_the_shape_and_keeps_every_character(text, join):
 
 
 def test_the_chain_normalizes_trafilatura_text_with_counters(tmp_path):
+    """With the filters judging trafilatura's own text, normalize is a step of its own right
+    after extract (with FineWeb's judge it is part of kept_text: tests/test_curate_judge.py)."""
     site = next(s for s in SITES if s.name == "doxygen")
     warc, _ = site_warc(site, tmp_path, limit=8)
     funnels = {}
     for name, config in {
-        "trafilatura": CurateConfig(),
+        "trafilatura": CurateConfig(extract={"judge": "extractor"}),
         "resiliparse": CurateConfig(extract={"extractor": "resiliparse"}),
         "resiliparse+normalize": CurateConfig(extract={"extractor": "resiliparse"}, normalize={"enabled": True}),
     }.items():

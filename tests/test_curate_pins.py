@@ -1,8 +1,11 @@
 """Upgrades cannot silently change decisions: for a fixed set of real pages (one or more per
-HTML generator, Common Crawl records, news articles), the text each extractor hands the filters
-is pinned by its line statistics, and each filter's decision on it is pinned too.
+HTML generator, Common Crawl records, news articles), the text each extractor gives is pinned by
+its line statistics, and each filter's decision on it is pinned too. Three texts: FineWeb's
+trafilatura 1.11 (`fineweb-1.11`, the text the chain's filters judge by default), the project's
+trafilatura normalized (the text kept pages keep, judged when `curate.extract.judge` is
+`extractor`) and resiliparse.
 
-An extractor upgrade (trafilatura, resiliparse) or a tokenizer change that moves any of them
+An extractor upgrade (either trafilatura, resiliparse) or a tokenizer change that moves any of them
 fails here, page by page. Then: run benchmarks/curate.py to see what the change does to the
 agreement with datatrove, and if it is wanted, refresh the pins with
 
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.curate import fineweb_extractor
 from tasks.curate.config import CurateConfig, ExtractConfig, ReadConfig
 from tasks.curate.extract import Extractor
 from tasks.curate.filters import (
@@ -38,7 +42,12 @@ from tasks.doc_sites import SITES, render_man_site
 
 PINS = Path(__file__).parent / "pins" / "curate-pages.json"
 SHARED_DATA = Path(os.environ.get("CRAWL2CHAT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-EXTRACTORS = ("trafilatura", "resiliparse")
+# name -> (extractor, run FineWeb's 1.11 from its own folder)
+EXTRACTORS = {
+    "fineweb-1.11": ("trafilatura", True),
+    "trafilatura": ("trafilatura", False),
+    "resiliparse": ("resiliparse", False),
+}
 
 # (group, path under the site's HTML root): real pages of every generator in the corpus
 DOC_PAGES = [
@@ -118,20 +127,20 @@ def measure(tmp: Path) -> dict:
     ]
     pages = pinned_pages(tmp)
     out: dict = {}
-    for extractor in EXTRACTORS:
-        worker = Extractor(ExtractConfig(extractor=extractor, timeout_s=60))
+    for name, (extractor, fineweb) in EXTRACTORS.items():
+        worker = Extractor(ExtractConfig(extractor=extractor, timeout_s=60), fineweb)
         try:
             for key, html in pages.items():
                 worker.reset()  # each page on its own: no cache carried over from the page before
                 text = (worker.extract(html)[0] or "").strip()
-                if text and config.normalize.applies_to(extractor):
+                if text and not fineweb and config.normalize.applies_to(extractor):
                     text = normalize(text, config.normalize.join_bullets)
                 entry = {"stats": line_stats(text), "decisions": {}}
                 if text:
                     entry["decisions"]["language"] = language(text)[0]
                     for f in filters:  # each filter alone, on the same text
                         entry["decisions"][f.step] = f(Doc(id=key, url="", view=Text(text)))
-                out.setdefault(key, {})[extractor] = entry
+                out.setdefault(key, {})[name] = entry
         finally:
             worker.close()
     return out
@@ -140,7 +149,10 @@ def measure(tmp: Path) -> dict:
 def versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {name: version(name) for name in ("trafilatura", "resiliparse")}
+    return {
+        **{name: version(name) for name in ("trafilatura", "resiliparse")},
+        "fineweb-1.11": " ".join(fineweb_extractor.REQUIREMENTS),
+    }
 
 
 def test_extracted_text_and_decisions_are_pinned(tmp_path):

@@ -1,5 +1,9 @@
 """The per-document chain and its funnel: read -> url -> extract -> normalize -> language -> filters.
 
+With a FineWeb judge (trafilatura's default, tasks/curate/fineweb_extractor.py): read -> url ->
+extract (1.11) -> language -> FineWeb's filters -> kept_text (the extractor's text, normalized,
+C4's line rules) -> custom filters.
+
 `Chain.run(warc)` yields one `Outcome` per response record (kept or removed with step and
 reason) and fills a `Funnel`: documents and characters into and out of every step, the reasons,
 the seconds spent, and a few removed examples per step for the run report. This is plain
@@ -40,6 +44,7 @@ STEPS = (
     "gopher_quality",
     "c4",
     "fineweb_quality",
+    "kept_text",
     "custom",
     "quality",
     "dedup_exact",
@@ -151,6 +156,9 @@ class Chain:
         self.url_filter = UrlFilter(config.url) if config.url.enabled else None
         self.extractor = extractor_for(config.extract)
         self.normalize = config.normalize.applies_to(config.extract.extractor)
+        # FineWeb's 1.11 gives the text the filters judge; the extractor, the text a kept page keeps
+        self.judge = extractor_for(config.extract, fineweb=True) if config.extract.judges_with_fineweb() else None
+        self.c4_lines = C4QualityFilter(config.c4) if config.c4.enabled else None
         self.language = LanguageFilter(config.language) if config.language.enabled else None
         self.filters: list[Any] = [
             f
@@ -161,10 +169,12 @@ class Chain:
                 (FineWebQualityFilter(config.fineweb_quality), config.fineweb_quality.enabled),
             )
             if on
-        ] + [CustomFilterStep(spec) for spec in config.custom]
+        ]
+        self.custom = [CustomFilterStep(spec) for spec in config.custom]
 
     def run(self, warc: str, funnel: Funnel) -> Iterator[Outcome]:
-        self.extractor.reset()  # this file's output must not depend on the files before it
+        for worker in filter(None, (self.extractor, self.judge)):
+            worker.reset()  # this file's output must not depend on the files before it
         clock = time.perf_counter
         start = clock()
         for record in read_warc(warc, self.config.read, funnel.extra):
@@ -196,20 +206,13 @@ class Chain:
             funnel.passed("url", chars, chars, clock() - t)
 
         t = clock()
-        text, reason = self.extractor.extract(page)
-        text = (text or "").strip()
-        if reason is None and len(text) < max(1, self.config.extract.min_chars):
-            reason = "empty"
+        text, reason = self._extract(self.judge or self.extractor, page)
         if reason:
             return drop("extract", chars, reason, clock() - t)
         funnel.passed("extract", chars, len(text), clock() - t)
 
-        if self.normalize:  # never drops: a stripped non-empty text keeps a non-space character
-            t = clock()
-            changes: Counter = Counter()
-            before, text = len(text), normalize(text, self.config.normalize.join_bullets, changes)
-            funnel.extra.update({f"normalize_{k}": v for k, v in changes.items()})
-            funnel.passed("normalize", before, len(text), clock() - t)
+        if self.judge is None:
+            text = self._normalize(text, funnel)
         out.text = text
 
         if self.language is not None:
@@ -225,18 +228,63 @@ class Chain:
             view=Text(text),
             metadata={"language": out.language, "language_score": out.language_score},
         )
-        for f in self.filters:
+
+        def passes(f: Any, guarded: bool) -> bool:
             t = clock()
             before = len(doc.text)
             try:
                 reason = f(doc)
             except Exception as exc:
-                if f.step != "custom":
+                if not guarded:
                     raise
                 reason = f"error:{type(exc).__name__}"  # a user's filter failing drops the doc, visibly
             out.text = doc.text
             if reason:
-                return drop(f.step, before, reason, clock() - t)
+                drop(f.step, before, reason, clock() - t)
+                return False
             funnel.passed(f.step, before, len(doc.text), clock() - t)
-        out.text = doc.text
+            return True
+
+        if not all(passes(f, guarded=False) for f in self.filters):
+            return out
+        if self.judge is not None:  # FineWeb has decided; the page keeps the extractor's text
+            out.text = self._kept_text(page, doc.text, funnel)
+            doc.rewrite(out.text)
+        all(passes(f, guarded=True) for f in self.custom)
         return out
+
+    def _extract(self, worker, page: bytes) -> tuple[str, str | None]:
+        text, reason = worker.extract(page)
+        text = (text or "").strip()
+        if reason is None and len(text) < max(1, self.config.extract.min_chars):
+            reason = "empty"
+        return text, reason
+
+    def _normalize(self, text: str, funnel: Funnel, as_step: bool = True) -> str:
+        """The normalize step (never drops: a stripped non-empty text keeps a non-space character);
+        after a judge it is part of `kept_text`, with the same counters."""
+        if not self.normalize:
+            return text
+        t = time.perf_counter()
+        changes: Counter = Counter()
+        before, text = len(text), normalize(text, self.config.normalize.join_bullets, changes)
+        funnel.extra.update({f"normalize_{k}": v for k, v in changes.items()})
+        if as_step:
+            funnel.passed("normalize", before, len(text), time.perf_counter() - t)
+        return text
+
+    def _kept_text(self, page: bytes, judged: str, funnel: Funnel) -> str:
+        """A page FineWeb's filters kept, in the extractor's text: extracted, normalized, and with
+        C4's line rules applied as they were to the judged text (its document rules have spoken).
+        If the extractor gives nothing, the judged text stays: the page is good either way."""
+        t = time.perf_counter()
+        text, reason = self._extract(self.extractor, page)
+        if reason:
+            funnel.extra[f"kept_text_judged_{reason}"] += 1
+            text = judged
+        else:
+            text = self._normalize(text, funnel, as_step=False)
+            if self.c4_lines is not None:
+                text = self.c4_lines.kept_lines(text)
+        funnel.passed("kept_text", len(judged), len(text), time.perf_counter() - t)
+        return text

@@ -46,6 +46,17 @@ class ExtractConfig(StageConfig):
     include_comments: bool = False
     deduplicate: bool = True
     min_chars: int = Field(1, ge=0, description="Extracted text shorter than this counts as extract/empty")
+    judge: Literal["fineweb", "extractor"] | None = Field(
+        None,
+        description="Whose text FineWeb's filters (language, Gopher, C4, FineWeb) judge. fineweb: the text trafilatura 1.11, FineWeb's own version, gives with these settings, so every decision is FineWeb's; the kept pages then keep the extractor's text (tasks/curate/fineweb_extractor.py). extractor: the extractor's own text. Default (null): fineweb for trafilatura, extractor for resiliparse",
+    )
+    fineweb_extractor_dir: str | None = Field(
+        None,
+        description="Folder holding trafilatura 1.11 (`crawl2chat install-fineweb-extractor`); default $CRAWL2CHAT_FINEWEB_EXTRACTOR, else .cache/trafilatura-1.11",
+    )
+
+    def judges_with_fineweb(self) -> bool:
+        return self.judge == "fineweb" if self.judge is not None else self.extractor == "trafilatura"
 
 
 class NormalizeConfig(StageConfig):

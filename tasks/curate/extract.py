@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import select
 import struct
 import subprocess
@@ -24,9 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tasks.curate import fineweb_extractor
 from tasks.curate.config import ExtractConfig
 
 REPO = Path(__file__).resolve().parents[2]
+CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 STARTUP_TIMEOUT_S = 120.0
 F_SETPIPE_SZ = 1031  # Linux: grow a pipe's buffer (the default 64 KiB makes a 150 KB page 3 round trips)
 PIPE_BYTES = 1 << 20  # importing trafilatura on a loaded machine; not a per-document limit
@@ -37,9 +40,19 @@ def extract_function(config: dict[str, Any]):
     if config["extractor"] == "trafilatura":
         import trafilatura
 
+        wanted = config.get("require_version")
+        if wanted and trafilatura.__version__ != wanted:  # the folder did not shadow the project's
+            raise RuntimeError(
+                f"expected trafilatura {wanted}, imported {trafilatura.__version__} from {trafilatura.__file__}"
+            )
+        # trafilatura 1.x's parser returns nothing for a page with a NUL or another C0 control
+        # character (datatrove then loses a readable page); they carry no text, so 1.x reads the
+        # page without them. 2.x copes with them itself.
+        controls = CONTROL_CHARS if wanted else None
+
         def run(html: str) -> str | None:
             return trafilatura.extract(
-                html,
+                controls.sub("", html) if controls else html,
                 favor_precision=config["favor_precision"],
                 include_comments=config["include_comments"],
                 deduplicate=config["deduplicate"],
@@ -129,12 +142,22 @@ def _last_lines(stderr: bytes, returncode: int | None, lines: int = 12) -> str:
 
 
 class Extractor:
-    """One worker process; `extract(html)` returns (text, None) or (None, reason)."""
+    """One worker process; `extract(html)` returns (text, None) or (None, reason).
 
-    def __init__(self, config: ExtractConfig):
+    `fineweb=True`: the worker runs FineWeb's trafilatura 1.11 from its own folder (put first on
+    the worker's path) with the config's settings, whatever the config's extractor."""
+
+    def __init__(self, config: ExtractConfig, fineweb: bool = False):
+        self._proc: subprocess.Popen | None = None
         self.config = config.model_dump()
         self.timeout = config.timeout_s
-        self._proc: subprocess.Popen | None = None
+        self.env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        if fineweb:
+            site = fineweb_extractor.folder(config.fineweb_extractor_dir)
+            if reason := fineweb_extractor.missing(site):
+                raise RuntimeError(reason)
+            self.config.update(extractor="trafilatura", require_version=fineweb_extractor.VERSION)
+            self.env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(site), os.environ.get("PYTHONPATH"))))
         self.restarts = 0
 
     def _start(self) -> None:
@@ -144,7 +167,7 @@ class Extractor:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,  # read only if the worker does not start (see `serve`)
             cwd=str(REPO),
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            env=self.env,
         )
         for pipe in (proc.stdin, proc.stdout):
             with contextlib.suppress(OSError):  # a page fits the pipe: one write, no ping-pong
@@ -212,13 +235,14 @@ class Extractor:
 _local = threading.local()
 
 
-def extractor_for(config: ExtractConfig) -> Extractor:
-    """This thread's worker for `config`, started on first use and kept for later tasks."""
+def extractor_for(config: ExtractConfig, fineweb: bool = False) -> Extractor:
+    """This thread's worker for `config` (FineWeb's 1.11 if `fineweb`), started on first use and
+    kept for later tasks."""
     workers: dict[str, Extractor] = getattr(_local, "workers", None) or {}
     _local.workers = workers
-    key = config.model_dump_json()
+    key = f"{fineweb}:{config.model_dump_json()}"
     if key not in workers:
-        workers[key] = Extractor(config)
+        workers[key] = Extractor(config, fineweb)
     return workers[key]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import importlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,6 +207,46 @@ class C4QualityFilter:
         self.citation = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
         self.policy = re.compile("terms of use|privacy policy|cookie policy|uses cookies|use of cookies|use cookies")
 
+    def _lines(self, lines: list[str], on_cited) -> Iterator[tuple[str, str]]:
+        """("keep" | "drop", line) for each line, or ("document", reason) for a line that decides
+        the whole document (the line itself is then kept). `on_cited(before, after)` hears of
+        every line whose citations were cut."""
+        c = self.c
+        for raw in lines:
+            line = raw.strip()
+            words = line.split()
+            if 0 <= c.max_word_length < len(line) and max(map(len, words)) > c.max_word_length:
+                yield "drop", line
+                continue
+            if c.remove_citations and "[" in line:
+                cited, line = line, self.citation.sub("", line)
+                if cited != line:
+                    on_cited(cited, line)
+            if c.filter_no_terminal_punct and (not line.endswith((".", "?", "!", '"', "'")) or line.endswith("...")):
+                yield "drop", line
+                continue
+            if len(words) < c.min_words_per_line:
+                yield "drop", line
+                continue
+            lower = line.lower()
+            if c.filter_lorem_ipsum and "lorem ipsum" in lower:
+                yield "document", "lorem_ipsum"
+            elif c.filter_javascript and "javascript" in lower:
+                yield "drop", line
+                continue
+            elif c.filter_curly_bracket and "{" in line:
+                yield "document", "curly_bracket"
+            elif c.filter_policy and self.policy.search(lower):
+                yield "drop", line
+                continue
+            yield "keep", line
+
+    def kept_lines(self, text: str) -> str:
+        """The line rules alone: what C4 keeps of `text`, with no document decision (for a text
+        whose document was judged on another extraction of the same page)."""
+        lines = self._lines(Text(text).lines, lambda before, after: None)
+        return "\n".join(line for verdict, line in lines if verdict == "keep").strip()
+
     def __call__(self, doc: Doc) -> str | None:
         c = self.c
         kept: list[str] = []
@@ -218,35 +258,18 @@ class C4QualityFilter:
         known = "words" in doc.view.__dict__
         removed_words = 0
         dropped_lines: list[str] = []
-        dropped = dropped_lines.append
         counting = c.min_num_sentences >= 0
 
-        for raw in doc.view.lines:
-            line = raw.strip()
-            words = line.split()
-            if 0 <= c.max_word_length < len(line) and max(map(len, words)) > c.max_word_length:
-                dropped(line)
-                continue
-            if c.remove_citations and "[" in line:
-                cited, line = line, self.citation.sub("", line)
-                if known and cited != line:
-                    removed_words += len(tokenize(cited)) - len(tokenize(line))
-            if c.filter_no_terminal_punct and (not line.endswith((".", "?", "!", '"', "'")) or line.endswith("...")):
-                dropped(line)
-                continue
-            if len(words) < c.min_words_per_line:
-                dropped(line)
-                continue
-            lower = line.lower()
-            if c.filter_lorem_ipsum and "lorem ipsum" in lower:
-                return "lorem_ipsum"
-            if c.filter_javascript and "javascript" in lower:
-                dropped(line)
-                continue
-            if c.filter_curly_bracket and "{" in line:
-                return "curly_bracket"
-            if c.filter_policy and self.policy.search(lower):
-                dropped(line)
+        def on_cited(before: str, after: str) -> None:
+            nonlocal removed_words
+            if known:
+                removed_words += len(tokenize(before)) - len(tokenize(after))
+
+        for verdict, line in self._lines(doc.view.lines, on_cited):
+            if verdict == "document":
+                return line
+            if verdict == "drop":
+                dropped_lines.append(line)
                 continue
             if counting:
                 sentences += count_sentences(line)

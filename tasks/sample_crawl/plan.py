@@ -28,7 +28,7 @@ from tasks.world import sizes as world_sizes
 # kind: (pages per 400, the curation step that must remove it (None: it must survive)).
 PLANTED: dict[str, tuple[int, str | None]] = {
     "adult_url": (3, "url"),
-    "boilerplate_only": (3, "extract"),
+    "boilerplate_only": (3, "gopher_repetition"),  # FineWeb's 1.11 extracts only the cookie banner
     "repeated_lines": (3, "gopher_repetition"),
     "too_short": (3, "gopher_quality"),
     "non_english": (6, "language"),
@@ -197,7 +197,7 @@ def _planted(kind: str, i: int, originals: list[Page], rng: random.Random) -> Pa
             title,
             [],
             step,
-            "navigation, banners, ads and footer around a main area with no text: trafilatura 2.x and resiliparse find no main content (trafilatura 1.11, which datatrove pins, falls back to the cookie banner, which its Gopher repetition rule then drops as too short)",
+            "navigation, banners, ads and footer around a main area with no text: trafilatura 1.11, FineWeb's extractor, whose text the filters judge, falls back to the cookie banner, which Gopher's repetition rule drops (trafilatura 2.x and resiliparse find no main content: with `curate.extract.judge: extractor` the step is extract)",
             main_html=main,
         )
     if kind == "repeated_lines":
