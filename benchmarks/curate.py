@@ -464,7 +464,9 @@ def main() -> None:
     results: dict = {"throughput": {}, "agreement": {}, "extraction": {}}
     if not args.skip_throughput:
         print("\nthroughput per core = documents per CPU-second of the process and its extraction worker")
-        print("(read -> url -> extract -> language -> gopher x2 -> c4 -> fineweb; ours then the kept pages' text, kept_text)")
+        print(
+            "(read -> url -> extract -> language -> gopher x2 -> c4 -> fineweb; ours then the kept pages' text, kept_text)"
+        )
         extractors = args.extractors.split(",")
         if "articles" in args.corpora:
             throughput(python, "articles", [groups["articles"]["warc"]], args.rounds, results, extractors)
