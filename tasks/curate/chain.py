@@ -250,7 +250,9 @@ class Chain:
         if self.judge is not None:  # FineWeb has decided; the page keeps the extractor's text
             out.text = self._kept_text(page, doc.text, funnel)
             doc.rewrite(out.text)
-        all(passes(f, guarded=True) for f in self.custom)
+        for f in self.custom:
+            if not passes(f, guarded=True):
+                break
         return out
 
     def _extract(self, worker, page: bytes) -> tuple[str, str | None]:
@@ -276,15 +278,16 @@ class Chain:
     def _kept_text(self, page: bytes, judged: str, funnel: Funnel) -> str:
         """A page FineWeb's filters kept, in the extractor's text: extracted, normalized, and with
         C4's line rules applied as they were to the judged text (its document rules have spoken).
-        If the extractor gives nothing, the judged text stays: the page is good either way."""
+        If that leaves nothing, the judged text stays: the page is good either way."""
         t = time.perf_counter()
         text, reason = self._extract(self.extractor, page)
-        if reason:
-            funnel.extra[f"kept_text_judged_{reason}"] += 1
-            text = judged
-        else:
+        if reason is None:
             text = self._normalize(text, funnel, as_step=False)
             if self.c4_lines is not None:
                 text = self.c4_lines.kept_lines(text)
+            reason = None if text else "no_line_kept"
+        if reason:
+            funnel.extra[f"kept_text_judged_{reason}"] += 1
+            text = judged
         funnel.passed("kept_text", len(judged), len(text), time.perf_counter() - t)
         return text
