@@ -185,6 +185,7 @@ def run_ours(warcs: list[Path], extractor: str) -> dict:
         worker.extract("<html><body><p>warm up</p></body></html>")
     funnel = Funnel(0)
     workers = _workers_cpu(chain)
+    restarts = [w.restarts for w in (chain.extractor, chain.judge) if w is not None]  # kept per thread
     start, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
     outcomes = [o for warc in warcs for o in chain.run(str(warc), funnel)]
     seconds = time.perf_counter() - start
@@ -195,8 +196,7 @@ def run_ours(warcs: list[Path], extractor: str) -> dict:
     return {
         "seconds": seconds,
         "cpu_seconds": time.process_time() - cpu + extraction,
-        "worker_restarts": sum(w.restarts for w in (chain.extractor, chain.judge) if w is not None)
-        + len(set(workers) - set(end)),
+        "worker_restarts": sum(w.restarts for w in (chain.extractor, chain.judge) if w is not None) - sum(restarts),
         "docs": len(outcomes),
         "kept": [o.id for o in outcomes if o.step is None],
         "kept_texts": [o.text for o in outcomes if o.step is None],
@@ -433,7 +433,32 @@ def agreement(python: Path, groups: dict[str, dict], results: dict) -> list[str]
         results["extraction"]["trafilatura (datatrove's 1.11)"] = prf(
             reference, [theirs_text["trafilatura"].get(pid, "") for pid, _, _ in pages["articles"]]
         )
+        results["kept_text"] = kept_text_quality(
+            groups["articles"]["warc"], dict(zip(pages["articles"], reference)), theirs_text["trafilatura"]
+        )
     return failures
+
+
+def kept_text_quality(warc: Path, reference: dict[tuple, str], finewebs: dict[str, str]) -> dict:
+    """The text the dataset keeps, on the articles the chain keeps: ours (what `Chain` writes:
+    2.x's text, normalized, under C4's line rules) against FineWeb's (datatrove's 1.11 text after
+    C4's rewrite), both scored against the ground truth."""
+    config = CurateConfig(extract={"timeout_s": 60})
+    kept = {o.id: o.text for o in Chain(config).run(str(warc), Funnel(0)) if o.step is None}
+    truth = {pid: text for (pid, _, _), text in reference.items() if pid in kept}
+    c4 = C4QualityFilter(config.c4)
+
+    def after_c4(text: str) -> str:
+        doc = Doc(id="", url="", view=Text(text))
+        c4(doc)
+        return doc.text
+
+    ids = sorted(truth)
+    return {
+        "pages": len(ids),
+        "ours": prf([truth[i] for i in ids], [kept[i] for i in ids]),
+        "fineweb": prf([truth[i] for i in ids], [after_c4(finewebs.get(i, "")) for i in ids]),
+    }
 
 
 # -- main ------------------------------------------------------------------------------------------
@@ -484,6 +509,11 @@ def main() -> None:
     )
     for extractor, m in results["extraction"].items():
         print(f"{extractor:<30} precision {m['precision']:.3f}  recall {m['recall']:.3f}  F1 {m['f1']:.3f}")
+    kept = results["kept_text"]
+    print(f"the text the dataset keeps, on the {kept['pages']} articles the chain keeps (after C4's line rules):")
+    for side, label in (("ours", "ours (2.x, judged by 1.11)"), ("fineweb", "FineWeb's (1.11)")):
+        m = kept[side]
+        print(f"{label:<30} precision {m['precision']:.3f}  recall {m['recall']:.3f}  F1 {m['f1']:.3f}")
     print(
         "\neach filter alone on datatrove's texts, docs/s (every filter tokenizes for itself; datatrove caches its last 5 texts' tokens)"
     )

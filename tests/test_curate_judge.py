@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tasks.crawls_html import write_html_warc
 from tasks.curate import fineweb_extractor
@@ -148,3 +150,49 @@ def test_a_kept_page_the_extractor_finds_nothing_in_keeps_the_judged_text(tmp_pa
     [outcome] = Chain(config).run(str(tmp_path / "header.warc.gz"), funnel)
     assert outcome.step is None and judged and outcome.text == judged
     assert funnel.to_dict()["counts"]["kept_text_judged_empty"] == 1
+
+
+def test_a_kept_page_whose_text_keeps_no_line_under_c4_keeps_the_judged_text():
+    """trafilatura 2.x's text of this page is two-word lines only, all of which C4's line rules
+    drop: the page keeps the judged text, counted, never an empty text."""
+    words = ["Granite cliffs", "Salt marsh", "Tidal pools", "Sand dunes", "Pine forest", "Peat bog"] * 3
+    page = (
+        "<html><head><title>Landscapes</title></head><body><main><article><h1>Landscapes</h1>"
+        + "".join(f"<p>{w}</p>" for w in words)
+        + "</article></main></body></html>"
+    ).encode()
+    chain = Chain(CurateConfig(extract={"timeout_s": 60}))
+    assert texts(chain.config.extract, [page], fineweb=False)[0]  # 2.x does extract the lines
+    funnel = Funnel()
+    judged = "The judged text of the page, which FineWeb's filters kept."
+    assert chain._kept_text(page, judged, funnel) == judged
+    assert funnel.to_dict()["counts"] == {"kept_text_judged_no_line_kept": 1}
+
+
+C4_LINES = [
+    "A river runs through the old town and past the mill.",
+    "Short line",
+    "Read the privacy policy before you sign up for the newsletter.",
+    "Please enable JavaScript to see the map of the walk.",
+    "The bridge was rebuilt in 1921 after the flood [3].",
+    "Its arches [citation needed] are of local stone and brick.",
+    "A code sample: { return 1; } closes the block.",
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit.",
+    "Is the ferry still running on Sundays this year?",
+    "   Indented line with enough words in it.   ",
+    "",
+]
+
+
+@given(st.lists(st.sampled_from(C4_LINES), max_size=30))
+def test_c4_line_rules_alone_keep_what_the_filter_keeps(lines):
+    """kept_lines is C4's rewrite without its document rules: on a text C4 keeps, the same text;
+    a line that would have dropped the document is dropped itself."""
+    text = "\n".join(lines)
+    c4 = C4QualityFilter(CurateConfig().c4)
+    doc = Doc(id="d", url="", view=Text(text))
+    kept = c4.kept_lines(text)
+    if c4(doc) is None:
+        assert kept == doc.text
+    assert "{" not in kept and "lorem ipsum" not in kept.lower()
+    assert set(filter(None, kept.split("\n"))) <= {c4.citation.sub("", line.strip()) for line in lines}

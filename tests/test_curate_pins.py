@@ -151,7 +151,9 @@ def versions() -> dict[str, str]:
 
     return {
         **{name: version(name) for name in ("trafilatura", "resiliparse")},
-        "fineweb-1.11": " ".join(fineweb_extractor.REQUIREMENTS),
+        "fineweb-1.11": " ".join(
+            f"{k}=={v}" for k, v in fineweb_extractor.installed(fineweb_extractor.folder()).items()
+        ),
     }
 
 

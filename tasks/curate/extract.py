@@ -23,10 +23,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks.curate import fineweb_extractor
-from tasks.curate.config import ExtractConfig
+
+if TYPE_CHECKING:  # the worker imports this module: nothing but the standard library and the
+    # extractor, so FineWeb's folder, first on its path, meets no other library of the project's
+    from tasks.curate.config import ExtractConfig
 
 REPO = Path(__file__).resolve().parents[2]
 CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -208,9 +208,9 @@ class C4QualityFilter:
         self.policy = re.compile("terms of use|privacy policy|cookie policy|uses cookies|use of cookies|use cookies")
 
     def _lines(self, lines: list[str], on_cited) -> Iterator[tuple[str, str]]:
-        """("keep" | "drop", line) for each line, or ("document", reason) for a line that decides
-        the whole document (the line itself is then kept). `on_cited(before, after)` hears of
-        every line whose citations were cut."""
+        """(verdict, line) for each line: "keep", "drop", or the reason of a document rule the
+        line breaks ("lorem_ipsum", "curly_bracket"). `on_cited(before, after)` hears of every
+        line whose citations were cut."""
         c = self.c
         for raw in lines:
             line = raw.strip()
@@ -230,20 +230,20 @@ class C4QualityFilter:
                 continue
             lower = line.lower()
             if c.filter_lorem_ipsum and "lorem ipsum" in lower:
-                yield "document", "lorem_ipsum"
+                yield "lorem_ipsum", line
             elif c.filter_javascript and "javascript" in lower:
                 yield "drop", line
-                continue
             elif c.filter_curly_bracket and "{" in line:
-                yield "document", "curly_bracket"
+                yield "curly_bracket", line
             elif c.filter_policy and self.policy.search(lower):
                 yield "drop", line
-                continue
-            yield "keep", line
+            else:
+                yield "keep", line
 
     def kept_lines(self, text: str) -> str:
         """The line rules alone: what C4 keeps of `text`, with no document decision (for a text
-        whose document was judged on another extraction of the same page)."""
+        whose document was judged on another extraction of the same page). A line that breaks a
+        document rule is dropped: the judged text had none, or C4 would have dropped the page."""
         lines = self._lines(Text(text).lines, lambda before, after: None)
         return "\n".join(line for verdict, line in lines if verdict == "keep").strip()
 
@@ -266,8 +266,8 @@ class C4QualityFilter:
                 removed_words += len(tokenize(before)) - len(tokenize(after))
 
         for verdict, line in self._lines(doc.view.lines, on_cited):
-            if verdict == "document":
-                return line
+            if verdict not in ("keep", "drop"):
+                return verdict
             if verdict == "drop":
                 dropped_lines.append(line)
                 continue

@@ -20,13 +20,15 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = REPO / ".cache" / "trafilatura-1.11"
 VERSION = "1.11.0"
-# Exact versions: these libraries decide what text 1.11 returns, so an upgrade of any would move
-# FineWeb's decisions (tests/test_curate_pins.py pins them on real pages).
+# The whole folder, pinned exactly and installed without resolving (--no-deps): courlan,
+# htmldate, justext and lxml decide what text 1.11 returns, and an upgrade of any would move
+# FineWeb's decisions (tests/test_curate_pins.py pins them on real pages); the rest are theirs.
 REQUIREMENTS = (
     f"trafilatura=={VERSION}",
     "courlan==1.4.0",
@@ -34,12 +36,24 @@ REQUIREMENTS = (
     "justext==3.0.2",
     "lxml==6.2.1",
     "lxml_html_clean==0.4.7",
+    "babel==2.19.0",
+    "certifi==2026.10.19.post1",
+    "charset_normalizer==3.5.3",
+    "dateparser==1.5.0",
+    "python-dateutil==4.0.0",
+    "pytz==2026.6",
+    "regex==2026.12.2",
+    "tld==0.13.2",
+    "tzdata==2026.6",
+    "tzlocal==5.4.5",
+    "urllib3==2.8.0",
 )
 
 
 def folder(configured: str | None = None) -> Path:
-    """Where 1.11 lives: the config's folder, else $CRAWL2CHAT_FINEWEB_EXTRACTOR, else .cache/."""
-    return Path(configured or os.environ.get("CRAWL2CHAT_FINEWEB_EXTRACTOR") or DEFAULT_DIR)
+    """Where 1.11 lives: the config's folder, else $CRAWL2CHAT_FINEWEB_EXTRACTOR, else .cache/
+    (absolute: the worker runs in the repository, the caller anywhere)."""
+    return Path(configured or os.environ.get("CRAWL2CHAT_FINEWEB_EXTRACTOR") or DEFAULT_DIR).resolve()
 
 
 def missing(path: Path) -> str | None:
@@ -54,25 +68,28 @@ def missing(path: Path) -> str | None:
     )
 
 
+def installed(path: Path) -> dict[str, str]:
+    """Package -> version of what `path` holds (from its dist-info folders)."""
+    return dict(sorted(meta.name.removesuffix(".dist-info").rsplit("-", 1) for meta in path.glob("*.dist-info")))
+
+
 def install(path: Path | None = None) -> Path:
-    """pip-install 1.11 and its pinned libraries into `path` (a fresh folder each time)."""
+    """pip-install 1.11 and its pinned libraries into `path`. The new folder is built beside it
+    and swapped in by renames, so a failed or concurrent install never leaves a half folder
+    under the real name."""
     path = path or folder()
-    staging = path.with_name(path.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-warn-conflicts",
-            "--target",
-            str(staging),
-            *REQUIREMENTS,
-        ],
-        check=True,
-    )
-    shutil.rmtree(path, ignore_errors=True)
-    staging.rename(path)  # a failed install never leaves a half folder under the real name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(staging), *REQUIREMENTS],
+            check=True,
+        )
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+        if path.exists():
+            path.rename(old / path.name)
+        staging.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return path
