@@ -433,19 +433,18 @@ def agreement(python: Path, groups: dict[str, dict], results: dict) -> list[str]
         results["extraction"]["trafilatura (datatrove's 1.11)"] = prf(
             reference, [theirs_text["trafilatura"].get(pid, "") for pid, _, _ in pages["articles"]]
         )
-        results["kept_text"] = kept_text_quality(
-            groups["articles"]["warc"], dict(zip(pages["articles"], reference)), theirs_text["trafilatura"]
-        )
+        truth = {pid: text for (pid, _, _), text in zip(pages["articles"], reference)}
+        results["kept_text"] = kept_text_quality(groups["articles"]["warc"], truth, theirs_text["trafilatura"])
     return failures
 
 
-def kept_text_quality(warc: Path, reference: dict[tuple, str], finewebs: dict[str, str]) -> dict:
+def kept_text_quality(warc: Path, reference: dict[str, str], finewebs: dict[str, str]) -> dict:
     """The text the dataset keeps, on the articles the chain keeps: ours (what `Chain` writes:
     2.x's text, normalized, under C4's line rules) against FineWeb's (datatrove's 1.11 text after
     C4's rewrite), both scored against the ground truth."""
     config = CurateConfig(extract={"timeout_s": 60})
     kept = {o.id: o.text for o in Chain(config).run(str(warc), Funnel(0)) if o.step is None}
-    truth = {pid: text for (pid, _, _), text in reference.items() if pid in kept}
+    truth = {pid: text for pid, text in reference.items() if pid in kept}
     c4 = C4QualityFilter(config.c4)
 
     def after_c4(text: str) -> str:
@@ -509,9 +508,11 @@ def main() -> None:
     )
     for extractor, m in results["extraction"].items():
         print(f"{extractor:<30} precision {m['precision']:.3f}  recall {m['recall']:.3f}  F1 {m['f1']:.3f}")
-    kept = results["kept_text"]
+    kept = results.get("kept_text", {"pages": 0})
     print(f"the text the dataset keeps, on the {kept['pages']} articles the chain keeps (after C4's line rules):")
-    for side, label in (("ours", "ours (2.x, judged by 1.11)"), ("fineweb", "FineWeb's (1.11)")):
+    for side, label in (
+        (("ours", "ours (2.x, judged by 1.11)"), ("fineweb", "FineWeb's (1.11)")) if kept["pages"] else ()
+    ):
         m = kept[side]
         print(f"{label:<30} precision {m['precision']:.3f}  recall {m['recall']:.3f}  F1 {m['f1']:.3f}")
     print(

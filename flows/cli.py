@@ -548,7 +548,7 @@ def install_fineweb_extractor_cmd(
     from tasks.curate import fineweb_extractor
 
     path = fineweb_extractor.install(dest)
-    typer.echo(f"{path}: {', '.join(fineweb_extractor.REQUIREMENTS)}")
+    typer.echo(f"{path}: " + ", ".join(f"{k} {v}" for k, v in fineweb_extractor.installed(path).items()))
 
 
 @app.command("pipeline")
