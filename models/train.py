@@ -4,9 +4,9 @@
     torchrun --nproc_per_node 8 -m models.train --config run.json
 
 What a step does: gradient accumulation over micro-batches until `batch_tokens` tokens (all
-ranks together) have been seen, bf16 autocast on GPU, gradient clipping, one AdamW step (fused
-on CUDA) at the learning rate of the schedule (linear warmup, then cosine or warmup-stable-
-decay). The device and precision follow models/device.py's rule (`device`, `dtype`: the GPU
+ranks together) have been seen, bf16 autocast on GPU, gradient clipping, one optimizer step
+(AdamW, fused on CUDA; or Muon for the blocks' matrices, models/muon.py) at the learning rate
+of the schedule (linear warmup, then cosine or warmup-stable-decay). The device and precision follow models/device.py's rule (`device`, `dtype`: the GPU
 in bf16 when there is one, else the CPU in float32). Under torchrun every process holds a DDP replica and sees its own rows of each global
 batch (models/data.py), so N processes with 1/N of the accumulation make the same update as one.
 
@@ -45,6 +45,7 @@ from models import checkpoint
 from models.data import TokenLoader, bits_per_byte, token_counts, unigram_bits_per_byte
 from models.device import Placement, peak_flops, resolve
 from models.gpt import GPT, GPTConfig
+from models.muon import Muon
 from models.tokenizer import Tokenizer
 
 
@@ -59,6 +60,11 @@ class TrainConfig:
     schedule: Literal["cosine", "wsd"] = "cosine"
     decay_fraction: float = 0.2  # wsd: the last fraction of steps decays linearly
     weight_decay: float = 0.1
+    # muon: the blocks' matrices take Muon (models/muon.py) at `muon_lr` (the schedule scales
+    # it as it scales `lr`), embeddings and norm gains AdamW at `lr`.
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    muon_lr: float = 0.02
+    muon_momentum: float = 0.95
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0  # 0: no clipping
@@ -106,8 +112,21 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
     return cfg.lr + (floor - cfg.lr) * min(progress, 1.0)
 
 
-def optimizer_for(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices (embeddings, projections), none on norm gains."""
+def optimizer_for(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices (embeddings, projections), none on norm gains; or,
+    with `optimizer: muon`, Muon for the blocks' matrices and AdamW for the rest. Each group's
+    `lr_scale` is its learning rate over `cfg.lr`, which the schedule multiplies."""
+    if cfg.optimizer == "muon":
+        hidden = [p for name, p in model.named_parameters() if p.dim() == 2 and name.startswith("blocks.")]
+        taken = {id(p) for p in hidden}
+        matrices = [p for p in model.parameters() if p.dim() >= 2 and id(p) not in taken]
+        gains = [p for p in model.parameters() if p.dim() < 2]
+        groups = [
+            {"params": hidden, "muon": True, "lr": cfg.muon_lr, "lr_scale": cfg.muon_lr / cfg.lr},
+            {"params": matrices, "weight_decay": cfg.weight_decay},
+            {"params": gains, "weight_decay": 0.0},
+        ]
+        return Muon(groups, lr=cfg.lr, momentum=cfg.muon_momentum, betas=(cfg.beta1, cfg.beta2))
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -262,7 +281,7 @@ class Trainer:
         cfg = self.cfg
         lr = learning_rate(self.step, cfg)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         started = time.perf_counter()
         total = torch.zeros((), device=self.device)
         for micro in range(self.accum):
