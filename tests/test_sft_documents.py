@@ -23,7 +23,9 @@ def test_a_definition_is_a_named_subject_then_a_predicate():
     text = (
         "Backups\nThe pg_dump utility is a program for backing up a database. It is a good idea to test it. "
         "If NOWAIT is specified, it waits. The latter is the same as the former. "
-        "Streaming replication is a way to ship WAL records as they are written. This is a note."
+        "Streaming replication is a way to ship WAL records as they are written. This is a note. "
+        "Many kinds of functions can take or return certain pseudo-types. "
+        "Actually the preceding paragraph is an oversimplification of the rules."
     )
     found = D.definitions_in("d1", "https://x/backup.html", text)
     assert [(d.subject, d.be) for d in found] == [("the pg_dump utility", "is"), ("Streaming replication", "is")]
@@ -58,7 +60,7 @@ def test_at_most_a_few_definitions_per_document():
 def test_any_text_gives_sentences_of_the_text_itself(text):
     for d in D.definitions_in("d", "", text):
         assert d.sentence.rstrip(".") in " ".join(text.split())
-        assert d.subject.split()[0].lower() not in D.PRONOUNS | D.OPENERS
+        assert d.subject.split()[0].lower() not in D.PRONOUNS | D.OPENERS | D.QUALIFIERS
 
 
 def test_overlap_counts_content_words_of_the_span():

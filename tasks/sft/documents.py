@@ -360,6 +360,39 @@ _STATEMENT = re.compile(  # a shorter subject than a definition's: longer ones a
 )
 
 
+# Quantifiers and sentence adverbs: a subject they open is a class or a comment, not a name
+# anyone asks about ("Many kinds of functions can ...", "Actually the preceding paragraph is ...").
+QUALIFIERS = {
+    "many",
+    "some",
+    "most",
+    "each",
+    "every",
+    "all",
+    "both",
+    "few",
+    "several",
+    "any",
+    "no",
+    "other",
+    "such",
+    "various",
+    "actually",
+    "also",
+    "only",
+    "often",
+    "usually",
+    "typically",
+    "generally",
+    "here",
+    "there",
+    "now",
+    "instead",
+    "otherwise",
+    "similarly",
+}
+
+
 def _named(subject: str) -> bool:
     """Whether a subject names something (not a pronoun, a clause opener or only vague words)."""
     first, rest = subject.split()[0].lower(), [w.lower() for w in subject.split()[1:]]
@@ -367,6 +400,7 @@ def _named(subject: str) -> bool:
     return not (
         first in PRONOUNS
         or first in OPENERS
+        or first in QUALIFIERS
         or (first in STOP and first not in ("the", "a", "an"))  # a line that starts mid-sentence: "of the group can"
         or not named
         or all(w in VAGUE or w in STOP for w in named)
