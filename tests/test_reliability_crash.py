@@ -79,3 +79,10 @@ def test_training_killed_then_resumed_continues_with_the_uninterrupted_losses(st
     assert resumed_at == killed["saved"][-1]  # from its last complete checkpoint
     resumed = [r["loss"] for r in checkpoint.load(crashed.out).metrics["train"]]
     assert resumed[resumed_at:] == expected[resumed_at:] and resumed == expected
+
+
+def test_a_measured_process_that_dies_says_whether_its_work_had_returned():
+    with pytest.raises(RuntimeError, match=r"os:abort failed \(-6\) before it returned"):
+        stress.peak_rss("os:abort")
+    with pytest.raises(RuntimeError, match=r"failed \(-6\) after it returned"):
+        stress.peak_rss("tests.support.stress:abort_at_exit")
