@@ -6,8 +6,9 @@
 What a step does: gradient accumulation over micro-batches until `batch_tokens` tokens (all
 ranks together) have been seen, bf16 autocast on GPU, gradient clipping, one optimizer step
 (AdamW, fused on CUDA; or Muon for the blocks' matrices, models/muon.py) at the learning rate
-of the schedule (linear warmup, then cosine or warmup-stable-decay). The device and precision follow models/device.py's rule (`device`, `dtype`: the GPU
-in bf16 when there is one, else the CPU in float32). Under torchrun every process holds a DDP replica and sees its own rows of each global
+of the schedule (linear warmup, then cosine or warmup-stable-decay). The device and precision
+follow models/device.py's rule (`device`, `dtype`: the GPU in bf16 when there is one, else the
+CPU in float32). Under torchrun every process holds a DDP replica and sees its own rows of each global
 batch (models/data.py), so N processes with 1/N of the accumulation make the same update as one.
 
 Every `checkpoint_every` steps and at the end, rank 0 samples a few continuations and writes a

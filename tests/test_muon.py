@@ -90,3 +90,20 @@ def test_a_muon_run_learns_and_resumes_bit_for_bit(corpus):  # noqa: F811
     # the schedule scales Muon's learning rate as it scales AdamW's
     lrs = [g["lr"] for g in a.optimizer["param_groups"]]
     assert sorted(lrs)[-1] == pytest.approx(sorted(lrs)[0] * MUON.muon_lr / MUON.lr)
+
+
+def test_its_adamw_groups_step_exactly_as_torchs_adamw():
+    """The groups without `muon` are AdamW written out (one optimizer object holds both kinds);
+    on the same gradients they must match torch's own, weight decay and bias correction included."""
+    torch.manual_seed(0)
+    ours, theirs = torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(5, 3))
+    with torch.no_grad():
+        theirs.copy_(ours)
+    mine = Muon([{"params": [ours], "weight_decay": 0.1}], lr=0.01, betas=(0.9, 0.95))
+    reference = torch.optim.AdamW([theirs], lr=0.01, betas=(0.9, 0.95), weight_decay=0.1, foreach=False)
+    for _ in range(7):
+        grad = torch.randn(5, 3)
+        ours.grad, theirs.grad = grad.clone(), grad.clone()
+        mine.step()
+        reference.step()
+    assert torch.allclose(ours, theirs, atol=1e-7, rtol=0)
