@@ -749,11 +749,15 @@ def export_cmd(
     dtype: Annotated[
         str, typer.Option(help="Weights' dtype: float32 (as trained) or bfloat16 (half the size)")
     ] = "float32",
+    tokenizer_only: Annotated[
+        bool, typer.Option(help="Only the tokenizer files (for lm-eval against our server; a model with recall)")
+    ] = False,
 ) -> None:
     """Export a checkpoint and its tokenizer as a HuggingFace model folder (Qwen3 architecture)."""
     from models.export import export
 
-    show(export(layout_of(config_from(preset, lake, None)).model(checkpoint), out, tokenizer, dtype))
+    model = layout_of(config_from(preset, lake, None)).model(checkpoint)
+    show(export(model, out, tokenizer, dtype, tokenizer_only=tokenizer_only))
 
 
 @app.command("serve")

@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.gpt import GPT, KVCache, apply_rotary, smear_keys
+from models.recall import lookup
 
 SLOT_ROUNDING = 64  # cache slots are rounded up to a multiple: fewer distinct shapes to compile
 
@@ -61,6 +62,9 @@ class StaticDecoder(nn.Module):
         self.register_buffer("slot", torch.zeros(1, dtype=torch.long, device=param.device), persistent=False)
         self.register_buffer("pad", torch.zeros(rows, dtype=torch.long, device=param.device), persistent=False)
         self.register_buffer("slot_ids", torch.arange(slots, device=param.device), persistent=False)
+        self.register_buffer(
+            "tokens", torch.zeros(rows, slots, dtype=torch.long, device=param.device), persistent=False
+        )
         self.step_fn: Any = self.forward
 
     def load(self, cache: KVCache) -> None:
@@ -72,6 +76,8 @@ class StaticDecoder(nn.Module):
         self.v.zero_()
         self.k[:, :rows, :, :filled] = cache.k[:, :, :, :filled]
         self.v[:, :rows, :, :filled] = cache.v[:, :, :, :filled]
+        self.tokens.zero_()
+        self.tokens[:rows, :filled] = cache.tokens[:, :filled]
         self.pad.zero_()
         if cache.pad is not None:
             self.pad[:rows] = torch.tensor(cache.pad, device=self.pad.device)
@@ -87,6 +93,13 @@ class StaticDecoder(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         model, cfg = self.model, self.model.config
         x = model.embed(tokens)[:, None]  # (rows, 1, n_embd)
+        recalled = None
+        if cfg.recall:  # the same lookup as training's, over this decoder's fixed slots
+            self.tokens.index_copy_(1, self.slot, tokens[:, None])
+            recalled = lookup(
+                self.tokens, self.slot.expand(self.rows, 1), cfg.recall_cap, self.pad, cfg.recall_boundary
+            )
+            x = x + model.recall_input(*recalled)
         # Each row's own position (rotary); idle and finished rows run on past the table: clamp.
         position = (self.slot - self.pad).clamp(0, cfg.seq_len - 1)
         cos, sin = model.cos[position][:, None, None, :], model.sin[position][:, None, None, :]
@@ -114,7 +127,7 @@ class StaticDecoder(nn.Module):
             x = x + attn.o_proj(y.reshape(self.rows, 1, -1))
             gate, up = F.linear(block.mlp_norm(x), getattr(self, f"gate_up{i}")).chunk(2, dim=-1)
             x = x + block.mlp.down_proj(F.silu(gate) * up)
-        return model.logits(x)[:, 0]
+        return model.logits(x, recalled)[:, 0]
 
 
 def compiled(decoder: StaticDecoder) -> StaticDecoder:

@@ -525,11 +525,13 @@ class Engine:
         if len(prompts) == 1:  # broadcast over the rows, no copies
             cache.k[:, :, :, :width] = one.k
             cache.v[:, :, :, :width] = one.v
+            cache.tokens[:, :width] = one.tokens
             logits = logits.expand(rows[0], -1)
         else:
             repeats = torch.tensor(rows, device=param.device)
             cache.k[:, :, :, :width] = one.k.repeat_interleave(repeats, dim=1)
             cache.v[:, :, :, :width] = one.v.repeat_interleave(repeats, dim=1)
+            cache.tokens[:, :width] = one.tokens.repeat_interleave(repeats, dim=0)
             logits = logits.repeat_interleave(repeats, dim=0)
         cache.pos = width
         return cache, logits

@@ -14,6 +14,10 @@ The folder holds
     tokenizer_config.json    specials and a chat template that renders turns as models/chat.py
     README.md                where it came from (checkpoint, step, tokenizer)
 
+`tokenizer_only` (`--tokenizer-only`) writes the two tokenizer files and the README alone: what
+lm-eval's `local-completions` route needs to talk to our server (docs/serve.md), and the only
+part of a model with recall or smeared keys that HF can hold (their weights have no Qwen3 form).
+
 The tokenizer conversion. Sentencepiece BPE stores pieces in merge order, not merges; it
 encodes by repeatedly joining the adjacent pair whose joined piece ranks first. A `tokenizers`
 BPE joins the adjacent pair whose merge ranks first. So every way to split a piece into two
@@ -135,12 +139,19 @@ def _json(value: Any) -> bytes:
     return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def export(checkpoint_uri: str, out: str, tokenizer_uri: str | None = None, dtype: str = "float32") -> dict[str, Any]:
+def export(
+    checkpoint_uri: str,
+    out: str,
+    tokenizer_uri: str | None = None,
+    dtype: str = "float32",
+    tokenizer_only: bool = False,
+) -> dict[str, Any]:
     """Write the HF folder for a checkpoint (a step folder, or a run: its latest) to `out`
     (a local folder, or any URI models.storage writes). `tokenizer_uri` defaults to the
     tokenizer the checkpoint was trained with; `dtype` (float32, or bfloat16: half the
     bytes, what a GPU serves in) is the weights'. A rename of tensors needs no accelerator:
-    it runs on the CPU whatever models/device.py would pick. Returns what was written."""
+    it runs on the CPU whatever models/device.py would pick. `tokenizer_only`: the tokenizer
+    files and the README, no weights. Returns what was written."""
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
     ckpt = checkpoint.load(checkpoint_uri, training_state=False)
@@ -153,21 +164,27 @@ def export(checkpoint_uri: str, out: str, tokenizer_uri: str | None = None, dtyp
         raise ValueError(f"tokenizer has {tok.vocab_size} pieces, the model {cfg.vocab_size}")
     sp = tok.special
     ids = {"bos_token_id": tok.bos_id, "eos_token_id": sp("<|assistant_end|>"), "pad_token_id": tok.pad_id}
-    weights = {k: v.to(getattr(torch, dtype)).contiguous() for k, v in to_hf(ckpt.model, cfg).items()}
     files = {
-        "model.safetensors": safetensors.torch.save(weights, metadata={"format": "pt"}),
-        "config.json": _json({**hf_config(cfg), "torch_dtype": dtype, "dtype": dtype, **ids}),
-        "generation_config.json": _json(
-            {**ids, "eos_token_id": [sp("<|assistant_end|>"), tok.bos_id], "max_length": cfg.seq_len}
-        ),
         "tokenizer.json": _json(tokenizer_json(tok)),
         "tokenizer_config.json": _json(tokenizer_config(tok, cfg.seq_len)),
         "README.md": (
-            f"# crawl2chat model\n\nExported from checkpoint `{ckpt.uri}` (step {ckpt.step}) with tokenizer "
-            f"`{storage.normalize(tokenizer_uri)}`.\nArchitecture: Qwen3 ({cfg.n_layer} layers, {cfg.n_embd} wide, "
-            f"{cfg.n_head} heads / {cfg.n_kv_head} KV heads, context {cfg.seq_len}, {cfg.num_params():,} parameters).\n"
+            f"# crawl2chat {'tokenizer' if tokenizer_only else 'model'}\n\nExported from checkpoint `{ckpt.uri}` "
+            f"(step {ckpt.step}) with tokenizer `{storage.normalize(tokenizer_uri)}`.\n"
+            + (
+                ""
+                if tokenizer_only
+                else f"Architecture: Qwen3 ({cfg.n_layer} layers, {cfg.n_embd} wide, {cfg.n_head} heads / "
+                f"{cfg.n_kv_head} KV heads, context {cfg.seq_len}, {cfg.num_params():,} parameters).\n"
+            )
         ).encode(),
     }
+    if not tokenizer_only:
+        weights = {k: v.to(getattr(torch, dtype)).contiguous() for k, v in to_hf(ckpt.model, cfg).items()}
+        files["model.safetensors"] = safetensors.torch.save(weights, metadata={"format": "pt"})
+        files["config.json"] = _json({**hf_config(cfg), "torch_dtype": dtype, "dtype": dtype, **ids})
+        files["generation_config.json"] = _json(
+            {**ids, "eos_token_id": [sp("<|assistant_end|>"), tok.bos_id], "max_length": cfg.seq_len}
+        )
     for name, data in files.items():
         storage.write_bytes(storage.join(out, name), data, atomic=True)
     return {

@@ -13,7 +13,9 @@ Choices, and why:
 
 Because every one of these matches HuggingFace's Qwen3 (with `attention_bias=False` and no
 sliding window), export is a rename of weights: see `hf_config` and `to_hf`, and the test
-that a `transformers.Qwen3ForCausalLM` built from them gives our logits.
+that a `transformers.Qwen3ForCausalLM` built from them gives our logits. Two options leave
+Qwen3, for models too small to learn copying in the minutes they train: smeared keys and
+recall (models/recall.py); both are off in the presets, and export refuses them.
 
 `forward` takes an optional `KVCache`: the engine prefills a prompt once and then decodes
 token by token, each step attending to the cached keys and values of everything before it.
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from models.recall import lookup
 
 
 @dataclass
@@ -58,6 +62,16 @@ class GPTConfig:
     # attention needs two layers to compose that, which minutes of training never formed. Not
     # a Qwen3 model: such a checkpoint cannot be exported (docs/pretrain.md, Smeared keys).
     smear_keys: bool = False
+    # Recall (models/recall.py): each position is told the token that followed the best earlier
+    # match of the current one, and the length of that match (up to recall_cap tokens); its
+    # embedding enters the residual stream and the head may add a gated bonus to its logit.
+    # Copying at any distance without an induction head: the tiny model copied 86% of a repeated
+    # list of invented words after 300 steps with it, 0% without; off in the presets, because it
+    # also copies the model's own mistakes when sampling (docs/sizing.md, Recall). Not a Qwen3
+    # model: such a checkpoint cannot be exported.
+    recall: bool = False
+    recall_cap: int = 8
+    recall_boundary: int = 1  # the token that opens a document (models/tokenizer.py's <|bos|>)
 
     # pydantic (the flows' config models embed this dataclass) rejects unknown keys.
     __pydantic_config__ = {"extra": "forbid"}
@@ -73,6 +87,8 @@ class GPTConfig:
             raise ValueError(f"n_head {self.n_head} is not a multiple of n_kv_head {self.n_kv_head}")
         if self.head_dim % 2:
             raise ValueError("rotary needs an even head_dim")
+        if self.recall_cap < 1:
+            raise ValueError(f"recall_cap must be at least 1, not {self.recall_cap}")
 
     def num_params(self, embedding: bool = True) -> int:
         """Parameters of the model built from this config (`embedding=False`: without the
@@ -83,6 +99,8 @@ class GPTConfig:
         per_layer = attn + mlp + 2 * d  # + the two pre-norms
         per_layer += self.n_kv_head if self.smear_keys else 0  # each head's share of the previous key
         total = self.n_layer * per_layer + d + self.vocab_size * d  # + final norm + the head's matmul
+        if self.recall:  # the proposal's projection and the gate (matmuls), two tables of lengths
+            total += d * d + d + ((self.recall_cap + 1) * (d + 1) if embedding else 0)
         return total + (self.vocab_size * d if embedding and not self.tie_embeddings else 0)
 
     def flops_per_token(self, seq_len: int | None = None) -> int:
@@ -173,6 +191,7 @@ class KVCache:
         shape = (config.n_layer, batch_size, config.n_kv_head, self.max_len, config.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.tokens = torch.zeros(batch_size, self.max_len, dtype=torch.long, device=device)  # for recall
         self.pos = 0
         self._mask: tuple[torch.Tensor | None, bool] = (None, True)  # set by each forward's start
         self._split_layers()
@@ -198,6 +217,7 @@ class KVCache:
         """Keep only `rows` of the batch (in that order): finished rows stop costing."""
         index = torch.tensor(rows, device=self.k.device)
         self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
+        self.tokens = self.tokens.index_select(0, index)
         if self.pad is not None:
             self.pad = [self.pad[r] for r in rows]
         self._split_layers()
@@ -225,6 +245,14 @@ class KVCache:
         attention mask (or None with `causal`) that the new queries use."""
         keys, values = self.update(layer, k, v)
         return keys, values, *self._mask
+
+    def remember(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Store the new tokens (B, T) after the cached ones; return what `recall.lookup` needs:
+        every row's tokens so far, the new tokens' slots and each row's first slot."""
+        T = idx.size(1)
+        self.tokens[:, self.pos : self.pos + T] = idx
+        slots = (self.pos + torch.arange(T, device=idx.device)).expand(idx.size(0), T)
+        return self.tokens[:, : self.pos + T], slots, self.pad_tensor
 
     def advance(self, T: int) -> None:
         self.pos += T
@@ -254,6 +282,7 @@ class RowCache:
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self._k = [self.k.select(0, i) for i in range(config.n_layer)]
         self._v = [self.v.select(0, i) for i in range(config.n_layer)]
+        self.tokens = torch.zeros(capacity, config.seq_len, dtype=torch.long, device=device)  # for recall
         self.lengths: list[int] = []  # tokens held by each live row
         self.pad_tensor = None  # every row starts at slot 0 (the interface KVCache shares)
         self._slots = torch.arange(capacity, device=device)
@@ -270,6 +299,7 @@ class RowCache:
         n, rows = prefilled.pos, slice(self.rows, self.rows + copies)
         self.k[:, rows, :, :n] = prefilled.k[:, :1, :, :n]  # broadcast over the copies
         self.v[:, rows, :, :n] = prefilled.v[:, :1, :, :n]
+        self.tokens[rows, :n] = prefilled.tokens[:1, :n]
         self.lengths += [n] * copies
 
     def remove(self, row: int) -> int:
@@ -280,6 +310,7 @@ class RowCache:
             n = self.lengths[last]
             self.k[:, row, :, :n] = self.k[:, last, :, :n]
             self.v[:, row, :, :n] = self.v[:, last, :, :n]
+            self.tokens[row, :n] = self.tokens[last, :n]
             self.lengths[row] = n
         self.lengths.pop()
         return last
@@ -304,6 +335,12 @@ class RowCache:
         keys[rows, :, positions] = k[:, :, 0]  # row b's key at its own position
         values[rows, :, positions] = v[:, :, 0]
         return keys[: self.rows, :, :span], values[: self.rows, :, :span], mask, False
+
+    def remember(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """Store each row's new token at its own position; return `recall.lookup`'s inputs."""
+        positions, span, _ = self._step
+        self.tokens[self._slots[: self.rows], positions] = idx[:, 0]
+        return self.tokens[: self.rows, :span], positions[:, None], None
 
     def advance(self, T: int) -> None:
         self.lengths = [n + T for n in self.lengths]
@@ -442,6 +479,12 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.n_embd)
+        if config.recall:
+            lengths = config.recall_cap + 1
+            self.recall_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)  # the proposal's embedding in
+            self.recall_length = nn.Embedding(lengths, config.n_embd)  # how long the match is, in
+            self.recall_gate = nn.Linear(config.n_embd, 1, bias=False)  # the head's bonus, from the context
+            self.recall_bonus = nn.Embedding(lengths, 1)  # ... and from the match's length
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.norm = RMSNorm(config.n_embd, config.norm_eps)
         # Tied: no head of its own, the logits are read off the embedding (`logits`).
@@ -482,6 +525,10 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("norm.weight"):
                 nn.init.ones_(p)
+            elif name.startswith("recall_"):
+                nn.init.zeros_(
+                    p
+                )  # recall starts near silent (no proposal in the stream, a vote of ln 2); training opens it
             elif name.endswith("key_smear"):
                 nn.init.zeros_(p)  # half of each key from the previous position, to start
             elif name == "lm_head.weight":
@@ -524,11 +571,19 @@ class GPT(nn.Module):
         if stacked is not None and torch.is_grad_enabled():
             raise ValueError("stacked weights are for inference: gradients would not reach the parameters")
         x = self.embed(idx)
+        recalled = None
+        if self.config.recall:
+            if kv_cache is None:
+                tokens, slots, first = idx, torch.arange(T, device=idx.device).expand_as(idx), None
+            else:
+                tokens, slots, first = kv_cache.remember(idx)
+            recalled = lookup(tokens, slots, self.config.recall_cap, first, self.config.recall_boundary)
+            x = x + self.recall_input(*recalled)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, kv_cache, None if stacked is None else stacked[i])
         if kv_cache is not None:
             kv_cache.advance(T)
-        logits = self.logits(x)
+        logits = self.logits(x, recalled)
         if targets is None:
             return logits
         # The softmax in float32 even under bf16 autocast: it is where precision matters.
@@ -537,11 +592,24 @@ class GPT(nn.Module):
         )
         return loss.view(targets.shape) if reduction == "none" else loss
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def recall_input(self, proposed: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        """What recall adds to the embedding: the proposed token's embedding, projected, where
+        there is a match, and the match's length."""
+        found = (length > 0).unsqueeze(-1).to(self.recall_proj.weight.dtype)
+        return self.recall_proj(self.embed(proposed)) * found + self.recall_length(length)
+
+    def logits(self, x: torch.Tensor, recalled: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """The next-token logits of the last layer's output `x`: the final norm, then the head
-        (the token embedding itself when tied)."""
+        (the token embedding itself when tied). With `recalled` (proposed, length), the
+        proposed token's logit gets the bonus softplus(gate(context) + bonus(length)) where a
+        match was found: a pointer's vote, which the model learns when to cast."""
         h = self.norm(x)
-        return F.linear(h, self.embed.weight) if self.lm_head is None else self.lm_head(h)
+        logits = F.linear(h, self.embed.weight) if self.lm_head is None else self.lm_head(h)
+        if recalled is None:
+            return logits
+        proposed, length = recalled
+        bonus = F.softplus(self.recall_gate(h) + self.recall_bonus(length)).squeeze(-1) * (length > 0)
+        return logits.scatter_add(-1, proposed.unsqueeze(-1), bonus.unsqueeze(-1).to(logits.dtype))
 
     @torch.no_grad()
     def generate(
@@ -627,6 +695,12 @@ def from_hf(state_dict: dict[str, torch.Tensor], config: GPTConfig) -> dict[str,
 
 def not_qwen3(config: GPTConfig) -> None:
     """Refuse, clearly, a model that no Qwen3 checkpoint can hold."""
+    if config.recall:
+        raise ValueError(
+            "this model recalls tokens by matching them (model.recall, models/recall.py), which Qwen3 has no "
+            "weights for: it cannot be exported to HuggingFace (`--tokenizer-only` still writes its tokenizer); "
+            "train with recall false to export"
+        )
     if config.smear_keys:
         raise ValueError(
             "this model smears its keys (model.smear_keys), which Qwen3 has no weights for: it cannot be "

@@ -185,6 +185,8 @@ class Trainer:
         self.tokenizer = Tokenizer.load(spec.tokenizer)
         if model_cfg.vocab_size != self.tokenizer.vocab_size:
             model_cfg = dataclasses.replace(model_cfg, vocab_size=self.tokenizer.vocab_size)
+        if model_cfg.recall and model_cfg.recall_boundary != self.tokenizer.bos_id:  # recall stops at documents' starts
+            model_cfg = dataclasses.replace(model_cfg, recall_boundary=self.tokenizer.bos_id)
         self.model_cfg = model_cfg
         tokens_per_micro = cfg.device_batch * model_cfg.seq_len * self.env.world_size
         if cfg.batch_tokens % tokens_per_micro:

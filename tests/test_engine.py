@@ -26,20 +26,22 @@ def tok(shared_data) -> Tokenizer:
     return train([truth[k]["articleBody"] for k in sorted(truth)][:100], 1024)
 
 
-def random_model(tok: Tokenizer, seq_len: int = 96, seed: int = 0) -> GPT:
+def random_model(tok: Tokenizer, seq_len: int = 96, seed: int = 0, recall: bool = False) -> GPT:
     """Grouped-query attention (4 heads over 2) and weights large enough for peaked,
-    varied next-token distributions."""
+    varied next-token distributions. `recall`: with the token lookup (models/recall.py),
+    whose per-row token history every cache path must carry."""
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, seq_len=seq_len, n_layer=2, n_head=4, n_kv_head=2, n_embd=64))
+    cfg = GPTConfig(vocab_size=tok.vocab_size, seq_len=seq_len, n_layer=2, n_head=4, n_kv_head=2, n_embd=64)
+    model = GPT(dataclasses.replace(cfg, recall=recall, recall_cap=4))
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.3)
     return model.eval()
 
 
-@pytest.fixture(scope="module")
-def model(tok) -> GPT:
-    return random_model(tok)
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "recall"])
+def model(tok, request) -> GPT:
+    return random_model(tok, recall=request.param)
 
 
 class Scripted(nn.Module):

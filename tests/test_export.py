@@ -216,3 +216,23 @@ def test_export_command(exported, tmp_path):
         "tokenizer_config.json",
     } <= set(written)
     assert all((tmp_path / "out" / name).stat().st_size == size for name, size in written.items())
+
+
+def test_a_model_with_recall_exports_its_tokenizer_only_and_refuses_the_rest(tmp_path, tok):
+    """Recall has no Qwen3 weights: the full export says so (and nothing is written), while
+    `tokenizer_only` writes the tokenizer files HF loads, with the ids of ours."""
+    from transformers import AutoTokenizer
+
+    tok.save(str(tmp_path / "tok"))
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, recall=True, **CFG))
+    config = {"model": dataclasses.asdict(model.config), "tokenizer": str(tmp_path / "tok")}
+    uri = checkpoint.save(str(tmp_path / "run"), 1, model=model.state_dict(), config=config)
+    with pytest.raises(ValueError, match="tokenizer-only"):
+        export(uri, str(tmp_path / "hf"))
+    assert not (tmp_path / "hf").exists()
+    written = export(uri, str(tmp_path / "hf"), tokenizer_only=True)["files"]
+    assert set(written) == {"tokenizer.json", "tokenizer_config.json", "README.md"}
+    text = "A tokenizer, exported alone: 42 pages."
+    assert AutoTokenizer.from_pretrained(tmp_path / "hf")(text, add_special_tokens=False)["input_ids"] == tok.encode(
+        text
+    )

@@ -12,7 +12,9 @@ from models.gpt import GPT, GPTConfig, KVCache, RowCache, from_hf, hf_config, hf
 
 # Grouped-query attention (4 query heads over 2 key/value heads) so every path is exercised.
 CFG = GPTConfig(vocab_size=67, seq_len=24, n_layer=2, n_head=4, n_kv_head=2, n_embd=32)
-SMEARED = dataclasses.replace(CFG, smear_keys=True, tie_embeddings=True)  # the tiny preset's two options
+SMEARED = dataclasses.replace(CFG, smear_keys=True, tie_embeddings=True)
+# Recall over a 7-token vocabulary: random rows are then full of matches, of every length.
+RECALL = dataclasses.replace(CFG, vocab_size=7, recall=True, recall_cap=3, tie_embeddings=True)
 
 
 def random_model(cfg: GPTConfig = CFG, seed: int = 0) -> GPT:
@@ -118,25 +120,53 @@ def test_a_tied_model_learns_to_copy_tokens_from_its_context_and_an_untied_one_d
     assert tied >= 0.6 and untied <= 0.1, (tied, untied)
 
 
-def test_smeared_keys_of_left_padded_rows_are_each_rows_own_and_such_a_model_cannot_be_exported():
-    """A row's first token has no previous key, whatever its left padding holds, so a padded
+@pytest.mark.parametrize(("cfg", "why"), [(SMEARED, "smears its keys"), (RECALL, "recalls tokens")])
+def test_left_padded_rows_are_each_rows_own_and_such_models_cannot_be_exported(cfg, why):
+    """Smeared keys: a row's first token has no previous key. Recall: no lookup reaches into
+    the padding. Whatever the padding holds (here: the rows' own tokens, from 7 ids), a padded
     batch computes what each row computes alone; and export refuses the model clearly."""
-    model = random_model(SMEARED)
+    model = random_model(cfg)
     gen = torch.Generator().manual_seed(4)
-    short, long = torch.randint(0, 67, (5,), generator=gen), torch.randint(0, 67, (9,), generator=gen)
-    batch = torch.stack([torch.cat([torch.full((4,), 7), short]), long])  # row 0: 4 slots of padding
+    short, long, padding = (torch.randint(0, 7, (n,), generator=gen) for n in (5, 9, 4))
+    batch = torch.stack([torch.cat([padding, short]), long])  # row 0: 4 slots of padding
     with torch.no_grad():
-        cache = KVCache(SMEARED, 2, 12, pad=[4, 0])
+        cache = KVCache(cfg, 2, 12, pad=[4, 0])
         prefill = model(batch, kv_cache=cache)
         step = model(torch.tensor([[3], [3]]), kv_cache=cache)[:, -1]
         alone = [model(torch.cat([seq, torch.tensor([3])])[None])[0] for seq in (short, long)]
     torch.testing.assert_close(prefill[0, 4:], alone[0][:-1], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(prefill[1], alone[1][:-1], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(step, torch.stack([alone[0][-1], alone[1][-1]]), rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="smears its keys"):
-        to_hf(model.state_dict(), SMEARED)
+    with pytest.raises(ValueError, match=why):
+        to_hf(model.state_dict(), cfg)
     with pytest.raises(ValueError, match="cannot be exported"):
-        hf_config(SMEARED)
+        hf_config(cfg)
+
+
+def said_again_later():
+    """Batches of random tokens whose middle is said again at a random distance, masked to the
+    repeat after its first token (which nothing can predict)."""
+    import random
+
+    rng = random.Random(0)
+
+    def batch():
+        rows, masks = [], []
+        for _ in range(32):
+            n, gap1, gap2 = rng.randint(6, 14), rng.randint(0, 8), rng.randint(0, 8)
+            said = [rng.randrange(3, 512) for _ in range(n)]
+            row = [rng.randrange(3, 512) for _ in range(gap1)] + said + [rng.randrange(3, 512) for _ in range(gap2)]
+            again = len(row) + len(said)
+            row += said + [rng.randrange(3, 512) for _ in range(49 - again)]
+            rows.append(row)
+            masks.append([again - n < i < again for i in range(49)])
+        x, mask = torch.tensor(rows), torch.tensor(masks)
+        return x[:, :-1], x[:, 1:], mask[:, 1:]
+
+    return batch
+
+
+COPY_CFG = GPTConfig(vocab_size=512, seq_len=48, n_layer=2, n_head=4, n_kv_head=4, n_embd=64, tie_embeddings=True)
 
 
 @pytest.mark.slow
@@ -146,30 +176,18 @@ def test_smeared_keys_form_an_induction_head_in_the_steps_where_plain_attention_
     name into a query), needs an induction head. On random tokens repeated at a random
     distance, 200 steps give the smeared model most of the repeat (81% when written) and the
     plain one, same steps and seed, none."""
-    import random
-
-    def said_again_later():
-        rng = random.Random(0)
-
-        def batch():
-            rows, masks = [], []
-            for _ in range(32):
-                n, gap1, gap2 = rng.randint(6, 14), rng.randint(0, 8), rng.randint(0, 8)
-                said = [rng.randrange(3, 512) for _ in range(n)]
-                row = [rng.randrange(3, 512) for _ in range(gap1)] + said + [rng.randrange(3, 512) for _ in range(gap2)]
-                again = len(row) + len(said)
-                row += said + [rng.randrange(3, 512) for _ in range(49 - again)]
-                rows.append(row)
-                masks.append([again - n < i < again for i in range(49)])  # the repeat, after its first token
-            x, mask = torch.tensor(rows), torch.tensor(masks)
-            return x[:, :-1], x[:, 1:], mask[:, 1:]
-
-        return batch
-
-    cfg = GPTConfig(vocab_size=512, seq_len=48, n_layer=2, n_head=4, n_kv_head=4, n_embd=64, tie_embeddings=True)
-    smeared = copy_accuracy_after_training(dataclasses.replace(cfg, smear_keys=True), said_again_later, 200, 30)
-    plain = copy_accuracy_after_training(cfg, said_again_later, 200, 30)
+    smeared = copy_accuracy_after_training(dataclasses.replace(COPY_CFG, smear_keys=True), said_again_later, 200, 30)
+    plain = copy_accuracy_after_training(COPY_CFG, said_again_later, 200, 30)
     assert smeared >= 0.5 and plain <= 0.1, (smeared, plain)
+
+
+def test_recall_copies_at_any_distance_within_steps_where_attention_alone_does_not():
+    """What recall is for (`model.recall`, models/recall.py; off in the presets, docs/sizing.md):
+    the same copying as above without an induction head. 40 steps give the recall model
+    nearly all of the repeat and the plain model, same steps and seed, none."""
+    recalled = copy_accuracy_after_training(dataclasses.replace(COPY_CFG, recall=True), said_again_later, 40, 5)
+    plain = copy_accuracy_after_training(COPY_CFG, said_again_later, 40, 5)
+    assert recalled >= 0.8 and plain <= 0.1, (recalled, plain)
 
 
 def test_hf_names_cover_every_parameter_once():
@@ -178,7 +196,7 @@ def test_hf_names_cover_every_parameter_once():
     assert len(set(names.values())) == len(names)
 
 
-@pytest.mark.parametrize("cfg", [CFG, SMEARED], ids=["plain", "smeared-keys"])
+@pytest.mark.parametrize("cfg", [CFG, SMEARED, RECALL], ids=["plain", "smeared-keys", "recall"])
 def test_cached_incremental_logits_equal_one_full_forward_pass(cfg):
     model = random_model(cfg)
     idx = torch.randint(0, cfg.vocab_size, (3, 20), generator=torch.Generator().manual_seed(2))
@@ -193,7 +211,7 @@ def test_cached_incremental_logits_equal_one_full_forward_pass(cfg):
     torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("cfg", [CFG, SMEARED], ids=["plain", "smeared-keys"])
+@pytest.mark.parametrize("cfg", [CFG, SMEARED, RECALL], ids=["plain", "smeared-keys", "recall"])
 def test_a_row_cache_decodes_rows_of_different_lengths_as_each_alone_while_rows_come_and_go(cfg):
     """Continuous batching: rows at their own positions, joining and leaving between steps,
     each row's logits those of a full pass over its own sequence."""
@@ -235,7 +253,7 @@ def test_a_row_cache_decodes_rows_of_different_lengths_as_each_alone_while_rows_
         cache.add(KVCache(cfg, 1, 2), copies=4)
 
 
-@pytest.mark.parametrize("cfg", [CFG, SMEARED], ids=["plain", "smeared-keys"])
+@pytest.mark.parametrize("cfg", [CFG, SMEARED, RECALL], ids=["plain", "smeared-keys", "recall"])
 def test_stacked_weights_give_the_training_paths_logits_with_and_without_the_cache(cfg):
     model = random_model(cfg)  # every weight random, norm gains and head included
     idx = torch.randint(0, cfg.vocab_size, (2, 12), generator=torch.Generator().manual_seed(3))
@@ -338,13 +356,19 @@ def test_fresh_model_predicts_uniformly():
 def test_parameter_count_and_flops_come_from_the_config():
     for cfg in (
         CFG,
+        RECALL,
         GPTConfig(),
         GPTConfig(vocab_size=50304, seq_len=1024, n_layer=12, n_head=12, n_kv_head=4, n_embd=768),
     ):
         model = GPT(cfg) if cfg.n_embd < 768 else None
         if model is not None:
             assert cfg.num_params() == sum(p.numel() for p in model.parameters())
-        assert cfg.num_params(embedding=False) == cfg.num_params() - cfg.vocab_size * cfg.n_embd
+        # Lookups: the embedding (unless it is also the head's matmul) and recall's length tables.
+        lookups = (
+            cfg.vocab_size * cfg.n_embd * (not cfg.tie_embeddings)
+            + (cfg.recall_cap + 1) * (cfg.n_embd + 1) * cfg.recall
+        )
+        assert cfg.num_params(embedding=False) == cfg.num_params() - lookups
         expected = 6 * cfg.num_params(embedding=False) + 12 * cfg.n_layer * cfg.n_head * cfg.head_dim * cfg.seq_len
         assert cfg.flops_per_token() == expected
     # GPT-2-small-sized with GQA: 12 x 768, SwiGLU 2048, untied 50304-token embeddings.
