@@ -351,7 +351,8 @@ class Batcher:
             self._logits = None
             return
         step = torch.tensor([[entry.row.tokens[-1]] for entry in live], device=self.device)
-        self._logits = self.model(step, kv_cache=self.cache, stacked=self._stacked)[:, -1]
+        written = torch.tensor([[entry.row.mask[-1] == 1] for entry in live], device=self.device)
+        self._logits = self.model(step, kv_cache=self.cache, stacked=self._stacked, written=written)[:, -1]
 
     def _sample(self, live: list[_Live], logits: torch.Tensor) -> dict[int, int]:
         """The sampled token of every row that samples this step, by its index in `live`;

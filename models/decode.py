@@ -65,6 +65,7 @@ class StaticDecoder(nn.Module):
         self.register_buffer(
             "tokens", torch.zeros(rows, slots, dtype=torch.long, device=param.device), persistent=False
         )
+        self.register_buffer("read", torch.ones(rows, slots, dtype=torch.bool, device=param.device), persistent=False)
         self.step_fn: Any = self.forward
 
     def load(self, cache: KVCache) -> None:
@@ -78,27 +79,30 @@ class StaticDecoder(nn.Module):
         self.v[:, :rows, :, :filled] = cache.v[:, :, :, :filled]
         self.tokens.zero_()
         self.tokens[:rows, :filled] = cache.tokens[:, :filled]
+        self.read.fill_(True)
+        self.read[:rows, :filled] = cache.read[:, :filled]
         self.pad.zero_()
         if cache.pad is not None:
             self.pad[:rows] = torch.tensor(cache.pad, device=self.pad.device)
         self.slot.fill_(filled)
 
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits (rows, vocab) of the next token after `tokens` (rows,), written at the
-        current slot; then the slot advances."""
-        logits = self.step_fn(tokens).clone()  # a CUDA graph's output is overwritten on replay
+    def step(self, tokens: torch.Tensor, written: torch.Tensor) -> torch.Tensor:
+        """Logits (rows, vocab) of the next token after `tokens` (rows,), stored at the
+        current slot with whether the model wrote it (`written`, rows: for recall); then the
+        slot advances."""
+        logits = self.step_fn(tokens, written).clone()  # a CUDA graph's output is overwritten on replay
         self.slot += 1
         return logits
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, written: torch.Tensor) -> torch.Tensor:
         model, cfg = self.model, self.model.config
         x = model.embed(tokens)[:, None]  # (rows, 1, n_embd)
         recalled = None
         if cfg.recall:  # the same lookup as training's, over this decoder's fixed slots
             self.tokens.index_copy_(1, self.slot, tokens[:, None])
-            recalled = lookup(
-                self.tokens, self.slot.expand(self.rows, 1), cfg.recall_cap, self.pad, cfg.recall_boundary
-            )
+            self.read.index_copy_(1, self.slot, ~written[:, None])
+            slots = self.slot.expand(self.rows, 1)
+            recalled = lookup(self.tokens, slots, cfg.recall_cap, self.pad, cfg.recall_boundary, self.read)
             x = x + model.recall_input(*recalled)
         # Each row's own position (rotary); idle and finished rows run on past the table: clamp.
         position = (self.slot - self.pad).clamp(0, cfg.seq_len - 1)

@@ -459,13 +459,16 @@ class Engine:
                 live = [live[j] for j in keep]
                 tokens = torch.zeros(cache.rows, dtype=torch.long)
                 tokens[: len(rows)] = torch.tensor([row.tokens[-1] for row in rows])
-                logits = cache.step(tokens.to(cache.k.device))[live]
+                written = torch.zeros(cache.rows, dtype=torch.bool)
+                written[: len(rows)] = torch.tensor([row.mask[-1] == 1 for row in rows])
+                logits = cache.step(tokens.to(cache.k.device), written.to(cache.k.device))[live]
                 continue
             if len(keep) < len(live):
                 cache.keep(keep)
                 live = [live[j] for j in keep]
             step = torch.tensor([[rows[r].tokens[-1]] for r in live], device=cache.k.device)
-            logits = self.model(step, kv_cache=cache, stacked=stacked)[:, -1]
+            written = torch.tensor([[rows[r].mask[-1] == 1] for r in live], device=cache.k.device)
+            logits = self.model(step, kv_cache=cache, stacked=stacked, written=written)[:, -1]
 
     def _take_decoder(self, rows: int, slots: int) -> StaticDecoder:
         """An idle static decoder of this shape's bucket, or a new one (compiled when asked).
@@ -526,12 +529,14 @@ class Engine:
             cache.k[:, :, :, :width] = one.k
             cache.v[:, :, :, :width] = one.v
             cache.tokens[:, :width] = one.tokens
+            cache.read[:, :width] = one.read
             logits = logits.expand(rows[0], -1)
         else:
             repeats = torch.tensor(rows, device=param.device)
             cache.k[:, :, :, :width] = one.k.repeat_interleave(repeats, dim=1)
             cache.v[:, :, :, :width] = one.v.repeat_interleave(repeats, dim=1)
             cache.tokens[:, :width] = one.tokens.repeat_interleave(repeats, dim=0)
+            cache.read[:, :width] = one.read.repeat_interleave(repeats, dim=0)
             logits = logits.repeat_interleave(repeats, dim=0)
         cache.pos = width
         return cache, logits

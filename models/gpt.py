@@ -192,6 +192,7 @@ class KVCache:
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.tokens = torch.zeros(batch_size, self.max_len, dtype=torch.long, device=device)  # for recall
+        self.read = torch.ones(batch_size, self.max_len, dtype=torch.bool, device=device)  # not written by the model
         self.pos = 0
         self._mask: tuple[torch.Tensor | None, bool] = (None, True)  # set by each forward's start
         self._split_layers()
@@ -217,7 +218,7 @@ class KVCache:
         """Keep only `rows` of the batch (in that order): finished rows stop costing."""
         index = torch.tensor(rows, device=self.k.device)
         self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
-        self.tokens = self.tokens.index_select(0, index)
+        self.tokens, self.read = self.tokens.index_select(0, index), self.read.index_select(0, index)
         if self.pad is not None:
             self.pad = [self.pad[r] for r in rows]
         self._split_layers()
@@ -246,13 +247,17 @@ class KVCache:
         keys, values = self.update(layer, k, v)
         return keys, values, *self._mask
 
-    def remember(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Store the new tokens (B, T) after the cached ones; return what `recall.lookup` needs:
-        every row's tokens so far, the new tokens' slots and each row's first slot."""
+    def remember(
+        self, idx: torch.Tensor, written: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Store the new tokens (B, T) after the cached ones, and which the model wrote; return
+        what `recall.lookup` needs: every row's tokens so far, the new tokens' slots, each row's
+        first slot and which tokens were read."""
         T = idx.size(1)
         self.tokens[:, self.pos : self.pos + T] = idx
+        self.read[:, self.pos : self.pos + T] = True if written is None else ~written
         slots = (self.pos + torch.arange(T, device=idx.device)).expand(idx.size(0), T)
-        return self.tokens[:, : self.pos + T], slots, self.pad_tensor
+        return self.tokens[:, : self.pos + T], slots, self.pad_tensor, self.read[:, : self.pos + T]
 
     def advance(self, T: int) -> None:
         self.pos += T
@@ -283,6 +288,7 @@ class RowCache:
         self._k = [self.k.select(0, i) for i in range(config.n_layer)]
         self._v = [self.v.select(0, i) for i in range(config.n_layer)]
         self.tokens = torch.zeros(capacity, config.seq_len, dtype=torch.long, device=device)  # for recall
+        self.read = torch.ones(capacity, config.seq_len, dtype=torch.bool, device=device)
         self.lengths: list[int] = []  # tokens held by each live row
         self.pad_tensor = None  # every row starts at slot 0 (the interface KVCache shares)
         self._slots = torch.arange(capacity, device=device)
@@ -300,6 +306,7 @@ class RowCache:
         self.k[:, rows, :, :n] = prefilled.k[:, :1, :, :n]  # broadcast over the copies
         self.v[:, rows, :, :n] = prefilled.v[:, :1, :, :n]
         self.tokens[rows, :n] = prefilled.tokens[:1, :n]
+        self.read[rows, :n] = prefilled.read[:1, :n]
         self.lengths += [n] * copies
 
     def remove(self, row: int) -> int:
@@ -311,6 +318,7 @@ class RowCache:
             self.k[:, row, :, :n] = self.k[:, last, :, :n]
             self.v[:, row, :, :n] = self.v[:, last, :, :n]
             self.tokens[row, :n] = self.tokens[last, :n]
+            self.read[row, :n] = self.read[last, :n]
             self.lengths[row] = n
         self.lengths.pop()
         return last
@@ -336,11 +344,15 @@ class RowCache:
         values[rows, :, positions] = v[:, :, 0]
         return keys[: self.rows, :, :span], values[: self.rows, :, :span], mask, False
 
-    def remember(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def remember(
+        self, idx: torch.Tensor, written: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, None, torch.Tensor]:
         """Store each row's new token at its own position; return `recall.lookup`'s inputs."""
         positions, span, _ = self._step
-        self.tokens[self._slots[: self.rows], positions] = idx[:, 0]
-        return self.tokens[: self.rows, :span], positions[:, None], None
+        rows = self._slots[: self.rows]
+        self.tokens[rows, positions] = idx[:, 0]
+        self.read[rows, positions] = True if written is None else ~written[:, 0]
+        return self.tokens[: self.rows, :span], positions[:, None], None, self.read[: self.rows, :span]
 
     def advance(self, T: int) -> None:
         self.lengths = [n + T for n in self.lengths]
@@ -549,6 +561,7 @@ class GPT(nn.Module):
         kv_cache: KVCache | RowCache | None = None,
         reduction: str = "mean",
         stacked: list[StackedLayer] | None = None,
+        written: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits (B, T, vocab) for token ids `idx` (B, T); or, given `targets`, the
         cross-entropy in nats. Targets of -1 are ignored (the loss mask: SFT sets the
@@ -559,7 +572,9 @@ class GPT(nn.Module):
         kv_cache.pos onwards, attend to the cached keys, and are added to the cache (with a
         `RowCache`, one token per row, each at its row's own position). With
         `stacked` (from `stacked_weights`, without gradients only), the same values to float
-        rounding in a third fewer kernel calls.
+        rounding in a third fewer kernel calls. `written` (B, T) bool: which of `idx` the model
+        itself wrote (sampled, or trained on in SFT/RL); recall never proposes those (None: all
+        were read).
         """
         T = idx.size(1)
         if kv_cache is not None:
@@ -575,9 +590,10 @@ class GPT(nn.Module):
         if self.config.recall:
             if kv_cache is None:
                 tokens, slots, first = idx, torch.arange(T, device=idx.device).expand_as(idx), None
+                read = None if written is None else ~written
             else:
-                tokens, slots, first = kv_cache.remember(idx)
-            recalled = lookup(tokens, slots, self.config.recall_cap, first, self.config.recall_boundary)
+                tokens, slots, first, read = kv_cache.remember(idx, written)
+            recalled = lookup(tokens, slots, self.config.recall_cap, first, self.config.recall_boundary, read)
             x = x + self.recall_input(*recalled)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, kv_cache, None if stacked is None else stacked[i])

@@ -17,13 +17,15 @@ Marsh" seen three tokens ago) from a coincidence (a second "the"). It is the con
 and pointer-sentinel idea (Grave et al. 2017; Merity et al. 2017) with an exact-match pointer,
 so the same lookup runs in training, in a KV-cached decode step, and on a static decoder.
 
-Recall never looks behind the latest document boundary (<|bos|>). Training rows pack many
-documents and conversations, and a conversation of the same template just before would let
-the model copy its wording instead of learning it; alone at inference, it then has nothing to
-copy from. Measured on the tiny preset: with lookups across conversations its math with the
-calculator fell to 3%, within a conversation to 17% (53% without recall), which is also why
-the presets leave recall off: sampling hands the lookup the model's own mistakes to copy
-(docs/sizing.md, Recall).
+Two limits, both measured on the tiny preset (docs/sizing.md, Recall):
+- Recall never looks behind the latest document boundary (<|bos|>). Training rows pack many
+  conversations, and one of the same template just before let the model copy its wording
+  instead of learning it; alone at inference, it had nothing to copy from (math with the
+  calculator 3%; 17% within a conversation).
+- Recall proposes only tokens the model read (`read`), never ones it wrote: sampling hands it
+  the model's own mistakes, which it carried on into loops and wrong queries (verified-unknown
+  terms abstained 52.5% -> 82.5%, unknown entities 77% -> 100% with this limit).
+Math stayed low even so (10-13% against 53-70% without recall), so the presets leave it off.
 
 The lookup depends only on the tokens, so caches keep each row's token ids (nothing else):
 rewinding, dropping rows or copying a prefilled row stays consistent for free.
@@ -32,6 +34,7 @@ rewinding, dropping rows or copying a prefilled row stays consistent for free.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def lookup(
@@ -40,6 +43,7 @@ def lookup(
     cap: int,
     first: torch.Tensor | None = None,
     boundary: int | None = None,
+    read: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(proposed, length), each (B, T), for the queries at `slots` (B, T) of `tokens` (B, S).
 
@@ -47,8 +51,9 @@ def lookup(
     tokens[j + 1] is always known), at or after `first[b]` (the row's left padding, or 0) and
     at or after the latest `boundary` token at or before i (its document's start). Runs compare
     tokens[i - k] with tokens[j - k] for k = 0, 1, ... while both stay in that span, and stop
-    at `cap`. Where no earlier slot matches, length is 0 and `proposed` is meaningless (the
-    model masks it).
+    at `cap`. `read` (B, S): which tokens the model read rather than wrote (None: all); only
+    a read token is ever proposed. Where no earlier slot matches, length is 0 and `proposed` is
+    meaningless (the model masks it).
     """
     if cap < 1:
         raise ValueError(f"recall_cap must be at least 1, not {cap}")
@@ -59,6 +64,8 @@ def lookup(
         opened = torch.where(tokens == boundary, keys, 0).cummax(1).values  # each slot's document start
         start = torch.maximum(start, opened.gather(1, slots))
     alive = keys[None, None, :] < slots[:, :, None]  # (B, T, S): candidates before the query
+    if read is not None:  # the token after the candidate must be one the model read
+        alive = alive & F.pad(read[:, 1:], (0, 1), value=False)[:, None, :]
     run = torch.zeros(alive.shape, dtype=torch.int32, device=tokens.device)
     for k in range(cap):
         back_q, back_k = slots - k, keys - k  # the k-th token before the query and the candidate
@@ -70,3 +77,10 @@ def lookup(
     length = run.gather(-1, best[..., None])[..., 0]
     proposed = tokens.gather(1, (best + 1).clamp(max=S - 1))
     return proposed, length
+
+
+def written_by_model(targets: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: which input tokens the model wrote, from a loss mask's targets (-1: not
+    trained). Token t + 1 was written where target t is trained, as in SFT's assistant turns
+    and RL's sampled tokens; the first token never was."""
+    return F.pad(targets[:, :-1] >= 0, (1, 0), value=False)

@@ -47,6 +47,7 @@ from models.data import TokenLoader, bits_per_byte, token_counts, unigram_bits_p
 from models.device import Placement, peak_flops, resolve
 from models.gpt import GPT, GPTConfig
 from models.muon import Muon
+from models.recall import written_by_model
 from models.tokenizer import Tokenizer
 
 
@@ -280,6 +281,11 @@ class Trainer:
             loader.close()
         return self.summary()
 
+    def written(self, targets: torch.Tensor) -> torch.Tensor | None:
+        """Which input tokens the model wrote, for recall: in SFT, those it is trained to write
+        (the assistant's); in pretraining none (all text is read)."""
+        return written_by_model(targets) if self.spec.data_format == "sft" else None
+
     def train_step(self, loader: TokenLoader) -> None:
         cfg = self.cfg
         lr = learning_rate(self.step, cfg)
@@ -292,7 +298,7 @@ class Trainer:
             # Gradients are all-reduced only on the last micro-batch of the step.
             sync = not self.env.enabled or micro == self.accum - 1
             with contextlib.nullcontext() if sync else self.forward.no_sync(), self.autocast:
-                loss = self.forward(x, y)
+                loss = self.forward(x, y, written=self.written(y))
             (loss / self.accum).backward()
             total += loss.detach()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or float("inf"))
@@ -336,7 +342,7 @@ class Trainer:
         with self.loader(self.spec.val, epochs=1, shuffle=False) as loader:
             for _, (x, y) in zip(range(batches), loader):
                 with self.autocast:
-                    nats = self.model(x, y, reduction="none").double()
+                    nats = self.model(x, y, reduction="none", written=self.written(y)).double()
                 counted = y >= 0  # SFT rows: -1 marks the targets outside the loss mask
                 nbytes = torch.where(counted, token_bytes[y.clamp(min=0)], 0)
                 sums += torch.stack([nats.sum(), counted.sum().double(), nats[nbytes > 0].sum(), nbytes.sum().double()])

@@ -58,9 +58,9 @@ class Scripted(nn.Module):
     def stacked_weights(self):
         return self.inner.stacked_weights()
 
-    def forward(self, idx: torch.Tensor, kv_cache=None, stacked=None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, kv_cache=None, stacked=None, written=None) -> torch.Tensor:
         start = kv_cache.pos if kv_cache is not None else 0
-        logits = self.inner(idx, kv_cache=kv_cache, stacked=stacked)
+        logits = self.inner(idx, kv_cache=kv_cache, stacked=stacked, written=written)
         scripted = torch.full_like(logits, -1e9)
         for b in range(idx.size(0)):
             for t in range(idx.size(1)):
@@ -128,7 +128,8 @@ def test_greedy_generation_equals_argmax_of_full_passes_on_every_row(tok, model)
     seq = list(prompt)
     with torch.inference_mode():
         for _ in range(12):
-            seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
+            written = torch.tensor([[i >= len(prompt) for i in range(len(seq))]])  # what recall may not propose
+            seq.append(int(model(torch.tensor([seq]), written=written)[0, -1].argmax()))
     assert all(s.tokens == seq[len(prompt) :] for s in samples)
     assert all(s.finished == "length" and s.mask == [1] * 12 for s in samples)
 

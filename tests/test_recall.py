@@ -12,14 +12,18 @@ from hypothesis import strategies as st
 from models.recall import lookup
 
 
-def brute_force(row: list[int], i: int, cap: int, first: int = 0, boundary: int | None = None) -> tuple[int, int]:
+def brute_force(
+    row: list[int], i: int, cap: int, first: int = 0, boundary: int | None = None, read: list[bool] | None = None
+) -> tuple[int, int]:
     """(proposed token, run length) for the query at slot i, by the definition: among slots
-    first <= j < i of the query's document, the longest run of equal tokens ending at (j, i),
-    capped; ties to the latest."""
+    first <= j < i of the query's document whose next token was read, the longest run of equal
+    tokens ending at (j, i), capped; ties to the latest."""
     if boundary is not None:
         first = max([first] + [s for s in range(first, i + 1) if row[s] == boundary])
     best, best_len = None, 0
     for j in range(first, i):
+        if read is not None and not read[j + 1]:
+            continue
         n = 0
         while n < cap and j - n >= first and row[i - n] == row[j - n]:
             n += 1
@@ -34,15 +38,18 @@ def brute_force(row: list[int], i: int, cap: int, first: int = 0, boundary: int 
     cap=st.integers(1, 5),
     pads=st.lists(st.integers(0, 6), min_size=3, max_size=3),
     boundary=st.sampled_from([None, 0]),
+    written=st.one_of(st.none(), st.lists(st.booleans(), min_size=12, max_size=12)),
 )
-def test_the_lookup_is_the_definition_on_any_rows_with_any_padding_and_documents(rows, cap, pads, boundary):
+def test_the_lookup_is_the_definition_on_any_rows_with_any_padding_and_documents(rows, cap, pads, boundary, written):
     tokens = torch.tensor(rows)
     first = torch.tensor(pads[: len(rows)])
     slots = torch.arange(12).expand(len(rows), 12)
-    proposed, length = lookup(tokens, slots, cap, first, boundary)
+    read = None if written is None else [not w for w in written]
+    mask = None if read is None else torch.tensor([read] * len(rows))
+    proposed, length = lookup(tokens, slots, cap, first, boundary, mask)
     for b, row in enumerate(rows):
         for i in range(first[b].item(), 12):
-            want, want_len = brute_force(row, i, cap, first[b].item(), boundary)
+            want, want_len = brute_force(row, i, cap, first[b].item(), boundary, read)
             assert length[b, i].item() == want_len, (row, i)
             if want_len:
                 assert proposed[b, i].item() == want
@@ -71,3 +78,15 @@ def test_recall_never_reaches_behind_the_latest_document_start():
     assert (proposed[0, 9].item(), length[0, 9].item()) == (8, 2)  # document 2's own "5 6" -> 8
     everything = lookup(row, torch.arange(10)[None], cap=4)
     assert (everything[0][0, 6].item(), everything[1][0, 6].item()) == (7, 3)  # without: "bos 5 6" -> 7
+
+
+def test_what_the_model_wrote_is_never_proposed():
+    """A loop of the model's own tokens cannot feed itself: only read tokens are proposed."""
+    row = torch.tensor([[5, 6, 7, 2, 6, 7, 6, 7, 6]])  # the prompt "5 6 7 2", then the model writes
+    written = torch.tensor([[False] * 4 + [True] * 5])
+    slots = torch.arange(9)[None]
+    proposed, length = lookup(row, slots, cap=4, read=~written)
+    assert (proposed[0, 7].item(), length[0, 7].item()) == (2, 2)  # the prompt's "6 7" -> 2
+    assert (proposed[0, 8].item(), length[0, 8].item()) == (7, 1)  # the prompt's "6" -> 7
+    looped = lookup(row, slots, cap=4)  # everything read: its own "7 6 7 6" matches 3 long
+    assert (looped[0][0, 8].item(), looped[1][0, 8].item()) == (7, 3)

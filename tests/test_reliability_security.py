@@ -59,9 +59,9 @@ class Typist(nn.Module):
     def stacked_weights(self):
         return self.inner.stacked_weights()
 
-    def forward(self, idx: torch.Tensor, kv_cache=None, stacked=None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, kv_cache=None, stacked=None, written=None) -> torch.Tensor:
         start = kv_cache.pos if kv_cache is not None else 0
-        logits = self.inner(idx, kv_cache=kv_cache, stacked=stacked)
+        logits = self.inner(idx, kv_cache=kv_cache, stacked=stacked, written=written)
         forced = torch.full_like(logits, -1e9)
         for t in range(idx.size(1)):
             nxt = self.sequence[start + t + 1] if start + t + 1 < len(self.sequence) else self.end

@@ -58,8 +58,8 @@ class Script(nn.Module):
     def stacked_weights(self):
         return self.inner.stacked_weights()
 
-    def forward(self, idx: torch.Tensor, kv_cache=None, stacked=None) -> torch.Tensor:
-        logits = self.inner(idx, kv_cache=kv_cache, stacked=stacked)
+    def forward(self, idx: torch.Tensor, kv_cache=None, stacked=None, written=None) -> torch.Tensor:
+        logits = self.inner(idx, kv_cache=kv_cache, stacked=stacked, written=written)
         scripted = torch.full_like(logits, -1e9)
         for b in range(idx.size(0)):
             for t in range(idx.size(1)):

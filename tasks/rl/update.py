@@ -47,6 +47,7 @@ import torch.distributed as dist
 from models import checkpoint, lake
 from models.device import Placement
 from models.gpt import GPT
+from models.recall import written_by_model
 from tasks.rl import CODE, GRPOConfig, RFTConfig, RLConfig
 from tasks.runtime import code_version, config_hash, flow_run_id, gpu_slot, lake_task
 
@@ -149,8 +150,9 @@ def batch(items: list[Item], device: torch.device | str = "cpu") -> tuple[torch.
 
 
 def token_logprobs(model: torch.nn.Module, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log pi(target) at every position (B, T); 0 where the target is -1."""
-    return -model(ids, targets, reduction="none")
+    """log pi(target) at every position (B, T); 0 where the target is -1. The trained tokens
+    are the ones the policy wrote (recall never proposes them, as when it sampled them)."""
+    return -model(ids, targets, reduction="none", written=written_by_model(targets))
 
 
 def padded(found: dict[int, torch.Tensor], items: list[Item], width: int) -> torch.Tensor:
