@@ -351,7 +351,11 @@ class Batcher:
             self._logits = None
             return
         step = torch.tensor([[entry.row.tokens[-1]] for entry in live], device=self.device)
-        written = torch.tensor([[entry.row.mask[-1] == 1] for entry in live], device=self.device)
+        written = (  # what was sampled, which recall never proposes
+            torch.tensor([[entry.row.mask[-1] == 1] for entry in live], device=self.device)
+            if self.config.recall
+            else None
+        )
         self._logits = self.model(step, kv_cache=self.cache, stacked=self._stacked, written=written)[:, -1]
 
     def _sample(self, live: list[_Live], logits: torch.Tensor) -> dict[int, int]:

@@ -86,21 +86,22 @@ class StaticDecoder(nn.Module):
             self.pad[:rows] = torch.tensor(cache.pad, device=self.pad.device)
         self.slot.fill_(filled)
 
-    def step(self, tokens: torch.Tensor, written: torch.Tensor) -> torch.Tensor:
+    def step(self, tokens: torch.Tensor, written: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (rows, vocab) of the next token after `tokens` (rows,), stored at the
-        current slot with whether the model wrote it (`written`, rows: for recall); then the
-        slot advances."""
+        current slot with whether the model wrote it (`written`, rows: needed with recall only);
+        then the slot advances."""
         logits = self.step_fn(tokens, written).clone()  # a CUDA graph's output is overwritten on replay
         self.slot += 1
         return logits
 
-    def forward(self, tokens: torch.Tensor, written: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, written: torch.Tensor | None = None) -> torch.Tensor:
         model, cfg = self.model, self.model.config
         x = model.embed(tokens)[:, None]  # (rows, 1, n_embd)
         recalled = None
         if cfg.recall:  # the same lookup as training's, over this decoder's fixed slots
             self.tokens.index_copy_(1, self.slot, tokens[:, None])
-            self.read.index_copy_(1, self.slot, ~written[:, None])
+            if written is not None:
+                self.read.index_copy_(1, self.slot, ~written[:, None])
             slots = self.slot.expand(self.rows, 1)
             recalled = lookup(self.tokens, slots, cfg.recall_cap, self.pad, cfg.recall_boundary, self.read)
             x = x + model.recall_input(*recalled)

@@ -459,15 +459,22 @@ class Engine:
                 live = [live[j] for j in keep]
                 tokens = torch.zeros(cache.rows, dtype=torch.long)
                 tokens[: len(rows)] = torch.tensor([row.tokens[-1] for row in rows])
-                written = torch.zeros(cache.rows, dtype=torch.bool)
-                written[: len(rows)] = torch.tensor([row.mask[-1] == 1 for row in rows])
-                logits = cache.step(tokens.to(cache.k.device), written.to(cache.k.device))[live]
+                written = None
+                if self.config.recall:  # which tokens were sampled: recall never proposes those
+                    written = torch.zeros(cache.rows, dtype=torch.bool)
+                    written[: len(rows)] = torch.tensor([row.mask[-1] == 1 for row in rows])
+                    written = written.to(cache.k.device)
+                logits = cache.step(tokens.to(cache.k.device), written)[live]
                 continue
             if len(keep) < len(live):
                 cache.keep(keep)
                 live = [live[j] for j in keep]
             step = torch.tensor([[rows[r].tokens[-1]] for r in live], device=cache.k.device)
-            written = torch.tensor([[rows[r].mask[-1] == 1] for r in live], device=cache.k.device)
+            written = (
+                torch.tensor([[rows[r].mask[-1] == 1] for r in live], device=cache.k.device)
+                if self.config.recall
+                else None
+            )
             logits = self.model(step, kv_cache=cache, stacked=stacked, written=written)[:, -1]
 
     def _take_decoder(self, rows: int, slots: int) -> StaticDecoder:

@@ -167,17 +167,11 @@ def export(
     files = {
         "tokenizer.json": _json(tokenizer_json(tok)),
         "tokenizer_config.json": _json(tokenizer_config(tok, cfg.seq_len)),
-        "README.md": (
-            f"# crawl2chat {'tokenizer' if tokenizer_only else 'model'}\n\nExported from checkpoint `{ckpt.uri}` "
-            f"(step {ckpt.step}) with tokenizer `{storage.normalize(tokenizer_uri)}`.\n"
-            + (
-                ""
-                if tokenizer_only
-                else f"Architecture: Qwen3 ({cfg.n_layer} layers, {cfg.n_embd} wide, {cfg.n_head} heads / "
-                f"{cfg.n_kv_head} KV heads, context {cfg.seq_len}, {cfg.num_params():,} parameters).\n"
-            )
-        ).encode(),
     }
+    readme = (
+        f"# crawl2chat {'tokenizer' if tokenizer_only else 'model'}\n\nExported from checkpoint `{ckpt.uri}` "
+        f"(step {ckpt.step}) with tokenizer `{storage.normalize(tokenizer_uri)}`.\n"
+    )
     if not tokenizer_only:
         weights = {k: v.to(getattr(torch, dtype)).contiguous() for k, v in to_hf(ckpt.model, cfg).items()}
         files["model.safetensors"] = safetensors.torch.save(weights, metadata={"format": "pt"})
@@ -185,6 +179,11 @@ def export(
         files["generation_config.json"] = _json(
             {**ids, "eos_token_id": [sp("<|assistant_end|>"), tok.bos_id], "max_length": cfg.seq_len}
         )
+        readme += (
+            f"Architecture: Qwen3 ({cfg.n_layer} layers, {cfg.n_embd} wide, {cfg.n_head} heads / "
+            f"{cfg.n_kv_head} KV heads, context {cfg.seq_len}, {cfg.num_params():,} parameters).\n"
+        )
+    files["README.md"] = readme.encode()
     for name, data in files.items():
         storage.write_bytes(storage.join(out, name), data, atomic=True)
     return {

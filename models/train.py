@@ -284,7 +284,7 @@ class Trainer:
     def written(self, targets: torch.Tensor) -> torch.Tensor | None:
         """Which input tokens the model wrote, for recall: in SFT, those it is trained to write
         (the assistant's); in pretraining none (all text is read)."""
-        return written_by_model(targets) if self.spec.data_format == "sft" else None
+        return written_by_model(targets) if self.model_cfg.recall and self.spec.data_format == "sft" else None
 
     def train_step(self, loader: TokenLoader) -> None:
         cfg = self.cfg
