@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from flows.dispatch import record_result
+from flows.dispatch import hand_back
 from models import lake as lakes
 from tasks.benchmark import CODE, KIND, BenchmarkConfig, files_key, headlines, run_benchmark, table
 from tasks.config import LakeConfig
@@ -22,7 +22,7 @@ from tasks.layout import Layout, artifact_key
 from tasks.runtime import code_version, config_hash, declare, flow_run_id, in_lake
 
 
-@flow(name="benchmark", log_prints=True, on_completion=[record_result])
+@flow(name="benchmark", log_prints=True)
 def benchmark(
     checkpoint: str,
     lake: LakeConfig = LakeConfig(),
@@ -58,4 +58,4 @@ def benchmark(
         description=f"{name} on {', '.join(tasks)} (lm-evaluation-harness)",
     )
     print(f"benchmarks of {ckpt}:\n{markdown_table(shown)}")
-    return {"checkpoint": ckpt, "results": out, "scores": scores}
+    return hand_back(root, {"checkpoint": ckpt, "results": out, "scores": scores})

@@ -7,16 +7,17 @@ to the `gpu` pool and its workers while the pipeline waits on a `cpu` worker. As
 show in the pipeline's graph, and cancelling the pipeline cancels them (the server's
 cancellation service does this for subflow runs).
 
-A deployment run's return value is not sent back to its parent, so stage flows record theirs
-in the lake (`record_result`, an on-completion hook) and the parent reads it from there.
+A deployment run's return value is not sent back to its parent, so a stage flow's last step
+records it in the lake (`hand_back`) and the parent reads it from there.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import Flow
+from prefect.context import FlowRunContext
 from prefect.runtime import deployment
 from pydantic_core import to_jsonable_python
 
@@ -30,15 +31,21 @@ def _result_uri(lake_root: str, flow_run_id: Any) -> str:
     return Layout(lake_root).flow_result(flow_run_id)
 
 
-def record_result(flow_: Flow, flow_run: Any, state: Any) -> None:
-    """On-completion hook of stage flows: keep a deployment run's return value in the lake for
-    its parent (an in-process subflow hands it back directly)."""
-    if flow_run.deployment_id is None:
-        return
-    params = flow_run.parameters or {}
-    lake_config = LakeConfig.model_validate(params.get("lake") or {})
-    result = state.result(raise_on_failure=False)
-    lake.write_text_atomic(_result_uri(lake_config.open(), flow_run.id), json.dumps(result, default=str))
+T = TypeVar("T")
+
+
+def hand_back(lake_root: str, result: T) -> T:
+    """A stage flow's last step: keep its return value in the lake, under its flow run's id, for
+    a parent that ran it as a deployment's run (an in-process parent gets the value directly;
+    the file is then a record of what the run returned).
+
+    It runs inside the flow, before the run ends. An on-completion hook would not do: Prefect
+    calls hooks only after the server has the run Completed, and a parent polling that state
+    could read the file before the hook wrote it."""
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None:
+        lake.write_text_atomic(_result_uri(lake_root, context.flow_run.id), json.dumps(result, default=str))
+    return result
 
 
 def _deployed(name: str) -> bool:
@@ -69,4 +76,10 @@ def run_stage(stage: Flow, **parameters: Any) -> Any:
             f"stage {name} ended {run.state.name if run.state else 'without a state'} (flow run {run.id})"
         )
     lake_root = LakeConfig.model_validate(parameters["lake"]).open()
-    return read_json(_result_uri(lake_root, run.id))
+    recorded = _result_uri(lake_root, run.id)
+    try:
+        return read_json(recorded)
+    except FileNotFoundError:
+        raise RuntimeError(
+            f"stage {name} completed (flow run {run.id}) but handed back no result: {recorded}"
+        ) from None

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.dispatch import record_result
+from flows.dispatch import hand_back
 from models import lake as lakes
 from tasks.config import LakeConfig
 from tasks.evaluate import (
@@ -32,7 +32,7 @@ from tasks.layout import Layout, artifact_key
 from tasks.runtime import RunnerConfig, code_version, config_hash, declare, flow_run_id, in_lake, run_mapped
 
 
-@flow(name="evaluate", log_prints=True, on_completion=[record_result])
+@flow(name="evaluate", log_prints=True)
 def evaluate(
     checkpoint: str,
     lake: LakeConfig = LakeConfig(),
@@ -104,7 +104,7 @@ def evaluate(
         description=f"sample conversations of {name}",
     )
     print(f"evaluation of {ckpt} ({n} answers):\n{markdown_table(rows)}")
-    return {"checkpoint": ckpt, "results": out, "metrics": scores}
+    return hand_back(root, {"checkpoint": ckpt, "results": out, "metrics": scores})
 
 
 def before_after(

@@ -15,7 +15,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows.dispatch import record_result
+from flows.dispatch import hand_back
 from models import lake as lakes
 from tasks.config import LakeConfig
 from tasks.layout import Layout, artifact_key
@@ -24,7 +24,7 @@ from tasks.runtime import declare, in_lake
 from tasks.tracking import TrackingConfig, track
 
 
-@flow(name="pretrain", log_prints=True, on_completion=[record_result])
+@flow(name="pretrain", log_prints=True)
 def pretrain(
     lake: LakeConfig = LakeConfig(),
     config: PretrainConfig = PretrainConfig(),
@@ -61,4 +61,5 @@ def pretrain(
         f"{config.name}: val {summary['val_bpb']:.4f} bits/byte (unigram {summary['unigram_bpb']:.4f}), "
         f"{summary['tokens_per_s']:,.0f} tokens/s; {summary['checkpoint']}"
     )
-    return {"run": folder, "loss_curve": curve_uri, **summary, **({"mlflow_run": mlflow_run} if mlflow_run else {})}
+    tracked = {"mlflow_run": mlflow_run} if mlflow_run else {}
+    return hand_back(root, {"run": folder, "loss_curve": curve_uri, **summary, **tracked})

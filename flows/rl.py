@@ -21,7 +21,7 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.dispatch import record_result
+from flows.dispatch import hand_back
 from models import checkpoint, storage
 from models import lake as lakes
 from tasks.config import LakeConfig
@@ -224,7 +224,7 @@ def evaluation(
     return stats["metrics"]
 
 
-@flow(name="rl", log_prints=True, on_completion=[record_result])
+@flow(name="rl", log_prints=True)
 def rl(
     lake: LakeConfig = LakeConfig(),
     config: RLConfig = RLConfig(),
@@ -305,7 +305,7 @@ def rl(
         if isinstance(v, (int, float))
     ]
     mlflow_run = track(tracking, "rl", result["checkpoint"], data=problems.values(), extra=held_out)
-    return {**result, **({"mlflow_run": mlflow_run} if mlflow_run else {})}
+    return hand_back(root, {**result, **({"mlflow_run": mlflow_run} if mlflow_run else {})})
 
 
 def history_of(out: str, run: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.dispatch import record_result
+from flows.dispatch import hand_back
 from models import lake as lakes
 from models.chat import render_conversation, show_mask
 from models.tokenizer import Tokenizer
@@ -71,7 +71,7 @@ def _mask_examples(train: str, tokenizer: Tokenizer) -> str:
     return "\n".join(lines)
 
 
-@flow(name="sft", log_prints=True, on_completion=[record_result])
+@flow(name="sft", log_prints=True)
 def sft(
     lake: LakeConfig = LakeConfig(),
     config: SFTConfig = SFTConfig(),
@@ -239,12 +239,15 @@ def sft(
     declare(trained["checkpoint"])
     mlflow_run = track(tracking, "sft", trained["checkpoint"])
     print(f"SFT: {trained['steps']} steps, val loss {trained['val_loss']}, checkpoint {trained['checkpoint']}")
-    return {
-        "conversations": splits,
-        "counts": counts,
-        "rows": {s: p["uri"] for s, p in packed.items()},
-        "probe": probe_uri,
-        "search": search,
-        **trained,
-        **({"mlflow_run": mlflow_run} if mlflow_run else {}),
-    }
+    return hand_back(
+        root,
+        {
+            "conversations": splits,
+            "counts": counts,
+            "rows": {s: p["uri"] for s, p in packed.items()},
+            "probe": probe_uri,
+            "search": search,
+            **trained,
+            **({"mlflow_run": mlflow_run} if mlflow_run else {}),
+        },
+    )

@@ -183,3 +183,27 @@ def test_declared_datasets_become_asset_events(prefect_server, tmp_path):
     related = {r.id for r in found[0].related}
     assert asset_key(parent) in related
     assert found[0].payload.get("rows") == 2
+
+
+def test_a_stage_hands_back_its_result_before_its_run_is_completed(prefect_server, tmp_path):
+    """A parent polls a deployment run's state, then reads what it handed back: the file must
+    be there by the time the server has the run Completed. Prefect calls completion hooks only
+    after that, so the hook here sees what a polling parent would."""
+    from flows.dispatch import _result_uri, hand_back
+    from models.storage import read_json
+
+    seen: dict[str, object] = {}
+
+    def on_completed(flow_, flow_run, state):
+        assert state.is_completed()
+        seen["value"] = read_json(_result_uri(str(tmp_path), flow_run.id))
+        seen["run"] = str(flow_run.id)
+
+    @flow(on_completion=[on_completed])
+    def stage(n: int) -> dict:
+        return hand_back(str(tmp_path), {"n": n, "uri": f"{tmp_path}/x"})
+
+    assert stage(3) == {"n": 3, "uri": f"{tmp_path}/x"}
+    assert seen["value"] == {"n": 3, "uri": f"{tmp_path}/x"}
+    assert Path(_result_uri(str(tmp_path), seen["run"])).is_file()
+    assert hand_back(str(tmp_path), 5) == 5  # outside a flow run: nothing to record, the value passes
