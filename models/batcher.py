@@ -194,7 +194,7 @@ class Batcher:
         budget = min(sampling.max_tokens, self.config.seq_len - len(ids) + 1)
         stops = self.default_stops if sampling.stop is None else sampling.stop
         job = Job(ids, n, sampling, emit, seed, budget, stops, remaining=n)
-        job.rows = [_Row(self.engine.tokenizer.stream()) for _ in range(n)]
+        job.rows = [self.engine.new_row(ids) for _ in range(n)]
         with self._cond:
             if self._closed:
                 raise Busy("the server is shutting down")

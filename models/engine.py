@@ -281,6 +281,14 @@ class Engine:
             tool, query, self.search_index, self.search_results, self.result_chars, self.code, self.code_chars
         )
 
+    def new_row(self, prompt: Sequence[int]) -> _Row:
+        """A row's state for `prompt`: inside a tool call when the prompt opens one (asks for
+        that tool). The engine and the server's batcher both start their rows here."""
+        row = _Row(self.tokenizer.stream())
+        if prompt and prompt[-1] in self._opens:
+            row.call = (self._opens[prompt[-1]], [])
+        return row
+
     def _after_sampled(self, row: _Row, token: int, stops: frozenset[int]) -> None:
         """Advance a row's state machine by a token it sampled (forced ones never call tools)."""
         if token in stops:
@@ -374,12 +382,7 @@ class Engine:
         stops = frozenset(self.tokenizer.special(s) for s in DEFAULT_STOPS) if stop is None else frozenset(stop)
         greedy = temperature <= 0
         owner = [r for r, request in enumerate(requests) for _ in range(request.num_samples)]  # each row's request
-        rows = [_Row(self.tokenizer.stream()) for _ in owner]
-        for row, r in zip(rows, owner):
-            if (
-                prompts[r][-1] in self._opens
-            ):  # the prompt opens a tool call (asks for that tool): the row starts inside it
-                row.call = (self._opens[prompts[r][-1]], [])
+        rows = [self.new_row(prompts[r]) for r in owner]
         generators = [
             torch.Generator().manual_seed(sample_seed(request.seed, request.first_sample + i))
             for request in requests

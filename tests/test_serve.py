@@ -583,6 +583,27 @@ def test_serve_command_resolves_a_run_name_in_the_lake(tmp_path, tok, model):
         proc.wait(timeout=30)
 
 
+def test_a_prompt_that_opens_a_tool_call_runs_the_tool_in_the_server_as_in_the_engine(tok, scripted):
+    """A prompt ending in <|calc_start|> asks for the calculator: the batcher's row starts
+    inside the call, runs the tool when the model closes it, and matches the engine."""
+    from models.batcher import Batcher, Sampling
+
+    table, end = scripted
+    engine = Engine(Script(random_model(tok), table, end), tok)
+    prompt = [*chat_prompt(tok, messages("What is two and three?")), tok.special("<|calc_start|>")]
+    (expected,) = engine.generate(prompt, 1, max_new_tokens=40, temperature=0)
+    assert [c.result for c in expected.tool_calls] == ["5"]
+    batcher, done = Batcher(engine, capacity=2), threading.Event()
+    try:
+        job = batcher.submit(prompt, Sampling(max_tokens=40, temperature=0), lambda item: item is None and done.set())
+        assert done.wait(60)
+    finally:
+        batcher.close()
+    (served,) = job.samples()
+    assert served.tokens == expected.tokens and served.mask == expected.mask and served.text == expected.text
+    assert [(c.tool, c.query, c.result) for c in served.tool_calls] == [("calculator", "2+3", "5")]
+
+
 def test_every_engine_tool_has_its_argument_in_the_api():
     """A tool call streams as OpenAI's function arguments: every tool the engine runs (the code
     tool included) needs its argument's name, or a model that calls it fails the request."""
