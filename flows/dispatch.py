@@ -17,7 +17,6 @@ import json
 from typing import Any, TypeVar
 
 from prefect import Flow
-from prefect.context import FlowRunContext
 from prefect.runtime import deployment
 from pydantic_core import to_jsonable_python
 
@@ -25,6 +24,7 @@ from models import lake
 from models.storage import read_json
 from tasks.config import LakeConfig
 from tasks.layout import Layout
+from tasks.runtime import flow_run_id
 
 
 def _result_uri(lake_root: str, flow_run_id: Any) -> str:
@@ -42,9 +42,9 @@ def hand_back(lake_root: str, result: T) -> T:
     It runs inside the flow, before the run ends. An on-completion hook would not do: Prefect
     calls hooks only after the server has the run Completed, and a parent polling that state
     could read the file before the hook wrote it."""
-    context = FlowRunContext.get()
-    if context is not None and context.flow_run is not None:
-        lake.write_text_atomic(_result_uri(lake_root, context.flow_run.id), json.dumps(result, default=str))
+    run_id = flow_run_id()
+    if run_id is not None:
+        lake.write_text_atomic(_result_uri(lake_root, run_id), json.dumps(result, default=str))
     return result
 
 
