@@ -25,7 +25,8 @@ def test_a_definition_is_a_named_subject_then_a_predicate():
         "If NOWAIT is specified, it waits. The latter is the same as the former. "
         "Streaming replication is a way to ship WAL records as they are written. This is a note. "
         "Many kinds of functions can take or return certain pseudo-types. "
-        "Actually the preceding paragraph is an oversimplification of the rules."
+        "Actually the preceding paragraph is an oversimplification of the rules. "
+        "Specifying --no-symlinks makes copies\ninstead. --no-symlinks is the default on Windows."
     )
     found = D.definitions_in("d1", "https://x/backup.html", text)
     assert [(d.subject, d.be) for d in found] == [("the pg_dump utility", "is"), ("Streaming replication", "is")]

@@ -393,6 +393,9 @@ QUALIFIERS = {
 }
 
 
+_SENTENCE_END = re.compile(r"[.!?] ")
+
+
 def _named(subject: str) -> bool:
     """Whether a subject names something (not a pronoun, a clause opener or only vague words)."""
     first, rest = subject.split()[0].lower(), [w.lower() for w in subject.split()[1:]]
@@ -406,6 +409,7 @@ def _named(subject: str) -> bool:
         or all(w in VAGUE or w in STOP for w in named)
         or (OPENERS | PRONOUNS | VERBS | MODALS) & set(rest)
         or subject.isdigit()
+        or _SENTENCE_END.search(subject)  # "instead. --no-symlinks": the splitter wants a capital, a flag has none
     )
 
 
