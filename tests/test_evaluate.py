@@ -7,8 +7,10 @@ import json
 
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tasks.evaluate import RESULT_SCHEMA, TARGETS, judge, meets, metrics, select_items, table
+from tasks.evaluate import RESULT_SCHEMA, TARGETS, judge, meets, metrics, select_items, table, wilson
 from tasks.sft.answers import REFUSAL_HARMFUL, REFUSAL_IDK, REFUSAL_PRIVATE, extract_answer, is_refusal, mentions
 
 
@@ -169,6 +171,9 @@ def test_metrics_on_controlled_outcomes():
         0.25,
     )
     assert m["items"] == len(outcomes)
+    # each rate keeps its hits and items, for the interval the table shows
+    assert m["counts"]["false_refusal_search_on"] == [1, 4] and m["counts"]["unknown_abstention_search_off"] == [1, 3]
+    assert "doc_accuracy_search_on" not in m["counts"]  # not measured: no count either
     # kinds with no items say so: never a bare None or a silent gap
     assert m["doc_accuracy_search_on"].startswith("not measured: no held-out definitions")
     assert m["doc_search_gain_points"].startswith("not measured") and m["doc_unknown_abstention_search_on"].startswith(
@@ -258,10 +263,32 @@ def test_the_table_has_a_column_per_run_and_checks_the_last():
     gain = next(r for r in rows if r["metric"].startswith("search gain"))
     assert (gain["base"], gain["sft"], gain["target met"]) == ("0", "25", "yes (>= 20)")
     strict = next(r for r in rows if r["metric"].startswith("math accuracy, strict"))
-    assert (strict["sft"], strict["target met"]) == ("12.5%", "")
+    assert (strict["sft"], strict["target met"]) == ("12.5%", "")  # no counts (an older evaluation): the rate alone
+    counted = table(
+        {"sft": {"doc_false_refusal_search_on": 0.3421, "counts": {"doc_false_refusal_search_on": [13, 38]}}}
+    )
+    refusals = next(r for r in counted if r["metric"].startswith("definitions: false refusals, search on"))
     assert next(r for r in rows if r["metric"].startswith("known facts: accuracy, search on"))["sft"].startswith(
         "not measured"
     )
+    assert (refusals["sft"], refusals["target met"]) == ("34.2% (13/38, 21-50)", "NO (<= 0.2)")
+
+
+def test_wilson_interval_matches_known_values():
+    assert wilson(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))  # not zero-width at 0, as Wald's would be
+    assert wilson(5, 10) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    assert wilson(10, 10) == (pytest.approx(0.7225, abs=1e-4), 1.0)
+    with pytest.raises(ValueError):
+        wilson(0, 0)
+
+
+@given(st.integers(1, 400), st.data())
+def test_wilson_interval_holds_the_rate_and_narrows_with_items(n, data):
+    hits = data.draw(st.integers(0, n))
+    low, high = wilson(hits, n)
+    assert 0.0 <= low <= hits / n <= high <= 1.0
+    wide, narrow = wilson(hits, n), wilson(4 * hits, 4 * n)  # the same rate on four times the items
+    assert narrow[1] - narrow[0] < wide[1] - wide[0]
 
 
 def test_items_are_a_seeded_sample_per_kind_with_both_search_modes_for_facts():
