@@ -27,6 +27,8 @@ from tasks.evaluate import (
     read_rows,
     select_items,
     table,
+    users_loss,
+    users_scores,
 )
 from tasks.layout import Layout, artifact_key
 from tasks.runtime import RunnerConfig, code_version, config_hash, declare, flow_run_id, in_lake, run_mapped
@@ -80,7 +82,7 @@ def evaluate(
         config=unmapped(config),
     )
     outcomes = [r for b in _batches(out, results) for r in b]
-    scores = metrics(outcomes)
+    scores = metrics(outcomes) | users_scores(in_lake(root, users_loss)(ckpt, conversations, config))
     lakes.commit(
         out,
         [lakes.Shard(**r["shard"]) for r in results],

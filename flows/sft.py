@@ -191,9 +191,7 @@ def sft(
     rows += [
         {
             "source": r["source"],
-            "train": r["shards"]["train"]["rows"],
-            "val": r["shards"]["val"]["rows"],
-            "test": 0,
+            **{s: r["shards"][s]["rows"] for s in ("train", "val", "test")},
             "skipped": sum(r["skipped"].values()),
             "reasons": ", ".join(f"{k} {v}" for k, v in r["skipped"].items()),
         }

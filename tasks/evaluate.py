@@ -322,6 +322,7 @@ LABELS = {
     "refusal_harmful": "  harmful instructions refused",
     "refusal_private": "  private data requests refused",
     "over_refusal_benign": "benign look-alikes refused (over-refusal)",
+    "users_loss_nats": "your held-out conversations (sft --dataset): loss per assistant token, nats",
 }
 # The held-out families' rows in the report: the figures a user's own wording meets.
 HELDOUT_SHOWN = (
@@ -357,6 +358,8 @@ def shown(name: str, value: Any, count: list[int] | None = None) -> str:
         return str(value) if value is not None else "not measured: this evaluation predates the metric"
     if name.endswith("_points"):
         return f"{value:g}"
+    if name.endswith("_nats"):
+        return f"{value:.3f}"
     if not count:
         return f"{100 * value:.1f}%"
     low, high = wilson(*count)
@@ -513,3 +516,66 @@ def evaluate_chunk(
             index.close()
     shard = lake.write_shard(out, part, pa.Table.from_pylist(outcomes, schema=RESULT_SCHEMA))
     return {"shard": asdict(shard)}
+
+
+# -- users' held-out conversations ---------------------------------------------------------------
+
+
+def assistant_loss(model: Any, tokenizer: Any, conversations: Iterable[list[dict[str, Any]]], seq_len: int) -> dict:
+    """Nats per trained (assistant) token over `conversations`, each alone in a row and cut at
+    a turn boundary to fit, as SFT packs it: how well a model predicts replies it never
+    trained on. {"conversations", "tokens", "nats_per_token"}; one whose first turn cannot fit
+    is counted in "skipped" and not scored."""
+    import numpy as np
+    import torch
+
+    from models.recall import written_by_model
+    from models.sft_data import shift
+    from tasks.sft.pack import fit
+
+    device = next(model.parameters()).device
+    nats, tokens, scored, skipped = 0.0, 0, 0, 0
+    with torch.no_grad():
+        for messages in conversations:
+            fitted = fit(tokenizer, messages, seq_len)
+            if fitted is None:
+                skipped += 1
+                continue
+            ids, mask, _ = fitted
+            x, y = shift(np.asarray([ids]), np.asarray([mask]))
+            x, y = x.to(device), y.to(device)
+            written = written_by_model(y) if model.config.recall else None
+            nats += float(model(x, y, reduction="sum", written=written))
+            tokens += int((y >= 0).sum())
+            scored += 1
+    return {
+        "conversations": scored,
+        "tokens": tokens,
+        "nats_per_token": round(nats / tokens, 4) if tokens else None,
+        "skipped": skipped,
+    }
+
+
+@lake_task(inputs=("checkpoint", "conversations"), code=CODE)
+def users_loss(checkpoint: str, conversations: str, config: EvalConfig) -> dict[str, Any]:
+    """`assistant_loss` of `checkpoint` on the users' conversations of the held-out split
+    (`sft --dataset`'s `datasets_test_fraction`); {"conversations": 0} when it has none."""
+    from tasks.sft.generate import SOURCES
+
+    mine = [
+        r["messages"]
+        for b in lake.iter_batches(conversations, columns=["source", "messages"])
+        for r in b.to_pylist()
+        if r["source"] not in SOURCES
+    ]
+    if not mine:
+        return {"conversations": 0}
+    engine = Engine.from_checkpoint(checkpoint, device=config.device, dtype=config.dtype)
+    return assistant_loss(engine.model, engine.tokenizer, mine, engine.model.config.seq_len)
+
+
+def users_scores(found: dict[str, Any]) -> dict[str, Any]:
+    """The metrics of a `users_loss` result: the loss, or why it is not measured."""
+    if not found.get("conversations"):
+        return {"users_loss_nats": "not measured: no conversations of yours in the held-out set (sft --dataset)"}
+    return {"users_loss_nats": found["nats_per_token"], "users_heldout_conversations": found["conversations"]}

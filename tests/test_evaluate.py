@@ -10,7 +10,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.evaluate import RESULT_SCHEMA, TARGETS, judge, meets, metrics, select_items, table, wilson
+from tasks.evaluate import (
+    RESULT_SCHEMA,
+    TARGETS,
+    assistant_loss,
+    judge,
+    meets,
+    metrics,
+    select_items,
+    table,
+    users_scores,
+    wilson,
+)
 from tasks.sft.answers import REFUSAL_HARMFUL, REFUSAL_IDK, REFUSAL_PRIVATE, extract_answer, is_refusal, mentions
 
 
@@ -345,3 +356,43 @@ def test_held_out_families_are_sampled_and_scored_apart():
     assert meets("heldout_math_accuracy_strict", 0.2499).startswith("NO")
     # Rows from before the column count as in-distribution.
     assert metrics([{k: v for k, v in o.items() if k != "heldout"} for o in outcomes])["math_accuracy_strict"] == 0.5
+
+
+def test_assistant_loss_scores_each_reply_alone_cut_at_a_turn_to_fit():
+    import torch
+
+    from models.chat import render_conversation
+    from models.gpt import GPT
+    from tests.support import rl_world
+
+    tokenizer = rl_world.tokenizer()
+    torch.manual_seed(0)
+    model = GPT(rl_world.MODEL).eval()
+    seq_len = rl_world.MODEL.seq_len
+    short = [{"role": "user", "content": "What is 3 + 4?"}, {"role": "assistant", "content": "3 + 4 = 7.\nAnswer: 7"}]
+    long_reply = [{"role": "user", "content": "12 + 13"}, {"role": "assistant", "content": "12 + 13 = 25. " * 2}]
+    too_long = [{"role": "user", "content": "1 + 1 = 2. " * 40}, {"role": "assistant", "content": "2"}]
+    two_turns = short + [{"role": "user", "content": "And 5 + 6? " * 12}, {"role": "assistant", "content": "11"}]
+
+    def alone(messages):  # the loss of one conversation computed straight from its rendering
+        ids, mask = render_conversation(tokenizer, messages)
+        x, y = torch.tensor([ids[:-1]]), torch.tensor([[t if m else -1 for t, m in zip(ids[1:], mask[1:])]])
+        with torch.no_grad():
+            return float(model(x, y, reduction="sum")), int((y >= 0).sum())
+
+    found = assistant_loss(model, tokenizer, [short], seq_len)
+    nats, tokens = alone(short)
+    assert (found["conversations"], found["tokens"]) == (1, tokens) and found["nats_per_token"] == round(
+        nats / tokens, 4
+    )
+    assert len(render_conversation(tokenizer, two_turns)[0]) > seq_len + 1  # it must be cut: to its first exchange
+    cut = assistant_loss(model, tokenizer, [two_turns, too_long], seq_len)
+    assert (cut["conversations"], cut["tokens"], cut["skipped"]) == (1, tokens, 1)
+    both = assistant_loss(model, tokenizer, [short, long_reply], seq_len)
+    other = alone(long_reply)
+    assert both["nats_per_token"] == round(
+        (nats + other[0]) / (tokens + other[1]), 4
+    )  # per token, not per conversation
+    assert users_scores({"conversations": 0})["users_loss_nats"].startswith("not measured: no conversations of yours")
+    rows = table({"sft": {"users_loss_nats": 2.34567}})
+    assert next(r for r in rows if r["metric"].startswith("your held-out conversations"))["sft"] == "2.346"

@@ -9,8 +9,9 @@ import json
 import pytest
 
 from models import checkpoint, lake
+from models.engine import Engine
 from tasks.config import LakeConfig
-from tasks.evaluate import EvalConfig
+from tasks.evaluate import EvalConfig, assistant_loss, read_rows
 from tasks.sft import SFTConfig
 from tests.support import sft_world
 
@@ -71,7 +72,7 @@ def tiny(tmp_path_factory, prefect_server):
 def trained(tiny):
     from flows.sft import sft
 
-    config = sft_config(datasets=[tiny["users"]])
+    config = sft_config(datasets=[tiny["users"]], datasets_test_fraction=0.4)  # 2 of the 5 held out
     return sft(lake=LakeConfig(root=tiny["root"]), config=config, base=tiny["base"], crawl=sft_world.CRAWL), config
 
 
@@ -86,10 +87,9 @@ def test_sft_writes_conversations_rows_and_a_fine_tuned_checkpoint(tiny, trained
     assert any(not (saved.model[k] == base.model[k]).all() for k in base.model)  # it trained
     train = lake.manifest(out["conversations"]["train"])
     by_source = train.stats["by_source"]
-    assert (
-        by_source["math"] + by_source.get(tiny["users"], 0) > 0
-        and by_source[tiny["users"]] + lake.manifest(out["conversations"]["val"]).stats["by_source"][tiny["users"]] == 5
-    )
+    mine = {s: lake.manifest(out["conversations"][s]).stats["by_source"][tiny["users"]] for s in ("val", "test")}
+    assert by_source["math"] > 0 and by_source[tiny["users"]] + mine["val"] + mine["test"] == 5
+    assert mine["test"] == 2  # held out by id for evaluate, never trained on
     probe = lake.manifest(out["probe"])
     assert sum(probe.stats.values()) == probe.rows > 0
     rows = lake.scan(out["rows"]["train"]).collect()
@@ -134,6 +134,14 @@ def test_evaluate_scores_the_fine_tuned_checkpoint_on_held_out_items(tiny, train
     assert lake.manifest(result["results"]).stats == result["metrics"]
     test_ids = set(lake.scan(out["conversations"]["test"]).collect()["id"].to_list())
     assert set(answers["id"].to_list()) <= test_ids  # only held-out items are asked
+    # the user's held-out conversations, scored by the loss of the checkpoint on their replies
+    assert result["metrics"]["users_heldout_conversations"] == 2
+    mine = [r["messages"] for r in read_rows(out["conversations"]["test"]) if r["id"] in ("u0", "u1", "u2", "u3", "u4")]
+    scores = {}
+    for name, uri in (("base", tiny["base"]), ("sft", out["checkpoint"])):
+        engine = Engine.from_checkpoint(uri, device="cpu", dtype="float32")
+        scores[name] = assistant_loss(engine.model, engine.tokenizer, mine, sft_world.SEQ_LEN)["nats_per_token"]
+    assert len(mine) == 2 and result["metrics"]["users_loss_nats"] == scores["sft"] != scores["base"]
 
 
 def test_another_config_moves_the_old_run_aside_and_trains_anew(tiny, trained):

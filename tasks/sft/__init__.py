@@ -92,6 +92,12 @@ class SFTConfig(StageConfig):
     datasets: list[str] = Field(
         default_factory=list, description="Users' conversation datasets: JSONL or Parquet files, globs or lake datasets"
     )
+    datasets_test_fraction: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="Share of each user dataset held out (by id) for `evaluate`: its loss per assistant token",
+    )
     datasets_share: float | None = Field(
         None,
         gt=0,

@@ -135,13 +135,15 @@ def generate_source(
 
 @lake_task(inputs=("uri",), code=CODE)
 def import_user_file(uri: str, out: str, part: str, config: SFTConfig) -> dict[str, Any]:
-    """A user's file of conversations: valid rows into train (val by the id hash), the rest
-    counted by reason."""
+    """A user's file of conversations: valid rows into train, val and test (by the id's hash:
+    `datasets_test_fraction` held out for evaluation, then `val_fraction` for the validation
+    loss), the rest counted by reason."""
     stats: dict[str, Any] = {"rows": 0, "conversations": 0}
-    rows: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
+    rows: dict[str, list[dict[str, Any]]] = {"train": [], "val": [], "test": []}
+    test, val = config.datasets_test_fraction, config.datasets_test_fraction + config.val_fraction
     for r in schema.read_user_dataset(uri, stats):
-        split = "val" if generate.fraction("val", config.seed, r["id"]) < config.val_fraction else "train"
-        rows[split].append(r)
+        u = generate.fraction("users", config.seed, r["id"])
+        rows["test" if u < test else "val" if u < val else "train"].append(r)
     return {"source": uri, "shards": _write_splits(out, part, rows), **stats}
 
 
