@@ -317,6 +317,13 @@ def evaluate_cmd(
         str | None,
         typer.Option(help="Crawl whose search index the model uses (default: the index in the model's lineage)"),
     ] = None,
+    on: Annotated[
+        str | None,
+        typer.Option(
+            help="Another model (run or run/stage) whose held-out set and search index to use: "
+            "a crawl this model never saw (evals/{run}/{stage}/on-{that}/step-N)"
+        ),
+    ] = None,
     sets: Sets = None,
 ) -> None:
     """Score a checkpoint on held-out math, facts (search on and off), unknown entities and refusals: evals/{run}/{stage}/step-N."""
@@ -332,6 +339,7 @@ def evaluate_cmd(
                 conversations=conversations,
                 crawl=crawl,
                 runner=cfg.runner,
+                on=on,
             )
         )
 

@@ -44,15 +44,21 @@ def evaluate(
     crawl: str | None = None,
     runner: RunnerConfig = RunnerConfig(),
     run: str | None = None,
+    on: str | None = None,
 ) -> dict[str, Any]:
     """Answer the held-out items of `conversations` (default: the test split of the SFT
     conversations in the model's lineage) with `checkpoint` (a URI or a name under
     checkpoints/) and score them. Search reads `search`, else the crawl's index, else the
-    one in the model's lineage. `run` names the artifacts."""
+    one in the model's lineage. `on` (another model's name) takes that model's held-out set
+    and index instead: how the model does on a crawl it never saw. `run` names the artifacts."""
     root = lake.open()
     layout = Layout(root)
     ckpt = layout.model(checkpoint)
     name = layout.model_name(ckpt)
+    if on is not None:
+        other = layout.model(on)
+        conversations = conversations or layout.conversations_for(other)
+        search = search or (None if crawl else layout.search_for(other))
     conversations = conversations or layout.conversations_for(ckpt)
     if conversations is None:
         raise FileNotFoundError(
@@ -63,7 +69,10 @@ def evaluate(
         raise FileNotFoundError(
             f"no search index {search or f'in the lineage of {ckpt}'}: build it with `crawl2chat search-index`"
         )
-    out = layout.evals(ckpt)
+    out = layout.evals(ckpt, conversations, search)
+    elsewhere = layout.held_out_elsewhere(ckpt, conversations, search)
+    if elsewhere:
+        name = f"{name}-on-{elsewhere}"  # the artifacts' keys and titles
 
     n = len(select_items(read_rows(conversations), config.limits, config.seed))
     starts = list(range(0, n, config.chunk))

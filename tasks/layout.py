@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from models import lake
+from models.hashing import hash64
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _KEY_UNSAFE = re.compile(r"[^a-z0-9-]+")
@@ -151,9 +152,32 @@ class Layout:
     def rollouts(self, run: str | None, stage: str) -> str:
         return self._at("rollouts", run, stage)
 
-    def evals(self, checkpoint: str) -> str:
-        """evals/{run}/{stage}/step-N for checkpoints/{run}/{stage}/step-N."""
-        return self._at("evals", self.model_name(checkpoint))
+    def evals(self, checkpoint: str, conversations: str | None = None, search: str | None = None) -> str:
+        """evals/{run}/{stage}/step-N for checkpoints/{run}/{stage}/step-N on its own run's
+        held-out `conversations` and search index; on another run's, or with another index,
+        evals/{run}/{stage}/on-{that}/step-N, so that neither evaluation replaces the other."""
+        *model, step = self.model_name(checkpoint).split("/")
+        elsewhere = self.held_out_elsewhere(checkpoint, conversations, search)
+        return self._at("evals", *model, *([f"on-{elsewhere}"] if elsewhere else []), step)
+
+    def held_out_elsewhere(self, checkpoint: str, conversations: str | None, search: str | None) -> str | None:
+        """What an evaluation asks that is not the model's own run's: the held-out set's
+        name (`docs-sft`: conversations/docs/sft/test) when it belongs to another run, and
+        `index-{name}` when the search index is not the model's; None when both are its own."""
+        parts = []
+        model_run = self.model_name(checkpoint).split("/")[0] if self.model_name(checkpoint).count("/") == 2 else None
+        if conversations is not None:
+            uri = lake.normalize(conversations).rstrip("/")
+            try:
+                held = self._relative(uri, "conversations").removesuffix("/test").split("/")
+            except ValueError:  # a dataset outside this lake's conversations/: named by its address
+                held = ["external", f"{hash64(uri):016x}"[:8]]
+            if (held[0] if len(held) == 2 else None) != model_run:
+                parts.append("-".join(held))
+        own = self.search_for(checkpoint)
+        if search is not None and own is not None and lake.normalize(search) != lake.normalize(own):
+            parts.append("index-" + self._relative(search, "search").replace("/", "-"))
+        return "-".join(parts) or None
 
     def benchmarks(self, checkpoint: str) -> str:
         """evals/{run}/{stage}/benchmarks/step-N: lm-evaluation-harness scores of that checkpoint."""

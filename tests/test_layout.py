@@ -124,6 +124,18 @@ def test_a_model_is_found_by_name_and_its_search_index_by_lineage(tmp_path):
         layout.search_for(_save(layout.checkpoints("r2", "base"), 1, [two], tok)) is None
     )  # two crawls, no index of the run
     assert layout.crawls() == ["docs", "news"] and layout.crawls_of(sft) == ["docs"]
+    # an evaluation on the model's own run's held-out set and index keeps the plain path; on
+    # another run's, or with another index, its own, so neither replaces the other
+    own, held = layout.evals(sft), layout.conversations_for(sft)
+    assert own == layout.evals(sft, held, index) == f"{layout.root}/evals/r/sft/step-000004"
+    assert layout.evals(base, held, index) == f"{layout.root}/evals/r/base/step-000002"  # the pipeline's "before"
+    news = _dataset(layout.search("news"), "search-index", [layout.curated("news").clean])
+    other = lake.join(layout.conversations("r2", "sft"), "test")
+    assert layout.evals(sft, other, index) == f"{layout.root}/evals/r/sft/on-r2-sft/step-000004"
+    assert layout.evals(sft, held, news) == f"{layout.root}/evals/r/sft/on-index-news/step-000004"
+    assert layout.evals(sft, other, news) == f"{layout.root}/evals/r/sft/on-r2-sft-index-news/step-000004"
+    outside = layout.evals(sft, "/elsewhere/held-out", index)
+    assert outside.startswith(f"{layout.root}/evals/r/sft/on-external-") and outside != layout.evals(sft, "/x", index)
     assert Path("tests").is_dir()  # pytest runs from the repository root: a run named like a folder there
     named_like_a_folder = _save(layout.checkpoints("tests", "sft"), 1, [rows], tok)
     assert layout.model("tests") == named_like_a_folder  # the lake's name wins over the local folder

@@ -143,6 +143,20 @@ def test_evaluate_scores_the_fine_tuned_checkpoint_on_held_out_items(tiny, train
         scores[name] = assistant_loss(engine.model, engine.tokenizer, mine, sft_world.SEQ_LEN)["nats_per_token"]
     assert len(mine) == 2 and result["metrics"]["users_loss_nats"] == scores["sft"] != scores["base"]
 
+    # another run's held-out set: its own evaluation, beside this one, never in its place
+    elsewhere = lake.join(tiny["root"], "conversations", "other", "sft", "test")
+    lake.write_dataset(elsewhere, [lake.scan(out["conversations"]["test"]).collect().to_arrow()], kind="conversations")
+    before = lake.manifest(result["results"])
+    other = evaluate(
+        checkpoint="sft",
+        lake=LakeConfig(root=tiny["root"]),
+        config=EvalConfig(limits={"math": 1}, chunk=4, max_new_tokens=8, search_results=1, result_chars=200),
+        conversations=elsewhere,
+        crawl=sft_world.CRAWL,
+    )
+    assert other["results"] == lake.join(tiny["root"], "evals", "sft", "on-other-sft", "step-000004")
+    assert lake.manifest(result["results"]).created_at == before.created_at and other["metrics"]["items"] == 2 * 3
+
 
 def test_another_config_moves_the_old_run_aside_and_trains_anew(tiny, trained):
     from flows.sft import sft
