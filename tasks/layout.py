@@ -174,8 +174,13 @@ class Layout:
                 held = ["external", f"{hash64(uri):016x}"[:8]]
             if (held[0] if len(held) == 2 else None) != model_run:
                 parts.append("-".join(held))
-        own = self.search_for(checkpoint)
-        if search is not None and own is not None and lake.normalize(search) != lake.normalize(own):
+        # The index is news when it is neither the model's nor the one the held-out set was written with.
+        usual = {
+            lake.normalize(u)
+            for u in (self.search_for(checkpoint), conversations and self._search_of(conversations))
+            if u
+        }
+        if search is not None and usual and lake.normalize(search) not in usual:
             parts.append("index-" + self._relative(search, "search").replace("/", "-"))
         return "-".join(parts) or None
 
@@ -258,13 +263,17 @@ class Layout:
         """The crawls whose clean documents a model (or dataset) comes from, by name."""
         return sorted({self.crawl_of(uri) for uri, found in self._ancestors(checkpoint) if found.kind == CLEAN_KIND})
 
+    def _search_of(self, uri: str) -> str | None:
+        """The nearest search index among `uri`'s ancestors (itself included), if any."""
+        return next((u for u, found in self._ancestors(uri) if found.kind == SEARCH_KIND), None)
+
     def search_for(self, checkpoint: str) -> str | None:
         """The search index a model was trained with, found in its lineage: the nearest
         ancestor that is a search index, else the index of the one crawl it was trained on.
         None when neither exists (a base model of several crawls, or an index never built)."""
-        for uri, found in self._ancestors(checkpoint):
-            if found.kind == SEARCH_KIND:
-                return uri
+        nearest = self._search_of(checkpoint)
+        if nearest is not None:
+            return nearest
         crawls = self.crawls_of(checkpoint)
         if len(crawls) == 1 and lake.exists(self.search(crawls[0])):
             return self.search(crawls[0])

@@ -130,10 +130,12 @@ def test_a_model_is_found_by_name_and_its_search_index_by_lineage(tmp_path):
     assert own == layout.evals(sft, held, index) == f"{layout.root}/evals/r/sft/step-000004"
     assert layout.evals(base, held, index) == f"{layout.root}/evals/r/base/step-000002"  # the pipeline's "before"
     news = _dataset(layout.search("news"), "search-index", [layout.curated("news").clean])
-    other = lake.join(layout.conversations("r2", "sft"), "test")
+    other = _dataset(lake.join(layout.conversations("r2", "sft"), "test"), "conversations", [news])
+    assert layout.evals(sft, other, news) == f"{layout.root}/evals/r/sft/on-r2-sft/step-000004"  # `--on r2`: its index
     assert layout.evals(sft, other, index) == f"{layout.root}/evals/r/sft/on-r2-sft/step-000004"
     assert layout.evals(sft, held, news) == f"{layout.root}/evals/r/sft/on-index-news/step-000004"
-    assert layout.evals(sft, other, news) == f"{layout.root}/evals/r/sft/on-r2-sft-index-news/step-000004"
+    third = _dataset(layout.search("third"), "search-index", [clean])
+    assert layout.evals(sft, other, third) == f"{layout.root}/evals/r/sft/on-r2-sft-index-third/step-000004"
     outside = layout.evals(sft, "/elsewhere/held-out", index)
     assert outside.startswith(f"{layout.root}/evals/r/sft/on-external-") and outside != layout.evals(sft, "/x", index)
     assert Path("tests").is_dir()  # pytest runs from the repository root: a run named like a folder there
