@@ -576,6 +576,10 @@ def users_loss(checkpoint: str, conversations: str, config: EvalConfig) -> dict[
 
 def users_scores(found: dict[str, Any]) -> dict[str, Any]:
     """The metrics of a `users_loss` result: the loss, or why it is not measured."""
+    if found.get("skipped") and not found.get("conversations"):
+        return {
+            "users_loss_nats": f"not measured: none of your {found['skipped']} held-out conversations fits the context"
+        }
     if not found.get("conversations"):
         return {"users_loss_nats": "not measured: no conversations of yours in the held-out set (sft --dataset)"}
     return {"users_loss_nats": found["nats_per_token"], "users_heldout_conversations": found["conversations"]}

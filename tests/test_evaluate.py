@@ -394,5 +394,7 @@ def test_assistant_loss_scores_each_reply_alone_cut_at_a_turn_to_fit():
         (nats + other[0]) / (tokens + other[1]), 4
     )  # per token, not per conversation
     assert users_scores({"conversations": 0})["users_loss_nats"].startswith("not measured: no conversations of yours")
+    verdict = users_scores(assistant_loss(model, tokenizer, [too_long], seq_len))["users_loss_nats"]
+    assert verdict == "not measured: none of your 1 held-out conversations fits the context"
     rows = table({"sft": {"users_loss_nats": 2.34567}})
     assert next(r for r in rows if r["metric"].startswith("your held-out conversations"))["sft"] == "2.346"
