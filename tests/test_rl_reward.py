@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from models.tokenizer import train
 from tasks import mathgen
 from tasks.rl import ProblemConfig
-from tasks.rl.evaluate import headline, ks, metrics, pass_at_k
+from tasks.rl.evaluate import before_after, headline, ks, metrics, pass_at_k
 from tasks.rl.problems import BadProblem, check_room, generated, parse_answer, parse_problem, user_problems
 from tasks.rl.reward import score, shape_lengths
 
@@ -148,6 +148,23 @@ def test_metrics_group_by_hold_out():
     # A run is judged on the held-out families where it has them, else on all its held-out problems.
     assert headline(m) == ("family", m["family"])
     assert headline({"all": m["all"], "id": m["all"]}) == ("all", m["all"])
+    assert m["all"]["solved_greedy"] == ["a"] and m["family"]["solved_greedy"] == []
+
+
+def test_before_after_reads_the_change_problem_by_problem():
+    def group(solved, problems=4):
+        return {"all": {"problems": problems, "pass1_greedy": len(solved) / problems, "solved_greedy": solved}}
+
+    rows = before_after(group(["a", "b"]), group(["a", "c"]))
+    greedy = next(r for r in rows if r["metric"].startswith("pass@1, greedy (strict"))
+    # the same rate before and after, yet one problem gained and one lost: not "no change"
+    assert (greedy["before"], greedy["after"]) == ("50.0% (2/4, 15-85)", "50.0% (2/4, 15-85)")
+    assert greedy["change"] == "+0.0 points (gained 1, lost 1)"
+    gained = next(r for r in before_after(group([]), group(["c"])) if r["metric"].startswith("pass@1, greedy (strict"))
+    assert gained["change"] == "+25.0 points (gained 1, lost 0)"
+    older = {"all": {"problems": 4, "pass1_greedy": 0.5}}  # an evaluation from before the ids were kept
+    plain = next(r for r in before_after(older, group(["a"])) if r["metric"].startswith("pass@1, greedy (strict"))
+    assert (plain["before"], plain["change"]) == ("50.0%", "-25.0 points")
 
 
 # -- problems ---------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ the policy, not by the draw. From them:
 - pass@k: the unbiased estimator of Chen et al. 2021 (Codex) over the n samples,
   1 - C(n - c, k) / C(n, k) for c right ones, k = 1, 2, 4, ... up to n;
 - mean reward (the samples' strict and lenient rewards) and mean length in tokens;
+- the problems solved greedily, by id: the before/after table counts the ones RL gained and
+  lost (the same problems are asked each time, so a change is read pair by pair), beside
+  pass@1's 95% interval;
 
 over all held-out problems and per kind of hold-out: `seed` (families RL trains on, new
 numbers and wording), `family` (mathgen's held-out families: structures no training set
@@ -20,6 +23,8 @@ from __future__ import annotations
 from collections import defaultdict
 from math import comb
 from typing import Any
+
+from tasks.evaluate import shown
 
 GROUPS = ("all", "seed", "family", "id")
 
@@ -71,6 +76,7 @@ def _numbers(problems: list[list[dict[str, Any]]]) -> dict[str, Any]:
         "reward_lenient": mean([r["reward_lenient"] for d in drawn for r in d]),
         "length": mean([r["length"] for d in drawn for r in d]),
         "length_greedy": mean([r["length"] for r in greedy]),
+        "solved_greedy": sorted(r["prompt_id"] for r in greedy if r["reward_strict"] >= 1),
     }
     if n:
         for k in ks(n):
@@ -102,15 +108,27 @@ def before_after(before: dict[str, dict[str, Any]], after: dict[str, dict[str, A
             percent = name.startswith("pass") or name.startswith("reward")
             fmt = (lambda v: f"{100 * v:.1f}%") if percent else (lambda v: f"{v:.1f}")
             change = f"{100 * (a - b):+.1f} points" if percent else f"{a - b:+.1f}"
+            cells = {"before": fmt(b), "after": fmt(a)}
+            if name == "pass1_greedy" and "solved_greedy" in before[group] and "solved_greedy" in after[group]:
+                solved = {when: set(m[group]["solved_greedy"]) for when, m in (("before", before), ("after", after))}
+                cells = {
+                    when: greedy_cell(len(solved[when]), m[group]["problems"])
+                    for when, m in (("before", before), ("after", after))
+                }
+                change += f" (gained {len(solved['after'] - solved['before'])}, lost {len(solved['before'] - solved['after'])})"
             label = LABELS.get(name, f"{name} (strict, unbiased estimator)")
             rows.append(
                 {
                     "held out by": group,
                     "metric": label,
-                    "before": fmt(b),
-                    "after": fmt(a),
+                    **cells,
                     "change": change,
                     "problems": after[group]["problems"],
                 }
             )
     return rows
+
+
+def greedy_cell(solved: int, problems: int) -> str:
+    """pass@1 greedy with its count and 95% interval, as the SFT evaluation shows a rate."""
+    return shown("pass1_greedy", solved / problems, [solved, problems])
