@@ -161,19 +161,19 @@ class Layout:
         return self._at("evals", *model, *([f"on-{elsewhere}"] if elsewhere else []), step)
 
     def held_out_elsewhere(self, checkpoint: str, conversations: str | None, search: str | None) -> str | None:
-        """What an evaluation asks that is not the model's own run's: the held-out set's
-        name (`docs-sft`: conversations/docs/sft/test) when it belongs to another run, and
+        """What an evaluation asks that is not the model's own: the held-out set's name
+        (`docs-sft`: conversations/docs/sft/test) when it is not the one the model was trained
+        beside (for a base model: its run's `sft` set, the pipeline's "before"), and
         `index-{name}` when the search index is not the model's; None when both are its own."""
         parts = []
-        model_run = self.model_name(checkpoint).split("/")[0] if self.model_name(checkpoint).count("/") == 2 else None
-        if conversations is not None:
+        name = self.model_name(checkpoint).split("/")
+        own = self.conversations_for(checkpoint) or self._at("conversations", *name[:-2], "sft", "test")
+        if conversations is not None and lake.normalize(conversations).rstrip("/") != own:
             uri = lake.normalize(conversations).rstrip("/")
             try:
-                held = self._relative(uri, "conversations").removesuffix("/test").split("/")
+                parts.append(self._relative(uri, "conversations").removesuffix("/test").replace("/", "-"))
             except ValueError:  # a dataset outside this lake's conversations/: named by its address
-                held = ["external", f"{hash64(uri):016x}"[:8]]
-            if (held[0] if len(held) == 2 else None) != model_run:
-                parts.append("-".join(held))
+                parts.append(f"external-{hash64(uri):016x}"[:17])
         # The index is news when it is neither the model's nor the one the held-out set was written with.
         usual = {
             lake.normalize(u)

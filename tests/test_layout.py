@@ -129,6 +129,9 @@ def test_a_model_is_found_by_name_and_its_search_index_by_lineage(tmp_path):
     own, held = layout.evals(sft), layout.conversations_for(sft)
     assert own == layout.evals(sft, held, index) == f"{layout.root}/evals/r/sft/step-000004"
     assert layout.evals(base, held, index) == f"{layout.root}/evals/r/base/step-000002"  # the pipeline's "before"
+    second = lake.join(layout.conversations("r", "sft-faq"), "test")  # a second SFT of the same run
+    assert layout.evals(base, second, index) == f"{layout.root}/evals/r/base/on-r-sft-faq/step-000002"
+    assert layout.evals(sft, second, index) == f"{layout.root}/evals/r/sft/on-r-sft-faq/step-000004"
     news = _dataset(layout.search("news"), "search-index", [layout.curated("news").clean])
     other = _dataset(lake.join(layout.conversations("r2", "sft"), "test"), "conversations", [news])
     assert layout.evals(sft, other, news) == f"{layout.root}/evals/r/sft/on-r2-sft/step-000004"  # `--on r2`: its index
