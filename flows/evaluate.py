@@ -69,8 +69,8 @@ def evaluate(
         raise FileNotFoundError(
             f"no search index {search or f'in the lineage of {ckpt}'}: build it with `crawl2chat search-index`"
         )
-    out = layout.evals(ckpt, conversations, search)
     elsewhere = layout.held_out_elsewhere(ckpt, conversations, search)
+    out = layout.evals(ckpt, elsewhere)
     if elsewhere:
         name = f"{name}-on-{elsewhere}"  # the artifacts' keys and titles
 

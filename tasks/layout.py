@@ -152,12 +152,11 @@ class Layout:
     def rollouts(self, run: str | None, stage: str) -> str:
         return self._at("rollouts", run, stage)
 
-    def evals(self, checkpoint: str, conversations: str | None = None, search: str | None = None) -> str:
-        """evals/{run}/{stage}/step-N for checkpoints/{run}/{stage}/step-N on its own run's
-        held-out `conversations` and search index; on another run's, or with another index,
-        evals/{run}/{stage}/on-{that}/step-N, so that neither evaluation replaces the other."""
+    def evals(self, checkpoint: str, elsewhere: str | None = None) -> str:
+        """evals/{run}/{stage}/step-N for checkpoints/{run}/{stage}/step-N on its own held-out
+        set and index; evals/{run}/{stage}/on-{elsewhere}/step-N on another's
+        (`held_out_elsewhere`), so that neither evaluation replaces the other."""
         *model, step = self.model_name(checkpoint).split("/")
-        elsewhere = self.held_out_elsewhere(checkpoint, conversations, search)
         return self._at("evals", *model, *([f"on-{elsewhere}"] if elsewhere else []), step)
 
     def held_out_elsewhere(self, checkpoint: str, conversations: str | None, search: str | None) -> str | None:

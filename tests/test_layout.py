@@ -127,20 +127,24 @@ def test_a_model_is_found_by_name_and_its_search_index_by_lineage(tmp_path):
     # an evaluation on the model's own run's held-out set and index keeps the plain path; on
     # another run's, or with another index, its own, so neither replaces the other
     own, held = layout.evals(sft), layout.conversations_for(sft)
-    assert own == layout.evals(sft, held, index) == f"{layout.root}/evals/r/sft/step-000004"
-    assert layout.evals(base, held, index) == f"{layout.root}/evals/r/base/step-000002"  # the pipeline's "before"
+
+    def evals(model, conversations, search):
+        return layout.evals(model, layout.held_out_elsewhere(model, conversations, search))
+
+    assert own == evals(sft, held, index) == f"{layout.root}/evals/r/sft/step-000004"
+    assert evals(base, held, index) == f"{layout.root}/evals/r/base/step-000002"  # the pipeline's "before"
     second = lake.join(layout.conversations("r", "sft-faq"), "test")  # a second SFT of the same run
-    assert layout.evals(base, second, index) == f"{layout.root}/evals/r/base/on-r-sft-faq/step-000002"
-    assert layout.evals(sft, second, index) == f"{layout.root}/evals/r/sft/on-r-sft-faq/step-000004"
+    assert evals(base, second, index) == f"{layout.root}/evals/r/base/on-r-sft-faq/step-000002"
+    assert evals(sft, second, index) == f"{layout.root}/evals/r/sft/on-r-sft-faq/step-000004"
     news = _dataset(layout.search("news"), "search-index", [layout.curated("news").clean])
     other = _dataset(lake.join(layout.conversations("r2", "sft"), "test"), "conversations", [news])
-    assert layout.evals(sft, other, news) == f"{layout.root}/evals/r/sft/on-r2-sft/step-000004"  # `--on r2`: its index
-    assert layout.evals(sft, other, index) == f"{layout.root}/evals/r/sft/on-r2-sft/step-000004"
-    assert layout.evals(sft, held, news) == f"{layout.root}/evals/r/sft/on-index-news/step-000004"
+    assert evals(sft, other, news) == f"{layout.root}/evals/r/sft/on-r2-sft/step-000004"  # `--on r2`: its index
+    assert evals(sft, other, index) == f"{layout.root}/evals/r/sft/on-r2-sft/step-000004"
+    assert evals(sft, held, news) == f"{layout.root}/evals/r/sft/on-index-news/step-000004"
     third = _dataset(layout.search("third"), "search-index", [clean])
-    assert layout.evals(sft, other, third) == f"{layout.root}/evals/r/sft/on-r2-sft-index-third/step-000004"
-    outside = layout.evals(sft, "/elsewhere/held-out", index)
-    assert outside.startswith(f"{layout.root}/evals/r/sft/on-external-") and outside != layout.evals(sft, "/x", index)
+    assert evals(sft, other, third) == f"{layout.root}/evals/r/sft/on-r2-sft-index-third/step-000004"
+    outside = evals(sft, "/elsewhere/held-out", index)
+    assert outside.startswith(f"{layout.root}/evals/r/sft/on-external-") and outside != evals(sft, "/x", index)
     assert Path("tests").is_dir()  # pytest runs from the repository root: a run named like a folder there
     named_like_a_folder = _save(layout.checkpoints("tests", "sft"), 1, [rows], tok)
     assert layout.model("tests") == named_like_a_folder  # the lake's name wins over the local folder

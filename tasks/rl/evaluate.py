@@ -111,8 +111,10 @@ def before_after(before: dict[str, dict[str, Any]], after: dict[str, dict[str, A
             cells = {"before": fmt(b), "after": fmt(a)}
             if name == "pass1_greedy" and "solved_greedy" in before[group] and "solved_greedy" in after[group]:
                 solved = {when: set(m[group]["solved_greedy"]) for when, m in (("before", before), ("after", after))}
-                cells = {
-                    when: greedy_cell(len(solved[when]), m[group]["problems"])
+                cells = {  # with its count and 95% interval, as the SFT evaluation shows a rate
+                    when: shown(
+                        name, len(solved[when]) / m[group]["problems"], [len(solved[when]), m[group]["problems"]]
+                    )
                     for when, m in (("before", before), ("after", after))
                 }
                 change += f" (gained {len(solved['after'] - solved['before'])}, lost {len(solved['before'] - solved['after'])})"
@@ -127,8 +129,3 @@ def before_after(before: dict[str, dict[str, Any]], after: dict[str, dict[str, A
                 }
             )
     return rows
-
-
-def greedy_cell(solved: int, problems: int) -> str:
-    """pass@1 greedy with its count and 95% interval, as the SFT evaluation shows a rate."""
-    return shown("pass1_greedy", solved / problems, [solved, problems])
