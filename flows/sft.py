@@ -105,12 +105,11 @@ def sft(
     if not documents:
         print(f"no clean documents to ask about: leaving out {list(DOC_SOURCES)}")
         config = config.model_copy(update={"sources": [s for s in config.sources if s not in DOC_SOURCES]})
-    facts = layout.facts(crawl) if crawl else None
-    if facts is None or not lakes.exists(facts):
-        # A crawl of the real web has no list of facts to ask about (the sample crawl's does).
-        print(f"no {facts}: leaving out the sources that ask about the crawl's facts ({sorted(FACT_SOURCES)})")
+    # A crawl of the real web has no list of facts to ask about (the sample crawl's does).
+    facts = next((layout.facts(c) for c in crawls if lakes.exists(layout.facts(c))), None)
+    if facts is None:
+        print(f"no facts dataset in {crawls}: leaving out the sources that ask about them ({sorted(FACT_SOURCES)})")
         config = config.model_copy(update={"sources": [s for s in config.sources if s not in FACT_SOURCES]})
-        facts = None
     if "code_math" in config.sources and not Tokenizer.load(tokenizer_uri).has_special("<|python_start|>"):
         print(f"{tokenizer_uri} was trained before the code tool: leaving out code_math")
         config = config.model_copy(update={"sources": [s for s in config.sources if s != "code_math"]})

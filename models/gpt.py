@@ -35,7 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.recall import lookup
+from models.recall import found_in_results, in_context, lookup
+from models.tokenizer import SPECIAL_IDS
 
 
 @dataclass
@@ -70,6 +71,9 @@ class GPTConfig:
     # also copies the model's own mistakes when sampling (docs/sizing.md, Recall). Not a Qwen3
     # model: such a checkpoint cannot be exported.
     recall: bool = False
+    # "all": from anything read, everywhere; "context": only from user turns and search results,
+    # only in a search query or the reply after a result (a retrieval system's pointer)
+    recall_scope: str = "all"
     recall_cap: int = 8
     recall_boundary: int = 1  # the token that opens a document (models/tokenizer.py's <|bos|>)
 
@@ -89,6 +93,8 @@ class GPTConfig:
             raise ValueError("rotary needs an even head_dim")
         if self.recall_cap < 1:
             raise ValueError(f"recall_cap must be at least 1, not {self.recall_cap}")
+        if self.recall_scope not in ("all", "context"):
+            raise ValueError(f"recall_scope is 'all' or 'context', not {self.recall_scope!r}")
 
     def num_params(self, embedding: bool = True) -> int:
         """Parameters of the model built from this config (`embedding=False`: without the
@@ -497,6 +503,8 @@ class GPT(nn.Module):
             self.recall_length = nn.Embedding(lengths, config.n_embd)  # how long the match is, in
             self.recall_gate = nn.Linear(config.n_embd, 1, bias=False)  # the head's bonus, from the context
             self.recall_bonus = nn.Embedding(lengths, 1)  # ... and from the match's length
+            if config.recall_scope == "context":  # which word each token is, for matching (the trainer sets it)
+                self.register_buffer("recall_word", torch.arange(config.vocab_size))
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.norm = RMSNorm(config.n_embd, config.norm_eps)
         # Tied: no head of its own, the logits are read off the embedding (`logits`).
@@ -593,7 +601,19 @@ class GPT(nn.Module):
                 read = None if written is None else ~written
             else:
                 tokens, slots, first, read = kv_cache.remember(idx, written)
-            recalled = lookup(tokens, slots, self.config.recall_cap, first, self.config.recall_boundary, read)
+            active = None
+            if self.config.recall_scope == "context":
+                source, active = in_context(tokens, SPECIAL_IDS)
+                read = source if read is None else read & source
+            words = self.recall_word[tokens] if active is not None else None
+            recalled = lookup(tokens, slots, self.config.recall_cap, first, self.config.recall_boundary, read, words)
+            if active is not None:
+                proposed, length = recalled
+                found = found_in_results(tokens, slots, words, SPECIAL_IDS, self.config.recall_cap)
+                if found is not None:  # where a result ends: what was searched for, if the passages hold it
+                    closing = found[1] > 0
+                    proposed, length = torch.where(closing, found[0], proposed), torch.where(closing, found[1], length)
+                recalled = proposed, length * active.gather(1, slots)
             x = x + self.recall_input(*recalled)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, kv_cache, None if stacked is None else stacked[i])

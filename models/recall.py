@@ -25,7 +25,15 @@ Two limits, both measured on the tiny preset (docs/sizing.md, Recall):
 - Recall proposes only tokens the model read (`read`), never ones it wrote: sampling hands it
   the model's own mistakes, which it carried on into loops and wrong queries (verified-unknown
   terms abstained 52.5% -> 82.5%, unknown entities 77% -> 100% with this limit).
-Math stayed low even so (10-13% against 53-70% without recall), so the presets leave it off.
+Math stayed low even so (10-13% against 53-70% without recall).
+
+Recall in context (`recall_scope="context"`) is the pointer of a retrieval system instead: it
+proposes only tokens of the conversation's user turns and search results, and only while the
+model writes a search query or its reply after a result. A math problem, a refusal or a
+pretraining document never gets a proposal, so what the model learns there is untouched; what
+it can copy is the name it was asked about into its query, and a passage's words into its reply.
+A query opens without a space ("the" where the question has "▁the"), so runs compare words: a
+token and its spaced twin are one (`GPT.recall_word`, from `Tokenizer.words`).
 
 The lookup depends only on the tokens, so caches keep each row's token ids (nothing else):
 rewinding, dropping rows or copying a prefilled row stays consistent for free.
@@ -44,6 +52,7 @@ def lookup(
     first: torch.Tensor | None = None,
     boundary: int | None = None,
     read: torch.Tensor | None = None,
+    words: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(proposed, length), each (B, T), for the queries at `slots` (B, T) of `tokens` (B, S).
 
@@ -52,8 +61,9 @@ def lookup(
     at or after the latest `boundary` token at or before i (its document's start). Runs compare
     tokens[i - k] with tokens[j - k] for k = 0, 1, ... while both stay in that span, and stop
     at `cap`. `read` (B, S): which tokens the model read rather than wrote (None: all); only
-    a read token is ever proposed. Where no earlier slot matches, length is 0 and `proposed` is
-    meaningless (the model masks it).
+    a read token is ever proposed. `words` (B, S): what runs compare instead of the tokens
+    (a token mapped to its word, space or not), while the proposal is always the token itself.
+    Where no earlier slot matches, length is 0 and `proposed` is meaningless (the model masks it).
     """
     if cap < 1:
         raise ValueError(f"recall_cap must be at least 1, not {cap}")
@@ -66,11 +76,12 @@ def lookup(
     alive = keys[None, None, :] < slots[:, :, None]  # (B, T, S): candidates before the query
     if read is not None:  # the token after the candidate must be one the model read
         alive = alive & F.pad(read[:, 1:], (0, 1), value=False)[:, None, :]
+    compared = tokens if words is None else words
     run = torch.zeros(alive.shape, dtype=torch.int32, device=tokens.device)
     for k in range(cap):
         back_q, back_k = slots - k, keys - k  # the k-th token before the query and the candidate
         in_span = (back_q >= start)[:, :, None] & (back_k[None, None, :] >= start[:, :, None])
-        same = tokens.gather(1, back_q.clamp(min=0))[:, :, None] == tokens[:, back_k.clamp(min=0)][:, None, :]
+        same = compared.gather(1, back_q.clamp(min=0))[:, :, None] == compared[:, back_k.clamp(min=0)][:, None, :]
         alive = alive & same & in_span
         run += alive
     best = (run * S + keys).masked_fill(run == 0, -1).argmax(-1)  # longest run, then latest
@@ -84,3 +95,69 @@ def written_by_model(targets: torch.Tensor) -> torch.Tensor:
     trained). Token t + 1 was written where target t is trained, as in SFT's assistant turns
     and RL's sampled tokens; the first token never was."""
     return F.pad(targets[:, :-1] >= 0, (1, 0), value=False)
+
+
+def _inside(tokens: torch.Tensor, opens: tuple[int, ...], closes: tuple[int, ...]) -> torch.Tensor:
+    """(B, S) bool: which slots lie after an opening token with no closing one since (the
+    opening token itself included)."""
+    keys = torch.arange(tokens.size(1), device=tokens.device)
+
+    def latest(ids: tuple[int, ...]) -> torch.Tensor:
+        hit = torch.isin(tokens, torch.tensor(ids, device=tokens.device))
+        return torch.where(hit, keys, -1).cummax(1).values
+
+    return latest(opens) > latest(closes)
+
+
+def in_context(tokens: torch.Tensor, ids: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source, active), each (B, S) bool, for recall in context: `source`, the slots of user
+    turns and search results (what may be proposed); `active`, the slots from which the model
+    writes a search query or its reply after a result (where a proposal is made). `ids` maps
+    models/tokenizer.py's special tokens to their ids."""
+    i = ids.__getitem__
+    user = _inside(tokens, (i("<|user_start|>"),), (i("<|user_end|>"),))
+    result = _inside(tokens, (i("<|result_start|>"),), (i("<|result_end|>"),))
+    query = _inside(tokens, (i("<|search_start|>"),), (i("<|search_end|>"),))
+    # after a result until the turn ends (or another tool is called): the reply that reads it
+    reply = _inside(
+        tokens,
+        (i("<|result_end|>"),),
+        (i("<|assistant_end|>"), i("<|user_start|>"), i("<|bos|>"), i("<|calc_start|>"), i("<|python_start|>")),
+    )
+    opening = torch.isin(tokens, torch.tensor([i("<|user_start|>"), i("<|result_start|>")], device=tokens.device))
+    return (user | result) & ~opening, query | reply
+
+
+def _last(row: list[int], marks: tuple[int, ...], before: int) -> int:
+    """The latest slot before `before` that holds one of `marks`, else -1."""
+    return max((k for k in range(before) if row[k] in marks), default=-1)
+
+
+def found_in_results(
+    tokens: torch.Tensor, slots: torch.Tensor, words: torch.Tensor, ids: dict[str, int], cap: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """What recall in context says where a search result ends (the reply's first token): the
+    query's first token, with a length of `cap` less the number of the query's words that the
+    results lack (at least 1) where they hold any of them, else nothing. Whether the passages
+    hold what was searched for is what a reply must decide first (answer from them, or say "I
+    don't know"), and the query's first word is where an answer that restates its subject
+    starts. (B, T) each, or None where no slot closes a result; no proposal: length 0."""
+    i = ids.__getitem__
+    closing = (tokens.gather(1, slots) == i("<|result_end|>")).nonzero().tolist()
+    if not closing:
+        return None
+    proposed, length = torch.zeros_like(slots), torch.zeros_like(slots)
+    for b, t in closing:
+        end = int(slots[b, t])
+        row = tokens[b, :end].tolist()
+        result = _last(row, (i("<|result_start|>"),), end)
+        query_end = _last(row, (i("<|search_end|>"),), result)
+        query_start = _last(row, (i("<|search_start|>"),), query_end)
+        turn = _last(row, (i("<|bos|>"), i("<|assistant_end|>")), end)  # the search must be this turn's
+        if min(result, query_end, query_start) < 0 or query_start <= turn or query_end - query_start < 2:
+            continue
+        query, passages = words[b, query_start + 1 : query_end], words[b, result + 1 : end]
+        missing = int((~torch.isin(query, passages)).sum())
+        if missing < query.numel():  # the length says how many of the query's words the passages lack
+            proposed[b, t], length[b, t] = tokens[b, query_start + 1], max(1, cap - missing)
+    return proposed, length

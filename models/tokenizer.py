@@ -60,6 +60,7 @@ SPECIALS = (
     "<|python_output_start|>",
     "<|python_output_end|>",
 )
+SPECIAL_IDS = {name: i for i, name in enumerate(SPECIALS, start=1)}  # what every crawl2chat tokenizer assigns
 LATER_SPECIALS = frozenset(SPECIALS[14:])  # the code tool's: absent from tokenizers trained before it
 MODEL_FILE = "tokenizer.model"
 SPACE_MARK = "\u2581"  # sentencepiece's "▁": how a space is written inside a piece
@@ -172,6 +173,25 @@ class Tokenizer:
 
     def is_special(self, token_id: int) -> bool:
         return self._sp.is_control(token_id) or self._sp.is_unknown(token_id)
+
+    def words(self) -> list[int]:
+        """For each id, the id of the same word written plainly: its piece without a leading
+        space and in lower case ("▁The" -> "the"), else without the space, else the id itself.
+        A word opening a turn or a sentence is encoded apart from the same word inside one, and
+        recall in context must see them as one word (models/recall.py)."""
+        sp = self._sp
+        out = list(range(self.vocab_size))
+        for i in range(self.vocab_size):
+            piece = sp.id_to_piece(i)
+            if sp.is_control(i) or sp.is_byte(i):
+                continue
+            bare = piece.removeprefix(SPACE_MARK) or piece
+            for form in (bare.lower(), bare):
+                j = sp.piece_to_id(form)
+                if not sp.is_unknown(j):
+                    out[i] = j
+                    break
+        return out
 
     def id_to_piece(self, token_id: int) -> str:
         """The piece as sentencepiece writes it ("▁the", "<0x0A>", "<|bos|>"): for display."""

@@ -201,6 +201,8 @@ class Trainer:
 
         seed_everything(cfg.seed)
         self.model = GPT(model_cfg).to(self.device)
+        if model_cfg.recall and model_cfg.recall_scope == "context":  # a word matches itself with or without a space
+            self.model.recall_word.copy_(torch.tensor(self.tokenizer.words()))
         self.optimizer = optimizer_for(self.model, cfg, self.device)
         self.step = 0
         self.position: dict[str, int] | None = None
@@ -236,11 +238,25 @@ class Trainer:
         self.log(f"resumed from {uri} at step {self.step}")
 
     def _initialize(self, uri: str) -> None:
-        """Start from another run's weights (the optimizer starts fresh)."""
+        """Start from another run's weights (the optimizer starts fresh). A run may add recall
+        in context to a model without it (SFT's `recall`): the pointer's parameters start as
+        a new model's do, near silent."""
         ckpt = checkpoint.load(uri, training_state=False, device=self.device)
-        if GPTConfig(**ckpt.config["model"]) != self.model_cfg:
+        saved = GPTConfig(**ckpt.config["model"])
+        adds_recall = self.model_cfg.recall and not saved.recall
+        if adds_recall:
+            saved = dataclasses.replace(
+                saved,
+                recall=True,
+                recall_scope=self.model_cfg.recall_scope,
+                recall_cap=self.model_cfg.recall_cap,
+                recall_boundary=self.model_cfg.recall_boundary,
+            )
+        if saved != self.model_cfg:
             raise ValueError(f"checkpoint {uri} has model {ckpt.config['model']}, this run asks for {self.model_cfg}")
-        self.model.load_state_dict(ckpt.model)
+        missing, unexpected = self.model.load_state_dict(ckpt.model, strict=not adds_recall)
+        if unexpected or any(not name.startswith("recall_") for name in missing):
+            raise ValueError(f"checkpoint {uri} does not fit this model: missing {missing}, unexpected {unexpected}")
         self.log(f"initialized from {ckpt.uri}")
 
     def loader(self, datasets: list[str], **options: Any) -> Any:

@@ -26,13 +26,13 @@ def tok(shared_data) -> Tokenizer:
     return train([truth[k]["articleBody"] for k in sorted(truth)][:100], 1024)
 
 
-def random_model(tok: Tokenizer, seq_len: int = 96, seed: int = 0, recall: bool = False) -> GPT:
+def random_model(tok: Tokenizer, seq_len: int = 96, seed: int = 0, recall: bool = False, scope: str = "all") -> GPT:
     """Grouped-query attention (4 heads over 2) and weights large enough for peaked,
     varied next-token distributions. `recall`: with the token lookup (models/recall.py),
     whose per-row token history every cache path must carry."""
     torch.manual_seed(seed)
     cfg = GPTConfig(vocab_size=tok.vocab_size, seq_len=seq_len, n_layer=2, n_head=4, n_kv_head=2, n_embd=64)
-    model = GPT(dataclasses.replace(cfg, recall=recall, recall_cap=4))
+    model = GPT(dataclasses.replace(cfg, recall=recall, recall_cap=4, recall_scope=scope))
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.3)
@@ -105,6 +105,38 @@ def test_cached_decoding_with_a_shared_prefill_equals_full_forward_passes(tok, m
     torch.testing.assert_close(torch.stack(steps, 1), full[:, len(prompt) :], rtol=1e-5, atol=1e-5)
     # The rows really differ after the prefill (the cache is per row, not shared storage).
     assert not torch.allclose(steps[-1][0], steps[-1][1])
+
+
+def test_recall_in_context_decodes_from_the_cache_what_a_full_pass_computes(tok):
+    """A conversation where recall in context proposes (a query and a reply after a result,
+    words repeated from the question and the passage): cached decoding computes what a full
+    pass does, row by row, and the proposals really change the logits."""
+    model = random_model(tok, recall=True, scope="context")
+    s = tok.specials
+    words = tok.encode("pg_dump backs up a database")
+    prompt = [tok.bos_id, s["<|user_start|>"], *words, *words, s["<|user_end|>"], s["<|assistant_start|>"]]
+    prompt += [
+        s["<|search_start|>"],
+        *words[:2],
+        s["<|search_end|>"],
+        s["<|result_start|>"],
+        *words,
+        s["<|result_end|>"],
+    ]
+    continuations = torch.tensor([words[:6], [*words[:3], s["<|assistant_end|>"], *words[:2]]])
+    everywhere = GPT(dataclasses.replace(model.config, recall_scope="all")).eval()
+    everywhere.load_state_dict({k: v for k, v in model.state_dict().items() if k != "recall_word"})
+    with torch.inference_mode():
+        cache, _ = Engine(model, tok)._prefill(prompt, 2, len(prompt) + 6)
+        steps = torch.stack([model(continuations[:, t : t + 1], kv_cache=cache)[:, -1] for t in range(6)], 1)
+        rows = torch.cat([torch.tensor([prompt] * 2), continuations], dim=1)
+        full = model(rows)[:, len(prompt) :]
+        turn = slice(2 + len(words), 2 + 2 * len(words))  # the user's words again: recall in context proposes nothing
+        silent, loud = (m(rows[:, : len(prompt)])[0, turn] for m in (model, everywhere))
+    torch.testing.assert_close(steps, full, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(full[0], full[1])  # the second row closed the turn: no proposals after it
+    # inside the user's turn recall in context proposes nothing, where recall everywhere does
+    assert not torch.allclose(silent, loud)
 
 
 def test_dropping_finished_rows_keeps_the_others_cache(tok, model):

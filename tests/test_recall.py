@@ -9,15 +9,22 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.recall import lookup
+from models.recall import found_in_results, in_context, lookup
+from models.tokenizer import SPECIAL_IDS
 
 
 def brute_force(
-    row: list[int], i: int, cap: int, first: int = 0, boundary: int | None = None, read: list[bool] | None = None
+    row: list[int],
+    i: int,
+    cap: int,
+    first: int = 0,
+    boundary: int | None = None,
+    read: list[bool] | None = None,
+    word=lambda t: t,
 ) -> tuple[int, int]:
     """(proposed token, run length) for the query at slot i, by the definition: among slots
-    first <= j < i of the query's document whose next token was read, the longest run of equal
-    tokens ending at (j, i), capped; ties to the latest."""
+    first <= j < i of the query's document whose next token was read, the longest run of tokens
+    of equal words ending at (j, i), capped; ties to the latest."""
     if boundary is not None:
         first = max([first] + [s for s in range(first, i + 1) if row[s] == boundary])
     best, best_len = None, 0
@@ -25,7 +32,7 @@ def brute_force(
         if read is not None and not read[j + 1]:
             continue
         n = 0
-        while n < cap and j - n >= first and row[i - n] == row[j - n]:
+        while n < cap and j - n >= first and word(row[i - n]) == word(row[j - n]):
             n += 1
         if n and n >= best_len:
             best, best_len = j, n
@@ -39,17 +46,21 @@ def brute_force(
     pads=st.lists(st.integers(0, 6), min_size=3, max_size=3),
     boundary=st.sampled_from([None, 0]),
     written=st.one_of(st.none(), st.lists(st.booleans(), min_size=12, max_size=12)),
+    paired=st.booleans(),
 )
-def test_the_lookup_is_the_definition_on_any_rows_with_any_padding_and_documents(rows, cap, pads, boundary, written):
+def test_the_lookup_is_the_definition_on_any_rows_with_any_padding_and_documents(
+    rows, cap, pads, boundary, written, paired
+):
     tokens = torch.tensor(rows)
     first = torch.tensor(pads[: len(rows)])
     slots = torch.arange(12).expand(len(rows), 12)
     read = None if written is None else [not w for w in written]
     mask = None if read is None else torch.tensor([read] * len(rows))
-    proposed, length = lookup(tokens, slots, cap, first, boundary, mask)
+    word = (lambda t: t | 1) if paired else (lambda t: t)  # paired: 2 and 3 are one word, spaced or not
+    proposed, length = lookup(tokens, slots, cap, first, boundary, mask, tokens | 1 if paired else None)
     for b, row in enumerate(rows):
         for i in range(first[b].item(), 12):
-            want, want_len = brute_force(row, i, cap, first[b].item(), boundary, read)
+            want, want_len = brute_force(row, i, cap, first[b].item(), boundary, read, word)
             assert length[b, i].item() == want_len, (row, i)
             if want_len:
                 assert proposed[b, i].item() == want
@@ -90,3 +101,100 @@ def test_what_the_model_wrote_is_never_proposed():
     assert (proposed[0, 8].item(), length[0, 8].item()) == (7, 1)  # the prompt's "6" -> 7
     looped = lookup(row, slots, cap=4)  # everything read: its own "7 6 7 6" matches 3 long
     assert (looped[0][0, 8].item(), looped[1][0, 8].item()) == (7, 3)
+
+
+# -- recall in context ---------------------------------------------------------------------
+
+MARKS = ("<|bos|>", "<|user_start|>", "<|user_end|>", "<|assistant_end|>", "<|search_start|>", "<|search_end|>")
+MARKS += ("<|result_start|>", "<|result_end|>", "<|calc_start|>", "<|python_start|>")
+
+
+def context_by_definition(row: list[int]) -> tuple[list[bool], list[bool]]:
+    """(source, active) per slot, walking back from each slot to the marks that decide it."""
+    name = {SPECIAL_IDS[m]: m for m in MARKS}
+
+    def latest(s: int, marks: set[str]) -> int:
+        return max((k for k in range(s + 1) if name.get(row[k]) in marks), default=-1)
+
+    def inside(s: int, opens: set[str], closes: set[str]) -> bool:
+        return latest(s, opens) > latest(s, closes)
+
+    source, active = [], []
+    for s, token in enumerate(row):
+        read = inside(s, {"<|user_start|>"}, {"<|user_end|>"}) or inside(s, {"<|result_start|>"}, {"<|result_end|>"})
+        source.append(read and name.get(token) not in ("<|user_start|>", "<|result_start|>"))
+        closes = {"<|assistant_end|>", "<|user_start|>", "<|bos|>", "<|calc_start|>", "<|python_start|>"}
+        active.append(inside(s, {"<|search_start|>"}, {"<|search_end|>"}) or inside(s, {"<|result_end|>"}, closes))
+    return source, active
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(
+        st.lists(st.sampled_from([*(SPECIAL_IDS[m] for m in MARKS), 40, 41]), min_size=16, max_size=16),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_recall_in_context_reads_user_turns_and_results_and_speaks_in_queries_and_replies(rows):
+    source, active = in_context(torch.tensor(rows), SPECIAL_IDS)
+    for b, row in enumerate(rows):
+        want_source, want_active = context_by_definition(row)
+        assert source[b].tolist() == want_source, row
+        assert active[b].tolist() == want_active, row
+
+
+def test_recall_in_context_proposes_a_name_from_the_question_in_the_query_and_a_passage_word_in_the_reply():
+    i = SPECIAL_IDS.__getitem__
+    U, R, N, X = 40, 41, 42, 43  # words: "who", "born", a name, "in"
+    row = [i("<|bos|>"), i("<|user_start|>"), U, N, R, i("<|user_end|>"), i("<|assistant_start|>")]
+    row += [i("<|search_start|>"), N, R, i("<|search_end|>"), i("<|result_start|>"), N, R, X, i("<|result_end|>"), N, R]
+    tokens = torch.tensor([row])
+    source, active = in_context(tokens, SPECIAL_IDS)
+    slots = torch.arange(len(row))[None]
+    proposed, length = lookup(tokens, slots, 4, None, i("<|bos|>"), source)
+    length = length * active
+    at = {k: (proposed[0, k].item(), length[0, k].item()) for k in range(len(row))}
+    assert at[8] == (R, 1)  # the query's name: what followed it in the question
+    assert at[len(row) - 1] == (X, 2)  # the reply's "name born": the passage goes on with "in"
+    assert all(length[0, k] == 0 for k in range(7))  # nothing in the user's turn itself
+    # a math conversation (no search): no proposal anywhere, though its words repeat
+    math = [i("<|bos|>"), i("<|user_start|>"), U, N, R, i("<|user_end|>"), i("<|assistant_start|>"), U, N, R]
+    math += [i("<|calc_start|>"), N, i("<|calc_end|>"), U, N]
+    tokens = torch.tensor([math])
+    source, active = in_context(tokens, SPECIAL_IDS)
+    assert not active.any()
+
+
+def test_where_a_result_ends_recall_says_how_many_words_searched_for_the_passages_lack():
+    i = SPECIAL_IDS.__getitem__
+    A, B, C, D = 40, 41, 42, 43
+    row = [i("<|bos|>"), i("<|user_start|>"), A, B, C, i("<|user_end|>"), i("<|assistant_start|>")]
+    row += [i("<|search_start|>"), B, C, i("<|search_end|>"), i("<|result_start|>"), D, C, A, B]
+    row += [i("<|result_end|>"), B]
+    tokens, slots = torch.tensor([row]), torch.arange(len(row))[None]
+    end = row.index(i("<|result_end|>"))
+
+    def said(row, words=None, cap=8, every_slot=True):
+        """(proposal, length) where the result ends, and the lengths' sum over the row."""
+        t, close = torch.tensor([row]), row.index(i("<|result_end|>"))
+        at = torch.arange(len(row))[None] if every_slot else torch.tensor([[close]])
+        found = found_in_results(t, at, t if words is None else torch.tensor([words]), SPECIAL_IDS, cap)
+        k = close if every_slot else 0
+        return found[0][0, k].item(), found[1][0, k].item(), found[1].sum().item()
+
+    assert said(row) == (B, 8, 8)  # the query's first word; none lacking: the cap; nowhere else
+    assert said(row, cap=3) == (B, 3, 3)
+    lacking = [D if k == end - 1 else t for k, t in enumerate(row)]  # the passages lose the query's "B"
+    assert said(lacking) == (B, 7, 7)  # one word lacking
+    neither = [D if k in (end - 1, end - 3) else t for k, t in enumerate(row)]  # ... and its "C"
+    assert said(neither)[1:] == (0, 0)  # nothing of the query found: no proposal
+    # words, not tokens: the passage's spaced twin of a query word counts as found
+    spaced = [B + 10 if k == end - 1 else t for k, t in enumerate(row)]
+    assert said(spaced, [B if t == B + 10 else t for t in spaced])[1] == 8
+    # only the slots asked about (a decoding step); None without a result ending there
+    assert found_in_results(tokens, slots[:, :end], tokens, SPECIAL_IDS, 8) is None
+    assert said(row, every_slot=False) == (B, 8, 8)
+    # "no results" for a search of something absent: nothing to propose
+    absent = row[: row.index(i("<|result_start|>")) + 1] + [D, D, i("<|result_end|>")]
+    assert said(absent)[2] == 0

@@ -172,6 +172,20 @@ def test_another_config_moves_the_old_run_aside_and_trains_anew(tiny, trained):
     )  # steps 2 and 4, kept
 
 
+def test_without_a_crawl_sft_asks_about_the_base_models_crawl_and_its_facts_and_adds_recall(tiny, trained):
+    """The crawl comes from the base model's lineage, its facts with it (a run started as
+    `sft --run NAME` once left every fact source out); `recall` gives the model the pointer."""
+    from flows.sft import sft
+
+    config = sft_config(name="sft-recall", recall=True)
+    out = sft(lake=LakeConfig(root=tiny["root"]), config=config, base=tiny["base"])
+    by_source = lake.manifest(out["conversations"]["train"]).stats["by_source"]
+    assert by_source.get("facts_search", 0) > 0
+    model = checkpoint.load(out["checkpoint"], training_state=False)
+    assert model.config["model"]["recall"] and model.config["model"]["recall_scope"] == "context"
+    assert not checkpoint.load(tiny["base"], training_state=False).config["model"]["recall"]
+
+
 def test_sft_trains_in_two_processes_through_torchrun(tiny, trained):
     """flow -> train_sft -> torchrun (2 gloo processes, DDP over the packed rows) -> rank 0's
     checkpoints -> the flow's result: the same losses as one process."""

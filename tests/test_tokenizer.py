@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.tokenizer import SPACE_MARK, SPECIALS, Tokenizer, train
+from models.tokenizer import SPACE_MARK, SPECIAL_IDS, SPECIALS, Tokenizer, train
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -99,6 +99,7 @@ def test_specials_have_fixed_ids_and_are_control_symbols(tok):
     ] == [15, 16, 17, 18]
     assert all(tok.is_special(i) and tok.decode([i]) == "" for i in tok.specials.values())
     assert tok.special("<|assistant_end|>") == 5
+    assert tok.specials == SPECIAL_IDS  # what recall in context finds turns and results by
     with pytest.raises(KeyError, match="no special token"):
         tok.special("<|javascript_start|>")
 
@@ -129,6 +130,24 @@ def test_text_never_encodes_to_a_special_or_unknown_id(tok, text):
     ids = tok.encode(text)
     assert not any(tok.is_special(i) for i in ids)  # 0 (<unk>) included
     assert tok.decode(ids) == text
+
+
+def test_words_map_a_word_with_a_space_or_a_capital_to_the_word_written_plainly(tok):
+    words = tok.words()
+    for i, j in enumerate(words):  # each id is itself, or its piece without the space, lower-cased or not
+        plain = tok.id_to_piece(i).removeprefix(SPACE_MARK)
+        assert j == i or tok.id_to_piece(j) in (plain, plain.lower())
+    single = [w for w in ("the", "of", "and", "in", "to") if len(tok.encode(w)) == 1]
+    assert single  # "▁the" and "the" are both pieces of any English tokenizer of a few hundred words
+    for word in single:
+        inside, opening = tok.encode(f"so {word}")[-1], tok.encode(word)[0]
+        assert inside != opening and words[inside] == opening and words[opening] == opening
+    capital = [
+        w for w in ("The", "In", "It", "This") if len(tok.encode(f"so {w}")) == 2 and len(tok.encode(w.lower())) == 1
+    ]
+    assert capital and all(words[tok.encode(f"so {w}")[-1]] == tok.encode(w.lower())[0] for w in capital)
+    assert all(words[i] == i for i in tok.specials.values())
+    assert sum(j != i for i, j in enumerate(words)) > 50
 
 
 def test_literal_special_strings_are_ordinary_text(tok):

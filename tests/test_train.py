@@ -24,7 +24,7 @@ import torch
 from models import checkpoint, lake, storage
 from models.gpt import GPT, GPTConfig
 from models.tokenizer import train as train_tokenizer
-from models.train import RunSpec, TrainConfig, learning_rate, main, train
+from models.train import RunSpec, TrainConfig, Trainer, learning_rate, main, train
 from tasks.pretrain import resume_or_start
 from tasks.tokenize import vocab_table
 from tests.conftest import free_port
@@ -320,3 +320,22 @@ def test_torchrun_two_processes_match_one_process(corpus, tmp_path):
     np.testing.assert_allclose([r["loss"] for r in a["train"]], [r["loss"] for r in b["train"]], rtol=1e-5)
     assert a["eval"][-1]["val_loss"] == pytest.approx(b["eval"][-1]["val_loss"], rel=1e-5)
     assert "2 process(es)" in done.stdout
+
+
+def test_a_run_adds_recall_in_context_to_a_base_without_it_and_nothing_else(corpus, straight):
+    """SFT's `recall`: the base's weights load unchanged, the pointer's start as a new model's;
+    any other difference from the base is still refused."""
+    base = spec(corpus, "straight").out
+    wanted = dataclasses.replace(MODEL, recall=True, recall_scope="context")
+    run = dataclasses.replace(spec(corpus, "with-recall"), init_from=base)
+    trainer = Trainer(wanted, TRAIN, run)
+    saved = checkpoint.load(base, training_state=False).model
+    state = trainer.model.state_dict()
+    assert {k for k in state if k not in saved} == {k for k in state if k.startswith("recall_")} != set()
+    for name, value in saved.items():
+        torch.testing.assert_close(state[name], value, rtol=0, atol=0)
+    fresh = GPT(wanted).state_dict()  # the pointer starts as it does in a new model
+    torch.testing.assert_close(state["recall_bonus.weight"], fresh["recall_bonus.weight"], rtol=0, atol=0)
+    assert trainer.model.recall_word.tolist() == trainer.tokenizer.words()  # words matched with or without a space
+    with pytest.raises(ValueError, match="this run asks for"):
+        Trainer(dataclasses.replace(wanted, n_embd=32), TRAIN, run)

@@ -104,6 +104,11 @@ class SFTConfig(StageConfig):
         lt=1,
         description="Share of the training conversations drawn from users' datasets (repeated or thinned); none: as they come",
     )
+    recall: bool = Field(
+        False,
+        description="Give a base model without recall the pointer of models/recall.py in context: it proposes words "
+        "of the user's turns and search results while the model writes a query or its reply after a result",
+    )
     search_results: int = Field(
         3, ge=1, le=10, description="Passages a search returns (also how the engine must search at inference)"
     )

@@ -13,7 +13,7 @@ same name without the `@lake_task` (reach it as `task.fn`).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import pyarrow as pa
@@ -207,6 +207,8 @@ def train_sft(base: str, train_rows: str, val_rows: str, tokenizer: str, run: st
     rerun after a crash) resumes from the run's newest checkpoint of the same configuration:
     the same batches, the same result."""
     model = GPTConfig(**base_config(base)["model"])
+    if config.recall and not model.recall:  # a new pointer over a trained model (Trainer._initialize)
+        model = replace(model, recall=True, recall_scope="context")
     key = run_key(config)
     inputs = digest([lake.identity(u) for u in (train_rows, val_rows, tokenizer, base)], length=16)
     lineage = {

@@ -69,7 +69,7 @@ def build(root: str) -> dict[str, str]:
     tok_uri = lake.join(root, "tokenizers", "tiny")
     tok = tokenizer(w)
     tok.save(tok_uri)
-    lake.commit(tok_uri, [], kind="tokenizer")
+    lake.commit(tok_uri, [], kind="tokenizer", parents=[clean_uri])  # trained on the crawl, as the stage's is
 
     torch.manual_seed(0)
     model = GPT(MODEL)
@@ -78,6 +78,7 @@ def build(root: str) -> dict[str, str]:
         0,
         model=model.state_dict(),
         config={"model": asdict(MODEL), "tokenizer": tok_uri},
+        lineage={"parents": [tok_uri]},  # what `sft` without a crawl finds the crawl by
     )
     return {
         "root": root,
