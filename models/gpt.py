@@ -601,11 +601,11 @@ class GPT(nn.Module):
                 read = None if written is None else ~written
             else:
                 tokens, slots, first, read = kv_cache.remember(idx, written)
-            active = None
+            active = words = None
             if self.config.recall_scope == "context":
                 source, active = in_context(tokens, SPECIAL_IDS)
                 read = source if read is None else read & source
-            words = self.recall_word[tokens] if active is not None else None
+                words = self.recall_word[tokens]
             recalled = lookup(tokens, slots, self.config.recall_cap, first, self.config.recall_boundary, read, words)
             if active is not None:
                 proposed, length = recalled
