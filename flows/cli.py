@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from pydantic import ValidationError
 
 from flows import server
 from tasks.config import PipelineConfig, load_config
@@ -49,7 +50,12 @@ def config_from(preset: str, lake: str | None, sets: list[str] | None, **fields:
     if lake is not None:
         overrides["lake.root"] = lake
     overrides.update({k: v for k, v in fields.items() if v is not None})
-    return load_config(preset, overrides)
+    try:
+        return load_config(preset, overrides)
+    except ValidationError as error:  # a flag or --set the config refuses: say which, no traceback
+        raise typer.BadParameter(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        ) from None
 
 
 def layout_of(cfg: PipelineConfig) -> Layout:

@@ -57,13 +57,34 @@ def expand(warcs: list[str]) -> list[str]:
     return sorted(found)
 
 
+def a_folder(warcs: list[str]) -> bool:
+    """Whether the WARC files were given as one folder (the crawl is the folder, whatever it
+    holds now) rather than as files or globs."""
+    fs, path = lakes.filesystem(warcs[0])
+    return len(warcs) == 1 and not any(ch in warcs[0] for ch in GLOB_CHARS) and fs.isdir(path)
+
+
 def default_crawl(warcs: list[str], uris: list[str]) -> str:
     """The crawl's name when the config gives none: the folder given, else the folder the
     first WARC file sits in."""
-    fs, path = lakes.filesystem(warcs[0])
-    if len(warcs) == 1 and not any(ch in warcs[0] for ch in GLOB_CHARS) and fs.isdir(path):
-        return PurePosixPath(path).name
+    if a_folder(warcs):
+        return PurePosixPath(lakes.filesystem(warcs[0])[1]).name
     return PurePosixPath(lakes.filesystem(uris[0])[1]).parent.name
+
+
+def refuse_another_crawls_name(crawl: str, filtered_uri: str, uris: list[str]) -> None:
+    """Files named after their folder must not take over a crawl curated from other files of
+    that folder (`pipeline dir/a.warc.gz`, then `pipeline dir/b.warc.gz`): the second would
+    replace the first's documents, index and runs. More files than before (a glob over a
+    folder that grew) are the same crawl, grown."""
+    if not lakes.exists(filtered_uri):
+        return
+    before = set(lakes.manifest(filtered_uri).parents)
+    if before and not before <= set(uris):
+        raise FileExistsError(
+            f"the crawl {crawl!r} was curated from other WARC files ({len(before)}, e.g. {sorted(before)[0]}); "
+            "name this one with --crawl (or curate the folder itself)"
+        )
 
 
 def run_dedup(
@@ -191,6 +212,8 @@ def curate(
         raise ValueError("no WARC files given")
     crawl = safe_name(config.crawl or default_crawl(warcs, uris))
     paths = Layout(root).curated(crawl)
+    if not config.crawl and not a_folder(warcs):
+        refuse_another_crawls_name(crawl, paths.filtered, uris)
     filtered_uri, removed_uri, clean_uri = paths.filtered, paths.removed, paths.clean
     manifest = dict(
         config_hash=config_hash(config), code_version=code_version("tasks.curate"), flow_run_id=flow_run_id()

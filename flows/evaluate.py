@@ -103,7 +103,13 @@ def evaluate(
         stats=scores,
     )
     declare(out)
-    rows = table({name: scores})
+    about = {  # which model, on which crawl's items and index: the table says so, not only its key
+        "model": layout.model_name(ckpt),
+        "crawls": ", ".join(layout.crawls_of(ckpt)) or "none in the model's lineage",
+        "held-out set": conversations,
+        "search index": search,
+    }
+    rows = table({name: scores}, about)
     create_table_artifact(
         rows,
         key=artifact_key("evaluate-metrics", name.replace("/", "-")),
@@ -115,7 +121,7 @@ def evaluate(
         description=f"sample conversations of {name}",
     )
     print(f"evaluation of {ckpt} ({n} answers):\n{markdown_table(rows)}")
-    return hand_back(root, {"checkpoint": ckpt, "results": out, "metrics": scores})
+    return hand_back(root, {"checkpoint": ckpt, "results": out, "metrics": scores, "about": about})
 
 
 def before_after(

@@ -26,12 +26,13 @@ from models import checkpoint, storage
 from models import lake as lakes
 from tasks.config import LakeConfig
 from tasks.layout import Layout, artifact_key
+from tasks.pretrain import resume_or_start
 from tasks.rl import CODE, RLConfig
 from tasks.rl import evaluate as rl_eval
 from tasks.rl import problems as rl_problems
 from tasks.rl.report import report_markdown, reward_curve_png, rollout_markdown
 from tasks.rl.rollouts import Sampling, rollout_chunk
-from tasks.rl.update import lineage_of, policy_version, read_rows, run_key, save_policy, update_policy
+from tasks.rl.update import inputs_key, lineage_of, policy_version, read_rows, run_key, save_policy, update_policy
 from tasks.runtime import RunnerConfig, code_version, declare, flow_run_id, in_lake, run_mapped
 from tasks.tracking import TrackingConfig, track
 
@@ -111,20 +112,16 @@ def problems_stage(
 
 
 def start_or_resume(run: str, init: str, config: RLConfig) -> tuple[str, int, str]:
-    """The policy to continue from: the run's newest checkpoint (made with this config), or
-    a new step 0 holding the init weights. Returns (uri, step, version)."""
-    found = checkpoint.latest(run)
-    if found is not None:
-        theirs = checkpoint.manifest(found).get("config_hash")
-        if theirs != run_key(config):
-            raise FileExistsError(
-                f"{run} holds policies of another RL configuration ({found}); use another name or remove them"
-            )
+    """The policy to continue from: the run's newest checkpoint, made with this config from
+    this very init model, or a new step 0 holding the init weights (policies of another config
+    or another init are moved aside, as pretraining's and SFT's are). Returns (uri, step, version)."""
+    if resume_or_start(run, run_key(config), inputs_key(init), resume=False):
+        found = checkpoint.latest(run)
         return found, checkpoint.load(found, training_state=False).step, policy_version(found)
     model, ckpt = checkpoint.load_model(init)
     config_json = {**ckpt.config, "init_from": init, "rl": config.model_dump(mode="json")}
     uri, version = save_policy(
-        run, 0, model, config_json, optimizer=None, metrics={"updates": []}, lineage=lineage_of(config, [init])
+        run, 0, model, config_json, optimizer=None, metrics={"updates": []}, lineage=lineage_of(config, [init], init)
     )
     return uri, 0, version
 

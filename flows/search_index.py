@@ -13,7 +13,7 @@ from models import lake as lakes
 from models.tools import SearchIndex, format_passages
 from tasks.config import LakeConfig
 from tasks.layout import Layout, artifact_key
-from tasks.runtime import RunnerConfig, declare, in_lake, run_mapped
+from tasks.runtime import RunnerConfig, config_hash, declare, in_lake, run_mapped
 from tasks.search import SearchConfig, build_index, split_shard
 
 EXAMPLE_QUERIES = 3
@@ -63,6 +63,12 @@ def search_index(
             raise ValueError("an index over several crawls needs a name (the run's)")
         crawl = layout.crawl_of(clean)
     out = layout.search(crawl)
+    built = lakes.read_manifest(out)
+    if built is not None and built.config_hash != config_hash(config):
+        # Another config's index (say another preset's passages) serves that config's models:
+        # this one gets its own name, and their lineage says which is whose.
+        crawl = f"{crawl}-{config_hash(config)[:8]}"
+        out = layout.search(crawl)
 
     shards = [s for c in ([clean] if isinstance(clean, str) else clean) for s in lakes.shard_uris(c)]
     parts = [f"part-{i:05d}" for i in range(len(shards))]

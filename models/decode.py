@@ -29,7 +29,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models.gpt import GPT, KVCache, apply_rotary, smear_keys
-from models.recall import lookup
 
 SLOT_ROUNDING = 64  # cache slots are rounded up to a multiple: fewer distinct shapes to compile
 
@@ -103,7 +102,7 @@ class StaticDecoder(nn.Module):
             if written is not None:
                 self.read.index_copy_(1, self.slot, ~written[:, None])
             slots = self.slot.expand(self.rows, 1)
-            recalled = lookup(self.tokens, slots, cfg.recall_cap, self.pad, cfg.recall_boundary, self.read)
+            recalled = model.recall(self.tokens, slots, self.pad, self.read)
             x = x + model.recall_input(*recalled)
         # Each row's own position (rotary); idle and finished rows run on past the table: clamp.
         position = (self.slot - self.pad).clamp(0, cfg.seq_len - 1)

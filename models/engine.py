@@ -223,7 +223,8 @@ class Engine:
         """`code`: the sandbox for the code tool (None: the process's shared pool, started
         on the model's first call). `tools`: the tools that run; a call to another gets
         "error: the {tool} tool is off" (an evaluation with one tool, or none). `decode`: one
-        of DECODE_MODES ("auto": the compiled fixed-shape step on a GPU, eager on a CPU)."""
+        of DECODE_MODES ("auto": the compiled fixed-shape step on a GPU, uncompiled for a model
+        with recall in context; eager on a CPU)."""
         if unknown := set(tools) - set(TOOLS):
             raise ValueError(f"unknown tools {sorted(unknown)}; tools are {TOOLS}")
         if decode not in DECODE_MODES:
@@ -243,8 +244,14 @@ class Engine:
         marks = tools_of(tokenizer)  # a tokenizer from before the code tool has no python tokens
         self._opens = {sp(open_): name for name, (open_, *_) in marks.items()}
         self._closes = {name: sp(close) for name, (_, close, *_) in marks.items()}
+        # Recall in context reads each row's search call and result in Python (found_in_results):
+        # the fixed-shape step runs it, a CUDA graph cannot capture it.
+        in_context = model.config.recall and model.config.recall_scope == "context"
+        if decode == "compiled" and in_context:
+            raise ValueError("a model with recall in context cannot decode compiled: use static or eager")
         on_gpu = next(model.parameters()).is_cuda
-        self.decode = ("compiled" if on_gpu else "eager") if decode == "auto" else decode
+        fast = "static" if in_context else "compiled"
+        self.decode = (fast if on_gpu else "eager") if decode == "auto" else decode
         self._decoders: dict[tuple[int, int], list[StaticDecoder]] = {}  # idle decoders by shape
         self._decoders_lock = threading.Lock()
 

@@ -601,19 +601,7 @@ class GPT(nn.Module):
                 read = None if written is None else ~written
             else:
                 tokens, slots, first, read = kv_cache.remember(idx, written)
-            active = words = None
-            if self.config.recall_scope == "context":
-                source, active = in_context(tokens, SPECIAL_IDS)
-                read = source if read is None else read & source
-                words = self.recall_word[tokens]
-            recalled = lookup(tokens, slots, self.config.recall_cap, first, self.config.recall_boundary, read, words)
-            if active is not None:
-                proposed, length = recalled
-                found = found_in_results(tokens, slots, words, SPECIAL_IDS, self.config.recall_cap)
-                if found is not None:  # where a result ends: what was searched for, if the passages hold it
-                    closing = found[1] > 0
-                    proposed, length = torch.where(closing, found[0], proposed), torch.where(closing, found[1], length)
-                recalled = proposed, length * active.gather(1, slots)
+            recalled = self.recall(tokens, slots, first, read)
             x = x + self.recall_input(*recalled)
         for i, block in enumerate(self.blocks):
             x = block(x, cos, sin, kv_cache, None if stacked is None else stacked[i])
@@ -627,6 +615,26 @@ class GPT(nn.Module):
             logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1, reduction=reduction
         )
         return loss.view(targets.shape) if reduction == "none" else loss
+
+    def recall(
+        self, tokens: torch.Tensor, slots: torch.Tensor, first: torch.Tensor | None, read: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(proposed, length) at `slots` of `tokens`, as models/recall.py's `lookup` takes them,
+        in the model's scope: everywhere, or in context (only from the user's turns and search
+        results, only into a query or a reply, and what the passages hold of the query where a
+        result ends). Training, the KV cache and the static decoder all ask here."""
+        cfg = self.config
+        if cfg.recall_scope != "context":
+            return lookup(tokens, slots, cfg.recall_cap, first, cfg.recall_boundary, read)
+        source, active = in_context(tokens, SPECIAL_IDS)
+        read = source if read is None else read & source
+        words = self.recall_word[tokens]
+        proposed, length = lookup(tokens, slots, cfg.recall_cap, first, cfg.recall_boundary, read, words)
+        found = found_in_results(tokens, slots, words, SPECIAL_IDS, cfg.recall_cap)
+        if found is not None:  # after a result: what was searched for, if the passages hold it
+            said = found[1] > 0
+            proposed, length = torch.where(said, found[0], proposed), torch.where(said, found[1], length)
+        return proposed, length * active.gather(1, slots)
 
     def recall_input(self, proposed: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         """What recall adds to the embedding: the proposed token's embedding, projected, where

@@ -136,19 +136,23 @@ def _last(row: list[int], marks: tuple[int, ...], before: int) -> int:
 def found_in_results(
     tokens: torch.Tensor, slots: torch.Tensor, words: torch.Tensor, ids: dict[str, int], cap: int
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """What recall in context says where a search result ends (the reply's first token): the
-    query's first token, with a length of `cap` less the number of the query's words that the
-    results lack (at least 1) where they hold any of them, else nothing. Whether the passages
-    hold what was searched for is what a reply must decide first (answer from them, or say "I
-    don't know"), and the query's first word is where an answer that restates its subject
-    starts. (B, T) each, or None where no slot closes a result; no proposal: length 0."""
+    """What recall in context says where a search result ends and while the reply restates
+    what was searched: the query's next token, with a length of `cap` less the number of the
+    query's words that the results lack (at least 1) where they hold any of them, else nothing.
+    Whether the passages hold what was searched for is what a reply must decide first (answer
+    from them, or say "I don't know"); an answer that restates its subject starts with the
+    query's words, and once they are all written the lookup finds them in the passage and
+    carries on with what the passage says of them (on its own, a reply's first "The" ties with
+    every "the" of the passages and copies the wrong sentence). The reply at slot `result_end +
+    k` gets the query's token k while its first k words are the query's. (B, T) each (no
+    proposal: length 0), or None where nothing is proposed."""
     i = ids.__getitem__
-    closing = (tokens.gather(1, slots) == i("<|result_end|>")).nonzero().tolist()
-    if not closing:
+    result_ends = (tokens == i("<|result_end|>")) & (torch.arange(tokens.size(1), device=tokens.device) <= slots.max())
+    if not result_ends.any():
         return None
     proposed, length = torch.zeros_like(slots), torch.zeros_like(slots)
-    for b, t in closing:
-        end = int(slots[b, t])
+    found = False
+    for b, end in result_ends.nonzero().tolist():
         row = tokens[b, :end].tolist()
         result = _last(row, (i("<|result_start|>"),), end)
         query_end = _last(row, (i("<|search_end|>"),), result)
@@ -158,6 +162,13 @@ def found_in_results(
             continue
         query, passages = words[b, query_start + 1 : query_end], words[b, result + 1 : end]
         missing = int((~torch.isin(query, passages)).sum())
-        if missing < query.numel():  # the length says how many of the query's words the passages lack
-            proposed[b, t], length[b, t] = tokens[b, query_start + 1], max(1, cap - missing)
-    return proposed, length
+        if missing == query.numel():  # the passages hold none of what was searched
+            continue
+        for k in range(query.numel()):  # the reply has written the query's first k words
+            if end + k >= tokens.size(1) or (k and words[b, end + k] != query[k - 1]):
+                break
+            here = (slots[b] == end + k).nonzero()
+            if len(here):
+                found = True
+                proposed[b, here], length[b, here] = tokens[b, query_start + 1 + k], max(1, cap - missing)
+    return (proposed, length) if found else None

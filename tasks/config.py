@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from models import lake
 from tasks.benchmark import BenchmarkConfig
 from tasks.curate.config import CurateConfig, QualityConfig
 from tasks.dedup import DedupConfig
 from tasks.evaluate import EvalConfig
+from tasks.layout import safe_name
 from tasks.pretrain import PretrainConfig
 from tasks.quality_train import QualityTrainConfig
 from tasks.rl import RLConfig
@@ -59,7 +60,7 @@ class PipelineConfig(StageConfig):
     preset: str = "tiny"
     run: str | None = Field(
         None,
-        description="Names everything the pipeline writes after curation (default: the crawl's name; the crawls' names joined by '+')",
+        description="Names everything the pipeline writes after curation (default: the crawl's name; the crawls' names joined by '_')",
     )
     crawls: list[str] = Field(
         default_factory=list,
@@ -81,6 +82,20 @@ class PipelineConfig(StageConfig):
     rl: RLConfig = RLConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    @field_validator("run")
+    @classmethod
+    def _run_is_a_name(cls, run: str | None) -> str | None:
+        """A run is a folder under every kind of the lake: "my run" is `my-run` in every
+        command, and "a/b" or ".." never reaches another folder."""
+        return None if run is None else safe_name(run)
+
+    @field_validator("crawls")
+    @classmethod
+    def _crawls_are_names(cls, crawls: list[str]) -> list[str]:
+        if "*" in crawls and len(crawls) > 1:
+            raise ValueError(f"'*' is every crawl in the lake: name no other crawl beside it, not {crawls}")
+        return crawls if crawls == ["*"] else [safe_name(c) for c in crawls]
 
     def default_crawl(self) -> str:
         """The crawl a stage command reads when none is named: the first of `crawls`, else the

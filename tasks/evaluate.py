@@ -11,7 +11,7 @@ checkpoint, not of a draw) with its tools, exactly as a user would be answered:
   the calculator (the prompt ends in <|calc_start|>: the assistant is asked to use it, and
   only it runs), with the code tool (<|python_start|>; only the sandbox runs) and with
   neither (no tool runs: a call gets "error: the ... tool is off"). A checkpoint whose
-  tokenizer predates the code tool is not asked the code way (its metric reads "-");
+  tokenizer predates the code tool is not asked the code way (its metric says so, not measured);
 - fact (known people, organisations, towns): accuracy (every value stated, no refusal) and
   false refusals, each with search on and off; off means the search tool fails the way the
   engine does without an index, so the model can only answer from its weights;
@@ -165,6 +165,7 @@ def judge(kind: str, meta: dict[str, Any], reply: str) -> dict[str, Any]:
 # Why a metric has no value: the kind of item it needs is missing from the held-out set.
 MISSING = {
     "math": "no math items in the held-out set",
+    "math_code": "no math items asked with the code tool (the checkpoint's tokenizer predates it)",
     "fact": "no known-fact items (only the sample crawl has a facts dataset)",
     "unknown": "no unknown-entity items",
     "doc": "no held-out definitions (the crawl's documents define nothing found, or the doc sources are off)",
@@ -242,10 +243,9 @@ def rates(outcomes: list[dict[str, Any]], group: str) -> dict[str, Any]:
     for tool, label in (("calculator", ""), ("python", "_code"), ("none", "_no_tool")):
         # Rows written before the tool column (or by hand) count as calculator rows.
         asked = [o for o in pick("math") if (o.get("tool") or "calculator") == tool]
-        measure(f"math{label}_accuracy_strict", [o["strict"] == str(json.loads(o["expected"])) for o in asked], "math")
-        measure(
-            f"math{label}_accuracy_lenient", [o["lenient"] == str(json.loads(o["expected"])) for o in asked], "math"
-        )
+        why = "math_code" if tool == "python" and pick("math") else "math"
+        measure(f"math{label}_accuracy_strict", [o["strict"] == str(json.loads(o["expected"])) for o in asked], why)
+        measure(f"math{label}_accuracy_lenient", [o["lenient"] == str(json.loads(o["expected"])) for o in asked], why)
     code, calc = m["math_code_accuracy_strict"], m["math_accuracy_strict"]
     m["code_gain_points"] = (
         round(100 * (code - calc), 1)
@@ -360,7 +360,7 @@ def shown(name: str, value: Any, count: list[int] | None = None) -> str:
         return f"{value:g}"
     if name.endswith("_nats"):
         return f"{value:.3f}"
-    if not count:
+    if not count or count[1] == 0:  # no interval without items (the rate came from elsewhere)
         return f"{100 * value:.1f}%"
     low, high = wilson(*count)
     return f"{100 * value:.1f}% ({count[0]}/{count[1]}, {100 * low:.0f}-{100 * high:.0f})"
@@ -582,4 +582,6 @@ def users_scores(found: dict[str, Any]) -> dict[str, Any]:
         }
     if not found.get("conversations"):
         return {"users_loss_nats": "not measured: no conversations of yours in the held-out set (sft --dataset)"}
+    if found.get("nats_per_token") is None:
+        return {"users_loss_nats": "not measured: your held-out conversations have no assistant tokens to score"}
     return {"users_loss_nats": found["nats_per_token"], "users_heldout_conversations": found["conversations"]}

@@ -249,14 +249,25 @@ class Layout:
                 yield uri, found
                 queue.extend(found.parents)
 
+    def _run_of(self, checkpoint: str) -> str | None:
+        """The run a checkpoint under checkpoints/{run}/{stage}/step-N belongs to, if any."""
+        try:
+            name = self.model_name(checkpoint).split("/")
+        except ValueError:  # a checkpoint outside this lake's checkpoints/
+            return None
+        return name[0] if len(name) == 3 else None
+
     def conversations_for(self, checkpoint: str) -> str | None:
-        """The held-out (test) split of the SFT conversations a model was trained on."""
+        """The held-out (test) split of the SFT conversations a model was trained on; for a
+        model trained before SFT (a base), its run's SFT set, where the run has one."""
         for uri, found in self._ancestors(checkpoint):
             if found.kind == CONVERSATIONS_KIND:
                 return lake.join(
                     self._at("conversations"), str(PurePosixPath(self._relative(uri, "conversations")).parent), "test"
                 )
-        return None
+        run = self._run_of(checkpoint)
+        own = run and self._at("conversations", run, "sft", "test")
+        return own if own and lake.exists(own) else None
 
     def crawls_of(self, checkpoint: str) -> list[str]:
         """The crawls whose clean documents a model (or dataset) comes from, by name."""
@@ -268,12 +279,13 @@ class Layout:
 
     def search_for(self, checkpoint: str) -> str | None:
         """The search index a model was trained with, found in its lineage: the nearest
-        ancestor that is a search index, else the index of the one crawl it was trained on.
-        None when neither exists (a base model of several crawls, or an index never built)."""
+        ancestor that is a search index, else the index of the one crawl it was trained on,
+        else its run's index (a run of several crawls); None when none exists."""
         nearest = self._search_of(checkpoint)
         if nearest is not None:
             return nearest
         crawls = self.crawls_of(checkpoint)
         if len(crawls) == 1 and lake.exists(self.search(crawls[0])):
             return self.search(crawls[0])
-        return None
+        run = self._run_of(checkpoint)  # a run of several crawls indexes them as one, by its name
+        return self.search(run) if run and lake.exists(self.search(run)) else None

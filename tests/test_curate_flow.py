@@ -172,6 +172,21 @@ def test_expand_globs_and_missing_files(tmp_path):
         expand([str(tmp_path / "nope.warc.gz")])
 
 
+def test_files_named_after_their_folder_never_take_over_its_other_files_crawl(tmp_path):
+    """`pipeline dir/a.warc.gz` then `pipeline dir/b.warc.gz` are two crawls of one default
+    name: the second is refused (name it); the same files again, or more, are that crawl."""
+    from flows.curate import refuse_another_crawls_name
+
+    a, b = str(tmp_path / "dir" / "a.warc.gz"), str(tmp_path / "dir" / "b.warc.gz")
+    filtered = str(tmp_path / "lake" / "curated" / "dir" / "filtered")
+    refuse_another_crawls_name("dir", filtered, [b])  # nothing curated yet
+    lake.write_dataset(filtered, [pa.table({"id": ["x"]})], kind="curated-filtered", parents=[a])
+    refuse_another_crawls_name("dir", filtered, [a])
+    refuse_another_crawls_name("dir", filtered, [a, b])  # the crawl grew
+    with pytest.raises(FileExistsError, match="--crawl"):
+        refuse_another_crawls_name("dir", filtered, [b])
+
+
 def test_sample_crawl_planted_pages_are_removed_by_their_step(prefect_server, tmp_path):
     """The sample crawl's ground truth: each planted page is removed by the step it was planted
     for (and no other), every clean page survives, and the planted PII is scrubbed."""

@@ -535,3 +535,29 @@ def test_the_static_decoder_samples_what_the_eager_engine_samples(tok, model):
     with pytest.raises(ValueError, match="decode"):
         Engine(model, tok, decode="fast")
     assert Engine(model, tok).decode == "eager"  # auto on a CPU
+
+
+def test_the_static_decoder_recalls_in_context_as_the_eager_engine_does(tok):
+    """With recall in context (a search call, its result and a reply that restates the
+    query), the fixed-shape step draws the eager engine's tokens; compiling it is refused."""
+    model = random_model(tok, recall=True, scope="context")
+    s = tok.specials
+    words = tok.encode("pg_dump backs up a database")
+    prompt = [tok.bos_id, s["<|user_start|>"], *words, s["<|user_end|>"], s["<|assistant_start|>"]]
+    prompt += [s["<|search_start|>"], *words[:2], s["<|search_end|>"], s["<|result_start|>"], *words[1:]]
+    prompt += [s["<|result_end|>"]]
+    eager, static = Engine(model, tok, decode="eager"), Engine(model, tok, decode="static")
+    requests = [Request(prompt, 2, seed=3), Request(prompt + words[:1], 1, seed=4)]
+    for options in (dict(temperature=0.0), dict(temperature=1.0, top_k=50)):
+        a = eager.generate_batch(requests, max_new_tokens=8, stop=[], **options)
+        b = static.generate_batch(requests, max_new_tokens=8, stop=[], **options)
+        assert [[s.tokens for s in g] for g in a] == [[s.tokens for s in g] for g in b]
+    with torch.inference_mode():  # one step from a loaded cache: a full pass's logits
+        decoder = static._take_decoder(1, 64)
+        cache, _ = Engine(model, tok)._prefill(prompt + words[:1], 1, len(prompt) + 2)
+        decoder.load(cache)
+        step = decoder.step(torch.tensor([words[1]]))
+        full = model(torch.tensor([prompt + words[:2]]))[:, -1]
+    torch.testing.assert_close(step, full, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="recall in context"):
+        Engine(model, tok, decode="compiled")

@@ -57,6 +57,16 @@ def test_refusals_are_recognised_and_answers_are_not():
         assert is_refusal(text)
     for text in ("Rudolf Abend comes from Embermouth.", "Sorry to hear that! Here is how.", "", "I know Rudolf."):
         assert not is_refusal(text)
+    # quoted words are the passage's, not the model's; an apology that answers is an answer
+    for text in (
+        '"I don\'t know" is a 1998 single by Lisa Marsh.',
+        "The song \u201cI'm sorry, I don't know\u201d opens the album.",
+        "I'm sorry if that is wrong, but Zorblat is a town in Norway.",
+        "I am sorry for the wait: she was born in 1952.",
+    ):
+        assert not is_refusal(text), text
+    assert is_refusal("He said \"yes\". I'm sorry, I don't believe I know the rest.")  # outside the quote
+    assert is_refusal("The first part is, I don't believe I know.")  # a muddled reply that still declines
 
 
 def test_mentions_matches_whole_words_in_order():
@@ -192,6 +202,12 @@ def test_metrics_on_controlled_outcomes():
     )
     only_math = metrics(outcomes[:4])
     assert only_math["code_gain_points"].startswith("not measured")  # the first four are calculator rows only
+    assert only_math["math_code_accuracy_strict"] == (
+        "not measured: no math items asked with the code tool (the checkpoint's tokenizer predates it)"
+    )
+    assert metrics([outcome("unknown", True, refused=True)])["math_code_accuracy_strict"].startswith(
+        "not measured: no math items"
+    )
     assert only_math["fact_accuracy_search_on"].startswith("not measured: no known-fact") and only_math[
         "search_gain_points"
     ].startswith("not measured")
@@ -289,6 +305,9 @@ def test_wilson_interval_matches_known_values():
     assert wilson(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))  # not zero-width at 0, as Wald's would be
     assert wilson(5, 10) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
     assert wilson(10, 10) == (pytest.approx(0.7225, abs=1e-4), 1.0)
+    # a rate handed in with no items behind it is shown without an interval, not a crash
+    rows = table({"sft": {"fact_accuracy_search_on": 0.25, "counts": {"fact_accuracy_search_on": [0, 0]}}})
+    assert next(r for r in rows if r["metric"] == "known facts: accuracy, search on")["sft"] == "25.0%"
     with pytest.raises(ValueError):
         wilson(0, 0)
 
@@ -396,5 +415,7 @@ def test_assistant_loss_scores_each_reply_alone_cut_at_a_turn_to_fit():
     assert users_scores({"conversations": 0})["users_loss_nats"].startswith("not measured: no conversations of yours")
     verdict = users_scores(assistant_loss(model, tokenizer, [too_long], seq_len))["users_loss_nats"]
     assert verdict == "not measured: none of your 1 held-out conversations fits the context"
+    silent = users_scores({"conversations": 1, "tokens": 0, "nats_per_token": None})["users_loss_nats"]
+    assert silent == "not measured: your held-out conversations have no assistant tokens to score"
     rows = table({"sft": {"users_loss_nats": 2.34567}})
     assert next(r for r in rows if r["metric"].startswith("your held-out conversations"))["sft"] == "2.346"

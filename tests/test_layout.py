@@ -79,6 +79,25 @@ def test_artifact_keys_are_per_run_and_valid():
     assert safe_name("my crawl/2") == "my-crawl-2"
 
 
+def test_every_command_names_a_run_as_the_pipeline_does_and_never_outside_the_lake():
+    """A run or crawl named on any command is the name the pipeline gives it; one that would
+    leave its folder is refused with a usage error, not a traceback."""
+    import typer
+    from typer.testing import CliRunner
+
+    from flows.cli import app, config_from
+
+    assert config_from("tiny", None, None, run="my run").run == "my-run"
+    assert config_from("tiny", None, None, run="a/b").run == "a-b"
+    assert config_from("tiny", None, ["crawls=[x y, z]"]).crawls == ["x-y", "z"]
+    assert config_from("tiny", None, ["crawls=['*']"]).crawls == ["*"]
+    for fields in ({"run": ".."}, {"crawls": ["a", "*"]}, {"rl.iterations": -1}):
+        with pytest.raises(typer.BadParameter, match=next(iter(fields)).split(".")[-1]):
+            config_from("tiny", None, None, **fields)
+    result = CliRunner().invoke(app, ["rl", "--run", "..", "--lake", "/nonexistent/lake"])
+    assert result.exit_code == 2 and "no usable name" in result.output and "Traceback" not in result.output
+
+
 def _save(folder: str, step: int, parents: list[str], tok: str) -> str:
     from models.gpt import GPT, GPTConfig
 
@@ -117,12 +136,16 @@ def test_a_model_is_found_by_name_and_its_search_index_by_lineage(tmp_path):
     assert layout.search_for(sft) == index  # the index SFT trained with
     assert layout.conversations_for(sft) == lake.join(layout.conversations("r", "sft"), "test")
     assert layout.search_for(base) == index  # a base model: the index of the one crawl it read
-    assert layout.conversations_for(base) is None
+    assert layout.conversations_for(base) is None  # no held-out set written yet
+    test_split = _dataset(lake.join(layout.conversations("r", "sft"), "test"), "conversations", [index])
+    assert layout.conversations_for(base) == test_split  # a base model: its run's SFT held-out set
     lake.write_dataset(layout.curated("news").clean, [pa.table({"x": [2]})], kind="curated")
     two = _dataset(lake.join(layout.tokens(tok, "both"), "train"), "tokens", [clean, layout.curated("news").clean])
-    assert (
-        layout.search_for(_save(layout.checkpoints("r2", "base"), 1, [two], tok)) is None
-    )  # two crawls, no index of the run
+    base_of_two = _save(layout.checkpoints("r2", "base"), 1, [two], tok)
+    assert layout.search_for(base_of_two) is None  # two crawls, no index of the run
+    run_index = _dataset(layout.search("r2"), "search-index", [clean, layout.curated("news").clean])
+    assert layout.search_for(base_of_two) == run_index  # ... until the run indexes both, by its name
+    assert layout.search_for("/elsewhere/checkpoints/x/step-000001") is None  # outside the lake: no run
     assert layout.crawls() == ["docs", "news"] and layout.crawls_of(sft) == ["docs"]
     # an evaluation on the model's own run's held-out set and index keeps the plain path; on
     # another run's, or with another index, its own, so neither replaces the other

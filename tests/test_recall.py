@@ -171,30 +171,67 @@ def test_where_a_result_ends_recall_says_how_many_words_searched_for_the_passage
     A, B, C, D = 40, 41, 42, 43
     row = [i("<|bos|>"), i("<|user_start|>"), A, B, C, i("<|user_end|>"), i("<|assistant_start|>")]
     row += [i("<|search_start|>"), B, C, i("<|search_end|>"), i("<|result_start|>"), D, C, A, B]
-    row += [i("<|result_end|>"), B]
+    row += [i("<|result_end|>")]
     tokens, slots = torch.tensor([row]), torch.arange(len(row))[None]
     end = row.index(i("<|result_end|>"))
 
-    def said(row, words=None, cap=8, every_slot=True):
-        """(proposal, length) where the result ends, and the lengths' sum over the row."""
+    def said(row, words=None, cap=8, slot=None):
+        """(proposal, length) where the result ends (or at `slot`, asked alone as a decoding
+        step asks), and the lengths' sum over every slot of the row."""
         t, close = torch.tensor([row]), row.index(i("<|result_end|>"))
-        at = torch.arange(len(row))[None] if every_slot else torch.tensor([[close]])
-        found = found_in_results(t, at, t if words is None else torch.tensor([words]), SPECIAL_IDS, cap)
-        k = close if every_slot else 0
-        return found[0][0, k].item(), found[1][0, k].item(), found[1].sum().item()
+        words = t if words is None else torch.tensor([words])
+        found = found_in_results(t, torch.arange(len(row))[None], words, SPECIAL_IDS, cap)
+        if found is None:
+            return None
+        alone = found_in_results(t, torch.tensor([[close if slot is None else slot]]), words, SPECIAL_IDS, cap)
+        return alone[0][0, 0].item(), alone[1][0, 0].item(), found[1].sum().item()
 
     assert said(row) == (B, 8, 8)  # the query's first word; none lacking: the cap; nowhere else
     assert said(row, cap=3) == (B, 3, 3)
     lacking = [D if k == end - 1 else t for k, t in enumerate(row)]  # the passages lose the query's "B"
     assert said(lacking) == (B, 7, 7)  # one word lacking
     neither = [D if k in (end - 1, end - 3) else t for k, t in enumerate(row)]  # ... and its "C"
-    assert said(neither)[1:] == (0, 0)  # nothing of the query found: no proposal
+    assert said(neither) is None  # nothing of the query found: no proposal
     # words, not tokens: the passage's spaced twin of a query word counts as found
     spaced = [B + 10 if k == end - 1 else t for k, t in enumerate(row)]
     assert said(spaced, [B if t == B + 10 else t for t in spaced])[1] == 8
-    # only the slots asked about (a decoding step); None without a result ending there
+    # None where no result has ended by the slots asked about (a decoding step)
     assert found_in_results(tokens, slots[:, :end], tokens, SPECIAL_IDS, 8) is None
-    assert said(row, every_slot=False) == (B, 8, 8)
     # "no results" for a search of something absent: nothing to propose
     absent = row[: row.index(i("<|result_start|>")) + 1] + [D, D, i("<|result_end|>")]
-    assert said(absent)[2] == 0
+    assert said(absent) is None
+
+
+def test_while_the_reply_restates_the_query_recall_proposes_its_next_word_and_then_stops():
+    """A reply that opens with what was searched gets the query's next word after each of its
+    words; once the query is said (or the reply says something else) the lookup takes over."""
+    i = SPECIAL_IDS.__getitem__
+    A, B, C, D, E = 40, 41, 42, 43, 44
+    head = [i("<|bos|>"), i("<|user_start|>"), A, B, C, i("<|user_end|>"), i("<|assistant_start|>")]
+    head += [i("<|search_start|>"), B, C, D, i("<|search_end|>"), i("<|result_start|>"), E, B, C, D, A]
+    head += [i("<|result_end|>")]
+    end = len(head) - 1
+    restated = head + [B, C, D, A]
+    assert said_at(restated, end + 1) == (C, 8)  # "B" written: the query goes on with "C"
+    assert said_at(restated, end + 2) == (D, 8)
+    assert said_at(restated, end + 3) == (None, 0)  # the query is said: the passage's "A" is the lookup's
+    diverged = head + [B, E, C]
+    assert said_at(diverged, end + 1) == (C, 8) and said_at(diverged, end + 2) == (None, 0)
+    assert said_at(head + [E, C], end + 1) == (None, 0)  # not the query's first word: nothing
+    # a decoding step (one slot, later tokens not yet written) says what the full row says
+    one = found_in_results(
+        torch.tensor([restated]), torch.tensor([[end + 2]]), torch.tensor([restated]), SPECIAL_IDS, 8
+    )
+    assert (one[0].item(), one[1].item()) == (D, 8)
+    # a new turn: the old search is not this reply's
+    later = restated + [i("<|assistant_end|>"), i("<|user_start|>"), B, i("<|user_end|>"), i("<|assistant_start|>"), B]
+    assert said_at(later, len(later) - 1) == (None, 0)
+
+
+def said_at(row: list[int], slot: int, cap: int = 8) -> tuple[int | None, int]:
+    """found_in_results' (proposal, length) at one slot of a row asked at every slot."""
+    t = torch.tensor([row])
+    found = found_in_results(t, torch.arange(len(row))[None], t, SPECIAL_IDS, cap)
+    if found is None or found[1][0, slot] == 0:
+        return None, 0
+    return found[0][0, slot].item(), found[1][0, slot].item()

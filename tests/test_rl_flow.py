@@ -4,6 +4,8 @@ its rollouts on a local Dask cluster give the same rewards as on threads."""
 
 from __future__ import annotations
 
+import glob
+
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
@@ -186,9 +188,20 @@ def test_flow_updates_evaluates_resumes_and_reports(world, prefect_server):
     assert [h["iteration"] for h in longer["history"]] == [0, 1, 2]
     after = manifest_times(root, "run")
     assert all(after[uri] == t for uri, t in before.items() if "iter-" in uri)
-    # Another configuration never continues these policies.
-    with pytest.raises(FileExistsError):
-        run_flow(world, config(world, iterations=3, grpo=GRPOConfig(lr=1e-2)))
+    # Another configuration never continues these policies: they are moved aside, kept whole,
+    # and it starts anew from its init.
+    other = config(world, iterations=1, grpo=GRPOConfig(lr=1e-2))
+    run_flow(world, other)
+    assert checkpoint.committed_steps(run) == [0, 1]
+    (aside,) = glob.glob(f"{run}-*")
+    assert checkpoint.committed_steps(aside) == [0, 1, 2, 3]
+    # Nor does the same configuration started from another model (an SFT model trained again).
+    from flows.rl import rl
+
+    init = lake.join(aside, "step-000003")
+    rl(lake=LakeConfig(root=root), config=other, init=init, runner=RunnerConfig())
+    assert version_of(lake.join(run, "step-000000")) == version_of(init)
+    assert len(glob.glob(f"{run}-*")) == 2
 
 
 def test_rft_trains_only_on_right_answers(world, prefect_server):

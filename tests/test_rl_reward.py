@@ -165,6 +165,14 @@ def test_before_after_reads_the_change_problem_by_problem():
     older = {"all": {"problems": 4, "pass1_greedy": 0.5}}  # an evaluation from before the ids were kept
     plain = next(r for r in before_after(older, group(["a"])) if r["metric"].startswith("pass@1, greedy (strict"))
     assert (plain["before"], plain["change"]) == ("50.0%", "-25.0 points")
+    # a metric one side has and the other lacks is shown as not measured, never dropped
+    sampled = {"all": group(["a"])["all"] | {"reward": 0.5}}
+    reward = next(
+        r for r in before_after(group(["a"]), sampled) if r["metric"].startswith("mean reward of samples (strict")
+    )
+    assert (reward["before"], reward["after"]) == ("not measured: no samples drawn in this evaluation", "50.0%")
+    assert reward["change"].startswith("not measured")
+    assert not any(r["metric"].startswith("mean length") for r in before_after(group(["a"]), sampled))
 
 
 # -- problems ---------------------------------------------------------------------------------

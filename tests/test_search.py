@@ -171,3 +171,8 @@ def test_search_index_flow_on_a_real_server(prefect_server, tmp_path, pages):
     examples = Artifact.get("search-index-examples-news")
     assert examples is not None and "passages" in examples.data
     assert SearchIndex.open(stats["uri"]).search("Delhi air quality", k=1)
+    # another config (say another preset's passages) never replaces the index of this one
+    before = lake.manifest(stats["uri"]).created_at
+    other = search_index(lake=LakeConfig(root=root), config=SearchConfig(passage_chars=600), crawl="news")
+    assert other["uri"].startswith(lake.join(root, "search", "news-")) and other["documents"] == 30
+    assert lake.manifest(stats["uri"]).created_at == before and other["passages"] < stats["passages"]

@@ -4,6 +4,7 @@ evaluation of the fine-tuned checkpoint."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -132,6 +133,9 @@ def test_evaluate_scores_the_fine_tuned_checkpoint_on_held_out_items(tiny, train
     assert sorted(math["tool"].to_list()) == ["calculator"] * 4 + ["none"] * 4 + ["python"] * 4
     assert sorted(math["heldout"].to_list()) == [False] * 6 + [True] * 6
     assert lake.manifest(result["results"]).stats == result["metrics"]
+    about = result["about"]  # the table's first rows: which model, crawl, held-out set and index
+    assert about["model"] == "sft/step-000004" and about["crawls"] == sft_world.CRAWL
+    assert about["held-out set"] == out["conversations"]["test"] and about["search index"].endswith(sft_world.CRAWL)
     test_ids = set(lake.scan(out["conversations"]["test"]).collect()["id"].to_list())
     assert set(answers["id"].to_list()) <= test_ids  # only held-out items are asked
     # the user's held-out conversations, scored by the loss of the checkpoint on their replies
@@ -184,6 +188,23 @@ def test_without_a_crawl_sft_asks_about_the_base_models_crawl_and_its_facts_and_
     model = checkpoint.load(out["checkpoint"], training_state=False)
     assert model.config["model"]["recall"] and model.config["model"]["recall_scope"] == "context"
     assert not checkpoint.load(tiny["base"], training_state=False).config["model"]["recall"]
+
+
+def test_recall_is_added_in_context_kept_in_context_and_never_narrowed_silently():
+    """sft.recall adds the pointer in context to a base without recall, keeps a base that
+    already has it, and refuses a base whose pointer recalls everywhere."""
+    from models.gpt import GPTConfig
+    from tasks.sft.stage import model_for_sft
+
+    plain = GPTConfig(vocab_size=64, seq_len=32, n_layer=1, n_head=2, n_kv_head=2, n_embd=16)
+    added = model_for_sft(plain, recall=True)
+    assert added.recall and added.recall_scope == "context" and not plain.recall
+    assert model_for_sft(plain, recall=False) == plain
+    assert model_for_sft(added, recall=True) == added
+    everywhere = dataclasses.replace(plain, recall=True, recall_scope="all")
+    assert model_for_sft(everywhere, recall=False) == everywhere  # fine-tuned as it was trained
+    with pytest.raises(ValueError, match="already recalls with scope 'all'"):
+        model_for_sft(everywhere, recall=True)
 
 
 def test_sft_trains_in_two_processes_through_torchrun(tiny, trained):

@@ -21,6 +21,7 @@ draws from, what RL is judged on), `id` (users' held-out rows).
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
 from math import comb
 from typing import Any
 
@@ -94,6 +95,12 @@ LABELS = {
 }
 
 
+def _cell(value: float | None, percent: bool) -> str:
+    if value is None:  # pass@k and rewards of samples: an evaluation that drew none (eval_samples 0)
+        return "not measured: no samples drawn in this evaluation"
+    return f"{100 * value:.1f}%" if percent else f"{value:.1f}"
+
+
 def before_after(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Table rows: every metric of every hold-out group, before and after, and the change."""
     rows = []
@@ -103,11 +110,14 @@ def before_after(before: dict[str, dict[str, Any]], after: dict[str, dict[str, A
         names = list(LABELS) + [k for k in after[group] if k.startswith("pass@")]
         for name in names:
             b, a = before[group].get(name), after[group].get(name)
-            if b is None or a is None:
+            if b is None and a is None:
                 continue
             percent = name.startswith("pass") or name.startswith("reward")
-            fmt = (lambda v: f"{100 * v:.1f}%") if percent else (lambda v: f"{v:.1f}")
-            change = f"{100 * (a - b):+.1f} points" if percent else f"{a - b:+.1f}"
+            fmt = partial(_cell, percent=percent)
+            if b is None or a is None:
+                change = "not measured: one side has no value"
+            else:
+                change = f"{100 * (a - b):+.1f} points" if percent else f"{a - b:+.1f}"
             cells = {"before": fmt(b), "after": fmt(a)}
             if name == "pass1_greedy" and "solved_greedy" in before[group] and "solved_greedy" in after[group]:
                 solved = {when: set(m[group]["solved_greedy"]) for when, m in (("before", before), ("after", after))}

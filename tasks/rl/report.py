@@ -95,7 +95,7 @@ def report_markdown(
     ]
     for h in history:
         trained = h.get("groups", 0) - h.get("groups_skipped", 0)
-        loss = "–" if h.get("loss") is None else f"{h['loss']:.4f}"
+        loss = "not measured: no update" if h.get("loss") is None else f"{h['loss']:.4f}"
         lines.append(
             f"| {h['iteration']} | {h['reward_strict']:.3f} | {h['reward_lenient']:.3f} | {h['length']:.1f} | {trained}/{h.get('groups', 0)} | {loss} |"
         )

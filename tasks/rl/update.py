@@ -49,7 +49,7 @@ from models.device import Placement
 from models.gpt import GPT
 from models.recall import written_by_model
 from tasks.rl import CODE, GRPOConfig, RFTConfig, RLConfig
-from tasks.runtime import code_version, config_hash, flow_run_id, gpu_slot, lake_task
+from tasks.runtime import code_version, config_hash, digest, flow_run_id, gpu_slot, lake_task
 
 ROLLOUT_COLUMNS = [
     "prompt_id",
@@ -384,13 +384,20 @@ def save_policy(
     return uri, version
 
 
-def lineage_of(config: RLConfig, parents: list[str]) -> dict[str, Any]:
+def lineage_of(config: RLConfig, parents: list[str], init: str) -> dict[str, Any]:
     return {
         "config_hash": run_key(config),
+        "inputs_hash": inputs_key(init),
         "code_version": code_version(*CODE),
         "flow_run_id": flow_run_id(),
         "parents": parents,
     }
+
+
+def inputs_key(init: str) -> str:
+    """What a run's checkpoints must share besides the config: the model RL started from (an
+    SFT model trained again is another start, and its old policies are not this run's)."""
+    return digest([lake.identity(init)], length=16)
 
 
 def run_key(config: RLConfig) -> str:
@@ -418,7 +425,7 @@ def update_policy(
     from tasks.pretrain import torchrun
     from tasks.runtime import progress
 
-    lineage = lineage_of(config, [policy_uri, rollouts, init])
+    lineage = lineage_of(config, [policy_uri, rollouts, init], init)
     with gpu_slot(config.gpu_slots):
         if config.nproc > 1:
             body = {

@@ -63,9 +63,15 @@ def extract_answer(text: str, strict: bool = True) -> int | None:
     return _to_int(numbers[-1]) if numbers else None
 
 
+# What a refusal's words do not mean inside a quotation ('"I don't know" is a song by ...'), or
+# as an apology that goes on to answer ("I'm sorry if that is late: it is 1952").
+_QUOTED = re.compile(r'"[^"]*"|\u201c[^\u201d]*\u201d')
+_APOLOGY = re.compile(r"\bi(?:'m| am) sorry (?:if|for|to|about|that)\b")
+
+
 def is_refusal(text: str) -> bool:
     """Whether a reply declines (not knowing, or not helping)."""
-    lowered = text.lower().replace("\u2019", "'")
+    lowered = _APOLOGY.sub(" ", _QUOTED.sub(" ", text.lower().replace("\u2019", "'")))
     return any(marker in lowered for marker in REFUSAL_MARKERS)
 
 

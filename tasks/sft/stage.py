@@ -195,6 +195,21 @@ def base_config(base: str) -> dict[str, Any]:
     return read_json(lake.join(checkpoint.resolve(base), "config.json"))
 
 
+def model_for_sft(base: GPTConfig, recall: bool) -> GPTConfig:
+    """The model SFT trains: the base's, with recall in context added when `recall` asks for
+    it (Trainer._initialize gives the new pointer its starting weights). A base that already
+    recalls everywhere is refused: its pointer was trained to read and write anywhere, and
+    narrowing it silently would train another model than the one asked for."""
+    if not recall or (base.recall and base.recall_scope == "context"):
+        return base
+    if base.recall:
+        raise ValueError(
+            f"sft.recall adds recall in context, but the base model already recalls with scope "
+            f"{base.recall_scope!r}: fine-tune it without sft.recall, or start from a base without recall"
+        )
+    return replace(base, recall=True, recall_scope="context")
+
+
 @lake_task(
     inputs=("base", "train_rows", "val_rows", "tokenizer"),
     code=(*CODE, "models"),
@@ -206,9 +221,7 @@ def train_sft(base: str, train_rows: str, val_rows: str, tokenizer: str, run: st
     this process or, with `nproc` > 1, through torchrun as pretraining does. A retry (or a
     rerun after a crash) resumes from the run's newest checkpoint of the same configuration:
     the same batches, the same result."""
-    model = GPTConfig(**base_config(base)["model"])
-    if config.recall and not model.recall:  # a new pointer over a trained model (Trainer._initialize)
-        model = replace(model, recall=True, recall_scope="context")
+    model = model_for_sft(GPTConfig(**base_config(base)["model"]), config.recall)
     key = run_key(config)
     inputs = digest([lake.identity(u) for u in (train_rows, val_rows, tokenizer, base)], length=16)
     lineage = {
