@@ -65,14 +65,17 @@ def pipeline(config: PipelineConfig = PipelineConfig(), warcs: list[str] | None 
     layout = Layout(config.lake.open())
     out: dict[str, Any] = {}
     curated = None
+    curate_config = config.curate
     if not warcs and not config.crawls:
         out["sample_crawl"] = sample_crawl(lake=config.lake, config=config.sample_crawl, runner=config.runner)
         warcs = out["sample_crawl"]["warcs"]
+        # the sample crawl is named by its config, whatever files a new size of it has
+        curate_config = curate_config.model_copy(update={"crawl": curate_config.crawl or config.sample_crawl.name})
     if warcs:
         out["curate"] = curate(
             warcs=warcs,
             lake=config.lake,
-            config=config.curate,
+            config=curate_config,
             dedup=config.dedup,
             runner=config.runner,
             quality=config.quality,

@@ -15,7 +15,8 @@ Because every one of these matches HuggingFace's Qwen3 (with `attention_bias=Fal
 sliding window), export is a rename of weights: see `hf_config` and `to_hf`, and the test
 that a `transformers.Qwen3ForCausalLM` built from them gives our logits. Two options leave
 Qwen3, for models too small to learn copying in the minutes they train: smeared keys and
-recall (models/recall.py); both are off in the presets, and export refuses them.
+recall (models/recall.py); export refuses both. Smeared keys and recall everywhere are off in
+the presets; recall in context is added at SFT in `tiny` (`sft.recall`).
 
 `forward` takes an optional `KVCache`: the engine prefills a prompt once and then decodes
 token by token, each step attending to the cached keys and values of everything before it.
@@ -67,9 +68,9 @@ class GPTConfig:
     # match of the current one, and the length of that match (up to recall_cap tokens); its
     # embedding enters the residual stream and the head may add a gated bonus to its logit.
     # Copying at any distance without an induction head: the tiny model copied 86% of a repeated
-    # list of invented words after 300 steps with it, 0% without; off in the presets, because it
-    # also copies the model's own mistakes when sampling (docs/sizing.md, Recall). Not a Qwen3
-    # model: such a checkpoint cannot be exported.
+    # list of invented words after 300 steps with it, 0% without; off in pretraining, because
+    # everywhere it also copies the model's own mistakes when sampling (docs/sizing.md, Recall).
+    # Not a Qwen3 model: such a checkpoint cannot be exported.
     recall: bool = False
     # "all": from anything read, everywhere; "context": only from user turns and search results,
     # only in a search query or the reply after a result (a retrieval system's pointer)
