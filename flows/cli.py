@@ -771,7 +771,10 @@ def export_cmd(
     from models.export import export
 
     model = layout_of(config_from(preset, lake, None)).model(checkpoint)
-    show(export(model, out, tokenizer, dtype, tokenizer_only=tokenizer_only))
+    try:
+        show(export(model, out, tokenizer, dtype, tokenizer_only=tokenizer_only))
+    except ValueError as refused:  # a model Qwen3 cannot hold (recall, smeared keys): say why, no traceback
+        raise typer.BadParameter(str(refused), param_hint="--checkpoint") from None
 
 
 @app.command("serve")

@@ -743,8 +743,8 @@ def not_qwen3(config: GPTConfig) -> None:
     if config.recall:
         raise ValueError(
             "this model recalls tokens by matching them (model.recall, models/recall.py), which Qwen3 has no "
-            "weights for: it cannot be exported to HuggingFace (`--tokenizer-only` still writes its tokenizer); "
-            "train with recall false to export"
+            "weights for: it cannot be exported to HuggingFace (`--tokenizer-only` still writes its tokenizer; "
+            "the run's base model exports, and `--set sft.recall=false` trains an SFT model without recall)"
         )
     if config.smear_keys:
         raise ValueError(

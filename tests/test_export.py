@@ -230,6 +230,14 @@ def test_a_model_with_recall_exports_its_tokenizer_only_and_refuses_the_rest(tmp
     with pytest.raises(ValueError, match="tokenizer-only"):
         export(uri, str(tmp_path / "hf"))
     assert not (tmp_path / "hf").exists()
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    args = ["export", "--checkpoint", uri, "--out", str(tmp_path / "hf"), "--lake", str(tmp_path)]
+    refused = CliRunner().invoke(app, args)  # the command: a usage error that says why, no traceback
+    assert refused.exit_code == 2 and "sft.recall=false" in " ".join(refused.output.split())
+    assert "Traceback" not in refused.output and not (tmp_path / "hf").exists()
     written = export(uri, str(tmp_path / "hf"), tokenizer_only=True)["files"]
     assert set(written) == {"tokenizer.json", "tokenizer_config.json", "README.md"}
     text = "A tokenizer, exported alone: 42 pages."
