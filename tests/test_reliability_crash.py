@@ -81,8 +81,9 @@ def test_training_killed_then_resumed_continues_with_the_uninterrupted_losses(st
     assert resumed[resumed_at:] == expected[resumed_at:] and resumed == expected
 
 
-def test_a_measured_process_that_dies_says_whether_its_work_had_returned():
+def test_a_measured_process_that_dies_says_so_and_one_that_returned_is_measured():
     with pytest.raises(RuntimeError, match=r"os:abort failed \(-6\) before it returned"):
         stress.peak_rss("os:abort")
-    with pytest.raises(RuntimeError, match=r"failed \(-6\) after it returned"):
-        stress.peak_rss("tests.support.stress:abort_at_exit")
+    # work that returned is measured, whatever a native library's teardown would do at exit
+    done = stress.peak_rss("tests.support.stress:abort_at_exit")
+    assert done["result"] == {} and done["peak_rss_mb"] > 0
