@@ -77,9 +77,8 @@ def refuse_another_crawls_name(crawl: str, filtered_uri: str, uris: list[str]) -
     that folder (`pipeline dir/a.warc.gz`, then `pipeline dir/b.warc.gz`): the second would
     replace the first's documents, index and runs. More files than before (a glob over a
     folder that grew) are the same crawl, grown."""
-    if not lakes.exists(filtered_uri):
-        return
-    before = set(lakes.manifest(filtered_uri).parents)
+    curated = lakes.read_manifest(filtered_uri)
+    before = set(curated.parents) if curated is not None else set()
     if before and not before <= set(uris):
         raise FileExistsError(
             f"the crawl {crawl!r} was curated from other WARC files ({len(before)}, e.g. {sorted(before)[0]}); "

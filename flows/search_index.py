@@ -13,7 +13,7 @@ from models import lake as lakes
 from models.tools import SearchIndex, format_passages
 from tasks.config import LakeConfig
 from tasks.layout import Layout, artifact_key
-from tasks.runtime import RunnerConfig, config_hash, declare, in_lake, run_mapped
+from tasks.runtime import RunnerConfig, declare, in_lake, run_mapped
 from tasks.search import SearchConfig, build_index, split_shard
 
 EXAMPLE_QUERIES = 3
@@ -64,10 +64,10 @@ def search_index(
         crawl = layout.crawl_of(clean)
     out = layout.search(crawl)
     built = lakes.read_manifest(out)
-    if built is not None and built.config_hash != config_hash(config):
-        # Another config's index (say another preset's passages) serves that config's models:
-        # this one gets its own name, and their lineage says which is whose.
-        crawl = f"{crawl}-{config_hash(config)[:8]}"
+    if built is not None and built.stats.get("passage_chars", config.passage_chars) != config.passage_chars:
+        # Passages of another size (another preset's) serve that preset's models: this index
+        # gets its own name, and each model's lineage says which is its own.
+        crawl = f"{crawl}-p{config.passage_chars}"
         out = layout.search(crawl)
 
     shards = [s for c in ([clean] if isinstance(clean, str) else clean) for s in lakes.shard_uris(c)]

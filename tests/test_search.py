@@ -174,5 +174,10 @@ def test_search_index_flow_on_a_real_server(prefect_server, tmp_path, pages):
     # another config (say another preset's passages) never replaces the index of this one
     before = lake.manifest(stats["uri"]).created_at
     other = search_index(lake=LakeConfig(root=root), config=SearchConfig(passage_chars=600), crawl="news")
-    assert other["uri"].startswith(lake.join(root, "search", "news-")) and other["documents"] == 30
+    assert other["uri"] == lake.join(root, "search", "news-p600") and other["documents"] == 30
     assert lake.manifest(stats["uri"]).created_at == before and other["passages"] < stats["passages"]
+    # ... while a setting that does not shape the passages keeps the index's name
+    batched = search_index(
+        lake=LakeConfig(root=root), config=SearchConfig(passage_chars=300, batch_docs=7), crawl="news"
+    )
+    assert batched["uri"] == stats["uri"] and batched["passages"] == stats["passages"]
