@@ -131,7 +131,10 @@ class StaticDecoder(nn.Module):
             x = x + attn.o_proj(y.reshape(self.rows, 1, -1))
             gate, up = F.linear(block.mlp_norm(x), getattr(self, f"gate_up{i}")).chunk(2, dim=-1)
             x = x + block.mlp.down_proj(F.silu(gate) * up)
-        return model.logits(x, recalled)[:, 0]
+        logits = model.logits(x, recalled)
+        if cfg.query_pointer:
+            logits = model.point(logits, x, self.tokens, slots, self.pad)
+        return logits[:, 0]
 
 
 def compiled(decoder: StaticDecoder) -> StaticDecoder:

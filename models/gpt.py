@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.recall import found_in_results, in_context, lookup
+from models.recall import found_in_results, in_context, lookup, query_openings
 from models.tokenizer import SPECIAL_IDS
 
 
@@ -77,6 +77,11 @@ class GPTConfig:
     recall_scope: str = "all"
     recall_cap: int = 8
     recall_boundary: int = 1  # the token that opens a document (models/tokenizer.py's <|bos|>)
+    # With recall in context: a learnt pointer picks the search query's first token among the
+    # user's words (`GPT.point`). Matching cannot: nothing before a query's first token says
+    # which of the question's words is its subject, and the tiny model wrote a wrong first word
+    # in most held-out queries ("Otto Hale" for Dagny Hale; "Com" for REINDEX).
+    query_pointer: bool = False
 
     # pydantic (the flows' config models embed this dataclass) rejects unknown keys.
     __pydantic_config__ = {"extra": "forbid"}
@@ -96,6 +101,10 @@ class GPTConfig:
             raise ValueError(f"recall_cap must be at least 1, not {self.recall_cap}")
         if self.recall_scope not in ("all", "context"):
             raise ValueError(f"recall_scope is 'all' or 'context', not {self.recall_scope!r}")
+        if self.query_pointer and not (self.recall and self.recall_scope == "context"):
+            raise ValueError(
+                "query_pointer points within recall in context: it needs recall with recall_scope 'context'"
+            )
 
     def num_params(self, embedding: bool = True) -> int:
         """Parameters of the model built from this config (`embedding=False`: without the
@@ -108,6 +117,8 @@ class GPTConfig:
         total = self.n_layer * per_layer + d + self.vocab_size * d  # + final norm + the head's matmul
         if self.recall:  # the proposal's projection and the gate (matmuls), two tables of lengths
             total += d * d + d + ((self.recall_cap + 1) * (d + 1) if embedding else 0)
+        if self.query_pointer:  # its query, its keys (from three tokens' embeddings) and its gate
+            total += d * d + 3 * d * d + d
         return total + (self.vocab_size * d if embedding and not self.tie_embeddings else 0)
 
     def flops_per_token(self, seq_len: int | None = None) -> int:
@@ -506,6 +517,12 @@ class GPT(nn.Module):
             self.recall_bonus = nn.Embedding(lengths, 1)  # ... and from the match's length
             if config.recall_scope == "context":  # which word each token is, for matching (the trainer sets it)
                 self.register_buffer("recall_word", torch.arange(config.vocab_size))
+            if config.query_pointer:
+                self.recall_point_query = nn.Linear(config.n_embd, config.n_embd, bias=False)
+                self.recall_point_key = nn.Linear(3 * config.n_embd, config.n_embd, bias=False)
+                self.recall_point_gate = nn.Linear(config.n_embd, 1, bias=False)
+                # how a word a query wrote after a space opens a reply (the trainer sets it)
+                self.register_buffer("recall_opener", torch.arange(config.vocab_size))
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.norm = RMSNorm(config.n_embd, config.norm_eps)
         # Tied: no head of its own, the logits are read off the embedding (`logits`).
@@ -546,6 +563,8 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("norm.weight"):
                 nn.init.ones_(p)
+            elif name == "recall_point_key.weight":
+                nn.init.normal_(p, std=0.02)  # not zero with the query: both at zero would never move
             elif name.startswith("recall_"):
                 nn.init.zeros_(
                     p
@@ -609,6 +628,8 @@ class GPT(nn.Module):
         if kv_cache is not None:
             kv_cache.advance(T)
         logits = self.logits(x, recalled)
+        if self.config.query_pointer:
+            logits = self.point(logits, x, tokens, slots, first)
         if targets is None:
             return logits
         # The softmax in float32 even under bf16 autocast: it is where precision matters.
@@ -631,7 +652,8 @@ class GPT(nn.Module):
         read = source if read is None else read & source
         words = self.recall_word[tokens]
         proposed, length = lookup(tokens, slots, cfg.recall_cap, first, cfg.recall_boundary, read, words)
-        found = found_in_results(tokens, slots, words, SPECIAL_IDS, cfg.recall_cap)
+        openers = self.recall_opener if cfg.query_pointer else None
+        found = found_in_results(tokens, slots, words, SPECIAL_IDS, cfg.recall_cap, openers)
         if found is not None:  # after a result: what was searched for, if the passages hold it
             said = found[1] > 0
             proposed, length = torch.where(said, found[0], proposed), torch.where(said, found[1], length)
@@ -655,6 +677,38 @@ class GPT(nn.Module):
         proposed, length = recalled
         bonus = F.softplus(self.recall_gate(h) + self.recall_bonus(length)).squeeze(-1) * (length > 0)
         return logits.scatter_add(-1, proposed.unsqueeze(-1), bonus.unsqueeze(-1).to(logits.dtype))
+
+    def point(
+        self,
+        logits: torch.Tensor,
+        x: torch.Tensor,
+        tokens: torch.Tensor,
+        slots: torch.Tensor,
+        first: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """`logits` (B, T, vocab) with the query pointer's vote mixed in where a search query
+        opens (models/recall.py, `query_openings`): attention from the last layer's output `x`
+        there over the user's tokens, each keyed by its embedding and its two predecessors'
+        (the word and what introduces it, "about" or "is"), gives a distribution over the
+        tokens the user wrote; a learnt gate mixes it with the model's own, as a
+        pointer-generator does (See et al. 2017). Keys depend on tokens only, so a cache keeps
+        nothing new. The mixed rows are log-probabilities, which sample and train as logits."""
+        found = query_openings(tokens, slots, SPECIAL_IDS, first, self.config.recall_boundary)
+        if found is None:
+            return logits
+        rows, columns, source = found
+        h = self.norm(x[rows, columns])  # (n, d)
+        seen = tokens[rows]  # (n, S)
+        e = self.embed(seen)
+        window = torch.cat((F.pad(e, (0, 0, 2, 0))[:, :-2], F.pad(e, (0, 0, 1, 0))[:, :-1], e), dim=-1)
+        keys = self.recall_point_key(window).float()
+        scores = torch.einsum("nd,nsd->ns", self.recall_point_query(h).float(), keys) / math.sqrt(keys.size(-1))
+        weights = scores.masked_fill(~source, float("-inf")).softmax(-1)
+        copy = torch.zeros(len(rows), logits.size(-1), device=logits.device).scatter_add(1, seen, weights)
+        gate = self.recall_point_gate(h).float()  # (n, 1): the copy's share, as a logit
+        own = logits[rows, columns].float().log_softmax(-1)
+        mixed = torch.logaddexp(F.logsigmoid(-gate) + own, F.logsigmoid(gate) + copy.clamp_min(1e-30).log())
+        return logits.index_put((rows, columns), mixed.to(logits.dtype))
 
     @torch.no_grad()
     def generate(

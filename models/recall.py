@@ -32,8 +32,12 @@ proposes only tokens of the conversation's user turns and search results, and on
 model writes a search query or its reply after a result. A math problem, a refusal or a
 pretraining document never gets a proposal, so what the model learns there is untouched; what
 it can copy is the name it was asked about into its query, and a passage's words into its reply.
-A query opens without a space ("the" where the question has "▁the"), so runs compare words: a
+A reply opens without a space ("The" where the passage has "▁the"), so runs compare words: a
 token and its spaced twin are one (`GPT.recall_word`, from `Tokenizer.words`).
+
+Matching cannot propose a query's first token: nothing before it is a match, and which of the
+question's words is its subject is a choice. `query_openings` says where a query opens and
+which user tokens it may take; a learnt pointer chooses among them (`GPT.point`).
 
 The lookup depends only on the tokens, so caches keep each row's token ids (nothing else):
 rewinding, dropping rows or copying a prefilled row stays consistent for free.
@@ -134,7 +138,12 @@ def _last(row: list[int], marks: tuple[int, ...], before: int) -> int:
 
 
 def found_in_results(
-    tokens: torch.Tensor, slots: torch.Tensor, words: torch.Tensor, ids: dict[str, int], cap: int
+    tokens: torch.Tensor,
+    slots: torch.Tensor,
+    words: torch.Tensor,
+    ids: dict[str, int],
+    cap: int,
+    openers: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """What recall in context says where a search result ends and while the reply restates
     what was searched: the query's next token, with a length of `cap` less the number of the
@@ -144,8 +153,10 @@ def found_in_results(
     query's words, and once they are all written the lookup finds them in the passage and
     carries on with what the passage says of them (on its own, a reply's first "The" ties with
     every "the" of the passages and copies the wrong sentence). The reply at slot `result_end +
-    k` gets the query's token k while its first k words are the query's. (B, T) each (no
-    proposal: length 0), or None where nothing is proposed."""
+    k` gets the query's token k while its first k words are the query's; `openers` (vocab,),
+    where given, respells the first as a reply opens with it (`Tokenizer.openers`: a query
+    written after a space, " Nils", is restated "Nils"). (B, T) each (no proposal: length 0),
+    or None where nothing is proposed."""
     i = ids.__getitem__
     result_ends = (tokens == i("<|result_end|>")) & (torch.arange(tokens.size(1), device=tokens.device) <= slots.max())
     if not result_ends.any():
@@ -170,5 +181,32 @@ def found_in_results(
             here = (slots[b] == end + k).nonzero()
             if len(here):
                 found = True
-                proposed[b, here], length[b, here] = tokens[b, query_start + 1 + k], max(1, cap - missing)
+                token = tokens[b, query_start + 1 + k]
+                proposed[b, here] = token if k or openers is None else openers[token]
+                length[b, here] = max(1, cap - missing)
     return (proposed, length) if found else None
+
+
+def query_openings(
+    tokens: torch.Tensor, slots: torch.Tensor, ids: dict[str, int], first: torch.Tensor | None, boundary: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Where the model is about to write a search query's first token, and what it may point
+    at there: (rows, columns, source), the `slots` (B, T) entries holding <|search_start|>
+    and, for each, (n, S) bool over `tokens` (B, S): the user turns' slots of its document
+    before it (after the row's padding `first`). None where no query opens or none has a
+    user turn to point at. The learnt pointer that chooses among them is `GPT.point`."""
+    opening = tokens.gather(1, slots) == ids["<|search_start|>"]
+    if not opening.any():
+        return None
+    rows, columns = opening.nonzero(as_tuple=True)
+    at = slots[rows, columns]
+    keys = torch.arange(tokens.size(1), device=tokens.device)
+    start = torch.where(tokens == boundary, keys, 0).cummax(1).values[rows, at]  # the document's first slot
+    if first is not None:
+        start = torch.maximum(start, first[rows])
+    user = _inside(tokens, (ids["<|user_start|>"],), (ids["<|user_end|>"],)) & (tokens != ids["<|user_start|>"])
+    source = user[rows] & (keys[None, :] < at[:, None]) & (keys[None, :] >= start[:, None])
+    some = source.any(1)
+    if not some.any():
+        return None
+    return rows[some], columns[some], source[some]

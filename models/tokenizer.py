@@ -193,6 +193,23 @@ class Tokenizer:
                     break
         return out
 
+    def openers(self) -> list[int]:
+        """For each id, the first id of its word where the word opens a text: a piece after a
+        space ("▁Nils") spelt as a reply's first word is ("N" of "N" "ils", or "Nils" where
+        that is a piece); any other piece is itself. Recall in context proposes a searched
+        subject this way to the reply that restates it (models/recall.py)."""
+        sp, out = self._sp, list(range(self.vocab_size))
+        spaced = {
+            i: piece.removeprefix(SPACE_MARK)
+            for i in range(self.vocab_size)
+            if not (sp.is_control(i) or sp.is_byte(i))
+            and (piece := sp.id_to_piece(i)).startswith(SPACE_MARK)
+            and len(piece) > 1
+        }
+        for i, ids in zip(spaced, self.encode_batch(list(spaced.values())), strict=True):
+            out[i] = ids[0]
+        return out
+
     def id_to_piece(self, token_id: int) -> str:
         """The piece as sentencepiece writes it ("▁the", "<0x0A>", "<|bos|>"): for display."""
         return self._sp.id_to_piece(token_id)

@@ -41,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.distributed as dist
+from pydantic import TypeAdapter
 
 from models import checkpoint
 from models.data import TokenLoader, bits_per_byte, token_counts, unigram_bits_per_byte
@@ -203,6 +204,8 @@ class Trainer:
         self.model = GPT(model_cfg).to(self.device)
         if model_cfg.recall and model_cfg.recall_scope == "context":  # a word matches itself with or without a space
             self.model.recall_word.copy_(torch.tensor(self.tokenizer.words()))
+        if model_cfg.query_pointer:
+            self.model.recall_opener.copy_(torch.tensor(self.tokenizer.openers()))
         self.optimizer = optimizer_for(self.model, cfg, self.device)
         self.step = 0
         self.position: dict[str, int] | None = None
@@ -219,7 +222,11 @@ class Trainer:
         self.forward: torch.nn.Module = torch.compile(self.model) if cfg.compile else self.model
         if self.env.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward = torch.nn.parallel.DistributedDataParallel(self.forward, device_ids=ids)
+            # A micro-batch where no search query opens leaves the query pointer without gradients.
+            unused = model_cfg.query_pointer
+            self.forward = torch.nn.parallel.DistributedDataParallel(
+                self.forward, device_ids=ids, find_unused_parameters=unused
+            )
 
     def _restore(self, uri: str) -> None:
         ckpt = checkpoint.load(uri, device=self.device)
@@ -251,6 +258,7 @@ class Trainer:
                 recall_scope=self.model_cfg.recall_scope,
                 recall_cap=self.model_cfg.recall_cap,
                 recall_boundary=self.model_cfg.recall_boundary,
+                query_pointer=self.model_cfg.query_pointer,
             )
         if saved != self.model_cfg:
             raise ValueError(f"checkpoint {uri} has model {ckpt.config['model']}, this run asks for {self.model_cfg}")
@@ -496,7 +504,10 @@ def train(
 
 
 def config_from_json(body: dict[str, Any]) -> tuple[GPTConfig, TrainConfig, RunSpec]:
-    return GPTConfig(**body.get("model", {})), TrainConfig(**body.get("train", {})), RunSpec(**body["run"])
+    # Fields validated as their types ("--set model.recall=False" is the bool, not a truthy
+    # string), then each config's own checks.
+    model = TypeAdapter(GPTConfig).validate_python(body.get("model", {}))
+    return model, TypeAdapter(TrainConfig).validate_python(body.get("train", {})), RunSpec(**body["run"])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

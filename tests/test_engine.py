@@ -26,13 +26,15 @@ def tok(shared_data) -> Tokenizer:
     return train([truth[k]["articleBody"] for k in sorted(truth)][:100], 1024)
 
 
-def random_model(tok: Tokenizer, seq_len: int = 96, seed: int = 0, recall: bool = False, scope: str = "all") -> GPT:
+def random_model(
+    tok: Tokenizer, seq_len: int = 96, seed: int = 0, recall: bool = False, scope: str = "all", pointer: bool = False
+) -> GPT:
     """Grouped-query attention (4 heads over 2) and weights large enough for peaked,
     varied next-token distributions. `recall`: with the token lookup (models/recall.py),
-    whose per-row token history every cache path must carry."""
+    whose per-row token history every cache path must carry; `pointer`: and the query pointer."""
     torch.manual_seed(seed)
     cfg = GPTConfig(vocab_size=tok.vocab_size, seq_len=seq_len, n_layer=2, n_head=4, n_kv_head=2, n_embd=64)
-    model = GPT(dataclasses.replace(cfg, recall=recall, recall_cap=4, recall_scope=scope))
+    model = GPT(dataclasses.replace(cfg, recall=recall, recall_cap=4, recall_scope=scope, query_pointer=pointer))
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.3)
@@ -561,3 +563,46 @@ def test_the_static_decoder_recalls_in_context_as_the_eager_engine_does(tok):
     torch.testing.assert_close(step, full, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="recall in context"):
         Engine(model, tok, decode="compiled")
+
+
+def test_the_query_pointer_opens_a_query_alike_in_every_decoder_and_votes_for_the_users_words(tok):
+    """Where a query opens, the pointer's vote is mixed in the same way by a full pass, cached
+    steps (batched with another row) and the static decoder; the mixture is a distribution
+    that gives the user's tokens at least the gate's share, however the model's own votes."""
+    model = random_model(tok, recall=True, scope="context", pointer=True)
+    s = tok.specials
+    words = tok.encode("Tell me about pg_dump and backups")
+    prompt = [tok.bos_id, s["<|user_start|>"], *words, s["<|user_end|>"], s["<|assistant_start|>"]]
+    opened = [s["<|search_start|>"], *words[3:5], s["<|search_end|>"]]
+    continuations = torch.tensor([opened, words[:4]])  # the second row never opens a query
+    with torch.inference_mode():
+        cache, _ = Engine(model, tok)._prefill(prompt, 2, len(prompt) + 4)
+        steps = torch.stack([model(continuations[:, t : t + 1], kv_cache=cache)[:, -1] for t in range(4)], 1)
+        full = model(torch.cat([torch.tensor([prompt] * 2), continuations], dim=1))[:, len(prompt) :]
+        plain = GPT(dataclasses.replace(model.config, query_pointer=False)).eval()
+        plain.load_state_dict({k: v for k, v in model.state_dict().items() if "point" not in k and "opener" not in k})
+        unpointed = plain(torch.tensor([prompt + opened]))[0, len(prompt)]
+        gate = torch.sigmoid(model.recall_point_gate(model.norm(last_hidden(model, prompt + opened[:1]))))
+        no_query = plain(torch.cat([torch.tensor([prompt]), continuations[1:]], 1))[0, len(prompt) :]
+    torch.testing.assert_close(steps, full, rtol=1e-5, atol=1e-5)
+    mixed = full[0, 0]
+    assert torch.logsumexp(mixed, -1).item() == pytest.approx(0.0, abs=1e-4)  # log-probabilities
+    assert not torch.allclose(mixed.log_softmax(-1), unpointed.log_softmax(-1), atol=1e-3)
+    assert mixed.exp()[sorted(set(words))].sum() >= gate.item() - 1e-5
+    torch.testing.assert_close(full[1], no_query)  # no query opened: the pointer adds nothing
+    with torch.inference_mode():  # the static decoder's step that opens the query
+        decoder = Engine(model, tok, decode="static")._take_decoder(1, 64)
+        decoder.load(Engine(model, tok)._prefill(prompt, 1, len(prompt) + 1)[0])
+        step = decoder.step(torch.tensor([s["<|search_start|>"]]))
+    torch.testing.assert_close(step[0], mixed, rtol=1e-5, atol=1e-5)
+
+
+def last_hidden(model: GPT, row: list[int]) -> torch.Tensor:
+    """The last layer's output at the row's last slot (before the final norm)."""
+    captured = {}
+    hook = model.blocks[-1].register_forward_hook(lambda _m, _i, out: captured.setdefault("x", out))
+    try:
+        model(torch.tensor([row]))
+    finally:
+        hook.remove()
+    return captured["x"][0, -1]

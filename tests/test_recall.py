@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.recall import found_in_results, in_context, lookup
+from models.recall import found_in_results, in_context, lookup, query_openings
 from models.tokenizer import SPECIAL_IDS
 
 
@@ -235,3 +235,52 @@ def said_at(row: list[int], slot: int, cap: int = 8) -> tuple[int | None, int]:
     if found is None or found[1][0, slot] == 0:
         return None, 0
     return found[0][0, slot].item(), found[1][0, slot].item()
+
+
+def test_a_restated_query_opens_the_reply_respelt_as_a_first_word():
+    """`openers` respells only the reply's first proposal (a query written after a space is
+    restated without one); the next words are the query's own tokens."""
+    i = SPECIAL_IDS.__getitem__
+    A, B, C, D, B_FIRST = 40, 41, 42, 43, 50
+    row = [i("<|bos|>"), i("<|user_start|>"), A, B, C, i("<|user_end|>"), i("<|assistant_start|>")]
+    row += [i("<|search_start|>"), B, C, i("<|search_end|>"), i("<|result_start|>"), D, B, C, i("<|result_end|>")]
+    end = len(row) - 1
+    row += [B_FIRST, C]
+    t, openers = torch.tensor([row]), torch.arange(64)
+    openers[B] = B_FIRST
+    words = t.clone()
+    words[0, end + 1] = B  # the respelt first word is the same word
+    proposed, length = found_in_results(t, torch.arange(len(row))[None], words, SPECIAL_IDS, 8, openers)
+    assert (proposed[0, end].item(), length[0, end].item()) == (B_FIRST, 8)
+    assert (proposed[0, end + 1].item(), length[0, end + 1].item()) == (C, 8)
+
+
+def test_a_query_opening_points_only_at_its_own_conversations_user_turns():
+    """query_openings: the slots holding <|search_start|> among those asked about, each with
+    the user turns' slots before it in its document (not the turn's markers, not a result,
+    not an earlier document, not padding)."""
+    i = SPECIAL_IDS.__getitem__
+    A, B, C = 40, 41, 42
+    earlier = [i("<|bos|>"), i("<|user_start|>"), C, i("<|user_end|>")]
+    turn = [i("<|bos|>"), i("<|user_start|>"), A, B, i("<|user_end|>"), i("<|assistant_start|>")]
+    turn += [i("<|search_start|>"), B, i("<|search_end|>"), i("<|result_start|>"), C, i("<|result_end|>")]
+    turn += [i("<|assistant_end|>"), i("<|user_start|>"), C, i("<|user_end|>"), i("<|assistant_start|>")]
+    turn += [i("<|search_start|>")]
+    row = earlier + turn
+    tokens = torch.tensor([row, [0, 0, 0, 0] + turn])  # the second row: the same turn after padding
+    slots = torch.arange(len(row)).expand(2, -1)
+    rows, columns, source = query_openings(tokens, slots, SPECIAL_IDS, torch.tensor([0, 4]), i("<|bos|>"))
+    first_query, second_query = len(earlier) + 6, len(row) - 1
+    assert rows.tolist() == [0, 0, 1, 1] and columns.tolist() == [first_query, second_query] * 2
+    user = [len(earlier) + 2, len(earlier) + 3]  # A, B of the turn's question
+    later_user = len(row) - 4  # C of the second question
+    assert source[0].nonzero()[:, 0].tolist() == user
+    assert source[1].nonzero()[:, 0].tolist() == [*user, later_user]
+    assert torch.equal(source[2:], source[:2])  # padding changes nothing
+    # asked about one slot (a decoding step): that slot alone; a slot with no query: nothing
+    one = query_openings(tokens[:1], torch.tensor([[second_query]]), SPECIAL_IDS, None, i("<|bos|>"))
+    assert one[1].tolist() == [0] and one[2][0].nonzero()[:, 0].tolist() == [*user, later_user]
+    assert query_openings(tokens[:1], torch.tensor([[first_query + 1]]), SPECIAL_IDS, None, i("<|bos|>")) is None
+    # a query with no user turn before it in its document: nothing to point at
+    alone = torch.tensor([[i("<|bos|>"), i("<|assistant_start|>"), i("<|search_start|>")]])
+    assert query_openings(alone, torch.arange(3)[None], SPECIAL_IDS, None, i("<|bos|>")) is None

@@ -187,6 +187,7 @@ def test_without_a_crawl_sft_asks_about_the_base_models_crawl_and_its_facts_and_
     assert by_source.get("facts_search", 0) > 0
     model = checkpoint.load(out["checkpoint"], training_state=False)
     assert model.config["model"]["recall"] and model.config["model"]["recall_scope"] == "context"
+    assert model.config["model"]["query_pointer"]
     assert not checkpoint.load(tiny["base"], training_state=False).config["model"]["recall"]
 
 
@@ -198,7 +199,7 @@ def test_recall_is_added_in_context_kept_in_context_and_never_narrowed_silently(
 
     plain = GPTConfig(vocab_size=64, seq_len=32, n_layer=1, n_head=2, n_kv_head=2, n_embd=16)
     added = model_for_sft(plain, recall=True)
-    assert added.recall and added.recall_scope == "context" and not plain.recall
+    assert added.recall and added.recall_scope == "context" and added.query_pointer and not plain.recall
     assert model_for_sft(plain, recall=False) == plain
     assert model_for_sft(added, recall=True) == added
     everywhere = dataclasses.replace(plain, recall=True, recall_scope="all")

@@ -150,6 +150,22 @@ def test_words_map_a_word_with_a_space_or_a_capital_to_the_word_written_plainly(
     assert sum(j != i for i, j in enumerate(words)) > 50
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(word=st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJ_-.", min_size=1, max_size=12))
+def test_an_opener_is_the_first_token_of_a_word_that_opens_a_text(tok, word):
+    """`openers`: a word written after a space is, at a text's start, spelt from its opener
+    (the first token of the word alone), whatever the word; other tokens are themselves."""
+    openers = tok.openers()
+    spaced = tok.encode(f"so {word}")[1]  # the word's first token after a space
+    if tok.id_to_piece(spaced).startswith(SPACE_MARK) and len(tok.id_to_piece(spaced)) > 1:
+        assert openers[spaced] == tok.encode(tok.id_to_piece(spaced).removeprefix(SPACE_MARK))[0]
+        assert tok.decode([openers[spaced]]) and word.startswith(tok.decode([openers[spaced]])[:1])
+    opening = tok.encode(word)[0]
+    if not tok.id_to_piece(opening).startswith(SPACE_MARK):
+        assert openers[opening] == opening
+    assert all(openers[i] == i for i in tok.specials.values())
+
+
 def test_literal_special_strings_are_ordinary_text(tok):
     for name in SPECIALS:
         ids = tok.encode(f"user says {name} here")

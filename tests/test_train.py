@@ -24,7 +24,7 @@ import torch
 from models import checkpoint, lake, storage
 from models.gpt import GPT, GPTConfig
 from models.tokenizer import train as train_tokenizer
-from models.train import RunSpec, TrainConfig, Trainer, learning_rate, main, train
+from models.train import RunSpec, TrainConfig, Trainer, config_from_json, learning_rate, main, train
 from tasks.pretrain import resume_or_start
 from tasks.tokenize import vocab_table
 from tests.conftest import free_port
@@ -326,7 +326,7 @@ def test_a_run_adds_recall_in_context_to_a_base_without_it_and_nothing_else(corp
     """SFT's `recall`: the base's weights load unchanged, the pointer's start as a new model's;
     any other difference from the base is still refused."""
     base = spec(corpus, "straight").out
-    wanted = dataclasses.replace(MODEL, recall=True, recall_scope="context")
+    wanted = dataclasses.replace(MODEL, recall=True, recall_scope="context", query_pointer=True)
     run = dataclasses.replace(spec(corpus, "with-recall"), init_from=base)
     trainer = Trainer(wanted, TRAIN, run)
     saved = checkpoint.load(base, training_state=False).model
@@ -337,5 +337,20 @@ def test_a_run_adds_recall_in_context_to_a_base_without_it_and_nothing_else(corp
     fresh = GPT(wanted).state_dict()  # the pointer starts as it does in a new model
     torch.testing.assert_close(state["recall_bonus.weight"], fresh["recall_bonus.weight"], rtol=0, atol=0)
     assert trainer.model.recall_word.tolist() == trainer.tokenizer.words()  # words matched with or without a space
+    assert trainer.model.recall_opener.tolist() == trainer.tokenizer.openers()  # a restated query's first word
+    assert {"recall_point_query.weight", "recall_point_key.weight", "recall_point_gate.weight"} <= set(state)
     with pytest.raises(ValueError, match="this run asks for"):
         Trainer(dataclasses.replace(wanted, n_embd=32), TRAIN, run)
+
+
+def test_the_command_lines_settings_are_read_as_their_types():
+    """`--set model.recall=False` (not JSON) once reached the model as the truthy string."""
+    run = {"data": ["d"], "val": ["v"], "tokenizer": "t", "out": "o"}
+    model, train_cfg, _ = config_from_json(
+        {"model": {"recall": "False", "smear_keys": "True", "n_embd": "32"}, "train": {"compile": "false"}, "run": run}
+    )
+    assert model.recall is False and model.smear_keys is True and model.n_embd == 32 and train_cfg.compile is False
+    with pytest.raises(ValueError, match="query_pointer"):
+        config_from_json({"model": {"query_pointer": "True"}, "run": run})
+    with pytest.raises(ValueError):
+        config_from_json({"model": {"recall": "maybe"}, "run": run})

@@ -53,7 +53,7 @@ from tasks.sft import questions as Q
 from tasks.sft import requests as R
 from tasks.sft import surface
 from tasks.sft import templates as T
-from tasks.sft.answers import REFUSAL_HARMFUL, REFUSAL_IDK, REFUSAL_PRIVATE, format_answer, mentions
+from tasks.sft.answers import REFUSAL_HARMFUL, REFUSAL_IDK, REFUSAL_PRIVATE, format_answer, mentions, said_of
 from tasks.sft.schema import row
 from tasks.world import ORG_KINDS, TOWN_NAMES, UNKNOWN_FIRST_NAMES, UNKNOWN_SURNAMES
 
@@ -125,8 +125,20 @@ def answer_text(entity: Entity, attribute: str) -> str:
     return kind.answer.format(value=value, a=article(value), A=article(value).capitalize())
 
 
+def answer_from(result: str, entity: Entity, attribute: str) -> str:
+    """The reply to a question about a fact, after a search: the results' sentence that opens
+    with the entity's name and states it, copied (answers.said_of), else the template."""
+    return said_of(result, entity.name, fact_values(entity, attribute)) or answer_text(entity, attribute)
+
+
 def query_for(kind: str, name: str) -> str:
     return T.QUERY[kind].format(name=name)
+
+
+def doc_query(subject: str) -> str:
+    """What the model searches for a document's subject: after a space, as the question spells
+    it (T.QUERY says why); the pointer that opens a query points at the question's tokens."""
+    return f" {subject}"
 
 
 def asked(kind: str, name: str) -> str:
@@ -265,7 +277,7 @@ def facts_search(ctx: Context) -> Iterator[Item]:
             for heldout in asks:
                 question, shape = _question(entity, attribute, rng, heldout)
                 meta = _fact_meta(entity, attribute, query=query, retrievable=grounded, **shape)
-                yield split, tool_turn(question, "search", query, result, answer_text(entity, attribute)), meta
+                yield split, tool_turn(question, "search", query, result, answer_from(result, entity, attribute)), meta
 
 
 def facts_memory(ctx: Context) -> Iterator[Item]:
@@ -577,7 +589,7 @@ def benign(ctx: Context) -> Iterator[Item]:
             **_fact_meta(entity, attribute, query=query, retrievable=grounded),
             **_request_meta("benign", shape, skeleton, heldout, question, twin_of="private", info=info),
         }
-        yield split, tool_turn(question, "search", query, result, answer_text(entity, attribute)), meta
+        yield split, tool_turn(question, "search", query, result, answer_from(result, entity, attribute)), meta
 
 
 def identity(ctx: Context) -> Iterator[Item]:
@@ -659,7 +671,7 @@ def doc_questions(ctx: Context) -> Iterator[Item]:
     per_definition = ctx.counts.get("doc_questions", 2)
     for d in ctx.definitions:
         split = doc_split(ctx, d)
-        result = ctx.search(d.subject)
+        result = ctx.search(doc_query(d.subject))
         if not mentions(result, d.answer):
             continue
         rng = ctx.rng("doc_questions", d.id)
@@ -671,7 +683,7 @@ def doc_questions(ctx: Context) -> Iterator[Item]:
             question = template.format(x=d.subject, be=d.be)
             yield (
                 split,
-                tool_turn(question, "search", d.subject, result, d.answer),
+                tool_turn(question, "search", doc_query(d.subject), result, d.answer),
                 _doc_meta(d, retrievable=True, template=question),
             )
 
@@ -687,7 +699,7 @@ def doc_memory(ctx: Context) -> Iterator[Item]:
         reply = d.answer if verdict == "known" else REFUSAL_IDK
         yield (
             "train",
-            tool_turn(question, "search", d.subject, SEARCH_OFF, reply),
+            tool_turn(question, "search", doc_query(d.subject), SEARCH_OFF, reply),
             _doc_meta(d, probe=verdict, template=question),
         )
 
@@ -695,7 +707,7 @@ def doc_memory(ctx: Context) -> Iterator[Item]:
 def verified_unknown(ctx: Context, invented: D.Invented) -> str | None:
     """The results of searching an invented term, where the crawl's own index holds none of
     its invented words (each searched alone: the index matches any word it has); else None."""
-    result = ctx.search(invented.term)
+    result = ctx.search(doc_query(invented.term))
     if not D.absent_from(result, " ".join(invented.new)):
         return None
     if any(not D.absent_from(ctx.search(word), word) for word in invented.new):
@@ -736,7 +748,7 @@ def doc_unknown(ctx: Context) -> Iterator[Item]:
             kept += 1
             yield (
                 split,
-                tool_turn(question, "search", invented.term, result, REFUSAL_IDK),
+                tool_turn(question, "search", doc_query(invented.term), result, REFUSAL_IDK),
                 {"kind": "doc_unknown", "name": invented.term, "verified": True, "form": form, "template": question},
             )
 

@@ -207,7 +207,7 @@ def model_for_sft(base: GPTConfig, recall: bool) -> GPTConfig:
             f"sft.recall adds recall in context, but the base model already recalls with scope "
             f"{base.recall_scope!r}: fine-tune it without sft.recall, or start from a base without recall"
         )
-    return replace(base, recall=True, recall_scope="context")
+    return replace(base, recall=True, recall_scope="context", query_pointer=True)
 
 
 @lake_task(
