@@ -29,7 +29,6 @@ from tasks.sft.answers import (
     extract_answer,
     is_refusal,
     mentions,
-    said_of,
 )
 
 
@@ -83,25 +82,6 @@ def test_mentions_matches_whole_words_in_order():
     assert not mentions("born in 1954", "19")
     assert not mentions("museum of Northstead history", "Northstead Museum of History")
     assert not mentions("anything", "")
-
-
-def test_the_sentence_said_of_a_subject_is_whole_opens_with_it_and_states_every_value():
-    result = (
-        "Ida Wade: Ida Wade's favourite pastime is rowing. Ida Wade (born 1966) is a shipwright from Elmport.\n"
-        "She works for the Elmport Shipyard.\n\n"
-        "Elmport: Ida Wade is employed by the Elmport Shipyard. Ida Wade (born 1966) was cut off at the en"
-    )
-    born = "Ida Wade (born 1966) is a shipwright from Elmport."
-    assert said_of(result, "Ida Wade", ["1966"]) == born  # the first whole sentence, its title left out
-    assert said_of(result, "Ida Wade", ["shipwright", "Elmport"]) == born  # every value
-    assert said_of(result, "Ida Wade", ["Elmport Shipyard"]) == "Ida Wade is employed by the Elmport Shipyard."
-    assert said_of(result, "Ida Wade", ["1966", "rowing"]) is None  # no one sentence states both
-    assert said_of(result, "Ida", ["1966"]) == born  # the subject opens the sentence, as a word
-    assert said_of(result, "Ida Wa", ["1966"]) is None  # ... not part of one
-    assert (
-        said_of(result.replace("Ida Wade (born 1966) is", "Then Ida Wade (born 1966) is"), "Ida Wade", ["1966"]) is None
-    )
-    assert said_of("Elmport: Ida Wade (born 1966) is a shipwr", "Ida Wade", ["1966"]) is None  # cut short
 
 
 def test_judging_each_kind():

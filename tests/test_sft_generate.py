@@ -111,9 +111,6 @@ def test_trained_answers_are_grounded_and_unknown_entities_are_refused(tiny, ind
         values = json.loads(r["meta"])["answer"]
         assert all(mentions(result, v) for v in values)  # the answer is a span of what the model reads
         assert all(mentions(reply, v) for v in values)  # and the reply copies it
-    copied = [r for r in facts["train"] if r["messages"][2]["content"].count(r["messages"][3]["content"]) > 0]
-    assert copied and all(r["messages"][3]["content"].startswith(json.loads(r["meta"])["name"]) for r in copied)
-    assert len(copied) < len(facts["train"])  # where no sentence opens with the name, the template answers
     unknown = G.generate("unknown", ctx, 0.0)
     for r in unknown["train"] + unknown["test"]:
         m = json.loads(r["meta"])

@@ -16,7 +16,6 @@ accuracy by learning the format alone.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 ANSWER_PREFIX = "Answer:"
 REFUSAL_IDK = "I'm sorry, I don't believe I know."
@@ -89,24 +88,3 @@ def mentions(text: str, value: str) -> bool:
         return False
     n = len(needle)
     return any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
-
-
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
-
-
-def said_of(result: str, subject: str, values: Sequence[str]) -> str | None:
-    """The first whole sentence of search results (models/tools.py's `format_passages`: "title:
-    text" paragraphs) that opens with `subject` and states every value, or None: an answer
-    copied from what was read, as documents' answers are. A reply that opens by restating the
-    query has the pointer carry it on (models/recall.py), so copying the sentence is the
-    behaviour that works on any crawl; a template ("Works as a ...") must find its value alone."""
-    for passage in result.split("\n\n"):
-        for line in passage.split(": ", 1)[-1].split("\n"):
-            for sentence in _SENTENCE_BREAK.split(line.strip()):
-                if (
-                    sentence.startswith(f"{subject} ")
-                    and sentence.endswith((".", "!", "?"))
-                    and all(mentions(sentence, v) for v in values)
-                ):
-                    return sentence
-    return None

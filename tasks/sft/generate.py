@@ -53,7 +53,7 @@ from tasks.sft import questions as Q
 from tasks.sft import requests as R
 from tasks.sft import surface
 from tasks.sft import templates as T
-from tasks.sft.answers import REFUSAL_HARMFUL, REFUSAL_IDK, REFUSAL_PRIVATE, format_answer, mentions, said_of
+from tasks.sft.answers import REFUSAL_HARMFUL, REFUSAL_IDK, REFUSAL_PRIVATE, format_answer, mentions
 from tasks.sft.schema import row
 from tasks.world import ORG_KINDS, TOWN_NAMES, UNKNOWN_FIRST_NAMES, UNKNOWN_SURNAMES
 
@@ -123,12 +123,6 @@ def answer_text(entity: Entity, attribute: str) -> str:
         return kind.answer.format(A=article(prof).capitalize(), profession=prof, birthplace=entity.facts["birthplace"])
     value = entity.facts[attribute]
     return kind.answer.format(value=value, a=article(value), A=article(value).capitalize())
-
-
-def answer_from(result: str, entity: Entity, attribute: str) -> str:
-    """The reply to a question about a fact, after a search: the results' sentence that opens
-    with the entity's name and states it, copied (answers.said_of), else the template."""
-    return said_of(result, entity.name, fact_values(entity, attribute)) or answer_text(entity, attribute)
 
 
 def query_for(kind: str, name: str) -> str:
@@ -277,7 +271,7 @@ def facts_search(ctx: Context) -> Iterator[Item]:
             for heldout in asks:
                 question, shape = _question(entity, attribute, rng, heldout)
                 meta = _fact_meta(entity, attribute, query=query, retrievable=grounded, **shape)
-                yield split, tool_turn(question, "search", query, result, answer_from(result, entity, attribute)), meta
+                yield split, tool_turn(question, "search", query, result, answer_text(entity, attribute)), meta
 
 
 def facts_memory(ctx: Context) -> Iterator[Item]:
@@ -589,7 +583,7 @@ def benign(ctx: Context) -> Iterator[Item]:
             **_fact_meta(entity, attribute, query=query, retrievable=grounded),
             **_request_meta("benign", shape, skeleton, heldout, question, twin_of="private", info=info),
         }
-        yield split, tool_turn(question, "search", query, result, answer_from(result, entity, attribute)), meta
+        yield split, tool_turn(question, "search", query, result, answer_text(entity, attribute)), meta
 
 
 def identity(ctx: Context) -> Iterator[Item]:
