@@ -697,17 +697,21 @@ class GPT(nn.Module):
         if found is None:
             return logits
         rows, columns, source = found
-        h = self.norm(x[rows, columns])  # (n, d)
         seen = tokens[rows]  # (n, S)
-        e = self.embed(seen)
-        window = torch.cat((F.pad(e, (0, 0, 2, 0))[:, :-2], F.pad(e, (0, 0, 1, 0))[:, :-1], e), dim=-1)
-        keys = self.recall_point_key(window).float()
-        scores = torch.einsum("nd,nsd->ns", self.recall_point_query(h).float(), keys) / math.sqrt(keys.size(-1))
-        weights = scores.masked_fill(~source, float("-inf")).softmax(-1)
-        copy = torch.zeros(len(rows), logits.size(-1), device=logits.device).scatter_add(1, seen, weights)
-        gate = self.recall_point_gate(h).float()  # (n, 1): the copy's share, as a logit
-        own = logits[rows, columns].float().log_softmax(-1)
-        mixed = torch.logaddexp(F.logsigmoid(-gate) + own, F.logsigmoid(gate) + copy.clamp_min(1e-30).log())
+        weight = self.recall_point_key.weight
+        # In float32 whatever autocast would make of it (an einsum and a softmax in bf16 lose
+        # the scores, and CPU autocast leaves them bf16); inputs in the weights' own dtype.
+        with torch.autocast(x.device.type, enabled=False):
+            h = self.norm(x[rows, columns].to(weight.dtype))  # (n, d)
+            e = self.embed(seen).to(weight.dtype)
+            window = torch.cat((F.pad(e, (0, 0, 2, 0))[:, :-2], F.pad(e, (0, 0, 1, 0))[:, :-1], e), dim=-1)
+            keys = self.recall_point_key(window).float()
+            scores = torch.einsum("nd,nsd->ns", self.recall_point_query(h).float(), keys) / math.sqrt(keys.size(-1))
+            weights = scores.masked_fill(~source, float("-inf")).softmax(-1)
+            copy = torch.zeros(len(rows), logits.size(-1), device=logits.device).scatter_add(1, seen, weights)
+            gate = self.recall_point_gate(h).float()  # (n, 1): the copy's share, as a logit
+            own = logits[rows, columns].float().log_softmax(-1)
+            mixed = torch.logaddexp(F.logsigmoid(-gate) + own, F.logsigmoid(gate) + copy.clamp_min(1e-30).log())
         return logits.index_put((rows, columns), mixed.to(logits.dtype))
 
     @torch.no_grad()

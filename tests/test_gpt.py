@@ -229,6 +229,19 @@ def test_the_query_pointer_learns_which_word_of_the_question_to_search_within_st
         dataclasses.replace(COPY_CFG, query_pointer=True)
 
 
+def test_the_query_pointer_trains_under_bf16_autocast_as_in_float32():
+    """CPU autocast leaves an einsum and a softmax in bf16; the pointer's scores and mixture
+    stay float32, so a bf16 step gives the float32 loss to bf16's precision."""
+    model = GPT(dataclasses.replace(COPY_CFG, recall=True, recall_scope="context", query_pointer=True))
+    x, y, _ = asked_about()()
+    exact = model(x, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reduced = model(x, y)
+    reduced.backward()
+    assert reduced.item() == pytest.approx(exact.item(), rel=0.02)
+    assert model.recall_point_query.weight.grad.abs().sum() > 0
+
+
 def test_hf_names_cover_every_parameter_once():
     names = hf_names(CFG)
     assert set(names) == set(GPT(CFG).state_dict())
