@@ -125,7 +125,8 @@ def test_doc_sources_answer_from_results_and_refuse_verified_unknowns(index):
     assert splits == {"train", "test"}  # whole documents held out
     for _, messages, meta in asked:
         query, result, reply = messages[1]["tool_calls"][0]["arguments"], messages[2]["content"], messages[3]["content"]
-        assert reply == meta["answer"] and meta["kind"] == "doc" and query == meta["subject"]
+        assert reply == meta["answer"] and meta["kind"] == "doc"
+        assert query == f" {meta['subject']}"  # after a space: the question's own tokens (generate.doc_query)
         assert mentions(result, reply) and reply.rstrip(".") in meta["sentence"]  # a span the model can copy
     test_docs = {m["doc"] for s, _, m in asked if s == "test"}
     assert test_docs == {d.doc_id for d in definitions if generate.doc_split(ctx, d) == "test"}
