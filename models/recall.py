@@ -75,8 +75,7 @@ def lookup(
     keys = torch.arange(S, device=tokens.device)
     start = torch.zeros_like(slots) if first is None else first[:, None].expand_as(slots)  # (B, T)
     if boundary is not None:
-        opened = torch.where(tokens == boundary, keys, 0).cummax(1).values  # each slot's document start
-        start = torch.maximum(start, opened.gather(1, slots))
+        start = torch.maximum(start, document_starts(tokens, boundary).gather(1, slots))
     alive = keys[None, None, :] < slots[:, :, None]  # (B, T, S): candidates before the query
     if read is not None:  # the token after the candidate must be one the model read
         alive = alive & F.pad(read[:, 1:], (0, 1), value=False)[:, None, :]
@@ -92,6 +91,12 @@ def lookup(
     length = run.gather(-1, best[..., None])[..., 0]
     proposed = tokens.gather(1, (best + 1).clamp(max=S - 1))
     return proposed, length
+
+
+def document_starts(tokens: torch.Tensor, boundary: int) -> torch.Tensor:
+    """(B, S): each slot's document start, the latest `boundary` token at or before it (0: none)."""
+    keys = torch.arange(tokens.size(1), device=tokens.device)
+    return torch.where(tokens == boundary, keys, 0).cummax(1).values
 
 
 def written_by_model(targets: torch.Tensor) -> torch.Tensor:
@@ -201,7 +206,7 @@ def query_openings(
     rows, columns = opening.nonzero(as_tuple=True)
     at = slots[rows, columns]
     keys = torch.arange(tokens.size(1), device=tokens.device)
-    start = torch.where(tokens == boundary, keys, 0).cummax(1).values[rows, at]  # the document's first slot
+    start = document_starts(tokens, boundary)[rows, at]
     if first is not None:
         start = torch.maximum(start, first[rows])
     user = _inside(tokens, (ids["<|user_start|>"],), (ids["<|user_end|>"],)) & (tokens != ids["<|user_start|>"])

@@ -223,9 +223,8 @@ class Trainer:
         if self.env.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # A micro-batch where no search query opens leaves the query pointer without gradients.
-            unused = model_cfg.query_pointer
             self.forward = torch.nn.parallel.DistributedDataParallel(
-                self.forward, device_ids=ids, find_unused_parameters=unused
+                self.forward, device_ids=ids, find_unused_parameters=model_cfg.query_pointer
             )
 
     def _restore(self, uri: str) -> None:

@@ -665,7 +665,8 @@ def doc_questions(ctx: Context) -> Iterator[Item]:
     per_definition = ctx.counts.get("doc_questions", 2)
     for d in ctx.definitions:
         split = doc_split(ctx, d)
-        result = ctx.search(doc_query(d.subject))
+        query = doc_query(d.subject)
+        result = ctx.search(query)
         if not mentions(result, d.answer):
             continue
         rng = ctx.rng("doc_questions", d.id)
@@ -677,7 +678,7 @@ def doc_questions(ctx: Context) -> Iterator[Item]:
             question = template.format(x=d.subject, be=d.be)
             yield (
                 split,
-                tool_turn(question, "search", doc_query(d.subject), result, d.answer),
+                tool_turn(question, "search", query, result, d.answer),
                 _doc_meta(d, retrievable=True, template=question),
             )
 

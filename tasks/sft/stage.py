@@ -196,8 +196,9 @@ def base_config(base: str) -> dict[str, Any]:
 
 
 def model_for_sft(base: GPTConfig, recall: bool) -> GPTConfig:
-    """The model SFT trains: the base's, with recall in context added when `recall` asks for
-    it (Trainer._initialize gives the new pointer its starting weights). A base that already
+    """The model SFT trains: the base's, with recall in context and its query pointer added
+    when `recall` asks for them (Trainer._initialize gives the new parameters their starting
+    weights; a base that already recalls in context is kept as trained). A base that already
     recalls everywhere is refused: its pointer was trained to read and write anywhere, and
     narrowing it silently would train another model than the one asked for."""
     if not recall or (base.recall and base.recall_scope == "context"):
